@@ -1,0 +1,2 @@
+export { weightedUpdateVector, UpdateAccumulator, applyAggregate } from './vector.js';
+export { float32ToBytes, bytesToFloat32 } from './bytes.js';

@@ -1,0 +1,6 @@
+export * from './logging/index.js';
+export * from './proto/index.js';
+export * from './fedavg/index.js';
+export * from './chunks/index.js';
+export * from './study/index.js';
+export * from './model/index.js';

@@ -1,0 +1,14 @@
+export { createPrng, deriveSeed, type Prng } from './prng.js';
+export type { ParameterInit, ParameterShape } from './types.js';
+export { smallCnnLayers, smallCnnSpecSchema, type SmallCnnLayer, type SmallCnnSpec } from './small-cnn.js';
+export {
+  ARCHITECTURE_NAMES,
+  InvalidModelSpecError,
+  modelSpecSchema,
+  parseModelSpec,
+  type Architecture,
+  type ModelSpec,
+} from './spec.js';
+export { WEIGHTS_LAYOUT_VERSION, describeParameters, elementCount, parameterCount, type ArchitectureDefinition } from './registry.js';
+export { initialWeights } from './weights.js';
+export { modelSpecHash } from './hash.js';

@@ -1,0 +1,36 @@
+import { z } from 'zod';
+import { smallCnnSpecSchema } from './small-cnn.js';
+
+const SPEC_SCHEMAS = [smallCnnSpecSchema] as const;
+
+/** Every architecture name the schema accepts, in registration order. */
+export const ARCHITECTURE_NAMES: readonly string[] = SPEC_SCHEMAS.map((schema) => schema.shape.architecture.value);
+
+/**
+ * Model definitions, discriminated by `architecture`. A new architecture adds its own strict object schema to
+ * SPEC_SCHEMAS (it may carry extra fields, e.g. a depth) and an entry in the registry in `registry.ts`; the
+ * TypeScript `Record` over {@link Architecture} there and in the site agent's builder then refuses to compile until
+ * both exist.
+ */
+export const modelSpecSchema = z.discriminatedUnion('architecture', SPEC_SCHEMAS, {
+  error: (issue) =>
+    issue.code === 'invalid_union' ? `architecture must be one of: ${ARCHITECTURE_NAMES.join(', ')}` : undefined,
+});
+
+export type ModelSpec = z.infer<typeof modelSpecSchema>;
+export type Architecture = ModelSpec['architecture'];
+
+export class InvalidModelSpecError extends Error {
+  override readonly name = 'InvalidModelSpecError';
+}
+
+/** Validates untrusted input (config files, RPC payloads); the message names every offending field. */
+export function parseModelSpec(input: unknown): ModelSpec {
+  const result = modelSpecSchema.safeParse(input);
+  if (result.success) return result.data;
+  const problems = result.error.issues.map((issue) => {
+    const field = issue.path.map(String).join('.');
+    return field === '' ? issue.message : `${field}: ${issue.message}`;
+  });
+  throw new InvalidModelSpecError(`invalid model spec: ${problems.join('; ')}`);
+}

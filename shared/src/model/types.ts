@@ -1,0 +1,32 @@
+import { z } from 'zod';
+
+/** How a parameter tensor is initialised by {@link initialWeights}. */
+export type ParameterInit = 'glorot-uniform' | 'zeros';
+
+/** One trainable tensor of a model, as it appears in the flat weight vector. */
+export interface ParameterShape {
+  /** Stable name, `<layer>/<kernel|bias>`. */
+  name: string;
+  /** Row-major (C order) shape, TensorFlow conventions: conv kernels [kh, kw, inC, outC], dense kernels [in, out]. */
+  shape: number[];
+  init: ParameterInit;
+}
+
+/** Fields every architecture's spec carries; each architecture adds its own literal `architecture` tag. */
+export const baseSpecFields = {
+  inputSize: z
+    .number({ error: 'inputSize must be a number' })
+    .int('inputSize must be an integer')
+    .min(16, 'inputSize must be >= 16')
+    .max(512, 'inputSize must be <= 512'),
+  channels: z.union([z.literal(1), z.literal(3)], { error: 'channels must be 1 or 3' }),
+  classes: z
+    .number({ error: 'classes must be a number' })
+    .int('classes must be an integer')
+    .min(2, 'classes must be >= 2'),
+  seed: z
+    .number({ error: 'seed must be a number' })
+    .int('seed must be an integer')
+    .min(0, 'seed must be an unsigned 32-bit integer (>= 0)')
+    .max(0xffff_ffff, 'seed must be an unsigned 32-bit integer (<= 4294967295)'),
+} as const;

@@ -1,0 +1,68 @@
+import { createHash } from 'node:crypto';
+import { z } from 'zod';
+import { modelSpecSchema } from '../model/index.js';
+import { canonicalJson } from './canonical-json.js';
+
+/** Site ids double as certificate names and folder names: keep them to a safe, boring alphabet. */
+export const siteIdSchema = z
+  .string()
+  .regex(/^[a-z0-9][a-z0-9-]{0,62}$/, 'a site id is 1-63 characters of a-z, 0-9 and "-", starting with a letter or digit');
+
+/**
+ * What a researcher declares to run a study. Everything that changes what sites compute is in here, so the
+ * study's hash (which site policies approve) covers it.
+ */
+export const studyDefinitionSchema = z
+  .object({
+    name: z.string().trim().min(1).max(200),
+    model: modelSpecSchema,
+    classNames: z.array(z.string().trim().min(1).max(64)).min(2),
+    rounds: z.int().min(1).max(10_000),
+    minSites: z.int().min(1).max(10_000),
+    localEpochs: z.int().min(1).max(1_000),
+    batchSize: z.int().min(1).max(4_096),
+    learningRate: z.number().positive().max(10),
+    /** Local optimiser; its state is reset every round, so only weights ever leave a site. */
+    optimizer: z.enum(['sgd', 'adam']).default('adam'),
+    /** How updates are combined. 'plaintext' sums clear vectors and is only for development. */
+    aggregation: z.enum(['plaintext']).default('plaintext'),
+    /** A round that has not heard from every assigned site by then closes with whoever reported. */
+    roundTimeoutSeconds: z.int().min(5).max(7 * 24 * 3600).default(900),
+    /** Restrict the study to these sites; by default every site connected when a round opens takes part. */
+    sites: z.array(siteIdSchema).min(1).optional(),
+  })
+  .strict()
+  .superRefine((def, ctx) => {
+    if (def.classNames.length !== def.model.classes) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['classNames'],
+        message: `lists ${def.classNames.length} classes but model.classes is ${def.model.classes}`,
+      });
+    }
+    if (new Set(def.classNames).size !== def.classNames.length) {
+      ctx.addIssue({ code: 'custom', path: ['classNames'], message: 'class names must be unique' });
+    }
+    if (def.sites && def.sites.length < def.minSites) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['minSites'],
+        message: `is ${def.minSites} but only ${def.sites.length} sites are listed`,
+      });
+    }
+  });
+
+export type StudyDefinition = z.output<typeof studyDefinitionSchema>;
+export type StudyDefinitionInput = z.input<typeof studyDefinitionSchema>;
+
+export function studyHash(def: StudyDefinition): string {
+  return createHash('sha256').update(canonicalJson(def)).digest('hex');
+}
+
+/** Formats zod issues as "field.path: message" lines, so every bad input names what and where. */
+export function describeIssues(error: z.ZodError): string[] {
+  return error.issues.map((issue) => {
+    const where = issue.path.length > 0 ? issue.path.map(String).join('.') : '(root)';
+    return `${where}: ${issue.message}`;
+  });
+}
