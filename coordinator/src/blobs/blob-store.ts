@@ -1,0 +1,203 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { constants } from 'node:fs';
+import { chmod, mkdir, open, readFile, rename, rm, stat, type FileHandle } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { Readable } from 'node:stream';
+
+/** Lower-case hex SHA-256: the only spelling accepted, so one blob never has two names. */
+export const SHA256_HEX = /^[0-9a-f]{64}$/;
+
+export function isSha256Hex(value: string): boolean {
+  return SHA256_HEX.test(value);
+}
+
+export class InvalidSha256Error extends TypeError {
+  override readonly name = 'InvalidSha256Error';
+  readonly value: string;
+  constructor(value: string) {
+    super(`not a SHA-256 digest (64 lower-case hex characters): ${JSON.stringify(value.slice(0, 80))}`);
+    this.value = value;
+  }
+}
+
+export class BlobNotFoundError extends Error {
+  override readonly name = 'BlobNotFoundError';
+  readonly sha256: string;
+  constructor(sha256: string) {
+    super(`no blob with sha256 ${sha256}`);
+    this.sha256 = sha256;
+  }
+}
+
+export interface BlobInfo {
+  sha256: string;
+  size: number;
+}
+
+export type BlobSource = Uint8Array | Iterable<Uint8Array> | AsyncIterable<Uint8Array>;
+
+const READ_CHUNK_BYTES = 256 * 1024;
+
+/**
+ * Content-addressed files under `<root>/sha256/<first two hex>/<hash>`. Writes go to `<root>/tmp`
+ * (same file system, so the final rename is atomic), are fsynced, then renamed into place and the
+ * directory fsynced: after put() resolves the blob survives a crash, and a reader never sees a
+ * partial file. Storing the same bytes twice is a no-op that returns the same address.
+ */
+export class BlobStore {
+  readonly rootDir: string;
+  constructor(rootDir: string) {
+    this.rootDir = rootDir;
+  }
+
+  /** Where a blob lives (whether or not it exists yet). */
+  pathOf(sha256: string): string {
+    if (!isSha256Hex(sha256)) throw new InvalidSha256Error(sha256);
+    return join(this.rootDir, 'sha256', sha256.slice(0, 2), sha256);
+  }
+
+  async put(source: BlobSource): Promise<BlobInfo> {
+    const tmpDir = join(this.rootDir, 'tmp');
+    await mkdir(tmpDir, { recursive: true });
+    const tmpPath = join(tmpDir, `${randomBytes(12).toString('hex')}.part`);
+    const hash = createHash('sha256');
+    let size = 0;
+    let handle: FileHandle | undefined = await open(tmpPath, 'wx', 0o644);
+    try {
+      for await (const chunk of chunksOf(source)) {
+        if (!(chunk instanceof Uint8Array)) throw new TypeError('blob chunks must be Uint8Array');
+        hash.update(chunk);
+        size += chunk.byteLength;
+        await writeFully(handle, chunk);
+      }
+      await handle.sync();
+      await handle.close();
+      handle = undefined;
+
+      const sha256 = hash.digest('hex');
+      const finalPath = this.pathOf(sha256);
+      if (await exists(finalPath)) {
+        await rm(tmpPath, { force: true });
+        return { sha256, size };
+      }
+      await mkdir(dirname(finalPath), { recursive: true });
+      // Blobs are immutable; read-only files make accidental in-place edits fail loudly.
+      await chmod(tmpPath, 0o444);
+      // Concurrent puts of the same bytes both rename identical files onto one name: harmless.
+      await rename(tmpPath, finalPath);
+      await syncDirectory(dirname(finalPath));
+      return { sha256, size };
+    } catch (error) {
+      await handle?.close().catch(() => undefined);
+      await rm(tmpPath, { force: true });
+      throw error;
+    }
+  }
+
+  /** The whole blob in memory; use createReadStream for large ones. */
+  async get(sha256: string): Promise<Uint8Array> {
+    const path = this.pathOf(sha256);
+    try {
+      return await readFile(path);
+    } catch (error) {
+      throw notFoundOr(error, sha256);
+    }
+  }
+
+  async has(sha256: string): Promise<boolean> {
+    return exists(this.pathOf(sha256));
+  }
+
+  /** Size in bytes, or undefined when the blob is absent. */
+  async size(sha256: string): Promise<number | undefined> {
+    try {
+      return (await stat(this.pathOf(sha256))).size;
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      throw error;
+    }
+  }
+
+  /**
+   * Streams the blob from byte `start` (default 0). The hash is checked synchronously (throws
+   * InvalidSha256Error); a missing blob surfaces as a BlobNotFoundError 'error' event on the stream.
+   */
+  createReadStream(sha256: string, options: { start?: number } = {}): Readable {
+    const path = this.pathOf(sha256);
+    const start = options.start ?? 0;
+    if (!Number.isSafeInteger(start) || start < 0) throw new RangeError(`start must be a whole number >= 0, got ${start}`);
+    return Readable.from(readChunks(path, sha256, start), { objectMode: false });
+  }
+}
+
+async function* chunksOf(source: BlobSource): AsyncIterable<Uint8Array> {
+  if (source instanceof Uint8Array) {
+    yield source;
+    return;
+  }
+  yield* source;
+}
+
+async function writeFully(handle: FileHandle, chunk: Uint8Array): Promise<void> {
+  let offset = 0;
+  while (offset < chunk.byteLength) {
+    const { bytesWritten } = await handle.write(chunk, offset, chunk.byteLength - offset);
+    offset += bytesWritten;
+  }
+}
+
+async function* readChunks(path: string, sha256: string, start: number): AsyncGenerator<Buffer> {
+  let handle: FileHandle;
+  try {
+    handle = await open(path, constants.O_RDONLY);
+  } catch (error) {
+    throw notFoundOr(error, sha256);
+  }
+  try {
+    let position = start;
+    for (;;) {
+      // A fresh buffer per chunk: consumers may keep chunks after we read the next one.
+      const buffer = Buffer.allocUnsafe(READ_CHUNK_BYTES);
+      const { bytesRead } = await handle.read(buffer, 0, buffer.byteLength, position);
+      if (bytesRead === 0) return;
+      position += bytesRead;
+      yield bytesRead === buffer.byteLength ? buffer : buffer.subarray(0, bytesRead);
+    }
+  } finally {
+    await handle.close();
+  }
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await stat(path);
+    return true;
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return false;
+    throw error;
+  }
+}
+
+/** Makes a rename durable; some platforms (Windows) cannot open directories, and there it is moot. */
+async function syncDirectory(dir: string): Promise<void> {
+  let handle: FileHandle;
+  try {
+    handle = await open(dir, constants.O_RDONLY);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === 'EISDIR' || code === 'EPERM' || code === 'EACCES') return;
+    throw error;
+  }
+  try {
+    await handle.sync();
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code !== 'EINVAL' && code !== 'EPERM') throw error;
+  } finally {
+    await handle.close();
+  }
+}
+
+function notFoundOr(error: unknown, sha256: string): unknown {
+  return (error as NodeJS.ErrnoException).code === 'ENOENT' ? new BlobNotFoundError(sha256) : error;
+}

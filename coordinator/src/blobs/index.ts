@@ -1,0 +1,9 @@
+export {
+  BlobStore,
+  BlobNotFoundError,
+  InvalidSha256Error,
+  SHA256_HEX,
+  isSha256Hex,
+  type BlobInfo,
+  type BlobSource,
+} from './blob-store.js';
