@@ -1,0 +1,43 @@
+import { Module, type DynamicModule, type OnApplicationShutdown, Inject, Injectable } from '@nestjs/common';
+import { join } from 'node:path';
+import { BlobStore } from '../blobs/index.js';
+import type { CoordinatorConfig } from '../config/index.js';
+import { FederationHandlers } from '../federation/federation.handlers.js';
+import { openDatabase, type Database } from '../persistence/index.js';
+import { RoundsService } from '../rounds/rounds.service.js';
+import { SiteSessions } from '../sessions/site-sessions.js';
+import { StudiesController } from '../studies/studies.controller.js';
+import { StudiesService } from '../studies/studies.service.js';
+import { BLOB_STORE, COORDINATOR_CONFIG, DATABASE } from './tokens.js';
+
+/** Closes the database last, after every service that uses it has stopped (an open PGlite hangs the process). */
+@Injectable()
+class DatabaseLifecycle implements OnApplicationShutdown {
+  constructor(@Inject(DATABASE) private readonly db: Database) {}
+  async onApplicationShutdown(): Promise<void> {
+    await this.db.close();
+  }
+}
+
+@Module({})
+export class AppModule {
+  static forRoot(config: CoordinatorConfig): DynamicModule {
+    return {
+      module: AppModule,
+      controllers: [StudiesController],
+      providers: [
+        { provide: COORDINATOR_CONFIG, useValue: config },
+        {
+          provide: DATABASE,
+          useFactory: () => openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir }),
+        },
+        { provide: BLOB_STORE, useFactory: () => new BlobStore(join(config.dataDir, 'blobs')) },
+        DatabaseLifecycle,
+        SiteSessions,
+        RoundsService,
+        StudiesService,
+        FederationHandlers,
+      ],
+    };
+  }
+}

@@ -1,0 +1,4 @@
+/** Injection tokens for values that are not classes. */
+export const COORDINATOR_CONFIG = Symbol('COORDINATOR_CONFIG');
+export const DATABASE = Symbol('DATABASE');
+export const BLOB_STORE = Symbol('BLOB_STORE');

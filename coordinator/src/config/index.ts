@@ -1,0 +1,62 @@
+import { parseArgs } from 'node:util';
+import { z } from 'zod';
+import { describeIssues } from '@federa/shared';
+
+const port = z.coerce.number().int().min(0).max(65535);
+
+export const coordinatorConfigSchema = z.object({
+  /** Address both listeners bind to. */
+  host: z.string().min(1).default('127.0.0.1'),
+  /** REST API and dashboard; 0 picks a free port (reported in the ready file and the log). */
+  httpPort: port.default(8080),
+  /** Site-facing gRPC federation service; 0 picks a free port. */
+  grpcPort: port.default(50051),
+  /** Holds the embedded database (when no databaseUrl is set) and the content-addressed blobs. */
+  dataDir: z.string().min(1).default('.federa/coordinator'),
+  /** PostgreSQL connection string; the embedded PGlite database is used when absent. */
+  databaseUrl: z.string().url().optional(),
+  /** Plaintext gRPC for development only: sites are identified by metadata, not certificates. */
+  insecure: z.boolean().default(false),
+  /** Written (JSON with the bound ports) once both listeners accept connections. */
+  readyFile: z.string().min(1).optional(),
+});
+
+export type CoordinatorConfig = z.output<typeof coordinatorConfigSchema>;
+
+export class ConfigError extends Error {
+  override readonly name = 'ConfigError';
+}
+
+export function parseCoordinatorConfig(input: unknown): CoordinatorConfig {
+  const parsed = coordinatorConfigSchema.safeParse(input);
+  if (!parsed.success) {
+    throw new ConfigError(`invalid coordinator configuration:\n  ${describeIssues(parsed.error).join('\n  ')}`);
+  }
+  return parsed.data;
+}
+
+/** Command-line flags win over FEDERA_* environment variables, which win over defaults. */
+export function configFromCommandLine(argv: string[], env: NodeJS.ProcessEnv): CoordinatorConfig {
+  const { values } = parseArgs({
+    args: argv,
+    strict: true,
+    options: {
+      host: { type: 'string' },
+      'http-port': { type: 'string' },
+      'grpc-port': { type: 'string' },
+      'data-dir': { type: 'string' },
+      'database-url': { type: 'string' },
+      insecure: { type: 'boolean' },
+      'ready-file': { type: 'string' },
+    },
+  });
+  return parseCoordinatorConfig({
+    host: values.host ?? env.FEDERA_HOST,
+    httpPort: values['http-port'] ?? env.FEDERA_HTTP_PORT,
+    grpcPort: values['grpc-port'] ?? env.FEDERA_GRPC_PORT,
+    dataDir: values['data-dir'] ?? env.FEDERA_DATA_DIR,
+    databaseUrl: values['database-url'] ?? env.DATABASE_URL,
+    insecure: values.insecure ?? (env.FEDERA_INSECURE === '1' || env.FEDERA_INSECURE === 'true' ? true : undefined),
+    readyFile: values['ready-file'],
+  });
+}

@@ -1,0 +1,37 @@
+import { Catch, HttpException, type ArgumentsHost, type ExceptionFilter } from '@nestjs/common';
+import type { Response } from 'express';
+import { createLogger } from '@federa/shared';
+import { FederationError, GrpcStatus } from '../federation/federation-error.js';
+import { StudyInputError, StudyNotFoundError } from '../studies/studies.service.js';
+
+/**
+ * Turns domain errors into HTTP answers with a body that says what was wrong and where:
+ * `{ "error": "...", "issues": ["field.path: message", ...] }`. Anything unexpected is a logged 500.
+ */
+@Catch()
+export class HttpErrorFilter implements ExceptionFilter {
+  private readonly log = createLogger('http');
+
+  catch(exception: unknown, host: ArgumentsHost): void {
+    const response = host.switchToHttp().getResponse<Response>();
+    const [status, body] = this.describe(exception);
+    if (status >= 500) this.log.error({ err: exception }, 'request failed');
+    response.status(status).json(body);
+  }
+
+  private describe(exception: unknown): [number, { error: string; issues?: string[] }] {
+    if (exception instanceof StudyInputError) return [400, { error: 'invalid study definition', issues: exception.issues }];
+    if (exception instanceof StudyNotFoundError) return [404, { error: exception.message }];
+    if (exception instanceof FederationError) {
+      const status =
+        exception.code === GrpcStatus.NOT_FOUND ? 404 : exception.code === GrpcStatus.FAILED_PRECONDITION ? 409 : 400;
+      return [status, { error: exception.message }];
+    }
+    if (exception instanceof HttpException) {
+      const payload = exception.getResponse();
+      const message = typeof payload === 'string' ? payload : exception.message;
+      return [exception.getStatus(), { error: message }];
+    }
+    return [500, { error: 'internal error; see the coordinator log' }];
+  }
+}

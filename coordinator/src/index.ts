@@ -1,0 +1,3 @@
+export { startCoordinator, type RunningCoordinator } from './app/bootstrap.js';
+export { configFromCommandLine, parseCoordinatorConfig, coordinatorConfigSchema, type CoordinatorConfig } from './config/index.js';
+export { openDatabase, type Database } from './persistence/index.js';

@@ -1,0 +1,32 @@
+#!/usr/bin/env node
+import { createLogger } from '@federa/shared';
+import { startCoordinator } from './app/bootstrap.js';
+import { ConfigError, configFromCommandLine } from './config/index.js';
+
+const log = createLogger('coordinator');
+
+async function main(): Promise<void> {
+  const config = configFromCommandLine(process.argv.slice(2), process.env);
+  const coordinator = await startCoordinator(config);
+  const stop = (signal: string): void => {
+    log.info({ signal }, 'shutting down');
+    coordinator.close().then(
+      () => process.exit(0),
+      (error: unknown) => {
+        log.error({ err: error }, 'shutdown failed');
+        process.exit(1);
+      },
+    );
+  };
+  process.once('SIGINT', () => stop('SIGINT'));
+  process.once('SIGTERM', () => stop('SIGTERM'));
+}
+
+main().catch((error: unknown) => {
+  if (error instanceof ConfigError) {
+    process.stderr.write(`federa-coordinator: ${error.message}\n`);
+    process.exit(2);
+  }
+  log.fatal({ err: error }, 'coordinator failed to start');
+  process.exit(1);
+});

@@ -1,0 +1,177 @@
+import { randomUUID } from 'node:crypto';
+import { Inject, Injectable } from '@nestjs/common';
+import { describeIssues, studyDefinitionSchema, studyHash, type StudyDefinition } from '@federa/shared';
+import { DATABASE } from '../app/tokens.js';
+import type { Database } from '../persistence/index.js';
+import { RoundsService } from '../rounds/rounds.service.js';
+import { SiteSessions } from '../sessions/site-sessions.js';
+
+export class StudyInputError extends Error {
+  override readonly name = 'StudyInputError';
+  constructor(readonly issues: string[]) {
+    super(`invalid study definition: ${issues.join('; ')}`);
+  }
+}
+
+export class StudyNotFoundError extends Error {
+  override readonly name = 'StudyNotFoundError';
+}
+
+export interface StudySummary {
+  id: string;
+  name: string;
+  status: string;
+  specHash: string;
+  totalRounds: number;
+  currentRound: number;
+  createdAt: string;
+  startedAt: string | null;
+  finishedAt: string | null;
+  error: string | null;
+}
+
+export interface SiteMetricView {
+  siteId: string;
+  kind: string;
+  loss: number;
+  accuracy: number;
+  samples: number | null;
+}
+
+export interface RoundView {
+  number: number;
+  status: string;
+  openedAt: string;
+  closedAt: string | null;
+  deadlineAt: string | null;
+  assignedSites: string[];
+  reportedSites: string[];
+  participants: number;
+  model: { sha256: string; sizeBytes: number; parameterCount: number } | null;
+  metrics: SiteMetricView[];
+}
+
+export interface StudyStatus extends StudySummary {
+  definition: StudyDefinition;
+  initialModel: { sha256: string; sizeBytes: number; parameterCount: number } | null;
+  rounds: RoundView[];
+}
+
+/** Researcher-facing operations on studies; round mechanics live in RoundsService. */
+@Injectable()
+export class StudiesService {
+  constructor(
+    @Inject(DATABASE) private readonly db: Database,
+    @Inject(RoundsService) private readonly rounds: RoundsService,
+    @Inject(SiteSessions) private readonly sessions: SiteSessions,
+  ) {}
+
+  async create(body: unknown): Promise<StudyStatus> {
+    const parsed = studyDefinitionSchema.safeParse(body);
+    if (!parsed.success) throw new StudyInputError(describeIssues(parsed.error));
+    const def = parsed.data;
+    const study = await this.db.prisma.study.create({
+      data: {
+        id: randomUUID(),
+        name: def.name,
+        status: 'draft',
+        spec: def,
+        specHash: studyHash(def),
+        totalRounds: def.rounds,
+      },
+    });
+    return this.status(study.id);
+  }
+
+  async start(id: string): Promise<StudyStatus> {
+    await this.requireStudy(id);
+    await this.rounds.startStudy(id);
+    return this.status(id);
+  }
+
+  async list(): Promise<StudySummary[]> {
+    const rows = await this.db.prisma.study.findMany({ orderBy: { createdAt: 'desc' } });
+    return rows.map((row) => summarise(row));
+  }
+
+  async status(id: string): Promise<StudyStatus> {
+    const study = await this.requireStudy(id);
+    const [rounds, models] = await Promise.all([
+      this.db.prisma.round.findMany({
+        where: { studyId: id },
+        orderBy: { number: 'asc' },
+        include: { receipts: true, metrics: true },
+      }),
+      this.db.prisma.modelVersion.findMany({ where: { studyId: id } }),
+    ]);
+    const modelOf = (round: number): RoundView['model'] => {
+      const m = models.find((x) => x.round === round);
+      return m ? { sha256: m.sha256, sizeBytes: m.sizeBytes, parameterCount: m.parameterCount } : null;
+    };
+    return {
+      ...summarise(study),
+      definition: studyDefinitionSchema.parse(study.spec),
+      initialModel: modelOf(0),
+      rounds: rounds.map((r) => ({
+        number: r.number,
+        status: r.status,
+        openedAt: r.openedAt.toISOString(),
+        closedAt: r.closedAt?.toISOString() ?? null,
+        deadlineAt: r.deadlineAt?.toISOString() ?? null,
+        assignedSites: r.assignedSites,
+        reportedSites: r.receipts.map((x) => x.siteId).sort(),
+        participants: r.participants,
+        model: r.status === 'closed' ? modelOf(r.number) : null,
+        metrics: r.metrics
+          .map((m) => ({ siteId: m.siteId, kind: m.kind, loss: m.loss, accuracy: m.accuracy, samples: m.samples }))
+          .sort((a, b) => a.siteId.localeCompare(b.siteId) || a.kind.localeCompare(b.kind)),
+      })),
+    };
+  }
+
+  /** The plaintext global model after `round` (0 = initial), as float32 little-endian bytes. */
+  async modelBlob(id: string, round: number): Promise<{ sha256: string }> {
+    await this.requireStudy(id);
+    const model = await this.db.prisma.modelVersion.findUnique({ where: { studyId_round: { studyId: id, round } } });
+    if (!model) throw new StudyNotFoundError(`study ${id} has no model for round ${round} (yet)`);
+    return { sha256: model.sha256 };
+  }
+
+  async sites(): Promise<Array<{ id: string; status: string; connected: boolean; registeredAt: string; lastSeenAt: string }>> {
+    const rows = await this.db.prisma.site.findMany({ orderBy: { id: 'asc' } });
+    return rows.map((s) => ({
+      id: s.id,
+      status: s.status,
+      connected: this.sessions.isConnected(s.id),
+      registeredAt: s.registeredAt.toISOString(),
+      lastSeenAt: s.lastSeenAt.toISOString(),
+    }));
+  }
+
+  private async requireStudy(id: string) {
+    const study = await this.db.prisma.study.findUnique({ where: { id } });
+    if (!study) throw new StudyNotFoundError(`study ${id} does not exist`);
+    return study;
+  }
+}
+
+type StudyRow = Omit<StudySummary, 'createdAt' | 'startedAt' | 'finishedAt'> & {
+  createdAt: Date;
+  startedAt: Date | null;
+  finishedAt: Date | null;
+};
+
+function summarise(row: StudyRow): StudySummary {
+  return {
+    id: row.id,
+    name: row.name,
+    status: row.status,
+    specHash: row.specHash,
+    totalRounds: row.totalRounds,
+    currentRound: row.currentRound,
+    createdAt: row.createdAt.toISOString(),
+    startedAt: row.startedAt?.toISOString() ?? null,
+    finishedAt: row.finishedAt?.toISOString() ?? null,
+    error: row.error,
+  };
+}
