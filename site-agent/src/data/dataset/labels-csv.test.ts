@@ -1,0 +1,54 @@
+import { describe, expect, it } from 'vitest';
+import { LabelsCsvError, parseLabelsCsv } from './labels-csv.js';
+
+function issuesOf(text: string): Array<{ line: number; column: string | undefined; message: string }> {
+  try {
+    parseLabelsCsv(text, 'labels.csv');
+  } catch (error) {
+    if (error instanceof LabelsCsvError) return error.issues.map((i) => ({ ...i }));
+    throw error;
+  }
+  throw new Error('expected LabelsCsvError');
+}
+
+describe('parseLabelsCsv', () => {
+  it('parses rows, quoted fields, CRLF, a BOM and trailing blank lines', () => {
+    const text = '\uFEFFfile,label\r\nimages/a.dcm,normal\r\n"images/b,c.dcm",lesion\r\n  images\\\\sub\\\\d.dcm , lesion \r\n\r\n';
+    expect(parseLabelsCsv(text)).toEqual([
+      { file: 'images/a.dcm', label: 'normal', line: 2 },
+      { file: 'images/b,c.dcm', label: 'lesion', line: 3 },
+      { file: 'images/sub/d.dcm', label: 'lesion', line: 4 },
+    ]);
+  });
+
+  it('accepts columns in any order plus extra columns', () => {
+    expect(parseLabelsCsv('label,site,file\nnormal,a,x.dcm\n')).toEqual([{ file: 'x.dcm', label: 'normal', line: 2 }]);
+  });
+
+  it('names the line and column of each bad row', () => {
+    const issues = issuesOf('file,label\nok.dcm,normal\n,lesion\nb.dcm,\n../escape.dcm,normal\n/abs.dcm,normal\nok.dcm,lesion\nx.dcm,normal,extra\n');
+    expect(issues).toEqual([
+      { line: 3, column: 'file', message: 'must not be empty' },
+      { line: 4, column: 'label', message: 'must not be empty' },
+      { line: 5, column: 'file', message: 'must not point outside the data directory' },
+      { line: 6, column: 'file', message: 'must be a path relative to the data directory' },
+      { line: 7, column: 'file', message: '"ok.dcm" is already labelled on line 2' },
+      { line: 8, column: undefined, message: 'expected 2 fields, found 3' },
+    ]);
+  });
+
+  it('counts lines inside quoted multi-line fields', () => {
+    const issues = issuesOf('file,label\n"a\nb.dcm",normal\nc.dcm,\n');
+    expect(issues).toEqual([{ line: 4, column: 'label', message: 'must not be empty' }]);
+  });
+
+  it('rejects a missing header, an empty file and an unterminated quote', () => {
+    expect(issuesOf('path,class\na.dcm,normal\n')[0]?.message).toMatch(/header must contain columns "file" and "label"/);
+    expect(issuesOf('')[0]?.message).toMatch(/empty/);
+    expect(issuesOf('file,label\n"a.dcm,normal\n')).toEqual([{ line: 2, column: undefined, message: 'quoted field is never closed' }]);
+  });
+
+  it('puts line numbers in the error message', () => {
+    expect(() => parseLabelsCsv('file,label\na.dcm,\n', 'site/labels.csv')).toThrow(/site\/labels\.csv: invalid labels CSV\n {2}line 2, column "label": must not be empty/);
+  });
+});

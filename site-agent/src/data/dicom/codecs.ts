@@ -1,0 +1,95 @@
+import type { DicomHeader } from './header.js';
+import { nativeFrameByteLength, swapToLittleEndian, upsampleYbr422 } from './pixels.js';
+import { DicomRejection } from './rejection.js';
+import {
+  DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN,
+  EXPLICIT_VR_BIG_ENDIAN,
+  EXPLICIT_VR_LITTLE_ENDIAN,
+  IMPLICIT_VR_LITTLE_ENDIAN,
+} from './transfer-syntax.js';
+
+/** Pixel Data as found in the file, before any codec runs. */
+export type EncodedPixelData =
+  | {
+      readonly kind: 'native';
+      /** The value bytes of (7FE0,0010), in the dataset's byte order. */
+      readonly bytes: Uint8Array;
+      /** VR of the element when the dataset is explicit VR (OB or OW), else undefined. */
+      readonly vr: string | undefined;
+    }
+  | {
+      readonly kind: 'encapsulated';
+      readonly fragmentCount: number;
+      /** The compressed bitstream of one frame (fragments concatenated as the offset tables dictate). */
+      frame(index: number): Uint8Array;
+    };
+
+export interface CodecInput {
+  readonly file: string;
+  readonly header: DicomHeader;
+  readonly littleEndian: boolean;
+  readonly pixelData: EncodedPixelData;
+}
+
+/**
+ * A codec's output: samples of header.bitsAllocated bits in little-endian byte order, either interleaved per
+ * pixel or planar. The reader then masks to Bits Stored, sign-extends and interleaves, so codecs stay small.
+ */
+export interface CodecFrame {
+  readonly bytes: Uint8Array;
+  readonly planar: boolean;
+}
+
+/**
+ * One decoder per transfer syntax. Compressed syntaxes (JPEG, JPEG-LS, JPEG 2000, RLE) plug in by adding an
+ * entry to the codec map passed to the reader; a syntax without an entry is rejected with its name.
+ */
+export interface PixelCodec {
+  readonly name: string;
+  /** Throws DicomRejection when the frame cannot be decoded (e.g. the data is shorter than declared). */
+  decodeFrame(input: CodecInput, frameIndex: number): CodecFrame;
+}
+
+export type CodecRegistry = ReadonlyMap<string, PixelCodec>;
+
+/** Uncompressed pixel data in any of the native transfer syntaxes (deflate is undone by the parser already). */
+export const nativeCodec: PixelCodec = {
+  name: 'native',
+  decodeFrame(input, frameIndex) {
+    const { header: h, pixelData, file } = input;
+    if (pixelData.kind !== 'native') {
+      throw new DicomRejection(
+        file,
+        'unsupported-pixel-format',
+        `encapsulated (undefined-length) Pixel Data under native transfer syntax ${h.transferSyntaxUid} (${h.transferSyntaxName})`,
+      );
+    }
+    const frameBytes = nativeFrameByteLength(h);
+    const needed = frameBytes * h.numberOfFrames;
+    // Checked for all frames at once so a short multi-frame file is refused up front, not halfway through.
+    if (pixelData.bytes.length < needed) {
+      throw new DicomRejection(
+        file,
+        'truncated',
+        `Pixel Data holds ${pixelData.bytes.length} bytes but ${h.numberOfFrames} frame(s) of ${h.rows} x ${h.columns} x ${h.samplesPerPixel} at ${h.bitsAllocated} bits need ${needed}`,
+      );
+    }
+    const raw = pixelData.bytes.subarray(frameIndex * frameBytes, (frameIndex + 1) * frameBytes);
+    let bytes = raw;
+    if (!input.littleEndian) {
+      if (h.bitsAllocated > 8) bytes = swapToLittleEndian(raw, h.bitsAllocated === 16 ? 2 : 4);
+      // In big endian, OW is a stream of 16-bit words, so 8-bit samples held in OW arrive pairwise swapped.
+      else if (pixelData.vr === 'OW') bytes = swapToLittleEndian(raw, 2);
+    }
+    if (h.photometricInterpretation === 'YBR_FULL_422') return { bytes: upsampleYbr422(bytes, h), planar: false };
+    return { bytes, planar: h.planarConfiguration === 1 };
+  },
+};
+
+/** The codecs available today: uncompressed only. Later issues add compressed syntaxes here. */
+export const defaultCodecs: CodecRegistry = new Map<string, PixelCodec>([
+  [IMPLICIT_VR_LITTLE_ENDIAN, nativeCodec],
+  [EXPLICIT_VR_LITTLE_ENDIAN, nativeCodec],
+  [DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN, nativeCodec],
+  [EXPLICIT_VR_BIG_ENDIAN, nativeCodec],
+]);

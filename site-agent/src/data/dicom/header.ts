@@ -1,0 +1,117 @@
+import type { DataSet } from 'dicom-parser';
+import { transferSyntaxName } from './transfer-syntax.js';
+
+/** The image attributes the pipeline needs, normalised (defaults applied, multi-valued fields reduced). */
+export interface DicomHeader {
+  readonly transferSyntaxUid: string;
+  readonly transferSyntaxName: string;
+  readonly sopClassUid: string | undefined;
+  readonly sopInstanceUid: string | undefined;
+  readonly studyInstanceUid: string | undefined;
+  readonly modality: string | undefined;
+  readonly rows: number;
+  readonly columns: number;
+  readonly samplesPerPixel: number;
+  readonly photometricInterpretation: string;
+  /** 0 = samples interleaved per pixel, 1 = one plane per sample (only meaningful when samplesPerPixel > 1). */
+  readonly planarConfiguration: 0 | 1;
+  readonly bitsAllocated: number;
+  readonly bitsStored: number;
+  readonly highBit: number;
+  readonly pixelRepresentation: 0 | 1;
+  /** Convenience mirror of pixelRepresentation === 1 (two's complement samples). */
+  readonly signed: boolean;
+  readonly numberOfFrames: number;
+  readonly rescaleSlope: number;
+  readonly rescaleIntercept: number;
+  /** First value of Window Center / Width (0028,1050/1051), in modality-LUT (rescaled) units. */
+  readonly windowCenter: number | undefined;
+  readonly windowWidth: number | undefined;
+}
+
+export const TAG = {
+  transferSyntaxUid: 'x00020010',
+  sopClassUid: 'x00080016',
+  sopInstanceUid: 'x00080018',
+  modality: 'x00080060',
+  studyInstanceUid: 'x0020000d',
+  samplesPerPixel: 'x00280002',
+  photometricInterpretation: 'x00280004',
+  planarConfiguration: 'x00280006',
+  numberOfFrames: 'x00280008',
+  rows: 'x00280010',
+  columns: 'x00280011',
+  bitsAllocated: 'x00280100',
+  bitsStored: 'x00280101',
+  highBit: 'x00280102',
+  pixelRepresentation: 'x00280103',
+  windowCenter: 'x00281050',
+  windowWidth: 'x00281051',
+  rescaleIntercept: 'x00281052',
+  rescaleSlope: 'x00281053',
+  floatPixelData: 'x7fe00008',
+  doubleFloatPixelData: 'x7fe00009',
+  pixelData: 'x7fe00010',
+} as const;
+
+/** Result of reading the header: either a header or the name of the mandatory attribute that is missing. */
+export type HeaderResult = { ok: true; header: DicomHeader } | { ok: false; missing: string };
+
+function finiteOrUndefined(value: number | undefined): number | undefined {
+  return value !== undefined && Number.isFinite(value) ? value : undefined;
+}
+
+function nonEmptyString(value: string | undefined): string | undefined {
+  return value === undefined || value.length === 0 ? undefined : value;
+}
+
+export function readHeader(dataSet: DataSet, transferSyntaxUid: string): HeaderResult {
+  const rows = dataSet.uint16(TAG.rows);
+  if (rows === undefined) return { ok: false, missing: 'Rows (0028,0010)' };
+  const columns = dataSet.uint16(TAG.columns);
+  if (columns === undefined) return { ok: false, missing: 'Columns (0028,0011)' };
+  const bitsAllocated = dataSet.uint16(TAG.bitsAllocated);
+  if (bitsAllocated === undefined) return { ok: false, missing: 'Bits Allocated (0028,0100)' };
+  const photometric = nonEmptyString(dataSet.string(TAG.photometricInterpretation));
+  if (photometric === undefined) return { ok: false, missing: 'Photometric Interpretation (0028,0004)' };
+
+  // Defaults follow what viewers assume for older files that omit type-1 attributes that have an obvious value.
+  const bitsStored = dataSet.uint16(TAG.bitsStored) ?? bitsAllocated;
+  const highBit = dataSet.uint16(TAG.highBit) ?? bitsStored - 1;
+  const pixelRepresentation = dataSet.uint16(TAG.pixelRepresentation) === 1 ? 1 : 0;
+  const frames = finiteOrUndefined(dataSet.intString(TAG.numberOfFrames));
+  const slope = finiteOrUndefined(dataSet.floatString(TAG.rescaleSlope));
+  const intercept = finiteOrUndefined(dataSet.floatString(TAG.rescaleIntercept));
+  const windowWidth = finiteOrUndefined(dataSet.floatString(TAG.windowWidth, 0));
+  const windowCenter = finiteOrUndefined(dataSet.floatString(TAG.windowCenter, 0));
+  // A window is only usable as a pair with positive width; half a window is ignored rather than guessed.
+  const hasWindow = windowCenter !== undefined && windowWidth !== undefined && windowWidth > 0;
+
+  return {
+    ok: true,
+    header: {
+      transferSyntaxUid,
+      transferSyntaxName: transferSyntaxName(transferSyntaxUid),
+      sopClassUid: nonEmptyString(dataSet.string(TAG.sopClassUid)),
+      sopInstanceUid: nonEmptyString(dataSet.string(TAG.sopInstanceUid)),
+      studyInstanceUid: nonEmptyString(dataSet.string(TAG.studyInstanceUid)),
+      modality: nonEmptyString(dataSet.string(TAG.modality)),
+      rows,
+      columns,
+      samplesPerPixel: dataSet.uint16(TAG.samplesPerPixel) ?? 1,
+      photometricInterpretation: photometric.toUpperCase(),
+      planarConfiguration: dataSet.uint16(TAG.planarConfiguration) === 1 ? 1 : 0,
+      bitsAllocated,
+      bitsStored,
+      highBit,
+      pixelRepresentation,
+      signed: pixelRepresentation === 1,
+      numberOfFrames: frames !== undefined && frames > 0 ? frames : 1,
+      // A zero slope is invalid and would flatten the image; treat it like an absent one.
+      rescaleSlope: slope !== undefined && slope !== 0 ? slope : 1,
+      rescaleIntercept: intercept ?? 0,
+      windowCenter: hasWindow ? windowCenter : undefined,
+      windowWidth: hasWindow ? windowWidth : undefined,
+    },
+  };
+}

@@ -1,0 +1,122 @@
+import type { DicomHeader } from './header.js';
+
+/** Stored pixel values of one frame, interleaved per pixel (r0 g0 b0 r1 ...) when samplesPerPixel > 1. */
+export type PixelArray = Uint8Array | Int8Array | Uint16Array | Int16Array | Uint32Array | Int32Array;
+
+const MONOCHROME = new Set(['MONOCHROME1', 'MONOCHROME2', 'PALETTE COLOR']);
+const COLOUR = new Set(['RGB', 'YBR_FULL', 'YBR_FULL_422']);
+
+/**
+ * Returns why the header describes pixels this reader cannot unpack, or undefined when it can. Checked before
+ * any byte is touched so a nonsensical header (e.g. High Bit beyond Bits Allocated) is refused, never misread.
+ */
+export function unsupportedPixelFormat(h: DicomHeader): string | undefined {
+  if (h.rows === 0 || h.columns === 0) return `empty image (${h.rows} x ${h.columns})`;
+  if (h.bitsAllocated === 1) return 'Bits Allocated 1 (bit-packed pixels, e.g. segmentations) is not supported';
+  if (h.bitsAllocated !== 8 && h.bitsAllocated !== 16 && h.bitsAllocated !== 32) {
+    return `Bits Allocated ${h.bitsAllocated} is not supported (8, 16 or 32)`;
+  }
+  if (h.bitsStored < 1 || h.bitsStored > h.bitsAllocated) {
+    return `Bits Stored ${h.bitsStored} is inconsistent with Bits Allocated ${h.bitsAllocated}`;
+  }
+  if (h.highBit < h.bitsStored - 1 || h.highBit >= h.bitsAllocated) {
+    return `High Bit ${h.highBit} is inconsistent with Bits Stored ${h.bitsStored} / Bits Allocated ${h.bitsAllocated}`;
+  }
+  if (h.samplesPerPixel === 1) {
+    if (!MONOCHROME.has(h.photometricInterpretation)) {
+      return `Photometric Interpretation ${h.photometricInterpretation} with 1 sample per pixel is not supported`;
+    }
+  } else if (h.samplesPerPixel === 3) {
+    if (!COLOUR.has(h.photometricInterpretation)) {
+      return `Photometric Interpretation ${h.photometricInterpretation} with 3 samples per pixel is not supported`;
+    }
+    if (h.photometricInterpretation === 'YBR_FULL_422' && (h.bitsAllocated !== 8 || h.columns % 2 !== 0)) {
+      return 'YBR_FULL_422 is only supported with 8-bit samples and an even number of columns';
+    }
+  } else {
+    return `Samples per Pixel ${h.samplesPerPixel} is not supported (1 or 3)`;
+  }
+  return undefined;
+}
+
+/** Bytes one uncompressed frame occupies in Pixel Data (YBR_FULL_422 stores two chroma samples per pixel pair). */
+export function nativeFrameByteLength(h: DicomHeader): number {
+  const pixels = h.rows * h.columns;
+  if (h.photometricInterpretation === 'YBR_FULL_422') return pixels * 2;
+  return pixels * h.samplesPerPixel * (h.bitsAllocated / 8);
+}
+
+function allocate(h: DicomHeader, length: number): PixelArray {
+  switch (h.bitsAllocated) {
+    case 8:
+      return h.signed ? new Int8Array(length) : new Uint8Array(length);
+    case 16:
+      return h.signed ? new Int16Array(length) : new Uint16Array(length);
+    default:
+      return h.signed ? new Int32Array(length) : new Uint32Array(length);
+  }
+}
+
+/**
+ * Turns little-endian frame bytes into stored values: shifts by (High Bit + 1 - Bits Stored), drops the unused
+ * high bits (vendors leave overlay or garbage bits there), sign-extends from Bits Stored when signed, and
+ * interleaves planar colour data. `bytes` must hold rows*columns*samplesPerPixel samples of bitsAllocated bits.
+ */
+export function unpackFrame(bytes: Uint8Array, h: DicomHeader, planar: boolean): PixelArray {
+  const pixelCount = h.rows * h.columns;
+  const sampleCount = pixelCount * h.samplesPerPixel;
+  const bytesPerSample = h.bitsAllocated / 8;
+  if (bytes.length < sampleCount * bytesPerSample) {
+    throw new RangeError(`frame has ${bytes.length} bytes, expected ${sampleCount * bytesPerSample}`);
+  }
+  const out = allocate(h, sampleCount);
+  const view = new DataView(bytes.buffer, bytes.byteOffset, sampleCount * bytesPerSample);
+  const shift = h.highBit + 1 - h.bitsStored;
+  const range = 2 ** h.bitsStored;
+  const signBit = 2 ** (h.bitsStored - 1);
+  const fullWidth = shift === 0 && h.bitsStored === h.bitsAllocated;
+  const spp = h.samplesPerPixel;
+  const deinterleave = planar && spp > 1;
+
+  for (let i = 0; i < sampleCount; i++) {
+    let raw: number;
+    if (bytesPerSample === 1) raw = view.getUint8(i);
+    else if (bytesPerSample === 2) raw = view.getUint16(i * 2, true);
+    else raw = view.getUint32(i * 4, true);
+    // Arithmetic instead of bit operators so 32-bit samples do not wrap through int32.
+    let value = fullWidth ? raw : Math.floor(raw / 2 ** shift) % range;
+    if (h.signed && value >= signBit) value -= range;
+    // Planar data is RRR..GGG..BBB..; the output is always interleaved RGBRGB.
+    const dest = deinterleave ? (i % pixelCount) * spp + Math.floor(i / pixelCount) : i;
+    out[dest] = value;
+  }
+  return out;
+}
+
+/** Expands native YBR_FULL_422 (Y1 Y2 Cb Cr per horizontal pixel pair) to full Y Cb Cr triplets per pixel. */
+export function upsampleYbr422(bytes: Uint8Array, h: DicomHeader): Uint8Array {
+  const pairs = (h.rows * h.columns) / 2;
+  const out = new Uint8Array(h.rows * h.columns * 3);
+  for (let p = 0; p < pairs; p++) {
+    const src = p * 4;
+    const dst = p * 6;
+    const cb = bytes[src + 2] ?? 0;
+    const cr = bytes[src + 3] ?? 0;
+    out[dst] = bytes[src] ?? 0;
+    out[dst + 1] = cb;
+    out[dst + 2] = cr;
+    out[dst + 3] = bytes[src + 1] ?? 0;
+    out[dst + 4] = cb;
+    out[dst + 5] = cr;
+  }
+  return out;
+}
+
+/** Converts big-endian samples to little-endian in a fresh buffer (the source may be a shared file buffer). */
+export function swapToLittleEndian(bytes: Uint8Array, bytesPerSample: 2 | 4): Uint8Array {
+  const out = new Uint8Array(bytes.length - (bytes.length % bytesPerSample));
+  for (let i = 0; i < out.length; i += bytesPerSample) {
+    for (let b = 0; b < bytesPerSample; b++) out[i + b] = bytes[i + bytesPerSample - 1 - b] ?? 0;
+  }
+  return out;
+}

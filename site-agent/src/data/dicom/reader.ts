@@ -1,0 +1,250 @@
+import { readFile } from 'node:fs/promises';
+import { inflateRawSync } from 'node:zlib';
+import dicomParser from 'dicom-parser';
+import type { DataSet, Element, ParseDicomOptions } from 'dicom-parser';
+import { defaultCodecs, type CodecInput, type CodecRegistry, type EncodedPixelData } from './codecs.js';
+import { readHeader, TAG, type DicomHeader } from './header.js';
+import { unpackFrame, unsupportedPixelFormat, type PixelArray } from './pixels.js';
+import { DicomRejection } from './rejection.js';
+import { endOfFileMeta, guessRawDataset } from './sniff.js';
+import { lookupTransferSyntax, transferSyntaxName } from './transfer-syntax.js';
+
+export interface DecodeOptions {
+  /** Name used in rejection messages and on the result (usually the path relative to the site's data dir). */
+  readonly file?: string;
+  /** Codecs by transfer syntax UID; defaults to the native (uncompressed) codecs. */
+  readonly codecs?: CodecRegistry;
+}
+
+/** A decoded DICOM image. Frame 0 is decoded eagerly so an undecodable file is refused when it is read. */
+export interface DicomImage {
+  readonly file: string;
+  readonly header: DicomHeader;
+  /** Stored values of frame 0 (before the modality LUT), interleaved when samplesPerPixel > 1. */
+  readonly pixels: PixelArray;
+  /** Decodes any frame (0-based); throws RangeError for an index outside [0, numberOfFrames). */
+  decodeFrame(index: number): PixelArray;
+}
+
+interface ParsedStructure {
+  readonly dataSet: DataSet;
+  readonly transferSyntaxUid: string;
+}
+
+type ParseAttempt = { ok: true; dataSet: DataSet } | { ok: false; error: unknown };
+
+const GZIP_MAGIC = [0x1f, 0x8b] as const;
+const DICM_OFFSET = 128;
+const MISSING_TS = 'missing required meta header attribute 0002,0010';
+/** dicom-parser reports running off the end of the buffer in several wordings; all mean the file is cut short. */
+const TRUNCATION_PATTERN =
+  /buffer overrun|buffer overread|past end of buffer|maxP ?osition|greater than or equal to 'byteArray' length|unexpected end of file/i;
+
+function describeError(error: unknown): string {
+  if (typeof error === 'string') return error;
+  if (error instanceof Error) return error.message;
+  // parseDicom wraps dataset errors as { exception, dataSet } so callers can inspect the partial parse.
+  if (typeof error === 'object' && error !== null && 'exception' in error) return describeError(error.exception);
+  return String(error);
+}
+
+function parseFailure(file: string, error: unknown, context: string): DicomRejection {
+  const message = describeError(error);
+  if (TRUNCATION_PATTERN.test(message)) {
+    return new DicomRejection(file, 'truncated', `file ends before the DICOM data it declares (${context}: ${message})`, { cause: error });
+  }
+  return new DicomRejection(file, 'not-dicom', `could not parse as DICOM (${context}: ${message})`, { cause: error });
+}
+
+/** Deflated Explicit VR LE: dicom-parser hands us the whole buffer and the offset where the deflate stream starts. */
+function inflater(byteArray: Uint8Array, position: number): Uint8Array {
+  const inflated = inflateRawSync(byteArray.subarray(position));
+  const full = new Uint8Array(position + inflated.length);
+  full.set(byteArray.subarray(0, position), 0);
+  full.set(inflated, position);
+  return full;
+}
+
+function attempt(bytes: Uint8Array, options: ParseDicomOptions): ParseAttempt {
+  try {
+    return { ok: true, dataSet: dicomParser.parseDicom(bytes, options) };
+  } catch (error) {
+    return { ok: false, error };
+  }
+}
+
+function hasPart10Prefix(bytes: Uint8Array): boolean {
+  return (
+    bytes.length >= DICM_OFFSET + 4 &&
+    bytes[DICM_OFFSET] === 0x44 &&
+    bytes[DICM_OFFSET + 1] === 0x49 &&
+    bytes[DICM_OFFSET + 2] === 0x43 &&
+    bytes[DICM_OFFSET + 3] === 0x4d
+  );
+}
+
+function rejectUnknownSyntax(file: string, uid: string, codecs: CodecRegistry): void {
+  const info = lookupTransferSyntax(uid);
+  // Without a codec we cannot produce pixels, and for an unknown syntax we cannot even trust the dataset encoding.
+  if (info === undefined || !codecs.has(uid)) {
+    throw new DicomRejection(file, 'unsupported-transfer-syntax', `unsupported transfer syntax ${uid} (${transferSyntaxName(uid)})`);
+  }
+}
+
+function parsePart10(bytes: Uint8Array, file: string, codecs: CodecRegistry): ParsedStructure {
+  let uid: string | undefined;
+  try {
+    uid = dicomParser.readPart10Header(bytes).string(TAG.transferSyntaxUid);
+  } catch (error) {
+    throw parseFailure(file, error, 'file meta header');
+  }
+  if (uid === undefined || uid.length === 0) return parseWithoutSyntax(bytes, file, codecs);
+  rejectUnknownSyntax(file, uid, codecs);
+  const parsed = attempt(bytes, { inflater });
+  if (!parsed.ok) {
+    if (describeError(parsed.error).includes(MISSING_TS)) return parseWithoutSyntax(bytes, file, codecs);
+    throw parseFailure(file, parsed.error, 'dataset');
+  }
+  return { dataSet: parsed.dataSet, transferSyntaxUid: uid };
+}
+
+/** File meta present but without (0002,0010): guess the dataset encoding after the meta group, as pydicom does. */
+function parseWithoutSyntax(bytes: Uint8Array, file: string, codecs: CodecRegistry): ParsedStructure {
+  const datasetStart = endOfFileMeta(bytes, DICM_OFFSET + 4);
+  if (datasetStart >= bytes.length) {
+    throw new DicomRejection(file, 'truncated', `file ends inside the file meta header (${bytes.length} bytes)`);
+  }
+  const rest = bytes.subarray(datasetStart);
+  const guess = guessRawDataset(rest, { afterFileMeta: true });
+  if (guess === undefined) {
+    throw new DicomRejection(file, 'not-dicom', 'file meta has no Transfer Syntax UID (0002,0010) and the dataset encoding is not recognisable');
+  }
+  return parseRaw(rest, guess.transferSyntaxUid, file, codecs);
+}
+
+function parseRaw(bytes: Uint8Array, uid: string, file: string, codecs: CodecRegistry): ParsedStructure {
+  rejectUnknownSyntax(file, uid, codecs);
+  const parsed = attempt(bytes, { TransferSyntaxUID: uid });
+  if (!parsed.ok) throw parseFailure(file, parsed.error, 'dataset without file meta');
+  return { dataSet: parsed.dataSet, transferSyntaxUid: uid };
+}
+
+function parseStructure(bytes: Uint8Array, file: string, codecs: CodecRegistry): ParsedStructure {
+  if (hasPart10Prefix(bytes)) return parsePart10(bytes, file, codecs);
+  if (bytes[0] === GZIP_MAGIC[0] && bytes[1] === GZIP_MAGIC[1]) {
+    throw new DicomRejection(file, 'not-dicom', 'gzip-compressed data, not DICOM (decompress it before import)');
+  }
+  const guess = guessRawDataset(bytes);
+  if (guess === undefined) {
+    throw new DicomRejection(file, 'not-dicom', `not DICOM: no 'DICM' prefix at byte 128 and no recognisable dataset at the start (${bytes.length} bytes)`);
+  }
+  if (guess.startsWithFileMeta) {
+    // Part 10 without the preamble: restore the 128-byte preamble and 'DICM' so the regular path applies.
+    const restored = new Uint8Array(DICM_OFFSET + 4 + bytes.length - guess.offset);
+    restored.set([0x44, 0x49, 0x43, 0x4d], DICM_OFFSET);
+    restored.set(bytes.subarray(guess.offset), DICM_OFFSET + 4);
+    return parsePart10(restored, file, codecs);
+  }
+  return parseRaw(bytes.subarray(guess.offset), guess.transferSyntaxUid, file, codecs);
+}
+
+function encodedPixelData(dataSet: DataSet, element: Element, header: DicomHeader, file: string): EncodedPixelData {
+  if (element.encapsulatedPixelData !== true) {
+    return {
+      kind: 'native',
+      bytes: dataSet.byteArray.subarray(element.dataOffset, element.dataOffset + element.length),
+      vr: element.vr,
+    };
+  }
+  const fragments = element.fragments ?? [];
+  return {
+    kind: 'encapsulated',
+    fragmentCount: fragments.length,
+    frame(index) {
+      if ((element.basicOffsetTable ?? []).length > 0) {
+        return dicomParser.readEncapsulatedImageFrame(dataSet, element, index);
+      }
+      if (header.numberOfFrames === 1) {
+        return dicomParser.readEncapsulatedPixelDataFromFragments(dataSet, element, 0, fragments.length);
+      }
+      // Without an offset table the only unambiguous layout is one fragment per frame.
+      if (fragments.length === header.numberOfFrames) {
+        return dicomParser.readEncapsulatedPixelDataFromFragments(dataSet, element, index, 1);
+      }
+      throw new DicomRejection(
+        file,
+        'unsupported-pixel-format',
+        `cannot split ${fragments.length} fragments into ${header.numberOfFrames} frames without a Basic Offset Table`,
+      );
+    },
+  };
+}
+
+/**
+ * Parses and decodes a DICOM file held in memory. Throws DicomRejection for anything that is not a decodable
+ * image; never returns misread pixels.
+ */
+export function decodeDicom(bytes: Uint8Array, options: DecodeOptions = {}): DicomImage {
+  const file = options.file ?? '<memory>';
+  const codecs = options.codecs ?? defaultCodecs;
+  const { dataSet, transferSyntaxUid } = parseStructure(bytes, file, codecs);
+
+  const element = dataSet.elements[TAG.pixelData];
+  if (element === undefined || element.length === 0) {
+    if (dataSet.elements[TAG.floatPixelData] !== undefined || dataSet.elements[TAG.doubleFloatPixelData] !== undefined) {
+      throw new DicomRejection(file, 'unsupported-pixel-format', 'Float / Double Float Pixel Data (7FE0,0008/0009) is not supported');
+    }
+    const sopClass = dataSet.string(TAG.sopClassUid);
+    throw new DicomRejection(file, 'no-pixel-data', `no Pixel Data (7FE0,0010)${sopClass ? ` in SOP Class ${sopClass}` : ''}; not an image`);
+  }
+
+  const headerResult = readHeader(dataSet, transferSyntaxUid);
+  if (!headerResult.ok) {
+    throw new DicomRejection(file, 'unsupported-pixel-format', `Pixel Data present but ${headerResult.missing} is missing`);
+  }
+  const header = headerResult.header;
+  const problem = unsupportedPixelFormat(header);
+  if (problem !== undefined) throw new DicomRejection(file, 'unsupported-pixel-format', problem);
+
+  const codec = codecs.get(transferSyntaxUid);
+  const syntax = lookupTransferSyntax(transferSyntaxUid);
+  if (codec === undefined || syntax === undefined) {
+    // parseStructure already checked this; kept so the types below need no assertion.
+    throw new DicomRejection(file, 'unsupported-transfer-syntax', `unsupported transfer syntax ${transferSyntaxUid} (${transferSyntaxName(transferSyntaxUid)})`);
+  }
+  // After inflation a deflated dataset is plain little endian; only big endian needs swapping.
+  const input: CodecInput = { file, header, littleEndian: syntax.littleEndian, pixelData: encodedPixelData(dataSet, element, header, file) };
+
+  const decodeFrame = (index: number): PixelArray => {
+    if (!Number.isInteger(index) || index < 0 || index >= header.numberOfFrames) {
+      throw new RangeError(`${file}: frame ${index} out of range (file has ${header.numberOfFrames})`);
+    }
+    let frame;
+    try {
+      frame = codec.decodeFrame(input, index);
+    } catch (error) {
+      if (error instanceof DicomRejection) throw error;
+      throw new DicomRejection(file, 'unsupported-pixel-format', `codec '${codec.name}' failed on frame ${index}: ${describeError(error)}`, { cause: error });
+    }
+    try {
+      return unpackFrame(frame.bytes, header, frame.planar);
+    } catch (error) {
+      throw new DicomRejection(file, 'truncated', `frame ${index} is shorter than its header declares: ${describeError(error)}`, { cause: error });
+    }
+  };
+
+  return { file, header, pixels: decodeFrame(0), decodeFrame };
+}
+
+/** Every frame of a multi-frame image, in order. */
+export function decodeAllFrames(image: DicomImage): PixelArray[] {
+  const frames: PixelArray[] = [image.pixels];
+  for (let i = 1; i < image.header.numberOfFrames; i++) frames.push(image.decodeFrame(i));
+  return frames;
+}
+
+/** Reads and decodes a file from disk; I/O errors (missing file, permissions) propagate unchanged. */
+export async function readDicomFile(path: string, options: DecodeOptions = {}): Promise<DicomImage> {
+  const bytes = await readFile(path);
+  return decodeDicom(bytes, { ...options, file: options.file ?? path });
+}
