@@ -1,0 +1,15 @@
+export type {
+  BackendInfo,
+  BackendName,
+  BackendPreference,
+  EvaluationResult,
+  LabeledImages,
+  Optimizer,
+  TrainOptions,
+  TrainResult,
+} from './types.js';
+export { BackendUnavailableError, currentBackend, initBackend } from './backend.js';
+export { registerWasmTrainingKernels } from './wasm-kernels.js';
+export { buildModel, getFlatWeights, setFlatWeights } from './model.js';
+export { TrainingDataError, TrainingDivergedError, evaluateModel, trainLocal } from './train.js';
+export { brightSquareImages } from './synthetic.js';

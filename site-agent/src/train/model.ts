@@ -1,0 +1,140 @@
+import {
+  describeParameters,
+  elementCount,
+  initialWeights,
+  parseModelSpec,
+  smallCnnLayers,
+  type Architecture,
+  type ModelSpec,
+  type SmallCnnSpec,
+} from '@federa/shared';
+import * as tf from '@tensorflow/tfjs-core';
+import * as tfl from '@tensorflow/tfjs-layers';
+
+type Builder<A extends Architecture> = (spec: Extract<ModelSpec, { architecture: A }>) => tfl.LayersModel;
+
+/** One TensorFlow.js builder per architecture; the mapped type makes a newly added architecture a compile error here. */
+const BUILDERS: { [A in Architecture]: Builder<A> } = {
+  'small-cnn': buildSmallCnn,
+};
+
+/**
+ * Builds the tfjs-layers model for a spec. Its `model.weights` correspond one-to-one, in order and shape, to
+ * `describeParameters(spec)`. The weights are `weights` when given, else the spec's deterministic initial weights,
+ * so two sites never start from different random states.
+ */
+export function buildModel(spec: ModelSpec, weights?: Float32Array): tfl.LayersModel {
+  const valid = parseModelSpec(spec);
+  const model = (BUILDERS[valid.architecture] as Builder<typeof valid.architecture>)(valid);
+  try {
+    assertLayoutMatches(model, valid);
+    setFlatWeights(model, weights ?? initialWeights(valid));
+  } catch (err) {
+    model.dispose();
+    throw err;
+  }
+  return model;
+}
+
+/** Replaces every weight of the model from a flat vector in the `describeParameters` layout. */
+export function setFlatWeights(model: tfl.LayersModel, flat: Float32Array): void {
+  const shapes = model.weights.map(weightShape);
+  const expected = shapes.reduce((sum, shape) => sum + elementCount(shape), 0);
+  if (flat.length !== expected) {
+    throw new RangeError(`weight vector has ${flat.length} values but model '${model.name}' has ${expected} parameters`);
+  }
+  const bad = flat.findIndex((v) => !Number.isFinite(v));
+  if (bad >= 0) throw new RangeError(`weight vector value ${bad} is ${flat[bad]}; weights must be finite`);
+  tf.tidy(() => {
+    let offset = 0;
+    const tensors = shapes.map((shape) => {
+      const size = elementCount(shape);
+      // slice() copies, so the caller may reuse its buffer while the variables keep theirs.
+      const tensor = tf.tensor(flat.slice(offset, offset + size), shape, 'float32');
+      offset += size;
+      return tensor;
+    });
+    // Variables take their own reference to the data, so tidy may release these handles.
+    model.setWeights(tensors);
+  });
+}
+
+/** Reads every weight of the model into one flat vector in the `describeParameters` layout. */
+export function getFlatWeights(model: tfl.LayersModel): Float32Array {
+  const weights = model.weights;
+  const out = new Float32Array(weights.reduce((sum, w) => sum + elementCount(weightShape(w)), 0));
+  let offset = 0;
+  for (const weight of weights) {
+    // read() returns the variable itself (not a copy), so it must not be disposed.
+    const values = weight.read().dataSync();
+    out.set(values, offset);
+    offset += values.length;
+  }
+  return out;
+}
+
+function buildSmallCnn(spec: SmallCnnSpec): tfl.LayersModel {
+  const input = tfl.input({ shape: [spec.inputSize, spec.inputSize, spec.channels], name: 'image' });
+  let x: tfl.SymbolicTensor = input;
+  // Zero initialisers: setFlatWeights overwrites every weight right away, so spending random draws is pointless.
+  for (const layer of smallCnnLayers(spec)) {
+    switch (layer.kind) {
+      case 'conv2d':
+        x = apply(
+          tfl.layers.conv2d({
+            name: layer.name,
+            filters: layer.filters,
+            kernelSize: layer.kernelSize,
+            padding: 'same',
+            activation: layer.activation,
+            kernelInitializer: 'zeros',
+            biasInitializer: 'zeros',
+          }),
+          x,
+        );
+        break;
+      case 'maxPool2d':
+        x = apply(tfl.layers.maxPooling2d({ poolSize: layer.poolSize, strides: layer.poolSize, padding: 'valid' }), x);
+        break;
+      case 'globalMaxPool2d':
+        x = apply(tfl.layers.globalMaxPooling2d({}), x);
+        break;
+      case 'dense':
+        x = apply(
+          tfl.layers.dense({
+            name: layer.name,
+            units: layer.units,
+            activation: layer.activation,
+            kernelInitializer: 'zeros',
+            biasInitializer: 'zeros',
+          }),
+          x,
+        );
+        break;
+    }
+  }
+  return tfl.model({ inputs: input, outputs: x, name: spec.architecture });
+}
+
+/** LayerVariable.shape admits nulls (unknown batch dims); a created weight's concrete shape is its variable's. */
+function weightShape(weight: tfl.LayerVariable): number[] {
+  return weight.read().shape;
+}
+
+function apply(layer: tfl.layers.Layer, x: tfl.SymbolicTensor): tfl.SymbolicTensor {
+  return layer.apply(x) as tfl.SymbolicTensor;
+}
+
+/** Guards the one-to-one mapping the flat layout relies on; a mismatch is a bug in a builder, not in input. */
+function assertLayoutMatches(model: tfl.LayersModel, spec: ModelSpec): void {
+  const params = describeParameters(spec);
+  const weights = model.weights;
+  const mismatch =
+    weights.length !== params.length ||
+    weights.some((w, i) => weightShape(w).join(',') !== params[i]!.shape.join(','));
+  if (mismatch) {
+    const got = weights.map((w) => `[${weightShape(w).join(',')}]`).join(' ');
+    const want = params.map((p) => `[${p.shape.join(',')}]`).join(' ');
+    throw new Error(`${spec.architecture} builder does not match describeParameters: built ${got}, expected ${want}`);
+  }
+}

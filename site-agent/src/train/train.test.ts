@@ -1,0 +1,143 @@
+import { initialWeights, parameterCount, type ModelSpec } from '@federa/shared';
+import * as tf from '@tensorflow/tfjs-core';
+import { beforeAll, describe, expect, it } from 'vitest';
+import {
+  TrainingDataError,
+  TrainingDivergedError,
+  brightSquareImages,
+  evaluateModel,
+  initBackend,
+  trainLocal,
+  type LabeledImages,
+  type TrainOptions,
+} from './index.js';
+
+const spec64: ModelSpec = { architecture: 'small-cnn', inputSize: 64, channels: 1, classes: 2, seed: 1 };
+// Small inputs keep the behavioural tests fast; the learning test uses the real 64x64 size.
+const spec16: ModelSpec = { architecture: 'small-cnn', inputSize: 16, channels: 1, classes: 2, seed: 3 };
+const opts: TrainOptions = { epochs: 2, batchSize: 8, learningRate: 0.05, seed: 11 };
+
+function sameBits(a: Float32Array, b: Float32Array): boolean {
+  return Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(Buffer.from(b.buffer, b.byteOffset, b.byteLength));
+}
+
+describe('trainLocal', () => {
+  beforeAll(async () => {
+    expect((await initBackend('auto')).name).toBe('wasm');
+  });
+
+  it('learns bright-square-present vs absent (64x64x1) well above chance within a few epochs on wasm', async () => {
+    const train = brightSquareImages(200, 64, 1);
+    const heldOut = brightSquareImages(100, 64, 2);
+    const start = initialWeights(spec64);
+    const before = await evaluateModel(spec64, start, heldOut);
+
+    const result = await trainLocal(spec64, start, train, { epochs: 4, batchSize: 16, learningRate: 0.1, seed: 7 });
+    const after = await evaluateModel(spec64, result.weights, heldOut);
+
+    expect(result.backend).toBe('wasm');
+    expect(result.samples).toBe(200);
+    expect(result.weights.length).toBe(parameterCount(spec64));
+    expect(result.seconds).toBeGreaterThan(0);
+    expect(result.loss).toBeLessThan(before.loss);
+    expect(result.accuracy).toBeGreaterThan(0.75);
+    expect(after.accuracy).toBeGreaterThan(0.85);
+    expect(after.loss).toBeLessThan(before.loss);
+    expect(after.samples).toBe(100);
+  });
+
+  it('is deterministic for a seed, and the seed changes the batch order', async () => {
+    const data = brightSquareImages(40, 16, 5);
+    const weights = initialWeights(spec16);
+    const a = await trainLocal(spec16, weights, data, opts);
+    const b = await trainLocal(spec16, weights, data, opts);
+    const c = await trainLocal(spec16, weights, data, { ...opts, seed: 12 });
+    expect(sameBits(a.weights, b.weights)).toBe(true);
+    expect(a.loss).toBe(b.loss);
+    expect(sameBits(a.weights, c.weights)).toBe(false);
+    // The caller's vector is the round's base model and must stay untouched.
+    expect(sameBits(weights, initialWeights(spec16))).toBe(true);
+  });
+
+  it('reports loss and accuracy over the last epoch', async () => {
+    const data = brightSquareImages(20, 16, 6);
+    const result = await trainLocal(spec16, initialWeights(spec16), data, { ...opts, epochs: 1, batchSize: 20, learningRate: 1e-9 });
+    // One full batch with a negligible step: the reported figures are those of the starting weights.
+    const reference = await evaluateModel(spec16, initialWeights(spec16), data);
+    expect(result.loss).toBeCloseTo(reference.loss, 5);
+    expect(result.accuracy).toBeCloseTo(reference.accuracy, 10);
+  });
+
+  it('does not accumulate tensors or backend buffers across calls', async () => {
+    const data = brightSquareImages(24, 16, 7);
+    const weights = initialWeights(spec16);
+    await trainLocal(spec16, weights, data, opts);
+    await evaluateModel(spec16, weights, data);
+    const tensors = tf.memory().numTensors;
+    const buffers = tf.engine().backend.numDataIds();
+    for (let i = 0; i < 3; i++) {
+      await trainLocal(spec16, weights, data, opts);
+      await evaluateModel(spec16, weights, data);
+    }
+    expect(tf.memory().numTensors).toBe(tensors);
+    expect(tf.engine().backend.numDataIds()).toBe(buffers);
+  });
+
+  it('throws TrainingDivergedError when the loss stops being finite', async () => {
+    const data = brightSquareImages(16, 16, 8);
+    const tensors = tf.memory().numTensors;
+    // Finite but enormous weights overflow the logits to infinity, and softmax of that is NaN.
+    const huge = initialWeights(spec16).map((v) => v * 1e37);
+    await expect(trainLocal(spec16, huge, data, opts)).rejects.toBeInstanceOf(TrainingDivergedError);
+    // A learning rate this far off blows the weights up within the first epochs.
+    const error = await trainLocal(spec16, initialWeights(spec16), data, { ...opts, epochs: 5, learningRate: 1e30 }).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(TrainingDivergedError);
+    expect((error as Error).message).toMatch(/training diverged at epoch \d+, batch \d+/);
+    // Failing half-way must still release the model and optimizer.
+    expect(tf.memory().numTensors).toBe(tensors);
+  });
+
+  describe('rejects data that does not fit the spec', () => {
+    const good = (): LabeledImages => brightSquareImages(4, 16, 9);
+    const cases: Array<[string, () => LabeledImages, RegExp]> = [
+      ['wrong size', () => brightSquareImages(4, 32, 9), /images are 32x32x1.*expects 16x16x1/],
+      ['wrong channels', () => brightSquareImages(4, 16, 9, 3), /images are 16x16x3/],
+      ['short pixel buffer', () => ({ ...good(), images: new Float32Array(16 * 16 * 3) }), /images holds 768 values but 4 images/],
+      ['labels count', () => ({ ...good(), labels: new Int32Array(3) }), /labels holds 3 entries for 4 images/],
+      ['label out of range', () => ({ ...good(), labels: Int32Array.from([0, 1, 2, 0]) }), /label 2 is 2, outside \[0, 2\)/],
+      ['no images', () => ({ ...good(), count: 0, images: new Float32Array(0), labels: new Int32Array(0) }), /count must be a positive integer/],
+      ['NaN pixel', () => {
+        const d = good();
+        d.images[16 * 16 * 2 + 5] = NaN;
+        return d;
+      }, /image 2 contains a non-finite pixel/],
+    ];
+    it.each(cases)('%s', async (_label, make, message) => {
+      const data = make();
+      await expect(trainLocal(spec16, initialWeights(spec16), data, opts)).rejects.toThrow(TrainingDataError);
+      await expect(trainLocal(spec16, initialWeights(spec16), data, opts)).rejects.toThrow(message);
+      await expect(evaluateModel(spec16, initialWeights(spec16), data)).rejects.toThrow(message);
+    });
+
+    it('and weights or options that do not fit', async () => {
+      const data = good();
+      await expect(trainLocal(spec16, new Float32Array(10), data, opts)).rejects.toThrow(/weight vector has 10 values/);
+      await expect(trainLocal(spec16, initialWeights(spec16), data, { ...opts, epochs: 0 })).rejects.toThrow(/epochs must be an integer >= 1/);
+      await expect(trainLocal(spec16, initialWeights(spec16), data, { ...opts, batchSize: 2.5 })).rejects.toThrow(/batchSize/);
+      await expect(trainLocal(spec16, initialWeights(spec16), data, { ...opts, learningRate: -1 })).rejects.toThrow(/learningRate/);
+      await expect(trainLocal(spec16, initialWeights(spec16), data, { ...opts, seed: -3 })).rejects.toThrow(/seed/);
+    });
+  });
+
+  it('lets other tasks run while it trains', async () => {
+    const data = brightSquareImages(64, 16, 10);
+    let ticks = 0;
+    const timer = setInterval(() => ticks++, 0);
+    try {
+      await trainLocal(spec16, initialWeights(spec16), data, { ...opts, epochs: 2, batchSize: 4 });
+    } finally {
+      clearInterval(timer);
+    }
+    expect(ticks).toBeGreaterThan(5);
+  });
+});

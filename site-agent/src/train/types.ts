@@ -1,0 +1,52 @@
+/** Training consumes what the data module produces (file -> frame -> tensor -> training). */
+import type { LabeledImages } from '../data/index.js';
+
+export type { LabeledImages };
+
+export type Optimizer = 'sgd' | 'adam';
+
+export interface TrainOptions {
+  /** Full passes over the local data (integer >= 1). */
+  epochs: number;
+  /** Images per SGD step (integer >= 1); the last batch of an epoch may be smaller. */
+  batchSize: number;
+  /** Optimiser step size (> 0). */
+  learningRate: number;
+  /** 'sgd' (plain, no momentum; the default) or 'adam' (moments reset every call). */
+  optimizer?: Optimizer;
+  /** Seeds the per-epoch shuffling (uint32), so a round can be replayed exactly. */
+  seed: number;
+}
+
+export interface TrainResult {
+  /** Flat weights after training, in the `describeParameters` layout. */
+  weights: Float32Array;
+  /** Mean cross-entropy over the last epoch's samples (measured before each step's update, as Keras reports it). */
+  loss: number;
+  /** Fraction of the last epoch's samples classified correctly (same convention as `loss`). */
+  accuracy: number;
+  /** Number of local training images (the FedAvg weight of this update), not multiplied by epochs. */
+  samples: number;
+  /** Backend the training ran on. */
+  backend: BackendName;
+  /** Wall-clock duration of the call. */
+  seconds: number;
+}
+
+export interface EvaluationResult {
+  /** Mean cross-entropy over all samples. */
+  loss: number;
+  /** Fraction of samples whose arg-max prediction equals the label. */
+  accuracy: number;
+  samples: number;
+}
+
+/** Backends in auto-selection order: native libtensorflow with CUDA, native on CPU, WebAssembly, plain JavaScript. */
+export type BackendName = 'tensorflow-gpu' | 'tensorflow' | 'wasm' | 'cpu';
+export type BackendPreference = 'auto' | BackendName;
+
+export interface BackendInfo {
+  name: BackendName;
+  /** Human-readable description for logs and the operator UI (package, SIMD, ...). */
+  detail: string;
+}

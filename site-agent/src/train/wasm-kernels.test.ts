@@ -1,0 +1,129 @@
+import { describeParameters, type ModelSpec } from '@federa/shared';
+import * as tf from '@tensorflow/tfjs-core';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { buildModel, initBackend, registerWasmTrainingKernels } from './index.js';
+
+type Pad = 'same' | 'valid' | number;
+interface ConvCase {
+  x: [number, number, number, number];
+  filter: [number, number, number, number];
+  stride: 1 | 2;
+  pad: Pad;
+}
+
+const CASES: ConvCase[] = [
+  { x: [2, 8, 8, 1], filter: [3, 3, 1, 4], stride: 1, pad: 'same' },
+  { x: [3, 9, 7, 3], filter: [3, 3, 3, 5], stride: 2, pad: 'same' },
+  { x: [2, 9, 9, 2], filter: [3, 3, 2, 3], stride: 2, pad: 'valid' },
+  { x: [1, 10, 11, 4], filter: [5, 5, 4, 2], stride: 2, pad: 'valid' },
+  { x: [2, 6, 6, 2], filter: [3, 3, 2, 2], stride: 1, pad: 'valid' },
+  // Even filters pad asymmetrically under 'same'.
+  { x: [2, 7, 8, 3], filter: [2, 2, 3, 4], stride: 2, pad: 'same' },
+  { x: [2, 7, 8, 3], filter: [4, 4, 3, 4], stride: 1, pad: 'same' },
+  { x: [1, 8, 8, 2], filter: [1, 1, 2, 3], stride: 1, pad: 'valid' },
+  { x: [2, 8, 8, 3], filter: [3, 3, 3, 2], stride: 1, pad: 1 },
+  { x: [4, 16, 16, 8], filter: [3, 3, 8, 16], stride: 1, pad: 'same' },
+];
+
+/** Deterministic values in [-1, 1) so failures reproduce. */
+function values(count: number, seed: number): Float32Array {
+  const out = new Float32Array(count);
+  let s = seed;
+  for (let i = 0; i < count; i++) {
+    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+    out[i] = s / 2 ** 31 - 1;
+  }
+  return out;
+}
+
+function size(shape: number[]): number {
+  return shape.reduce((a, b) => a * b, 1);
+}
+
+/** Gradients of sum(conv2d(x, f) * r) with respect to x and f, computed on `backend`. */
+async function convGrads(c: ConvCase, backend: string): Promise<{ dx: Float32Array; df: Float32Array }> {
+  await tf.setBackend(backend);
+  const x = tf.tensor4d(values(size(c.x), 1), c.x);
+  const f = tf.tensor4d(values(size(c.filter), 2), c.filter);
+  const outShape = tf.tidy(() => tf.conv2d(x, f, c.stride, c.pad).shape);
+  const r = tf.tensor(values(size(outShape), 3), outShape);
+  const [dx, df] = tf.grads((a, b) => tf.sum(tf.mul(tf.conv2d(a as tf.Tensor4D, b as tf.Tensor4D, c.stride, c.pad), r)))([x, f]);
+  const result = { dx: (await dx!.data()) as Float32Array, df: (await df!.data()) as Float32Array };
+  tf.dispose([x, f, r, dx!, df!]);
+  return result;
+}
+
+/** Largest difference relative to the magnitude of the reference (float32 sums in different orders differ a little). */
+function relativeError(actual: Float32Array, expected: Float32Array): number {
+  expect(actual.length).toBe(expected.length);
+  let maxDiff = 0;
+  let scale = 1;
+  for (let i = 0; i < expected.length; i++) {
+    maxDiff = Math.max(maxDiff, Math.abs(actual[i]! - expected[i]!));
+    scale = Math.max(scale, Math.abs(expected[i]!));
+  }
+  return maxDiff / scale;
+}
+
+describe('wasm training kernels', () => {
+  beforeAll(async () => {
+    expect((await initBackend('wasm')).name).toBe('wasm');
+  });
+
+  it('are registered by initBackend, once', () => {
+    expect(tf.getKernel('Conv2DBackpropFilter', 'wasm')).toBeDefined();
+    expect(registerWasmTrainingKernels()).toEqual([]);
+  });
+
+  it.each(CASES)('conv2d gradients match the cpu backend: x $x, filter $filter, stride $stride, pad $pad', async (c) => {
+    const wasm = await convGrads(c, 'wasm');
+    const cpu = await convGrads(c, 'cpu');
+    await tf.setBackend('wasm');
+    expect(relativeError(wasm.df, cpu.df)).toBeLessThan(1e-4);
+    expect(relativeError(wasm.dx, cpu.dx)).toBeLessThan(1e-4);
+    // Guard against a vacuous pass (e.g. both all zeros).
+    expect(cpu.df.some((v) => Math.abs(v) > 0.1)).toBe(true);
+  });
+
+  it('free their intermediate buffers', async () => {
+    await tf.setBackend('wasm');
+    const c = CASES[1]!;
+    await convGrads(c, 'wasm');
+    const tensors = tf.memory().numTensors;
+    const dataIds = tf.engine().backend.numDataIds();
+    for (let i = 0; i < 3; i++) await convGrads(c, 'wasm');
+    expect(tf.memory().numTensors).toBe(tensors);
+    // Intermediates live below the engine, so only the backend's own count would reveal a leak.
+    expect(tf.engine().backend.numDataIds()).toBe(dataIds);
+  });
+
+  it('give the same small-cnn parameter gradients as the cpu backend (pooling, relu, dense included)', async () => {
+    const spec: ModelSpec = { architecture: 'small-cnn', inputSize: 24, channels: 3, classes: 3, seed: 5 };
+    const n = 4;
+    const pixels = values(n * 24 * 24 * 3, 9).map((v) => (v + 1) / 2);
+    const grads = async (backend: string): Promise<Float32Array[]> => {
+      await tf.setBackend(backend);
+      const model = buildModel(spec);
+      const xs = tf.tensor4d(pixels, [n, 24, 24, 3]);
+      const labels = tf.oneHot(tf.tensor1d([0, 1, 2, 1], 'int32'), 3);
+      const variables = model.trainableWeights.map((w) => w.read() as tf.Variable);
+      const { grads: g } = tf.variableGrads(
+        () => tf.neg(tf.mean(tf.sum(tf.mul(labels, tf.log(model.apply(xs) as tf.Tensor2D)), 1))) as tf.Scalar,
+        variables,
+      );
+      const out = await Promise.all(variables.map((v) => g[v.name]!.data() as Promise<Float32Array>));
+      tf.dispose([xs, labels, ...Object.values(g)]);
+      model.dispose();
+      return out;
+    };
+    const wasm = await grads('wasm');
+    const cpu = await grads('cpu');
+    await tf.setBackend('wasm');
+    const params = describeParameters(spec);
+    expect(wasm.length).toBe(params.length);
+    wasm.forEach((g, i) => {
+      expect(relativeError(g, cpu[i]!), params[i]!.name).toBeLessThan(1e-4);
+    });
+    expect(cpu[0]!.some((v) => v !== 0)).toBe(true);
+  });
+});
