@@ -1,0 +1,87 @@
+import { mkdir, open, readFile, rename } from 'node:fs/promises';
+import { join } from 'node:path';
+import { z } from 'zod';
+
+const roundStateSchema = z.object({
+  studyId: z.string(),
+  round: z.int(),
+  status: z.enum(['trained', 'uploaded']),
+  baseModelSha256: z.string(),
+  updateSha256: z.string(),
+  vectorLength: z.int(),
+  encoding: z.int(),
+  samples: z.int(),
+  trainLoss: z.number(),
+  trainAccuracy: z.number(),
+  validationLoss: z.number().nullable(),
+  validationAccuracy: z.number().nullable(),
+  validationSamples: z.int(),
+  backend: z.string(),
+  trainSeconds: z.number(),
+  receipt: z
+    .object({ sha256: z.string(), receivedBytes: z.number(), receivedAtUnixMs: z.number() })
+    .optional(),
+});
+
+export type RoundState = z.output<typeof roundStateSchema>;
+
+/**
+ * What this site did for each round, on disk: the exact update bytes it produced (kept, so an interrupted
+ * upload is resent rather than retrained, and an auditor can see what left) and whether the coordinator
+ * acknowledged them. A round whose state says "uploaded" is never trained again.
+ */
+export class RoundStateStore {
+  constructor(private readonly stateDir: string) {}
+
+  private dir(studyId: string, round: number): string {
+    return join(this.stateDir, 'rounds', studyId, String(round));
+  }
+
+  updatePath(studyId: string, round: number): string {
+    return join(this.dir(studyId, round), 'update.bin');
+  }
+
+  async read(studyId: string, round: number): Promise<RoundState | undefined> {
+    let text: string;
+    try {
+      text = await readFile(join(this.dir(studyId, round), 'state.json'), 'utf8');
+    } catch {
+      return undefined;
+    }
+    const parsed = roundStateSchema.safeParse(JSON.parse(text));
+    if (!parsed.success) {
+      throw new Error(`round state for study ${studyId} round ${round} is corrupt: ${parsed.error.issues[0]?.message}`);
+    }
+    return parsed.data;
+  }
+
+  async readUpdate(studyId: string, round: number): Promise<Uint8Array> {
+    return readFile(this.updatePath(studyId, round));
+  }
+
+  async saveTrained(state: RoundState, update: Uint8Array): Promise<void> {
+    const dir = this.dir(state.studyId, state.round);
+    await mkdir(dir, { recursive: true });
+    await writeAtomic(this.updatePath(state.studyId, state.round), update);
+    await writeAtomic(join(dir, 'state.json'), Buffer.from(JSON.stringify(state, null, 2)));
+  }
+
+  async markUploaded(state: RoundState, receipt: NonNullable<RoundState['receipt']>): Promise<RoundState> {
+    const next: RoundState = { ...state, status: 'uploaded', receipt };
+    await writeAtomic(join(this.dir(state.studyId, state.round), 'state.json'), Buffer.from(JSON.stringify(next, null, 2)));
+    return next;
+  }
+}
+
+/** Temp file, fsync, rename: a crash leaves either the old file or the new one, never half of one. */
+export async function writeAtomic(path: string, bytes: Uint8Array): Promise<void> {
+  const temp = `${path}.${process.pid}.tmp`;
+  const handle = await open(temp, 'w', 0o600);
+  try {
+    await handle.writeFile(bytes);
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+  await rename(temp, path);
+}

@@ -1,0 +1,289 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import {
+  bytesToFloat32,
+  createLogger,
+  federation,
+  float32ToBytes,
+  sha256Hex,
+  weightedUpdateVector,
+  type Logger,
+  type ModelSpec,
+} from '@federa/shared';
+import { CoordinatorRefusal, FederationClient, isServiceError } from '../client/index.js';
+import type { SiteConfig } from '../config/index.js';
+import { loadLabeledDataset } from '../data/index.js';
+import { evaluateModel, initBackend, trainLocal, type BackendInfo, type LabeledImages, type Optimizer } from '../train/index.js';
+import { RoundStateStore, type RoundState } from './round-state.js';
+import { splitTrainValidation } from './split.js';
+
+export const AGENT_VERSION = '0.1.0';
+
+export interface SiteAgentEvents {
+  /** Called after each round this site completed (uploaded and acknowledged). */
+  onRoundUploaded?: (state: RoundState) => void;
+  onStudyClosed?: (closed: federation.StudyClosed) => void;
+}
+
+interface PreparedData {
+  train: LabeledImages;
+  validation: LabeledImages;
+  rejected: number;
+}
+
+/**
+ * The long-running site process: registers with the coordinator, keeps a task stream open (reconnecting
+ * with backoff), and for each train task downloads the global model, trains on local data, and uploads the
+ * weighted update. Round state on disk guarantees a round is trained at most once, even across restarts.
+ */
+export class SiteAgent {
+  private readonly log: Logger;
+  private readonly client: FederationClient;
+  private readonly rounds: RoundStateStore;
+  private readonly datasets = new Map<string, Promise<PreparedData>>();
+  private backend: BackendInfo | undefined;
+  private queue: Promise<void> = Promise.resolve();
+  private stopped = false;
+  private currentStream: { cancel(): void } | undefined;
+
+  constructor(
+    private readonly config: SiteConfig,
+    private readonly events: SiteAgentEvents = {},
+  ) {
+    this.log = createLogger('site-agent').child({ siteId: config.site.id });
+    this.client = new FederationClient({ address: config.coordinator.address, siteId: config.site.id, insecure: true });
+    this.rounds = new RoundStateStore(config.stateDir);
+  }
+
+  /** Runs until `stop()`; resolves once the agent has shut down. */
+  async run(): Promise<void> {
+    this.backend = await initBackend(this.config.training.backend);
+    this.log.info({ backend: this.backend.name, detail: this.backend.detail }, 'training backend ready');
+    let attempt = 0;
+    while (!this.stopped) {
+      try {
+        const registered = await this.client.register({
+          agentVersion: AGENT_VERSION,
+          backend: this.backend.name,
+          supportedEncodings: [federation.UpdateEncoding.UPDATE_ENCODING_PLAINTEXT_F32],
+        });
+        this.log.info({ coordinatorVersion: registered.coordinatorVersion }, 'registered with the coordinator');
+        attempt = 0;
+        await this.consumeTasks();
+      } catch (error) {
+        if (this.stopped) break;
+        this.log.warn({ reason: describe(error) }, 'lost the coordinator connection');
+      }
+      if (this.stopped) break;
+      // Exponential backoff with jitter, capped, so a restarting coordinator is not stampeded.
+      const delay = Math.min(30_000, 500 * 2 ** attempt) * (0.75 + Math.random() * 0.5);
+      attempt = Math.min(attempt + 1, 6);
+      this.log.info({ retryInMs: Math.round(delay) }, 'reconnecting');
+      await sleep(delay);
+    }
+    await this.queue;
+    this.client.close();
+  }
+
+  stop(): void {
+    this.stopped = true;
+    this.currentStream?.cancel();
+  }
+
+  private consumeTasks(): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const stream = this.client.streamTasks();
+      this.currentStream = stream;
+      stream.on('data', (task: federation.Task) => {
+        this.queue = this.queue.then(() => this.handleTask(task));
+      });
+      stream.on('error', (error) => (this.stopped ? resolve() : reject(error)));
+      stream.on('end', () => (this.stopped ? resolve() : reject(new Error('the coordinator closed the task stream'))));
+    });
+  }
+
+  private async handleTask(task: federation.Task): Promise<void> {
+    const kind = task.kind;
+    if (!kind || this.stopped) return;
+    if (kind.$case === 'studyClosed') {
+      this.log.info({ studyId: kind.value.studyId, outcome: federation.studyOutcomeToJSON(kind.value.outcome) }, kind.value.message);
+      this.events.onStudyClosed?.(kind.value);
+      return;
+    }
+    const train = kind.value;
+    try {
+      await this.runRound(train);
+    } catch (error) {
+      if (error instanceof CoordinatorRefusal) {
+        this.log.warn({ studyId: train.studyId, round: train.round, status: error.statusName, reason: error.message }, 'coordinator refused');
+      } else {
+        this.log.error({ studyId: train.studyId, round: train.round, err: error }, 'round failed at this site');
+      }
+    }
+  }
+
+  private async runRound(task: federation.TrainTask): Promise<void> {
+    const log = this.log.child({ studyId: task.studyId, round: task.round });
+    let state = await this.rounds.read(task.studyId, task.round);
+    if (state?.status === 'uploaded') {
+      log.info('round already uploaded; not training again');
+      return;
+    }
+    if (!state) state = await this.trainRound(task, log);
+    else log.info('resending the update trained before an interruption');
+    // Metrics go first so the round's table is complete by the time the last update closes it.
+    await this.reportMetrics(state);
+
+    const update = await this.rounds.readUpdate(task.studyId, task.round);
+    if (sha256Hex(update) !== state.updateSha256) {
+      throw new Error(`stored update for round ${task.round} does not match its recorded hash; delete ${this.rounds.updatePath(task.studyId, task.round)} to retrain`);
+    }
+    let receipt: federation.UploadReceipt;
+    try {
+      receipt = await this.client.uploadUpdate(
+        {
+          studyId: task.studyId,
+          round: task.round,
+          encoding: state.encoding,
+          vectorLength: state.vectorLength,
+          baseModelSha256: state.baseModelSha256,
+        },
+        update,
+      );
+    } catch (error) {
+      // The coordinator already has this exact update (an earlier attempt's receipt was lost in transit).
+      if (error instanceof CoordinatorRefusal && error.statusName === 'ALREADY_EXISTS' && error.message.includes(state.updateSha256)) {
+        receipt = { studyId: task.studyId, round: task.round, sha256: state.updateSha256, receivedBytes: update.byteLength, receivedAtUnixMs: Date.now() };
+      } else throw error;
+    }
+    state = await this.rounds.markUploaded(state, {
+      sha256: receipt.sha256,
+      receivedBytes: receipt.receivedBytes,
+      receivedAtUnixMs: receipt.receivedAtUnixMs,
+    });
+    log.info({ bytes: receipt.receivedBytes, sha256: receipt.sha256 }, 'update uploaded and acknowledged');
+    this.events.onRoundUploaded?.(state);
+  }
+
+  private async trainRound(task: federation.TrainTask, log: Logger): Promise<RoundState> {
+    if (!task.model || !task.training || !task.baseModel) throw new Error('train task is missing its model, settings or base model');
+    const spec: ModelSpec = {
+      architecture: task.model.architecture as ModelSpec['architecture'],
+      inputSize: task.model.inputSize,
+      channels: task.model.channels as ModelSpec['channels'],
+      classes: task.model.classes,
+      seed: task.model.seed,
+    };
+    const data = await this.prepareData(spec, task.classNames);
+    if (data.train.count === 0) throw new Error('no usable training images at this site (see the data scan for rejected files)');
+    const baseBytes = await this.client.downloadModel(task.baseModel);
+    const base = bytesToFloat32(baseBytes, 'global model');
+    log.info({ images: data.train.count, epochs: task.training.localEpochs }, 'training');
+    const result = await trainLocal(spec, base, data.train, {
+      epochs: task.training.localEpochs,
+      batchSize: task.training.batchSize,
+      learningRate: task.training.learningRate,
+      optimizer: optimizerOf(task.training.optimizer),
+      seed: (spec.seed + task.round * 7919) >>> 0,
+    });
+    const validation = data.validation.count > 0 ? await evaluateModel(spec, result.weights, data.validation) : undefined;
+    // FedAvg weights each site by its number of training samples; the weight rides in the vector's last slot.
+    const vector = weightedUpdateVector(base, result.weights, result.samples);
+    const update = float32ToBytes(vector);
+    const state: RoundState = {
+      studyId: task.studyId,
+      round: task.round,
+      status: 'trained',
+      baseModelSha256: task.baseModel.sha256,
+      updateSha256: sha256Hex(update),
+      vectorLength: vector.length,
+      encoding: federation.UpdateEncoding.UPDATE_ENCODING_PLAINTEXT_F32,
+      samples: result.samples,
+      trainLoss: result.loss,
+      trainAccuracy: result.accuracy,
+      validationLoss: validation?.loss ?? null,
+      validationAccuracy: validation?.accuracy ?? null,
+      validationSamples: validation?.samples ?? 0,
+      backend: result.backend,
+      trainSeconds: result.seconds,
+    };
+    await this.rounds.saveTrained(state, update);
+    log.info(
+      { loss: result.loss, accuracy: result.accuracy, validationAccuracy: state.validationAccuracy, seconds: result.seconds },
+      'local training done',
+    );
+    return state;
+  }
+
+  private async reportMetrics(state: RoundState): Promise<void> {
+    const reports: federation.MetricsReport[] = [
+      {
+        studyId: state.studyId,
+        round: state.round,
+        kind: federation.MetricKind.METRIC_KIND_TRAIN,
+        loss: state.trainLoss,
+        accuracy: state.trainAccuracy,
+        samples: state.samples,
+        seconds: state.trainSeconds,
+        backend: state.backend,
+      },
+    ];
+    if (state.validationLoss !== null && state.validationAccuracy !== null) {
+      reports.push({
+        studyId: state.studyId,
+        round: state.round,
+        kind: federation.MetricKind.METRIC_KIND_VALIDATION,
+        loss: state.validationLoss,
+        accuracy: state.validationAccuracy,
+        samples: state.validationSamples,
+        seconds: 0,
+        backend: state.backend,
+      });
+    }
+    for (const report of reports) await this.client.reportMetrics(report);
+  }
+
+  /** Decodes and preprocesses the site's images once per input shape and reuses them every round. */
+  private prepareData(spec: ModelSpec, classNames: string[]): Promise<PreparedData> {
+    const key = `${spec.inputSize}/${spec.channels}/${classNames.join(',')}/${spec.seed}`;
+    let prepared = this.datasets.get(key);
+    if (!prepared) {
+      prepared = (async () => {
+        const loaded = await loadLabeledDataset({
+          dir: this.config.data.dir,
+          labelsCsv: this.config.data.labels,
+          inputSize: spec.inputSize,
+          channels: 1,
+          classNames,
+        });
+        for (const rejected of loaded.rejected) {
+          this.log.warn({ file: rejected.file, reason: rejected.reason }, `skipped: ${rejected.message}`);
+        }
+        const split = splitTrainValidation(loaded.images, this.config.data.validationFraction, spec.seed);
+        this.log.info(
+          { train: split.train.count, validation: split.validation.count, rejected: loaded.rejected.length, classCounts: loaded.classCounts },
+          'dataset ready',
+        );
+        return { ...split, rejected: loaded.rejected.length };
+      })();
+      prepared.catch(() => this.datasets.delete(key));
+      this.datasets.set(key, prepared);
+    }
+    return prepared;
+  }
+}
+
+function optimizerOf(optimizer: federation.Optimizer): Optimizer {
+  switch (optimizer) {
+    case federation.Optimizer.OPTIMIZER_SGD:
+      return 'sgd';
+    case federation.Optimizer.OPTIMIZER_ADAM:
+      return 'adam';
+    default:
+      throw new Error(`train task names optimizer ${federation.optimizerToJSON(optimizer)}, which this agent does not know; upgrade the site agent`);
+  }
+}
+
+function describe(error: unknown): string {
+  if (isServiceError(error)) return `${error.code}: ${error.details}`;
+  return error instanceof Error ? error.message : String(error);
+}

@@ -1,0 +1,57 @@
+#!/usr/bin/env node
+import { parseArgs } from 'node:util';
+import { createLogger } from '@federa/shared';
+import { SiteAgent } from '../agent/index.js';
+import { loadSiteConfig, SiteConfigError } from '../config/index.js';
+
+const USAGE = `usage: federa-site <command> [options]
+
+commands:
+  start --config site.yaml   run the site agent: connect to the coordinator and train the rounds it assigns
+`;
+
+const log = createLogger('federa-site');
+
+async function start(argv: string[]): Promise<void> {
+  const { values } = parseArgs({ args: argv, strict: true, options: { config: { type: 'string', short: 'c' } } });
+  if (!values.config) throw new UsageError('start needs --config <site.yaml>');
+  const config = await loadSiteConfig(values.config);
+  const agent = new SiteAgent(config);
+  const stop = (signal: string): void => {
+    log.info({ signal }, 'stopping after the current step');
+    agent.stop();
+  };
+  process.once('SIGINT', () => stop('SIGINT'));
+  process.once('SIGTERM', () => stop('SIGTERM'));
+  await agent.run();
+}
+
+class UsageError extends Error {}
+
+async function main(): Promise<void> {
+  const [command, ...rest] = process.argv.slice(2);
+  switch (command) {
+    case 'start':
+      return start(rest);
+    case undefined:
+    case 'help':
+    case '--help':
+    case '-h':
+      process.stdout.write(USAGE);
+      return;
+    default:
+      throw new UsageError(`unknown command "${command}"`);
+  }
+}
+
+main().then(
+  () => process.exit(0),
+  (error: unknown) => {
+    if (error instanceof UsageError || error instanceof SiteConfigError || (error instanceof TypeError && 'code' in error)) {
+      process.stderr.write(`federa-site: ${(error as Error).message}\n${error instanceof UsageError ? USAGE : ''}`);
+      process.exit(2);
+    }
+    log.fatal({ err: error }, 'site agent failed');
+    process.exit(1);
+  },
+);

@@ -1,0 +1,1 @@
+export { FederationClient, CoordinatorRefusal, isServiceError, type FederationClientOptions } from './federation-client.js';

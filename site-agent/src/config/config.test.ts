@@ -1,0 +1,36 @@
+import { describe, expect, it } from 'vitest';
+import { parseSiteConfig, SiteConfigError } from './index.js';
+
+const valid = {
+  site: { id: 'hospital-a' },
+  coordinator: { address: '127.0.0.1:50051', insecure: true },
+  data: { dir: 'images', labels: 'labels.csv' },
+  stateDir: 'state',
+};
+
+describe('site config', () => {
+  it('resolves relative paths against the config folder and fills defaults', () => {
+    const config = parseSiteConfig(valid, '/srv/federa');
+    expect(config.data.dir).toBe('/srv/federa/images');
+    expect(config.stateDir).toBe('/srv/federa/state');
+    expect(config.data.validationFraction).toBe(0.2);
+    expect(config.training.backend).toBe('auto');
+  });
+
+  it('names the bad field', () => {
+    const bad = { ...valid, coordinator: { address: 'no-port', insecure: true }, site: { id: 'Bad Name' } };
+    expect(() => parseSiteConfig(bad, '/x', 'site.yaml')).toThrow(SiteConfigError);
+    try {
+      parseSiteConfig(bad, '/x', 'site.yaml');
+    } catch (error) {
+      expect((error as Error).message).toMatch(/site\.yaml is invalid/);
+      expect((error as Error).message).toMatch(/coordinator\.address: must be host:port/);
+      expect((error as Error).message).toMatch(/site\.id:/);
+    }
+  });
+
+  it('refuses unknown keys and a silent plaintext transport', () => {
+    expect(() => parseSiteConfig({ ...valid, extra: 1 }, '/x')).toThrow(/extra/);
+    expect(() => parseSiteConfig({ ...valid, coordinator: { address: 'h:1' } }, '/x')).toThrow(/coordinator\.insecure/);
+  });
+});
