@@ -1,0 +1,236 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createWriteStream } from 'node:fs';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { dirname, join, resolve } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { fileURLToPath } from 'node:url';
+import { stringify as toYaml } from 'yaml';
+import { bytesToFloat32, sha256Hex, type StudyDefinitionInput } from '@federa/shared';
+import { generateConsortium, type ConsortiumSummary } from '@federa/site-agent';
+
+const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
+const COORDINATOR_MAIN = join(repoRoot, 'coordinator/dist/main.js');
+const SITE_MAIN = join(repoRoot, 'site-agent/dist/cli/main.js');
+
+export interface LocalConsortiumOptions {
+  workDir: string;
+  sites: number;
+  imagesPerSite: number;
+  holdoutImages: number;
+  seed: number;
+  /** PostgreSQL for the coordinator; the embedded PGlite database otherwise. */
+  databaseUrl?: string;
+  /** Extra environment for every process (e.g. FEDERA_LOG_LEVEL). */
+  env?: NodeJS.ProcessEnv;
+}
+
+export interface SiteProcess {
+  id: string;
+  configPath: string;
+  stateDir: string;
+  process: ChildProcess;
+}
+
+/** The REST view of a study, as far as the demo and tests read it. */
+export interface StudyStatusView {
+  id: string;
+  status: string;
+  error: string | null;
+  currentRound: number;
+  totalRounds: number;
+  initialModel: { sha256: string } | null;
+  rounds: Array<{
+    number: number;
+    status: string;
+    assignedSites: string[];
+    reportedSites: string[];
+    participants: number;
+    model: { sha256: string; parameterCount: number } | null;
+    metrics: Array<{ siteId: string; kind: string; loss: number; accuracy: number; samples: number | null }>;
+  }>;
+}
+
+/**
+ * A whole consortium on one machine: synthetic hospital data, a coordinator process and one site-agent
+ * process per hospital, talking gRPC over loopback. Used by `npm run demo` and the end-to-end tests.
+ */
+export class LocalConsortium {
+  private constructor(
+    readonly options: LocalConsortiumOptions,
+    readonly data: ConsortiumSummary,
+    readonly coordinator: ChildProcess,
+    readonly httpPort: number,
+    readonly grpcPort: number,
+    readonly sites: SiteProcess[],
+  ) {}
+
+  static async start(options: LocalConsortiumOptions): Promise<LocalConsortium> {
+    const logs = join(options.workDir, 'logs');
+    await mkdir(logs, { recursive: true });
+    const data = await generateConsortium({
+      outDir: join(options.workDir, 'data'),
+      sites: options.sites,
+      imagesPerSite: options.imagesPerSite,
+      holdoutImages: options.holdoutImages,
+      seed: options.seed,
+    });
+    const readyFile = join(options.workDir, 'coordinator.ready.json');
+    const args = [
+      COORDINATOR_MAIN,
+      '--insecure',
+      '--http-port',
+      '0',
+      '--grpc-port',
+      '0',
+      '--data-dir',
+      join(options.workDir, 'coordinator'),
+      '--ready-file',
+      readyFile,
+    ];
+    if (options.databaseUrl) args.push('--database-url', options.databaseUrl);
+    const coordinator = launch('coordinator', args, join(logs, 'coordinator.log'), options.env);
+    const ready = await waitForReadyFile(readyFile, coordinator, join(logs, 'coordinator.log'));
+
+    const sites: SiteProcess[] = [];
+    for (const site of data.sites) {
+      const siteDir = join(options.workDir, 'sites', site.id);
+      await mkdir(siteDir, { recursive: true });
+      const configPath = join(siteDir, 'site.yaml');
+      const stateDir = join(siteDir, 'state');
+      await writeFile(
+        configPath,
+        toYaml({
+          site: { id: site.id },
+          coordinator: { address: `127.0.0.1:${ready.grpcPort}`, insecure: true },
+          data: { dir: site.dir, labels: site.labelsCsv, validationFraction: 0.2 },
+          training: { backend: 'auto' },
+          stateDir,
+        }),
+      );
+      const child = launch(site.id, [SITE_MAIN, 'start', '--config', configPath], join(logs, `${site.id}.log`), options.env);
+      sites.push({ id: site.id, configPath, stateDir, process: child });
+    }
+    const consortium = new LocalConsortium(options, data, coordinator, ready.httpPort, ready.grpcPort, sites);
+    await consortium.waitForSites(sites.map((s) => s.id));
+    return consortium;
+  }
+
+  get baseUrl(): string {
+    return `http://127.0.0.1:${this.httpPort}/api/v1`;
+  }
+
+  async createStudy(definition: StudyDefinitionInput): Promise<StudyStatusView> {
+    return this.request('POST', '/studies', definition);
+  }
+
+  async startStudy(id: string): Promise<StudyStatusView> {
+    return this.request('POST', `/studies/${id}/start`);
+  }
+
+  async study(id: string): Promise<StudyStatusView> {
+    return this.request('GET', `/studies/${id}`);
+  }
+
+  /** The plaintext global model after `round` (0 = initial), verified against its SHA-256 header. */
+  async model(id: string, round: number): Promise<Float32Array> {
+    const response = await fetch(`${this.baseUrl}/studies/${id}/models/${round}`);
+    if (!response.ok) throw new Error(`GET model ${round} of ${id}: ${response.status} ${await response.text()}`);
+    const bytes = new Uint8Array(await response.arrayBuffer());
+    const expected = response.headers.get('x-federa-sha256');
+    if (sha256Hex(bytes) !== expected) throw new Error(`model ${round} of study ${id} does not match its hash header`);
+    return bytesToFloat32(bytes, `model ${round}`);
+  }
+
+  /** Polls until the study finishes; calls `onRound` once per newly closed round, in order. */
+  async follow(
+    id: string,
+    onRound: (round: StudyStatusView['rounds'][number], study: StudyStatusView) => Promise<void> | void,
+    timeoutMs: number,
+  ): Promise<StudyStatusView> {
+    const deadline = Date.now() + timeoutMs;
+    let reported = 0;
+    for (;;) {
+      this.assertAlive();
+      const study = await this.study(id);
+      for (const round of study.rounds) {
+        if (round.number > reported && round.status === 'closed') {
+          await onRound(round, study);
+          reported = round.number;
+        }
+      }
+      if (study.status === 'completed' && reported >= study.totalRounds) return study;
+      if (study.status === 'failed') throw new Error(`study ${id} failed: ${study.error}`);
+      if (Date.now() > deadline) throw new Error(`study ${id} did not finish within ${timeoutMs} ms (now round ${study.currentRound}); logs in ${join(this.options.workDir, 'logs')}`);
+      await sleep(250);
+    }
+  }
+
+  async stop(): Promise<void> {
+    await Promise.all(this.sites.map((s) => terminate(s.process)));
+    await terminate(this.coordinator);
+  }
+
+  private async waitForSites(ids: string[]): Promise<void> {
+    const deadline = Date.now() + 120_000;
+    for (;;) {
+      this.assertAlive();
+      const sites = await this.request<Array<{ id: string; connected: boolean }>>('GET', '/sites');
+      if (ids.every((id) => sites.some((s) => s.id === id && s.connected))) return;
+      if (Date.now() > deadline) throw new Error(`sites did not connect within 120 s; logs in ${join(this.options.workDir, 'logs')}`);
+      await sleep(200);
+    }
+  }
+
+  private assertAlive(): void {
+    for (const [name, child] of [['coordinator', this.coordinator] as const, ...this.sites.map((s) => [s.id, s.process] as const)]) {
+      if (child.exitCode !== null) {
+        throw new Error(`${name} exited with code ${child.exitCode}; see ${join(this.options.workDir, 'logs', `${name}.log`)}`);
+      }
+    }
+  }
+
+  private async request<T>(method: string, path: string, body?: unknown): Promise<T> {
+    const response = await fetch(`${this.baseUrl}${path}`, {
+      method,
+      headers: body === undefined ? {} : { 'content-type': 'application/json' },
+      body: body === undefined ? null : JSON.stringify(body),
+    });
+    const text = await response.text();
+    if (!response.ok) throw new Error(`${method} ${path}: ${response.status} ${text}`);
+    return JSON.parse(text) as T;
+  }
+}
+
+function launch(name: string, args: string[], logPath: string, env: NodeJS.ProcessEnv = {}): ChildProcess {
+  const log = createWriteStream(logPath);
+  const child = spawn(process.execPath, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  child.stdout?.pipe(log);
+  child.stderr?.pipe(log);
+  child.on('error', (error) => log.write(`failed to start ${name}: ${error.message}\n`));
+  return child;
+}
+
+async function waitForReadyFile(path: string, child: ChildProcess, logPath: string): Promise<{ httpPort: number; grpcPort: number }> {
+  const deadline = Date.now() + 60_000;
+  for (;;) {
+    if (child.exitCode !== null) {
+      const tail = (await readFile(logPath, 'utf8').catch(() => '')).split('\n').slice(-15).join('\n');
+      throw new Error(`coordinator exited with code ${child.exitCode} before it was ready:\n${tail}`);
+    }
+    try {
+      return JSON.parse(await readFile(path, 'utf8')) as { httpPort: number; grpcPort: number };
+    } catch {
+      if (Date.now() > deadline) throw new Error(`coordinator was not ready within 60 s; see ${logPath}`);
+      await sleep(100);
+    }
+  }
+}
+
+async function terminate(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  child.kill('SIGTERM');
+  const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
+  await exited;
+  clearTimeout(timer);
+}
