@@ -1,0 +1,224 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { credentials, Metadata, status, type ServiceError } from '@grpc/grpc-js';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  federation,
+  float32ToBytes,
+  initialWeights,
+  parameterCount,
+  sha256Hex,
+  weightedUpdateVector,
+  type ModelSpec,
+} from '@federa/shared';
+import { openDatabase, parseCoordinatorConfig, startCoordinator, type RunningCoordinator } from '@federa/coordinator';
+
+/**
+ * Every way a site can get an upload wrong is refused with a status that says why, and none of them changes
+ * what the round will aggregate. Runs the real coordinator in-process against raw gRPC clients.
+ */
+const spec: ModelSpec = { architecture: 'small-cnn', inputSize: 16, channels: 1, classes: 2, seed: 3 };
+const vectorLength = parameterCount(spec) + 1;
+
+type Client = InstanceType<typeof federation.FederationServiceClient>;
+
+describe('the coordinator refuses bad uploads without touching the round', () => {
+  let dataDir: string;
+  let coordinator: RunningCoordinator;
+  let studyId: string;
+  let baseSha: string;
+  const clients = new Map<string, Client>();
+
+  const client = (siteId: string): Client => {
+    let c = clients.get(siteId);
+    if (!c) {
+      c = new federation.FederationServiceClient(`127.0.0.1:${coordinator.grpcPort}`, credentials.createInsecure());
+      clients.set(siteId, c);
+    }
+    return c;
+  };
+  const meta = (siteId?: string): Metadata => {
+    const m = new Metadata();
+    if (siteId) m.set('x-federa-site-id', siteId);
+    return m;
+  };
+  const register = (siteId: string): Promise<federation.RegisterResponse> =>
+    new Promise((resolve, reject) =>
+      client(siteId).register({ agentVersion: 'test', backend: 'none', supportedEncodings: [] }, meta(siteId), (e, r) =>
+        e ? reject(e) : resolve(r),
+      ),
+    );
+  /** Sends raw chunk messages and resolves with the receipt or the refusal. */
+  const upload = (siteId: string | undefined, messages: federation.UpdateChunk[]) =>
+    new Promise<{ receipt?: federation.UploadReceipt; error?: ServiceError }>((resolve) => {
+      const call = client(siteId ?? 'anonymous').uploadUpdate(meta(siteId), (error, receipt) =>
+        resolve(error ? { error } : { receipt }),
+      );
+      for (const m of messages) call.write(m);
+      call.end();
+    });
+  const header = (overrides: Partial<federation.UpdateHeader> = {}): federation.UpdateChunk => ({
+    part: {
+      $case: 'header',
+      value: {
+        studyId,
+        round: 1,
+        encoding: federation.UpdateEncoding.UPDATE_ENCODING_PLAINTEXT_F32,
+        totalBytes: vectorLength * 4,
+        vectorLength,
+        baseModelSha256: baseSha,
+        ...overrides,
+      },
+    },
+  });
+  const data = (bytes: Uint8Array): federation.UpdateChunk => ({ part: { $case: 'data', value: Buffer.from(bytes) } });
+  const trailer = (bytes: Uint8Array): federation.UpdateChunk => ({ part: { $case: 'trailer', value: { sha256: sha256Hex(bytes) } } });
+  const validPayload = (scale: number): Uint8Array => {
+    const base = initialWeights(spec);
+    const trained = base.map((w) => w + 0.01 * scale);
+    return float32ToBytes(weightedUpdateVector(base, trained, 10));
+  };
+  const rest = async (method: string, path: string, body?: unknown) => {
+    const response = await fetch(`http://127.0.0.1:${coordinator.httpPort}/api/v1${path}`, {
+      method,
+      headers: { 'content-type': 'application/json' },
+      body: body === undefined ? null : JSON.stringify(body),
+    });
+    return { status: response.status, body: (await response.json()) as Record<string, unknown> };
+  };
+  const openTaskStream = (siteId: string): Promise<federation.Task> =>
+    new Promise((resolve, reject) => {
+      const stream = client(siteId).streamTasks({}, meta(siteId));
+      stream.once('data', (task: federation.Task) => resolve(task));
+      stream.on('error', (error: ServiceError) => {
+        if (error.code !== status.CANCELLED && error.code !== status.UNAVAILABLE) reject(error);
+      });
+    });
+
+  beforeAll(async () => {
+    dataDir = await mkdtemp(join(tmpdir(), 'federa-refusals-'));
+    coordinator = await startCoordinator(
+      parseCoordinatorConfig({ insecure: true, httpPort: 0, grpcPort: 0, dataDir }),
+    );
+    await register('site-a');
+    await register('site-b');
+    const firstTasks = Promise.all([openTaskStream('site-a'), openTaskStream('site-b')]);
+    const created = await rest('POST', '/studies', {
+      name: 'refusals',
+      model: spec,
+      classNames: ['normal', 'lesion'],
+      rounds: 2,
+      minSites: 2,
+      localEpochs: 1,
+      batchSize: 4,
+      learningRate: 0.01,
+      aggregation: 'plaintext',
+    });
+    expect(created.status).toBe(201);
+    studyId = created.body.id as string;
+    // Both task streams must be attached before the round opens, so both sites are assigned.
+    await new Promise((r) => setTimeout(r, 200));
+    expect((await rest('POST', `/studies/${studyId}/start`)).status).toBe(200);
+    const [task] = await firstTasks;
+    expect(task?.kind?.$case).toBe('train');
+    baseSha = task?.kind?.$case === 'train' ? (task.kind.value.baseModel?.sha256 ?? '') : '';
+  });
+
+  afterAll(async () => {
+    for (const c of clients.values()) c.close();
+    await coordinator?.close();
+    await rm(dataDir, { recursive: true, force: true });
+  });
+
+  it('refuses a study definition that names its bad fields', async () => {
+    const response = await rest('POST', '/studies', { name: '', model: { ...spec, inputSize: 4 }, classNames: ['x'] });
+    expect(response.status).toBe(400);
+    const issues = (response.body.issues as string[]).join('\n');
+    expect(issues).toMatch(/^name:/m);
+    expect(issues).toMatch(/model\.inputSize/);
+    expect(issues).toMatch(/^rounds:/m);
+  });
+
+  it('refuses each malformed, foreign or dishonest upload with a clear status', async () => {
+    const good = validPayload(1);
+    const nan = new Float32Array(vectorLength).fill(1);
+    nan[5] = Number.NaN;
+    const nanBytes = float32ToBytes(nan);
+    const cases: Array<[string, string | undefined, federation.UpdateChunk[], status, RegExp]> = [
+      ['no identity', undefined, [header(), data(good), trailer(good)], status.UNAUTHENTICATED, /site identity/],
+      ['unregistered site', 'site-z', [header(), data(good), trailer(good)], status.FAILED_PRECONDITION, /Register first/],
+      ['no header', 'site-a', [data(good), trailer(good)], status.INVALID_ARGUMENT, /start with an UpdateHeader/],
+      ['unknown study', 'site-a', [header({ studyId: 'nope' }), data(good), trailer(good)], status.NOT_FOUND, /does not exist/],
+      ['round not open', 'site-a', [header({ round: 2 }), data(good), trailer(good)], status.FAILED_PRECONDITION, /has not been opened/],
+      ['wrong length', 'site-a', [header({ vectorLength: 7, totalBytes: 28 }), data(good), trailer(good)], status.INVALID_ARGUMENT, /vector length 7/],
+      ['wrong encoding', 'site-a', [header({ encoding: federation.UpdateEncoding.UPDATE_ENCODING_CKKS }), data(good), trailer(good)], status.INVALID_ARGUMENT, /takes UPDATE_ENCODING_PLAINTEXT_F32/],
+      ['stale base model', 'site-a', [header({ baseModelSha256: '0'.repeat(64) }), data(good), trailer(good)], status.FAILED_PRECONDITION, /computed against model/],
+      ['truncated stream', 'site-a', [header(), data(good.subarray(0, 100))], status.INVALID_ARGUMENT, /without its trailer/],
+      ['short stream', 'site-a', [header(), data(good.subarray(0, 100)), trailer(good.subarray(0, 100))], status.INVALID_ARGUMENT, /carried 100 bytes/],
+      ['corrupted chunk', 'site-a', [header(), data(validPayload(2)), trailer(good)], status.DATA_LOSS, /hash to/],
+      ['non-finite value', 'site-a', [header(), data(nanBytes), trailer(nanBytes)], status.INVALID_ARGUMENT, /value 5 is not a finite/],
+      ['data after trailer', 'site-a', [header(), data(good), trailer(good), data(good)], status.INVALID_ARGUMENT, /more than|after its trailer/],
+    ];
+    for (const [name, siteId, messages, code, message] of cases) {
+      const { error } = await upload(siteId, messages);
+      expect(error, name).toBeDefined();
+      expect([name, status[error?.code ?? 0]]).toEqual([name, status[code]]);
+      expect(error?.details, name).toMatch(message);
+    }
+    const round = await rest('GET', `/studies/${studyId}`);
+    const rounds = round.body.rounds as Array<{ reportedSites: string[]; status: string }>;
+    expect(rounds[0]?.reportedSites).toEqual([]);
+    expect(rounds[0]?.status).toBe('open');
+  });
+
+  it('takes one upload per site and refuses duplicates and late arrivals', async () => {
+    const a = validPayload(1);
+    const accepted = await upload('site-a', [header(), data(a), trailer(a)]);
+    expect(accepted.receipt?.sha256).toBe(sha256Hex(a));
+    const again = await upload('site-a', [header(), data(a), trailer(a)]);
+    expect(status[again.error?.code ?? 0]).toBe('ALREADY_EXISTS');
+
+    const b = validPayload(3);
+    expect((await upload('site-b', [header(), data(b), trailer(b)])).receipt).toBeDefined();
+    // The round closes once both assigned sites reported; a retry for it is now late.
+    await expect.poll(async () => ((await rest('GET', `/studies/${studyId}`)).body.rounds as Array<{ status: string }>)[0]?.status).toBe('closed');
+    const late = await upload('site-b', [header(), data(b), trailer(b)]);
+    expect(status[late.error?.code ?? 0]).toBe('FAILED_PRECONDITION');
+    expect(late.error?.details).toMatch(/late uploads are refused/);
+
+    // Only the two accepted updates were aggregated: base + (10*0.01 + 10*0.03) / 20 = base + 0.02.
+    const response = await fetch(`http://127.0.0.1:${coordinator.httpPort}/api/v1/studies/${studyId}/models/1`);
+    const model = new Float32Array(await response.arrayBuffer());
+    const base = initialWeights(spec);
+    const maxError = base.reduce((m, w, i) => Math.max(m, Math.abs((model[i] as number) - (w + 0.02))), 0);
+    expect(maxError).toBeLessThan(1e-6);
+  });
+
+  it('refuses metrics for rounds the site is not in, and out-of-range values', async () => {
+    const report = (siteId: string, r: Partial<federation.MetricsReport>) =>
+      new Promise<ServiceError | null>((resolve) =>
+        client(siteId).reportMetrics(
+          { studyId, round: 1, kind: federation.MetricKind.METRIC_KIND_TRAIN, loss: 0.5, accuracy: 0.7, seconds: 1, backend: 'x', ...r },
+          meta(siteId),
+          (error) => resolve(error),
+        ),
+      );
+    expect(await report('site-a', {})).toBeNull();
+    await register('site-c');
+    expect(status[(await report('site-c', {}))?.code ?? 0]).toBe('PERMISSION_DENIED');
+    expect((await report('site-a', { accuracy: 1.5 }))?.details).toMatch(/within \[0, 1\]/);
+    expect((await report('site-a', { loss: Number.NaN }))?.details).toMatch(/loss is not a finite/);
+  });
+
+  it('records the refusals nowhere: the database holds exactly the accepted receipts', async () => {
+    await coordinator.close();
+    const db = await openDatabase({ dataDir });
+    try {
+      const receipts = await db.prisma.updateReceipt.findMany({ where: { round: { studyId, number: 1 } } });
+      expect(receipts.map((r) => r.siteId).sort()).toEqual(['site-a', 'site-b']);
+    } finally {
+      await db.close();
+    }
+  });
+});
