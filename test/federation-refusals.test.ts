@@ -1,7 +1,7 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { credentials, Metadata, status, type ServiceError } from '@grpc/grpc-js';
+import { status } from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   federation,
@@ -13,6 +13,7 @@ import {
   type ModelSpec,
 } from '@federa/shared';
 import { openDatabase, parseCoordinatorConfig, startCoordinator, type RunningCoordinator } from '@federa/coordinator';
+import { dataChunk as data, fetchModel, headerChunk, RawSite, rest as restAt, trailerChunk as trailer } from './support/raw-site.js';
 
 /**
  * Every way a site can get an upload wrong is refused with a status that says why, and none of them changes
@@ -21,89 +22,47 @@ import { openDatabase, parseCoordinatorConfig, startCoordinator, type RunningCoo
 const spec: ModelSpec = { architecture: 'small-cnn', inputSize: 16, channels: 1, classes: 2, seed: 3 };
 const vectorLength = parameterCount(spec) + 1;
 
-type Client = InstanceType<typeof federation.FederationServiceClient>;
-
 describe('the coordinator refuses bad uploads without touching the round', () => {
   let dataDir: string;
   let coordinator: RunningCoordinator;
   let studyId: string;
   let baseSha: string;
-  const clients = new Map<string, Client>();
-
-  const client = (siteId: string): Client => {
-    let c = clients.get(siteId);
-    if (!c) {
-      c = new federation.FederationServiceClient(`127.0.0.1:${coordinator.grpcPort}`, credentials.createInsecure());
-      clients.set(siteId, c);
+  const sites = new Map<string, RawSite>();
+  const site = (siteId: string | undefined): RawSite => {
+    const key = siteId ?? '(anonymous)';
+    let found = sites.get(key);
+    if (!found) {
+      found = new RawSite(coordinator.grpcPort, siteId);
+      sites.set(key, found);
     }
-    return c;
+    return found;
   };
-  const meta = (siteId?: string): Metadata => {
-    const m = new Metadata();
-    if (siteId) m.set('x-federa-site-id', siteId);
-    return m;
-  };
-  const register = (siteId: string): Promise<federation.RegisterResponse> =>
-    new Promise((resolve, reject) =>
-      client(siteId).register({ agentVersion: 'test', backend: 'none', supportedEncodings: [] }, meta(siteId), (e, r) =>
-        e ? reject(e) : resolve(r),
-      ),
-    );
-  /** Sends raw chunk messages and resolves with the receipt or the refusal. */
-  const upload = (siteId: string | undefined, messages: federation.UpdateChunk[]) =>
-    new Promise<{ receipt?: federation.UploadReceipt; error?: ServiceError }>((resolve) => {
-      const call = client(siteId ?? 'anonymous').uploadUpdate(meta(siteId), (error, receipt) =>
-        resolve(error ? { error } : { receipt }),
-      );
-      for (const m of messages) call.write(m);
-      call.end();
+  const upload = (siteId: string | undefined, messages: federation.UpdateChunk[]) => site(siteId).upload(messages);
+  const header = (overrides: Partial<federation.UpdateHeader> = {}): federation.UpdateChunk =>
+    headerChunk({
+      studyId,
+      round: 1,
+      encoding: federation.UpdateEncoding.UPDATE_ENCODING_PLAINTEXT_F32,
+      totalBytes: vectorLength * 4,
+      vectorLength,
+      baseModelSha256: baseSha,
+      ...overrides,
     });
-  const header = (overrides: Partial<federation.UpdateHeader> = {}): federation.UpdateChunk => ({
-    part: {
-      $case: 'header',
-      value: {
-        studyId,
-        round: 1,
-        encoding: federation.UpdateEncoding.UPDATE_ENCODING_PLAINTEXT_F32,
-        totalBytes: vectorLength * 4,
-        vectorLength,
-        baseModelSha256: baseSha,
-        ...overrides,
-      },
-    },
-  });
-  const data = (bytes: Uint8Array): federation.UpdateChunk => ({ part: { $case: 'data', value: Buffer.from(bytes) } });
-  const trailer = (bytes: Uint8Array): federation.UpdateChunk => ({ part: { $case: 'trailer', value: { sha256: sha256Hex(bytes) } } });
   const validPayload = (scale: number): Uint8Array => {
     const base = initialWeights(spec);
     const trained = base.map((w) => w + 0.01 * scale);
     return float32ToBytes(weightedUpdateVector(base, trained, 10));
   };
-  const rest = async (method: string, path: string, body?: unknown) => {
-    const response = await fetch(`http://127.0.0.1:${coordinator.httpPort}/api/v1${path}`, {
-      method,
-      headers: { 'content-type': 'application/json' },
-      body: body === undefined ? null : JSON.stringify(body),
-    });
-    return { status: response.status, body: (await response.json()) as Record<string, unknown> };
-  };
-  const openTaskStream = (siteId: string): Promise<federation.Task> =>
-    new Promise((resolve, reject) => {
-      const stream = client(siteId).streamTasks({}, meta(siteId));
-      stream.once('data', (task: federation.Task) => resolve(task));
-      stream.on('error', (error: ServiceError) => {
-        if (error.code !== status.CANCELLED && error.code !== status.UNAVAILABLE) reject(error);
-      });
-    });
+  const rest = (method: string, path: string, body?: unknown) => restAt(coordinator.httpPort, method, path, body);
 
   beforeAll(async () => {
     dataDir = await mkdtemp(join(tmpdir(), 'federa-refusals-'));
     coordinator = await startCoordinator(
       parseCoordinatorConfig({ insecure: true, httpPort: 0, grpcPort: 0, dataDir }),
     );
-    await register('site-a');
-    await register('site-b');
-    const firstTasks = Promise.all([openTaskStream('site-a'), openTaskStream('site-b')]);
+    await site('site-a').register();
+    await site('site-b').register();
+    const firstTasks = Promise.all([site('site-a').firstTask(), site('site-b').firstTask()]);
     const created = await rest('POST', '/studies', {
       name: 'refusals',
       model: spec,
@@ -126,7 +85,7 @@ describe('the coordinator refuses bad uploads without touching the round', () =>
   });
 
   afterAll(async () => {
-    for (const c of clients.values()) c.close();
+    for (const s of sites.values()) s.close();
     await coordinator?.close();
     await rm(dataDir, { recursive: true, force: true });
   });
@@ -188,8 +147,7 @@ describe('the coordinator refuses bad uploads without touching the round', () =>
     expect(late.error?.details).toMatch(/late uploads are refused/);
 
     // Only the two accepted updates were aggregated: base + (10*0.01 + 10*0.03) / 20 = base + 0.02.
-    const response = await fetch(`http://127.0.0.1:${coordinator.httpPort}/api/v1/studies/${studyId}/models/1`);
-    const model = new Float32Array(await response.arrayBuffer());
+    const model = await fetchModel(coordinator.httpPort, studyId, 1);
     const base = initialWeights(spec);
     const maxError = base.reduce((m, w, i) => Math.max(m, Math.abs((model[i] as number) - (w + 0.02))), 0);
     expect(maxError).toBeLessThan(1e-6);
@@ -197,15 +155,18 @@ describe('the coordinator refuses bad uploads without touching the round', () =>
 
   it('refuses metrics for rounds the site is not in, and out-of-range values', async () => {
     const report = (siteId: string, r: Partial<federation.MetricsReport>) =>
-      new Promise<ServiceError | null>((resolve) =>
-        client(siteId).reportMetrics(
-          { studyId, round: 1, kind: federation.MetricKind.METRIC_KIND_TRAIN, loss: 0.5, accuracy: 0.7, seconds: 1, backend: 'x', ...r },
-          meta(siteId),
-          (error) => resolve(error),
-        ),
-      );
+      site(siteId).reportMetrics({
+        studyId,
+        round: 1,
+        kind: federation.MetricKind.METRIC_KIND_TRAIN,
+        loss: 0.5,
+        accuracy: 0.7,
+        seconds: 1,
+        backend: 'x',
+        ...r,
+      });
     expect(await report('site-a', {})).toBeNull();
-    await register('site-c');
+    await site('site-c').register();
     expect(status[(await report('site-c', {}))?.code ?? 0]).toBe('PERMISSION_DENIED');
     expect((await report('site-a', { accuracy: 1.5 }))?.details).toMatch(/within \[0, 1\]/);
     expect((await report('site-a', { loss: Number.NaN }))?.details).toMatch(/loss is not a finite/);

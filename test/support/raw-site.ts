@@ -1,0 +1,98 @@
+import { credentials, Metadata, status, type ServiceError } from '@grpc/grpc-js';
+import { federation, sha256Hex } from '@federa/shared';
+
+type Client = InstanceType<typeof federation.FederationServiceClient>;
+
+/**
+ * A bare gRPC site for tests: sends exactly the messages it is given, so tests can play both honest and
+ * misbehaving sites against a real coordinator.
+ */
+export class RawSite {
+  private readonly client: Client;
+
+  constructor(
+    grpcPort: number,
+    readonly siteId: string | undefined,
+  ) {
+    this.client = new federation.FederationServiceClient(`127.0.0.1:${grpcPort}`, credentials.createInsecure());
+  }
+
+  metadata(): Metadata {
+    const m = new Metadata();
+    if (this.siteId) m.set('x-federa-site-id', this.siteId);
+    return m;
+  }
+
+  register(): Promise<federation.RegisterResponse> {
+    return new Promise((resolve, reject) =>
+      this.client.register({ agentVersion: 'test', backend: 'none', supportedEncodings: [] }, this.metadata(), (e, r) =>
+        e ? reject(e) : resolve(r),
+      ),
+    );
+  }
+
+  /** Opens the task stream and resolves with the first task delivered on it. */
+  firstTask(): Promise<federation.Task> {
+    return new Promise((resolve, reject) => {
+      const stream = this.client.streamTasks({}, this.metadata());
+      stream.once('data', (task: federation.Task) => resolve(task));
+      stream.on('error', (error: ServiceError) => {
+        if (error.code !== status.CANCELLED && error.code !== status.UNAVAILABLE) reject(error);
+      });
+    });
+  }
+
+  /** Sends raw chunk messages; resolves with the receipt or the refusal. */
+  upload(messages: federation.UpdateChunk[]): Promise<{ receipt?: federation.UploadReceipt; error?: ServiceError }> {
+    return new Promise((resolve) => {
+      const call = this.client.uploadUpdate(this.metadata(), (error, receipt) => resolve(error ? { error } : { receipt }));
+      for (const m of messages) call.write(m);
+      call.end();
+    });
+  }
+
+  reportMetrics(report: federation.MetricsReport): Promise<ServiceError | null> {
+    return new Promise((resolve) => this.client.reportMetrics(report, this.metadata(), (error) => resolve(error)));
+  }
+
+  close(): void {
+    this.client.close();
+  }
+}
+
+export function headerChunk(value: federation.UpdateHeader): federation.UpdateChunk {
+  return { part: { $case: 'header', value } };
+}
+
+export function dataChunk(bytes: Uint8Array): federation.UpdateChunk {
+  return { part: { $case: 'data', value: Buffer.from(bytes) } };
+}
+
+export function trailerChunk(bytes: Uint8Array): federation.UpdateChunk {
+  return { part: { $case: 'trailer', value: { sha256: sha256Hex(bytes) } } };
+}
+
+/** Header, one data chunk and a matching trailer: a well-formed upload of `bytes`. */
+export function wholeUpload(header: federation.UpdateHeader, bytes: Uint8Array): federation.UpdateChunk[] {
+  return [headerChunk(header), dataChunk(bytes), trailerChunk(bytes)];
+}
+
+export async function rest(
+  httpPort: number,
+  method: string,
+  path: string,
+  body?: unknown,
+): Promise<{ status: number; body: Record<string, unknown> }> {
+  const response = await fetch(`http://127.0.0.1:${httpPort}/api/v1${path}`, {
+    method,
+    headers: { 'content-type': 'application/json' },
+    body: body === undefined ? null : JSON.stringify(body),
+  });
+  return { status: response.status, body: (await response.json()) as Record<string, unknown> };
+}
+
+export async function fetchModel(httpPort: number, studyId: string, round: number): Promise<Float32Array> {
+  const response = await fetch(`http://127.0.0.1:${httpPort}/api/v1/studies/${studyId}/models/${round}`);
+  if (!response.ok) throw new Error(`model ${round}: ${response.status} ${await response.text()}`);
+  return new Float32Array(await response.arrayBuffer());
+}
