@@ -1,0 +1,168 @@
+#!/usr/bin/env node
+// Homomorphic-encryption benchmark: bytes on the wire, throughput and accuracy of the CKKS codec for
+// 100k, 1M and 10M-parameter models summed over a few sites. Run after `npx tsc -b shared`:
+//   node bench/he.mjs [--sites 3] [--sizes 100000,1000000,10000000] [--out bench/results/he.json]
+// Writes bench/results/he.json and prints one line per size. Times are medians over the repetitions;
+// encrypt and decrypt are timed on all cores (CkksWorkerPool) and on one thread.
+import { mkdir, writeFile } from 'node:fs/promises';
+import { availableParallelism } from 'node:os';
+import { dirname, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { zstdCompressSync } from 'node:zlib';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const ckks = await import(resolve(here, '../shared/dist/ckks/index.js')).catch((error) => {
+  console.error(`cannot load shared/dist/ckks (run \`npx tsc -b shared\` first): ${error.message}`);
+  process.exit(1);
+});
+const { CkksContext, CkksWorkerPool, DEFAULT_CKKS_PARAMETERS, fedAvgErrorBound, sealHeapBytes } = ckks;
+
+const { values: args } = parseArgs({
+  options: {
+    sites: { type: 'string', default: '3' },
+    sizes: { type: 'string', default: '100000,1000000,10000000' },
+    threads: { type: 'string', default: String(availableParallelism()) },
+    out: { type: 'string', default: resolve(here, 'results/he.json') },
+  },
+});
+const sites = Number(args.sites);
+const sizes = args.sizes.split(',').map(Number);
+const threads = Number(args.threads);
+// Fewer repetitions for big models keep the whole run within a few minutes on two cores.
+const repetitionsFor = (params) => (params <= 100_000 ? 5 : params <= 1_000_000 ? 3 : 1);
+
+/** mulberry32: reproducible vectors without Math.random. */
+function prng(seed) {
+  let state = seed >>> 0;
+  return () => {
+    state = (state + 0x6d2b79f5) >>> 0;
+    let t = state;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** A site's update vector: (trained - base) * w with |update| in 1e-4..1e-1, random signs, then w. */
+function siteVector(params, weight, seed) {
+  const next = prng(seed);
+  const v = new Float32Array(params + 1);
+  for (let i = 0; i < params; i++) v[i] = (next() < 0.5 ? -1 : 1) * 1e-4 * 1000 ** next() * weight;
+  v[params] = weight;
+  return v;
+}
+
+function median(xs) {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.floor((s.length - 1) / 2)];
+}
+
+async function timed(fn) {
+  const start = process.hrtime.bigint();
+  const result = await fn();
+  return { result, seconds: Number(process.hrtime.bigint() - start) / 1e9 };
+}
+
+const context = await CkksContext.create();
+const { secretKey, publicParams } = context.generateKeys();
+const pool = threads > 1 && CkksWorkerPool !== undefined ? await CkksWorkerPool.create({ threads }) : undefined;
+const weights = [120, 3_400, 10_000, 57, 800, 2_500, 9_000, 10, 4_000, 600];
+const runs = [];
+
+for (const params of sizes) {
+  const vectors = Array.from({ length: sites }, (_, k) => siteVector(params, weights[k % weights.length], 1000 + k));
+  const plainSum = new Float64Array(params + 1);
+  for (const v of vectors) for (let i = 0; i <= params; i++) plainSum[i] += v[i];
+  const times = { encrypt: [], encrypt1: [], aggregate: [], decrypt: [], decrypt1: [] };
+  let payloads = [];
+  let aggregate;
+  let sum;
+  for (let rep = 0; rep < repetitionsFor(params); rep++) {
+    // Site side on all cores (the pool) and on one thread, for comparison.
+    if (pool) {
+      const encrypt = await timed(async () => {
+        const out = [];
+        for (const v of vectors) out.push(await pool.encryptVector(v, secretKey));
+        return out;
+      });
+      times.encrypt.push(encrypt.seconds);
+    }
+    const encrypt1 = await timed(() => vectors.map((v) => context.encryptVector(v, secretKey)));
+    payloads = encrypt1.result;
+    times.encrypt1.push(encrypt1.seconds);
+    const add = await timed(() => {
+      const acc = context.createAccumulator(publicParams);
+      for (const p of payloads) acc.add(p);
+      return acc.result();
+    });
+    aggregate = add.result;
+    times.aggregate.push(add.seconds);
+    if (pool) {
+      const decrypt = await timed(() => pool.decryptVector(aggregate, secretKey));
+      times.decrypt.push(decrypt.seconds);
+    }
+    const decrypt1 = await timed(() => context.decryptVector(aggregate, secretKey));
+    sum = decrypt1.result;
+    times.decrypt1.push(decrypt1.seconds);
+  }
+  if (!pool) {
+    times.encrypt = times.encrypt1;
+    times.decrypt = times.decrypt1;
+  }
+  let maxAbsError = 0;
+  const w = sum[params];
+  const plainW = plainSum[params];
+  for (let i = 0; i < params; i++) maxAbsError = Math.max(maxAbsError, Math.abs(sum[i] / w - plainSum[i] / plainW));
+  const zstdBytes = zstdCompressSync(payloads[0]).length;
+  runs.push({
+    params,
+    sites,
+    uploadBytesPerParam: payloads[0].length / params,
+    downloadBytesPerParam: aggregate.length / params,
+    encryptParamsPerSec: (params * sites) / median(times.encrypt),
+    aggregateParamsPerSec: (params * sites) / median(times.aggregate),
+    decryptParamsPerSec: params / median(times.decrypt),
+    maxAbsError,
+    errorBound: fedAvgErrorBound(context.parameters, { sites, totalWeight: plainW, maxAbsUpdate: 0.1 }),
+    uploadZstdBytesPerParam: zstdBytes / params,
+    threads: pool ? threads : 1,
+    encryptParamsPerSecOneThread: (params * sites) / median(times.encrypt1),
+    decryptParamsPerSecOneThread: params / median(times.decrypt1),
+    repetitions: repetitionsFor(params),
+  });
+  const r = runs.at(-1);
+  console.error(
+    `${String(params).padStart(9)} params x ${sites} sites: upload ${r.uploadBytesPerParam.toFixed(3)} B/param ` +
+      `(zstd ${r.uploadZstdBytesPerParam.toFixed(3)}), download ${r.downloadBytesPerParam.toFixed(3)} B/param, ` +
+      `encrypt ${(r.encryptParamsPerSec / 1e6).toFixed(2)} M/s (1 thread ${(r.encryptParamsPerSecOneThread / 1e6).toFixed(2)}), ` +
+      `aggregate ${(r.aggregateParamsPerSec / 1e6).toFixed(2)} M/s, decrypt ${(r.decryptParamsPerSec / 1e6).toFixed(2)} M/s ` +
+      `(1 thread ${(r.decryptParamsPerSecOneThread / 1e6).toFixed(2)}), max error ${r.maxAbsError.toExponential(2)} ` +
+      `(bound ${r.errorBound.toExponential(2)}), SEAL heap ${((sealHeapBytes() ?? 0) / 2 ** 20).toFixed(0)} MiB`,
+  );
+}
+
+await pool?.close();
+context.dispose();
+
+const p = DEFAULT_CKKS_PARAMETERS;
+const results = {
+  runs,
+  ckks: {
+    ...p,
+    encoding: 'coefficient (N values per ciphertext, one per polynomial coefficient)',
+    encryption: 'symmetric, seeded (c1 regenerated from a 64-byte seed), c0 bit-packed without its low droppedBits bits',
+    securityLevel: 128,
+    modulus: context.modulus.value.toString(),
+    modulusBits: context.modulus.bits,
+    uploadBitsPerValue: context.uploadBits,
+    downloadBitsPerValue: 2 * context.modulus.bits,
+    worstCaseFedAvgErrorOneSiteWeightOne: fedAvgErrorBound(p, { sites: 1, totalWeight: 1 }),
+    fingerprint: context.fingerprint,
+    node: process.version,
+    cpus: availableParallelism(),
+  },
+};
+await mkdir(dirname(args.out), { recursive: true });
+await writeFile(args.out, `${JSON.stringify(results, null, 2)}\n`);
+console.error(`wrote ${args.out}`);

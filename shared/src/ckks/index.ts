@@ -1,0 +1,20 @@
+/**
+ * CKKS codec: sites encrypt update vectors with the consortium's secret key, the coordinator adds the
+ * ciphertexts without any key that decrypts, sites decrypt the sum. Parameters and error bound:
+ * PARAMETERS.md.
+ */
+export { CkksContext, CiphertextAccumulator, type CkksKeys, type CkksPayloadInfo } from './context.js';
+export { CkksError, type CkksErrorCode } from './errors.js';
+export {
+  DEFAULT_CKKS_PARAMETERS,
+  FRESH_NOISE_MAX,
+  fedAvgErrorBound,
+  maxSumCoefficient,
+  parametersFingerprint,
+  perSiteCoefficientErrorMax,
+  sumErrorBound,
+  type CkksParameters,
+} from './params.js';
+export type { PayloadKind } from './payload.js';
+export { sealHeapBytes } from './seal.js';
+export { CkksWorkerPool, type CkksWorkerPoolOptions } from './pool.js';
