@@ -6,5 +6,7 @@ export default defineConfig({
     testTimeout: 120_000,
     hookTimeout: 120_000,
     pool: 'forks',
+    // Tests exercise refusals on purpose; their warnings would bury the report. FEDERA_LOG_LEVEL=info to see them.
+    env: { FEDERA_LOG_LEVEL: process.env.FEDERA_LOG_LEVEL ?? 'error' },
   },
 });

@@ -10,6 +10,7 @@ import { generateConsortium, type ConsortiumSummary } from '@federa/site-agent';
 
 const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 const COORDINATOR_MAIN = join(repoRoot, 'coordinator/dist/main.js');
+const FEDERA_MAIN = join(repoRoot, 'coordinator/dist/cli/federa.js');
 const SITE_MAIN = join(repoRoot, 'site-agent/dist/cli/main.js');
 
 export interface LocalConsortiumOptions {
@@ -22,6 +23,8 @@ export interface LocalConsortiumOptions {
   databaseUrl?: string;
   /** Extra environment for every process (e.g. FEDERA_LOG_LEVEL). */
   env?: NodeJS.ProcessEnv;
+  /** 'mtls' (default) provisions kits with `federa provision` and runs every connection over mutual TLS. */
+  transport?: 'mtls' | 'insecure';
 }
 
 export interface SiteProcess {
@@ -74,10 +77,13 @@ export class LocalConsortium {
       holdoutImages: options.holdoutImages,
       seed: options.seed,
     });
+    const mtls = (options.transport ?? 'mtls') === 'mtls';
+    const kitsDir = join(options.workDir, 'kits');
+    if (mtls) await provisionKits(options.workDir, kitsDir, data.sites.map((s) => s.id), join(logs, 'provision.log'));
     const readyFile = join(options.workDir, 'coordinator.ready.json');
     const args = [
       COORDINATOR_MAIN,
-      '--insecure',
+      ...(mtls ? ['--kit', join(kitsDir, 'coordinator')] : ['--insecure']),
       '--http-port',
       '0',
       '--grpc-port',
@@ -101,7 +107,9 @@ export class LocalConsortium {
         configPath,
         toYaml({
           site: { id: site.id },
-          coordinator: { address: `127.0.0.1:${ready.grpcPort}`, insecure: true },
+          coordinator: mtls
+            ? { address: `127.0.0.1:${ready.grpcPort}`, serverName: 'localhost', kit: join(kitsDir, 'sites', site.id) }
+            : { address: `127.0.0.1:${ready.grpcPort}`, insecure: true },
           data: { dir: site.dir, labels: site.labelsCsv, validationFraction: 0.2 },
           training: { backend: 'auto' },
           stateDir,
@@ -198,6 +206,25 @@ export class LocalConsortium {
     const text = await response.text();
     if (!response.ok) throw new Error(`${method} ${path}: ${response.status} ${text}`);
     return JSON.parse(text) as T;
+  }
+}
+
+/** What a consortium operator does first: `federa provision` writes a kit per participant. */
+async function provisionKits(workDir: string, kitsDir: string, siteIds: string[], logPath: string): Promise<void> {
+  const config = join(workDir, 'consortium.yaml');
+  await writeFile(
+    config,
+    toYaml({
+      consortium: { name: 'local demo consortium' },
+      coordinator: { hostnames: ['localhost'], ips: ['127.0.0.1'] },
+      sites: siteIds.map((id) => ({ id })),
+    }),
+  );
+  const child = launch('provision', [FEDERA_MAIN, 'provision', config, '--out', kitsDir], logPath);
+  const code = await new Promise<number | null>((resolve) => child.once('exit', (c) => resolve(c)));
+  if (code !== 0) {
+    const tail = (await readFile(logPath, 'utf8').catch(() => '')).split('\n').slice(-15).join('\n');
+    throw new Error(`federa provision failed with code ${code}:\n${tail}`);
   }
 }
 

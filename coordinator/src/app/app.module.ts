@@ -8,7 +8,8 @@ import { RoundsService } from '../rounds/rounds.service.js';
 import { SiteSessions } from '../sessions/site-sessions.js';
 import { StudiesController } from '../studies/studies.controller.js';
 import { StudiesService } from '../studies/studies.service.js';
-import { BLOB_STORE, COORDINATOR_CONFIG, DATABASE } from './tokens.js';
+import type { SiteIdentity } from '../federation/site-identity.js';
+import { BLOB_STORE, COORDINATOR_CONFIG, DATABASE, SITE_IDENTITY } from './tokens.js';
 
 /** Closes the database last, after every service that uses it has stopped (an open PGlite hangs the process). */
 @Injectable()
@@ -21,12 +22,13 @@ class DatabaseLifecycle implements OnApplicationShutdown {
 
 @Module({})
 export class AppModule {
-  static forRoot(config: CoordinatorConfig): DynamicModule {
+  static forRoot(config: CoordinatorConfig, identity: SiteIdentity): DynamicModule {
     return {
       module: AppModule,
       controllers: [StudiesController],
       providers: [
         { provide: COORDINATOR_CONFIG, useValue: config },
+        { provide: SITE_IDENTITY, useValue: identity },
         {
           provide: DATABASE,
           useFactory: () => openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir }),

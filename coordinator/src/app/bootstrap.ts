@@ -3,9 +3,10 @@ import { writeFile } from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
 import { ServerCredentials } from '@grpc/grpc-js';
 import { NestFactory } from '@nestjs/core';
-import { createLogger } from '@federa/shared';
+import { createLogger, KitError, readCoordinatorKit, type Logger } from '@federa/shared';
 import type { CoordinatorConfig } from '../config/index.js';
 import { ConfigError } from '../config/index.js';
+import { CertificateSiteIdentity, MetadataSiteIdentity, type SiteIdentity } from '../federation/site-identity.js';
 import { FederationHandlers } from '../federation/federation.handlers.js';
 import { FederationGrpcTransport } from '../federation/grpc-transport.js';
 import { HttpErrorFilter } from '../http/error-filter.js';
@@ -22,14 +23,8 @@ export interface RunningCoordinator {
 /** Starts the hybrid app: REST on httpPort, the gRPC federation service on grpcPort, one process. */
 export async function startCoordinator(config: CoordinatorConfig): Promise<RunningCoordinator> {
   const log = createLogger('coordinator');
-  if (!config.insecure) {
-    throw new ConfigError(
-      'mutual TLS needs a coordinator kit from `federa provision`, which this build does not have yet; ' +
-        'start with --insecure (FEDERA_INSECURE=1) for local development',
-    );
-  }
-  log.warn('gRPC is running WITHOUT TLS (insecure development mode): sites are trusted by the name they send');
-  const app = await NestFactory.create(AppModule.forRoot(config), {
+  const transport = await transportSecurity(config, log);
+  const app = await NestFactory.create(AppModule.forRoot(config, transport.identity), {
     logger: new PinoNestLogger(createLogger('nest')),
     bodyParser: true,
   });
@@ -42,7 +37,7 @@ export async function startCoordinator(config: CoordinatorConfig): Promise<Runni
       strategy: new FederationGrpcTransport({
         host: config.host,
         port: config.grpcPort,
-        credentials: ServerCredentials.createInsecure(),
+        credentials: transport.credentials,
         handlers: () => app.get(FederationHandlers).implementation(),
         onBound: (port) => {
           grpcPort = port;
@@ -69,4 +64,33 @@ export async function startCoordinator(config: CoordinatorConfig): Promise<Runni
       return closing;
     },
   };
+}
+
+/** Mutual TLS from the coordinator kit, or (explicitly asked for) plaintext with self-declared site names. */
+async function transportSecurity(
+  config: CoordinatorConfig,
+  log: Logger,
+): Promise<{ credentials: ServerCredentials; identity: SiteIdentity }> {
+  if (config.insecure || !config.kitDir) {
+    log.warn('gRPC is running WITHOUT TLS (insecure development mode): sites are trusted by the name they send');
+    return { credentials: ServerCredentials.createInsecure(), identity: new MetadataSiteIdentity() };
+  }
+  let kit;
+  try {
+    kit = await readCoordinatorKit(config.kitDir);
+  } catch (error) {
+    if (error instanceof KitError) throw new ConfigError(`coordinator kit ${config.kitDir}: ${error.message}`);
+    throw error;
+  }
+  for (const warning of kit.warnings) log.warn({ kit: config.kitDir }, warning);
+  log.info(
+    { consortium: kit.manifest.consortium, certificate: kit.manifest.certificate.fingerprint256, revoked: kit.revoked.length },
+    'mutual TLS on: only certificates from the consortium CA are accepted',
+  );
+  const credentials = ServerCredentials.createSsl(
+    Buffer.from(kit.caPem),
+    [{ cert_chain: Buffer.from(kit.certificatePem), private_key: Buffer.from(kit.privateKeyPem) }],
+    true,
+  );
+  return { credentials, identity: new CertificateSiteIdentity(kit) };
 }

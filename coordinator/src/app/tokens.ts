@@ -2,3 +2,4 @@
 export const COORDINATOR_CONFIG = Symbol('COORDINATOR_CONFIG');
 export const DATABASE = Symbol('DATABASE');
 export const BLOB_STORE = Symbol('BLOB_STORE');
+export const SITE_IDENTITY = Symbol('SITE_IDENTITY');

@@ -4,7 +4,8 @@ import { describeIssues } from '@federa/shared';
 
 const port = z.coerce.number().int().min(0).max(65535);
 
-export const coordinatorConfigSchema = z.object({
+export const coordinatorConfigSchema = z
+  .object({
   /** Address both listeners bind to. */
   host: z.string().min(1).default('127.0.0.1'),
   /** REST API and dashboard; 0 picks a free port (reported in the ready file and the log). */
@@ -15,11 +16,26 @@ export const coordinatorConfigSchema = z.object({
   dataDir: z.string().min(1).default('.federa/coordinator'),
   /** PostgreSQL connection string; the embedded PGlite database is used when absent. */
   databaseUrl: z.string().url().optional(),
+  /** The coordinator kit from `federa provision` (CA, server certificate and key, revocation list). */
+  kitDir: z.string().min(1).optional(),
   /** Plaintext gRPC for development only: sites are identified by metadata, not certificates. */
   insecure: z.boolean().default(false),
   /** Written (JSON with the bound ports) once both listeners accept connections. */
   readyFile: z.string().min(1).optional(),
-});
+  })
+  .superRefine((config, ctx) => {
+    if (!config.insecure && !config.kitDir) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['kitDir'],
+        message:
+          'mutual TLS needs the coordinator kit: pass --kit <kits/coordinator> (made by `federa provision`), or --insecure for local development only',
+      });
+    }
+    if (config.insecure && config.kitDir) {
+      ctx.addIssue({ code: 'custom', path: ['insecure'], message: 'cannot be combined with a kit: choose mutual TLS (--kit) or --insecure' });
+    }
+  });
 
 export type CoordinatorConfig = z.output<typeof coordinatorConfigSchema>;
 
@@ -47,6 +63,7 @@ export function configFromCommandLine(argv: string[], env: NodeJS.ProcessEnv): C
       'data-dir': { type: 'string' },
       'database-url': { type: 'string' },
       insecure: { type: 'boolean' },
+      kit: { type: 'string' },
       'ready-file': { type: 'string' },
     },
   });
@@ -58,5 +75,6 @@ export function configFromCommandLine(argv: string[], env: NodeJS.ProcessEnv): C
     databaseUrl: values['database-url'] ?? env.DATABASE_URL,
     insecure: values.insecure ?? (env.FEDERA_INSECURE === '1' || env.FEDERA_INSECURE === 'true' ? true : undefined),
     readyFile: values['ready-file'],
+    kitDir: values.kit ?? env.FEDERA_KIT_DIR,
   });
 }

@@ -13,7 +13,8 @@ import type { Database } from '../persistence/index.js';
 import { RoundsService } from '../rounds/rounds.service.js';
 import { SiteSessions } from '../sessions/site-sessions.js';
 import { FederationError, GrpcStatus } from './federation-error.js';
-import { siteIdFromMetadata } from './site-identity.js';
+import { SITE_IDENTITY } from '../app/tokens.js';
+import type { SiteIdentity } from './site-identity.js';
 
 export const COORDINATOR_VERSION = '0.1.0';
 
@@ -27,6 +28,7 @@ export class FederationHandlers {
     @Inject(BLOB_STORE) private readonly blobs: BlobStore,
     @Inject(RoundsService) private readonly rounds: RoundsService,
     @Inject(SiteSessions) private readonly sessions: SiteSessions,
+    @Inject(SITE_IDENTITY) private readonly identity: SiteIdentity,
   ) {}
 
   implementation(): federation.FederationServiceServer {
@@ -57,7 +59,7 @@ export class FederationHandlers {
 
   private async streamTasks(call: ServerWritableStream<federation.StreamTasksRequest, federation.Task>): Promise<void> {
     try {
-      const siteId = siteIdFromMetadata(call.metadata);
+      const siteId = this.identity.siteOf(call);
       await this.requireRegistered(siteId);
       this.sessions.attach(siteId, call);
     } catch (error) {
@@ -67,7 +69,7 @@ export class FederationHandlers {
 
   private async downloadModel(call: ServerWritableStream<federation.DownloadModelRequest, federation.ModelChunk>): Promise<void> {
     try {
-      const siteId = siteIdFromMetadata(call.metadata);
+      const siteId = this.identity.siteOf(call);
       await this.requireRegistered(siteId);
       const { studyId, round, offset } = call.request;
       const model = await this.db.prisma.modelVersion.findUnique({ where: { studyId_round: { studyId, round } } });
@@ -102,7 +104,7 @@ export class FederationHandlers {
     callback: sendUnaryData<federation.UploadReceipt>,
   ): Promise<void> {
     try {
-      const siteId = siteIdFromMetadata(call.metadata);
+      const siteId = this.identity.siteOf(call);
       await this.requireRegistered(siteId);
       callback(null, await this.rounds.receiveUpload(siteId, call));
     } catch (error) {
@@ -116,7 +118,7 @@ export class FederationHandlers {
     work: (siteId: string) => Promise<Res>,
   ): Promise<void> {
     try {
-      callback(null, await work(siteIdFromMetadata(call.metadata)));
+      callback(null, await work(this.identity.siteOf(call)));
     } catch (error) {
       callback(this.toStatus(error));
     }

@@ -9,7 +9,7 @@ import {
   type Logger,
   type ModelSpec,
 } from '@federa/shared';
-import { CoordinatorRefusal, FederationClient, isServiceError } from '../client/index.js';
+import { CoordinatorRefusal, FederationClient, isServiceError, type SiteTransport } from '../client/index.js';
 import type { SiteConfig } from '../config/index.js';
 import { loadLabeledDataset } from '../data/index.js';
 import { evaluateModel, initBackend, trainLocal, type BackendInfo, type LabeledImages, type Optimizer } from '../train/index.js';
@@ -22,6 +22,8 @@ export interface SiteAgentEvents {
   /** Called after each round this site completed (uploaded and acknowledged). */
   onRoundUploaded?: (state: RoundState) => void;
   onStudyClosed?: (closed: federation.StudyClosed) => void;
+  /** Progress of decoding and preprocessing the site's images (the slow part of a first round). */
+  onDataProgress?: (done: number, total: number) => void;
 }
 
 interface PreparedData {
@@ -47,10 +49,16 @@ export class SiteAgent {
 
   constructor(
     private readonly config: SiteConfig,
+    transport: SiteTransport,
     private readonly events: SiteAgentEvents = {},
   ) {
     this.log = createLogger('site-agent').child({ siteId: config.site.id });
-    this.client = new FederationClient({ address: config.coordinator.address, siteId: config.site.id, insecure: true });
+    this.client = new FederationClient({
+      address: config.coordinator.address,
+      credentials: transport.credentials,
+      ...(transport.declaredSiteId ? { declaredSiteId: transport.declaredSiteId } : {}),
+      ...(config.coordinator.serverName ? { serverName: config.coordinator.serverName } : {}),
+    });
     this.rounds = new RoundStateStore(config.stateDir);
   }
 
@@ -254,6 +262,7 @@ export class SiteAgent {
           inputSize: spec.inputSize,
           channels: 1,
           classNames,
+          ...(this.events.onDataProgress ? { onProgress: this.events.onDataProgress } : {}),
         });
         for (const rejected of loaded.rejected) {
           this.log.warn({ file: rejected.file, reason: rejected.reason }, `skipped: ${rejected.message}`);

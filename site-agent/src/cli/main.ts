@@ -1,7 +1,9 @@
 #!/usr/bin/env node
 import { parseArgs } from 'node:util';
+import { SingleBar } from 'cli-progress';
 import { createLogger } from '@federa/shared';
 import { SiteAgent } from '../agent/index.js';
+import { SiteKitError, siteTransport } from '../client/index.js';
 import { loadSiteConfig, SiteConfigError } from '../config/index.js';
 
 const USAGE = `usage: federa-site <command> [options]
@@ -16,7 +18,7 @@ async function start(argv: string[]): Promise<void> {
   const { values } = parseArgs({ args: argv, strict: true, options: { config: { type: 'string', short: 'c' } } });
   if (!values.config) throw new UsageError('start needs --config <site.yaml>');
   const config = await loadSiteConfig(values.config);
-  const agent = new SiteAgent(config);
+  const agent = new SiteAgent(config, await siteTransport(config), { onDataProgress: dataProgressBar() });
   const stop = (signal: string): void => {
     log.info({ signal }, 'stopping after the current step');
     agent.stop();
@@ -24,6 +26,23 @@ async function start(argv: string[]): Promise<void> {
   process.once('SIGINT', () => stop('SIGINT'));
   process.once('SIGTERM', () => stop('SIGTERM'));
   await agent.run();
+}
+
+/** A progress bar on an interactive terminal; on a service's log, the agent's own log lines say enough. */
+function dataProgressBar(): ((done: number, total: number) => void) | undefined {
+  if (!process.stderr.isTTY) return undefined;
+  let bar: SingleBar | undefined;
+  return (done, total) => {
+    if (!bar) {
+      bar = new SingleBar({ format: 'reading images [{bar}] {value}/{total} {eta_formatted} left', stream: process.stderr });
+      bar.start(total, 0);
+    }
+    bar.update(done);
+    if (done >= total) {
+      bar.stop();
+      bar = undefined;
+    }
+  };
 }
 
 class UsageError extends Error {}
@@ -47,7 +66,7 @@ async function main(): Promise<void> {
 main().then(
   () => process.exit(0),
   (error: unknown) => {
-    if (error instanceof UsageError || error instanceof SiteConfigError || (error instanceof TypeError && 'code' in error)) {
+    if (error instanceof UsageError || error instanceof SiteConfigError || error instanceof SiteKitError || (error instanceof TypeError && 'code' in error)) {
       process.stderr.write(`federa-site: ${(error as Error).message}\n${error instanceof UsageError ? USAGE : ''}`);
       process.exit(2);
     }

@@ -1,13 +1,17 @@
 import { createHash } from 'node:crypto';
-import { credentials, Metadata, status as GrpcStatus, type ClientReadableStream, type ServiceError } from '@grpc/grpc-js';
+import { Metadata, status as GrpcStatus, type ChannelCredentials, type ClientReadableStream, type ServiceError } from '@grpc/grpc-js';
 import { chunkBytes, federation, SHA256_HEX } from '@federa/shared';
 
 const SITE_ID_METADATA = 'x-federa-site-id';
 
 export interface FederationClientOptions {
   address: string;
-  siteId: string;
-  insecure: true;
+  /** Mutual TLS from the site kit, or plaintext in the insecure development mode. */
+  credentials: ChannelCredentials;
+  /** Sent as metadata only in the insecure mode; under mutual TLS the certificate says who the site is. */
+  declaredSiteId?: string;
+  /** Name to check the coordinator's certificate against instead of the address's host. */
+  serverName?: string;
 }
 
 /** A refusal from the coordinator, with its gRPC status name, so callers can tell "late" from "broken". */
@@ -35,12 +39,13 @@ export class FederationClient {
   private readonly metadata = new Metadata();
 
   constructor(options: FederationClientOptions) {
-    this.client = new federation.FederationServiceClient(options.address, credentials.createInsecure(), {
+    this.client = new federation.FederationServiceClient(options.address, options.credentials, {
       'grpc.max_receive_message_length': 8 * 1024 * 1024,
       'grpc.keepalive_time_ms': 30_000,
       'grpc.keepalive_permit_without_calls': 1,
+      ...(options.serverName ? { 'grpc.ssl_target_name_override': options.serverName, 'grpc.default_authority': options.serverName } : {}),
     });
-    this.metadata.set(SITE_ID_METADATA, options.siteId);
+    if (options.declaredSiteId) this.metadata.set(SITE_ID_METADATA, options.declaredSiteId);
   }
 
   register(request: federation.RegisterRequest): Promise<federation.RegisterResponse> {

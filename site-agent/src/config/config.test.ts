@@ -29,8 +29,14 @@ describe('site config', () => {
     }
   });
 
-  it('refuses unknown keys and a silent plaintext transport', () => {
+  it('refuses unknown keys, a silent plaintext transport, and TLS mixed with insecure', () => {
     expect(() => parseSiteConfig({ ...valid, extra: 1 }, '/x')).toThrow(/extra/);
-    expect(() => parseSiteConfig({ ...valid, coordinator: { address: 'h:1' } }, '/x')).toThrow(/coordinator\.insecure/);
+    expect(() => parseSiteConfig({ ...valid, coordinator: { address: 'h:1' } }, '/x')).toThrow(/coordinator\.kit: is required: mutual TLS/);
+    expect(() => parseSiteConfig({ ...valid, coordinator: { address: 'h:1', kit: 'k', insecure: true } }, '/x')).toThrow(
+      /coordinator\.insecure: cannot be combined/,
+    );
+    const tls = parseSiteConfig({ ...valid, coordinator: { address: 'h:1', kit: 'kits/sites/hospital-a' } }, '/srv');
+    expect(tls.coordinator.kit).toBe('/srv/kits/sites/hospital-a');
+    expect(tls.coordinator.insecure).toBe(false);
   });
 });

@@ -13,15 +13,29 @@ export const siteConfigSchema = z
       .object({
         /** host:port of the coordinator's gRPC federation service. */
         address: z.string().regex(/^[^\s:]+:\d{1,5}$/, 'must be host:port, e.g. coordinator.example.org:50051'),
+        /** This site's kit from `federa provision`: CA, site certificate and key, CKKS secret key. */
+        kit: z.string().min(1).optional(),
         /**
-         * Plaintext gRPC, development only. Mutual TLS comes with provisioning kits; until a kit is configured
-         * this must be set explicitly so nobody runs without TLS by accident.
+         * The name the coordinator's certificate must carry when it differs from the address's host (e.g. the
+         * address is an IP and the certificate names a DNS host).
          */
-        insecure: z.literal(true, {
-          error: 'must be true for now: mutual TLS needs a site kit from `federa provision`; set insecure: true only for local development',
-        }),
+        serverName: z.string().min(1).optional(),
+        /** Plaintext gRPC with a self-declared site name: local development only, never with a kit. */
+        insecure: z.boolean().default(false),
       })
-      .strict(),
+      .strict()
+      .superRefine((coordinator, ctx) => {
+        if (!coordinator.kit && !coordinator.insecure) {
+          ctx.addIssue({
+            code: 'custom',
+            path: ['kit'],
+            message: 'is required: mutual TLS needs this site\'s kit from `federa provision` (insecure: true only for local development)',
+          });
+        }
+        if (coordinator.kit && coordinator.insecure) {
+          ctx.addIssue({ code: 'custom', path: ['insecure'], message: 'cannot be combined with a kit: choose mutual TLS or insecure' });
+        }
+      }),
     data: z
       .object({
         /** Folder tree of DICOM files. */
@@ -57,6 +71,10 @@ export function parseSiteConfig(input: unknown, baseDir: string, source = 'site 
   const config = parsed.data;
   return {
     ...config,
+    coordinator: {
+      ...config.coordinator,
+      ...(config.coordinator.kit ? { kit: resolve(baseDir, config.coordinator.kit) } : {}),
+    },
     data: { ...config.data, dir: resolve(baseDir, config.data.dir), labels: resolve(baseDir, config.data.labels) },
     stateDir: resolve(baseDir, config.stateDir),
   };

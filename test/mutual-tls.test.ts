@@ -1,0 +1,131 @@
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { credentials, Metadata, status, type ChannelCredentials, type ServiceError } from '@grpc/grpc-js';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createRootCa, federation, issueSiteCertificate, readSiteKit } from '@federa/shared';
+import {
+  generateConsortiumCkksKeys,
+  parseCoordinatorConfig,
+  provisionConsortium,
+  revokeSite,
+  startCoordinator,
+  type RunningCoordinator,
+} from '@federa/coordinator';
+
+/**
+ * Mutual TLS is the default: the coordinator accepts only site certificates issued by the consortium CA, still
+ * valid and not revoked, and takes the site's identity from the certificate alone; a site accepts only a
+ * coordinator certified by the same CA.
+ */
+describe('mutual TLS between sites and the coordinator', () => {
+  let dir: string;
+  let kits: string;
+  let coordinator: RunningCoordinator;
+  const clients: Array<{ close(): void }> = [];
+
+  const register = (creds: ChannelCredentials, metadata = new Metadata()) =>
+    new Promise<{ siteId?: string; error?: ServiceError }>((resolve) => {
+      const client = new federation.FederationServiceClient(`127.0.0.1:${coordinator.grpcPort}`, creds, {
+        // Fail fast instead of retrying a handshake that can never succeed.
+        'grpc.initial_reconnect_backoff_ms': 100,
+        'grpc.ssl_target_name_override': 'localhost',
+      });
+      clients.push(client);
+      client.register(
+        { agentVersion: 'test', backend: 'none', supportedEncodings: [] },
+        metadata,
+        { deadline: Date.now() + 5_000 },
+        (error, response) => resolve(error ? { error } : { siteId: response.siteId }),
+      );
+    });
+  const siteCredentials = async (siteId: string, caPem?: string): Promise<ChannelCredentials> => {
+    const kit = await readSiteKit(join(kits, 'sites', siteId));
+    return credentials.createSsl(Buffer.from(caPem ?? kit.caPem), Buffer.from(kit.privateKeyPem), Buffer.from(kit.certificatePem));
+  };
+  const consortiumCa = async () => ({
+    certificatePem: await readFile(join(kits, 'ca', 'ca.pem'), 'utf8'),
+    privateKeyPem: await readFile(join(kits, 'ca', 'ca-key.pem'), 'utf8'),
+  });
+
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'federa-mtls-'));
+    kits = join(dir, 'kits');
+    await provisionConsortium({
+      config: {
+        consortium: { name: 'mtls test' },
+        coordinator: { hostnames: ['localhost'], ips: ['127.0.0.1'] },
+        sites: [{ id: 'hospital-a' }, { id: 'hospital-b' }],
+      },
+      outDir: kits,
+      generateCkksKeys: generateConsortiumCkksKeys,
+    });
+    coordinator = await startCoordinator(
+      parseCoordinatorConfig({ kitDir: join(kits, 'coordinator'), httpPort: 0, grpcPort: 0, dataDir: join(dir, 'coordinator') }),
+    );
+  });
+
+  afterAll(async () => {
+    for (const c of clients) c.close();
+    await coordinator?.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('refuses to start without a kit unless insecure is asked for explicitly', () => {
+    expect(() => parseCoordinatorConfig({ dataDir: dir })).toThrow(/kitDir: mutual TLS needs the coordinator kit/);
+  });
+
+  it("identifies a site by its certificate, whatever name it claims", async () => {
+    const spoof = new Metadata();
+    spoof.set('x-federa-site-id', 'hospital-b');
+    expect(await register(await siteCredentials('hospital-a'), spoof)).toEqual({ siteId: 'hospital-a' });
+    expect(await register(await siteCredentials('hospital-b'))).toEqual({ siteId: 'hospital-b' });
+  });
+
+  it('refuses a connection without a client certificate', async () => {
+    const kit = await readSiteKit(join(kits, 'sites', 'hospital-a'));
+    const { error } = await register(credentials.createSsl(Buffer.from(kit.caPem)));
+    expect(error).toBeDefined();
+    expect(status[error?.code ?? 0]).toBe('UNAVAILABLE');
+  });
+
+  it("refuses a self-signed certificate and another CA's certificate", async () => {
+    const kit = await readSiteKit(join(kits, 'sites', 'hospital-a'));
+    const stranger = await createRootCa({ commonName: 'mtls test' });
+    const selfSigned = credentials.createSsl(Buffer.from(kit.caPem), Buffer.from(stranger.privateKeyPem), Buffer.from(stranger.certificatePem));
+    expect(status[(await register(selfSigned)).error?.code ?? 0]).toBe('UNAVAILABLE');
+    const foreign = await issueSiteCertificate(stranger, { siteId: 'hospital-a' });
+    const otherCa = credentials.createSsl(Buffer.from(kit.caPem), Buffer.from(foreign.privateKeyPem), Buffer.from(foreign.certificatePem));
+    expect(status[(await register(otherCa)).error?.code ?? 0]).toBe('UNAVAILABLE');
+  });
+
+  it('refuses an expired certificate from the right CA', async () => {
+    const ca = await consortiumCa();
+    const expired = await issueSiteCertificate(ca, {
+      siteId: 'hospital-a',
+      notBefore: new Date(Date.now() - 10 * 86_400_000),
+      validityDays: 2,
+    });
+    const creds = credentials.createSsl(Buffer.from(ca.certificatePem), Buffer.from(expired.privateKeyPem), Buffer.from(expired.certificatePem));
+    expect(status[(await register(creds)).error?.code ?? 0]).toBe('UNAVAILABLE');
+  });
+
+  it('refuses a revoked certificate within seconds of `federa provision revoke`, without a restart', async () => {
+    const creds = await siteCredentials('hospital-b');
+    expect((await register(creds)).siteId).toBe('hospital-b');
+    await revokeSite({ outDir: kits, siteId: 'hospital-b', reason: 'laptop stolen' });
+    await expect
+      .poll(async () => (await register(creds)).error?.details ?? 'accepted', { timeout: 10_000, interval: 500 })
+      .toMatch(/of site hospital-b was revoked \(laptop stolen\)/);
+    const { error } = await register(creds);
+    expect(status[error?.code ?? 0]).toBe('PERMISSION_DENIED');
+    // Other sites are unaffected.
+    expect((await register(await siteCredentials('hospital-a'))).siteId).toBe('hospital-a');
+  });
+
+  it("makes a site refuse a coordinator that is not certified by the consortium CA", async () => {
+    const stranger = await createRootCa({ commonName: 'impostor trust' });
+    const { error } = await register(await siteCredentials('hospital-a', stranger.certificatePem));
+    expect(status[error?.code ?? 0]).toBe('UNAVAILABLE');
+  });
+});
