@@ -9,7 +9,8 @@ import { SiteSessions } from '../sessions/site-sessions.js';
 import { StudiesController } from '../studies/studies.controller.js';
 import { StudiesService } from '../studies/studies.service.js';
 import type { SiteIdentity } from '../federation/site-identity.js';
-import { BLOB_STORE, COORDINATOR_CONFIG, DATABASE, SITE_IDENTITY } from './tokens.js';
+import { EncryptedAggregation } from '../rounds/encrypted-aggregation.js';
+import { BLOB_STORE, CKKS_PUBLIC_PARAMS, COORDINATOR_CONFIG, DATABASE, SITE_IDENTITY } from './tokens.js';
 
 /** Closes the database last, after every service that uses it has stopped (an open PGlite hangs the process). */
 @Injectable()
@@ -22,13 +23,15 @@ class DatabaseLifecycle implements OnApplicationShutdown {
 
 @Module({})
 export class AppModule {
-  static forRoot(config: CoordinatorConfig, identity: SiteIdentity): DynamicModule {
+  static forRoot(config: CoordinatorConfig, identity: SiteIdentity, ckksPublicParams: Uint8Array | null): DynamicModule {
     return {
       module: AppModule,
       controllers: [StudiesController],
       providers: [
         { provide: COORDINATOR_CONFIG, useValue: config },
         { provide: SITE_IDENTITY, useValue: identity },
+        { provide: CKKS_PUBLIC_PARAMS, useValue: ckksPublicParams },
+        EncryptedAggregation,
         {
           provide: DATABASE,
           useFactory: () => openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir }),

@@ -24,7 +24,7 @@ export interface RunningCoordinator {
 export async function startCoordinator(config: CoordinatorConfig): Promise<RunningCoordinator> {
   const log = createLogger('coordinator');
   const transport = await transportSecurity(config, log);
-  const app = await NestFactory.create(AppModule.forRoot(config, transport.identity), {
+  const app = await NestFactory.create(AppModule.forRoot(config, transport.identity, transport.ckksPublicParams), {
     logger: new PinoNestLogger(createLogger('nest')),
     bodyParser: true,
   });
@@ -70,10 +70,10 @@ export async function startCoordinator(config: CoordinatorConfig): Promise<Runni
 async function transportSecurity(
   config: CoordinatorConfig,
   log: Logger,
-): Promise<{ credentials: ServerCredentials; identity: SiteIdentity }> {
+): Promise<{ credentials: ServerCredentials; identity: SiteIdentity; ckksPublicParams: Uint8Array | null }> {
   if (config.insecure || !config.kitDir) {
     log.warn('gRPC is running WITHOUT TLS (insecure development mode): sites are trusted by the name they send');
-    return { credentials: ServerCredentials.createInsecure(), identity: new MetadataSiteIdentity() };
+    return { credentials: ServerCredentials.createInsecure(), identity: new MetadataSiteIdentity(), ckksPublicParams: null };
   }
   let kit;
   try {
@@ -92,5 +92,5 @@ async function transportSecurity(
     [{ cert_chain: Buffer.from(kit.certificatePem), private_key: Buffer.from(kit.privateKeyPem) }],
     true,
   );
-  return { credentials, identity: new CertificateSiteIdentity(kit) };
+  return { credentials, identity: new CertificateSiteIdentity(kit), ckksPublicParams: kit.ckksPublicParams };
 }

@@ -3,3 +3,4 @@ export const COORDINATOR_CONFIG = Symbol('COORDINATOR_CONFIG');
 export const DATABASE = Symbol('DATABASE');
 export const BLOB_STORE = Symbol('BLOB_STORE');
 export const SITE_IDENTITY = Symbol('SITE_IDENTITY');
+export const CKKS_PUBLIC_PARAMS = Symbol('CKKS_PUBLIC_PARAMS');

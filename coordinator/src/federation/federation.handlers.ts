@@ -10,7 +10,7 @@ import { CHUNK_BYTES, createLogger, federation } from '@federa/shared';
 import { BLOB_STORE, DATABASE } from '../app/tokens.js';
 import type { BlobStore } from '../blobs/index.js';
 import type { Database } from '../persistence/index.js';
-import { RoundsService } from '../rounds/rounds.service.js';
+import { modelKindOf, RoundsService } from '../rounds/rounds.service.js';
 import { SiteSessions } from '../sessions/site-sessions.js';
 import { FederationError, GrpcStatus } from './federation-error.js';
 import { SITE_IDENTITY } from '../app/tokens.js';
@@ -82,7 +82,7 @@ export class FederationHandlers {
       const header: federation.ModelRef = {
         studyId,
         round,
-        kind: federation.ModelKind.MODEL_KIND_WEIGHTS,
+        kind: modelKindOf(model.kind),
         sha256: model.sha256,
         sizeBytes: model.sizeBytes,
         parameterCount: model.parameterCount,

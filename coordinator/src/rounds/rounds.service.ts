@@ -18,10 +18,23 @@ import type { BlobStore } from '../blobs/index.js';
 import type { Database } from '../persistence/index.js';
 import { FederationError, GrpcStatus } from '../federation/federation-error.js';
 import { SiteSessions } from '../sessions/site-sessions.js';
+import { EncryptedAggregation } from './encrypted-aggregation.js';
 import { expectedPayloadBytes, validatePlaintextUpdate } from './upload-payload.js';
 
 /** An update larger than this is refused before any byte is stored. */
 const MAX_UPLOAD_BYTES = 2 * 1024 ** 3;
+
+interface PublishedRound {
+  kind: 'weights' | 'encrypted_aggregate';
+  model: { sha256: string; size: number };
+  sum: { sha256: string; size: number };
+  sites: number;
+}
+
+/** How a stored model artifact travels on the wire. */
+export function modelKindOf(kind: 'weights' | 'encrypted_aggregate'): federation.ModelKind {
+  return kind === 'weights' ? federation.ModelKind.MODEL_KIND_WEIGHTS : federation.ModelKind.MODEL_KIND_ENCRYPTED_AGGREGATE;
+}
 
 interface StudyRow {
   id: string;
@@ -60,6 +73,7 @@ export class RoundsService implements OnApplicationBootstrap, OnApplicationShutd
     @Inject(DATABASE) private readonly db: Database,
     @Inject(BLOB_STORE) private readonly blobs: BlobStore,
     @Inject(SiteSessions) private readonly sessions: SiteSessions,
+    @Inject(EncryptedAggregation) private readonly encrypted: EncryptedAggregation,
   ) {}
 
   async onApplicationBootstrap(): Promise<void> {
@@ -187,6 +201,8 @@ export class RoundsService implements OnApplicationBootstrap, OnApplicationShutd
     const payload = Buffer.concat(chunks, received);
     if (header.encoding === federation.UpdateEncoding.UPDATE_ENCODING_PLAINTEXT_F32) {
       validatePlaintextUpdate(payload, target.vectorLength);
+    } else {
+      await this.encrypted.validateUpdate(payload, target.vectorLength);
     }
     const blob = await this.blobs.put(payload);
 
@@ -206,6 +222,14 @@ export class RoundsService implements OnApplicationBootstrap, OnApplicationShutd
         throw new FederationError(
           GrpcStatus.ALREADY_EXISTS,
           `site ${siteId} already uploaded for round ${header.round} of study ${header.studyId} (sha256 ${existing.sha256}); duplicates are never added`,
+        );
+      }
+      // The same bytes from a second site are a replay (a ciphertext's seed makes honest uploads unique).
+      const replayed = await this.db.prisma.updateReceipt.findFirst({ where: { roundId: round.id, sha256: blob.sha256 } });
+      if (replayed) {
+        throw new FederationError(
+          GrpcStatus.ALREADY_EXISTS,
+          `this exact update (sha256 ${blob.sha256}) was already uploaded for round ${header.round} of study ${header.studyId}; replays are never added`,
         );
       }
       const row = await this.db.prisma.updateReceipt.create({
@@ -408,7 +432,7 @@ export class RoundsService implements OnApplicationBootstrap, OnApplicationShutd
       this.db.prisma.study.update({ where: { id: study.id }, data: { status: 'failed', finishedAt: new Date(), error: message } }),
     ]);
     this.log.error({ studyId: study.id, round: round.number }, message);
-    this.broadcastClosed(round.assignedSites, study.id, federation.StudyOutcome.STUDY_OUTCOME_FAILED, message);
+    this.broadcastClosed(round.assignedSites, study.id, federation.StudyOutcome.STUDY_OUTCOME_FAILED, message, round.number - 1);
   }
 
   /**
@@ -427,14 +451,7 @@ export class RoundsService implements OnApplicationBootstrap, OnApplicationShutd
     const baseRow = await this.db.prisma.modelVersion.findUniqueOrThrow({
       where: { studyId_round: { studyId: study.id, round: round.number - 1 } },
     });
-    const base = bytesToFloat32(await this.blobs.get(baseRow.sha256), `model ${baseRow.sha256}`);
-    const accumulator = new UpdateAccumulator(base.length + 1);
-    for (const receipt of round.receipts) {
-      accumulator.add(bytesToFloat32(await this.blobs.get(receipt.sha256), `update ${receipt.sha256}`));
-    }
-    const next = applyAggregate(base, accumulator.sum);
-    const sumBlob = await this.blobs.put(new Uint8Array(accumulator.sum.buffer));
-    const modelBlob = await this.blobs.put(float32ToBytes(next));
+    const published = def.aggregation === 'ckks' ? await this.sumEncrypted(round.receipts) : await this.averagePlain(baseRow.sha256, round.receipts);
     const finished = round.number >= study.totalRounds;
     const now = new Date();
     await this.db.prisma.$transaction([
@@ -443,14 +460,15 @@ export class RoundsService implements OnApplicationBootstrap, OnApplicationShutd
           id: randomUUID(),
           studyId: study.id,
           round: round.number,
-          sha256: modelBlob.sha256,
-          sizeBytes: modelBlob.size,
-          parameterCount: next.length,
+          kind: published.kind,
+          sha256: published.model.sha256,
+          sizeBytes: published.model.size,
+          parameterCount: baseRow.parameterCount,
         },
       }),
       this.db.prisma.round.update({
         where: { id: round.id },
-        data: { status: 'closed', closedAt: now, participants: accumulator.count, aggregateSha256: sumBlob.sha256 },
+        data: { status: 'closed', closedAt: now, participants: published.sites, aggregateSha256: published.sum.sha256 },
       }),
       this.db.prisma.study.update({
         where: { id: study.id },
@@ -459,7 +477,7 @@ export class RoundsService implements OnApplicationBootstrap, OnApplicationShutd
     ]);
     this.clearDeadline(round.id);
     this.log.info(
-      { studyId: study.id, round: round.number, participants: accumulator.count, model: modelBlob.sha256 },
+      { studyId: study.id, round: round.number, participants: published.sites, model: published.model.sha256, kind: published.kind },
       'round aggregated; new global model published',
     );
     if (finished) {
@@ -468,17 +486,48 @@ export class RoundsService implements OnApplicationBootstrap, OnApplicationShutd
         study.id,
         federation.StudyOutcome.STUDY_OUTCOME_COMPLETED,
         `study ${def.name} completed ${study.totalRounds} rounds`,
+        round.number,
       );
     } else {
       await this.openNextRound(study.id);
     }
   }
 
-  private broadcastClosed(siteIds: string[], studyId: string, outcome: federation.StudyOutcome, message: string): void {
+  /** FedAvg in the clear: the coordinator computes and publishes the next global weights itself. */
+  private async averagePlain(baseSha256: string, receipts: Array<{ sha256: string }>): Promise<PublishedRound> {
+    const base = bytesToFloat32(await this.blobs.get(baseSha256), `model ${baseSha256}`);
+    const accumulator = new UpdateAccumulator(base.length + 1);
+    for (const receipt of receipts) {
+      accumulator.add(bytesToFloat32(await this.blobs.get(receipt.sha256), `update ${receipt.sha256}`));
+    }
+    const sum = await this.blobs.put(new Uint8Array(accumulator.sum.buffer));
+    const model = await this.blobs.put(float32ToBytes(applyAggregate(base, accumulator.sum)));
+    return { kind: 'weights', model, sum, sites: accumulator.count };
+  }
+
+  /** The encrypted sum is what gets published: only sites can turn it into the next global weights. */
+  private async sumEncrypted(receipts: Array<{ sha256: string }>): Promise<PublishedRound> {
+    const blobs = this.blobs;
+    const { bytes, sites } = await this.encrypted.sum(
+      (async function* () {
+        for (const receipt of receipts) yield await blobs.get(receipt.sha256);
+      })(),
+    );
+    const blob = await this.blobs.put(bytes);
+    return { kind: 'encrypted_aggregate', model: blob, sum: blob, sites };
+  }
+
+  private broadcastClosed(
+    siteIds: string[],
+    studyId: string,
+    outcome: federation.StudyOutcome,
+    message: string,
+    finalRound: number,
+  ): void {
     for (const siteId of siteIds) {
       this.sessions.send(siteId, {
         taskId: `${studyId}/closed`,
-        kind: { $case: 'studyClosed', value: { studyId, outcome, message } },
+        kind: { $case: 'studyClosed', value: { studyId, outcome, message, finalRound } },
       });
     }
   }
@@ -508,7 +557,7 @@ export class RoundsService implements OnApplicationBootstrap, OnApplicationShutd
           baseModel: {
             studyId: study.id,
             round: base.round,
-            kind: federation.ModelKind.MODEL_KIND_WEIGHTS,
+            kind: modelKindOf(base.kind),
             sha256: base.sha256,
             sizeBytes: base.sizeBytes,
             parameterCount: base.parameterCount,
@@ -524,6 +573,8 @@ export class RoundsService implements OnApplicationBootstrap, OnApplicationShutd
     switch (def.aggregation) {
       case 'plaintext':
         return federation.UpdateEncoding.UPDATE_ENCODING_PLAINTEXT_F32;
+      case 'ckks':
+        return federation.UpdateEncoding.UPDATE_ENCODING_CKKS;
     }
   }
 

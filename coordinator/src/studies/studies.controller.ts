@@ -33,15 +33,19 @@ export class StudiesController {
     return this.studies.start(id);
   }
 
-  /** Float32 little-endian weights in the model spec's parameter order; the SHA-256 is in a header. */
+  /**
+   * The round's published artifact: float32 little-endian weights in the model spec's parameter order, or the
+   * encrypted aggregate (x-federa-model-kind says which). The SHA-256 is in a header.
+   */
   @Get('studies/:id/models/:round')
   async model(@Param('id') id: string, @Param('round') roundText: string, @Res() res: Response): Promise<void> {
     const round = Number(roundText);
     if (!Number.isInteger(round) || round < 0) throw new StudyInputError([`round: must be a whole number >= 0, got "${roundText}"`]);
-    const { sha256 } = await this.studies.modelBlob(id, round);
+    const { sha256, kind } = await this.studies.modelBlob(id, round);
     const bytes = await this.blobs.get(sha256);
     res.setHeader('content-type', 'application/octet-stream');
     res.setHeader('x-federa-sha256', sha256);
+    res.setHeader('x-federa-model-kind', kind);
     res.send(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength));
   }
 

@@ -3,6 +3,7 @@ import { Inject, Injectable } from '@nestjs/common';
 import { describeIssues, studyDefinitionSchema, studyHash, type StudyDefinition } from '@federa/shared';
 import { DATABASE } from '../app/tokens.js';
 import type { Database } from '../persistence/index.js';
+import { EncryptedAggregation, NO_KIT } from '../rounds/encrypted-aggregation.js';
 import { RoundsService } from '../rounds/rounds.service.js';
 import { SiteSessions } from '../sessions/site-sessions.js';
 
@@ -38,6 +39,14 @@ export interface SiteMetricView {
   samples: number | null;
 }
 
+export interface ModelView {
+  /** 'weights' (readable global weights) or 'encrypted_aggregate' (only sites can decrypt it). */
+  kind: string;
+  sha256: string;
+  sizeBytes: number;
+  parameterCount: number;
+}
+
 export interface RoundView {
   number: number;
   status: string;
@@ -47,13 +56,13 @@ export interface RoundView {
   assignedSites: string[];
   reportedSites: string[];
   participants: number;
-  model: { sha256: string; sizeBytes: number; parameterCount: number } | null;
+  model: ModelView | null;
   metrics: SiteMetricView[];
 }
 
 export interface StudyStatus extends StudySummary {
   definition: StudyDefinition;
-  initialModel: { sha256: string; sizeBytes: number; parameterCount: number } | null;
+  initialModel: ModelView | null;
   rounds: RoundView[];
 }
 
@@ -64,12 +73,14 @@ export class StudiesService {
     @Inject(DATABASE) private readonly db: Database,
     @Inject(RoundsService) private readonly rounds: RoundsService,
     @Inject(SiteSessions) private readonly sessions: SiteSessions,
+    @Inject(EncryptedAggregation) private readonly encrypted: EncryptedAggregation,
   ) {}
 
   async create(body: unknown): Promise<StudyStatus> {
     const parsed = studyDefinitionSchema.safeParse(body);
     if (!parsed.success) throw new StudyInputError(describeIssues(parsed.error));
     const def = parsed.data;
+    if (def.aggregation === 'ckks' && !this.encrypted.available) throw new StudyInputError([`aggregation: ${NO_KIT}`]);
     const study = await this.db.prisma.study.create({
       data: {
         id: randomUUID(),
@@ -106,7 +117,7 @@ export class StudiesService {
     ]);
     const modelOf = (round: number): RoundView['model'] => {
       const m = models.find((x) => x.round === round);
-      return m ? { sha256: m.sha256, sizeBytes: m.sizeBytes, parameterCount: m.parameterCount } : null;
+      return m ? { kind: m.kind, sha256: m.sha256, sizeBytes: m.sizeBytes, parameterCount: m.parameterCount } : null;
     };
     return {
       ...summarise(study),
@@ -129,12 +140,15 @@ export class StudiesService {
     };
   }
 
-  /** The plaintext global model after `round` (0 = initial), as float32 little-endian bytes. */
-  async modelBlob(id: string, round: number): Promise<{ sha256: string }> {
+  /**
+   * The artifact published after `round` (0 = initial): float32 little-endian weights, or for an encrypted study
+   * the CKKS-encrypted sum of the round's updates, which only key-holding sites can turn into weights.
+   */
+  async modelBlob(id: string, round: number): Promise<{ sha256: string; kind: string }> {
     await this.requireStudy(id);
     const model = await this.db.prisma.modelVersion.findUnique({ where: { studyId_round: { studyId: id, round } } });
     if (!model) throw new StudyNotFoundError(`study ${id} has no model for round ${round} (yet)`);
-    return { sha256: model.sha256 };
+    return { sha256: model.sha256, kind: model.kind };
   }
 
   async sites(): Promise<Array<{ id: string; status: string; connected: boolean; registeredAt: string; lastSeenAt: string }>> {

@@ -24,8 +24,11 @@ export const studyDefinitionSchema = z
     learningRate: z.number().positive().max(10),
     /** Local optimiser; its state is reset every round, so only weights ever leave a site. */
     optimizer: z.enum(['sgd', 'adam']).default('adam'),
-    /** How updates are combined. 'plaintext' sums clear vectors and is only for development. */
-    aggregation: z.enum(['plaintext']).default('plaintext'),
+    /**
+     * How updates are combined. 'ckks' (the default): sites send CKKS ciphertexts the coordinator can add but not
+     * read. 'plaintext' sums clear vectors; for development only, and recorded as such in the study.
+     */
+    aggregation: z.enum(['ckks', 'plaintext']).default('ckks'),
     /** A round that has not heard from every assigned site by then closes with whoever reported. */
     roundTimeoutSeconds: z.int().min(5).max(7 * 24 * 3600).default(900),
     /** Restrict the study to these sites; by default every site connected when a round opens takes part. */

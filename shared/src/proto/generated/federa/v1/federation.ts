@@ -304,6 +304,8 @@ export interface StudyClosed {
   studyId: string;
   outcome: StudyOutcome;
   message: string;
+  /** The last round whose model was published; a completed study's final global model is that round's. */
+  finalRound: number;
 }
 
 export interface ModelRef {
@@ -1265,7 +1267,7 @@ export const TrainTask: MessageFns<TrainTask> = {
 };
 
 function createBaseStudyClosed(): StudyClosed {
-  return { studyId: "", outcome: 0, message: "" };
+  return { studyId: "", outcome: 0, message: "", finalRound: 0 };
 }
 
 export const StudyClosed: MessageFns<StudyClosed> = {
@@ -1278,6 +1280,9 @@ export const StudyClosed: MessageFns<StudyClosed> = {
     }
     if (message.message !== "") {
       writer.uint32(26).string(message.message);
+    }
+    if (message.finalRound !== 0) {
+      writer.uint32(32).uint32(message.finalRound);
     }
     return writer;
   },
@@ -1319,6 +1324,14 @@ export const StudyClosed: MessageFns<StudyClosed> = {
             message.message = reader.string();
             continue;
           }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.finalRound = reader.uint32();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1340,6 +1353,11 @@ export const StudyClosed: MessageFns<StudyClosed> = {
         : "",
       outcome: isSet(object.outcome) ? studyOutcomeFromJSON(object.outcome) : 0,
       message: isSet(object.message) ? globalThis.String(object.message) : "",
+      finalRound: isSet(object.finalRound)
+        ? globalThis.Number(object.finalRound)
+        : isSet(object.final_round)
+        ? globalThis.Number(object.final_round)
+        : 0,
     };
   },
 
@@ -1354,6 +1372,9 @@ export const StudyClosed: MessageFns<StudyClosed> = {
     if (message.message !== "") {
       obj.message = message.message;
     }
+    if (message.finalRound !== 0) {
+      obj.finalRound = Math.round(message.finalRound);
+    }
     return obj;
   },
 
@@ -1365,6 +1386,7 @@ export const StudyClosed: MessageFns<StudyClosed> = {
     message.studyId = object.studyId ?? "";
     message.outcome = object.outcome ?? 0;
     message.message = object.message ?? "";
+    message.finalRound = object.finalRound ?? 0;
     return message;
   },
 };
