@@ -39,7 +39,6 @@ describe.each([
       localEpochs: 1,
       batchSize: 8,
       learningRate: 0.01,
-      aggregation: 'plaintext',
     });
     await consortium.startStudy(created.id);
     study = await consortium.follow(created.id, () => undefined, 240_000);
@@ -53,18 +52,22 @@ describe.each([
 
   it('publishes, each round, the sample-weighted average of exactly the updates the sites sent', async () => {
     expect(study.status).toBe('completed');
+    // Encryption is the default: the coordinator only ever published encrypted sums.
+    expect(study.initialModel?.kind).toBe('weights');
+    expect(study.rounds.map((r) => r.model?.kind)).toEqual(['encrypted_aggregate', 'encrypted_aggregate']);
     for (let round = 1; round <= ROUNDS; round++) {
-      const base = await consortium.model(study.id, round - 1);
-      const published = await consortium.model(study.id, round);
+      const base = await consortium.globalWeights(study.id, round - 1);
+      const published = await consortium.globalWeights(study.id, round);
       const sum = new Float64Array(base.length + 1);
       for (const site of consortium.sites) {
         const dir = join(site.stateDir, 'rounds', study.id, String(round));
-        const bytes = await readFile(join(dir, 'update.bin'));
+        const sent = await readFile(join(dir, 'update.bin'));
         const state = JSON.parse(await readFile(join(dir, 'state.json'), 'utf8')) as { status: string; receipt: { sha256: string } };
-        // What the site kept is what the coordinator acknowledged receiving.
+        // What the site kept is what the coordinator acknowledged receiving, and it is not the clear vector.
         expect(state.status).toBe('uploaded');
-        expect(state.receipt.sha256).toBe(sha256Hex(bytes));
-        const vector = bytesToFloat32(bytes);
+        expect(state.receipt.sha256).toBe(sha256Hex(sent));
+        expect(sent.subarray(0, 4).toString('latin1')).toBe('FDCK');
+        const vector = bytesToFloat32(await readFile(join(dir, 'update.plain.f32')));
         expect(vector.length).toBe(base.length + 1);
         vector.forEach((v, i) => (sum[i] = (sum[i] as number) + v));
       }
@@ -80,6 +83,11 @@ describe.each([
       expect(maxError).toBeLessThan(1e-6);
       // Training really changed the model (a no-op round would pass the average check trivially).
       expect(moved).toBeGreaterThan(1e-4);
+    }
+    // Every site decrypted the same final model for its hospital.
+    for (const site of consortium.sites) {
+      const own = bytesToFloat32(await readFile(join(site.stateDir, 'models', study.id, `${ROUNDS}.f32`)));
+      expect(Array.from(own)).toEqual(Array.from(await consortium.globalWeights(study.id, ROUNDS)));
     }
   });
 

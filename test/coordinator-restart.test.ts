@@ -67,6 +67,8 @@ describe('a coordinator restarted mid-round', () => {
       localEpochs: 1,
       batchSize: 4,
       learningRate: 0.01,
+      // This coordinator runs without a kit, so it has no CKKS parameters; the encrypted path is tested elsewhere.
+      aggregation: 'plaintext',
     });
     const studyId = created.body.id as string;
     await new Promise((r) => setTimeout(r, 200));

@@ -5,7 +5,7 @@ import { dirname, join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { stringify as toYaml } from 'yaml';
-import { bytesToFloat32, sha256Hex, type StudyDefinitionInput } from '@federa/shared';
+import { applyAggregate, bytesToFloat32, CkksContext, readSiteKit, sha256Hex, type StudyDefinitionInput } from '@federa/shared';
 import { generateConsortium, type ConsortiumSummary } from '@federa/site-agent';
 
 const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
@@ -41,14 +41,14 @@ export interface StudyStatusView {
   error: string | null;
   currentRound: number;
   totalRounds: number;
-  initialModel: { sha256: string } | null;
+  initialModel: { sha256: string; kind: string } | null;
   rounds: Array<{
     number: number;
     status: string;
     assignedSites: string[];
     reportedSites: string[];
     participants: number;
-    model: { sha256: string; parameterCount: number } | null;
+    model: { sha256: string; kind: string; parameterCount: number } | null;
     metrics: Array<{ siteId: string; kind: string; loss: number; accuracy: number; samples: number | null }>;
   }>;
 }
@@ -139,14 +139,48 @@ export class LocalConsortium {
     return this.request('GET', `/studies/${id}`);
   }
 
-  /** The plaintext global model after `round` (0 = initial), verified against its SHA-256 header. */
-  async model(id: string, round: number): Promise<Float32Array> {
+  /** The artifact a round published (REST), verified against its SHA-256 header. */
+  async artifact(id: string, round: number): Promise<{ kind: string; bytes: Uint8Array }> {
     const response = await fetch(`${this.baseUrl}/studies/${id}/models/${round}`);
     if (!response.ok) throw new Error(`GET model ${round} of ${id}: ${response.status} ${await response.text()}`);
     const bytes = new Uint8Array(await response.arrayBuffer());
     const expected = response.headers.get('x-federa-sha256');
     if (sha256Hex(bytes) !== expected) throw new Error(`model ${round} of study ${id} does not match its hash header`);
-    return bytesToFloat32(bytes, `model ${round}`);
+    return { kind: response.headers.get('x-federa-model-kind') ?? 'weights', bytes };
+  }
+
+  /**
+   * The global weights after `round` (0 = initial). For an encrypted study the coordinator cannot produce them:
+   * this decrypts the published aggregates with the first site's CKKS secret key, as any key-holding site does.
+   */
+  async globalWeights(id: string, round: number): Promise<Float32Array> {
+    const key = `${id}/${round}`;
+    const cached = this.weightCache.get(key);
+    if (cached) return cached;
+    const { kind, bytes } = await this.artifact(id, round);
+    let weights: Float32Array;
+    if (kind === 'weights') {
+      weights = bytesToFloat32(bytes, `model ${round}`);
+    } else {
+      const previous = await this.globalWeights(id, round - 1);
+      const { context, secretKey } = await this.keyHolder();
+      weights = applyAggregate(previous, context.decryptVector(bytes, secretKey));
+    }
+    this.weightCache.set(key, weights);
+    return weights;
+  }
+
+  private readonly weightCache = new Map<string, Float32Array>();
+  private ckks: Promise<{ context: CkksContext; secretKey: Uint8Array }> | undefined;
+
+  private keyHolder(): Promise<{ context: CkksContext; secretKey: Uint8Array }> {
+    this.ckks ??= (async () => {
+      const first = this.sites[0];
+      if (!first || (this.options.transport ?? 'mtls') !== 'mtls') throw new Error('decrypting needs a site kit (mtls transport)');
+      const kit = await readSiteKit(join(this.options.workDir, 'kits', 'sites', first.id));
+      return { context: await CkksContext.fromKey(kit.ckksSecretKey), secretKey: kit.ckksSecretKey };
+    })();
+    return this.ckks;
   }
 
   /** Polls until the study finishes; calls `onRound` once per newly closed round, in order. */
@@ -176,6 +210,9 @@ export class LocalConsortium {
   async stop(): Promise<void> {
     await Promise.all(this.sites.map((s) => terminate(s.process)));
     await terminate(this.coordinator);
+    const ckks = this.ckks;
+    this.ckks = undefined;
+    if (ckks) (await ckks.catch(() => undefined))?.context.dispose();
   }
 
   private async waitForSites(ids: string[]): Promise<void> {

@@ -53,7 +53,7 @@ async function main(): Promise<number> {
       batchSize: 16,
       learningRate: 0.001,
       optimizer: 'adam',
-      aggregation: 'plaintext',
+      aggregation: 'ckks',
       roundTimeoutSeconds: 600,
     };
     const backend = await initBackend('auto');
@@ -69,14 +69,17 @@ async function main(): Promise<number> {
     const lesions = holdout.images.labels.reduce((n, label) => n + (label === 1 ? 1 : 0), 0);
     const chance = Math.max(lesions, holdout.images.count - lesions) / holdout.images.count;
     const study = await consortium.createStudy(definition);
-    out(`Study ${study.id} created (model small-cnn 64x64, ${rounds} rounds, FedAvg); starting.`);
+    out(
+      `Study ${study.id} created (model small-cnn 64x64, ${rounds} rounds, FedAvg over CKKS-encrypted updates, mutual TLS); starting.`,
+    );
+    out('The coordinator only ever holds ciphertexts; the global model below is decrypted with a hospital\'s key.');
     await consortium.startStudy(study.id);
     let roundStarted = Date.now();
     let finalAccuracy = 0;
     const finished = await consortium.follow(
       study.id,
       async (round) => {
-        const weights = await consortium.model(study.id, round.number);
+        const weights = await consortium.globalWeights(study.id, round.number);
         const global = await evaluateModel(definition.model as Parameters<typeof evaluateModel>[0], weights, holdout.images);
         finalAccuracy = global.accuracy;
         out();

@@ -59,10 +59,16 @@ export class RoundStateStore {
     return readFile(this.updatePath(studyId, round));
   }
 
-  async saveTrained(state: RoundState, update: Uint8Array): Promise<void> {
+  /** The clear update vector behind an encrypted upload: it never leaves the site; auditors compare against it. */
+  plainUpdatePath(studyId: string, round: number): string {
+    return join(this.dir(studyId, round), 'update.plain.f32');
+  }
+
+  async saveTrained(state: RoundState, update: Uint8Array, plainVector?: Uint8Array): Promise<void> {
     const dir = this.dir(state.studyId, state.round);
     await mkdir(dir, { recursive: true });
     await writeAtomic(this.updatePath(state.studyId, state.round), update);
+    if (plainVector) await writeAtomic(this.plainUpdatePath(state.studyId, state.round), plainVector);
     await writeAtomic(join(dir, 'state.json'), Buffer.from(JSON.stringify(state, null, 2)));
   }
 

@@ -1,6 +1,8 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import {
+  applyAggregate,
   bytesToFloat32,
+  CkksContext,
   createLogger,
   federation,
   float32ToBytes,
@@ -13,6 +15,7 @@ import { CoordinatorRefusal, FederationClient, isServiceError, type SiteTranspor
 import type { SiteConfig } from '../config/index.js';
 import { loadLabeledDataset } from '../data/index.js';
 import { evaluateModel, initBackend, trainLocal, type BackendInfo, type LabeledImages, type Optimizer } from '../train/index.js';
+import { ModelCache } from './model-cache.js';
 import { RoundStateStore, type RoundState } from './round-state.js';
 import { splitTrainValidation } from './split.js';
 
@@ -41,6 +44,9 @@ export class SiteAgent {
   private readonly log: Logger;
   private readonly client: FederationClient;
   private readonly rounds: RoundStateStore;
+  private readonly models: ModelCache;
+  private readonly ckksSecretKey: Uint8Array | undefined;
+  private ckks: Promise<CkksContext> | undefined;
   private readonly datasets = new Map<string, Promise<PreparedData>>();
   private backend: BackendInfo | undefined;
   private queue: Promise<void> = Promise.resolve();
@@ -60,6 +66,8 @@ export class SiteAgent {
       ...(config.coordinator.serverName ? { serverName: config.coordinator.serverName } : {}),
     });
     this.rounds = new RoundStateStore(config.stateDir);
+    this.models = new ModelCache(config.stateDir);
+    this.ckksSecretKey = transport.kit?.ckksSecretKey;
   }
 
   /** Runs until `stop()`; resolves once the agent has shut down. */
@@ -72,7 +80,10 @@ export class SiteAgent {
         const registered = await this.client.register({
           agentVersion: AGENT_VERSION,
           backend: this.backend.name,
-          supportedEncodings: [federation.UpdateEncoding.UPDATE_ENCODING_PLAINTEXT_F32],
+          supportedEncodings: [
+            ...(this.ckksSecretKey ? [federation.UpdateEncoding.UPDATE_ENCODING_CKKS] : []),
+            federation.UpdateEncoding.UPDATE_ENCODING_PLAINTEXT_F32,
+          ],
         });
         this.log.info({ coordinatorVersion: registered.coordinatorVersion }, 'registered with the coordinator');
         attempt = 0;
@@ -90,6 +101,7 @@ export class SiteAgent {
     }
     await this.queue;
     this.client.close();
+    if (this.ckks) (await this.ckks).dispose();
   }
 
   stop(): void {
@@ -113,8 +125,17 @@ export class SiteAgent {
     const kind = task.kind;
     if (!kind || this.stopped) return;
     if (kind.$case === 'studyClosed') {
-      this.log.info({ studyId: kind.value.studyId, outcome: federation.studyOutcomeToJSON(kind.value.outcome) }, kind.value.message);
-      this.events.onStudyClosed?.(kind.value);
+      const closed = kind.value;
+      this.log.info({ studyId: closed.studyId, outcome: federation.studyOutcomeToJSON(closed.outcome) }, closed.message);
+      if (closed.outcome === federation.StudyOutcome.STUDY_OUTCOME_COMPLETED && closed.finalRound > 0) {
+        try {
+          await this.globalWeights(closed.studyId, closed.finalRound);
+          this.log.info({ studyId: closed.studyId, path: this.models.path(closed.studyId, closed.finalRound) }, 'final global model saved');
+        } catch (error) {
+          this.log.error({ studyId: closed.studyId, err: error }, 'could not fetch the final global model');
+        }
+      }
+      this.events.onStudyClosed?.(closed);
       return;
     }
     const train = kind.value;
@@ -183,8 +204,7 @@ export class SiteAgent {
     };
     const data = await this.prepareData(spec, task.classNames);
     if (data.train.count === 0) throw new Error('no usable training images at this site (see the data scan for rejected files)');
-    const baseBytes = await this.client.downloadModel(task.baseModel);
-    const base = bytesToFloat32(baseBytes, 'global model');
+    const base = await this.globalWeights(task.studyId, task.round - 1, task.baseModel);
     log.info({ images: data.train.count, epochs: task.training.localEpochs }, 'training');
     const result = await trainLocal(spec, base, data.train, {
       epochs: task.training.localEpochs,
@@ -196,7 +216,12 @@ export class SiteAgent {
     const validation = data.validation.count > 0 ? await evaluateModel(spec, result.weights, data.validation) : undefined;
     // FedAvg weights each site by its number of training samples; the weight rides in the vector's last slot.
     const vector = weightedUpdateVector(base, result.weights, result.samples);
-    const update = float32ToBytes(vector);
+    const plain = float32ToBytes(vector);
+    const encrypted = task.encoding === federation.UpdateEncoding.UPDATE_ENCODING_CKKS;
+    if (!encrypted && task.encoding !== federation.UpdateEncoding.UPDATE_ENCODING_PLAINTEXT_F32) {
+      throw new Error(`train task asks for update encoding ${federation.updateEncodingToJSON(task.encoding)}, which this agent does not know; upgrade the site agent`);
+    }
+    const update = encrypted ? (await this.ckksContext()).encryptVector(vector, this.secretKey()) : plain;
     const state: RoundState = {
       studyId: task.studyId,
       round: task.round,
@@ -204,7 +229,7 @@ export class SiteAgent {
       baseModelSha256: task.baseModel.sha256,
       updateSha256: sha256Hex(update),
       vectorLength: vector.length,
-      encoding: federation.UpdateEncoding.UPDATE_ENCODING_PLAINTEXT_F32,
+      encoding: task.encoding,
       samples: result.samples,
       trainLoss: result.loss,
       trainAccuracy: result.accuracy,
@@ -214,12 +239,53 @@ export class SiteAgent {
       backend: result.backend,
       trainSeconds: result.seconds,
     };
-    await this.rounds.saveTrained(state, update);
+    await this.rounds.saveTrained(state, update, encrypted ? plain : undefined);
     log.info(
       { loss: result.loss, accuracy: result.accuracy, validationAccuracy: state.validationAccuracy, seconds: result.seconds },
       'local training done',
     );
     return state;
+  }
+
+  /**
+   * The global weights after `round` (0 = the initial model). A plaintext study publishes them; an encrypted one
+   * publishes the encrypted sum of the round's updates, which this site decrypts and applies to the weights of
+   * the round before (fetching and decrypting earlier rounds it missed, once).
+   */
+  private async globalWeights(studyId: string, round: number, known?: federation.ModelRef): Promise<Float32Array> {
+    const cached = await this.models.read(studyId, round);
+    if (cached) return cached;
+    const artifact = known
+      ? { header: known, bytes: await this.client.downloadModel(known) }
+      : await this.client.downloadArtifact(studyId, round);
+    let weights: Float32Array;
+    switch (artifact.header.kind) {
+      case federation.ModelKind.MODEL_KIND_WEIGHTS:
+        weights = bytesToFloat32(artifact.bytes, `global model of round ${round}`);
+        break;
+      case federation.ModelKind.MODEL_KIND_ENCRYPTED_AGGREGATE: {
+        const previous = await this.globalWeights(studyId, round - 1);
+        const sum = (await this.ckksContext()).decryptVector(artifact.bytes, this.secretKey());
+        weights = applyAggregate(previous, sum);
+        break;
+      }
+      default:
+        throw new Error(`round ${round} of study ${studyId} published an artifact of unknown kind ${federation.modelKindToJSON(artifact.header.kind)}`);
+    }
+    await this.models.write(studyId, round, weights);
+    return weights;
+  }
+
+  private secretKey(): Uint8Array {
+    if (!this.ckksSecretKey) {
+      throw new Error('this study encrypts its updates, which needs the CKKS secret key from the site kit: set coordinator.kit in site.yaml');
+    }
+    return this.ckksSecretKey;
+  }
+
+  private ckksContext(): Promise<CkksContext> {
+    this.ckks ??= CkksContext.fromKey(this.secretKey());
+    return this.ckks;
   }
 
   private async reportMetrics(state: RoundState): Promise<void> {

@@ -60,7 +60,18 @@ export class FederationClient {
 
   /** Downloads a model artifact and checks its size and SHA-256 against what the task announced. */
   async downloadModel(ref: federation.ModelRef): Promise<Uint8Array> {
-    const stream = this.client.downloadModel({ studyId: ref.studyId, round: ref.round, offset: 0 }, this.metadata);
+    const { header, bytes } = await this.downloadArtifact(ref.studyId, ref.round);
+    if (header.sha256 !== ref.sha256 || header.kind !== ref.kind) {
+      throw new Error(
+        `model for study ${ref.studyId} round ${ref.round} is not the one the task announced: expected ${ref.sha256}, the coordinator serves ${header.sha256}`,
+      );
+    }
+    return bytes;
+  }
+
+  /** Downloads the artifact a round published, checked against the SHA-256 and size in its own header. */
+  async downloadArtifact(studyId: string, round: number): Promise<{ header: federation.ModelRef; bytes: Uint8Array }> {
+    const stream = this.client.downloadModel({ studyId, round, offset: 0 }, this.metadata);
     const parts: Buffer[] = [];
     let header: federation.ModelRef | undefined;
     try {
@@ -72,16 +83,16 @@ export class FederationClient {
     } catch (error) {
       throw isServiceError(error) ? refusal(error) : error;
     }
-    if (!header) throw new Error(`model download for study ${ref.studyId} round ${ref.round} carried no header`);
+    if (!header) throw new Error(`model download for study ${studyId} round ${round} carried no header`);
     const bytes = Buffer.concat(parts);
     const digest = createHash('sha256').update(bytes).digest('hex');
-    if (header.sha256 !== ref.sha256 || digest !== ref.sha256 || bytes.byteLength !== ref.sizeBytes) {
+    if (digest !== header.sha256 || bytes.byteLength !== header.sizeBytes) {
       throw new Error(
-        `model for study ${ref.studyId} round ${ref.round} failed its integrity check: expected ${ref.sha256} ` +
-          `(${ref.sizeBytes} bytes), received ${digest} (${bytes.byteLength} bytes)`,
+        `model for study ${studyId} round ${round} failed its integrity check: expected ${header.sha256} ` +
+          `(${header.sizeBytes} bytes), received ${digest} (${bytes.byteLength} bytes)`,
       );
     }
-    return bytes;
+    return { header, bytes };
   }
 
   /** Streams an update: header, 1 MiB data chunks, and a trailer carrying the SHA-256 of the data. */

@@ -1,0 +1,203 @@
+import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { credentials, Metadata, type ServiceError } from '@grpc/grpc-js';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  applyAggregate,
+  CkksContext,
+  federation,
+  initialWeights,
+  parameterCount,
+  readCoordinatorKit,
+  readSiteKit,
+  weightedUpdateVector,
+  type ModelSpec,
+} from '@federa/shared';
+import {
+  generateConsortiumCkksKeys,
+  parseCoordinatorConfig,
+  provisionConsortium,
+  startCoordinator,
+  type RunningCoordinator,
+} from '@federa/coordinator';
+import { dataChunk, headerChunk, rest, trailerChunk } from './support/raw-site.js';
+
+const spec: ModelSpec = { architecture: 'small-cnn', inputSize: 16, channels: 1, classes: 2, seed: 21 };
+const vectorLength = parameterCount(spec) + 1;
+
+/**
+ * The encrypted path as the coordinator sees it: it is built from a kit that holds nothing able to decrypt,
+ * refuses malformed or foreign ciphertexts without touching the round, and publishes a sum that decrypts (at a
+ * site) to plaintext FedAvg within 1e-6.
+ */
+describe('CKKS-encrypted aggregation at the coordinator', () => {
+  let dir: string;
+  let kits: string;
+  let coordinator: RunningCoordinator;
+  let ckks: CkksContext;
+  let secretKey: Uint8Array;
+  let studyId: string;
+  let task: federation.TrainTask;
+  const clients: Array<{ close(): void }> = [];
+
+  const siteClient = async (siteId: string) => {
+    const kit = await readSiteKit(join(kits, 'sites', siteId));
+    const client = new federation.FederationServiceClient(
+      `127.0.0.1:${coordinator.grpcPort}`,
+      credentials.createSsl(Buffer.from(kit.caPem), Buffer.from(kit.privateKeyPem), Buffer.from(kit.certificatePem)),
+      { 'grpc.ssl_target_name_override': 'localhost' },
+    );
+    clients.push(client);
+    return client;
+  };
+  const upload = (client: InstanceType<typeof federation.FederationServiceClient>, payload: Uint8Array) =>
+    new Promise<{ receipt?: federation.UploadReceipt; error?: ServiceError }>((resolve) => {
+      const call = client.uploadUpdate(new Metadata(), (error, receipt) => resolve(error ? { error } : { receipt }));
+      call.write(
+        headerChunk({
+          studyId,
+          round: 1,
+          encoding: federation.UpdateEncoding.UPDATE_ENCODING_CKKS,
+          totalBytes: payload.byteLength,
+          vectorLength,
+          baseModelSha256: task.baseModel?.sha256 ?? '',
+        }),
+      );
+      call.write(dataChunk(payload));
+      call.write(trailerChunk(payload));
+      call.end();
+    });
+  const vector = (shift: number, weight: number): Float32Array => {
+    const base = initialWeights(spec);
+    return weightedUpdateVector(base, base.map((w) => w + shift), weight);
+  };
+
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'federa-ckks-'));
+    kits = join(dir, 'kits');
+    await provisionConsortium({
+      config: {
+        consortium: { name: 'ckks test' },
+        coordinator: { hostnames: ['localhost'], ips: ['127.0.0.1'] },
+        sites: [{ id: 'site-a' }, { id: 'site-b' }],
+      },
+      outDir: kits,
+      generateCkksKeys: generateConsortiumCkksKeys,
+    });
+    secretKey = (await readSiteKit(join(kits, 'sites', 'site-a'))).ckksSecretKey;
+    ckks = await CkksContext.fromKey(secretKey);
+    coordinator = await startCoordinator(
+      parseCoordinatorConfig({ kitDir: join(kits, 'coordinator'), httpPort: 0, grpcPort: 0, dataDir: join(dir, 'coordinator') }),
+    );
+    const a = await siteClient('site-a');
+    const b = await siteClient('site-b');
+    const firstTask = (client: typeof a) =>
+      new Promise<federation.Task>((resolve, reject) => {
+        client.register({ agentVersion: 't', backend: 'none', supportedEncodings: [] }, new Metadata(), (error) => {
+          if (error) reject(error);
+          const stream = client.streamTasks({}, new Metadata());
+          stream.once('data', resolve);
+          stream.on('error', () => undefined);
+        });
+      });
+    const tasks = Promise.all([firstTask(a), firstTask(b)]);
+    await new Promise((r) => setTimeout(r, 300));
+    const created = await rest(coordinator.httpPort, 'POST', '/studies', {
+      name: 'ckks',
+      model: spec,
+      classNames: ['normal', 'lesion'],
+      rounds: 1,
+      minSites: 2,
+      localEpochs: 1,
+      batchSize: 4,
+      learningRate: 0.01,
+    });
+    expect(created.status).toBe(201);
+    studyId = created.body.id as string;
+    await rest(coordinator.httpPort, 'POST', `/studies/${studyId}/start`);
+    const [first] = await tasks;
+    if (first?.kind?.$case !== 'train') throw new Error('expected a train task');
+    task = first.kind.value;
+  });
+
+  afterAll(async () => {
+    for (const c of clients) c.close();
+    await coordinator?.close();
+    ckks?.dispose();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('asks sites for CKKS updates by default', () => {
+    expect(task.encoding).toBe(federation.UpdateEncoding.UPDATE_ENCODING_CKKS);
+  });
+
+  it('runs from a kit that holds nothing able to decrypt', async () => {
+    const kit = await readCoordinatorKit(join(kits, 'coordinator'));
+    const files = await readdir(join(kits, 'coordinator'));
+    for (const file of files) {
+      const bytes = await readFile(join(kits, 'coordinator', file));
+      expect(Buffer.from(bytes).includes(Buffer.from(secretKey.subarray(secretKey.length - 32)))).toBe(false);
+    }
+    const payload = ckks.encryptVector(vector(0.01, 5), secretKey);
+    // What the coordinator holds is refused as a decryption key.
+    expect(() => ckks.decryptVector(payload, kit.ckksPublicParams)).toThrow();
+  });
+
+  it('refuses corrupted, foreign and oversized ciphertexts, then sums the honest ones', async () => {
+    const a = await siteClient('site-a');
+    const b = await siteClient('site-b');
+    const good = ckks.encryptVector(vector(0.01, 30), secretKey);
+    const corrupted = Uint8Array.from(good);
+    corrupted[corrupted.length >> 1] = (corrupted[corrupted.length >> 1] as number) ^ 0xff;
+    const corruptedRefusal = await upload(a, corrupted);
+    expect(corruptedRefusal.error?.details).toMatch(/encrypted update refused \(CORRUPT\)/);
+
+    const stranger = await CkksContext.create();
+    const foreignKey = stranger.generateKeys().secretKey;
+    const foreign = stranger.encryptVector(vector(0.01, 30), foreignKey);
+    stranger.dispose();
+    expect((await upload(a, foreign)).error?.details).toMatch(/encrypted update refused \(KEY_MISMATCH\)/);
+
+    const short = ckks.encryptVector(new Float32Array(vectorLength - 1).fill(1), secretKey);
+    expect((await upload(a, short)).error?.details).toMatch(/LENGTH_MISMATCH/);
+
+    expect((await upload(a, good)).receipt).toBeDefined();
+    // Site b replaying site a's ciphertext would count a's update twice.
+    expect((await upload(b, good)).error?.details).toMatch(/already uploaded for round 1 .* replays are never added/);
+    expect((await upload(b, ckks.encryptVector(vector(0.05, 10), secretKey))).receipt).toBeDefined();
+
+    await expect
+      .poll(async () => ((await rest(coordinator.httpPort, 'GET', `/studies/${studyId}`)).body.status as string))
+      .toBe('completed');
+    const response = await fetch(`http://127.0.0.1:${coordinator.httpPort}/api/v1/studies/${studyId}/models/1`);
+    expect(response.headers.get('x-federa-model-kind')).toBe('encrypted_aggregate');
+    const sum = ckks.decryptVector(new Uint8Array(await response.arrayBuffer()), secretKey);
+    const base = initialWeights(spec);
+    const next = applyAggregate(base, sum);
+    // (30 * 0.01 + 10 * 0.05) / 40 = 0.02; only the two honest updates are in the sum.
+    const maxError = base.reduce((m, w, i) => Math.max(m, Math.abs((next[i] as number) - (w + 0.02))), 0);
+    expect(maxError).toBeLessThan(1e-6);
+    expect(sum[vectorLength - 1]).toBeCloseTo(40, 5);
+  });
+
+  it('refuses an encrypted study on a coordinator without a kit', async () => {
+    const bare = await startCoordinator(parseCoordinatorConfig({ insecure: true, httpPort: 0, grpcPort: 0, dataDir: join(dir, 'bare') }));
+    try {
+      const response = await rest(bare.httpPort, 'POST', '/studies', {
+        name: 'no kit',
+        model: spec,
+        classNames: ['normal', 'lesion'],
+        rounds: 1,
+        minSites: 1,
+        localEpochs: 1,
+        batchSize: 4,
+        learningRate: 0.01,
+      });
+      expect(response.status).toBe(400);
+      expect((response.body.issues as string[])[0]).toMatch(/^aggregation: encrypted aggregation needs the CKKS public parameters/);
+    } finally {
+      await bare.close();
+    }
+  });
+});
