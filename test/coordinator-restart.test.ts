@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { federation, float32ToBytes, initialWeights, parameterCount, weightedUpdateVector, type ModelSpec } from '@federa/shared';
 import { parseCoordinatorConfig, startCoordinator, type RunningCoordinator } from '@federa/coordinator';
-import { fetchModel, RawSite, rest, wholeUpload } from './support/raw-site.js';
+import { fetchModel, RawSite, rest, studyBody, wholeUpload } from './support/raw-site.js';
 
 const spec: ModelSpec = { architecture: 'small-cnn', inputSize: 16, channels: 1, classes: 2, seed: 9 };
 
@@ -58,18 +58,8 @@ describe('a coordinator restarted mid-round', () => {
     await a1.register();
     await b1.register();
     const tasks = Promise.all([a1.firstTask(), b1.firstTask()]);
-    const created = await rest(first.httpPort, 'POST', '/studies', {
-      name: 'restart',
-      model: spec,
-      classNames: ['normal', 'lesion'],
-      rounds: 2,
-      minSites: 2,
-      localEpochs: 1,
-      batchSize: 4,
-      learningRate: 0.01,
-      // This coordinator runs without a kit, so it has no CKKS parameters; the encrypted path is tested elsewhere.
-      aggregation: 'plaintext',
-    });
+    // This coordinator runs without a kit, so it has no CKKS parameters; the encrypted path is tested elsewhere.
+    const created = await rest(first.httpPort, 'POST', '/studies', studyBody(spec, { rounds: 2, aggregation: 'plaintext' }));
     const studyId = created.body.id as string;
     await new Promise((r) => setTimeout(r, 200));
     await rest(first.httpPort, 'POST', `/studies/${studyId}/start`);

@@ -21,7 +21,7 @@ import {
   startCoordinator,
   type RunningCoordinator,
 } from '@federa/coordinator';
-import { dataChunk, headerChunk, rest, trailerChunk } from './support/raw-site.js';
+import { dataChunk, headerChunk, rest, studyBody, trailerChunk } from './support/raw-site.js';
 
 const spec: ModelSpec = { architecture: 'small-cnn', inputSize: 16, channels: 1, classes: 2, seed: 21 };
 const vectorLength = parameterCount(spec) + 1;
@@ -103,16 +103,7 @@ describe('CKKS-encrypted aggregation at the coordinator', () => {
       });
     const tasks = Promise.all([firstTask(a), firstTask(b)]);
     await new Promise((r) => setTimeout(r, 300));
-    const created = await rest(coordinator.httpPort, 'POST', '/studies', {
-      name: 'ckks',
-      model: spec,
-      classNames: ['normal', 'lesion'],
-      rounds: 1,
-      minSites: 2,
-      localEpochs: 1,
-      batchSize: 4,
-      learningRate: 0.01,
-    });
+    const created = await rest(coordinator.httpPort, 'POST', '/studies', studyBody(spec));
     expect(created.status).toBe(201);
     studyId = created.body.id as string;
     await rest(coordinator.httpPort, 'POST', `/studies/${studyId}/start`);
@@ -184,16 +175,7 @@ describe('CKKS-encrypted aggregation at the coordinator', () => {
   it('refuses an encrypted study on a coordinator without a kit', async () => {
     const bare = await startCoordinator(parseCoordinatorConfig({ insecure: true, httpPort: 0, grpcPort: 0, dataDir: join(dir, 'bare') }));
     try {
-      const response = await rest(bare.httpPort, 'POST', '/studies', {
-        name: 'no kit',
-        model: spec,
-        classNames: ['normal', 'lesion'],
-        rounds: 1,
-        minSites: 1,
-        localEpochs: 1,
-        batchSize: 4,
-        learningRate: 0.01,
-      });
+      const response = await rest(bare.httpPort, 'POST', '/studies', studyBody(spec, { minSites: 1 }));
       expect(response.status).toBe(400);
       expect((response.body.issues as string[])[0]).toMatch(/^aggregation: encrypted aggregation needs the CKKS public parameters/);
     } finally {

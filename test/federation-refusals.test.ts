@@ -13,7 +13,7 @@ import {
   type ModelSpec,
 } from '@federa/shared';
 import { openDatabase, parseCoordinatorConfig, startCoordinator, type RunningCoordinator } from '@federa/coordinator';
-import { dataChunk as data, fetchModel, headerChunk, RawSite, rest as restAt, trailerChunk as trailer } from './support/raw-site.js';
+import { dataChunk as data, fetchModel, headerChunk, RawSite, rest as restAt, studyBody, trailerChunk as trailer } from './support/raw-site.js';
 
 /**
  * Every way a site can get an upload wrong is refused with a status that says why, and none of them changes
@@ -63,17 +63,7 @@ describe('the coordinator refuses bad uploads without touching the round', () =>
     await site('site-a').register();
     await site('site-b').register();
     const firstTasks = Promise.all([site('site-a').firstTask(), site('site-b').firstTask()]);
-    const created = await rest('POST', '/studies', {
-      name: 'refusals',
-      model: spec,
-      classNames: ['normal', 'lesion'],
-      rounds: 2,
-      minSites: 2,
-      localEpochs: 1,
-      batchSize: 4,
-      learningRate: 0.01,
-      aggregation: 'plaintext',
-    });
+    const created = await rest('POST', '/studies', studyBody(spec, { rounds: 2, aggregation: 'plaintext' }));
     expect(created.status).toBe(201);
     studyId = created.body.id as string;
     // Both task streams must be attached before the round opens, so both sites are assigned.

@@ -6,3 +6,4 @@ export * from './study/index.js';
 export * from './model/index.js';
 export * from './pki/index.js';
 export * from './ckks/index.js';
+export * from './files/index.js';

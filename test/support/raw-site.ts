@@ -1,5 +1,5 @@
 import { credentials, Metadata, status, type ServiceError } from '@grpc/grpc-js';
-import { federation, sha256Hex } from '@federa/shared';
+import { federation, sha256Hex, type ModelSpec } from '@federa/shared';
 
 type Client = InstanceType<typeof federation.FederationServiceClient>;
 
@@ -95,4 +95,19 @@ export async function fetchModel(httpPort: number, studyId: string, round: numbe
   const response = await fetch(`http://127.0.0.1:${httpPort}/api/v1/studies/${studyId}/models/${round}`);
   if (!response.ok) throw new Error(`model ${round}: ${response.status} ${await response.text()}`);
   return new Float32Array(await response.arrayBuffer());
+}
+
+/** A small, fast study definition for tests; `overrides` sets what a test is about. */
+export function studyBody(model: ModelSpec, overrides: Record<string, unknown> = {}): Record<string, unknown> {
+  return {
+    name: 'test study',
+    model,
+    classNames: ['normal', 'lesion'],
+    rounds: 1,
+    minSites: 2,
+    localEpochs: 1,
+    batchSize: 4,
+    learningRate: 0.01,
+    ...overrides,
+  };
 }

@@ -3,6 +3,7 @@ import { constants } from 'node:fs';
 import { chmod, mkdir, open, readFile, rename, rm, stat, type FileHandle } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { Readable } from 'node:stream';
+import { pathExists, syncDirectory } from '@federa/shared';
 
 /** Lower-case hex SHA-256: the only spelling accepted, so one blob never has two names. */
 export const SHA256_HEX = /^[0-9a-f]{64}$/;
@@ -76,7 +77,7 @@ export class BlobStore {
 
       const sha256 = hash.digest('hex');
       const finalPath = this.pathOf(sha256);
-      if (await exists(finalPath)) {
+      if (await pathExists(finalPath)) {
         await rm(tmpPath, { force: true });
         return { sha256, size };
       }
@@ -105,7 +106,7 @@ export class BlobStore {
   }
 
   async has(sha256: string): Promise<boolean> {
-    return exists(this.pathOf(sha256));
+    return pathExists(this.pathOf(sha256));
   }
 
   /** Size in bytes, or undefined when the blob is absent. */
@@ -163,36 +164,6 @@ async function* readChunks(path: string, sha256: string, start: number): AsyncGe
       position += bytesRead;
       yield bytesRead === buffer.byteLength ? buffer : buffer.subarray(0, bytesRead);
     }
-  } finally {
-    await handle.close();
-  }
-}
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await stat(path);
-    return true;
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return false;
-    throw error;
-  }
-}
-
-/** Makes a rename durable; some platforms (Windows) cannot open directories, and there it is moot. */
-async function syncDirectory(dir: string): Promise<void> {
-  let handle: FileHandle;
-  try {
-    handle = await open(dir, constants.O_RDONLY);
-  } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code;
-    if (code === 'EISDIR' || code === 'EPERM' || code === 'EACCES') return;
-    throw error;
-  }
-  try {
-    await handle.sync();
-  } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code;
-    if (code !== 'EINVAL' && code !== 'EPERM') throw error;
   } finally {
     await handle.close();
   }

@@ -1,60 +1,13 @@
 import { randomBytes } from 'node:crypto';
-import { chmod, mkdir, open, rename, rm, stat } from 'node:fs/promises';
+import { chmod, mkdir, rename, rm } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
+import { SECRET_FILE_MODE, syncDirectory, writeNewFile } from '@federa/shared';
 import { ProvisionError } from './errors.js';
 
-/** Private keys and CKKS secret keys: owner read/write only. */
-export const SECRET_FILE_MODE = 0o600;
+export { pathExists, replaceFile, SECRET_FILE_MODE, writeNewFile } from '@federa/shared';
 export const PUBLIC_FILE_MODE = 0o644;
 /** Kit folders hold private keys, so only their owner may list or enter them. */
 export const KIT_DIR_MODE = 0o700;
-
-export async function pathExists(path: string): Promise<boolean> {
-  try {
-    await stat(path);
-    return true;
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return false;
-    throw error;
-  }
-}
-
-async function fsyncDir(dir: string): Promise<void> {
-  const handle = await open(dir, 'r');
-  try {
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
-}
-
-/**
- * Creates a new file (never overwrites) with its final mode from the first byte on, so a key is never
- * briefly readable by others, and flushes it to disk. chmod afterwards so the umask cannot change the mode.
- */
-export async function writeNewFile(path: string, data: string | Uint8Array, mode: number): Promise<void> {
-  const handle = await open(path, 'wx', mode);
-  try {
-    await handle.writeFile(data);
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
-  await chmod(path, mode);
-}
-
-/** Replaces a file atomically (temporary sibling, fsync, rename), so readers see the old or the new bytes, never half. */
-export async function replaceFile(path: string, data: string | Uint8Array, mode: number): Promise<void> {
-  const temporary = join(dirname(path), `.${basename(path)}.${randomBytes(6).toString('hex')}.tmp`);
-  try {
-    await writeNewFile(temporary, data, mode);
-    await rename(temporary, path);
-  } catch (error) {
-    await rm(temporary, { force: true });
-    throw error;
-  }
-  await fsyncDir(dirname(path));
-}
 
 export async function makeKitDir(path: string): Promise<void> {
   await mkdir(path, { mode: KIT_DIR_MODE });
@@ -64,7 +17,7 @@ export async function makeKitDir(path: string): Promise<void> {
 /** Moves a fully written folder into place; the rename is what makes a new kit appear all at once. */
 export async function publishDir(temporary: string, final: string): Promise<void> {
   await rename(temporary, final);
-  await fsyncDir(dirname(final));
+  await syncDirectory(dirname(final));
 }
 
 export function temporarySibling(path: string, purpose: string): string {

@@ -1,7 +1,6 @@
 import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { bytesToFloat32, float32ToBytes } from '@federa/shared';
-import { writeAtomic } from './round-state.js';
+import { bytesToFloat32, float32ToBytes, replaceFile, SECRET_FILE_MODE } from '@federa/shared';
 
 /**
  * Global weights after each round, as this site decrypted them. In an encrypted study only key holders can
@@ -27,7 +26,7 @@ export class ModelCache {
   async write(studyId: string, round: number, weights: Float32Array): Promise<string> {
     const path = this.path(studyId, round);
     await mkdir(join(this.stateDir, 'models', studyId), { recursive: true });
-    await writeAtomic(path, float32ToBytes(weights));
+    await replaceFile(path, float32ToBytes(weights), SECRET_FILE_MODE);
     return path;
   }
 }

@@ -1,6 +1,10 @@
-import { mkdir, open, readFile, rename } from 'node:fs/promises';
+import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { z } from 'zod';
+import { replaceFile, SECRET_FILE_MODE } from '@federa/shared';
+
+/** A site's records stay readable by the agent's user only. */
+const writeAtomic = (path: string, bytes: Uint8Array): Promise<void> => replaceFile(path, bytes, SECRET_FILE_MODE);
 
 const roundStateSchema = z.object({
   studyId: z.string(),
@@ -77,17 +81,4 @@ export class RoundStateStore {
     await writeAtomic(join(this.dir(state.studyId, state.round), 'state.json'), Buffer.from(JSON.stringify(next, null, 2)));
     return next;
   }
-}
-
-/** Temp file, fsync, rename: a crash leaves either the old file or the new one, never half of one. */
-export async function writeAtomic(path: string, bytes: Uint8Array): Promise<void> {
-  const temp = `${path}.${process.pid}.tmp`;
-  const handle = await open(temp, 'w', 0o600);
-  try {
-    await handle.writeFile(bytes);
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
-  await rename(temp, path);
 }
