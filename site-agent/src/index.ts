@@ -4,3 +4,4 @@ export { FederationClient, CoordinatorRefusal, siteTransport, SiteKitError, type
 export { loadLabeledDataset, type LoadedDataset, type RejectedFile } from './data/index.js';
 export { evaluateModel, initBackend, trainLocal, type BackendInfo, type LabeledImages } from './train/index.js';
 export { generateConsortium, type ConsortiumSummary } from './sim/index.js';
+export { runDoctor, formatDoctorReport, type DoctorCheck } from './doctor/index.js';

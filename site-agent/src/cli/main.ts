@@ -5,11 +5,14 @@ import { createLogger } from '@federa/shared';
 import { SiteAgent } from '../agent/index.js';
 import { SiteKitError, siteTransport } from '../client/index.js';
 import { loadSiteConfig, SiteConfigError } from '../config/index.js';
+import { formatDoctorReport, runDoctor } from '../doctor/index.js';
 
 const USAGE = `usage: federa-site <command> [options]
 
 commands:
-  start --config site.yaml   run the site agent: connect to the coordinator and train the rounds it assigns
+  start --config site.yaml    run the site agent: connect to the coordinator and train the rounds it assigns
+  doctor --config site.yaml   check the kit, data, state folder, compute backend and coordinator connection
+                              (--json for machine-readable output; exit 1 when a check fails)
 `;
 
 const log = createLogger('federa-site');
@@ -45,6 +48,18 @@ function dataProgressBar(): ((done: number, total: number) => void) | undefined 
   };
 }
 
+async function doctor(argv: string[]): Promise<void> {
+  const { values } = parseArgs({
+    args: argv,
+    strict: true,
+    options: { config: { type: 'string', short: 'c' }, json: { type: 'boolean', default: false } },
+  });
+  if (!values.config) throw new UsageError('doctor needs --config <site.yaml>');
+  const checks = await runDoctor(await loadSiteConfig(values.config));
+  process.stdout.write(values.json ? `${JSON.stringify({ checks }, null, 2)}\n` : formatDoctorReport(checks));
+  if (checks.some((c) => !c.ok)) process.exitCode = 1;
+}
+
 class UsageError extends Error {}
 
 async function main(): Promise<void> {
@@ -52,6 +67,8 @@ async function main(): Promise<void> {
   switch (command) {
     case 'start':
       return start(rest);
+    case 'doctor':
+      return doctor(rest);
     case undefined:
     case 'help':
     case '--help':
@@ -64,7 +81,7 @@ async function main(): Promise<void> {
 }
 
 main().then(
-  () => process.exit(0),
+  () => process.exit(process.exitCode ?? 0),
   (error: unknown) => {
     if (error instanceof UsageError || error instanceof SiteConfigError || error instanceof SiteKitError || (error instanceof TypeError && 'code' in error)) {
       process.stderr.write(`federa-site: ${(error as Error).message}\n${error instanceof UsageError ? USAGE : ''}`);

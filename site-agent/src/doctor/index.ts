@@ -1,0 +1,206 @@
+import { access, constants, mkdir, readFile, stat } from 'node:fs/promises';
+import { resolve } from 'node:path';
+import { makeClientConstructor, type ServiceError } from '@grpc/grpc-js';
+import { service as healthService } from 'grpc-health-check';
+import { readSiteKit } from '@federa/shared';
+import type { SiteConfig } from '../config/index.js';
+import { siteTransport } from '../client/index.js';
+import { parseLabelsCsv } from '../data/index.js';
+import { initBackend } from '../train/index.js';
+
+export interface DoctorCheck {
+  name: string;
+  ok: boolean;
+  /** What was found. */
+  detail: string;
+  /** What to do about a failed (or worrying) check. */
+  hint?: string;
+  /** True for findings that work but deserve attention (e.g. a certificate expiring soon). */
+  warning?: boolean;
+}
+
+const CERTIFICATE_WARNING_DAYS = 30;
+
+/**
+ * `federa-site doctor`: everything a hospital's IT needs to know before the first round, each with what to do
+ * when it fails: the kit (certificates and CKKS key), the data folder and labels, the compute backend, the state
+ * folder, and whether the coordinator answers over mutual TLS.
+ */
+export async function runDoctor(config: SiteConfig): Promise<DoctorCheck[]> {
+  return [
+    await checkKit(config),
+    await checkData(config),
+    await checkStateDir(config),
+    await checkBackend(config),
+    await checkCoordinator(config),
+  ];
+}
+
+async function checkKit(config: SiteConfig): Promise<DoctorCheck> {
+  const name = 'site kit';
+  if (!config.coordinator.kit) {
+    return {
+      name,
+      ok: true,
+      warning: true,
+      detail: 'none: running in the insecure development mode (no TLS, no encryption key)',
+      hint: 'for real data, set coordinator.kit to the folder `federa provision` made for this site',
+    };
+  }
+  try {
+    const kit = await readSiteKit(config.coordinator.kit);
+    if (kit.siteId !== config.site.id) {
+      return {
+        name,
+        ok: false,
+        detail: `the kit belongs to site "${kit.siteId}", the config says "${config.site.id}"`,
+        hint: 'use this site\'s own kit, or correct site.id',
+      };
+    }
+    const expires = new Date(kit.manifest.certificate.notAfter);
+    const days = Math.floor((expires.getTime() - Date.now()) / 86_400_000);
+    const soon = days < CERTIFICATE_WARNING_DAYS;
+    const warnings = [...kit.warnings, ...(soon ? [`certificate expires in ${days} days`] : [])];
+    return {
+      name,
+      ok: true,
+      ...(warnings.length > 0 ? { warning: true, hint: `${warnings.join('; ')}; ask the consortium operator for \`federa provision renew ${kit.siteId}\`` } : {}),
+      detail: `site ${kit.siteId} of consortium "${kit.manifest.consortium}", certificate valid until ${expires.toISOString().slice(0, 10)}, CKKS key set ${kit.manifest.ckks.fingerprint.slice(0, 16)}`,
+    };
+  } catch (error) {
+    return {
+      name,
+      ok: false,
+      detail: (error as Error).message,
+      hint: 'check coordinator.kit points at the unpacked kit folder from the consortium operator',
+    };
+  }
+}
+
+async function checkData(config: SiteConfig): Promise<DoctorCheck> {
+  const name = 'data';
+  try {
+    const info = await stat(config.data.dir);
+    if (!info.isDirectory()) throw new Error(`${config.data.dir} is not a folder`);
+  } catch (error) {
+    return { name, ok: false, detail: (error as Error).message, hint: 'set data.dir to the folder holding the DICOM files' };
+  }
+  let rows;
+  try {
+    rows = parseLabelsCsv(await readFile(config.data.labels, 'utf8'), config.data.labels);
+  } catch (error) {
+    return { name, ok: false, detail: (error as Error).message, hint: 'data.labels must be a CSV with header "file,label"' };
+  }
+  let missing = 0;
+  for (const row of rows) {
+    try {
+      await access(resolve(config.data.dir, row.file), constants.R_OK);
+    } catch {
+      missing++;
+    }
+  }
+  const classes = new Map<string, number>();
+  for (const row of rows) classes.set(row.label, (classes.get(row.label) ?? 0) + 1);
+  const counts = [...classes.entries()].map(([label, n]) => `${label} ${n}`).join(', ');
+  return {
+    name,
+    ok: rows.length > missing,
+    ...(missing > 0
+      ? { warning: true, hint: `${missing} labelled files are missing or unreadable; they will be skipped (see the agent log)` }
+      : {}),
+    detail: `${rows.length} labelled files (${counts})${missing > 0 ? `, ${missing} missing` : ''}`,
+  };
+}
+
+async function checkStateDir(config: SiteConfig): Promise<DoctorCheck> {
+  const name = 'state folder';
+  try {
+    await mkdir(config.stateDir, { recursive: true });
+    await access(config.stateDir, constants.W_OK);
+    return { name, ok: true, detail: `${config.stateDir} is writable` };
+  } catch (error) {
+    return { name, ok: false, detail: (error as Error).message, hint: 'stateDir must be a folder the agent\'s user can write' };
+  }
+}
+
+async function checkBackend(config: SiteConfig): Promise<DoctorCheck> {
+  const name = 'compute backend';
+  try {
+    const backend = await initBackend(config.training.backend);
+    const gpu = backend.name === 'tensorflow-gpu';
+    return {
+      name,
+      ok: true,
+      detail: `${backend.name}: ${backend.detail}`,
+      ...(gpu
+        ? {}
+        : {
+            hint: 'for GPU training install @tensorflow/tfjs-node-gpu from the hospital mirror (TFJS_NODE_CDN_STORAGE / TFJS_NODE_BASE_URI)',
+          }),
+    };
+  } catch (error) {
+    return { name, ok: false, detail: (error as Error).message, hint: 'set training.backend to auto, or install the backend named' };
+  }
+}
+
+type HealthClient = {
+  check(
+    request: { service: string },
+    options: { deadline: number },
+    callback: (error: ServiceError | null, response: { status: string | number }) => void,
+  ): void;
+  close(): void;
+};
+
+async function checkCoordinator(config: SiteConfig): Promise<DoctorCheck> {
+  const name = 'coordinator';
+  let transport;
+  try {
+    transport = await siteTransport(config);
+  } catch (error) {
+    return { name, ok: false, detail: (error as Error).message, hint: 'fix the site kit first' };
+  }
+  const Health = makeClientConstructor(healthService, 'grpc.health.v1.Health');
+  const client = new Health(config.coordinator.address, transport.credentials, {
+    ...(config.coordinator.serverName ? { 'grpc.ssl_target_name_override': config.coordinator.serverName } : {}),
+  }) as unknown as HealthClient;
+  try {
+    const status = await new Promise<string | number>((resolveStatus, reject) =>
+      client.check({ service: 'federa.v1.FederationService' }, { deadline: Date.now() + 5_000 }, (error, response) =>
+        error ? reject(error) : resolveStatus(response.status),
+      ),
+    );
+    const serving = status === 'SERVING' || status === 1;
+    return {
+      name,
+      ok: serving,
+      detail: `${config.coordinator.address} answers over ${transport.kit ? 'mutual TLS' : 'plaintext (insecure mode)'}: ${String(status)}`,
+      ...(serving ? {} : { hint: 'the coordinator is up but not serving the federation service yet; retry shortly' }),
+    };
+  } catch (error) {
+    const details = (error as ServiceError).details ?? (error as Error).message;
+    return {
+      name,
+      ok: false,
+      detail: `${config.coordinator.address}: ${details}`,
+      hint: transport.kit
+        ? 'check the address and firewall, that the coordinator runs with its kit, and that both kits come from the same consortium (a TLS failure shows as UNAVAILABLE)'
+        : 'check the address and that the coordinator runs with --insecure',
+    };
+  } finally {
+    client.close();
+  }
+}
+
+/** Human-readable report, one line per check plus its hint. */
+export function formatDoctorReport(checks: DoctorCheck[]): string {
+  const lines: string[] = [];
+  for (const check of checks) {
+    const mark = !check.ok ? 'FAIL' : check.warning ? 'WARN' : ' ok ';
+    lines.push(`[${mark}] ${check.name}: ${check.detail}`);
+    if (check.hint && (!check.ok || check.warning)) lines.push(`       -> ${check.hint}`);
+  }
+  const failed = checks.filter((c) => !c.ok).length;
+  lines.push(failed === 0 ? 'All checks passed.' : `${failed} check(s) failed.`);
+  return `${lines.join('\n')}\n`;
+}

@@ -1,0 +1,85 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  generateConsortiumCkksKeys,
+  parseCoordinatorConfig,
+  provisionConsortium,
+  startCoordinator,
+  type RunningCoordinator,
+} from '@federa/coordinator';
+import { generateConsortium, parseSiteConfig, runDoctor, type SiteConfig } from '@federa/site-agent';
+
+/** `federa-site doctor` tells hospital IT what works and, for what does not, what to do. */
+describe('federa-site doctor', () => {
+  let dir: string;
+  let coordinator: RunningCoordinator;
+  let config: (overrides?: Record<string, unknown>) => SiteConfig;
+
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'federa-doctor-'));
+    const kits = join(dir, 'kits');
+    await provisionConsortium({
+      config: {
+        consortium: { name: 'doctor test' },
+        coordinator: { hostnames: ['localhost'], ips: ['127.0.0.1'] },
+        sites: [{ id: 'hospital-a' }, { id: 'hospital-b' }],
+      },
+      outDir: kits,
+      generateCkksKeys: generateConsortiumCkksKeys,
+    });
+    const data = await generateConsortium({ outDir: join(dir, 'data'), sites: 1, imagesPerSite: 6, holdoutImages: 0, seed: 3 });
+    coordinator = await startCoordinator(
+      parseCoordinatorConfig({ kitDir: join(kits, 'coordinator'), httpPort: 0, grpcPort: 0, dataDir: join(dir, 'coordinator') }),
+    );
+    const site = data.sites[0];
+    if (!site) throw new Error('no site generated');
+    config = (overrides = {}) =>
+      parseSiteConfig(
+        {
+          site: { id: 'hospital-a' },
+          coordinator: { address: `127.0.0.1:${coordinator.grpcPort}`, serverName: 'localhost', kit: join(kits, 'sites', 'hospital-a') },
+          data: { dir: site.dir, labels: site.labelsCsv },
+          stateDir: join(dir, 'state'),
+          ...overrides,
+        },
+        dir,
+      );
+  });
+
+  afterAll(async () => {
+    await coordinator?.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('passes every check on a correctly installed site', async () => {
+    const checks = await runDoctor(config());
+    expect(checks.map((c) => [c.name, c.ok])).toEqual([
+      ['site kit', true],
+      ['data', true],
+      ['state folder', true],
+      ['compute backend', true],
+      ['coordinator', true],
+    ]);
+    expect(checks.find((c) => c.name === 'coordinator')?.detail).toMatch(/answers over mutual TLS: SERVING/);
+    expect(checks.find((c) => c.name === 'data')?.detail).toMatch(/^6 labelled files/);
+    expect(checks.find((c) => c.name === 'compute backend')?.detail).toMatch(/^wasm/);
+  });
+
+  it('names what is wrong and what to do about it', async () => {
+    const checks = await runDoctor(
+      config({
+        site: { id: 'hospital-b' },
+        coordinator: { address: '127.0.0.1:9', kit: join(dir, 'kits', 'sites', 'hospital-a') },
+        data: { dir: join(dir, 'nowhere'), labels: join(dir, 'nowhere.csv') },
+      }),
+    );
+    const byName = Object.fromEntries(checks.map((c) => [c.name, c]));
+    expect(byName['site kit']?.ok).toBe(false);
+    expect(byName['site kit']?.detail).toMatch(/belongs to site "hospital-a", the config says "hospital-b"/);
+    expect(byName.data?.ok).toBe(false);
+    expect(byName.data?.hint).toMatch(/data\.dir/);
+    expect(byName.coordinator?.ok).toBe(false);
+  });
+});
