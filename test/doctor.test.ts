@@ -2,14 +2,9 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  generateConsortiumCkksKeys,
-  parseCoordinatorConfig,
-  provisionConsortium,
-  startCoordinator,
-  type RunningCoordinator,
-} from '@federa/coordinator';
+import type { RunningCoordinator } from '@federa/coordinator';
 import { generateConsortium, parseSiteConfig, runDoctor, type SiteConfig } from '@federa/site-agent';
+import { startProvisionedCoordinator } from './support/kits.js';
 
 /** `federa-site doctor` tells hospital IT what works and, for what does not, what to do. */
 describe('federa-site doctor', () => {
@@ -19,20 +14,10 @@ describe('federa-site doctor', () => {
 
   beforeAll(async () => {
     dir = await mkdtemp(join(tmpdir(), 'federa-doctor-'));
-    const kits = join(dir, 'kits');
-    await provisionConsortium({
-      config: {
-        consortium: { name: 'doctor test' },
-        coordinator: { hostnames: ['localhost'], ips: ['127.0.0.1'] },
-        sites: [{ id: 'hospital-a' }, { id: 'hospital-b' }],
-      },
-      outDir: kits,
-      generateCkksKeys: generateConsortiumCkksKeys,
-    });
+    const started = await startProvisionedCoordinator(dir, ['hospital-a', 'hospital-b']);
+    const kits = started.kits;
+    coordinator = started.coordinator;
     const data = await generateConsortium({ outDir: join(dir, 'data'), sites: 1, imagesPerSite: 6, holdoutImages: 0, seed: 3 });
-    coordinator = await startCoordinator(
-      parseCoordinatorConfig({ kitDir: join(kits, 'coordinator'), httpPort: 0, grpcPort: 0, dataDir: join(dir, 'coordinator') }),
-    );
     const site = data.sites[0];
     if (!site) throw new Error('no site generated');
     config = (overrides = {}) =>

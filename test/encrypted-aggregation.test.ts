@@ -14,13 +14,8 @@ import {
   weightedUpdateVector,
   type ModelSpec,
 } from '@federa/shared';
-import {
-  generateConsortiumCkksKeys,
-  parseCoordinatorConfig,
-  provisionConsortium,
-  startCoordinator,
-  type RunningCoordinator,
-} from '@federa/coordinator';
+import { parseCoordinatorConfig, startCoordinator, type RunningCoordinator } from '@federa/coordinator';
+import { startProvisionedCoordinator } from './support/kits.js';
 import { dataChunk, headerChunk, rest, studyBody, trailerChunk } from './support/raw-site.js';
 
 const spec: ModelSpec = { architecture: 'small-cnn', inputSize: 16, channels: 1, classes: 2, seed: 21 };
@@ -75,21 +70,9 @@ describe('CKKS-encrypted aggregation at the coordinator', () => {
 
   beforeAll(async () => {
     dir = await mkdtemp(join(tmpdir(), 'federa-ckks-'));
-    kits = join(dir, 'kits');
-    await provisionConsortium({
-      config: {
-        consortium: { name: 'ckks test' },
-        coordinator: { hostnames: ['localhost'], ips: ['127.0.0.1'] },
-        sites: [{ id: 'site-a' }, { id: 'site-b' }],
-      },
-      outDir: kits,
-      generateCkksKeys: generateConsortiumCkksKeys,
-    });
+    ({ kits, coordinator } = await startProvisionedCoordinator(dir, ['site-a', 'site-b']));
     secretKey = (await readSiteKit(join(kits, 'sites', 'site-a'))).ckksSecretKey;
     ckks = await CkksContext.fromKey(secretKey);
-    coordinator = await startCoordinator(
-      parseCoordinatorConfig({ kitDir: join(kits, 'coordinator'), httpPort: 0, grpcPort: 0, dataDir: join(dir, 'coordinator') }),
-    );
     const a = await siteClient('site-a');
     const b = await siteClient('site-b');
     const firstTask = (client: typeof a) =>

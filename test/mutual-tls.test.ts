@@ -4,14 +4,8 @@ import { join } from 'node:path';
 import { credentials, Metadata, status, type ChannelCredentials, type ServiceError } from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createRootCa, federation, issueSiteCertificate, readSiteKit } from '@federa/shared';
-import {
-  generateConsortiumCkksKeys,
-  parseCoordinatorConfig,
-  provisionConsortium,
-  revokeSite,
-  startCoordinator,
-  type RunningCoordinator,
-} from '@federa/coordinator';
+import { parseCoordinatorConfig, revokeSite, type RunningCoordinator } from '@federa/coordinator';
+import { startProvisionedCoordinator } from './support/kits.js';
 
 /**
  * Mutual TLS is the default: the coordinator accepts only site certificates issued by the consortium CA, still
@@ -50,19 +44,7 @@ describe('mutual TLS between sites and the coordinator', () => {
 
   beforeAll(async () => {
     dir = await mkdtemp(join(tmpdir(), 'federa-mtls-'));
-    kits = join(dir, 'kits');
-    await provisionConsortium({
-      config: {
-        consortium: { name: 'mtls test' },
-        coordinator: { hostnames: ['localhost'], ips: ['127.0.0.1'] },
-        sites: [{ id: 'hospital-a' }, { id: 'hospital-b' }],
-      },
-      outDir: kits,
-      generateCkksKeys: generateConsortiumCkksKeys,
-    });
-    coordinator = await startCoordinator(
-      parseCoordinatorConfig({ kitDir: join(kits, 'coordinator'), httpPort: 0, grpcPort: 0, dataDir: join(dir, 'coordinator') }),
-    );
+    ({ kits, coordinator } = await startProvisionedCoordinator(dir, ['hospital-a', 'hospital-b']));
   });
 
   afterAll(async () => {

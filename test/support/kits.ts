@@ -1,0 +1,29 @@
+import { join } from 'node:path';
+import {
+  generateConsortiumCkksKeys,
+  parseCoordinatorConfig,
+  provisionConsortium,
+  startCoordinator,
+  type RunningCoordinator,
+} from '@federa/coordinator';
+
+/**
+ * A provisioned consortium (real CA and CKKS key set, kits under `dir/kits`) and a coordinator running from its
+ * kit over mutual TLS, on free loopback ports.
+ */
+export async function startProvisionedCoordinator(dir: string, siteIds: string[]): Promise<{ kits: string; coordinator: RunningCoordinator }> {
+  const kits = join(dir, 'kits');
+  await provisionConsortium({
+    config: {
+      consortium: { name: 'test consortium' },
+      coordinator: { hostnames: ['localhost'], ips: ['127.0.0.1'] },
+      sites: siteIds.map((id) => ({ id })),
+    },
+    outDir: kits,
+    generateCkksKeys: generateConsortiumCkksKeys,
+  });
+  const coordinator = await startCoordinator(
+    parseCoordinatorConfig({ kitDir: join(kits, 'coordinator'), httpPort: 0, grpcPort: 0, dataDir: join(dir, 'coordinator') }),
+  );
+  return { kits, coordinator };
+}
