@@ -55,6 +55,10 @@ export class RawSite {
     return new Promise((resolve) => this.client.reportMetrics(report, this.metadata(), (error) => resolve(error)));
   }
 
+  reportFailure(failure: federation.RoundFailure): Promise<ServiceError | null> {
+    return new Promise((resolve) => this.client.reportRoundFailure(failure, this.metadata(), (error) => resolve(error)));
+  }
+
   close(): void {
     this.client.close();
   }

@@ -43,6 +43,12 @@ export class FederationHandlers {
           await this.rounds.recordMetrics(siteId, call.request);
           return {};
         }),
+      reportRoundFailure: (call, callback) =>
+        void this.unary(call, callback, async (siteId) => {
+          await this.requireRegistered(siteId);
+          await this.rounds.recordFailure(siteId, call.request);
+          return {};
+        }),
     };
   }
 

@@ -129,7 +129,7 @@ export class RoundsService implements OnApplicationBootstrap, OnApplicationShutd
   /** The train tasks a site still owes: open rounds it is assigned to and has not uploaded for. */
   async pendingTasksFor(siteId: string): Promise<federation.Task[]> {
     const rounds = await this.db.prisma.round.findMany({
-      where: { status: 'open', assignedSites: { has: siteId }, receipts: { none: { siteId } } },
+      where: { status: 'open', assignedSites: { has: siteId }, receipts: { none: { siteId } }, failures: { none: { siteId } } },
       orderBy: { openedAt: 'asc' },
     });
     const tasks: federation.Task[] = [];
@@ -291,6 +291,46 @@ export class RoundsService implements OnApplicationBootstrap, OnApplicationShutd
     });
   }
 
+  /**
+   * A site that cannot contribute (diverged, no usable data) says so; the round stops waiting for it and closes
+   * as soon as the other assigned sites have reported. Nothing it sent is counted.
+   */
+  async recordFailure(siteId: string, failure: federation.RoundFailure): Promise<void> {
+    const reason =
+      failure.reason === federation.FailureReason.FAILURE_REASON_DIVERGED
+        ? 'diverged'
+        : failure.reason === federation.FailureReason.FAILURE_REASON_NO_USABLE_DATA
+          ? 'no-usable-data'
+          : undefined;
+    if (!reason) throw new FederationError(GrpcStatus.INVALID_ARGUMENT, 'round failure needs reason DIVERGED or NO_USABLE_DATA');
+    const message = failure.message.trim().slice(0, 1000);
+    const round = await this.db.prisma.round.findUnique({
+      where: { studyId_number: { studyId: failure.studyId, number: failure.round } },
+      include: { receipts: { where: { siteId } } },
+    });
+    if (!round || !round.assignedSites.includes(siteId)) {
+      throw new FederationError(
+        GrpcStatus.PERMISSION_DENIED,
+        `site ${siteId} is not a participant of round ${failure.round} of study ${failure.studyId}`,
+      );
+    }
+    if (round.status !== 'open') {
+      throw new FederationError(GrpcStatus.FAILED_PRECONDITION, `round ${failure.round} of study ${failure.studyId} is ${round.status}`);
+    }
+    if (round.receipts.length > 0) {
+      throw new FederationError(GrpcStatus.FAILED_PRECONDITION, `site ${siteId} already uploaded for round ${failure.round}; its update stands`);
+    }
+    await this.db.prisma.roundFailure.upsert({
+      where: { roundId_siteId: { roundId: round.id, siteId } },
+      create: { id: randomUUID(), roundId: round.id, siteId, reason, message },
+      update: { reason, message },
+    });
+    this.log.warn({ siteId, studyId: failure.studyId, round: failure.round, reason, message }, 'site cannot contribute to the round');
+    void this.withStudy(round.studyId, () => this.closeRoundIfComplete(round.id)).catch((error: unknown) =>
+      this.log.error({ err: error, roundId: round.id }, 'closing the round failed'),
+    );
+  }
+
   private async handleSiteConnected(siteId: string): Promise<void> {
     for (const task of await this.pendingTasksFor(siteId)) this.sessions.send(siteId, task);
     // A study may have been waiting for enough sites to open its next round.
@@ -406,10 +446,31 @@ export class RoundsService implements OnApplicationBootstrap, OnApplicationShutd
   }
 
   private async closeRoundIfComplete(roundId: string): Promise<void> {
-    const round = await this.db.prisma.round.findUnique({ where: { id: roundId }, include: { receipts: true } });
+    const round = await this.db.prisma.round.findUnique({ where: { id: roundId }, include: { receipts: true, failures: true } });
     if (!round || round.status !== 'open') return;
-    if (round.receipts.length < round.assignedSites.length) return;
-    await this.aggregateRound(round.id);
+    if (round.receipts.length + round.failures.length < round.assignedSites.length) return;
+    const study = await this.db.prisma.study.findUniqueOrThrow({ where: { id: round.studyId } });
+    const def = this.definitionOf(study);
+    if (round.receipts.length >= def.minSites) {
+      await this.aggregateRound(round.id);
+      return;
+    }
+    const why = round.failures.map((f) => `${f.siteId}: ${f.reason} (${f.message})`).join('; ');
+    await this.failRound(
+      round,
+      study.id,
+      `round ${round.number} has ${round.receipts.length} of the ${def.minSites} updates it needs; sites that could not contribute: ${why}`,
+    );
+  }
+
+  private async failRound(round: OpenRound, studyId: string, message: string): Promise<void> {
+    await this.db.prisma.$transaction([
+      this.db.prisma.round.update({ where: { id: round.id }, data: { status: 'failed', closedAt: new Date() } }),
+      this.db.prisma.study.update({ where: { id: studyId }, data: { status: 'failed', finishedAt: new Date(), error: message } }),
+    ]);
+    this.clearDeadline(round.id);
+    this.log.error({ studyId, round: round.number }, message);
+    this.broadcastClosed(round.assignedSites, studyId, federation.StudyOutcome.STUDY_OUTCOME_FAILED, message, round.number - 1);
   }
 
   private async onDeadline(roundId: string): Promise<void> {
@@ -426,13 +487,11 @@ export class RoundsService implements OnApplicationBootstrap, OnApplicationShutd
       await this.aggregateRound(round.id);
       return;
     }
-    const message = `round ${round.number} passed its deadline with ${round.receipts.length} of the ${def.minSites} updates it needs`;
-    await this.db.prisma.$transaction([
-      this.db.prisma.round.update({ where: { id: round.id }, data: { status: 'failed', closedAt: new Date() } }),
-      this.db.prisma.study.update({ where: { id: study.id }, data: { status: 'failed', finishedAt: new Date(), error: message } }),
-    ]);
-    this.log.error({ studyId: study.id, round: round.number }, message);
-    this.broadcastClosed(round.assignedSites, study.id, federation.StudyOutcome.STUDY_OUTCOME_FAILED, message, round.number - 1);
+    await this.failRound(
+      round,
+      study.id,
+      `round ${round.number} passed its deadline with ${round.receipts.length} of the ${def.minSites} updates it needs`,
+    );
   }
 
   /**

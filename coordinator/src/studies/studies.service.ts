@@ -58,6 +58,8 @@ export interface RoundView {
   participants: number;
   model: ModelView | null;
   metrics: SiteMetricView[];
+  /** Sites that said they could not contribute, and why. */
+  failures: Array<{ siteId: string; reason: string; message: string }>;
 }
 
 export interface StudyStatus extends StudySummary {
@@ -111,7 +113,7 @@ export class StudiesService {
       this.db.prisma.round.findMany({
         where: { studyId: id },
         orderBy: { number: 'asc' },
-        include: { receipts: true, metrics: true },
+        include: { receipts: true, metrics: true, failures: true },
       }),
       this.db.prisma.modelVersion.findMany({ where: { studyId: id } }),
     ]);
@@ -136,6 +138,9 @@ export class StudiesService {
         metrics: r.metrics
           .map((m) => ({ siteId: m.siteId, kind: m.kind, loss: m.loss, accuracy: m.accuracy, samples: m.samples }))
           .sort((a, b) => a.siteId.localeCompare(b.siteId) || a.kind.localeCompare(b.kind)),
+        failures: r.failures
+          .map((f) => ({ siteId: f.siteId, reason: f.reason, message: f.message }))
+          .sort((a, b) => a.siteId.localeCompare(b.siteId)),
       })),
     };
   }

@@ -14,12 +14,25 @@ import {
 import { CoordinatorRefusal, FederationClient, isServiceError, type SiteTransport } from '../client/index.js';
 import type { SiteConfig } from '../config/index.js';
 import { loadLabeledDataset } from '../data/index.js';
-import { evaluateModel, initBackend, trainLocal, type BackendInfo, type LabeledImages, type Optimizer } from '../train/index.js';
+import {
+  evaluateModel,
+  initBackend,
+  trainLocal,
+  TrainingDivergedError,
+  type BackendInfo,
+  type LabeledImages,
+  type Optimizer,
+} from '../train/index.js';
 import { ModelCache } from './model-cache.js';
 import { RoundStateStore, type RoundState } from './round-state.js';
 import { splitTrainValidation } from './split.js';
 
 export const AGENT_VERSION = '0.1.0';
+
+/** The site has nothing it can train on for a study: reported to the coordinator, not retried. */
+export class NoUsableDataError extends Error {
+  override readonly name = 'NoUsableDataError';
+}
 
 export interface SiteAgentEvents {
   /** Called after each round this site completed (uploaded and acknowledged). */
@@ -142,7 +155,19 @@ export class SiteAgent {
     try {
       await this.runRound(train);
     } catch (error) {
-      if (error instanceof CoordinatorRefusal) {
+      const reason =
+        error instanceof TrainingDivergedError
+          ? federation.FailureReason.FAILURE_REASON_DIVERGED
+          : error instanceof NoUsableDataError
+            ? federation.FailureReason.FAILURE_REASON_NO_USABLE_DATA
+            : undefined;
+      if (reason !== undefined) {
+        // Tell the coordinator, so the round closes without this site instead of waiting for its deadline.
+        this.log.error({ studyId: train.studyId, round: train.round, reason: federation.failureReasonToJSON(reason) }, (error as Error).message);
+        await this.client
+          .reportRoundFailure({ studyId: train.studyId, round: train.round, reason, message: (error as Error).message })
+          .catch((reportError: unknown) => this.log.warn({ reason: describe(reportError) }, 'could not report the failure'));
+      } else if (error instanceof CoordinatorRefusal) {
         this.log.warn({ studyId: train.studyId, round: train.round, status: error.statusName, reason: error.message }, 'coordinator refused');
       } else {
         this.log.error({ studyId: train.studyId, round: train.round, err: error }, 'round failed at this site');
@@ -203,7 +228,9 @@ export class SiteAgent {
       seed: task.model.seed,
     };
     const data = await this.prepareData(spec, task.classNames);
-    if (data.train.count === 0) throw new Error('no usable training images at this site (see the data scan for rejected files)');
+    if (data.train.count === 0) {
+      throw new NoUsableDataError(`no usable training images (${data.rejected} rejected); run \`federa-site data scan\` to see why`);
+    }
     const base = await this.globalWeights(task.studyId, task.round - 1, task.baseModel);
     log.info({ images: data.train.count, epochs: task.training.localEpochs }, 'training');
     const result = await trainLocal(spec, base, data.train, {

@@ -120,6 +120,12 @@ export class FederationClient {
     });
   }
 
+  reportRoundFailure(failure: federation.RoundFailure): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.client.reportRoundFailure(failure, this.metadata, (error) => (error ? reject(refusal(error)) : resolve()));
+    });
+  }
+
   close(): void {
     this.client.close();
   }

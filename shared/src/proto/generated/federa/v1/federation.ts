@@ -239,6 +239,47 @@ export function metricKindToJSON(object: MetricKind): string {
   }
 }
 
+export enum FailureReason {
+  FAILURE_REASON_UNSPECIFIED = 0,
+  /** FAILURE_REASON_DIVERGED - Local training produced NaN or infinite values; nothing was uploaded. */
+  FAILURE_REASON_DIVERGED = 1,
+  /** FAILURE_REASON_NO_USABLE_DATA - The site has no image it can train on for this study. */
+  FAILURE_REASON_NO_USABLE_DATA = 2,
+  UNRECOGNIZED = -1,
+}
+
+export function failureReasonFromJSON(object: any): FailureReason {
+  switch (object) {
+    case 0:
+    case "FAILURE_REASON_UNSPECIFIED":
+      return FailureReason.FAILURE_REASON_UNSPECIFIED;
+    case 1:
+    case "FAILURE_REASON_DIVERGED":
+      return FailureReason.FAILURE_REASON_DIVERGED;
+    case 2:
+    case "FAILURE_REASON_NO_USABLE_DATA":
+      return FailureReason.FAILURE_REASON_NO_USABLE_DATA;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return FailureReason.UNRECOGNIZED;
+  }
+}
+
+export function failureReasonToJSON(object: FailureReason): string {
+  switch (object) {
+    case FailureReason.FAILURE_REASON_UNSPECIFIED:
+      return "FAILURE_REASON_UNSPECIFIED";
+    case FailureReason.FAILURE_REASON_DIVERGED:
+      return "FAILURE_REASON_DIVERGED";
+    case FailureReason.FAILURE_REASON_NO_USABLE_DATA:
+      return "FAILURE_REASON_NO_USABLE_DATA";
+    case FailureReason.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
 export interface RegisterRequest {
   agentVersion: string;
   /** The compute backend the site trains on (e.g. "wasm", "tensorflow-gpu"). */
@@ -374,6 +415,17 @@ export interface MetricsReport {
 }
 
 export interface MetricsAck {
+}
+
+export interface RoundFailure {
+  studyId: string;
+  round: number;
+  reason: FailureReason;
+  /** For the researchers: what happened, without patient data. */
+  message: string;
+}
+
+export interface RoundFailureAck {
 }
 
 function createBaseRegisterRequest(): RegisterRequest {
@@ -2494,6 +2546,179 @@ export const MetricsAck: MessageFns<MetricsAck> = {
   },
 };
 
+function createBaseRoundFailure(): RoundFailure {
+  return { studyId: "", round: 0, reason: 0, message: "" };
+}
+
+export const RoundFailure: MessageFns<RoundFailure> = {
+  encode(message: RoundFailure, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.studyId !== "") {
+      writer.uint32(10).string(message.studyId);
+    }
+    if (message.round !== 0) {
+      writer.uint32(16).uint32(message.round);
+    }
+    if (message.reason !== 0) {
+      writer.uint32(24).int32(message.reason);
+    }
+    if (message.message !== "") {
+      writer.uint32(34).string(message.message);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RoundFailure {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRoundFailure();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.studyId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.round = reader.uint32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.reason = reader.int32() as any;
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.message = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RoundFailure {
+    return {
+      studyId: isSet(object.studyId)
+        ? globalThis.String(object.studyId)
+        : isSet(object.study_id)
+        ? globalThis.String(object.study_id)
+        : "",
+      round: isSet(object.round) ? globalThis.Number(object.round) : 0,
+      reason: isSet(object.reason) ? failureReasonFromJSON(object.reason) : 0,
+      message: isSet(object.message) ? globalThis.String(object.message) : "",
+    };
+  },
+
+  toJSON(message: RoundFailure): unknown {
+    const obj: any = {};
+    if (message.studyId !== "") {
+      obj.studyId = message.studyId;
+    }
+    if (message.round !== 0) {
+      obj.round = Math.round(message.round);
+    }
+    if (message.reason !== 0) {
+      obj.reason = failureReasonToJSON(message.reason);
+    }
+    if (message.message !== "") {
+      obj.message = message.message;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<RoundFailure>, I>>(base?: I): RoundFailure {
+    return RoundFailure.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<RoundFailure>, I>>(object: I): RoundFailure {
+    const message = createBaseRoundFailure();
+    message.studyId = object.studyId ?? "";
+    message.round = object.round ?? 0;
+    message.reason = object.reason ?? 0;
+    message.message = object.message ?? "";
+    return message;
+  },
+};
+
+function createBaseRoundFailureAck(): RoundFailureAck {
+  return {};
+}
+
+export const RoundFailureAck: MessageFns<RoundFailureAck> = {
+  encode(_: RoundFailureAck, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RoundFailureAck {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRoundFailureAck();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(_: any): RoundFailureAck {
+    return {};
+  },
+
+  toJSON(_: RoundFailureAck): unknown {
+    const obj: any = {};
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<RoundFailureAck>, I>>(base?: I): RoundFailureAck {
+    return RoundFailureAck.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<RoundFailureAck>, I>>(_: I): RoundFailureAck {
+    const message = createBaseRoundFailureAck();
+    return message;
+  },
+};
+
 /**
  * FederationService is the service a site agent talks to. A site's identity is never a field of these messages:
  * the coordinator derives it from the connection (the TLS client certificate under mutual TLS; the
@@ -2562,6 +2787,19 @@ export const FederationServiceService = {
     responseSerialize: (value: MetricsAck): Buffer => Buffer.from(MetricsAck.encode(value).finish()),
     responseDeserialize: (value: Buffer): MetricsAck => MetricsAck.decode(value),
   },
+  /**
+   * ReportRoundFailure says this site cannot contribute to a round (its training diverged, it has no usable
+   * data), so the round closes without waiting for it instead of being poisoned or stalled.
+   */
+  reportRoundFailure: {
+    path: "/federa.v1.FederationService/ReportRoundFailure" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: RoundFailure): Buffer => Buffer.from(RoundFailure.encode(value).finish()),
+    requestDeserialize: (value: Buffer): RoundFailure => RoundFailure.decode(value),
+    responseSerialize: (value: RoundFailureAck): Buffer => Buffer.from(RoundFailureAck.encode(value).finish()),
+    responseDeserialize: (value: Buffer): RoundFailureAck => RoundFailureAck.decode(value),
+  },
 } as const;
 
 export interface FederationServiceServer extends UntypedServiceImplementation {
@@ -2585,6 +2823,11 @@ export interface FederationServiceServer extends UntypedServiceImplementation {
   uploadUpdate: handleClientStreamingCall<UpdateChunk, UploadReceipt>;
   /** ReportMetrics records the clear-text metrics a site chooses to share for a round. */
   reportMetrics: handleUnaryCall<MetricsReport, MetricsAck>;
+  /**
+   * ReportRoundFailure says this site cannot contribute to a round (its training diverged, it has no usable
+   * data), so the round closes without waiting for it instead of being poisoned or stalled.
+   */
+  reportRoundFailure: handleUnaryCall<RoundFailure, RoundFailureAck>;
 }
 
 export interface FederationServiceClient extends Client {
@@ -2660,6 +2903,25 @@ export interface FederationServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: MetricsAck) => void,
+  ): ClientUnaryCall;
+  /**
+   * ReportRoundFailure says this site cannot contribute to a round (its training diverged, it has no usable
+   * data), so the round closes without waiting for it instead of being poisoned or stalled.
+   */
+  reportRoundFailure(
+    request: RoundFailure,
+    callback: (error: ServiceError | null, response: RoundFailureAck) => void,
+  ): ClientUnaryCall;
+  reportRoundFailure(
+    request: RoundFailure,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: RoundFailureAck) => void,
+  ): ClientUnaryCall;
+  reportRoundFailure(
+    request: RoundFailure,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: RoundFailureAck) => void,
   ): ClientUnaryCall;
 }
 
