@@ -427,6 +427,7 @@ function defineBackendSuite(backend: Backend, unavailable: string | undefined): 
           '_prisma_migrations',
           'model_version',
           'round',
+          'round_failure',
           'round_metric',
           'site',
           'study',
