@@ -1,4 +1,4 @@
-import { copyFile, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -24,12 +24,16 @@ beforeAll(async () => {
     ['no_meta.dcm', 'images/no-meta.dcm'],
     ['MR_truncated.dcm', 'images/truncated.dcm'],
     ['test-SR.dcm', 'images/report.dcm'],
-    ['JPEG2000.dcm', 'images/j2k.dcm'],
     ['zipMR.gz', 'images/zipped.dcm'],
     ['MR_small_implicit.dcm', 'images/unlabelled.dcm'],
     ['MR_small_expb.dcm', 'images/odd-class.dcm'],
   ];
   for (const [from, to] of copies) await copyFile(join(testdata, from), join(dir, to));
+  // A syntax the reader has no codec for: JPEG2000.dcm relabelled as JPEG 2000 Part 2 (same UID length).
+  const j2k = await readFile(join(testdata, 'JPEG2000.dcm'));
+  const uid = j2k.indexOf('1.2.840.10008.1.2.4.91');
+  j2k.write('1.2.840.10008.1.2.4.93', uid, 'latin1');
+  await writeFile(join(dir, 'images/j2k.dcm'), j2k);
   await writeFile(join(dir, '.DS_Store'), 'junk');
   await writeFile(
     join(dir, 'labels.csv'),

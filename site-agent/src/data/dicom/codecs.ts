@@ -1,11 +1,27 @@
 import type { DicomHeader } from './header.js';
 import { nativeFrameByteLength, swapToLittleEndian, upsampleYbr422 } from './pixels.js';
 import { DicomRejection } from './rejection.js';
+import { jpegBaselineCodec, jpegLosslessCodec } from './jpeg.js';
+import { htj2kCodec, jpeg2000Codec } from './jpeg2000.js';
+import { jpegLsCodec } from './jpegls.js';
+import { rleCodec } from './rle.js';
 import {
   DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN,
   EXPLICIT_VR_BIG_ENDIAN,
   EXPLICIT_VR_LITTLE_ENDIAN,
+  HTJ2K,
+  HTJ2K_LOSSLESS,
+  HTJ2K_LOSSLESS_RPCL,
   IMPLICIT_VR_LITTLE_ENDIAN,
+  JPEG_2000,
+  JPEG_2000_LOSSLESS,
+  JPEG_BASELINE,
+  JPEG_EXTENDED,
+  JPEG_LOSSLESS,
+  JPEG_LOSSLESS_SV1,
+  JPEG_LS_LOSSLESS,
+  JPEG_LS_NEAR_LOSSLESS,
+  RLE_LOSSLESS,
 } from './transfer-syntax.js';
 
 /** Pixel Data as found in the file, before any codec runs. */
@@ -86,10 +102,22 @@ export const nativeCodec: PixelCodec = {
   },
 };
 
-/** The codecs available today: uncompressed only. Later issues add compressed syntaxes here. */
+/** The codecs available by default, by transfer syntax; any syntax missing here is rejected by name. */
 export const defaultCodecs: CodecRegistry = new Map<string, PixelCodec>([
   [IMPLICIT_VR_LITTLE_ENDIAN, nativeCodec],
   [EXPLICIT_VR_LITTLE_ENDIAN, nativeCodec],
   [DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN, nativeCodec],
   [EXPLICIT_VR_BIG_ENDIAN, nativeCodec],
+  [RLE_LOSSLESS, rleCodec],
+  [JPEG_LS_LOSSLESS, jpegLsCodec],
+  [JPEG_LS_NEAR_LOSSLESS, jpegLsCodec],
+  [JPEG_2000_LOSSLESS, jpeg2000Codec],
+  [JPEG_2000, jpeg2000Codec],
+  [HTJ2K_LOSSLESS, htj2kCodec],
+  [HTJ2K_LOSSLESS_RPCL, htj2kCodec],
+  [HTJ2K, htj2kCodec],
+  [JPEG_BASELINE, jpegBaselineCodec],
+  [JPEG_EXTENDED, jpegBaselineCodec],
+  [JPEG_LOSSLESS, jpegLosslessCodec],
+  [JPEG_LOSSLESS_SV1, jpegLosslessCodec],
 ]);

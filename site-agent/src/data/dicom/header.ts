@@ -65,6 +65,30 @@ function nonEmptyString(value: string | undefined): string | undefined {
   return value === undefined || value.length === 0 ? undefined : value;
 }
 
+/** JPEG 2000 family syntaxes, whose decoders undo the reversible / irreversible colour transform themselves. */
+const JPEG_2000_FAMILY = new Set([
+  '1.2.840.10008.1.2.4.90',
+  '1.2.840.10008.1.2.4.91',
+  '1.2.840.10008.1.2.4.201',
+  '1.2.840.10008.1.2.4.202',
+  '1.2.840.10008.1.2.4.203',
+]);
+
+/** 8-bit lossy JPEG syntaxes; libjpeg-turbo converts YCbCr scans to RGB as it decodes. */
+const LOSSY_JPEG = new Set(['1.2.840.10008.1.2.4.50', '1.2.840.10008.1.2.4.51']);
+
+/**
+ * The photometric interpretation of the pixels the reader returns, which for colour JPEG families differs from
+ * the one stored. YBR_RCT / YBR_ICT only name the component transform inside a JPEG 2000 codestream (PS3.3
+ * C.7.6.3.1.2) and the decoder inverts it; libjpeg-turbo likewise upsamples and converts YBR_FULL(_422) scans.
+ * Both hand back RGB, so the image is reported as RGB and consumers do not convert a second time.
+ */
+function decodedPhotometric(photometric: string, transferSyntaxUid: string): string {
+  if ((photometric === 'YBR_RCT' || photometric === 'YBR_ICT') && JPEG_2000_FAMILY.has(transferSyntaxUid)) return 'RGB';
+  if ((photometric === 'YBR_FULL' || photometric === 'YBR_FULL_422') && LOSSY_JPEG.has(transferSyntaxUid)) return 'RGB';
+  return photometric;
+}
+
 export function readHeader(dataSet: DataSet, transferSyntaxUid: string): HeaderResult {
   const rows = dataSet.uint16(TAG.rows);
   if (rows === undefined) return { ok: false, missing: 'Rows (0028,0010)' };
@@ -99,7 +123,7 @@ export function readHeader(dataSet: DataSet, transferSyntaxUid: string): HeaderR
       rows,
       columns,
       samplesPerPixel: dataSet.uint16(TAG.samplesPerPixel) ?? 1,
-      photometricInterpretation: photometric.toUpperCase(),
+      photometricInterpretation: decodedPhotometric(photometric.toUpperCase(), transferSyntaxUid),
       planarConfiguration: dataSet.uint16(TAG.planarConfiguration) === 1 ? 1 : 0,
       bitsAllocated,
       bitsStored,

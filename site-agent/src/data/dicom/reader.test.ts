@@ -232,10 +232,8 @@ describe('rejections', () => {
     ['meta_missing_tsyntax.dcm', 'not-dicom', /Transfer Syntax UID/],
     ['liver_1frame.dcm', 'unsupported-pixel-format', /Bits Allocated 1/],
     ['parametric_map_float.dcm', 'unsupported-pixel-format', /Float/],
-    ['JPEGBaseline_1s_1f_u_08_08.dcm', 'unsupported-transfer-syntax', /^JPEGBaseline_1s_1f_u_08_08\.dcm: unsupported transfer syntax 1\.2\.840\.10008\.1\.2\.4\.50 \(JPEG Baseline \(Process 1\)\)$/],
-    ['MR_small_RLE.dcm', 'unsupported-transfer-syntax', /1\.2\.840\.10008\.1\.2\.5 \(RLE Lossless\)/],
-    ['JLSL_RGB_ILV0.dcm', 'unsupported-transfer-syntax', /1\.2\.840\.10008\.1\.2\.4\.80 \(JPEG-LS Lossless\)/],
-    ['HTJ2KLossless_08_RGB.dcm', 'unsupported-transfer-syntax', /High-Throughput JPEG 2000/],
+    ['JPGExtended.dcm', 'unsupported-pixel-format', /12-bit JPEG Extended \(Process 4\) is not supported/],
+    ['emri_small_jpeg_2k_lossless_too_short.dcm', 'truncated', /no Sequence Delimitation Item/],
   ];
   it.each(cases)('%s -> %s', async (name, reason, message) => {
     const error = await load(name).then(
@@ -248,6 +246,15 @@ describe('rejections', () => {
     expect(rejection.file).toBe(name);
     expect(rejection.message).toMatch(message);
     expect(rejection.message.startsWith(`${name}: `)).toBe(true);
+  });
+
+  it('rejects a transfer syntax without a codec by name', () => {
+    // JPEG2000.dcm relabelled as JPEG 2000 Part 2 (same UID length), a syntax no codec is registered for.
+    const bytes = Buffer.from(readFileSync(join(testdata, 'JPEG2000.dcm')));
+    bytes.write('1.2.840.10008.1.2.4.93', bytes.indexOf('1.2.840.10008.1.2.4.91'), 'latin1');
+    const call = () => decodeDicom(bytes, { file: 'part2.dcm' });
+    expect(call).toThrow(expect.objectContaining({ reason: 'unsupported-transfer-syntax' }));
+    expect(call).toThrow(/^part2\.dcm: unsupported transfer syntax 1\.2\.840\.10008\.1\.2\.4\.93 \(JPEG 2000 Part 2 Multi-component\)$/);
   });
 
   it('rejects empty and tiny buffers as not DICOM', () => {

@@ -148,6 +148,33 @@ function parseStructure(bytes: Uint8Array, file: string, codecs: CodecRegistry):
   return parseRaw(bytes.subarray(guess.offset), guess.transferSyntaxUid, file, codecs);
 }
 
+const SEQUENCE_DELIMITER = [0xfe, 0xff, 0xdd, 0xe0] as const;
+
+function isSequenceDelimiter(bytes: Uint8Array, at: number): boolean {
+  return SEQUENCE_DELIMITER.every((b, i) => bytes[at + i] === b);
+}
+
+/** JPEG / JPEG-LS SOI, JPEG 2000 SOC, and the JP2 signature box that some encoders wrap codestreams in. */
+const CODESTREAM_STARTS: readonly (readonly number[])[] = [
+  [0xff, 0xd8, 0xff],
+  [0xff, 0x4f, 0xff, 0x51],
+  [0x00, 0x00, 0x00, 0x0c, 0x6a, 0x50, 0x20, 0x20],
+];
+
+/**
+ * Indices of the fragments that begin a codestream. Without a Basic Offset Table a multi-frame image may still
+ * spread frames over several fragments; every JPEG-family frame opens with its start marker, while a
+ * continuation fragment almost never does, so these indices are the frame boundaries. The caller only trusts
+ * them when their count equals Number of Frames.
+ */
+function codestreamStarts(bytes: Uint8Array, fragments: readonly { position: number }[]): number[] {
+  const starts: number[] = [];
+  fragments.forEach((fragment, i) => {
+    if (CODESTREAM_STARTS.some((marker) => marker.every((b, k) => bytes[fragment.position + k] === b))) starts.push(i);
+  });
+  return starts;
+}
+
 function encodedPixelData(dataSet: DataSet, element: Element, header: DicomHeader, file: string): EncodedPixelData {
   if (element.encapsulatedPixelData !== true) {
     return {
@@ -157,6 +184,17 @@ function encodedPixelData(dataSet: DataSet, element: Element, header: DicomHeade
     };
   }
   const fragments = element.fragments ?? [];
+  const last = fragments[fragments.length - 1];
+  if (last !== undefined && !isSequenceDelimiter(dataSet.byteArray, last.position + last.length)) {
+    // dicom-parser quietly clips a fragment that runs past the end of the file and tolerates a missing
+    // Sequence Delimitation Item; either way the file stops inside the Pixel Data, so the frames cannot be trusted.
+    throw new DicomRejection(
+      file,
+      'truncated',
+      `file ends inside the encapsulated Pixel Data: no Sequence Delimitation Item (FFFE,E0DD) after fragment ${fragments.length} of ${fragments.length}`,
+    );
+  }
+  let starts: number[] | undefined;
   return {
     kind: 'encapsulated',
     fragmentCount: fragments.length,
@@ -167,9 +205,15 @@ function encodedPixelData(dataSet: DataSet, element: Element, header: DicomHeade
       if (header.numberOfFrames === 1) {
         return dicomParser.readEncapsulatedPixelDataFromFragments(dataSet, element, 0, fragments.length);
       }
-      // Without an offset table the only unambiguous layout is one fragment per frame.
+      // Without an offset table the simple layout is one fragment per frame (always so for RLE).
       if (fragments.length === header.numberOfFrames) {
         return dicomParser.readEncapsulatedPixelDataFromFragments(dataSet, element, index, 1);
+      }
+      starts ??= codestreamStarts(dataSet.byteArray, fragments);
+      const first = starts[index];
+      if (starts.length === header.numberOfFrames && starts[0] === 0 && first !== undefined) {
+        const end = starts[index + 1] ?? fragments.length;
+        return dicomParser.readEncapsulatedPixelDataFromFragments(dataSet, element, first, end - first);
       }
       throw new DicomRejection(
         file,
