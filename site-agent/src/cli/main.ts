@@ -6,6 +6,7 @@ import { SiteAgent } from '../agent/index.js';
 import { SiteKitError, siteTransport } from '../client/index.js';
 import { loadSiteConfig, SiteConfigError } from '../config/index.js';
 import { formatDoctorReport, runDoctor } from '../doctor/index.js';
+import { inspectDicomFile, scanDataset, type ScanReport } from '../data/index.js';
 
 const USAGE = `usage: federa-site <command> [options]
 
@@ -13,6 +14,12 @@ commands:
   start --config site.yaml    run the site agent: connect to the coordinator and train the rounds it assigns
   doctor --config site.yaml   check the kit, data, state folder, compute backend and coordinator connection
                               (--json for machine-readable output; exit 1 when a check fails)
+  data scan (--config site.yaml | --dir DIR [--labels CSV]) [--json]
+                              decode every file and count by class, modality, transfer syntax and size;
+                              list every rejected file with its reason
+  data inspect FILE [--json] [--raw OUT]
+                              the header fields that matter (never patient identity) and the decode status;
+                              --raw writes the stored pixel values of all frames as little-endian bytes
 `;
 
 const log = createLogger('federa-site');
@@ -21,7 +28,7 @@ async function start(argv: string[]): Promise<void> {
   const { values } = parseArgs({ args: argv, strict: true, options: { config: { type: 'string', short: 'c' } } });
   if (!values.config) throw new UsageError('start needs --config <site.yaml>');
   const config = await loadSiteConfig(values.config);
-  const agent = new SiteAgent(config, await siteTransport(config), { onDataProgress: dataProgressBar() });
+  const agent = new SiteAgent(config, await siteTransport(config), { onDataProgress: progressBar('reading images') });
   const stop = (signal: string): void => {
     log.info({ signal }, 'stopping after the current step');
     agent.stop();
@@ -32,12 +39,12 @@ async function start(argv: string[]): Promise<void> {
 }
 
 /** A progress bar on an interactive terminal; on a service's log, the agent's own log lines say enough. */
-function dataProgressBar(): ((done: number, total: number) => void) | undefined {
+function progressBar(what: string): ((done: number, total: number) => void) | undefined {
   if (!process.stderr.isTTY) return undefined;
   let bar: SingleBar | undefined;
   return (done, total) => {
     if (!bar) {
-      bar = new SingleBar({ format: 'reading images [{bar}] {value}/{total} {eta_formatted} left', stream: process.stderr });
+      bar = new SingleBar({ format: `${what} [{bar}] {value}/{total} {eta_formatted} left`, stream: process.stderr });
       bar.start(total, 0);
     }
     bar.update(done);
@@ -46,6 +53,76 @@ function dataProgressBar(): ((done: number, total: number) => void) | undefined 
       bar = undefined;
     }
   };
+}
+
+async function data(argv: string[]): Promise<void> {
+  const [action, ...rest] = argv;
+  if (action === 'scan') return scan(rest);
+  if (action === 'inspect') return inspect(rest);
+  throw new UsageError(`data needs "scan" or "inspect", got ${action === undefined ? 'nothing' : `"${action}"`}`);
+}
+
+async function scan(argv: string[]): Promise<void> {
+  const { values } = parseArgs({
+    args: argv,
+    strict: true,
+    options: {
+      config: { type: 'string', short: 'c' },
+      dir: { type: 'string' },
+      labels: { type: 'string' },
+      json: { type: 'boolean', default: false },
+    },
+  });
+  let dir = values.dir;
+  let labels = values.labels;
+  if (values.config) {
+    const config = await loadSiteConfig(values.config);
+    dir ??= config.data.dir;
+    labels ??= config.data.labels;
+  }
+  if (!dir) throw new UsageError('data scan needs --config <site.yaml> or --dir <folder>');
+  const report = await scanDataset({ dir, ...(labels ? { labelsCsv: labels } : {}), onProgress: progressBar('scanning') });
+  process.stdout.write(values.json ? `${JSON.stringify(report, null, 2)}\n` : formatScan(report));
+}
+
+function formatScan(report: ScanReport): string {
+  const table = (title: string, counts: Record<string, number>): string[] => [
+    `${title}:`,
+    ...Object.entries(counts)
+      .sort(([a], [b]) => a.localeCompare(b))
+      .map(([key, n]) => `  ${String(n).padStart(6)}  ${key}`),
+  ];
+  const lines = [
+    `${report.files} files, ${report.accepted} usable, ${report.rejected.length} rejected`,
+    ...table('by class', report.byClass),
+    ...table('by modality', report.byModality),
+    ...table('by transfer syntax', report.byTransferSyntax),
+    ...table('by size (columns x rows[x frames])', report.bySize),
+    ...(report.rejected.length > 0 ? ['rejected:', ...report.rejected.map((r) => `  ${r.reason.padEnd(28)} ${r.message}`)] : []),
+  ];
+  return `${lines.join('\n')}\n`;
+}
+
+async function inspect(argv: string[]): Promise<void> {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    strict: true,
+    allowPositionals: true,
+    options: { json: { type: 'boolean', default: false }, raw: { type: 'string' } },
+  });
+  const [file] = positionals;
+  if (!file || positionals.length !== 1) throw new UsageError('data inspect needs exactly one FILE');
+  const result = await inspectDicomFile(file, values.raw);
+  if (values.json) {
+    process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
+  } else if (result.status === 'rejected') {
+    process.stdout.write(`${file}: rejected (${result.reason}): ${result.message}\n`);
+  } else {
+    const fields = Object.entries(result.header ?? {}).map(([key, value]) => `  ${key.padEnd(26)} ${value === undefined ? '-' : String(value)}`);
+    process.stdout.write(`${file}: decoded\n${fields.join('\n')}\n`);
+    if (result.raw) process.stdout.write(`raw stored values: ${result.raw.bytes} bytes, ${result.raw.frames} frame(s) -> ${result.raw.path}\n`);
+  }
+  if (result.status === 'rejected') process.exitCode = 1;
 }
 
 async function doctor(argv: string[]): Promise<void> {
@@ -69,6 +146,8 @@ async function main(): Promise<void> {
       return start(rest);
     case 'doctor':
       return doctor(rest);
+    case 'data':
+      return data(rest);
     case undefined:
     case 'help':
     case '--help':

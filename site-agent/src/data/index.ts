@@ -27,3 +27,4 @@ export {
   type LoadLabeledDatasetOptions,
   type RejectedFile,
 } from './dataset/load.js';
+export * from './scan/index.js';

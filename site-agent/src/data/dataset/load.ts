@@ -70,7 +70,7 @@ const optionsSchema = z.object({
 type Outcome = { ok: true; file: string; label: number; pixels: Float32Array } | { ok: false; rejection: RejectedFile };
 
 /** Regular files below `root` as POSIX paths relative to it; hidden files and folders are skipped. */
-async function listFiles(root: string, folder = root): Promise<string[]> {
+export async function listFiles(root: string, folder = root): Promise<string[]> {
   const entries = await readdir(folder, { withFileTypes: true });
   const found: string[] = [];
   for (const entry of entries) {

@@ -1,0 +1,10 @@
+export {
+  scanDataset,
+  scanSummaryForCoordinator,
+  inspectDicomFile,
+  littleEndianBytes,
+  type InspectResult,
+  type ScanOptions,
+  type ScanRejection,
+  type ScanReport,
+} from './scan.js';
