@@ -1,4 +1,5 @@
 export type {
+  AugmentationOptions,
   BackendInfo,
   BackendName,
   BackendPreference,

@@ -1,8 +1,9 @@
 import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
-import { createLogger, createPrng, parseModelSpec, type ModelSpec, type Prng } from '@federa/shared';
+import { createLogger, createPrng, deriveSeed, parseModelSpec, type ModelSpec, type Prng } from '@federa/shared';
 import * as tf from '@tensorflow/tfjs-core';
 import type * as tfl from '@tensorflow/tfjs-layers';
 import { initBackend } from './backend.js';
+import { augmentBatch, augmentationProblems } from './augment.js';
 import { buildModel, getFlatWeights } from './model.js';
 import type { EvaluationResult, LabeledImages, Optimizer, TrainOptions, TrainResult } from './types.js';
 
@@ -12,6 +13,8 @@ const log = createLogger('site-agent.train');
 const EPSILON = 1e-7;
 /** Forward-only batches can be larger than training batches; this bounds peak memory on 512x512 inputs. */
 const EVAL_BATCH_SIZE = 64;
+/** deriveSeed stream of the augmentation PRNG, kept apart from the shuffle stream so shuffling is unchanged by it. */
+const AUGMENTATION_STREAM = 1;
 
 /** The loss became NaN or infinite: the learning rate is too high for this data, or the input weights are bad. */
 export class TrainingDivergedError extends Error {
@@ -37,6 +40,8 @@ export class TrainingDataError extends Error {
  * the global weights alone, as FedAvg assumes.
  * Batches are reshuffled every epoch from `opts.seed`. Throws {@link TrainingDivergedError} when the loss stops
  * being finite, {@link TrainingDataError} when the data does not fit the spec and RangeError for bad options.
+ * Optional augmentation, class weights and a FedProx proximal term change only the training steps (see
+ * {@link TrainOptions}); left out, training is exactly the plain unweighted FedAvg local update.
  */
 const OPTIMIZERS: readonly Optimizer[] = ['sgd', 'adam'];
 
@@ -49,13 +54,26 @@ export async function trainLocal(
   const started = performance.now();
   const valid = parseModelSpec(spec);
   validateData(valid, data);
-  validateOptions(opts);
+  validateOptions(opts, valid.classes);
   const backend = await initBackend();
 
   const model = buildModel(valid, weights);
   const optimizer = createOptimizer(opts);
+  const constants: tf.Tensor[] = [];
   try {
     const variables = model.trainableWeights.map((w) => w.read() as tf.Variable);
+    const extras: LossExtras = {};
+    const weightsPerClass = classWeightVector(opts, data, valid.classes);
+    if (weightsPerClass) constants.push((extras.classWeights = tf.tensor1d(weightsPerClass, 'float32')));
+    // mu = 0 skips the term entirely, so the graph (and the result, bit for bit) is today's.
+    if (opts.proximalMu !== undefined && opts.proximalMu > 0) {
+      const globals = variables.map((v) => tf.clone(v));
+      constants.push(...globals);
+      extras.proximal = { mu: opts.proximalMu, globals };
+    }
+    const augment: Augment | undefined = opts.augmentation
+      ? { options: opts.augmentation, prng: createPrng(deriveSeed(opts.seed, AUGMENTATION_STREAM)) }
+      : undefined;
     const order = Int32Array.from({ length: data.count }, (_, i) => i);
     const prng = createPrng(opts.seed);
     let epochStats = { loss: 0, correct: 0, samples: 0 };
@@ -64,7 +82,7 @@ export async function trainLocal(
       epochStats = { loss: 0, correct: 0, samples: 0 };
       for (let batch = 0, start = 0; start < data.count; batch++, start += opts.batchSize) {
         const indices = order.subarray(start, Math.min(start + opts.batchSize, data.count));
-        const step = trainStep(model, optimizer, variables, valid.classes, data, indices);
+        const step = trainStep(model, optimizer, variables, valid.classes, data, indices, extras, augment);
         if (step.nonFinite) throw new TrainingDivergedError(epoch, batch, NaN, 'the model output NaN or infinite probabilities');
         if (!Number.isFinite(step.loss)) throw new TrainingDivergedError(epoch, batch, step.loss);
         epochStats.loss += step.loss * indices.length;
@@ -98,6 +116,7 @@ export async function trainLocal(
     );
     return result;
   } finally {
+    for (const t of constants) t.dispose();
     optimizer.dispose();
     model.dispose();
   }
@@ -133,6 +152,17 @@ export async function evaluateModel(spec: ModelSpec, weights: Float32Array, data
   }
 }
 
+/** Optional training-only loss terms; both absent is plain unweighted cross-entropy. */
+interface LossExtras {
+  classWeights?: tf.Tensor1D;
+  proximal?: { mu: number; globals: tf.Tensor[] };
+}
+
+interface Augment {
+  options: NonNullable<TrainOptions['augmentation']>;
+  prng: Prng;
+}
+
 interface StepResult {
   loss: number;
   correct: number;
@@ -146,18 +176,20 @@ function trainStep(
   classes: number,
   data: LabeledImages,
   indices: Int32Array,
+  extras: LossExtras,
+  augment: Augment | undefined,
 ): StepResult {
-  const { xs, ys } = batchTensors(data, indices);
+  const { xs, ys } = batchTensors(data, indices, augment);
   let stats: tf.Tensor1D | undefined;
   try {
     // The cost is read from `stats` (one transfer with the accuracy), so minimize need not return it.
     optimizer.minimize(
       () => {
         const probs = model.apply(xs, { training: true }) as tf.Tensor2D;
-        const [loss, extra] = lossAndStats(probs, ys, classes);
+        const [loss, extra] = lossAndStats(probs, ys, classes, extras.classWeights);
         // keep() lets the accuracy and NaN count outlive minimize's internal tidy.
         stats = tf.keep(extra);
-        return loss;
+        return extras.proximal ? tf.add(loss, proximalTerm(variables, extras.proximal)) : loss;
       },
       false,
       variables,
@@ -171,14 +203,36 @@ function trainStep(
   }
 }
 
-/** [mean loss, correct count, non-finite probability count] for one batch, loss first as a differentiable scalar. */
-function lossAndStats(probs: tf.Tensor2D, labels: tf.Tensor1D, classes: number): [tf.Scalar, tf.Tensor1D] {
+/**
+ * [training loss, stats] for one batch: the differentiable loss (class-weighted when `classWeights` is given, as
+ * Keras' sample weights: mean of weight·cross-entropy) and [unweighted mean loss, correct count, non-finite
+ * probability count]. The reported loss is unweighted so that sites remain comparable whatever their weighting.
+ */
+function lossAndStats(probs: tf.Tensor2D, labels: tf.Tensor1D, classes: number, classWeights?: tf.Tensor1D): [tf.Scalar, tf.Tensor1D] {
   const oneHot = tf.oneHot(labels, classes);
   const clipped = tf.clipByValue(probs, EPSILON, 1 - EPSILON);
-  const loss = tf.neg(tf.mean(tf.sum(tf.mul(oneHot, tf.log(clipped)), 1))) as tf.Scalar;
+  const perSample = tf.neg(tf.sum(tf.mul(oneHot, tf.log(clipped)), 1));
+  const loss = tf.mean(perSample) as tf.Scalar;
+  const trainingLoss = classWeights ? (tf.mean(tf.mul(perSample, tf.gather(classWeights, labels))) as tf.Scalar) : loss;
   const correct = tf.sum(tf.cast(tf.equal(tf.argMax(probs, 1), labels), 'float32'));
   const nonFinite = tf.sum(tf.cast(tf.logicalNot(tf.isFinite(probs)), 'float32'));
-  return [loss, tf.stack([loss, correct, nonFinite]) as tf.Tensor1D];
+  return [trainingLoss, tf.stack([loss, correct, nonFinite]) as tf.Tensor1D];
+}
+
+/** FedProx: (mu/2)·Σ||w − w_global||², pulling the local model towards the round's global model. */
+function proximalTerm(variables: tf.Variable[], proximal: { mu: number; globals: tf.Tensor[] }): tf.Scalar {
+  const squares = variables.map((v, i) => tf.sum(tf.square(tf.sub(v, proximal.globals[i]!))));
+  return tf.mul(proximal.mu / 2, tf.addN(squares));
+}
+
+/** Per-class loss weights, or undefined for plain cross-entropy. */
+function classWeightVector(opts: TrainOptions, data: LabeledImages, classes: number): Float32Array | undefined {
+  if (opts.classWeights === undefined) return undefined;
+  if (opts.classWeights !== 'balanced') return Float32Array.from(opts.classWeights);
+  const counts = new Array<number>(classes).fill(0);
+  for (const label of data.labels) counts[label]!++;
+  // A class with no local samples never meets its weight; 0 avoids dividing by zero.
+  return Float32Array.from(counts, (n) => (n > 0 ? data.count / (classes * n) : 0));
 }
 
 function readStats(stats: tf.Tensor1D): StepResult {
@@ -188,7 +242,7 @@ function readStats(stats: tf.Tensor1D): StepResult {
 }
 
 /** Gathers the chosen images into one contiguous NHWC batch (plus their labels). */
-function batchTensors(data: LabeledImages, indices: Int32Array): { xs: tf.Tensor4D; ys: tf.Tensor1D } {
+function batchTensors(data: LabeledImages, indices: Int32Array, augment?: Augment): { xs: tf.Tensor4D; ys: tf.Tensor1D } {
   const imageSize = data.height * data.width * data.channels;
   const pixels = new Float32Array(indices.length * imageSize);
   const labels = new Int32Array(indices.length);
@@ -196,6 +250,7 @@ function batchTensors(data: LabeledImages, indices: Int32Array): { xs: tf.Tensor
     pixels.set(data.images.subarray(source * imageSize, (source + 1) * imageSize), i * imageSize);
     labels[i] = data.labels[source]!;
   });
+  if (augment) augmentBatch(pixels, indices.length, data.height, data.width, data.channels, augment.options, augment.prng);
   return {
     xs: tf.tensor4d(pixels, [indices.length, data.height, data.width, data.channels], 'float32'),
     ys: tf.tensor1d(labels, 'int32'),
@@ -240,7 +295,7 @@ function createOptimizer(opts: TrainOptions): tf.Optimizer {
   }
 }
 
-function validateOptions(opts: TrainOptions): void {
+function validateOptions(opts: TrainOptions, classes: number): void {
   const problems: string[] = [];
   if (opts.optimizer !== undefined && !OPTIMIZERS.includes(opts.optimizer)) {
     problems.push(`optimizer must be one of ${OPTIMIZERS.join(', ')}, got ${String(opts.optimizer)}`);
@@ -249,5 +304,17 @@ function validateOptions(opts: TrainOptions): void {
   if (!Number.isInteger(opts.batchSize) || opts.batchSize < 1) problems.push(`batchSize must be an integer >= 1, got ${opts.batchSize}`);
   if (!Number.isFinite(opts.learningRate) || opts.learningRate <= 0) problems.push(`learningRate must be a finite number > 0, got ${opts.learningRate}`);
   if (!Number.isInteger(opts.seed) || opts.seed < 0 || opts.seed > 0xffff_ffff) problems.push(`seed must be an unsigned 32-bit integer, got ${opts.seed}`);
+  if (opts.augmentation !== undefined) problems.push(...augmentationProblems(opts.augmentation));
+  const cw = opts.classWeights;
+  if (cw !== undefined && cw !== 'balanced') {
+    if (!Array.isArray(cw)) problems.push(`classWeights must be 'balanced' or an array of numbers, got ${String(cw)}`);
+    else if (cw.length !== classes) problems.push(`classWeights must have one weight per class (${classes}), got ${cw.length}`);
+    else {
+      const bad = cw.findIndex((w) => typeof w !== 'number' || !Number.isFinite(w) || w <= 0);
+      if (bad >= 0) problems.push(`classWeights[${bad}] must be a finite number > 0, got ${String(cw[bad])}`);
+    }
+  }
+  const mu = opts.proximalMu;
+  if (mu !== undefined && (!Number.isFinite(mu) || mu < 0)) problems.push(`proximalMu must be a finite number >= 0, got ${mu}`);
   if (problems.length > 0) throw new RangeError(`invalid training options: ${problems.join('; ')}`);
 }

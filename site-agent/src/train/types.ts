@@ -16,6 +16,33 @@ export interface TrainOptions {
   optimizer?: Optimizer;
   /** Seeds the per-epoch shuffling (uint32), so a round can be replayed exactly. */
   seed: number;
+  /**
+   * Per-batch training augmentation, drawn from its own stream derived from `seed` (so the shuffle order is the
+   * same with or without it). Omitted: no augmentation. Evaluation never augments.
+   */
+  augmentation?: AugmentationOptions;
+  /**
+   * Weighted cross-entropy for the training gradient. 'balanced': n_samples / (n_classes * n_c) from the local
+   * training labels; a class absent locally contributes no samples, so its weight (set to 0) has no effect.
+   * number[]: one finite weight > 0 per class. Omitted: unweighted. The reported `loss` stays the unweighted mean
+   * so that sites with different weightings remain comparable.
+   */
+  classWeights?: 'balanced' | number[];
+  /**
+   * FedProx proximal term: (mu/2)·||w − w_global||² over all trainable weights is added to the training loss,
+   * w_global being the weights trainLocal was called with (finite, >= 0). 0 or omitted: plain FedAvg training.
+   * Not included in the reported `loss`.
+   */
+  proximalMu?: number;
+}
+
+export interface AugmentationOptions {
+  /** Independent 50% horizontal and 50% vertical flip per image. */
+  flips: boolean;
+  /** Rotation by a uniform angle in ±rotationDegrees about the image centre (nearest neighbour, 0 outside); 0..180. */
+  rotationDegrees: number;
+  /** Pixel values become v·(1+u) + s with u, s independently uniform in ±intensityJitter per image; 0..1. */
+  intensityJitter: number;
 }
 
 export interface TrainResult {
