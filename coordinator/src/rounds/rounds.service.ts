@@ -612,6 +612,14 @@ export class RoundsService implements OnApplicationBootstrap, OnApplicationShutd
             batchSize: def.batchSize,
             learningRate: def.learningRate,
             optimizer: def.optimizer === 'adam' ? federation.Optimizer.OPTIMIZER_ADAM : federation.Optimizer.OPTIMIZER_SGD,
+            ...(def.augmentation ? { augmentation: def.augmentation } : {}),
+            ...(def.classWeights
+              ? {
+                  classWeighting:
+                    def.classWeights === 'balanced' ? { balanced: true, weights: [] } : { balanced: false, weights: def.classWeights },
+                }
+              : {}),
+            proximalMu: def.fedProxMu,
           },
           baseModel: {
             studyId: study.id,

@@ -24,6 +24,19 @@ export const studyDefinitionSchema = z
     learningRate: z.number().positive().max(10),
     /** Local optimiser; its state is reset every round, so only weights ever leave a site. */
     optimizer: z.enum(['sgd', 'adam']).default('adam'),
+    /** Training-time augmentation at every site (never applied to validation or evaluation). */
+    augmentation: z
+      .object({
+        flips: z.boolean().default(false),
+        rotationDegrees: z.number().min(0).max(45).default(0),
+        intensityJitter: z.number().min(0).max(0.5).default(0),
+      })
+      .strict()
+      .optional(),
+    /** Weighted cross-entropy: 'balanced' from each site's own class counts, or one weight per class. */
+    classWeights: z.union([z.literal('balanced'), z.array(z.number().positive().max(1000))]).optional(),
+    /** FedProx proximal term mu (0: plain FedAvg); keeps non-IID sites from drifting away from the global model. */
+    fedProxMu: z.number().min(0).max(10).default(0),
     /**
      * How updates are combined. 'ckks' (the default): sites send CKKS ciphertexts the coordinator can add but not
      * read. 'plaintext' sums clear vectors; for development only, and recorded as such in the study.
@@ -41,6 +54,13 @@ export const studyDefinitionSchema = z
         code: 'custom',
         path: ['classNames'],
         message: `lists ${def.classNames.length} classes but model.classes is ${def.model.classes}`,
+      });
+    }
+    if (Array.isArray(def.classWeights) && def.classWeights.length !== def.model.classes) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['classWeights'],
+        message: `lists ${def.classWeights.length} weights but model.classes is ${def.model.classes}`,
       });
     }
     if (new Set(def.classNames).size !== def.classNames.length) {

@@ -22,6 +22,7 @@ import {
   type BackendInfo,
   type LabeledImages,
   type Optimizer,
+  type TrainOptions,
 } from '../train/index.js';
 import { ModelCache } from './model-cache.js';
 import { RoundStateStore, type RoundState } from './round-state.js';
@@ -239,6 +240,7 @@ export class SiteAgent {
       learningRate: task.training.learningRate,
       optimizer: optimizerOf(task.training.optimizer),
       seed: (spec.seed + task.round * 7919) >>> 0,
+      ...studyTrainingOptions(task.training),
     });
     const validation = data.validation.count > 0 ? await evaluateModel(spec, result.weights, data.validation) : undefined;
     // FedAvg weights each site by its number of training samples; the weight rides in the vector's last slot.
@@ -372,6 +374,16 @@ export class SiteAgent {
     }
     return prepared;
   }
+}
+
+/** The study's augmentation, class weighting and FedProx settings, as training options. */
+function studyTrainingOptions(settings: federation.TrainingSettings): Pick<TrainOptions, 'augmentation' | 'classWeights' | 'proximalMu'> {
+  const weighting = settings.classWeighting;
+  return {
+    ...(settings.augmentation ? { augmentation: { ...settings.augmentation } } : {}),
+    ...(weighting ? { classWeights: weighting.balanced ? 'balanced' : weighting.weights } : {}),
+    ...(settings.proximalMu > 0 ? { proximalMu: settings.proximalMu } : {}),
+  };
 }
 
 function optimizerOf(optimizer: federation.Optimizer): Optimizer {

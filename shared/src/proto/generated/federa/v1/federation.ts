@@ -319,6 +319,29 @@ export interface TrainingSettings {
   batchSize: number;
   learningRate: number;
   optimizer: Optimizer;
+  /** Absent: no augmentation. */
+  augmentation?:
+    | Augmentation
+    | undefined;
+  /** Absent: every class weighs the same. */
+  classWeighting?:
+    | ClassWeighting
+    | undefined;
+  /** FedProx proximal term mu; 0 is plain FedAvg. */
+  proximalMu: number;
+}
+
+export interface Augmentation {
+  flips: boolean;
+  rotationDegrees: number;
+  intensityJitter: number;
+}
+
+export interface ClassWeighting {
+  /** Weights from each site's own class counts (n / (classes * n_c)). */
+  balanced: boolean;
+  /** Or one explicit weight per class, in class order. */
+  weights: number[];
 }
 
 export interface TrainTask {
@@ -957,7 +980,15 @@ export const ModelSpec: MessageFns<ModelSpec> = {
 };
 
 function createBaseTrainingSettings(): TrainingSettings {
-  return { localEpochs: 0, batchSize: 0, learningRate: 0, optimizer: 0 };
+  return {
+    localEpochs: 0,
+    batchSize: 0,
+    learningRate: 0,
+    optimizer: 0,
+    augmentation: undefined,
+    classWeighting: undefined,
+    proximalMu: 0,
+  };
 }
 
 export const TrainingSettings: MessageFns<TrainingSettings> = {
@@ -973,6 +1004,15 @@ export const TrainingSettings: MessageFns<TrainingSettings> = {
     }
     if (message.optimizer !== 0) {
       writer.uint32(32).int32(message.optimizer);
+    }
+    if (message.augmentation !== undefined) {
+      Augmentation.encode(message.augmentation, writer.uint32(42).fork()).join();
+    }
+    if (message.classWeighting !== undefined) {
+      ClassWeighting.encode(message.classWeighting, writer.uint32(50).fork()).join();
+    }
+    if (message.proximalMu !== 0) {
+      writer.uint32(57).double(message.proximalMu);
     }
     return writer;
   },
@@ -1022,6 +1062,30 @@ export const TrainingSettings: MessageFns<TrainingSettings> = {
             message.optimizer = reader.int32() as any;
             continue;
           }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.augmentation = Augmentation.decode(reader, reader.uint32());
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.classWeighting = ClassWeighting.decode(reader, reader.uint32());
+            continue;
+          }
+          case 7: {
+            if (tag !== 57) {
+              break;
+            }
+
+            message.proximalMu = reader.double();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1052,6 +1116,17 @@ export const TrainingSettings: MessageFns<TrainingSettings> = {
         ? globalThis.Number(object.learning_rate)
         : 0,
       optimizer: isSet(object.optimizer) ? optimizerFromJSON(object.optimizer) : 0,
+      augmentation: isSet(object.augmentation) ? Augmentation.fromJSON(object.augmentation) : undefined,
+      classWeighting: isSet(object.classWeighting)
+        ? ClassWeighting.fromJSON(object.classWeighting)
+        : isSet(object.class_weighting)
+        ? ClassWeighting.fromJSON(object.class_weighting)
+        : undefined,
+      proximalMu: isSet(object.proximalMu)
+        ? globalThis.Number(object.proximalMu)
+        : isSet(object.proximal_mu)
+        ? globalThis.Number(object.proximal_mu)
+        : 0,
     };
   },
 
@@ -1069,6 +1144,15 @@ export const TrainingSettings: MessageFns<TrainingSettings> = {
     if (message.optimizer !== 0) {
       obj.optimizer = optimizerToJSON(message.optimizer);
     }
+    if (message.augmentation !== undefined) {
+      obj.augmentation = Augmentation.toJSON(message.augmentation);
+    }
+    if (message.classWeighting !== undefined) {
+      obj.classWeighting = ClassWeighting.toJSON(message.classWeighting);
+    }
+    if (message.proximalMu !== 0) {
+      obj.proximalMu = floatToJson(message.proximalMu);
+    }
     return obj;
   },
 
@@ -1081,6 +1165,221 @@ export const TrainingSettings: MessageFns<TrainingSettings> = {
     message.batchSize = object.batchSize ?? 0;
     message.learningRate = object.learningRate ?? 0;
     message.optimizer = object.optimizer ?? 0;
+    message.augmentation = (object.augmentation !== undefined && object.augmentation !== null)
+      ? Augmentation.fromPartial(object.augmentation)
+      : undefined;
+    message.classWeighting = (object.classWeighting !== undefined && object.classWeighting !== null)
+      ? ClassWeighting.fromPartial(object.classWeighting)
+      : undefined;
+    message.proximalMu = object.proximalMu ?? 0;
+    return message;
+  },
+};
+
+function createBaseAugmentation(): Augmentation {
+  return { flips: false, rotationDegrees: 0, intensityJitter: 0 };
+}
+
+export const Augmentation: MessageFns<Augmentation> = {
+  encode(message: Augmentation, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.flips !== false) {
+      writer.uint32(8).bool(message.flips);
+    }
+    if (message.rotationDegrees !== 0) {
+      writer.uint32(17).double(message.rotationDegrees);
+    }
+    if (message.intensityJitter !== 0) {
+      writer.uint32(25).double(message.intensityJitter);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Augmentation {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseAugmentation();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.flips = reader.bool();
+            continue;
+          }
+          case 2: {
+            if (tag !== 17) {
+              break;
+            }
+
+            message.rotationDegrees = reader.double();
+            continue;
+          }
+          case 3: {
+            if (tag !== 25) {
+              break;
+            }
+
+            message.intensityJitter = reader.double();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): Augmentation {
+    return {
+      flips: isSet(object.flips) ? globalThis.Boolean(object.flips) : false,
+      rotationDegrees: isSet(object.rotationDegrees)
+        ? globalThis.Number(object.rotationDegrees)
+        : isSet(object.rotation_degrees)
+        ? globalThis.Number(object.rotation_degrees)
+        : 0,
+      intensityJitter: isSet(object.intensityJitter)
+        ? globalThis.Number(object.intensityJitter)
+        : isSet(object.intensity_jitter)
+        ? globalThis.Number(object.intensity_jitter)
+        : 0,
+    };
+  },
+
+  toJSON(message: Augmentation): unknown {
+    const obj: any = {};
+    if (message.flips !== false) {
+      obj.flips = message.flips;
+    }
+    if (message.rotationDegrees !== 0) {
+      obj.rotationDegrees = floatToJson(message.rotationDegrees);
+    }
+    if (message.intensityJitter !== 0) {
+      obj.intensityJitter = floatToJson(message.intensityJitter);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<Augmentation>, I>>(base?: I): Augmentation {
+    return Augmentation.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<Augmentation>, I>>(object: I): Augmentation {
+    const message = createBaseAugmentation();
+    message.flips = object.flips ?? false;
+    message.rotationDegrees = object.rotationDegrees ?? 0;
+    message.intensityJitter = object.intensityJitter ?? 0;
+    return message;
+  },
+};
+
+function createBaseClassWeighting(): ClassWeighting {
+  return { balanced: false, weights: [] };
+}
+
+export const ClassWeighting: MessageFns<ClassWeighting> = {
+  encode(message: ClassWeighting, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.balanced !== false) {
+      writer.uint32(8).bool(message.balanced);
+    }
+    if (message.weights.length !== 0) {
+      writer.uint32(18).fork();
+      for (const v of message.weights) {
+        writer.double(v);
+      }
+      writer.join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ClassWeighting {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseClassWeighting();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.balanced = reader.bool();
+            continue;
+          }
+          case 2: {
+            if (tag === 17) {
+              message.weights.push(reader.double());
+
+              continue;
+            }
+
+            if (tag === 18) {
+              const end2 = reader.uint32() + reader.pos;
+              while (reader.pos < end2) {
+                message.weights.push(reader.double());
+              }
+
+              continue;
+            }
+
+            break;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ClassWeighting {
+    return {
+      balanced: isSet(object.balanced) ? globalThis.Boolean(object.balanced) : false,
+      weights: globalThis.Array.isArray(object?.weights) ? object.weights.map((e: any) => globalThis.Number(e)) : [],
+    };
+  },
+
+  toJSON(message: ClassWeighting): unknown {
+    const obj: any = {};
+    if (message.balanced !== false) {
+      obj.balanced = message.balanced;
+    }
+    if (message.weights?.length) {
+      obj.weights = message.weights.map((e) => floatToJson(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ClassWeighting>, I>>(base?: I): ClassWeighting {
+    return ClassWeighting.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ClassWeighting>, I>>(object: I): ClassWeighting {
+    const message = createBaseClassWeighting();
+    message.balanced = object.balanced ?? false;
+    message.weights = object.weights?.map((e) => e) || [];
     return message;
   },
 };

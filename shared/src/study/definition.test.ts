@@ -1,0 +1,47 @@
+import { describe, expect, it } from 'vitest';
+import { describeIssues, studyDefinitionSchema, studyHash } from './index.js';
+
+const input = {
+  name: 'lesion',
+  model: { architecture: 'small-cnn', inputSize: 64, channels: 1, classes: 2, seed: 1 },
+  classNames: ['normal', 'lesion'],
+  rounds: 5,
+  minSites: 2,
+  localEpochs: 2,
+  batchSize: 16,
+  learningRate: 0.001,
+};
+
+const issues = (value: unknown): string[] => {
+  const parsed = studyDefinitionSchema.safeParse(value);
+  return parsed.success ? [] : describeIssues(parsed.error);
+};
+
+describe('study definition', () => {
+  it('defaults to encrypted aggregation, Adam, no FedProx and a 15-minute round deadline', () => {
+    const def = studyDefinitionSchema.parse(input);
+    expect(def).toMatchObject({ aggregation: 'ckks', optimizer: 'adam', fedProxMu: 0, roundTimeoutSeconds: 900 });
+    expect(def.augmentation).toBeUndefined();
+    expect(def.classWeights).toBeUndefined();
+  });
+
+  it('names every bad field', () => {
+    expect(issues({ ...input, classNames: ['a'], classWeights: [1, 2, 3], fedProxMu: -1, extra: true })).toEqual(
+      expect.arrayContaining([
+        expect.stringMatching(/^classNames: /),
+        expect.stringMatching(/^fedProxMu: /),
+        expect.stringMatching(/^\(root\): .*extra/),
+      ]),
+    );
+    expect(issues({ ...input, classWeights: [1, 2, 3] })).toEqual(['classWeights: lists 3 weights but model.classes is 2']);
+    expect(issues({ ...input, sites: ['hospital-a'] })).toEqual(['minSites: is 2 but only 1 sites are listed']);
+    expect(issues({ ...input, augmentation: { flips: true, rotationDegrees: 90 } })[0]).toMatch(/^augmentation\.rotationDegrees: /);
+  });
+
+  it('hashes the definition, not the order its fields were written in', () => {
+    const a = studyDefinitionSchema.parse(input);
+    const reordered = studyDefinitionSchema.parse(Object.fromEntries(Object.entries(input).reverse()));
+    expect(studyHash(reordered)).toBe(studyHash(a));
+    expect(studyHash(studyDefinitionSchema.parse({ ...input, fedProxMu: 0.01 }))).not.toBe(studyHash(a));
+  });
+});
