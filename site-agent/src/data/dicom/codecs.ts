@@ -1,5 +1,5 @@
 import type { DicomHeader } from './header.js';
-import { nativeFrameByteLength, swapToLittleEndian, upsampleYbr422 } from './pixels.js';
+import { nativeFrameByteLength, swapToLittleEndian, unpackBits, upsampleYbr422 } from './pixels.js';
 import { DicomRejection } from './rejection.js';
 import { jpegBaselineCodec, jpegLosslessCodec } from './jpeg.js';
 import { htj2kCodec, jpeg2000Codec } from './jpeg2000.js';
@@ -52,6 +52,7 @@ export interface CodecInput {
  * pixel or planar. The reader then masks to Bits Stored, sign-extends and interleaves, so codecs stay small.
  */
 export interface CodecFrame {
+  /** For Bits Allocated 1, one byte (0 or 1) per pixel, already unpacked from the bit stream. */
   readonly bytes: Uint8Array;
   readonly planar: boolean;
 }
@@ -68,6 +69,23 @@ export interface PixelCodec {
 
 export type CodecRegistry = ReadonlyMap<string, PixelCodec>;
 
+/** One frame of native bit-packed (Bits Allocated 1) data, expanded to one byte per pixel. */
+function nativeBitPackedFrame(input: CodecInput, data: Uint8Array, vr: string | undefined, frameIndex: number): Uint8Array {
+  const h = input.header;
+  const pixels = h.rows * h.columns;
+  const needed = Math.ceil((pixels * h.numberOfFrames) / 8);
+  if (data.length < needed) {
+    throw new DicomRejection(
+      input.file,
+      'truncated',
+      `Pixel Data holds ${data.length} bytes but ${h.numberOfFrames} frame(s) of ${h.rows} x ${h.columns} at 1 bit need ${needed}`,
+    );
+  }
+  // Big-endian OW is a stream of 16-bit words, so the bit stream's bytes arrive pairwise swapped.
+  const ordered = !input.littleEndian && vr === 'OW' ? swapToLittleEndian(data, 2) : data;
+  return unpackBits(ordered, frameIndex * pixels, pixels);
+}
+
 /** Uncompressed pixel data in any of the native transfer syntaxes (deflate is undone by the parser already). */
 export const nativeCodec: PixelCodec = {
   name: 'native',
@@ -80,6 +98,7 @@ export const nativeCodec: PixelCodec = {
         `encapsulated (undefined-length) Pixel Data under native transfer syntax ${h.transferSyntaxUid} (${h.transferSyntaxName})`,
       );
     }
+    if (h.bitsAllocated === 1) return { bytes: nativeBitPackedFrame(input, pixelData.bytes, pixelData.vr, frameIndex), planar: false };
     const frameBytes = nativeFrameByteLength(h);
     const needed = frameBytes * h.numberOfFrames;
     // Checked for all frames at once so a short multi-frame file is refused up front, not halfway through.

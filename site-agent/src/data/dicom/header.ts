@@ -27,6 +27,22 @@ export interface DicomHeader {
   /** First value of Window Center / Width (0028,1050/1051), in modality-LUT (rescaled) units. */
   readonly windowCenter: number | undefined;
   readonly windowWidth: number | undefined;
+  /**
+   * Red/Green/Blue Palette Color LUTs (0028,1101-1103 / 0028,1201-1203) when Photometric Interpretation is
+   * PALETTE COLOR and the tables are present and consistent; pixels stay stored indices, consumers map them.
+   */
+  readonly paletteLut?: PaletteColorLut | undefined;
+}
+
+/** One palette colour table set (PS3.3 C.7.6.3.1.5/6). All three channels share entries and first mapped value. */
+export interface PaletteColorLut {
+  /** Stored value that maps to entry 0; values below it use entry 0, values past the end use the last entry. */
+  readonly firstMapped: number;
+  /** 8 or 16: the range of the table values is [0, 2^bitsPerEntry - 1]. */
+  readonly bitsPerEntry: 8 | 16;
+  readonly red: Uint16Array;
+  readonly green: Uint16Array;
+  readonly blue: Uint16Array;
 }
 
 export const TAG = {
@@ -49,6 +65,12 @@ export const TAG = {
   windowWidth: 'x00281051',
   rescaleIntercept: 'x00281052',
   rescaleSlope: 'x00281053',
+  redPaletteDescriptor: 'x00281101',
+  greenPaletteDescriptor: 'x00281102',
+  bluePaletteDescriptor: 'x00281103',
+  redPaletteData: 'x00281201',
+  greenPaletteData: 'x00281202',
+  bluePaletteData: 'x00281203',
   floatPixelData: 'x7fe00008',
   doubleFloatPixelData: 'x7fe00009',
   pixelData: 'x7fe00010',
@@ -87,6 +109,50 @@ function decodedPhotometric(photometric: string, transferSyntaxUid: string): str
   if ((photometric === 'YBR_RCT' || photometric === 'YBR_ICT') && JPEG_2000_FAMILY.has(transferSyntaxUid)) return 'RGB';
   if ((photometric === 'YBR_FULL' || photometric === 'YBR_FULL_422') && LOSSY_JPEG.has(transferSyntaxUid)) return 'RGB';
   return photometric;
+}
+
+/** Descriptor values (entries, first mapped, bits); 0 entries means 65536 because US cannot hold 2^16. */
+function paletteDescriptor(dataSet: DataSet, tag: string, signed: boolean): [number, number, number] | undefined {
+  const entries = dataSet.uint16(tag, 0);
+  const first = dataSet.uint16(tag, 1);
+  const bits = dataSet.uint16(tag, 2);
+  if (entries === undefined || first === undefined || bits === undefined) return undefined;
+  // The first mapped value is SS when the pixels are signed (PS3.3 C.7.6.3.1.5).
+  return [entries === 0 ? 65536 : entries, signed && first >= 0x8000 ? first - 0x10000 : first, bits];
+}
+
+/**
+ * One channel's table. 16-bit entries are OW words (read in the dataset's byte order); 8-bit entries are one
+ * byte each (padded to even length). Any other length is ambiguous, so the table is refused rather than guessed.
+ */
+function paletteData(dataSet: DataSet, tag: string, entries: number, bits: 8 | 16): Uint16Array | undefined {
+  const element = dataSet.elements[tag];
+  if (element === undefined) return undefined;
+  const out = new Uint16Array(entries);
+  if (bits === 16) {
+    if (element.length < entries * 2) return undefined;
+    for (let i = 0; i < entries; i++) out[i] = dataSet.uint16(tag, i) ?? 0;
+    return out;
+  }
+  if (element.length !== entries && element.length !== entries + 1) return undefined;
+  out.set(dataSet.byteArray.subarray(element.dataOffset, element.dataOffset + entries));
+  return out;
+}
+
+function readPaletteLut(dataSet: DataSet, signed: boolean): PaletteColorLut | undefined {
+  const red = paletteDescriptor(dataSet, TAG.redPaletteDescriptor, signed);
+  const green = paletteDescriptor(dataSet, TAG.greenPaletteDescriptor, signed);
+  const blue = paletteDescriptor(dataSet, TAG.bluePaletteDescriptor, signed);
+  if (red === undefined || green === undefined || blue === undefined) return undefined;
+  // The standard requires identical entry counts and first mapped values across channels; a mismatch is corrupt.
+  if (red.some((v, i) => v !== green[i] || v !== blue[i])) return undefined;
+  const [entries, firstMapped, bits] = red;
+  if (bits !== 8 && bits !== 16) return undefined;
+  const r = paletteData(dataSet, TAG.redPaletteData, entries, bits);
+  const g = paletteData(dataSet, TAG.greenPaletteData, entries, bits);
+  const b = paletteData(dataSet, TAG.bluePaletteData, entries, bits);
+  if (r === undefined || g === undefined || b === undefined) return undefined;
+  return { firstMapped, bitsPerEntry: bits, red: r, green: g, blue: b };
 }
 
 export function readHeader(dataSet: DataSet, transferSyntaxUid: string): HeaderResult {
@@ -136,6 +202,7 @@ export function readHeader(dataSet: DataSet, transferSyntaxUid: string): HeaderR
       rescaleIntercept: intercept ?? 0,
       windowCenter: hasWindow ? windowCenter : undefined,
       windowWidth: hasWindow ? windowWidth : undefined,
+      paletteLut: photometric.toUpperCase() === 'PALETTE COLOR' ? readPaletteLut(dataSet, pixelRepresentation === 1) : undefined,
     },
   };
 }

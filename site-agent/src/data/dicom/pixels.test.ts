@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { nativeCodec } from './codecs.js';
 import type { DicomHeader } from './header.js';
-import { unpackFrame, unsupportedPixelFormat, upsampleYbr422 } from './pixels.js';
+import { unpackBits, unpackFrame, unsupportedPixelFormat, upsampleYbr422 } from './pixels.js';
 import { DicomRejection } from './rejection.js';
 import { guessRawDataset } from './sniff.js';
 
@@ -155,5 +155,38 @@ describe('guessRawDataset', () => {
       return state & 0xff;
     });
     expect(guessRawDataset(noise)).toBeUndefined();
+  });
+});
+
+describe('bit-packed pixels (Bits Allocated 1)', () => {
+  const oneBit = (overrides: Partial<DicomHeader>): DicomHeader =>
+    header({ bitsAllocated: 1, bitsStored: 1, highBit: 0, ...overrides });
+
+  it('reads bits least significant first within each byte', () => {
+    expect(Array.from(unpackBits(Uint8Array.of(0b0000_0101, 0b1000_0000), 0, 16))).toEqual([1, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]);
+    expect(Array.from(unpackBits(Uint8Array.of(0b0000_0101), 2, 3))).toEqual([1, 0, 0]);
+    expect(() => unpackBits(Uint8Array.of(0), 4, 5)).toThrow(RangeError);
+  });
+
+  it('starts frame k at bit k * rows * columns, so 3 x 3 frames straddle bytes', () => {
+    // Two 3x3 frames = 18 bits. Frame 0 is a diagonal (bits 0, 4, 8), frame 1 its anti-diagonal (bits 2, 4, 6 of
+    // the frame = stream bits 11, 13, 15), so frame 1 begins at bit 1 of byte 1.
+    const stream = new Uint8Array(4);
+    for (const bit of [0, 4, 8, 11, 13, 15]) stream[bit >> 3] = (stream[bit >> 3] ?? 0) | (1 << (bit & 7));
+    const h = oneBit({ rows: 3, columns: 3, numberOfFrames: 2 });
+    const input = { file: 'seg.dcm', header: h, littleEndian: true, pixelData: { kind: 'native' as const, bytes: stream, vr: 'OB' } };
+    const frame0 = nativeCodec.decodeFrame(input, 0);
+    const frame1 = nativeCodec.decodeFrame(input, 1);
+    expect(Array.from(unpackFrame(frame0.bytes, h, frame0.planar))).toEqual([1, 0, 0, 0, 1, 0, 0, 0, 1]);
+    expect(Array.from(unpackFrame(frame1.bytes, h, frame1.planar))).toEqual([0, 0, 1, 0, 1, 0, 1, 0, 0]);
+  });
+
+  it('refuses 1-bit data shorter than all frames need, and 1-bit colour or palette', () => {
+    const h = oneBit({ rows: 3, columns: 3, numberOfFrames: 2 });
+    const input = { file: 'seg.dcm', header: h, littleEndian: true, pixelData: { kind: 'native' as const, bytes: new Uint8Array(2), vr: 'OB' } };
+    expect(() => nativeCodec.decodeFrame(input, 0)).toThrow(expect.objectContaining({ reason: 'truncated' }));
+    expect(unsupportedPixelFormat(oneBit({}))).toBeUndefined();
+    expect(unsupportedPixelFormat(oneBit({ photometricInterpretation: 'PALETTE COLOR' }))).toMatch(/Bits Allocated 1/);
+    expect(unsupportedPixelFormat(oneBit({ bitsStored: 1, highBit: 3 }))).toMatch(/High Bit 0/);
   });
 });

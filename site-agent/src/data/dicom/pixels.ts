@@ -1,7 +1,18 @@
 import type { DicomHeader } from './header.js';
 
-/** Stored pixel values of one frame, interleaved per pixel (r0 g0 b0 r1 ...) when samplesPerPixel > 1. */
-export type PixelArray = Uint8Array | Int8Array | Uint16Array | Int16Array | Uint32Array | Int32Array;
+/**
+ * Stored pixel values of one frame, interleaved per pixel (r0 g0 b0 r1 ...) when samplesPerPixel > 1.
+ * Float32Array / Float64Array come only from Float / Double Float Pixel Data (7FE0,0008 / 7FE0,0009).
+ */
+export type PixelArray =
+  | Uint8Array
+  | Int8Array
+  | Uint16Array
+  | Int16Array
+  | Uint32Array
+  | Int32Array
+  | Float32Array
+  | Float64Array;
 
 const MONOCHROME = new Set(['MONOCHROME1', 'MONOCHROME2', 'PALETTE COLOR']);
 const COLOUR = new Set(['RGB', 'YBR_FULL', 'YBR_FULL_422']);
@@ -12,7 +23,15 @@ const COLOUR = new Set(['RGB', 'YBR_FULL', 'YBR_FULL_422']);
  */
 export function unsupportedPixelFormat(h: DicomHeader): string | undefined {
   if (h.rows === 0 || h.columns === 0) return `empty image (${h.rows} x ${h.columns})`;
-  if (h.bitsAllocated === 1) return 'Bits Allocated 1 (bit-packed pixels, e.g. segmentations) is not supported';
+  if (h.bitsAllocated === 1) {
+    // Bit-packed data is only defined for single-sample images (PS3.5 8.1.1); a 1-bit palette index makes no sense.
+    if (h.samplesPerPixel !== 1 || (h.photometricInterpretation !== 'MONOCHROME1' && h.photometricInterpretation !== 'MONOCHROME2')) {
+      return `Bits Allocated 1 is only supported for MONOCHROME1/2 with 1 sample per pixel (got ${h.photometricInterpretation}, ${h.samplesPerPixel} samples)`;
+    }
+    if (h.bitsStored !== 1 || h.highBit !== 0) return `Bits Allocated 1 needs Bits Stored 1 and High Bit 0 (got ${h.bitsStored} / ${h.highBit})`;
+    if (h.signed) return 'Bits Allocated 1 with signed Pixel Representation is not supported';
+    return undefined;
+  }
   if (h.bitsAllocated !== 8 && h.bitsAllocated !== 16 && h.bitsAllocated !== 32) {
     return `Bits Allocated ${h.bitsAllocated} is not supported (8, 16 or 32)`;
   }
@@ -39,6 +58,23 @@ export function unsupportedPixelFormat(h: DicomHeader): string | undefined {
   return undefined;
 }
 
+/**
+ * Expands `count` bit-packed pixels starting at bit `firstBit` of `bytes` to one byte (0 or 1) per pixel. Bits
+ * are packed least significant first within each byte (PS3.5 8.1.1), and frame k of a multi-frame image starts
+ * at bit k * rows * columns, so frames after the first are generally not byte aligned.
+ */
+export function unpackBits(bytes: Uint8Array, firstBit: number, count: number): Uint8Array {
+  if (Math.ceil((firstBit + count) / 8) > bytes.length) {
+    throw new RangeError(`bit-packed data has ${bytes.length} bytes, bits ${firstBit}..${firstBit + count} requested`);
+  }
+  const out = new Uint8Array(count);
+  for (let i = 0; i < count; i++) {
+    const bit = firstBit + i;
+    out[i] = ((bytes[bit >> 3] ?? 0) >> (bit & 7)) & 1;
+  }
+  return out;
+}
+
 /** Bytes one uncompressed frame occupies in Pixel Data (YBR_FULL_422 stores two chroma samples per pixel pair). */
 export function nativeFrameByteLength(h: DicomHeader): number {
   const pixels = h.rows * h.columns;
@@ -63,6 +99,12 @@ function allocate(h: DicomHeader, length: number): PixelArray {
  * interleaves planar colour data. `bytes` must hold rows*columns*samplesPerPixel samples of bitsAllocated bits.
  */
 export function unpackFrame(bytes: Uint8Array, h: DicomHeader, planar: boolean): PixelArray {
+  // Codecs hand 1-bit frames over already expanded to one byte per pixel (see unpackBits).
+  if (h.bitsAllocated === 1) {
+    const count = h.rows * h.columns;
+    if (bytes.length < count) throw new RangeError(`frame has ${bytes.length} unpacked pixels, expected ${count}`);
+    return bytes.slice(0, count).map((b) => b & 1);
+  }
   const pixelCount = h.rows * h.columns;
   const sampleCount = pixelCount * h.samplesPerPixel;
   const bytesPerSample = h.bitsAllocated / 8;

@@ -222,6 +222,46 @@ describe('header attributes', () => {
   });
 });
 
+describe('bit-packed and float pixel data', () => {
+  it('unpacks Bits Allocated 1 (liver_1frame.dcm) to 0/1 per pixel', async () => {
+    const img = await load('liver_1frame.dcm');
+    expect(img.pixels).toBeInstanceOf(Uint8Array);
+    expect(img.pixels.length).toBe(512 * 512);
+    expect(rowSlice(img, img.pixels, 155, 180, 183)).toEqual([0, 1, 1]);
+    expect(rowSlice(img, img.pixels, 155, 310, 314)).toEqual([1, 0, 1, 0]);
+    expect(rowSlice(img, img.pixels, 254, 78, 81)).toEqual([0, 1, 1]);
+    expect(rowSlice(img, img.pixels, 254, 304, 310)).toEqual([1, 0, 0, 1, 1, 0]);
+    expect(img.pixels.every((v) => v === 0 || v === 1)).toBe(true);
+  });
+
+  it('decodes Float Pixel Data (parametric_map_float.dcm) as Float32Array', async () => {
+    const img = await load('parametric_map_float.dcm');
+    expect(img.pixels).toBeInstanceOf(Float32Array);
+    expect(img.header.bitsAllocated).toBe(32);
+    expect(img.pixels.length).toBe(128 * 128);
+    const expected = [0.92012787, 0.91510725, 0.9160201, 0.92104053];
+    colSlice(img, img.pixels, 0, 0, 4).forEach((v, i) => expect(v).toBeCloseTo(expected[i] ?? NaN, 6));
+  });
+
+  it('decodes Double Float Pixel Data (7FE0,0009) as Float64Array', () => {
+    // Same file with the element retagged to 7FE0,0009 and each float widened would change its length, so
+    // instead reinterpret the 128 x 128 float32 bytes as 128 x 64 doubles by halving Columns.
+    const bytes = Buffer.from(readFileSync(join(testdata, 'parametric_map_float.dcm')));
+    const tag = Buffer.from([0xe0, 0x7f, 0x08, 0x00]);
+    const at = bytes.lastIndexOf(tag);
+    bytes[at + 2] = 0x09;
+    const cols = Buffer.from([0x28, 0x00, 0x11, 0x00]);
+    const colAt = bytes.indexOf(cols);
+    bytes.writeUInt16LE(64, colAt + 8);
+    const img = decodeDicom(bytes, { file: 'double.dcm' });
+    expect(img.pixels).toBeInstanceOf(Float64Array);
+    expect(img.header.bitsAllocated).toBe(64);
+    const dataStart = at + 12;
+    expect(img.pixels[0]).toBe(bytes.readDoubleLE(dataStart));
+    expect(img.pixels[64 * 128 - 1]).toBe(bytes.readDoubleLE(dataStart + (64 * 128 - 1) * 8));
+  });
+});
+
 describe('rejections', () => {
   const cases: Array<[string, DicomRejectionReason, RegExp]> = [
     ['MR_truncated.dcm', 'truncated', /file ends before/],
@@ -230,8 +270,6 @@ describe('rejections', () => {
     ['test1.json', 'not-dicom', /not DICOM/],
     ['zipMR.gz', 'not-dicom', /gzip/],
     ['meta_missing_tsyntax.dcm', 'not-dicom', /Transfer Syntax UID/],
-    ['liver_1frame.dcm', 'unsupported-pixel-format', /Bits Allocated 1/],
-    ['parametric_map_float.dcm', 'unsupported-pixel-format', /Float/],
     ['JPGExtended.dcm', 'unsupported-pixel-format', /12-bit JPEG Extended \(Process 4\) is not supported/],
     ['emri_small_jpeg_2k_lossless_too_short.dcm', 'truncated', /no Sequence Delimitation Item/],
   ];

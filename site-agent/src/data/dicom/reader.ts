@@ -225,6 +225,57 @@ function encodedPixelData(dataSet: DataSet, element: Element, header: DicomHeade
 }
 
 /**
+ * Float Pixel Data (7FE0,0008, 32-bit IEEE) or Double Float Pixel Data (7FE0,0009, 64-bit), used by parametric
+ * maps (PS3.3 C.7.6.3). Always native, single sample, no bit masking. Returns undefined when neither is present.
+ */
+function decodeFloatPixelData(dataSet: DataSet, transferSyntaxUid: string, file: string): DicomImage | undefined {
+  const single = dataSet.elements[TAG.floatPixelData];
+  const double = dataSet.elements[TAG.doubleFloatPixelData];
+  const element = single ?? double;
+  if (element === undefined || element.length === 0) return undefined;
+  const width = single !== undefined ? 4 : 8;
+  if (element.encapsulatedPixelData === true) {
+    throw new DicomRejection(file, 'unsupported-pixel-format', 'encapsulated Float / Double Float Pixel Data is not defined by DICOM');
+  }
+  const headerResult = readHeader(dataSet, transferSyntaxUid);
+  if (!headerResult.ok) {
+    throw new DicomRejection(file, 'unsupported-pixel-format', `Float Pixel Data present but ${headerResult.missing} is missing`);
+  }
+  // Bits Stored / High Bit / Pixel Representation are absent for float data (PS3.3 C.7.6.3.1), so describe the
+  // samples fully here rather than let defaults derived from a missing Bits Allocated leak out.
+  const bits = width * 8;
+  const header: DicomHeader = { ...headerResult.header, bitsAllocated: bits, bitsStored: bits, highBit: bits - 1, pixelRepresentation: 0, signed: false };
+  if (header.rows === 0 || header.columns === 0) throw new DicomRejection(file, 'unsupported-pixel-format', `empty image (${header.rows} x ${header.columns})`);
+  if (header.samplesPerPixel !== 1) {
+    throw new DicomRejection(file, 'unsupported-pixel-format', `Float Pixel Data with ${header.samplesPerPixel} samples per pixel is not supported`);
+  }
+  const syntax = lookupTransferSyntax(transferSyntaxUid);
+  const littleEndian = syntax?.littleEndian ?? true;
+  const pixels = header.rows * header.columns;
+  const needed = pixels * width * header.numberOfFrames;
+  if (element.length < needed) {
+    throw new DicomRejection(file, 'truncated', `Float Pixel Data holds ${element.length} bytes but ${header.numberOfFrames} frame(s) of ${header.rows} x ${header.columns} at ${bits} bits need ${needed}`);
+  }
+  // A DataView copies into a fresh, aligned array and honours the dataset's byte order.
+  const view = new DataView(dataSet.byteArray.buffer, dataSet.byteArray.byteOffset + element.dataOffset, needed);
+  const decodeFrame = (index: number): PixelArray => {
+    if (!Number.isInteger(index) || index < 0 || index >= header.numberOfFrames) {
+      throw new RangeError(`${file}: frame ${index} out of range (file has ${header.numberOfFrames})`);
+    }
+    const base = index * pixels * width;
+    if (width === 4) {
+      const out = new Float32Array(pixels);
+      for (let i = 0; i < pixels; i++) out[i] = view.getFloat32(base + i * 4, littleEndian);
+      return out;
+    }
+    const out = new Float64Array(pixels);
+    for (let i = 0; i < pixels; i++) out[i] = view.getFloat64(base + i * 8, littleEndian);
+    return out;
+  };
+  return { file, header, pixels: decodeFrame(0), decodeFrame };
+}
+
+/**
  * Parses and decodes a DICOM file held in memory. Throws DicomRejection for anything that is not a decodable
  * image; never returns misread pixels.
  */
@@ -235,9 +286,8 @@ export function decodeDicom(bytes: Uint8Array, options: DecodeOptions = {}): Dic
 
   const element = dataSet.elements[TAG.pixelData];
   if (element === undefined || element.length === 0) {
-    if (dataSet.elements[TAG.floatPixelData] !== undefined || dataSet.elements[TAG.doubleFloatPixelData] !== undefined) {
-      throw new DicomRejection(file, 'unsupported-pixel-format', 'Float / Double Float Pixel Data (7FE0,0008/0009) is not supported');
-    }
+    const floatImage = decodeFloatPixelData(dataSet, transferSyntaxUid, file);
+    if (floatImage !== undefined) return floatImage;
     const sopClass = dataSet.string(TAG.sopClassUid);
     throw new DicomRejection(file, 'no-pixel-data', `no Pixel Data (7FE0,0010)${sopClass ? ` in SOP Class ${sopClass}` : ''}; not an image`);
   }
@@ -249,6 +299,10 @@ export function decodeDicom(bytes: Uint8Array, options: DecodeOptions = {}): Dic
   const header = headerResult.header;
   const problem = unsupportedPixelFormat(header);
   if (problem !== undefined) throw new DicomRejection(file, 'unsupported-pixel-format', problem);
+  if (header.bitsAllocated === 1 && element.encapsulatedPixelData === true) {
+    // No compressed transfer syntax defines a 1-bit sample layout our codecs could hand back.
+    throw new DicomRejection(file, 'unsupported-pixel-format', `Bits Allocated 1 under compressed transfer syntax ${transferSyntaxName(transferSyntaxUid)} is not supported`);
+  }
 
   const codec = codecs.get(transferSyntaxUid);
   const syntax = lookupTransferSyntax(transferSyntaxUid);

@@ -21,8 +21,30 @@ const UINT16_MAX = 65535;
 const LUMA = [0.299, 0.587, 0.114] as const;
 
 /**
+ * Maps stored palette indices through the Red/Green/Blue Palette Color LUTs (PS3.3 C.7.6.3.1.5) to interleaved
+ * RGB in the table's range. Indices outside the table clamp to its first / last entry, as the standard says.
+ */
+export function applyPaletteLut(source: FrameSource): Uint16Array {
+  const { header: h, pixels } = source;
+  const lut = h.paletteLut;
+  if (h.photometricInterpretation !== 'PALETTE COLOR' || lut === undefined) {
+    throw new DicomRejection(source.file, 'unsupported-pixel-format', 'PALETTE COLOR image without usable Red/Green/Blue Palette Color Lookup Tables (0028,1101-1203)');
+  }
+  const count = h.rows * h.columns;
+  const last = lut.red.length - 1;
+  const out = new Uint16Array(count * 3);
+  for (let i = 0; i < count; i++) {
+    const index = Math.min(last, Math.max(0, (pixels[i] ?? 0) - lut.firstMapped));
+    out[i * 3] = lut.red[index] ?? 0;
+    out[i * 3 + 1] = lut.green[index] ?? 0;
+    out[i * 3 + 2] = lut.blue[index] ?? 0;
+  }
+  return out;
+}
+
+/**
  * One grey value per pixel in modality units: the Modality LUT (slope/intercept) for monochrome data, luma for
- * RGB, and Y for YBR (already luma). Palette colour needs its LUT, which we do not apply, so it is refused.
+ * RGB and for palette colour after its LUT, and Y for YBR (already luma).
  */
 export function modalityValues(source: FrameSource): Float64Array {
   const { header: h, pixels } = source;
@@ -37,6 +59,11 @@ export function modalityValues(source: FrameSource): Float64Array {
     for (let i = 0; i < count; i++) {
       out[i] = LUMA[0] * (pixels[i * 3] ?? 0) + LUMA[1] * (pixels[i * 3 + 1] ?? 0) + LUMA[2] * (pixels[i * 3 + 2] ?? 0);
     }
+    return out;
+  }
+  if (photometric === 'PALETTE COLOR' && h.samplesPerPixel === 1) {
+    const rgb = applyPaletteLut(source);
+    for (let i = 0; i < count; i++) out[i] = LUMA[0] * (rgb[i * 3] ?? 0) + LUMA[1] * (rgb[i * 3 + 1] ?? 0) + LUMA[2] * (rgb[i * 3 + 2] ?? 0);
     return out;
   }
   if ((photometric === 'YBR_FULL' || photometric === 'YBR_FULL_422') && h.samplesPerPixel === 3) {
@@ -55,8 +82,10 @@ export function modalityValues(source: FrameSource): Float64Array {
 export function normaliseToUnit(values: Float64Array, header: DicomHeader): Float32Array {
   const out = new Float32Array(values.length);
   const colour = header.samplesPerPixel === 3;
-  if (colour) {
-    const max = 2 ** header.bitsStored - 1;
+  const palette = header.photometricInterpretation === 'PALETTE COLOR' ? header.paletteLut : undefined;
+  if (colour || palette !== undefined) {
+    // Palette luma lives in the table's range, not the index range, and like RGB should not be contrast-stretched.
+    const max = 2 ** (palette?.bitsPerEntry ?? header.bitsStored) - 1;
     for (let i = 0; i < values.length; i++) out[i] = Math.min(1, Math.max(0, (values[i] ?? 0) / max));
   } else if (header.windowCenter !== undefined && header.windowWidth !== undefined) {
     const c = header.windowCenter - 0.5;

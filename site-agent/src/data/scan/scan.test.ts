@@ -62,6 +62,19 @@ describe('data scan and inspect', () => {
     expect([at(24, 36), at(24, 37), at(24, 38), at(24, 39)]).toEqual([520, 802, 930, 1008]);
   });
 
+  it('writes float pixel data as little-endian floats', async () => {
+    const out = join(dir, 'float.raw');
+    const file = join(testdata, 'parametric_map_float.dcm');
+    const result = await inspectDicomFile(file, out);
+    expect(result.status).toBe('decoded');
+    const raw = await readFile(out);
+    const frames = decodeAllFrames(await readDicomFile(file));
+    const values = frames.flatMap((f) => Array.from(f));
+    expect(raw.byteLength).toBe(values.length * 4);
+    values.forEach((v, i) => expect(raw.readFloatLE(i * 4)).toBe(v));
+    expect(values.some((v) => !Number.isInteger(v))).toBe(true);
+  });
+
   it('reports a rejected file instead of failing', async () => {
     const result = await inspectDicomFile(join(testdata, 'test-SR.dcm'));
     expect(result).toMatchObject({ status: 'rejected', reason: 'no-pixel-data' });

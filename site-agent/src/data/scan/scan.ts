@@ -198,8 +198,12 @@ export function littleEndianBytes(values: PixelArray): Buffer {
         if (values instanceof Int16Array) out.writeInt16LE(v, i * 2);
         else out.writeUInt16LE(v, i * 2);
         break;
+      case 8:
+        out.writeDoubleLE(v, i * 8);
+        break;
       default:
-        if (values instanceof Int32Array) out.writeInt32LE(v, i * 4);
+        if (values instanceof Float32Array) out.writeFloatLE(v, i * 4);
+        else if (values instanceof Int32Array) out.writeInt32LE(v, i * 4);
         else out.writeUInt32LE(v, i * 4);
     }
   }
