@@ -10,7 +10,7 @@ import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from
 import { DataDirLockedError } from './data-dir-lock.js';
 import { migrate, openDatabase, parsePostgresUrl, type Database, type DatabaseConfig } from './database.js';
 import { Prisma } from './generated/client.js';
-import { DEFAULT_MIGRATIONS_DIR, loadMigrations, MigrationError, PRISMA_MIGRATE_LOCK_KEY } from './migrator.js';
+import { DEFAULT_MIGRATIONS_DIR, loadMigrations, MigrationError, PRISMA_MIGRATE_LOCK_KEY, type MigrationRow } from './migrator.js';
 
 const logger = createLogger('persistence-test', { level: 'silent' });
 const shipped = (await loadMigrations()).map((m) => m.name);
@@ -209,18 +209,7 @@ function defineBackendSuite(backend: Backend, unavailable: string | undefined): 
          WHERE conrelid = '_prisma_migrations'::regclass AND contype = 'p'`;
       expect(pk).toEqual({ name: '_prisma_migrations_pkey', def: 'PRIMARY KEY (id)' });
 
-      const rows = await db.prisma.$queryRaw<
-        Array<{
-          id: string;
-          checksum: string;
-          finished_at: Date | null;
-          migration_name: string;
-          logs: string | null;
-          rolled_back_at: Date | null;
-          started_at: Date;
-          applied_steps_count: number;
-        }>
-      >`SELECT * FROM _prisma_migrations ORDER BY started_at`;
+      const rows = await db.prisma.$queryRaw<MigrationRow[]>`SELECT * FROM _prisma_migrations ORDER BY started_at`;
       const files = await loadMigrations();
       expect(rows.map((r) => r.migration_name)).toEqual(files.map((f) => f.name));
       for (const [i, row] of rows.entries()) {

@@ -159,7 +159,8 @@ export async function loadMigrations(migrationsDir: string = DEFAULT_MIGRATIONS_
   return migrations;
 }
 
-interface MigrationRow extends Record<string, unknown> {
+/** A `_prisma_migrations` row, column for column as Prisma writes it. */
+export interface MigrationRow extends Record<string, unknown> {
   id: string;
   checksum: string;
   finished_at: Date | null;

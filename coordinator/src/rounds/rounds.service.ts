@@ -274,15 +274,7 @@ export class RoundsService implements OnApplicationBootstrap, OnApplicationShutd
     if (report.accuracy < 0 || report.accuracy > 1) {
       throw new FederationError(GrpcStatus.INVALID_ARGUMENT, `metrics accuracy must be within [0, 1], got ${report.accuracy}`);
     }
-    const round = await this.db.prisma.round.findUnique({
-      where: { studyId_number: { studyId: report.studyId, number: report.round } },
-    });
-    if (!round || !round.assignedSites.includes(siteId)) {
-      throw new FederationError(
-        GrpcStatus.PERMISSION_DENIED,
-        `site ${siteId} is not a participant of round ${report.round} of study ${report.studyId}`,
-      );
-    }
+    const round = await this.participantRound(siteId, report.studyId, report.round);
     const data = { loss: report.loss, accuracy: report.accuracy, samples: report.samples ?? null, reportedAt: new Date() };
     await this.db.prisma.roundMetric.upsert({
       where: { roundId_siteId_kind: { roundId: round.id, siteId, kind } },
@@ -304,20 +296,12 @@ export class RoundsService implements OnApplicationBootstrap, OnApplicationShutd
           : undefined;
     if (!reason) throw new FederationError(GrpcStatus.INVALID_ARGUMENT, 'round failure needs reason DIVERGED or NO_USABLE_DATA');
     const message = failure.message.trim().slice(0, 1000);
-    const round = await this.db.prisma.round.findUnique({
-      where: { studyId_number: { studyId: failure.studyId, number: failure.round } },
-      include: { receipts: { where: { siteId } } },
-    });
-    if (!round || !round.assignedSites.includes(siteId)) {
-      throw new FederationError(
-        GrpcStatus.PERMISSION_DENIED,
-        `site ${siteId} is not a participant of round ${failure.round} of study ${failure.studyId}`,
-      );
-    }
+    const round = await this.participantRound(siteId, failure.studyId, failure.round);
+    const uploaded = await this.db.prisma.updateReceipt.count({ where: { roundId: round.id, siteId } });
     if (round.status !== 'open') {
       throw new FederationError(GrpcStatus.FAILED_PRECONDITION, `round ${failure.round} of study ${failure.studyId} is ${round.status}`);
     }
-    if (round.receipts.length > 0) {
+    if (uploaded > 0) {
       throw new FederationError(GrpcStatus.FAILED_PRECONDITION, `site ${siteId} already uploaded for round ${failure.round}; its update stands`);
     }
     await this.db.prisma.roundFailure.upsert({
@@ -329,6 +313,15 @@ export class RoundsService implements OnApplicationBootstrap, OnApplicationShutd
     void this.withStudy(round.studyId, () => this.closeRoundIfComplete(round.id)).catch((error: unknown) =>
       this.log.error({ err: error, roundId: round.id }, 'closing the round failed'),
     );
+  }
+
+  /** The round, if the calling site was assigned to it; metrics and failures come only from participants. */
+  private async participantRound(siteId: string, studyId: string, number: number): Promise<OpenRound> {
+    const round = await this.db.prisma.round.findUnique({ where: { studyId_number: { studyId, number } } });
+    if (!round || !round.assignedSites.includes(siteId)) {
+      throw new FederationError(GrpcStatus.PERMISSION_DENIED, `site ${siteId} is not a participant of round ${number} of study ${studyId}`);
+    }
+    return round;
   }
 
   private async handleSiteConnected(siteId: string): Promise<void> {
