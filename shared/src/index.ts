@@ -7,3 +7,4 @@ export * from './model/index.js';
 export * from './pki/index.js';
 export * from './ckks/index.js';
 export * from './files/index.js';
+export * from './metrics/index.js';

@@ -1,0 +1,14 @@
+export {
+  DEFAULT_SCORE_BINS,
+  emptyEvaluationCounts,
+  evaluationCounts,
+  evaluationCountsSchema,
+  histogramAuc,
+  mergeEvaluationCounts,
+  metricsFromCounts,
+  metricsFromScores,
+  rocAuc,
+  scoreBin,
+  type ClassificationMetrics,
+  type EvaluationCounts,
+} from './classification.js';
