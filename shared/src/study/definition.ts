@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import { z } from 'zod';
 import { modelSpecSchema } from '../model/index.js';
 import { canonicalJson } from './canonical-json.js';
+import { preprocessingSchema } from './preprocessing.js';
 
 /** Site ids double as certificate names and folder names: keep them to a safe, boring alphabet. */
 export const siteIdSchema = z
@@ -37,6 +38,8 @@ export const studyDefinitionSchema = z
     classWeights: z.union([z.literal('balanced'), z.array(z.number().positive().max(1000))]).optional(),
     /** FedProx proximal term mu (0: plain FedAvg); keeps non-IID sites from drifting away from the global model. */
     fedProxMu: z.number().min(0).max(10).default(0),
+    /** How every site turns its images into model input; the defaults are the pipeline from before it was declarable. */
+    preprocessing: preprocessingSchema.prefault({}),
     /**
      * How updates are combined. 'ckks' (the default): sites send CKKS ciphertexts the coordinator can add but not
      * read. 'plaintext' sums clear vectors; for development only, and recorded as such in the study.

@@ -7,3 +7,16 @@ export {
   type StudyDefinition,
   type StudyDefinitionInput,
 } from './definition.js';
+export {
+  DEFAULT_PREPROCESSING,
+  parsePreprocessingJson,
+  PreprocessingError,
+  preprocessingSchema,
+  preprocessingToJson,
+  WINDOW_PRESETS,
+  windowValues,
+  type Preprocessing,
+  type PreprocessingInput,
+  type WindowPresetName,
+  type WindowSetting,
+} from './preprocessing.js';
