@@ -112,27 +112,69 @@ export function unpackFrame(bytes: Uint8Array, h: DicomHeader, planar: boolean):
     throw new RangeError(`frame has ${bytes.length} bytes, expected ${sampleCount * bytesPerSample}`);
   }
   const out = allocate(h, sampleCount);
-  const view = new DataView(bytes.buffer, bytes.byteOffset, sampleCount * bytesPerSample);
+  const byteLength = sampleCount * bytesPerSample;
   const shift = h.highBit + 1 - h.bitsStored;
-  const range = 2 ** h.bitsStored;
-  const signBit = 2 ** (h.bitsStored - 1);
-  const fullWidth = shift === 0 && h.bitsStored === h.bitsAllocated;
   const spp = h.samplesPerPixel;
   const deinterleave = planar && spp > 1;
+  // Samples as unsigned integers of their allocated width. Typed arrays use the host's byte order, so this copy is
+  // only a straight reinterpretation on little-endian hosts (every platform Node ships for); elsewhere DataView.
+  const raw = bytesPerSample === 1 ? bytes.subarray(0, sampleCount) : littleEndianSamples(bytes, byteLength, bytesPerSample === 2 ? 2 : 4);
 
+  if (shift === 0 && h.bitsStored === h.bitsAllocated) {
+    // The common case: every bit is a stored bit, so the bytes already are the values (signedness is the view type).
+    if (!deinterleave) {
+      if (bytesPerSample === 1 || HOST_IS_LITTLE_ENDIAN) new Uint8Array(out.buffer, out.byteOffset, byteLength).set(bytes.subarray(0, byteLength));
+      // Typed-array set converts modulo 2^n, so unsigned samples land as the right signed values.
+      else out.set(raw);
+      return out;
+    }
+    const unsigned = bytesPerSample === 1 ? new Uint8Array(out.buffer) : bytesPerSample === 2 ? new Uint16Array(out.buffer) : new Uint32Array(out.buffer);
+    interleave(raw, unsigned, pixelCount, spp);
+    return out;
+  }
+  if (h.bitsStored <= 16) {
+    // 31-bit integer arithmetic is exact here: shift, mask to Bits Stored, then sign-extend by shifting up and back.
+    const mask = (1 << h.bitsStored) - 1;
+    const extend = h.signed ? 32 - h.bitsStored : 0;
+    for (let i = 0; i < sampleCount; i++) {
+      const value = ((((raw[i] ?? 0) >>> shift) & mask) << extend) >> extend;
+      out[deinterleave ? (i % pixelCount) * spp + Math.floor(i / pixelCount) : i] = value;
+    }
+    return out;
+  }
+  const range = 2 ** h.bitsStored;
+  const signBit = 2 ** (h.bitsStored - 1);
   for (let i = 0; i < sampleCount; i++) {
-    let raw: number;
-    if (bytesPerSample === 1) raw = view.getUint8(i);
-    else if (bytesPerSample === 2) raw = view.getUint16(i * 2, true);
-    else raw = view.getUint32(i * 4, true);
     // Arithmetic instead of bit operators so 32-bit samples do not wrap through int32.
-    let value = fullWidth ? raw : Math.floor(raw / 2 ** shift) % range;
+    let value = Math.floor((raw[i] ?? 0) / 2 ** shift) % range;
     if (h.signed && value >= signBit) value -= range;
     // Planar data is RRR..GGG..BBB..; the output is always interleaved RGBRGB.
-    const dest = deinterleave ? (i % pixelCount) * spp + Math.floor(i / pixelCount) : i;
-    out[dest] = value;
+    out[deinterleave ? (i % pixelCount) * spp + Math.floor(i / pixelCount) : i] = value;
   }
   return out;
+}
+
+const HOST_IS_LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
+
+/** Little-endian 16- or 32-bit samples as an unsigned typed array (copied: the source may be unaligned). */
+function littleEndianSamples(bytes: Uint8Array, byteLength: number, bytesPerSample: 2 | 4): Uint16Array | Uint32Array {
+  const count = byteLength / bytesPerSample;
+  const out = bytesPerSample === 2 ? new Uint16Array(count) : new Uint32Array(count);
+  if (HOST_IS_LITTLE_ENDIAN) {
+    new Uint8Array(out.buffer).set(bytes.subarray(0, byteLength));
+    return out;
+  }
+  const view = new DataView(bytes.buffer, bytes.byteOffset, byteLength);
+  for (let i = 0; i < count; i++) out[i] = bytesPerSample === 2 ? view.getUint16(i * 2, true) : view.getUint32(i * 4, true);
+  return out;
+}
+
+/** Planar RRR..GGG..BBB.. to interleaved RGBRGB. */
+function interleave(planar: ArrayLike<number>, out: Uint8Array | Uint16Array | Uint32Array, pixelCount: number, spp: number): void {
+  for (let s = 0; s < spp; s++) {
+    const base = s * pixelCount;
+    for (let p = 0; p < pixelCount; p++) out[p * spp + s] = planar[base + p] ?? 0;
+  }
 }
 
 /** Expands native YBR_FULL_422 (Y1 Y2 Cb Cr per horizontal pixel pair) to full Y Cb Cr triplets per pixel. */

@@ -4,6 +4,8 @@ import { DicomRejection } from './rejection.js';
 /** The RLE header is 16 little-endian uint32s: the segment count, then up to 15 segment offsets. */
 const RLE_HEADER_BYTES = 64;
 const MAX_SEGMENTS = 15;
+/** Below this length a byte loop copies faster than subarray()+set() or fill(). */
+const SHORT_RUN = 16;
 
 /**
  * Decodes one PackBits segment (PS3.5 G.3.1) into exactly `out.length` bytes. Returns how many bytes it produced,
@@ -19,7 +21,9 @@ export function unpackBits(src: Uint8Array, out: Uint8Array): number {
     if (n >= 0) {
       // Literal run of n + 1 bytes; a run cut off by the segment end is copied as far as it goes.
       const count = Math.min(n + 1, src.length - i, out.length - o);
-      out.set(src.subarray(i, i + count), o);
+      // Typical runs are a few bytes: a plain loop beats creating a subarray for each of them.
+      if (count < SHORT_RUN) for (let k = 0; k < count; k++) out[o + k] = src[i + k]!;
+      else out.set(src.subarray(i, i + count), o);
       i += n + 1;
       o += count;
     } else if (n !== -128) {
@@ -27,7 +31,8 @@ export function unpackBits(src: Uint8Array, out: Uint8Array): number {
       if (i >= src.length) break;
       const value = src[i++] ?? 0;
       const count = Math.min(1 - n, out.length - o);
-      out.fill(value, o, o + count);
+      if (count < SHORT_RUN) for (let k = 0; k < count; k++) out[o + k] = value;
+      else out.fill(value, o, o + count);
       o += count;
     }
   }
@@ -65,22 +70,24 @@ export function decodeRleFrame(
   offsets.push(frame.length);
 
   const out = new Uint8Array(pixels * expectedSegments);
-  const plane = new Uint8Array(pixels);
+  // 8-bit samples decode straight into their plane of the output; wider ones go through a scratch plane.
+  const scratch = bytesPerSample > 1 ? new Uint8Array(pixels) : undefined;
   for (let s = 0; s < segments; s++) {
     const start = offsets[s] ?? 0;
     const end = offsets[s + 1] ?? frame.length;
     if (start < RLE_HEADER_BYTES || start > end || end > frame.length) {
       throw new DicomRejection(file, 'truncated', `RLE frame ${frameIndex}: segment ${s} offset ${start} lies outside the ${frame.length}-byte frame`);
     }
-    plane.fill(0);
+    const sample = Math.floor(s / bytesPerSample);
+    const plane = scratch ?? out.subarray(sample * pixels, (sample + 1) * pixels);
     const produced = unpackBits(frame.subarray(start, end), plane);
     if (produced < pixels) {
       throw new DicomRejection(file, 'truncated', `RLE frame ${frameIndex}: segment ${s} decodes to ${produced} bytes, expected ${pixels}`);
     }
-    const sample = Math.floor(s / bytesPerSample);
+    if (scratch === undefined) continue;
     const byteInSample = bytesPerSample - 1 - (s % bytesPerSample);
     const base = sample * pixels * bytesPerSample + byteInSample;
-    for (let p = 0; p < pixels; p++) out[base + p * bytesPerSample] = plane[p] ?? 0;
+    for (let p = 0; p < pixels; p++) out[base + p * bytesPerSample] = scratch[p]!;
   }
   return { bytes: out, planar: true };
 }
