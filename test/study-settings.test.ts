@@ -10,43 +10,54 @@ const spec: ModelSpec = { architecture: 'small-cnn', inputSize: 16, channels: 1,
 
 /** What a researcher declares about local training reaches every site in its train task. */
 describe('study training settings', () => {
-  const dir = mkdtemp(join(tmpdir(), 'federa-settings-'));
-  afterAll(async () => rm(await dir, { recursive: true, force: true }));
+  const dirs: string[] = [];
+  afterAll(async () => {
+    for (const dir of dirs) await rm(dir, { recursive: true, force: true });
+  });
 
-  it('travel in the train task: optimizer, augmentation, class weighting and FedProx mu', async () => {
-    const coordinator = await startCoordinator(
-      parseCoordinatorConfig({ insecure: true, httpPort: 0, grpcPort: 0, dataDir: await dir }),
-    );
+  /** The training settings of the first train task a study with `overrides` hands its only site. */
+  const firstTrainingSettings = async (overrides: Record<string, unknown>): Promise<federation.TrainingSettings | undefined> => {
+    const dir = await mkdtemp(join(tmpdir(), 'federa-settings-'));
+    dirs.push(dir);
+    const coordinator = await startCoordinator(parseCoordinatorConfig({ insecure: true, httpPort: 0, grpcPort: 0, dataDir: dir }));
     const site = new RawSite(coordinator.grpcPort, 'site-a');
     try {
       await site.register();
       const task = site.firstTask();
       await new Promise((r) => setTimeout(r, 200));
-      const body = studyBody(spec, {
-        minSites: 1,
-        aggregation: 'plaintext',
-        optimizer: 'sgd',
-        augmentation: { flips: true, rotationDegrees: 10, intensityJitter: 0.1 },
-        classWeights: [1, 4],
-        fedProxMu: 0.01,
-      });
-      const created = await rest(coordinator.httpPort, 'POST', '/studies', body);
+      const created = await rest(coordinator.httpPort, 'POST', '/studies', studyBody(spec, { minSites: 1, aggregation: 'plaintext', ...overrides }));
       expect(created.status).toBe(201);
       await rest(coordinator.httpPort, 'POST', `/studies/${created.body.id as string}/start`);
       const received = await task;
       if (received.kind?.$case !== 'train') throw new Error('expected a train task');
-      expect(received.kind.value.training).toEqual({
-        localEpochs: 1,
-        batchSize: 4,
-        learningRate: 0.01,
-        optimizer: federation.Optimizer.OPTIMIZER_SGD,
-        augmentation: { flips: true, rotationDegrees: 10, intensityJitter: 0.1 },
-        classWeighting: { balanced: false, weights: [1, 4] },
-        proximalMu: 0.01,
-      });
+      return received.kind.value.training;
     } finally {
       site.close();
       await coordinator.close();
     }
+  };
+
+  it('travel in the train task: optimizer, augmentation, class weighting and FedProx mu', async () => {
+    const training = await firstTrainingSettings({
+      optimizer: 'sgd',
+      augmentation: { flips: true, rotationDegrees: 10, intensityJitter: 0.1 },
+      classWeights: [1, 4],
+      fedProxMu: 0.01,
+    });
+    expect(training).toEqual({
+      localEpochs: 1,
+      localSteps: 0,
+      batchSize: 4,
+      learningRate: 0.01,
+      optimizer: federation.Optimizer.OPTIMIZER_SGD,
+      augmentation: { flips: true, rotationDegrees: 10, intensityJitter: 0.1 },
+      classWeighting: { balanced: false, weights: [1, 4] },
+      proximalMu: 0.01,
+    });
+  });
+
+  it('a number of local steps travels instead of local epochs', async () => {
+    const training = await firstTrainingSettings({ localEpochs: undefined, localSteps: 25 });
+    expect(training).toMatchObject({ localEpochs: 0, localSteps: 25, batchSize: 4 });
   });
 });

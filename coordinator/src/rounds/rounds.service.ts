@@ -601,7 +601,9 @@ export class RoundsService implements OnApplicationBootstrap, OnApplicationShutd
           model: { ...def.model },
           classNames: def.classNames,
           training: {
-            localEpochs: def.localEpochs,
+            // The study definition guarantees exactly one of the two; 0 on the wire means "not this one".
+            localEpochs: def.localEpochs ?? 0,
+            localSteps: def.localSteps ?? 0,
             batchSize: def.batchSize,
             learningRate: def.learningRate,
             optimizer: def.optimizer === 'adam' ? federation.Optimizer.OPTIMIZER_ADAM : federation.Optimizer.OPTIMIZER_SGD,

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { describeIssues, studyDefinitionSchema, studyHash } from './index.js';
+import { canonicalJson, describeIssues, studyDefinitionSchema, studyHash } from './index.js';
 
 const input = {
   name: 'lesion',
@@ -38,10 +38,28 @@ describe('study definition', () => {
     expect(issues({ ...input, augmentation: { flips: true, rotationDegrees: 90 } })[0]).toMatch(/^augmentation\.rotationDegrees: /);
   });
 
+  it('takes exactly one of localEpochs or localSteps', () => {
+    const { localEpochs: _epochs, ...noWork } = input;
+    const bySteps = studyDefinitionSchema.parse({ ...noWork, localSteps: 50 });
+    expect(bySteps.localSteps).toBe(50);
+    expect(bySteps.localEpochs).toBeUndefined();
+    expect(studyDefinitionSchema.parse(input).localSteps).toBeUndefined();
+    expect(issues({ ...input, localSteps: 50 })).toEqual([
+      'localSteps: cannot be combined with localEpochs: give exactly one of localEpochs (full passes) or localSteps (optimiser steps)',
+    ]);
+    expect(issues(noWork)).toEqual([
+      'localEpochs: is required unless localSteps is given: give exactly one of localEpochs (full passes) or localSteps (optimiser steps)',
+    ]);
+    expect(issues({ ...noWork, localSteps: 0 })[0]).toMatch(/^localSteps: /);
+    expect(issues({ ...noWork, localSteps: 2.5 })[0]).toMatch(/^localSteps: /);
+  });
+
   it('hashes the definition, not the order its fields were written in', () => {
     const a = studyDefinitionSchema.parse(input);
     const reordered = studyDefinitionSchema.parse(Object.fromEntries(Object.entries(input).reverse()));
     expect(studyHash(reordered)).toBe(studyHash(a));
     expect(studyHash(studyDefinitionSchema.parse({ ...input, fedProxMu: 0.01 }))).not.toBe(studyHash(a));
+    // Studies written before localSteps existed keep their hash: an absent field is left out of what is hashed.
+    expect(canonicalJson(a)).not.toContain('localSteps');
   });
 });

@@ -20,7 +20,13 @@ export const studyDefinitionSchema = z
     classNames: z.array(z.string().trim().min(1).max(64)).min(2),
     rounds: z.int().min(1).max(10_000),
     minSites: z.int().min(1).max(10_000),
-    localEpochs: z.int().min(1).max(1_000),
+    /** Local work per round: full passes over the site's training data, or (instead) a number of optimiser steps. */
+    localEpochs: z.int().min(1).max(1_000).optional(),
+    /**
+     * Optimiser steps (batches) per round, drawn by cycling reshuffled epochs. Makes every site do the same amount
+     * of work per round whatever its data size, so large sites do not dominate by drifting further.
+     */
+    localSteps: z.int().min(1).max(1_000_000).optional(),
     batchSize: z.int().min(1).max(4_096),
     learningRate: z.number().positive().max(10),
     /** Local optimiser; its state is reset every round, so only weights ever leave a site. */
@@ -52,6 +58,20 @@ export const studyDefinitionSchema = z
   })
   .strict()
   .superRefine((def, ctx) => {
+    if (def.localEpochs !== undefined && def.localSteps !== undefined) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['localSteps'],
+        message: 'cannot be combined with localEpochs: give exactly one of localEpochs (full passes) or localSteps (optimiser steps)',
+      });
+    }
+    if (def.localEpochs === undefined && def.localSteps === undefined) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['localEpochs'],
+        message: 'is required unless localSteps is given: give exactly one of localEpochs (full passes) or localSteps (optimiser steps)',
+      });
+    }
     if (def.classNames.length !== def.model.classes) {
       ctx.addIssue({
         code: 'custom',

@@ -233,9 +233,10 @@ export class SiteAgent {
       throw new NoUsableDataError(`no usable training images (${data.rejected} rejected); run \`federa-site data scan\` to see why`);
     }
     const base = await this.globalWeights(task.studyId, task.round - 1, task.baseModel);
-    log.info({ images: data.train.count, epochs: task.training.localEpochs }, 'training');
+    const work = localWork(task.training);
+    log.info({ images: data.train.count, ...work }, 'training');
     const result = await trainLocal(spec, base, data.train, {
-      epochs: task.training.localEpochs,
+      ...work,
       batchSize: task.training.batchSize,
       learningRate: task.training.learningRate,
       optimizer: optimizerOf(task.training.optimizer),
@@ -374,6 +375,11 @@ export class SiteAgent {
     }
     return prepared;
   }
+}
+
+/** How much local training a round asks for: a number of optimiser steps, or else whole epochs. */
+function localWork(settings: federation.TrainingSettings): Pick<TrainOptions, 'epochs' | 'steps'> {
+  return settings.localSteps > 0 ? { steps: settings.localSteps } : { epochs: settings.localEpochs };
 }
 
 /** The study's augmentation, class weighting and FedProx settings, as training options. */

@@ -68,6 +68,70 @@ describe('trainLocal', () => {
     expect(result.accuracy).toBeCloseTo(reference.accuracy, 10);
   });
 
+  describe('with a number of steps instead of epochs', () => {
+    function distance(a: Float32Array, b: Float32Array): number {
+      let sum = 0;
+      for (let i = 0; i < a.length; i++) sum += (a[i]! - b[i]!) ** 2;
+      return Math.sqrt(sum);
+    }
+
+    it('trains k x batches-per-epoch steps exactly like k epochs', async () => {
+      // 40 images in batches of 8: 5 steps per epoch.
+      const data = brightSquareImages(40, 16, 12);
+      const weights = initialWeights(spec16);
+      const byEpochs = await trainLocal(spec16, weights, data, { ...opts, epochs: 2 });
+      const { epochs: _epochs, ...base } = opts;
+      const bySteps = await trainLocal(spec16, weights, data, { ...base, steps: 10 });
+      expect(sameBits(bySteps.weights, byEpochs.weights)).toBe(true);
+      expect([bySteps.loss, bySteps.accuracy, bySteps.steps]).toEqual([byEpochs.loss, byEpochs.accuracy, 10]);
+      // A partial epoch: the 7th step continues into a freshly shuffled second epoch.
+      const partial = await trainLocal(spec16, weights, data, { ...base, steps: 7 });
+      expect(partial.steps).toBe(7);
+      // The FedAvg weight is the number of local images, however many steps were taken.
+      expect(partial.samples).toBe(40);
+      expect(sameBits(partial.weights, byEpochs.weights)).toBe(false);
+    });
+
+    it('takes exactly N optimiser steps: N full-batch steps equal N one-step calls', async () => {
+      const data = brightSquareImages(24, 16, 13);
+      // SGD keeps no state between steps, so one call per step is the same training as one call of N steps.
+      const sgd = { batchSize: 24, learningRate: 0.2, optimizer: 'sgd' as const, seed: 3 };
+      let manual = initialWeights(spec16);
+      const manualAfter: Float32Array[] = [];
+      for (let step = 0; step < 4; step++) {
+        manual = (await trainLocal(spec16, manual, data, { ...sgd, epochs: 1 })).weights;
+        manualAfter.push(manual);
+      }
+      const three = await trainLocal(spec16, initialWeights(spec16), data, { ...sgd, steps: 3 });
+      const stepSize = distance(manualAfter[2]!, manualAfter[1]!);
+      expect(stepSize).toBeGreaterThan(1e-3);
+      // Full batches in another order sum in another order: equal up to float rounding, far below one step.
+      expect(distance(three.weights, manualAfter[2]!)).toBeLessThan(stepSize / 100);
+      expect(distance(three.weights, manualAfter[1]!)).toBeGreaterThan(stepSize / 2);
+      expect(distance(three.weights, manualAfter[3]!)).toBeGreaterThan(stepSize / 2);
+    });
+
+    it('reports loss and accuracy over the last window of steps', async () => {
+      const data = brightSquareImages(20, 16, 14);
+      const start = initialWeights(spec16);
+      // Full batches with a negligible step: every step measures the starting weights.
+      const result = await trainLocal(spec16, start, data, { batchSize: 20, learningRate: 1e-9, seed: 1, steps: 3 });
+      const reference = await evaluateModel(spec16, start, data);
+      expect(result.loss).toBeCloseTo(reference.loss, 5);
+      expect(result.accuracy).toBeCloseTo(reference.accuracy, 10);
+    });
+
+    it('refuses both, neither, or a bad number of steps', async () => {
+      const data = brightSquareImages(4, 16, 15);
+      const { epochs: _epochs, ...base } = opts;
+      const w = initialWeights(spec16);
+      await expect(trainLocal(spec16, w, data, { ...opts, steps: 5 })).rejects.toThrow(/epochs and steps are alternatives: give exactly one, not both/);
+      await expect(trainLocal(spec16, w, data, base)).rejects.toThrow(/give exactly one of epochs or steps/);
+      await expect(trainLocal(spec16, w, data, { ...base, steps: 0 })).rejects.toThrow(/steps must be an integer >= 1, got 0/);
+      await expect(trainLocal(spec16, w, data, { ...base, steps: 1.5 })).rejects.toThrow(RangeError);
+    });
+  });
+
   it('does not accumulate tensors or backend buffers across calls', async () => {
     const data = brightSquareImages(24, 16, 7);
     const weights = initialWeights(spec16);

@@ -38,7 +38,8 @@ export class TrainingDataError extends Error {
  * Trains the model from `weights` on local data with mini-batch SGD or Adam and sparse categorical cross-entropy.
  * Optimiser state (Adam's moments) is created fresh each call and never leaves the site: every round starts from
  * the global weights alone, as FedAvg assumes.
- * Batches are reshuffled every epoch from `opts.seed`. Throws {@link TrainingDivergedError} when the loss stops
+ * Batches are reshuffled every epoch from `opts.seed`; `opts.steps` cycles such epochs until that many batches have
+ * been trained, `opts.epochs` trains whole ones. Throws {@link TrainingDivergedError} when the loss stops
  * being finite, {@link TrainingDataError} when the data does not fit the spec and RangeError for bad options.
  * Optional augmentation, class weights and a FedProx proximal term change only the training steps (see
  * {@link TrainOptions}); left out, training is exactly the plain unweighted FedAvg local update.
@@ -76,42 +77,57 @@ export async function trainLocal(
       : undefined;
     const order = Int32Array.from({ length: data.count }, (_, i) => i);
     const prng = createPrng(opts.seed);
-    let epochStats = { loss: 0, correct: 0, samples: 0 };
-    for (let epoch = 0; epoch < opts.epochs; epoch++) {
-      shuffle(order, prng);
-      epochStats = { loss: 0, correct: 0, samples: 0 };
-      for (let batch = 0, start = 0; start < data.count; batch++, start += opts.batchSize) {
-        const indices = order.subarray(start, Math.min(start + opts.batchSize, data.count));
-        const step = trainStep(model, optimizer, variables, valid.classes, data, indices, extras, augment);
-        if (step.nonFinite) throw new TrainingDivergedError(epoch, batch, NaN, 'the model output NaN or infinite probabilities');
-        if (!Number.isFinite(step.loss)) throw new TrainingDivergedError(epoch, batch, step.loss);
-        epochStats.loss += step.loss * indices.length;
-        epochStats.correct += step.correct;
-        epochStats.samples += indices.length;
-        // Training runs synchronously on wasm/cpu; give the agent's network I/O (keepalives, task stream) a turn.
-        await yieldToEventLoop();
+    const batchesPerEpoch = Math.ceil(data.count / opts.batchSize);
+    const totalSteps = opts.steps ?? (opts.epochs ?? 1) * batchesPerEpoch;
+    // The reported figures cover the last epoch's worth of steps; a ring keeps them in the order they were taken.
+    const window = Math.min(totalSteps, batchesPerEpoch);
+    const recent: WindowStats[] = [];
+    let epoch = -1;
+    let batch = 0;
+    for (let step = 0; step < totalSteps; step++) {
+      batch = step % batchesPerEpoch;
+      if (batch === 0) {
+        epoch++;
+        shuffle(order, prng);
       }
-      log.debug(
-        { epoch: epoch + 1, loss: epochStats.loss / epochStats.samples, accuracy: epochStats.correct / epochStats.samples },
-        'epoch finished',
-      );
+      const start = batch * opts.batchSize;
+      const indices = order.subarray(start, Math.min(start + opts.batchSize, data.count));
+      const outcome = trainStep(model, optimizer, variables, valid.classes, data, indices, extras, augment);
+      if (outcome.nonFinite) throw new TrainingDivergedError(epoch, batch, NaN, 'the model output NaN or infinite probabilities');
+      if (!Number.isFinite(outcome.loss)) throw new TrainingDivergedError(epoch, batch, outcome.loss);
+      recent[step % window] = { loss: outcome.loss * indices.length, correct: outcome.correct, samples: indices.length };
+      if (batch === batchesPerEpoch - 1) {
+        // A completed epoch implies window = batches per epoch, so the window is exactly this epoch.
+        const epochStats = windowStats(recent, step + 1, window);
+        log.debug({ epoch: epoch + 1, loss: epochStats.loss / epochStats.samples, accuracy: epochStats.correct / epochStats.samples }, 'epoch finished');
+      }
+      // Training runs synchronously on wasm/cpu; give the agent's network I/O (keepalives, task stream) a turn.
+      await yieldToEventLoop();
     }
     const trained = getFlatWeights(model);
     // The last update happens after the last loss was measured, so it could still have produced NaN weights.
     if (!trained.every(Number.isFinite)) {
-      const lastBatch = Math.ceil(data.count / opts.batchSize) - 1;
-      throw new TrainingDivergedError(opts.epochs - 1, lastBatch, NaN, 'the last update made weights non-finite');
+      throw new TrainingDivergedError(epoch, batch, NaN, 'the last update made weights non-finite');
     }
+    const last = windowStats(recent, totalSteps, window);
     const result: TrainResult = {
       weights: trained,
-      loss: epochStats.loss / epochStats.samples,
-      accuracy: epochStats.correct / epochStats.samples,
+      loss: last.loss / last.samples,
+      accuracy: last.correct / last.samples,
       samples: data.count,
+      steps: totalSteps,
       backend: backend.name,
       seconds: (performance.now() - started) / 1000,
     };
     log.info(
-      { samples: result.samples, epochs: opts.epochs, loss: result.loss, accuracy: result.accuracy, seconds: result.seconds, backend: result.backend },
+      {
+        samples: result.samples,
+        ...(opts.steps !== undefined ? { steps: opts.steps } : { epochs: opts.epochs }),
+        loss: result.loss,
+        accuracy: result.accuracy,
+        seconds: result.seconds,
+        backend: result.backend,
+      },
       'local training finished',
     );
     return result;
@@ -150,6 +166,28 @@ export async function evaluateModel(spec: ModelSpec, weights: Float32Array, data
   } finally {
     model.dispose();
   }
+}
+
+/** One step's share of the reported figures: summed loss (mean x batch size), correct count and batch size. */
+interface WindowStats {
+  loss: number;
+  correct: number;
+  samples: number;
+}
+
+/**
+ * Totals of the last `count` steps in a ring of `ring.length` slots after `taken` steps, added oldest first so that
+ * the sum is the one a plain running total over the same steps gives.
+ */
+function windowStats(ring: readonly WindowStats[], taken: number, count: number): WindowStats {
+  const total = { loss: 0, correct: 0, samples: 0 };
+  for (let step = taken - count; step < taken; step++) {
+    const s = ring[step % ring.length]!;
+    total.loss += s.loss;
+    total.correct += s.correct;
+    total.samples += s.samples;
+  }
+  return total;
 }
 
 /** Optional training-only loss terms; both absent is plain unweighted cross-entropy. */
@@ -300,7 +338,10 @@ function validateOptions(opts: TrainOptions, classes: number): void {
   if (opts.optimizer !== undefined && !OPTIMIZERS.includes(opts.optimizer)) {
     problems.push(`optimizer must be one of ${OPTIMIZERS.join(', ')}, got ${String(opts.optimizer)}`);
   }
-  if (!Number.isInteger(opts.epochs) || opts.epochs < 1) problems.push(`epochs must be an integer >= 1, got ${opts.epochs}`);
+  if (opts.epochs !== undefined && opts.steps !== undefined) problems.push('epochs and steps are alternatives: give exactly one, not both');
+  else if (opts.epochs === undefined && opts.steps === undefined) problems.push('give exactly one of epochs or steps');
+  if (opts.epochs !== undefined && (!Number.isInteger(opts.epochs) || opts.epochs < 1)) problems.push(`epochs must be an integer >= 1, got ${opts.epochs}`);
+  if (opts.steps !== undefined && (!Number.isInteger(opts.steps) || opts.steps < 1)) problems.push(`steps must be an integer >= 1, got ${opts.steps}`);
   if (!Number.isInteger(opts.batchSize) || opts.batchSize < 1) problems.push(`batchSize must be an integer >= 1, got ${opts.batchSize}`);
   if (!Number.isFinite(opts.learningRate) || opts.learningRate <= 0) problems.push(`learningRate must be a finite number > 0, got ${opts.learningRate}`);
   if (!Number.isInteger(opts.seed) || opts.seed < 0 || opts.seed > 0xffff_ffff) problems.push(`seed must be an unsigned 32-bit integer, got ${opts.seed}`);

@@ -6,8 +6,14 @@ export type { LabeledImages };
 export type Optimizer = 'sgd' | 'adam';
 
 export interface TrainOptions {
-  /** Full passes over the local data (integer >= 1). */
-  epochs: number;
+  /** Full passes over the local data (integer >= 1). Give exactly one of `epochs` and `steps`. */
+  epochs?: number;
+  /**
+   * Optimiser steps (batches) to take instead of whole epochs (integer >= 1): epochs are reshuffled and cycled until
+   * this many batches have been trained, so the last epoch may be partial. `steps` = k x batches per epoch trains
+   * exactly like `epochs` = k.
+   */
+  steps?: number;
   /** Images per SGD step (integer >= 1); the last batch of an epoch may be smaller. */
   batchSize: number;
   /** Optimiser step size (> 0). */
@@ -48,12 +54,17 @@ export interface AugmentationOptions {
 export interface TrainResult {
   /** Flat weights after training, in the `describeParameters` layout. */
   weights: Float32Array;
-  /** Mean cross-entropy over the last epoch's samples (measured before each step's update, as Keras reports it). */
+  /**
+   * Mean cross-entropy over the last epoch's samples (measured before each step's update, as Keras reports it). With
+   * `steps`, over the last min(steps, batches per epoch) steps: one epoch's worth, so both modes report alike.
+   */
   loss: number;
-  /** Fraction of the last epoch's samples classified correctly (same convention as `loss`). */
+  /** Fraction of the same window's samples classified correctly (same convention as `loss`). */
   accuracy: number;
-  /** Number of local training images (the FedAvg weight of this update), not multiplied by epochs. */
+  /** Number of local training images (the FedAvg weight of this update), not multiplied by epochs or steps. */
   samples: number;
+  /** Optimiser steps taken (epochs x batches per epoch, or `steps`). */
+  steps: number;
   /** Backend the training ran on. */
   backend: BackendName;
   /** Wall-clock duration of the call. */

@@ -315,6 +315,7 @@ export interface ModelSpec {
 }
 
 export interface TrainingSettings {
+  /** Exactly one of local_epochs and local_steps is non-zero. */
   localEpochs: number;
   batchSize: number;
   learningRate: number;
@@ -329,6 +330,8 @@ export interface TrainingSettings {
     | undefined;
   /** FedProx proximal term mu; 0 is plain FedAvg. */
   proximalMu: number;
+  /** Optimiser steps (batches) per round, cycling reshuffled epochs, instead of local_epochs. */
+  localSteps: number;
 }
 
 export interface Augmentation {
@@ -988,6 +991,7 @@ function createBaseTrainingSettings(): TrainingSettings {
     augmentation: undefined,
     classWeighting: undefined,
     proximalMu: 0,
+    localSteps: 0,
   };
 }
 
@@ -1013,6 +1017,9 @@ export const TrainingSettings: MessageFns<TrainingSettings> = {
     }
     if (message.proximalMu !== 0) {
       writer.uint32(57).double(message.proximalMu);
+    }
+    if (message.localSteps !== 0) {
+      writer.uint32(64).uint32(message.localSteps);
     }
     return writer;
   },
@@ -1086,6 +1093,14 @@ export const TrainingSettings: MessageFns<TrainingSettings> = {
             message.proximalMu = reader.double();
             continue;
           }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.localSteps = reader.uint32();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1127,6 +1142,11 @@ export const TrainingSettings: MessageFns<TrainingSettings> = {
         : isSet(object.proximal_mu)
         ? globalThis.Number(object.proximal_mu)
         : 0,
+      localSteps: isSet(object.localSteps)
+        ? globalThis.Number(object.localSteps)
+        : isSet(object.local_steps)
+        ? globalThis.Number(object.local_steps)
+        : 0,
     };
   },
 
@@ -1153,6 +1173,9 @@ export const TrainingSettings: MessageFns<TrainingSettings> = {
     if (message.proximalMu !== 0) {
       obj.proximalMu = floatToJson(message.proximalMu);
     }
+    if (message.localSteps !== 0) {
+      obj.localSteps = Math.round(message.localSteps);
+    }
     return obj;
   },
 
@@ -1172,6 +1195,7 @@ export const TrainingSettings: MessageFns<TrainingSettings> = {
       ? ClassWeighting.fromPartial(object.classWeighting)
       : undefined;
     message.proximalMu = object.proximalMu ?? 0;
+    message.localSteps = object.localSteps ?? 0;
     return message;
   },
 };
