@@ -82,6 +82,18 @@ export function nativeFrameByteLength(h: DicomHeader): number {
   return pixels * h.samplesPerPixel * (h.bitsAllocated / 8);
 }
 
+/** The stored-value array type for the header over an existing buffer (whose length fits it exactly). */
+function viewAs(h: DicomHeader, buffer: ArrayBufferLike): PixelArray {
+  switch (h.bitsAllocated) {
+    case 8:
+      return h.signed ? new Int8Array(buffer) : new Uint8Array(buffer);
+    case 16:
+      return h.signed ? new Int16Array(buffer) : new Uint16Array(buffer);
+    default:
+      return h.signed ? new Int32Array(buffer) : new Uint32Array(buffer);
+  }
+}
+
 function allocate(h: DicomHeader, length: number): PixelArray {
   switch (h.bitsAllocated) {
     case 8:
@@ -111,21 +123,24 @@ export function unpackFrame(bytes: Uint8Array, h: DicomHeader, planar: boolean):
   if (bytes.length < sampleCount * bytesPerSample) {
     throw new RangeError(`frame has ${bytes.length} bytes, expected ${sampleCount * bytesPerSample}`);
   }
-  const out = allocate(h, sampleCount);
   const byteLength = sampleCount * bytesPerSample;
   const shift = h.highBit + 1 - h.bitsStored;
   const spp = h.samplesPerPixel;
   const deinterleave = planar && spp > 1;
+  const fullWidth = shift === 0 && h.bitsStored === h.bitsAllocated;
+  if (fullWidth && !deinterleave && (bytesPerSample === 1 || HOST_IS_LITTLE_ENDIAN)) {
+    // The common case: every bit is a stored bit, so the bytes already are the values (signedness is the view
+    // type). One ArrayBuffer copy, no zero-fill and no per-sample work.
+    return viewAs(h, bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + byteLength));
+  }
+  const out = allocate(h, sampleCount);
   // Samples as unsigned integers of their allocated width. Typed arrays use the host's byte order, so this copy is
   // only a straight reinterpretation on little-endian hosts (every platform Node ships for); elsewhere DataView.
   const raw = bytesPerSample === 1 ? bytes.subarray(0, sampleCount) : littleEndianSamples(bytes, byteLength, bytesPerSample === 2 ? 2 : 4);
-
-  if (shift === 0 && h.bitsStored === h.bitsAllocated) {
-    // The common case: every bit is a stored bit, so the bytes already are the values (signedness is the view type).
+  if (fullWidth) {
     if (!deinterleave) {
-      if (bytesPerSample === 1 || HOST_IS_LITTLE_ENDIAN) new Uint8Array(out.buffer, out.byteOffset, byteLength).set(bytes.subarray(0, byteLength));
       // Typed-array set converts modulo 2^n, so unsigned samples land as the right signed values.
-      else out.set(raw);
+      out.set(raw);
       return out;
     }
     const unsigned = bytesPerSample === 1 ? new Uint8Array(out.buffer) : bytesPerSample === 2 ? new Uint16Array(out.buffer) : new Uint32Array(out.buffer);
