@@ -8,6 +8,7 @@ import {
   float32ToBytes,
   initialWeights,
   parameterCount,
+  preprocessingToJson,
   SHA256_HEX,
   studyDefinitionSchema,
   UpdateAccumulator,
@@ -626,6 +627,7 @@ export class RoundsService implements OnApplicationBootstrap, OnApplicationShutd
           },
           encoding: this.encodingOf(def),
           deadlineUnixMs: round.deadlineAt?.getTime() ?? 0,
+          preprocessingJson: preprocessingToJson(def.preprocessing),
         },
       },
     };

@@ -365,6 +365,14 @@ export interface TrainTask {
   encoding: UpdateEncoding;
   /** Uploads after this instant are refused. */
   deadlineUnixMs: number;
+  /**
+   * The study's preprocessing pipeline as canonical JSON, validated at the site with the same strict schema
+   * the coordinator validated it with. JSON rather than a message: protobuf drops fields it does not know, so
+   * an older site would silently run a different pipeline than the study declares, whereas the strict schema
+   * refuses it; and the window / denoise / normalise variants need no second, hand-kept mapping. Empty: a
+   * coordinator from before pipelines were declarable, whose only pipeline is the default.
+   */
+  preprocessingJson: string;
 }
 
 export interface StudyClosed {
@@ -1419,6 +1427,7 @@ function createBaseTrainTask(): TrainTask {
     baseModel: undefined,
     encoding: 0,
     deadlineUnixMs: 0,
+    preprocessingJson: "",
   };
 }
 
@@ -1450,6 +1459,9 @@ export const TrainTask: MessageFns<TrainTask> = {
     }
     if (message.deadlineUnixMs !== 0) {
       writer.uint32(72).int64(message.deadlineUnixMs);
+    }
+    if (message.preprocessingJson !== "") {
+      writer.uint32(82).string(message.preprocessingJson);
     }
     return writer;
   },
@@ -1539,6 +1551,14 @@ export const TrainTask: MessageFns<TrainTask> = {
             message.deadlineUnixMs = longToNumber(reader.int64());
             continue;
           }
+          case 10: {
+            if (tag !== 82) {
+              break;
+            }
+
+            message.preprocessingJson = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1582,6 +1602,11 @@ export const TrainTask: MessageFns<TrainTask> = {
         : isSet(object.deadline_unix_ms)
         ? globalThis.Number(object.deadline_unix_ms)
         : 0,
+      preprocessingJson: isSet(object.preprocessingJson)
+        ? globalThis.String(object.preprocessingJson)
+        : isSet(object.preprocessing_json)
+        ? globalThis.String(object.preprocessing_json)
+        : "",
     };
   },
 
@@ -1614,6 +1639,9 @@ export const TrainTask: MessageFns<TrainTask> = {
     if (message.deadlineUnixMs !== 0) {
       obj.deadlineUnixMs = Math.round(message.deadlineUnixMs);
     }
+    if (message.preprocessingJson !== "") {
+      obj.preprocessingJson = message.preprocessingJson;
+    }
     return obj;
   },
 
@@ -1637,6 +1665,7 @@ export const TrainTask: MessageFns<TrainTask> = {
       : undefined;
     message.encoding = object.encoding ?? 0;
     message.deadlineUnixMs = object.deadlineUnixMs ?? 0;
+    message.preprocessingJson = object.preprocessingJson ?? "";
     return message;
   },
 };
