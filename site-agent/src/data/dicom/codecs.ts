@@ -135,6 +135,7 @@ export const defaultCodecs: CodecRegistry = new Map<string, PixelCodec>([
   [HTJ2K_LOSSLESS, htj2kCodec],
   [HTJ2K_LOSSLESS_RPCL, htj2kCodec],
   [HTJ2K, htj2kCodec],
+  // 8-bit frames go through libjpeg-turbo, 12-bit ones (Process 4) through jpeg-extended.ts: the stream decides.
   [JPEG_BASELINE, jpegBaselineCodec],
   [JPEG_EXTENDED, jpegBaselineCodec],
   [JPEG_LOSSLESS, jpegLosslessCodec],

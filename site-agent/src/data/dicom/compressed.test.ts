@@ -285,12 +285,19 @@ describe('JPEG (REFERENCE_VALUES.md section C)', () => {
     expect(new Set(frames.map((f) => crc32(f))).size).toBeGreaterThan(1);
   });
 
-  it('12-bit JPEG Extended is refused by name rather than misdecoded', async () => {
-    for (const name of ['JPGExtended.dcm', 'JPEG-lossy.dcm']) {
-      const error = await load(name).then(() => undefined, (e: unknown) => e);
-      expect(error).toMatchObject({ reason: 'unsupported-pixel-format' });
-      expect((error as Error).message).toMatch(/12-bit JPEG Extended/);
-    }
+  it('JPGExtended.dcm: 12-bit JPEG Extended (Process 4) decodes to 16-bit stored values', async () => {
+    const img = await load('JPGExtended.dcm');
+    expect(img.pixels).toBeInstanceOf(Uint16Array);
+    expect(at(img, img.pixels, 420, 140)).toBe(244);
+    expect(at(img, img.pixels, 230, 120)).toBe(95);
+  });
+
+  it('JPEG-lossy.dcm: the same stream with an invalid scan header (Se = 0) decodes to the same pixels', async () => {
+    // Sequential scans always carry all 64 coefficients, so the bad field is ignored, as libjpeg does.
+    const img = await load('JPEG-lossy.dcm');
+    expect(at(img, img.pixels, 420, 140)).toBe(244);
+    expect(at(img, img.pixels, 230, 120)).toBe(95);
+    await expectSamePixels('JPEG-lossy.dcm', 'JPGExtended.dcm');
   });
 
   it('a JPEG frame without its EOI marker is refused as truncated', () => {
@@ -353,6 +360,7 @@ describe('fragmented and multi-frame encapsulated Pixel Data, for every codec', 
     'examples_ybr_color.dcm',
     'SC_rgb_jpeg_gdcm.dcm',
     'SC_rgb_rle_16bit_2frame.dcm',
+    'JPGExtended.dcm',
   ];
 
   const frameBytes = (bytes: Buffer, file: string): Buffer[] =>

@@ -1,6 +1,7 @@
 import { createRequire } from 'node:module';
 import type { CodecFrame, CodecInput, PixelCodec } from './codecs.js';
 import { checkGeometry, encapsulatedFrame, endsWithEoc, widenSamples } from './encapsulated.js';
+import { decodeJpegExtendedFrame } from './jpeg-extended.js';
 import { DicomRejection } from './rejection.js';
 import { describeWasmError, lazyModule, type EmbindObject, type WasmFrameInfo } from './wasm.js';
 
@@ -44,7 +45,8 @@ export function jpegSamplePrecision(stream: Uint8Array): number | undefined {
 
 /**
  * JPEG Baseline (8-bit, .50) through libjpeg-turbo compiled to WebAssembly. Extended (.51) files with 8-bit
- * samples decode the same way; 12-bit extended data is beyond this 8-bit build and is refused by name.
+ * samples decode the same way; 12-bit frames (Process 4, under either syntax) go to the TypeScript sequential
+ * DCT decoder in jpeg-extended.ts, which reproduces libjpeg-turbo's arithmetic at 12 bits.
  */
 export const jpegBaselineCodec: PixelCodec = {
   name: 'libjpeg-turbo-8bit',
@@ -52,11 +54,10 @@ export const jpegBaselineCodec: PixelCodec = {
     const { header: h, file } = input;
     const encoded = encapsulatedFrame(input, frameIndex, 'JPEG');
     const precision = jpegSamplePrecision(encoded);
-    // Checked on the stream, not the header: vendors store 8-bit JPEG in 16-bit Bits Allocated and vice versa.
-    if (precision !== undefined && precision > 8) {
-      throw new DicomRejection(file, 'unsupported-pixel-format', `${precision}-bit JPEG Extended (Process 4) is not supported; only 8-bit JPEG decodes`);
-    }
     requireEndMarker(input, encoded, frameIndex, 'JPEG');
+    // Checked on the stream, not the header: vendors store 8-bit JPEG in 16-bit Bits Allocated and vice versa.
+    // Beyond 8 bits this libjpeg-turbo build cannot go; the TypeScript decoder takes 12-bit (Process 4) frames.
+    if (precision !== undefined && precision > 8) return decodeJpegExtendedFrame(input, encoded, frameIndex);
     return libjpeg.use((module) => {
       const decoder = new module.JPEGDecoder();
       try {
