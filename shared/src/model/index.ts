@@ -1,6 +1,8 @@
 export { createPrng, deriveSeed, type Prng } from './prng.js';
 export type { ParameterInit, ParameterShape } from './types.js';
 export { smallCnnLayers, smallCnnSpecSchema, type SmallCnnLayer, type SmallCnnSpec } from './small-cnn.js';
+export { resnetLayers, resnetSpecSchema, type ResnetConv, type ResnetLayer, type ResnetSpec } from './resnet.js';
+export { mobilenetLayers, mobilenetSpecSchema, type MobilenetLayer, type MobilenetSpec } from './mobilenet.js';
 export {
   ARCHITECTURE_NAMES,
   InvalidModelSpecError,
@@ -8,6 +10,7 @@ export {
   parseModelSpec,
   type Architecture,
   type ModelSpec,
+  type ResolvedModelSpec,
 } from './spec.js';
 export { WEIGHTS_LAYOUT_VERSION, describeParameters, elementCount, parameterCount, type ArchitectureDefinition } from './registry.js';
 export { initialWeights } from './weights.js';

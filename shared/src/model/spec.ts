@@ -1,7 +1,9 @@
 import { z } from 'zod';
+import { mobilenetSpecSchema } from './mobilenet.js';
+import { resnetSpecSchema } from './resnet.js';
 import { smallCnnSpecSchema } from './small-cnn.js';
 
-const SPEC_SCHEMAS = [smallCnnSpecSchema] as const;
+const SPEC_SCHEMAS = [smallCnnSpecSchema, resnetSpecSchema, mobilenetSpecSchema] as const;
 
 /** Every architecture name the schema accepts, in registration order. */
 export const ARCHITECTURE_NAMES: readonly string[] = SPEC_SCHEMAS.map((schema) => schema.shape.architecture.value);
@@ -17,7 +19,16 @@ export const modelSpecSchema = z.discriminatedUnion('architecture', SPEC_SCHEMAS
     issue.code === 'invalid_union' ? `architecture must be one of: ${ARCHITECTURE_NAMES.join(', ')}` : undefined,
 });
 
-export type ModelSpec = z.infer<typeof modelSpecSchema>;
+/**
+ * A model definition as written in a study or passed by a caller: architecture options that have defaults (e.g. a
+ * resnet's `width`) may be left out.
+ */
+export type ModelSpec = z.input<typeof modelSpecSchema>;
+/**
+ * A validated model definition with every default filled in, as {@link parseModelSpec} returns it. Builders and
+ * hashes work from this form, so leaving an option out and spelling out its default describe the same model.
+ */
+export type ResolvedModelSpec = z.output<typeof modelSpecSchema>;
 export type Architecture = ModelSpec['architecture'];
 
 export class InvalidModelSpecError extends Error {
@@ -25,7 +36,7 @@ export class InvalidModelSpecError extends Error {
 }
 
 /** Validates untrusted input (config files, RPC payloads); the message names every offending field. */
-export function parseModelSpec(input: unknown): ModelSpec {
+export function parseModelSpec(input: unknown): ResolvedModelSpec {
   const result = modelSpecSchema.safeParse(input);
   if (result.success) return result.data;
   const problems = result.error.issues.map((issue) => {

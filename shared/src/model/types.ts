@@ -1,11 +1,15 @@
 import { z } from 'zod';
 
-/** How a parameter tensor is initialised by {@link initialWeights}. */
-export type ParameterInit = 'glorot-uniform' | 'zeros';
+/**
+ * How a parameter tensor is initialised by {@link initialWeights}. The he-uniform kinds suit ReLU networks without
+ * normalisation layers (limit sqrt(6 / fanIn)); 'depthwise-he-uniform' counts only the kernel window as fan-in,
+ * since a depthwise filter never sums across channels.
+ */
+export type ParameterInit = 'glorot-uniform' | 'he-uniform' | 'depthwise-he-uniform' | 'zeros';
 
 /** One trainable tensor of a model, as it appears in the flat weight vector. */
 export interface ParameterShape {
-  /** Stable name, `<layer>/<kernel|bias>`. */
+  /** Stable name, `<layer>/<weight>` as tfjs-layers names it: `kernel`, `bias` or `depthwise_kernel`. */
   name: string;
   /** Row-major (C order) shape, TensorFlow conventions: conv kernels [kh, kw, inC, outC], dense kernels [in, out]. */
   shape: number[];

@@ -1,12 +1,14 @@
 import { createPrng, deriveSeed } from './prng.js';
 import { describeParameters, elementCount } from './registry.js';
 import type { ModelSpec } from './spec.js';
+import type { ParameterInit } from './types.js';
 
 /**
- * Deterministic initial weights: glorot-uniform kernels and zero biases, laid out as described by
- * `describeParameters`. Each tensor draws from its own PRNG stream (seed derived from `spec.seed` and the tensor's
- * index), and only integer PRNG steps, multiplication and Math.sqrt (correctly rounded per IEEE 754) are involved,
- * so the same spec gives bit-identical weights on every machine.
+ * Deterministic initial weights, laid out as described by `describeParameters`: uniform kernels (glorot or he, as
+ * each parameter says) and zeros. Each tensor draws from its own PRNG stream (seed derived from `spec.seed` and the
+ * tensor's index), and only integer PRNG steps, division, multiplication and Math.sqrt (all correctly rounded per
+ * IEEE 754) are involved, so the same spec gives bit-identical weights on every machine. Normal distributions are
+ * avoided on purpose: sampling them needs Math.log/Math.cos, whose last bit may differ between engines.
  */
 export function initialWeights(spec: ModelSpec): Float32Array {
   const params = describeParameters(spec);
@@ -14,9 +16,8 @@ export function initialWeights(spec: ModelSpec): Float32Array {
   let offset = 0;
   params.forEach((param, index) => {
     const size = elementCount(param.shape);
-    if (param.init === 'glorot-uniform') {
-      const { fanIn, fanOut } = fans(param.shape);
-      const limit = Math.sqrt(6 / (fanIn + fanOut));
+    const limit = uniformLimit(param.init, param.shape);
+    if (limit !== undefined) {
       const prng = createPrng(deriveSeed(spec.seed, index));
       for (let i = 0; i < size; i++) out[offset + i] = (2 * prng.nextFloat() - 1) * limit;
     }
@@ -26,9 +27,28 @@ export function initialWeights(spec: ModelSpec): Float32Array {
   return out;
 }
 
+/** Half-width of the uniform distribution for `init`, or undefined for 'zeros'. */
+function uniformLimit(init: ParameterInit, shape: readonly number[]): number | undefined {
+  switch (init) {
+    case 'zeros':
+      return undefined;
+    case 'glorot-uniform': {
+      const { fanIn, fanOut } = fans(init, shape);
+      return Math.sqrt(6 / (fanIn + fanOut));
+    }
+    case 'he-uniform':
+      // Variance 2 / fanIn keeps activations from shrinking through ReLU layers when nothing renormalises them.
+      return Math.sqrt(6 / fans(init, shape).fanIn);
+    case 'depthwise-he-uniform':
+      // Kernel [kh, kw, channels, multiplier]: each output sums over the kh x kw window of its own channel only.
+      return Math.sqrt(6 / elementCount(fans(init, shape).receptiveShape));
+  }
+}
+
 /** Keras convention: for conv kernels [kh, kw, in, out] the receptive field multiplies both fans. */
-function fans(shape: readonly number[]): { fanIn: number; fanOut: number } {
-  if (shape.length < 2) throw new Error(`glorot-uniform needs a kernel of rank >= 2, got shape [${shape.join(', ')}]`);
-  const receptiveField = elementCount(shape.slice(0, -2));
-  return { fanIn: shape[shape.length - 2]! * receptiveField, fanOut: shape[shape.length - 1]! * receptiveField };
+function fans(init: ParameterInit, shape: readonly number[]): { fanIn: number; fanOut: number; receptiveShape: number[] } {
+  if (shape.length < 2) throw new Error(`${init} needs a kernel of rank >= 2, got shape [${shape.join(', ')}]`);
+  const receptiveShape = shape.slice(0, -2);
+  const receptiveField = elementCount(receptiveShape);
+  return { fanIn: shape[shape.length - 2]! * receptiveField, fanOut: shape[shape.length - 1]! * receptiveField, receptiveShape };
 }

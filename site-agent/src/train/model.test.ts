@@ -61,6 +61,64 @@ describe('buildModel', () => {
   });
 });
 
+/** resnet and mobilenet in every grayscale/RGB x binary/multi-class combination, at default and custom options. */
+const architectures: ModelSpec[] = [
+  { architecture: 'resnet', inputSize: 64, channels: 1, classes: 2, seed: 3 },
+  { architecture: 'resnet', inputSize: 50, channels: 3, classes: 4, seed: 4, width: 8, blocksPerStage: [1, 2, 1, 1] },
+  { architecture: 'resnet', inputSize: 33, channels: 1, classes: 3, seed: 5, width: 4, blocksPerStage: [2] },
+  { architecture: 'resnet', inputSize: 40, channels: 3, classes: 2, seed: 6 },
+  { architecture: 'mobilenet', inputSize: 64, channels: 1, classes: 2, seed: 3 },
+  { architecture: 'mobilenet', inputSize: 50, channels: 3, classes: 4, seed: 4, alpha: 0.25 },
+  { architecture: 'mobilenet', inputSize: 17, channels: 1, classes: 3, seed: 5, alpha: 1 },
+  { architecture: 'mobilenet', inputSize: 40, channels: 3, classes: 2, seed: 6, alpha: 0.75 },
+];
+
+describe.each(architectures)('buildModel($architecture, $inputSize x $inputSize x $channels, $classes classes)', (spec) => {
+  beforeAll(async () => {
+    await initBackend('wasm');
+  });
+
+  it('has weights matching describeParameters one-to-one, by name and shape', () => {
+    const model = buildModel(spec);
+    try {
+      const params = describeParameters(spec);
+      expect(model.weights.map((w) => w.originalName)).toEqual(params.map((p) => p.name));
+      expect(model.weights.map((w) => w.read().shape)).toEqual(params.map((p) => p.shape));
+      expect(model.trainableWeights.length).toBe(params.length);
+      expect(model.countParams()).toBe(parameterCount(spec));
+      expect(model.outputs[0]!.shape).toEqual([null, spec.classes]);
+    } finally {
+      model.dispose();
+    }
+  });
+
+  it('starts from the deterministic initial weights, round-trips others bit-exactly and outputs probabilities', () => {
+    const model = buildModel(spec);
+    try {
+      expect(sameBits(getFlatWeights(model), initialWeights(spec))).toBe(true);
+      const flat = new Float32Array(parameterCount(spec)).map((_, i) => Math.sin(i * 0.37) * 0.2);
+      setFlatWeights(model, flat);
+      expect(sameBits(getFlatWeights(model), flat)).toBe(true);
+      const sums = tf.tidy(() => {
+        const probs = model.predict(tf.randomUniform([3, spec.inputSize, spec.inputSize, spec.channels], 0, 1, 'float32', 7)) as tf.Tensor2D;
+        expect(probs.shape).toEqual([3, spec.classes]);
+        return Array.from(tf.sum(probs, 1).dataSync());
+      });
+      for (const sum of sums) expect(sum).toBeCloseTo(1, 5);
+    } finally {
+      model.dispose();
+    }
+    const other = initialWeights({ ...spec, seed: spec.seed + 100 });
+    const seeded = buildModel(spec, other);
+    try {
+      expect(sameBits(getFlatWeights(seeded), other)).toBe(true);
+      expect(sameBits(other, initialWeights(spec))).toBe(false);
+    } finally {
+      seeded.dispose();
+    }
+  });
+});
+
 describe('setFlatWeights / getFlatWeights', () => {
   it('round-trips bit-exactly, tensor by tensor in layout order', () => {
     const spec = specs[1]!;
@@ -96,8 +154,7 @@ describe('setFlatWeights / getFlatWeights', () => {
     }
   });
 
-  it('does not leak tensors', () => {
-    const spec = specs[0]!;
+  it.each([specs[0]!, architectures[0]!, architectures[4]!])('does not leak tensors ($architecture)', (spec) => {
     const before = tf.memory().numTensors;
     const model = buildModel(spec);
     setFlatWeights(model, getFlatWeights(model));

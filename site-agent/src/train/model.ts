@@ -2,20 +2,28 @@ import {
   describeParameters,
   elementCount,
   initialWeights,
+  mobilenetLayers,
   parseModelSpec,
+  resnetLayers,
   smallCnnLayers,
   type Architecture,
+  type MobilenetSpec,
   type ModelSpec,
+  type ResnetConv,
+  type ResnetSpec,
+  type ResolvedModelSpec,
   type SmallCnnSpec,
 } from '@federa/shared';
 import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
 
-type Builder<A extends Architecture> = (spec: Extract<ModelSpec, { architecture: A }>) => tfl.LayersModel;
+type Builder<A extends Architecture> = (spec: Extract<ResolvedModelSpec, { architecture: A }>) => tfl.LayersModel;
 
 /** One TensorFlow.js builder per architecture; the mapped type makes a newly added architecture a compile error here. */
 const BUILDERS: { [A in Architecture]: Builder<A> } = {
   'small-cnn': buildSmallCnn,
+  resnet: buildResnet,
+  mobilenet: buildMobilenet,
 };
 
 /**
@@ -100,10 +108,69 @@ function buildSmallCnn(spec: SmallCnnSpec): tfl.LayersModel {
         x = apply(tfl.layers.globalMaxPooling2d({}), x);
         break;
       case 'dense':
+        x = apply(dense(layer), x);
+        break;
+    }
+  }
+  return tfl.model({ inputs: input, outputs: x, name: spec.architecture });
+}
+
+function buildResnet(spec: ResnetSpec): tfl.LayersModel {
+  const input = tfl.input({ shape: [spec.inputSize, spec.inputSize, spec.channels], name: 'image' });
+  let x: tfl.SymbolicTensor = input;
+  // Zero initialisers, as in buildSmallCnn: setFlatWeights supplies every value.
+  const conv = (c: ResnetConv, from: tfl.SymbolicTensor): tfl.SymbolicTensor =>
+    apply(
+      tfl.layers.conv2d({
+        name: c.name,
+        filters: c.filters,
+        kernelSize: c.kernelSize,
+        strides: c.strides,
+        padding: 'same',
+        activation: c.activation,
+        kernelInitializer: 'zeros',
+        biasInitializer: 'zeros',
+      }),
+      from,
+    );
+  for (const layer of resnetLayers(spec)) {
+    switch (layer.kind) {
+      case 'conv2d':
+        x = conv(layer, x);
+        break;
+      case 'residualBlock': {
+        const branch = conv(layer.conv2, conv(layer.conv1, x));
+        const shortcut = layer.shortcut ? conv(layer.shortcut, x) : x;
+        // Branch first: with conv2 and the shortcut at the same depth, this input order puts conv2's weights
+        // before the shortcut's in model.weights, as resnetParameters lists them.
+        x = apply(tfl.layers.add({ name: `${layer.name}_add` }), [branch, shortcut]);
+        x = apply(tfl.layers.activation({ name: `${layer.name}_relu`, activation: 'relu' }), x);
+        break;
+      }
+      case 'globalAveragePool2d':
+        x = apply(tfl.layers.globalAveragePooling2d({}), x);
+        break;
+      case 'dense':
+        x = apply(dense(layer), x);
+        break;
+    }
+  }
+  return tfl.model({ inputs: input, outputs: x, name: spec.architecture });
+}
+
+function buildMobilenet(spec: MobilenetSpec): tfl.LayersModel {
+  const input = tfl.input({ shape: [spec.inputSize, spec.inputSize, spec.channels], name: 'image' });
+  let x: tfl.SymbolicTensor = input;
+  for (const layer of mobilenetLayers(spec)) {
+    switch (layer.kind) {
+      case 'conv2d':
         x = apply(
-          tfl.layers.dense({
+          tfl.layers.conv2d({
             name: layer.name,
-            units: layer.units,
+            filters: layer.filters,
+            kernelSize: layer.kernelSize,
+            strides: layer.strides,
+            padding: 'same',
             activation: layer.activation,
             kernelInitializer: 'zeros',
             biasInitializer: 'zeros',
@@ -111,9 +178,40 @@ function buildSmallCnn(spec: SmallCnnSpec): tfl.LayersModel {
           x,
         );
         break;
+      case 'depthwiseConv2d':
+        x = apply(
+          tfl.layers.depthwiseConv2d({
+            name: layer.name,
+            kernelSize: layer.kernelSize,
+            depthMultiplier: 1,
+            strides: layer.strides,
+            padding: 'same',
+            activation: layer.activation,
+            depthwiseInitializer: 'zeros',
+            biasInitializer: 'zeros',
+          }),
+          x,
+        );
+        break;
+      case 'globalAveragePool2d':
+        x = apply(tfl.layers.globalAveragePooling2d({}), x);
+        break;
+      case 'dense':
+        x = apply(dense(layer), x);
+        break;
     }
   }
   return tfl.model({ inputs: input, outputs: x, name: spec.architecture });
+}
+
+function dense(layer: { name: string; units: number; activation: 'relu' | 'softmax' }): tfl.layers.Layer {
+  return tfl.layers.dense({
+    name: layer.name,
+    units: layer.units,
+    activation: layer.activation,
+    kernelInitializer: 'zeros',
+    biasInitializer: 'zeros',
+  });
 }
 
 /** LayerVariable.shape admits nulls (unknown batch dims); a created weight's concrete shape is its variable's. */
@@ -121,20 +219,24 @@ function weightShape(weight: tfl.LayerVariable): number[] {
   return weight.read().shape;
 }
 
-function apply(layer: tfl.layers.Layer, x: tfl.SymbolicTensor): tfl.SymbolicTensor {
+function apply(layer: tfl.layers.Layer, x: tfl.SymbolicTensor | tfl.SymbolicTensor[]): tfl.SymbolicTensor {
   return layer.apply(x) as tfl.SymbolicTensor;
 }
 
-/** Guards the one-to-one mapping the flat layout relies on; a mismatch is a bug in a builder, not in input. */
+/**
+ * Guards the one-to-one mapping the flat layout relies on; a mismatch is a bug in a builder, not in input. Names
+ * are compared as well as shapes because two tensors of one shape (e.g. two convolutions of a residual block) could
+ * otherwise swap places unnoticed. `originalName` is the layer-scoped name, before tfjs makes it globally unique.
+ */
 function assertLayoutMatches(model: tfl.LayersModel, spec: ModelSpec): void {
   const params = describeParameters(spec);
   const weights = model.weights;
   const mismatch =
     weights.length !== params.length ||
-    weights.some((w, i) => weightShape(w).join(',') !== params[i]!.shape.join(','));
+    weights.some((w, i) => w.originalName !== params[i]!.name || weightShape(w).join(',') !== params[i]!.shape.join(','));
   if (mismatch) {
-    const got = weights.map((w) => `[${weightShape(w).join(',')}]`).join(' ');
-    const want = params.map((p) => `[${p.shape.join(',')}]`).join(' ');
+    const got = weights.map((w) => `${w.originalName}[${weightShape(w).join(',')}]`).join(' ');
+    const want = params.map((p) => `${p.name}[${p.shape.join(',')}]`).join(' ');
     throw new Error(`${spec.architecture} builder does not match describeParameters: built ${got}, expected ${want}`);
   }
 }
