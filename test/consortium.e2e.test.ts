@@ -2,7 +2,7 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { bytesToFloat32, sha256Hex } from '@federa/shared';
+import { bytesToFloat32, mergeEvaluationCounts, metricsFromCounts, sha256Hex } from '@federa/shared';
 import { openDatabase } from '@federa/coordinator';
 import { LocalConsortium, type StudyStatusView } from '../demo/src/consortium.js';
 import { isolatedSchema, postgresReachable } from './postgres.js';
@@ -17,6 +17,7 @@ describe.each([
   let workDir: string;
   let consortium: LocalConsortium;
   let study: StudyStatusView;
+  let evaluation: Awaited<ReturnType<LocalConsortium['evaluation']>>;
   let schema: Awaited<ReturnType<typeof isolatedSchema>> | undefined;
 
   beforeAll(async () => {
@@ -36,12 +37,16 @@ describe.each([
       classNames: ['normal', 'lesion'],
       rounds: ROUNDS,
       minSites: 2,
-      localEpochs: 1,
+      // 32 training images per site in batches of 8: 5 steps is one epoch and a batch of the next.
+      localSteps: 5,
       batchSize: 8,
       learningRate: 0.01,
     });
     await consortium.startStudy(created.id);
     study = await consortium.follow(created.id, () => undefined, 240_000);
+    // The study completes without waiting for evaluations; the final round's may still be on its way.
+    for (let round = 1; round <= ROUNDS; round++) await consortium.settledEvaluation(created.id, round, 60_000);
+    evaluation = await consortium.evaluation(created.id);
   }, 300_000);
 
   afterAll(async () => {
@@ -102,6 +107,33 @@ describe.each([
     }
   });
 
+  it('has every site evaluate every round\'s global model on its held-out data, and merges the counts', async () => {
+    const siteIds = consortium.sites.map((s) => s.id).sort();
+    expect(evaluation.rounds.map((r) => r.number)).toEqual([1, 2]);
+    for (const round of evaluation.rounds) {
+      expect(round.requestedSites).toEqual(siteIds);
+      expect(round.pendingSites).toEqual([]);
+      expect(round.sites.map((s) => s.siteId)).toEqual(siteIds);
+      for (const site of round.sites) {
+        const dir = join(consortium.sites.find((s) => s.id === site.siteId)!.stateDir, 'rounds', study.id, String(round.number));
+        const state = JSON.parse(await readFile(join(dir, 'state.json'), 'utf8')) as { validationSamples: number };
+        // The whole held-out split, and only it.
+        expect(state.validationSamples).toBeGreaterThan(0);
+        expect(site.samples).toBe(state.validationSamples);
+        expect(site.counts?.bins).toBe(1024);
+      }
+      const merged = metricsFromCounts(mergeEvaluationCounts(round.sites.map((s) => s.counts!)));
+      expect(round.overall).toMatchObject({ ...merged, sites: 2 });
+      expect(round.overall?.samples).toBe(round.sites.reduce((n, s) => n + s.samples, 0));
+      // A trained model on this easy task scores at least something, and every figure is defined for two classes.
+      expect(round.overall?.auc).not.toBeNull();
+      expect(round.overall?.balancedAccuracy).not.toBeNull();
+    }
+    // The study view carries the same figures per round.
+    expect(study.rounds.length).toBe(ROUNDS);
+    expect((await consortium.study(study.id)).rounds.map((r) => r.evaluation?.overall)).toEqual(evaluation.rounds.map((r) => r.overall));
+  });
+
   it('keeps the rounds, models and receipts as rows in the database', async () => {
     await consortium.stop();
     const db = await openDatabase({ dataDir: join(workDir, 'coordinator'), ...(schema ? { databaseUrl: schema.url } : {}) });
@@ -116,6 +148,7 @@ describe.each([
         ...study.rounds.map((r) => r.model?.sha256),
       ]);
       expect(await db.prisma.updateReceipt.count({ where: { round: { studyId: study.id } } })).toBe(4);
+      expect(await db.prisma.roundEvaluation.count({ where: { round: { studyId: study.id }, reportedAt: { not: null } } })).toBe(4);
       const persisted = await db.prisma.study.findUniqueOrThrow({ where: { id: study.id } });
       expect(persisted.status).toBe('completed');
     } finally {

@@ -80,10 +80,13 @@ describe('a coordinator restarted mid-round', () => {
     const again = await a2.upload(update(round1, 0.01, 30));
     expect(again.error?.details).toMatch(/already uploaded/);
 
-    const round2Task = a2.firstTask();
+    const aTasks = a2.inbox();
     expect((await b2.upload(update(replayed, 0.05, 10))).receipt).toBeDefined();
-    // Round 1 closes and round 2 opens with both sites (a is already connected again).
-    expect(trainTask(await round2Task).round).toBe(2);
+    // Round 1 closes: a is asked to evaluate its model, then round 2 opens with both sites (a is connected again).
+    const evaluate = await aTasks.next();
+    expect([evaluate.kind?.$case, evaluate.kind?.$case === 'evaluate' && evaluate.kind.value.round]).toEqual(['evaluate', 1]);
+    expect(trainTask(await aTasks.next()).round).toBe(2);
+    aTasks.close();
     const model = await fetchModel(second.httpPort, studyId, 1);
     const base = initialWeights(spec);
     // (30 * 0.01 + 10 * 0.05) / 40 = 0.02

@@ -5,7 +5,16 @@ import { dirname, join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { stringify as toYaml } from 'yaml';
-import { applyAggregate, bytesToFloat32, CkksContext, readSiteKit, sha256Hex, type StudyDefinitionInput } from '@federa/shared';
+import {
+  applyAggregate,
+  bytesToFloat32,
+  CkksContext,
+  readSiteKit,
+  sha256Hex,
+  type ClassificationMetrics,
+  type EvaluationCounts,
+  type StudyDefinitionInput,
+} from '@federa/shared';
 import { generateConsortium, type ConsortiumSummary } from '@federa/site-agent';
 
 const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
@@ -34,6 +43,14 @@ export interface SiteProcess {
   process: ChildProcess;
 }
 
+/** One round's federated evaluation (REST): each contributing site's figures on its held-out data, and overall. */
+export interface RoundEvaluationView {
+  requestedSites: string[];
+  pendingSites: string[];
+  sites: Array<ClassificationMetrics & { siteId: string; confusion: number[][]; counts?: EvaluationCounts }>;
+  overall: (ClassificationMetrics & { sites: number; confusion: number[][] }) | null;
+}
+
 /** The REST view of a study, as far as the demo and tests read it. */
 export interface StudyStatusView {
   id: string;
@@ -50,6 +67,7 @@ export interface StudyStatusView {
     participants: number;
     model: { sha256: string; kind: string; parameterCount: number } | null;
     metrics: Array<{ siteId: string; kind: string; loss: number; accuracy: number; samples: number | null }>;
+    evaluation: RoundEvaluationView | null;
   }>;
 }
 
@@ -137,6 +155,25 @@ export class LocalConsortium {
 
   async study(id: string): Promise<StudyStatusView> {
     return this.request('GET', `/studies/${id}`);
+  }
+
+  /** Every round's federated evaluation, with the counts each site reported. */
+  async evaluation(id: string): Promise<{ classNames: string[]; rounds: Array<{ number: number } & RoundEvaluationView> }> {
+    return this.request('GET', `/studies/${id}/evaluation`);
+  }
+
+  /**
+   * The federated evaluation of `round` once every site asked has answered, or as far as it got within `timeoutMs`:
+   * the study never waits for evaluations, so whoever reads them does.
+   */
+  async settledEvaluation(id: string, round: number, timeoutMs: number): Promise<RoundEvaluationView | null> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      this.assertAlive();
+      const evaluation = (await this.study(id)).rounds.find((r) => r.number === round)?.evaluation ?? null;
+      if ((evaluation && evaluation.pendingSites.length === 0) || Date.now() > deadline) return evaluation;
+      await sleep(250);
+    }
   }
 
   /** The artifact a round published (REST), verified against its SHA-256 header. */

@@ -6,8 +6,8 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import type { StudyDefinitionInput } from '@federa/shared';
 import { evaluateModel, initBackend, loadLabeledDataset } from '@federa/site-agent';
-import { LocalConsortium } from './consortium.js';
-import { formatRoundTable } from './table.js';
+import { LocalConsortium, type RoundEvaluationView } from './consortium.js';
+import { formatEvaluationTable, formatRoundTable } from './table.js';
 
 const CLASS_NAMES = ['normal', 'lesion'];
 
@@ -76,14 +76,21 @@ async function main(): Promise<number> {
     await consortium.startStudy(study.id);
     let roundStarted = Date.now();
     let finalAccuracy = 0;
+    // Written from the round callback; an object, so the type checker does not narrow it to its initial value.
+    const last: { federated: RoundEvaluationView | null } = { federated: null };
     const finished = await consortium.follow(
       study.id,
       async (round) => {
         const weights = await consortium.globalWeights(study.id, round.number);
         const global = await evaluateModel(definition.model as Parameters<typeof evaluateModel>[0], weights, holdout.images);
         finalAccuracy = global.accuracy;
+        const seconds = (Date.now() - roundStarted) / 1000;
+        // The sites score each published model on their own held-out data before training on it.
+        const federated = await consortium.settledEvaluation(study.id, round.number, 60_000);
         out();
-        out(formatRoundTable(round, global.accuracy, holdout.images.count, (Date.now() - roundStarted) / 1000));
+        out(formatRoundTable(round, global.accuracy, holdout.images.count, seconds));
+        out(formatEvaluationTable(federated));
+        last.federated = federated;
         roundStarted = Date.now();
       },
       10 * 60_000,
@@ -96,6 +103,14 @@ async function main(): Promise<number> {
         `Final global accuracy ${(finalAccuracy * 100).toFixed(1)}% on ${holdout.images.count} held-out images; ` +
         `chance (majority class) is ${(chance * 100).toFixed(1)}%.`,
     );
+    const overall = last.federated?.overall;
+    if (overall) {
+      const pct = (x: number | null): string => (x === null ? '-' : `${(x * 100).toFixed(1)}%`);
+      out(
+        `Federated evaluation of the final model on the sites' own ${overall.samples} held-out images (${overall.sites} sites, counts only): ` +
+          `accuracy ${pct(overall.accuracy)}, balanced accuracy ${pct(overall.balancedAccuracy)}, AUC ${overall.auc?.toFixed(3) ?? '-'}.`,
+      );
+    }
     ok = margin >= 0.15;
     out(ok ? 'The federated model is well above chance.' : 'The federated model is NOT well above chance: something is wrong.');
     return ok ? 0 : 1;

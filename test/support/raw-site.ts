@@ -1,4 +1,4 @@
-import { credentials, Metadata, status, type ServiceError } from '@grpc/grpc-js';
+import { credentials, Metadata, status, type ClientReadableStream, type ServiceError } from '@grpc/grpc-js';
 import { federation, sha256Hex, type ModelSpec } from '@federa/shared';
 
 type Client = InstanceType<typeof federation.FederationServiceClient>;
@@ -42,6 +42,11 @@ export class RawSite {
     });
   }
 
+  /** Opens the task stream and keeps every task delivered on it, in order, for `next()`. */
+  inbox(): TaskInbox {
+    return new TaskInbox(this.client.streamTasks({}, this.metadata()));
+  }
+
   /** Sends raw chunk messages; resolves with the receipt or the refusal. */
   upload(messages: federation.UpdateChunk[]): Promise<{ receipt?: federation.UploadReceipt; error?: ServiceError }> {
     return new Promise((resolve) => {
@@ -59,8 +64,57 @@ export class RawSite {
     return new Promise((resolve) => this.client.reportRoundFailure(failure, this.metadata(), (error) => resolve(error)));
   }
 
+  reportEvaluation(report: federation.EvaluationReport): Promise<ServiceError | null> {
+    return new Promise((resolve) => this.client.reportEvaluation(report, this.metadata(), (error) => resolve(error)));
+  }
+
   close(): void {
     this.client.close();
+  }
+}
+
+/** The tasks one open stream delivered, handed out in order; a stream error rejects whoever is waiting. */
+export class TaskInbox {
+  private readonly queued: federation.Task[] = [];
+  private readonly waiting: Array<{ resolve: (task: federation.Task) => void; reject: (error: Error) => void }> = [];
+
+  constructor(private readonly stream: ClientReadableStream<federation.Task>) {
+    stream.on('data', (task: federation.Task) => {
+      const waiter = this.waiting.shift();
+      if (waiter) waiter.resolve(task);
+      else this.queued.push(task);
+    });
+    stream.on('error', (error: ServiceError) => {
+      if (error.code === status.CANCELLED || error.code === status.UNAVAILABLE) return;
+      for (const waiter of this.waiting.splice(0)) waiter.reject(error);
+    });
+  }
+
+  next(timeoutMs = 30_000): Promise<federation.Task> {
+    const task = this.queued.shift();
+    if (task) return Promise.resolve(task);
+    return new Promise((resolve, reject) => {
+      const waiter = {
+        resolve: (t: federation.Task) => {
+          clearTimeout(timer);
+          resolve(t);
+        },
+        reject: (e: Error) => {
+          clearTimeout(timer);
+          reject(e);
+        },
+      };
+      // A waiter that timed out leaves the queue, so the task that comes later is not handed to nobody.
+      const timer = setTimeout(() => {
+        this.waiting.splice(this.waiting.indexOf(waiter), 1);
+        reject(new Error(`no task within ${timeoutMs} ms`));
+      }, timeoutMs);
+      this.waiting.push(waiter);
+    });
+  }
+
+  close(): void {
+    this.stream.cancel();
   }
 }
 

@@ -49,6 +49,12 @@ export class FederationHandlers {
           await this.rounds.recordFailure(siteId, call.request);
           return {};
         }),
+      reportEvaluation: (call, callback) =>
+        void this.unary(call, callback, async (siteId) => {
+          await this.requireRegistered(siteId);
+          await this.rounds.recordEvaluation(siteId, call.request);
+          return {};
+        }),
     };
   }
 

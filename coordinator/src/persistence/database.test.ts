@@ -416,6 +416,7 @@ function defineBackendSuite(backend: Backend, unavailable: string | undefined): 
           '_prisma_migrations',
           'model_version',
           'round',
+          'round_evaluation',
           'round_failure',
           'round_metric',
           'site',

@@ -20,6 +20,7 @@ import type { Database } from '../persistence/index.js';
 import { FederationError, GrpcStatus } from '../federation/federation-error.js';
 import { SiteSessions } from '../sessions/site-sessions.js';
 import { EncryptedAggregation } from './encrypted-aggregation.js';
+import { evaluationBins, validateEvaluationReport } from './evaluation.js';
 import { expectedPayloadBytes, validatePlaintextUpdate } from './upload-payload.js';
 
 /** An update larger than this is refused before any byte is stored. */
@@ -127,13 +128,22 @@ export class RoundsService implements OnApplicationBootstrap, OnApplicationShutd
     });
   }
 
-  /** The train tasks a site still owes: open rounds it is assigned to and has not uploaded for. */
+  /**
+   * The tasks a site still owes: evaluations of published models it has not answered (oldest first, so they come
+   * before training on the next model), then open rounds it is assigned to and has not uploaded for.
+   */
   async pendingTasksFor(siteId: string): Promise<federation.Task[]> {
+    const evaluations = await this.db.prisma.roundEvaluation.findMany({
+      where: { siteId, reportedAt: null },
+      include: { round: true },
+      orderBy: { requestedAt: 'asc' },
+    });
     const rounds = await this.db.prisma.round.findMany({
       where: { status: 'open', assignedSites: { has: siteId }, receipts: { none: { siteId } }, failures: { none: { siteId } } },
       orderBy: { openedAt: 'asc' },
     });
     const tasks: federation.Task[] = [];
+    for (const evaluation of evaluations) tasks.push(await this.evaluateTask(evaluation.round, evaluation.bins));
     for (const round of rounds) tasks.push(await this.trainTask(round));
     return tasks;
   }
@@ -314,6 +324,36 @@ export class RoundsService implements OnApplicationBootstrap, OnApplicationShutd
     void this.withStudy(round.studyId, () => this.closeRoundIfComplete(round.id)).catch((error: unknown) =>
       this.log.error({ err: error, roundId: round.id }, 'closing the round failed'),
     );
+  }
+
+  /**
+   * A site's evaluation of a round's published model: counts only, checked against the study (its classes, the
+   * bins asked for, consistent shapes) and accepted once per site and round. Refusals name the offending field.
+   */
+  async recordEvaluation(siteId: string, report: federation.EvaluationReport): Promise<void> {
+    const study = await this.db.prisma.study.findUnique({ where: { id: report.studyId } });
+    if (!study) throw new FederationError(GrpcStatus.NOT_FOUND, `study ${report.studyId} does not exist`);
+    const round = await this.participantRound(siteId, report.studyId, report.round);
+    const request = await this.db.prisma.roundEvaluation.findUnique({ where: { roundId_siteId: { roundId: round.id, siteId } } });
+    if (!request) {
+      throw new FederationError(
+        GrpcStatus.FAILED_PRECONDITION,
+        `site ${siteId} was not asked to evaluate round ${report.round} of study ${report.studyId}: a round's model is evaluated once published, by the sites it was made from`,
+      );
+    }
+    const duplicate = new FederationError(
+      GrpcStatus.ALREADY_EXISTS,
+      `site ${siteId} already reported its evaluation of round ${report.round} of study ${report.studyId}; the first report stands`,
+    );
+    if (request.reportedAt) throw duplicate;
+    const counts = validateEvaluationReport(report, { classNames: this.definitionOf(study).classNames, bins: request.bins });
+    // Conditional on still being unanswered, so two racing reports cannot both be recorded.
+    const recorded = await this.db.prisma.roundEvaluation.updateMany({
+      where: { id: request.id, reportedAt: null },
+      data: { reportedAt: new Date(), counts: { ...counts }, backend: report.backend, seconds: report.seconds },
+    });
+    if (recorded.count === 0) throw duplicate;
+    this.log.info({ siteId, studyId: study.id, round: report.round, seconds: report.seconds }, 'evaluation received');
   }
 
   /** The round, if the calling site was assigned to it; metrics and failures come only from participants. */
@@ -507,7 +547,12 @@ export class RoundsService implements OnApplicationBootstrap, OnApplicationShutd
     const published = def.aggregation === 'ckks' ? await this.sumEncrypted(round.receipts) : await this.averagePlain(baseRow.sha256, round.receipts);
     const finished = round.number >= study.totalRounds;
     const now = new Date();
+    const bins = evaluationBins(def.model.classes);
     await this.db.prisma.$transaction([
+      // Recorded with the model it concerns, so a restart between publishing and asking still asks (on reconnection).
+      this.db.prisma.roundEvaluation.createMany({
+        data: round.receipts.map((r) => ({ id: randomUUID(), roundId: round.id, siteId: r.siteId, bins })),
+      }),
       this.db.prisma.modelVersion.create({
         data: {
           id: randomUUID(),
@@ -533,6 +578,8 @@ export class RoundsService implements OnApplicationBootstrap, OnApplicationShutd
       { studyId: study.id, round: round.number, participants: published.sites, model: published.model.sha256, kind: published.kind },
       'round aggregated; new global model published',
     );
+    // Sent before the next train task or StudyClosed: a site scores each model before it moves past it.
+    await this.askForEvaluation(round, bins, round.receipts.map((r) => r.siteId));
     if (finished) {
       this.broadcastClosed(
         round.assignedSites,
@@ -543,6 +590,16 @@ export class RoundsService implements OnApplicationBootstrap, OnApplicationShutd
       );
     } else {
       await this.openNextRound(study.id);
+    }
+  }
+
+  /** Evaluation is reported, never a gate: failing to send it is logged and left to the replay on reconnection. */
+  private async askForEvaluation(round: { studyId: string; number: number }, bins: number, siteIds: string[]): Promise<void> {
+    try {
+      const task = await this.evaluateTask(round, bins);
+      for (const siteId of siteIds) this.sessions.send(siteId, task);
+    } catch (error) {
+      this.log.error({ err: error, studyId: round.studyId, round: round.number }, 'could not send the evaluation tasks');
     }
   }
 
@@ -628,6 +685,37 @@ export class RoundsService implements OnApplicationBootstrap, OnApplicationShutd
           encoding: this.encodingOf(def),
           deadlineUnixMs: round.deadlineAt?.getTime() ?? 0,
           preprocessingJson: preprocessingToJson(def.preprocessing),
+        },
+      },
+    };
+  }
+
+  private async evaluateTask(round: { studyId: string; number: number }, bins: number): Promise<federation.Task> {
+    const study = await this.db.prisma.study.findUniqueOrThrow({ where: { id: round.studyId } });
+    const def = this.definitionOf(study);
+    const model = await this.db.prisma.modelVersion.findUniqueOrThrow({
+      where: { studyId_round: { studyId: study.id, round: round.number } },
+    });
+    return {
+      taskId: `${study.id}/${round.number}/evaluate`,
+      kind: {
+        $case: 'evaluate',
+        value: {
+          studyId: study.id,
+          round: round.number,
+          studyHash: study.specHash,
+          model: { ...def.model },
+          classNames: def.classNames,
+          globalModel: {
+            studyId: study.id,
+            round: model.round,
+            kind: modelKindOf(model.kind),
+            sha256: model.sha256,
+            sizeBytes: model.sizeBytes,
+            parameterCount: model.parameterCount,
+          },
+          preprocessingJson: preprocessingToJson(def.preprocessing),
+          bins,
         },
       },
     };

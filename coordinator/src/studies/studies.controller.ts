@@ -27,6 +27,12 @@ export class StudiesController {
     return this.studies.status(id);
   }
 
+  /** Per round: each contributing site's metrics on its held-out data and the overall figures, with their counts. */
+  @Get('studies/:id/evaluation')
+  evaluation(@Param('id') id: string) {
+    return this.studies.evaluation(id);
+  }
+
   @Post('studies/:id/start')
   @HttpCode(200)
   start(@Param('id') id: string) {

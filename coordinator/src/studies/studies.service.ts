@@ -4,6 +4,7 @@ import { describeIssues, studyDefinitionSchema, studyHash, type StudyDefinition 
 import { DATABASE } from '../app/tokens.js';
 import type { Database } from '../persistence/index.js';
 import { EncryptedAggregation, NO_KIT } from '../rounds/encrypted-aggregation.js';
+import { summariseEvaluation, type RoundEvaluationView } from '../rounds/evaluation.js';
 import { RoundsService } from '../rounds/rounds.service.js';
 import { SiteSessions } from '../sessions/site-sessions.js';
 
@@ -60,6 +61,15 @@ export interface RoundView {
   metrics: SiteMetricView[];
   /** Sites that said they could not contribute, and why. */
   failures: Array<{ siteId: string; reason: string; message: string }>;
+  /** The round's published model scored on the contributing sites' held-out data; null until it is published. */
+  evaluation: RoundEvaluationView | null;
+}
+
+/** GET /studies/:id/evaluation: every round's federated evaluation, with the counts behind the figures. */
+export interface StudyEvaluation {
+  studyId: string;
+  classNames: string[];
+  rounds: Array<{ number: number } & RoundEvaluationView>;
 }
 
 export interface StudyStatus extends StudySummary {
@@ -113,7 +123,7 @@ export class StudiesService {
       this.db.prisma.round.findMany({
         where: { studyId: id },
         orderBy: { number: 'asc' },
-        include: { receipts: true, metrics: true, failures: true },
+        include: { receipts: true, metrics: true, failures: true, evaluations: true },
       }),
       this.db.prisma.modelVersion.findMany({ where: { studyId: id } }),
     ]);
@@ -141,7 +151,22 @@ export class StudiesService {
         failures: r.failures
           .map((f) => ({ siteId: f.siteId, reason: f.reason, message: f.message }))
           .sort((a, b) => a.siteId.localeCompare(b.siteId)),
+        evaluation: r.evaluations.length > 0 ? summariseEvaluation(r.evaluations) : null,
       })),
+    };
+  }
+
+  async evaluation(id: string): Promise<StudyEvaluation> {
+    const study = await this.requireStudy(id);
+    const rounds = await this.db.prisma.round.findMany({
+      where: { studyId: id, evaluations: { some: {} } },
+      orderBy: { number: 'asc' },
+      include: { evaluations: true },
+    });
+    return {
+      studyId: id,
+      classNames: studyDefinitionSchema.parse(study.spec).classNames,
+      rounds: rounds.map((r) => ({ number: r.number, ...summariseEvaluation(r.evaluations, { withCounts: true }) })),
     };
   }
 

@@ -4,6 +4,7 @@ import {
   bytesToFloat32,
   CkksContext,
   createLogger,
+  evaluationCounts,
   federation,
   float32ToBytes,
   sha256Hex,
@@ -17,6 +18,7 @@ import { loadLabeledDataset } from '../data/index.js';
 import {
   evaluateModel,
   initBackend,
+  predictProbabilities,
   trainLocal,
   TrainingDivergedError,
   type BackendInfo,
@@ -42,6 +44,9 @@ export interface SiteAgentEvents {
   /** Progress of decoding and preprocessing the site's images (the slow part of a first round). */
   onDataProgress?: (done: number, total: number) => void;
 }
+
+/** What decides a task's data: both train and evaluate tasks carry these, so both see the same prepared images. */
+type DataInputs = Pick<federation.TrainTask, 'classNames' | 'preprocessingJson'>;
 
 interface PreparedData {
   train: LabeledImages;
@@ -152,6 +157,10 @@ export class SiteAgent {
       this.events.onStudyClosed?.(closed);
       return;
     }
+    if (kind.$case === 'evaluate') {
+      await this.evaluateRound(kind.value);
+      return;
+    }
     const train = kind.value;
     try {
       await this.runRound(train);
@@ -221,14 +230,8 @@ export class SiteAgent {
 
   private async trainRound(task: federation.TrainTask, log: Logger): Promise<RoundState> {
     if (!task.model || !task.training || !task.baseModel) throw new Error('train task is missing its model, settings or base model');
-    const spec: ModelSpec = {
-      architecture: task.model.architecture as ModelSpec['architecture'],
-      inputSize: task.model.inputSize,
-      channels: task.model.channels as ModelSpec['channels'],
-      classes: task.model.classes,
-      seed: task.model.seed,
-    };
-    const data = await this.prepareData(spec, task.classNames);
+    const spec = modelSpecOf(task.model);
+    const data = await this.prepareData(spec, task);
     if (data.train.count === 0) {
       throw new NoUsableDataError(`no usable training images (${data.rejected} rejected); run \`federa-site data scan\` to see why`);
     }
@@ -275,6 +278,46 @@ export class SiteAgent {
       'local training done',
     );
     return state;
+  }
+
+  /**
+   * Scores the global model a round published on this site's held-out split (never trained on) and reports counts
+   * only: a confusion matrix and score histograms, no per-image result. Evaluation is reported, not a gate: when it
+   * fails here the site logs why and reports nothing for the round.
+   */
+  private async evaluateRound(task: federation.EvaluateTask): Promise<void> {
+    const log = this.log.child({ studyId: task.studyId, round: task.round });
+    try {
+      if (!task.model || !task.globalModel) throw new Error('evaluate task is missing its model spec or global model');
+      const started = performance.now();
+      const spec = modelSpecOf(task.model);
+      const { validation } = await this.prepareData(spec, task);
+      // The cache the next round's training reads its base model from: fetched and decrypted once for both.
+      const weights = await this.globalWeights(task.studyId, task.round, task.globalModel);
+      const probabilities = validation.count > 0 ? await predictProbabilities(spec, weights, validation) : new Float64Array(0);
+      const counts = evaluationCounts(probabilities, validation.labels, spec.classes, task.bins);
+      const seconds = (performance.now() - started) / 1000;
+      await this.client.reportEvaluation({
+        studyId: task.studyId,
+        round: task.round,
+        classNames: task.classNames,
+        bins: counts.bins,
+        confusion: counts.confusion,
+        positives: counts.positives,
+        negatives: counts.negatives,
+        backend: this.backend?.name ?? '',
+        seconds,
+      });
+      log.info({ images: validation.count, seconds }, 'evaluation of the global model reported');
+    } catch (error) {
+      if (error instanceof CoordinatorRefusal && error.statusName === 'ALREADY_EXISTS') {
+        log.info('evaluation of this round was already reported');
+      } else if (error instanceof CoordinatorRefusal) {
+        log.warn({ status: error.statusName, reason: error.message }, 'coordinator refused the evaluation');
+      } else {
+        log.error({ err: error }, 'could not evaluate the global model; nothing reported for this round');
+      }
+    }
   }
 
   /**
@@ -347,7 +390,8 @@ export class SiteAgent {
   }
 
   /** Decodes and preprocesses the site's images once per input shape and reuses them every round. */
-  private prepareData(spec: ModelSpec, classNames: string[]): Promise<PreparedData> {
+  private prepareData(spec: ModelSpec, inputs: DataInputs): Promise<PreparedData> {
+    const { classNames } = inputs;
     const key = `${spec.inputSize}/${spec.channels}/${classNames.join(',')}/${spec.seed}`;
     let prepared = this.datasets.get(key);
     if (!prepared) {
@@ -375,6 +419,17 @@ export class SiteAgent {
     }
     return prepared;
   }
+}
+
+/** The model spec a task names, as the shared model registry takes it. */
+function modelSpecOf(model: federation.ModelSpec): ModelSpec {
+  return {
+    architecture: model.architecture as ModelSpec['architecture'],
+    inputSize: model.inputSize,
+    channels: model.channels as ModelSpec['channels'],
+    classes: model.classes,
+    seed: model.seed,
+  };
 }
 
 /** How much local training a round asks for: a number of optimiser steps, or else whole epochs. */

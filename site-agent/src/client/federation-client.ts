@@ -126,6 +126,12 @@ export class FederationClient {
     });
   }
 
+  reportEvaluation(report: federation.EvaluationReport): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.client.reportEvaluation(report, this.metadata, (error) => (error ? reject(refusal(error)) : resolve()));
+    });
+  }
+
   close(): void {
     this.client.close();
   }

@@ -12,5 +12,5 @@ export type {
 export { BackendUnavailableError, currentBackend, initBackend } from './backend.js';
 export { registerWasmTrainingKernels } from './wasm-kernels.js';
 export { buildModel, getFlatWeights, setFlatWeights } from './model.js';
-export { TrainingDataError, TrainingDivergedError, evaluateModel, trainLocal } from './train.js';
+export { TrainingDataError, TrainingDivergedError, evaluateModel, predictProbabilities, trainLocal } from './train.js';
 export { brightSquareImages } from './synthetic.js';

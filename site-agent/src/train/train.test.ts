@@ -1,4 +1,4 @@
-import { initialWeights, parameterCount, type ModelSpec } from '@federa/shared';
+import { initialWeights, metricsFromScores, parameterCount, type ModelSpec } from '@federa/shared';
 import * as tf from '@tensorflow/tfjs-core';
 import { beforeAll, describe, expect, it } from 'vitest';
 import {
@@ -7,6 +7,7 @@ import {
   brightSquareImages,
   evaluateModel,
   initBackend,
+  predictProbabilities,
   trainLocal,
   type LabeledImages,
   type TrainOptions,
@@ -130,6 +131,23 @@ describe('trainLocal', () => {
       await expect(trainLocal(spec16, w, data, { ...base, steps: 0 })).rejects.toThrow(/steps must be an integer >= 1, got 0/);
       await expect(trainLocal(spec16, w, data, { ...base, steps: 1.5 })).rejects.toThrow(RangeError);
     });
+  });
+
+  it('predicts class probabilities whose arg-max scores what evaluateModel scores', async () => {
+    // More images than one forward batch (64), so the batches must be stitched in order.
+    const data = brightSquareImages(70, 16, 16);
+    const weights = (await trainLocal(spec16, initialWeights(spec16), data, opts)).weights;
+    const tensors = tf.memory().numTensors;
+    const probabilities = await predictProbabilities(spec16, weights, data);
+    expect(tf.memory().numTensors).toBe(tensors);
+    expect(probabilities.length).toBe(70 * 2);
+    for (let i = 0; i < 70; i++) expect(probabilities[2 * i]! + probabilities[2 * i + 1]!).toBeCloseTo(1, 5);
+    const reference = await evaluateModel(spec16, weights, data);
+    expect(metricsFromScores(probabilities, data.labels, 2).accuracy).toBeCloseTo(reference.accuracy, 12);
+    // The last image's row is its own: predicting it alone gives the same probabilities.
+    const last = { ...data, images: data.images.slice(69 * 16 * 16), labels: data.labels.slice(69), count: 1 };
+    const alone = await predictProbabilities(spec16, weights, last);
+    expect(alone[1]).toBeCloseTo(probabilities[139]!, 5);
   });
 
   it('does not accumulate tensors or backend buffers across calls', async () => {

@@ -190,6 +190,33 @@ function windowStats(ring: readonly WindowStats[], taken: number, count: number)
   return total;
 }
 
+/**
+ * The model's class probabilities (softmax outputs) for every image of `data`, row-major [count x classes], as
+ * float64 so callers can bin and rank them without another copy. Forward pass only, never augmented.
+ */
+export async function predictProbabilities(spec: ModelSpec, weights: Float32Array, data: LabeledImages): Promise<Float64Array> {
+  const valid = parseModelSpec(spec);
+  validateData(valid, data);
+  await initBackend();
+  const model = buildModel(valid, weights);
+  try {
+    const out = new Float64Array(data.count * valid.classes);
+    for (let start = 0; start < data.count; start += EVAL_BATCH_SIZE) {
+      const indices = Int32Array.from({ length: Math.min(EVAL_BATCH_SIZE, data.count - start) }, (_, i) => start + i);
+      const probs = tf.tidy(() => model.apply(batchTensors(data, indices).xs, { training: false }) as tf.Tensor2D);
+      try {
+        out.set(probs.dataSync(), start * valid.classes);
+      } finally {
+        probs.dispose();
+      }
+      await yieldToEventLoop();
+    }
+    return out;
+  } finally {
+    model.dispose();
+  }
+}
+
 /** Optional training-only loss terms; both absent is plain unweighted cross-entropy. */
 interface LossExtras {
   classWeights?: tf.Tensor1D;

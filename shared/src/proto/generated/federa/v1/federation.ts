@@ -299,7 +299,10 @@ export interface StreamTasksRequest {
 
 export interface Task {
   taskId: string;
-  kind?: { $case: "train"; value: TrainTask } | { $case: "studyClosed"; value: StudyClosed } | undefined;
+  kind?: { $case: "train"; value: TrainTask } | { $case: "studyClosed"; value: StudyClosed } | {
+    $case: "evaluate";
+    value: EvaluateTask;
+  } | undefined;
 }
 
 /**
@@ -373,6 +376,29 @@ export interface TrainTask {
    * coordinator from before pipelines were declarable, whose only pipeline is the default.
    */
   preprocessingJson: string;
+}
+
+/**
+ * EvaluateTask asks a site that contributed to a round to score the global model the round published on its
+ * held-out validation split (never trained on) and answer with ReportEvaluation. It is sent right after the
+ * round closes, so a site evaluates it before the next round's TrainTask or the StudyClosed that follows, and
+ * it is replayed on reconnection until the site has answered.
+ */
+export interface EvaluateTask {
+  studyId: string;
+  /** The round whose published model is evaluated (its output, which round+1 starts from). */
+  round: number;
+  studyHash: string;
+  model?: ModelSpec | undefined;
+  classNames: string[];
+  /** The artifact round `round` published: global weights, or the encrypted aggregate the site decrypts. */
+  globalModel?:
+    | ModelRef
+    | undefined;
+  /** The study's preprocessing pipeline, exactly as in TrainTask.preprocessing_json. */
+  preprocessingJson: string;
+  /** Score bins per class for the histograms of the report; the same at every site, so reports add up. */
+  bins: number;
 }
 
 export interface StudyClosed {
@@ -460,6 +486,29 @@ export interface RoundFailure {
 }
 
 export interface RoundFailureAck {
+}
+
+/**
+ * One site's evaluation of one round's global model: only counts, which add up across sites to the
+ * consortium's figures. With C = len(class_names) and B = bins:
+ */
+export interface EvaluationReport {
+  studyId: string;
+  round: number;
+  /** The classes the counts are indexed by, in the study's order. */
+  classNames: string[];
+  bins: number;
+  /** C x C, row-major: confusion[t * C + p] held-out images of true class t were predicted as class p. */
+  confusion: number[];
+  /** C x B: positives[c * B + b] images of class c whose class-c score fell in bin b (bins uniform in logit). */
+  positives: number[];
+  /** C x B: negatives[c * B + b] images of any other class whose class-c score fell in bin b. */
+  negatives: number[];
+  backend: string;
+  seconds: number;
+}
+
+export interface EvaluationAck {
 }
 
 function createBaseRegisterRequest(): RegisterRequest {
@@ -746,6 +795,9 @@ export const Task: MessageFns<Task> = {
       case "studyClosed":
         StudyClosed.encode(message.kind.value, writer.uint32(26).fork()).join();
         break;
+      case "evaluate":
+        EvaluateTask.encode(message.kind.value, writer.uint32(34).fork()).join();
+        break;
     }
     return writer;
   },
@@ -787,6 +839,14 @@ export const Task: MessageFns<Task> = {
             message.kind = { $case: "studyClosed", value: StudyClosed.decode(reader, reader.uint32()) };
             continue;
           }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.kind = { $case: "evaluate", value: EvaluateTask.decode(reader, reader.uint32()) };
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -812,6 +872,8 @@ export const Task: MessageFns<Task> = {
         ? { $case: "studyClosed", value: StudyClosed.fromJSON(object.studyClosed) }
         : isSet(object.study_closed)
         ? { $case: "studyClosed", value: StudyClosed.fromJSON(object.study_closed) }
+        : isSet(object.evaluate)
+        ? { $case: "evaluate", value: EvaluateTask.fromJSON(object.evaluate) }
         : undefined,
     };
   },
@@ -825,6 +887,8 @@ export const Task: MessageFns<Task> = {
       obj.train = TrainTask.toJSON(message.kind.value);
     } else if (message.kind?.$case === "studyClosed") {
       obj.studyClosed = StudyClosed.toJSON(message.kind.value);
+    } else if (message.kind?.$case === "evaluate") {
+      obj.evaluate = EvaluateTask.toJSON(message.kind.value);
     }
     return obj;
   },
@@ -845,6 +909,12 @@ export const Task: MessageFns<Task> = {
       case "studyClosed": {
         if (object.kind?.value !== undefined && object.kind?.value !== null) {
           message.kind = { $case: "studyClosed", value: StudyClosed.fromPartial(object.kind.value) };
+        }
+        break;
+      }
+      case "evaluate": {
+        if (object.kind?.value !== undefined && object.kind?.value !== null) {
+          message.kind = { $case: "evaluate", value: EvaluateTask.fromPartial(object.kind.value) };
         }
         break;
       }
@@ -1666,6 +1736,220 @@ export const TrainTask: MessageFns<TrainTask> = {
     message.encoding = object.encoding ?? 0;
     message.deadlineUnixMs = object.deadlineUnixMs ?? 0;
     message.preprocessingJson = object.preprocessingJson ?? "";
+    return message;
+  },
+};
+
+function createBaseEvaluateTask(): EvaluateTask {
+  return {
+    studyId: "",
+    round: 0,
+    studyHash: "",
+    model: undefined,
+    classNames: [],
+    globalModel: undefined,
+    preprocessingJson: "",
+    bins: 0,
+  };
+}
+
+export const EvaluateTask: MessageFns<EvaluateTask> = {
+  encode(message: EvaluateTask, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.studyId !== "") {
+      writer.uint32(10).string(message.studyId);
+    }
+    if (message.round !== 0) {
+      writer.uint32(16).uint32(message.round);
+    }
+    if (message.studyHash !== "") {
+      writer.uint32(26).string(message.studyHash);
+    }
+    if (message.model !== undefined) {
+      ModelSpec.encode(message.model, writer.uint32(34).fork()).join();
+    }
+    for (const v of message.classNames) {
+      writer.uint32(42).string(v!);
+    }
+    if (message.globalModel !== undefined) {
+      ModelRef.encode(message.globalModel, writer.uint32(50).fork()).join();
+    }
+    if (message.preprocessingJson !== "") {
+      writer.uint32(58).string(message.preprocessingJson);
+    }
+    if (message.bins !== 0) {
+      writer.uint32(64).uint32(message.bins);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): EvaluateTask {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseEvaluateTask();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.studyId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.round = reader.uint32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.studyHash = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.model = ModelSpec.decode(reader, reader.uint32());
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.classNames.push(reader.string());
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.globalModel = ModelRef.decode(reader, reader.uint32());
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.preprocessingJson = reader.string();
+            continue;
+          }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.bins = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): EvaluateTask {
+    return {
+      studyId: isSet(object.studyId)
+        ? globalThis.String(object.studyId)
+        : isSet(object.study_id)
+        ? globalThis.String(object.study_id)
+        : "",
+      round: isSet(object.round) ? globalThis.Number(object.round) : 0,
+      studyHash: isSet(object.studyHash)
+        ? globalThis.String(object.studyHash)
+        : isSet(object.study_hash)
+        ? globalThis.String(object.study_hash)
+        : "",
+      model: isSet(object.model) ? ModelSpec.fromJSON(object.model) : undefined,
+      classNames: globalThis.Array.isArray(object?.classNames)
+        ? object.classNames.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.class_names)
+        ? object.class_names.map((e: any) => globalThis.String(e))
+        : [],
+      globalModel: isSet(object.globalModel)
+        ? ModelRef.fromJSON(object.globalModel)
+        : isSet(object.global_model)
+        ? ModelRef.fromJSON(object.global_model)
+        : undefined,
+      preprocessingJson: isSet(object.preprocessingJson)
+        ? globalThis.String(object.preprocessingJson)
+        : isSet(object.preprocessing_json)
+        ? globalThis.String(object.preprocessing_json)
+        : "",
+      bins: isSet(object.bins) ? globalThis.Number(object.bins) : 0,
+    };
+  },
+
+  toJSON(message: EvaluateTask): unknown {
+    const obj: any = {};
+    if (message.studyId !== "") {
+      obj.studyId = message.studyId;
+    }
+    if (message.round !== 0) {
+      obj.round = Math.round(message.round);
+    }
+    if (message.studyHash !== "") {
+      obj.studyHash = message.studyHash;
+    }
+    if (message.model !== undefined) {
+      obj.model = ModelSpec.toJSON(message.model);
+    }
+    if (message.classNames?.length) {
+      obj.classNames = message.classNames;
+    }
+    if (message.globalModel !== undefined) {
+      obj.globalModel = ModelRef.toJSON(message.globalModel);
+    }
+    if (message.preprocessingJson !== "") {
+      obj.preprocessingJson = message.preprocessingJson;
+    }
+    if (message.bins !== 0) {
+      obj.bins = Math.round(message.bins);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<EvaluateTask>, I>>(base?: I): EvaluateTask {
+    return EvaluateTask.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<EvaluateTask>, I>>(object: I): EvaluateTask {
+    const message = createBaseEvaluateTask();
+    message.studyId = object.studyId ?? "";
+    message.round = object.round ?? 0;
+    message.studyHash = object.studyHash ?? "";
+    message.model = (object.model !== undefined && object.model !== null)
+      ? ModelSpec.fromPartial(object.model)
+      : undefined;
+    message.classNames = object.classNames?.map((e) => e) || [];
+    message.globalModel = (object.globalModel !== undefined && object.globalModel !== null)
+      ? ModelRef.fromPartial(object.globalModel)
+      : undefined;
+    message.preprocessingJson = object.preprocessingJson ?? "";
+    message.bins = object.bins ?? 0;
     return message;
   },
 };
@@ -3071,6 +3355,321 @@ export const RoundFailureAck: MessageFns<RoundFailureAck> = {
   },
 };
 
+function createBaseEvaluationReport(): EvaluationReport {
+  return {
+    studyId: "",
+    round: 0,
+    classNames: [],
+    bins: 0,
+    confusion: [],
+    positives: [],
+    negatives: [],
+    backend: "",
+    seconds: 0,
+  };
+}
+
+export const EvaluationReport: MessageFns<EvaluationReport> = {
+  encode(message: EvaluationReport, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.studyId !== "") {
+      writer.uint32(10).string(message.studyId);
+    }
+    if (message.round !== 0) {
+      writer.uint32(16).uint32(message.round);
+    }
+    for (const v of message.classNames) {
+      writer.uint32(26).string(v!);
+    }
+    if (message.bins !== 0) {
+      writer.uint32(32).uint32(message.bins);
+    }
+    if (message.confusion.length !== 0) {
+      writer.uint32(42).fork();
+      for (const v of message.confusion) {
+        writer.uint32(v);
+      }
+      writer.join();
+    }
+    if (message.positives.length !== 0) {
+      writer.uint32(50).fork();
+      for (const v of message.positives) {
+        writer.uint32(v);
+      }
+      writer.join();
+    }
+    if (message.negatives.length !== 0) {
+      writer.uint32(58).fork();
+      for (const v of message.negatives) {
+        writer.uint32(v);
+      }
+      writer.join();
+    }
+    if (message.backend !== "") {
+      writer.uint32(66).string(message.backend);
+    }
+    if (message.seconds !== 0) {
+      writer.uint32(73).double(message.seconds);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): EvaluationReport {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseEvaluationReport();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.studyId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.round = reader.uint32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.classNames.push(reader.string());
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.bins = reader.uint32();
+            continue;
+          }
+          case 5: {
+            if (tag === 40) {
+              message.confusion.push(reader.uint32());
+
+              continue;
+            }
+
+            if (tag === 42) {
+              const end2 = reader.uint32() + reader.pos;
+              while (reader.pos < end2) {
+                message.confusion.push(reader.uint32());
+              }
+
+              continue;
+            }
+
+            break;
+          }
+          case 6: {
+            if (tag === 48) {
+              message.positives.push(reader.uint32());
+
+              continue;
+            }
+
+            if (tag === 50) {
+              const end2 = reader.uint32() + reader.pos;
+              while (reader.pos < end2) {
+                message.positives.push(reader.uint32());
+              }
+
+              continue;
+            }
+
+            break;
+          }
+          case 7: {
+            if (tag === 56) {
+              message.negatives.push(reader.uint32());
+
+              continue;
+            }
+
+            if (tag === 58) {
+              const end2 = reader.uint32() + reader.pos;
+              while (reader.pos < end2) {
+                message.negatives.push(reader.uint32());
+              }
+
+              continue;
+            }
+
+            break;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.backend = reader.string();
+            continue;
+          }
+          case 9: {
+            if (tag !== 73) {
+              break;
+            }
+
+            message.seconds = reader.double();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): EvaluationReport {
+    return {
+      studyId: isSet(object.studyId)
+        ? globalThis.String(object.studyId)
+        : isSet(object.study_id)
+        ? globalThis.String(object.study_id)
+        : "",
+      round: isSet(object.round) ? globalThis.Number(object.round) : 0,
+      classNames: globalThis.Array.isArray(object?.classNames)
+        ? object.classNames.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.class_names)
+        ? object.class_names.map((e: any) => globalThis.String(e))
+        : [],
+      bins: isSet(object.bins) ? globalThis.Number(object.bins) : 0,
+      confusion: globalThis.Array.isArray(object?.confusion)
+        ? object.confusion.map((e: any) => globalThis.Number(e))
+        : [],
+      positives: globalThis.Array.isArray(object?.positives)
+        ? object.positives.map((e: any) => globalThis.Number(e))
+        : [],
+      negatives: globalThis.Array.isArray(object?.negatives)
+        ? object.negatives.map((e: any) => globalThis.Number(e))
+        : [],
+      backend: isSet(object.backend) ? globalThis.String(object.backend) : "",
+      seconds: isSet(object.seconds) ? globalThis.Number(object.seconds) : 0,
+    };
+  },
+
+  toJSON(message: EvaluationReport): unknown {
+    const obj: any = {};
+    if (message.studyId !== "") {
+      obj.studyId = message.studyId;
+    }
+    if (message.round !== 0) {
+      obj.round = Math.round(message.round);
+    }
+    if (message.classNames?.length) {
+      obj.classNames = message.classNames;
+    }
+    if (message.bins !== 0) {
+      obj.bins = Math.round(message.bins);
+    }
+    if (message.confusion?.length) {
+      obj.confusion = message.confusion.map((e) => Math.round(e));
+    }
+    if (message.positives?.length) {
+      obj.positives = message.positives.map((e) => Math.round(e));
+    }
+    if (message.negatives?.length) {
+      obj.negatives = message.negatives.map((e) => Math.round(e));
+    }
+    if (message.backend !== "") {
+      obj.backend = message.backend;
+    }
+    if (message.seconds !== 0) {
+      obj.seconds = floatToJson(message.seconds);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<EvaluationReport>, I>>(base?: I): EvaluationReport {
+    return EvaluationReport.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<EvaluationReport>, I>>(object: I): EvaluationReport {
+    const message = createBaseEvaluationReport();
+    message.studyId = object.studyId ?? "";
+    message.round = object.round ?? 0;
+    message.classNames = object.classNames?.map((e) => e) || [];
+    message.bins = object.bins ?? 0;
+    message.confusion = object.confusion?.map((e) => e) || [];
+    message.positives = object.positives?.map((e) => e) || [];
+    message.negatives = object.negatives?.map((e) => e) || [];
+    message.backend = object.backend ?? "";
+    message.seconds = object.seconds ?? 0;
+    return message;
+  },
+};
+
+function createBaseEvaluationAck(): EvaluationAck {
+  return {};
+}
+
+export const EvaluationAck: MessageFns<EvaluationAck> = {
+  encode(_: EvaluationAck, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): EvaluationAck {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseEvaluationAck();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(_: any): EvaluationAck {
+    return {};
+  },
+
+  toJSON(_: EvaluationAck): unknown {
+    const obj: any = {};
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<EvaluationAck>, I>>(base?: I): EvaluationAck {
+    return EvaluationAck.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<EvaluationAck>, I>>(_: I): EvaluationAck {
+    const message = createBaseEvaluationAck();
+    return message;
+  },
+};
+
 /**
  * FederationService is the service a site agent talks to. A site's identity is never a field of these messages:
  * the coordinator derives it from the connection (the TLS client certificate under mutual TLS; the
@@ -3152,6 +3751,19 @@ export const FederationServiceService = {
     responseSerialize: (value: RoundFailureAck): Buffer => Buffer.from(RoundFailureAck.encode(value).finish()),
     responseDeserialize: (value: Buffer): RoundFailureAck => RoundFailureAck.decode(value),
   },
+  /**
+   * ReportEvaluation answers an EvaluateTask: how a round's global model scored on the calling site's held-out
+   * data, as counts only (a confusion matrix and per-class score histograms), never a per-image result.
+   */
+  reportEvaluation: {
+    path: "/federa.v1.FederationService/ReportEvaluation" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: EvaluationReport): Buffer => Buffer.from(EvaluationReport.encode(value).finish()),
+    requestDeserialize: (value: Buffer): EvaluationReport => EvaluationReport.decode(value),
+    responseSerialize: (value: EvaluationAck): Buffer => Buffer.from(EvaluationAck.encode(value).finish()),
+    responseDeserialize: (value: Buffer): EvaluationAck => EvaluationAck.decode(value),
+  },
 } as const;
 
 export interface FederationServiceServer extends UntypedServiceImplementation {
@@ -3180,6 +3792,11 @@ export interface FederationServiceServer extends UntypedServiceImplementation {
    * data), so the round closes without waiting for it instead of being poisoned or stalled.
    */
   reportRoundFailure: handleUnaryCall<RoundFailure, RoundFailureAck>;
+  /**
+   * ReportEvaluation answers an EvaluateTask: how a round's global model scored on the calling site's held-out
+   * data, as counts only (a confusion matrix and per-class score histograms), never a per-image result.
+   */
+  reportEvaluation: handleUnaryCall<EvaluationReport, EvaluationAck>;
 }
 
 export interface FederationServiceClient extends Client {
@@ -3274,6 +3891,25 @@ export interface FederationServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: RoundFailureAck) => void,
+  ): ClientUnaryCall;
+  /**
+   * ReportEvaluation answers an EvaluateTask: how a round's global model scored on the calling site's held-out
+   * data, as counts only (a confusion matrix and per-class score histograms), never a per-image result.
+   */
+  reportEvaluation(
+    request: EvaluationReport,
+    callback: (error: ServiceError | null, response: EvaluationAck) => void,
+  ): ClientUnaryCall;
+  reportEvaluation(
+    request: EvaluationReport,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: EvaluationAck) => void,
+  ): ClientUnaryCall;
+  reportEvaluation(
+    request: EvaluationReport,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: EvaluationAck) => void,
   ): ClientUnaryCall;
 }
 
