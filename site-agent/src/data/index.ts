@@ -1,7 +1,6 @@
 /**
- * Site-side data pipeline: DICOM files on disk -> validated, preprocessed, labelled tensors for local training.
- * Only native (uncompressed) transfer syntaxes decode today; compressed ones are rejected by name and plug in
- * later through the codec registry.
+ * Site-side data pipeline: DICOM, PNG and JPEG files on disk -> validated, labelled tensors preprocessed with
+ * the study's pipeline (and cached on disk) for local training.
  */
 export { DicomRejection, DICOM_REJECTION_REASONS, isDicomRejection, type DicomRejectionReason } from './dicom/rejection.js';
 export type { DicomHeader } from './dicom/header.js';
@@ -17,9 +16,23 @@ export {
   type PixelCodec,
 } from './dicom/codecs.js';
 export { lookupTransferSyntax, transferSyntaxName, type TransferSyntaxInfo } from './dicom/transfer-syntax.js';
-export { preprocessFrame, type FrameSource, type PreprocessOptions } from './preprocess/preprocess.js';
-export { LabelsCsvError, parseLabelsCsv, type LabelRow, type LabelsCsvIssue } from './dataset/labels-csv.js';
 export {
+  pipelineHash,
+  preprocessFrame,
+  preprocessImage,
+  PREPROCESS_VERSION,
+  type FrameSource,
+  type ImageSource,
+  type PreprocessOptions,
+} from './preprocess/preprocess.js';
+export { decodeRaster, sniffRasterFormat, type RasterImage } from './preprocess/raster.js';
+export { decodeImage } from './preprocess/source.js';
+export { ImageRejection, isImageRejection, type ImageRejectionReason } from './preprocess/rejection.js';
+export { LABEL_KEYS, LabelsCsvError, parseLabelsCsv, type LabelKey, type LabelRow, type LabelsCsvIssue, type LabelsTable } from './dataset/labels-csv.js';
+export { DatasetLabels, identityOf, type DatasetLayout, type ImageIdentity } from './dataset/labels.js';
+export { TensorCache, type CachedTensor, type TensorCacheStats } from './dataset/tensor-cache.js';
+export {
+  listFiles,
   loadLabeledDataset,
   type DatasetRejectionReason,
   type LabeledImages,

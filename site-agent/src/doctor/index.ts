@@ -5,7 +5,7 @@ import { service as healthService } from 'grpc-health-check';
 import { readSiteKit } from '@federa/shared';
 import type { SiteConfig } from '../config/index.js';
 import { siteTransport } from '../client/index.js';
-import { parseLabelsCsv } from '../data/index.js';
+import { listFiles, parseLabelsCsv } from '../data/index.js';
 import { initBackend } from '../train/index.js';
 
 export interface DoctorCheck {
@@ -83,32 +83,68 @@ async function checkData(config: SiteConfig): Promise<DoctorCheck> {
     const info = await stat(config.data.dir);
     if (!info.isDirectory()) throw new Error(`${config.data.dir} is not a folder`);
   } catch (error) {
-    return { name, ok: false, detail: (error as Error).message, hint: 'set data.dir to the folder holding the DICOM files' };
+    return { name, ok: false, detail: (error as Error).message, hint: 'set data.dir to the folder holding the DICOM, PNG or JPEG files' };
   }
-  let rows;
+  const tally = (labels: string[]): string => {
+    const classes = new Map<string, number>();
+    for (const label of labels) classes.set(label, (classes.get(label) ?? 0) + 1);
+    return [...classes.entries()].map(([label, n]) => `${label} ${n}`).join(', ');
+  };
+  if (config.data.labels === undefined) {
+    let files: string[];
+    try {
+      files = await listFiles(config.data.dir);
+    } catch (error) {
+      return { name, ok: false, detail: (error as Error).message, hint: 'data.dir must be readable by the agent\'s user' };
+    }
+    const inFolders = files.filter((f) => f.includes('/'));
+    const loose = files.length - inFolders.length;
+    return {
+      name,
+      ok: inFolders.length > 0,
+      ...(loose > 0 || inFolders.length === 0
+        ? { warning: true, hint: `each class must be a folder under data.dir${loose > 0 ? `; ${loose} files outside a class folder will be skipped` : ''}` }
+        : {}),
+      detail: `${inFolders.length} files in class folders (${tally(inFolders.map((f) => f.slice(0, f.indexOf('/'))))})`,
+    };
+  }
+  let table;
   try {
-    rows = parseLabelsCsv(await readFile(config.data.labels, 'utf8'), config.data.labels);
+    table = parseLabelsCsv(await readFile(config.data.labels, 'utf8'), config.data.labels);
   } catch (error) {
-    return { name, ok: false, detail: (error as Error).message, hint: 'data.labels must be a CSV with header "file,label"' };
+    return {
+      name,
+      ok: false,
+      detail: (error as Error).message,
+      hint: 'data.labels must be a CSV with a "label" column and one of "file", "sop_instance_uid" or "study_instance_uid"',
+    };
+  }
+  const counts = tally(table.rows.map((r) => r.label));
+  if (table.keyedBy !== 'file') {
+    // UIDs are only matched once the files' headers are read; that is `data scan`'s job, not a quick check's.
+    const what = table.keyedBy === 'sop_instance_uid' ? 'SOP instances' : 'studies';
+    return {
+      name,
+      ok: table.rows.length > 0,
+      detail: `${table.rows.length} labelled ${what} (${counts})`,
+      hint: 'run `federa-site data scan --config site.yaml` to match them against the files',
+    };
   }
   let missing = 0;
-  for (const row of rows) {
+  for (const row of table.rows) {
     try {
-      await access(resolve(config.data.dir, row.file), constants.R_OK);
+      await access(resolve(config.data.dir, row.key), constants.R_OK);
     } catch {
       missing++;
     }
   }
-  const classes = new Map<string, number>();
-  for (const row of rows) classes.set(row.label, (classes.get(row.label) ?? 0) + 1);
-  const counts = [...classes.entries()].map(([label, n]) => `${label} ${n}`).join(', ');
   return {
     name,
-    ok: rows.length > missing,
+    ok: table.rows.length > missing,
     ...(missing > 0
       ? { warning: true, hint: `${missing} labelled files are missing or unreadable; they will be skipped (see the agent log)` }
       : {}),
-    detail: `${rows.length} labelled files (${counts})${missing > 0 ? `, ${missing} missing` : ''}`,
+    detail: `${table.rows.length} labelled files (${counts})${missing > 0 ? `, ${missing} missing` : ''}`,
   };
 }
 

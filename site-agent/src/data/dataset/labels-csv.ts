@@ -1,12 +1,25 @@
 import { posix } from 'node:path';
 import { z } from 'zod';
 
-/** One labelled file: `file` is a normalised POSIX path relative to the dataset directory. */
+/**
+ * What a labels CSV is keyed by, named by its header: a file path relative to the data folder, or a DICOM
+ * SOP Instance UID (one image) or Study Instance UID (every image of the study). UIDs are matched against the
+ * files' headers at the site and never leave it.
+ */
+export type LabelKey = 'file' | 'sop_instance_uid' | 'study_instance_uid';
+export const LABEL_KEYS: readonly LabelKey[] = ['file', 'sop_instance_uid', 'study_instance_uid'];
+
+/** One labelled key: a normalised POSIX path relative to the dataset directory, or a UID. */
 export interface LabelRow {
-  readonly file: string;
+  readonly key: string;
   readonly label: string;
   /** 1-based line of the row in the CSV, for messages. */
   readonly line: number;
+}
+
+export interface LabelsTable {
+  readonly keyedBy: LabelKey;
+  readonly rows: readonly LabelRow[];
 }
 
 export interface LabelsCsvIssue {
@@ -35,7 +48,7 @@ export class LabelsCsvError extends Error {
 }
 
 const MAX_ISSUES_IN_MESSAGE = 20;
-const REQUIRED_COLUMNS = ['file', 'label'] as const;
+const HEADER_HELP = 'header must name a "label" column and one key column: "file", "sop_instance_uid" or "study_instance_uid"';
 
 /** Relative path that cannot escape the dataset directory once joined to it. */
 const relativeFile = z
@@ -46,10 +59,16 @@ const relativeFile = z
   .refine((value) => !posix.isAbsolute(value) && !/^[A-Za-z]:/.test(value), 'must be a path relative to the data directory')
   .refine((value) => value !== '..' && !value.startsWith('../'), 'must not point outside the data directory');
 
-const rowSchema = z.object({
-  file: relativeFile,
-  label: z.string().trim().min(1, 'must not be empty'),
-});
+/** DICOM UIDs (PS3.5 9.1): digits in dot-separated components, at most 64 characters. */
+const uid = z
+  .string()
+  .trim()
+  .min(1, { error: 'must not be empty', abort: true })
+  .max(64, 'must be a DICOM UID of at most 64 characters')
+  .regex(/^[0-9]+(\.[0-9]+)*$/, 'must be a DICOM UID: digits separated by dots');
+
+const keySchemas: Record<LabelKey, z.ZodType<string, string>> = { file: relativeFile, sop_instance_uid: uid, study_instance_uid: uid };
+const labelSchema = z.string().trim().min(1, 'must not be empty');
 
 interface CsvRecord {
   readonly line: number;
@@ -108,25 +127,30 @@ function parseCsvRecords(text: string): { records: CsvRecord[]; unterminatedQuot
 }
 
 /**
- * Parses and validates a labels CSV with header `file,label` (extra columns are allowed and ignored).
- * Throws LabelsCsvError listing every bad line; does not check labels against class names, because a row
- * with an unknown class is a per-file rejection, not a broken file.
+ * Parses and validates a labels CSV whose header names a "label" column and exactly one key column ("file",
+ * "sop_instance_uid" or "study_instance_uid"); extra columns are allowed and ignored. Throws LabelsCsvError
+ * listing every bad line; does not check labels against class names, because a row with an unknown class is
+ * a per-file rejection, not a broken file.
  */
-export function parseLabelsCsv(text: string, source = 'labels.csv'): LabelRow[] {
+export function parseLabelsCsv(text: string, source = 'labels.csv'): LabelsTable {
   const { records, unterminatedQuoteLine } = parseCsvRecords(text);
   if (unterminatedQuoteLine !== undefined) {
     throw new LabelsCsvError(source, [{ line: unterminatedQuoteLine, column: undefined, message: 'quoted field is never closed' }]);
   }
   const [head, ...rows] = records;
-  if (head === undefined) throw new LabelsCsvError(source, [{ line: 1, column: undefined, message: 'file is empty; expected header "file,label"' }]);
+  if (head === undefined) throw new LabelsCsvError(source, [{ line: 1, column: undefined, message: `file is empty; ${HEADER_HELP}, e.g. "file,label"` }]);
   const names = head.fields.map((f) => f.trim().toLowerCase());
-  const missing = REQUIRED_COLUMNS.filter((c) => !names.includes(c));
-  if (missing.length > 0) {
+  const keys = LABEL_KEYS.filter((k) => names.includes(k));
+  const [keyedBy] = keys;
+  if (keyedBy === undefined || !names.includes('label')) {
+    throw new LabelsCsvError(source, [{ line: head.line, column: undefined, message: `${HEADER_HELP} (found "${head.fields.join(',')}")` }]);
+  }
+  if (keys.length > 1) {
     throw new LabelsCsvError(source, [
-      { line: head.line, column: undefined, message: `header must contain columns "file" and "label" (missing ${missing.map((m) => `"${m}"`).join(', ')}; found "${head.fields.join(',')}")` },
+      { line: head.line, column: undefined, message: `header has key columns ${keys.map((k) => `"${k}"`).join(' and ')}; a labels file is keyed one way only` },
     ]);
   }
-  const fileIndex = names.indexOf('file');
+  const keyIndex = names.indexOf(keyedBy);
   const labelIndex = names.indexOf('label');
 
   const issues: LabelsCsvIssue[] = [];
@@ -137,21 +161,19 @@ export function parseLabelsCsv(text: string, source = 'labels.csv'): LabelRow[] 
       issues.push({ line: record.line, column: undefined, message: `expected ${head.fields.length} fields, found ${record.fields.length}` });
       continue;
     }
-    const parsed = rowSchema.safeParse({ file: record.fields[fileIndex], label: record.fields[labelIndex] });
-    if (!parsed.success) {
-      for (const issue of parsed.error.issues) {
-        issues.push({ line: record.line, column: issue.path.map(String).join('.') || undefined, message: issue.message });
-      }
-      continue;
-    }
-    const earlier = firstLineOf.get(parsed.data.file);
+    const key = keySchemas[keyedBy].safeParse(record.fields[keyIndex]);
+    const label = labelSchema.safeParse(record.fields[labelIndex]);
+    if (!key.success) for (const issue of key.error.issues) issues.push({ line: record.line, column: keyedBy, message: issue.message });
+    if (!label.success) for (const issue of label.error.issues) issues.push({ line: record.line, column: 'label', message: issue.message });
+    if (!key.success || !label.success) continue;
+    const earlier = firstLineOf.get(key.data);
     if (earlier !== undefined) {
-      issues.push({ line: record.line, column: 'file', message: `"${parsed.data.file}" is already labelled on line ${earlier}` });
+      issues.push({ line: record.line, column: keyedBy, message: `"${key.data}" is already labelled on line ${earlier}` });
       continue;
     }
-    firstLineOf.set(parsed.data.file, record.line);
-    result.push({ ...parsed.data, line: record.line });
+    firstLineOf.set(key.data, record.line);
+    result.push({ key: key.data, label: label.data, line: record.line });
   }
   if (issues.length > 0) throw new LabelsCsvError(source, issues);
-  return result;
+  return { keyedBy, rows: result };
 }

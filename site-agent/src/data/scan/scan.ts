@@ -1,12 +1,14 @@
 import { readFile, writeFile } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
 import { resolve } from 'node:path';
-import { parseLabelsCsv } from '../dataset/labels-csv.js';
+import { DatasetLabels, identityOf, type DatasetLayout } from '../dataset/labels.js';
 import { listFiles } from '../dataset/load.js';
 import { mapWithConcurrency } from '../dataset/concurrency.js';
 import { decodeAllFrames, decodeDicom, type DicomImage } from '../dicom/reader.js';
 import { isDicomRejection } from '../dicom/rejection.js';
 import type { PixelArray } from '../dicom/pixels.js';
+import { decodeRaster, sniffRasterFormat, type RasterImage } from '../preprocess/raster.js';
+import { isImageRejection } from '../preprocess/rejection.js';
 
 export interface ScanRejection {
   file: string;
@@ -16,6 +18,8 @@ export interface ScanRejection {
 
 /** What `federa-site data scan` finds in a dataset folder. */
 export interface ScanReport {
+  /** How files get their class: 'file', 'sop_instance_uid', 'study_instance_uid', 'folder', or 'none'. */
+  labelledBy: string;
   files: number;
   accepted: number;
   byClass: Record<string, number>;
@@ -28,9 +32,14 @@ export interface ScanReport {
 
 export interface ScanOptions {
   dir: string;
-  /** Labels CSV (`file,label`); without it files are checked for decoding only. */
-  labelsCsv?: string;
-  onProgress?: (done: number, total: number) => void;
+  /** Labels CSV keyed by file path, SOP Instance UID or Study Instance UID. */
+  labelsCsv?: string | undefined;
+  /**
+   * 'folders': the first folder under `dir` is the class (used when there is no labels CSV). With neither,
+   * files are checked for decoding only.
+   */
+  layout?: 'folders' | undefined;
+  onProgress?: ((done: number, total: number) => void) | undefined;
 }
 
 const bump = (counts: Record<string, number>, key: string): void => {
@@ -39,17 +48,20 @@ const bump = (counts: Record<string, number>, key: string): void => {
 
 /**
  * Decodes every file under the dataset folder (every frame, so a file truncated in its last frame is caught)
- * and counts what a site has by class, modality, transfer syntax and image size. Files that cannot be trained
- * on are listed with their reason; nothing is thrown for a bad file.
+ * and counts what a site has by class, modality, transfer syntax (or PNG/JPEG) and image size, labelling files
+ * the way the site's layout declares. Files that cannot be trained on are listed with their reason; nothing
+ * is thrown for a bad file.
  */
 export async function scanDataset(options: ScanOptions): Promise<ScanReport> {
-  const labels = new Map<string, string>();
-  const labelsPath = options.labelsCsv ? resolve(options.labelsCsv) : undefined;
-  if (labelsPath) {
-    for (const row of parseLabelsCsv(await readFile(labelsPath, 'utf8'), labelsPath)) labels.set(row.file, row.label);
-  }
-  const files = (await listFiles(options.dir)).filter((f) => resolve(options.dir, f) !== labelsPath);
+  const layout: DatasetLayout | undefined = options.labelsCsv
+    ? { kind: 'labels-csv', path: options.labelsCsv }
+    : options.layout === 'folders'
+      ? { kind: 'folders' }
+      : undefined;
+  const labels = layout ? await DatasetLabels.open(options.dir, layout) : undefined;
+  const files = (await listFiles(options.dir)).filter((f) => f !== labels?.csvInsideDir);
   const report: ScanReport = {
+    labelledBy: labels?.keyedBy ?? 'none',
     files: files.length,
     accepted: 0,
     byClass: {},
@@ -69,32 +81,57 @@ export async function scanDataset(options: ScanOptions): Promise<ScanReport> {
     options.onProgress?.(++done, files.length);
     return { file, outcome };
   });
+  const firstWithSop = new Map<string, string>();
   for (const { file, outcome } of outcomes) {
     if (!outcome.ok) {
       reject(file, outcome.reason, outcome.message);
       continue;
     }
-    const label = labels.get(file);
-    if (labelsPath && label === undefined) {
-      reject(file, 'missing-label', `${file} has no row in ${labelsPath}`);
+    let label: string | undefined;
+    if (labels) {
+      const found = labels.labelForPath(file) ?? labels.labelForIdentity(file, identityOf(outcome.image));
+      if (!found.ok) {
+        reject(file, 'missing-label', found.message);
+        continue;
+      }
+      label = found.label;
+    }
+    const sop = labels?.keyedBy === 'sop_instance_uid' && outcome.kind === 'dicom' ? outcome.image.header.sopInstanceUid : undefined;
+    const first = sop !== undefined ? firstWithSop.get(sop) : undefined;
+    if (first !== undefined) {
+      reject(file, 'duplicate-instance', `${file}: same SOP Instance UID as ${first}, which is used instead`);
       continue;
     }
+    if (sop !== undefined) firstWithSop.set(sop, file);
     report.accepted++;
-    const { header } = outcome.image;
-    bump(report.byModality, header.modality ?? '(none)');
-    bump(report.byTransferSyntax, `${header.transferSyntaxName} (${header.transferSyntaxUid})`);
-    bump(report.bySize, `${header.columns}x${header.rows}${header.numberOfFrames > 1 ? `x${header.numberOfFrames}` : ''}`);
+    if (outcome.kind === 'dicom') {
+      const { header } = outcome.image;
+      bump(report.byModality, header.modality ?? '(none)');
+      bump(report.byTransferSyntax, `${header.transferSyntaxName} (${header.transferSyntaxUid})`);
+      bump(report.bySize, `${header.columns}x${header.rows}${header.numberOfFrames > 1 ? `x${header.numberOfFrames}` : ''}`);
+    } else {
+      const { image } = outcome;
+      bump(report.byModality, '(none)');
+      bump(report.byTransferSyntax, `${image.format.toUpperCase()} file (${image.bitDepth}-bit ${image.channels === 1 ? 'grey' : 'colour'})`);
+      bump(report.bySize, `${image.width}x${image.height}`);
+    }
     if (label !== undefined) bump(report.byClass, label);
   }
-  const present = new Set(files);
-  for (const file of labels.keys()) {
-    if (!present.has(file)) reject(file, 'missing-file', `${labelsPath} lists ${file}, which is not in ${options.dir}`);
+  if (labels) {
+    const present = new Set(files);
+    for (const file of labels.listedFiles()) {
+      if (!present.has(file)) reject(file, 'missing-file', `${options.labelsCsv} lists ${file}, which is not in ${options.dir}`);
+    }
+    for (const row of labels.unmatchedUidRows()) reject(row.where, 'missing-file', row.message);
   }
   report.rejected.sort((a, b) => a.file.localeCompare(b.file));
   return report;
 }
 
-type Examined = { ok: true; image: DicomImage } | { ok: false; reason: string; message: string };
+type Examined =
+  | { ok: true; kind: 'dicom'; image: DicomImage }
+  | { ok: true; kind: 'raster'; image: RasterImage }
+  | { ok: false; reason: string; message: string };
 
 async function examine(path: string, file: string): Promise<Examined> {
   let bytes: Uint8Array;
@@ -104,11 +141,12 @@ async function examine(path: string, file: string): Promise<Examined> {
     return { ok: false, reason: 'read-error', message: `${file}: ${(error as Error).message}` };
   }
   try {
+    if (sniffRasterFormat(bytes) !== undefined) return { ok: true, kind: 'raster', image: await decodeRaster(bytes, file) };
     const image = decodeDicom(bytes, { file });
     decodeAllFrames(image);
-    return { ok: true, image };
+    return { ok: true, kind: 'dicom', image };
   } catch (error) {
-    if (isDicomRejection(error)) return { ok: false, reason: error.reason, message: error.message };
+    if (isDicomRejection(error) || isImageRejection(error)) return { ok: false, reason: error.reason, message: error.message };
     return { ok: false, reason: 'decode-error', message: `${file}: ${(error as Error).message}` };
   }
 }
@@ -144,6 +182,8 @@ export interface InspectResult {
     windowCenter: number | undefined;
     windowWidth: number | undefined;
   };
+  /** For a PNG or JPEG: what the decoder made of it. */
+  image?: { format: string; width: number; height: number; channels: number; bitDepth: number };
   /** Set when raw stored values were written. */
   raw?: { path: string; bytes: number; frames: number };
 }
@@ -151,6 +191,16 @@ export interface InspectResult {
 export async function inspectDicomFile(path: string, rawOut?: string): Promise<InspectResult> {
   const outcome = await examine(path, path);
   if (!outcome.ok) return { file: path, status: 'rejected', reason: outcome.reason, message: outcome.message };
+  if (outcome.kind === 'raster') {
+    const { format, width, height, channels, bitDepth, pixels } = outcome.image;
+    const result: InspectResult = { file: path, status: 'decoded', image: { format, width, height, channels, bitDepth } };
+    if (rawOut) {
+      const bytes = littleEndianBytes(pixels);
+      await writeFile(rawOut, bytes);
+      result.raw = { path: rawOut, bytes: bytes.byteLength, frames: 1 };
+    }
+    return result;
+  }
   const { header } = outcome.image;
   const result: InspectResult = {
     file: path,
