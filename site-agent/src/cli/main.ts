@@ -14,9 +14,11 @@ commands:
   start --config site.yaml    run the site agent: connect to the coordinator and train the rounds it assigns
   doctor --config site.yaml   check the kit, data, state folder, compute backend and coordinator connection
                               (--json for machine-readable output; exit 1 when a check fails)
-  data scan (--config site.yaml | --dir DIR [--labels CSV]) [--json]
-                              decode every file and count by class, modality, transfer syntax and size;
-                              list every rejected file with its reason
+  data scan (--config site.yaml | --dir DIR [--labels CSV | --folders]) [--json]
+                              decode every file (DICOM, PNG, JPEG) and count by class, modality, transfer
+                              syntax and size, labelled as the config's data.layout says (--labels: a CSV
+                              keyed by file, sop_instance_uid or study_instance_uid; --folders: one folder
+                              per class); list every rejected file with its reason
   data inspect FILE [--json] [--raw OUT]
                               the header fields that matter (never patient identity) and the decode status;
                               --raw writes the stored pixel values of all frames as little-endian bytes
@@ -70,18 +72,25 @@ async function scan(argv: string[]): Promise<void> {
       config: { type: 'string', short: 'c' },
       dir: { type: 'string' },
       labels: { type: 'string' },
+      folders: { type: 'boolean', default: false },
       json: { type: 'boolean', default: false },
     },
   });
+  if (values.labels && values.folders) throw new UsageError('data scan takes --labels or --folders, not both');
   let dir = values.dir;
   let labels = values.labels;
+  let folders = values.folders;
   if (values.config) {
     const config = await loadSiteConfig(values.config);
     dir ??= config.data.dir;
-    labels ??= config.data.labels;
+    // Options on the command line override the config's layout as a whole, not field by field.
+    if (!labels && !folders) {
+      labels = config.data.labels;
+      folders = config.data.layout === 'folders';
+    }
   }
   if (!dir) throw new UsageError('data scan needs --config <site.yaml> or --dir <folder>');
-  const report = await scanDataset({ dir, ...(labels ? { labelsCsv: labels } : {}), onProgress: progressBar('scanning') });
+  const report = await scanDataset({ dir, labelsCsv: labels, layout: folders ? 'folders' : undefined, onProgress: progressBar('scanning') });
   process.stdout.write(values.json ? `${JSON.stringify(report, null, 2)}\n` : formatScan(report));
 }
 
@@ -92,8 +101,9 @@ function formatScan(report: ScanReport): string {
       .sort(([a], [b]) => a.localeCompare(b))
       .map(([key, n]) => `  ${String(n).padStart(6)}  ${key}`),
   ];
+  const labelledBy = report.labelledBy === 'none' ? 'not labelled (decoding checked only)' : `labelled by ${report.labelledBy.replaceAll('_', ' ')}`;
   const lines = [
-    `${report.files} files, ${report.accepted} usable, ${report.rejected.length} rejected`,
+    `${report.files} files, ${report.accepted} usable, ${report.rejected.length} rejected; ${labelledBy}`,
     ...table('by class', report.byClass),
     ...table('by modality', report.byModality),
     ...table('by transfer syntax', report.byTransferSyntax),
@@ -118,7 +128,7 @@ async function inspect(argv: string[]): Promise<void> {
   } else if (result.status === 'rejected') {
     process.stdout.write(`${file}: rejected (${result.reason}): ${result.message}\n`);
   } else {
-    const fields = Object.entries(result.header ?? {}).map(([key, value]) => `  ${key.padEnd(26)} ${value === undefined ? '-' : String(value)}`);
+    const fields = Object.entries(result.header ?? result.image ?? {}).map(([key, value]) => `  ${key.padEnd(26)} ${value === undefined ? '-' : String(value)}`);
     process.stdout.write(`${file}: decoded\n${fields.join('\n')}\n`);
     if (result.raw) process.stdout.write(`raw stored values: ${result.raw.bytes} bytes, ${result.raw.frames} frame(s) -> ${result.raw.path}\n`);
   }

@@ -39,4 +39,15 @@ describe('site config', () => {
     expect(tls.coordinator.kit).toBe('/srv/kits/sites/hospital-a');
     expect(tls.coordinator.insecure).toBe(false);
   });
+
+  it('takes a labels CSV or one folder per class as the data layout', () => {
+    const csv = parseSiteConfig(valid, '/srv/federa');
+    expect(csv.data).toMatchObject({ layout: 'csv', labels: '/srv/federa/labels.csv' });
+    const folders = parseSiteConfig({ ...valid, data: { dir: 'images' } }, '/srv/federa');
+    expect(folders.data).toMatchObject({ layout: 'folders', labels: undefined, dir: '/srv/federa/images' });
+    expect(parseSiteConfig({ ...valid, data: { dir: 'images', layout: 'folders' } }, '/x').data.layout).toBe('folders');
+    expect(() => parseSiteConfig({ ...valid, data: { dir: 'images', layout: 'csv' } }, '/x')).toThrow(/data\.labels: is required with layout: csv/);
+    expect(() => parseSiteConfig({ ...valid, data: { ...valid.data, layout: 'folders' } }, '/x')).toThrow(/data\.labels: cannot be combined with layout: folders/);
+    expect(() => parseSiteConfig({ ...valid, data: { dir: 'images', layout: 'tree' } }, '/x')).toThrow(/data\.layout: must be "csv" or "folders"/);
+  });
 });

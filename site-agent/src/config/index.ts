@@ -38,14 +38,32 @@ export const siteConfigSchema = z
       }),
     data: z
       .object({
-        /** Folder tree of DICOM files. */
+        /** Folder tree of DICOM, PNG and JPEG files. */
         dir: z.string().min(1),
-        /** CSV with header `file,label`; file paths relative to `dir`. */
-        labels: z.string().min(1),
+        /**
+         * 'csv': a labels CSV (`labels`) keyed by `file` (path relative to `dir`), `sop_instance_uid` or
+         * `study_instance_uid`. 'folders': the first folder under `dir` is the class. Defaults to 'csv' when
+         * `labels` is given and to 'folders' when it is not.
+         */
+        layout: z.enum(['csv', 'folders'], { error: 'must be "csv" or "folders"' }).optional(),
+        labels: z.string().min(1).optional(),
         /** Share of the site's images held out for validation, never trained on. */
         validationFraction: z.number().min(0).max(0.9).default(0.2),
       })
-      .strict(),
+      .strict()
+      .superRefine((data, ctx) => {
+        if (data.layout === 'csv' && data.labels === undefined) {
+          ctx.addIssue({ code: 'custom', path: ['labels'], message: 'is required with layout: csv (the labels CSV, keyed by file, sop_instance_uid or study_instance_uid)' });
+        }
+        if (data.layout === 'folders' && data.labels !== undefined) {
+          ctx.addIssue({ code: 'custom', path: ['labels'], message: 'cannot be combined with layout: folders, where each class is a folder under data.dir' });
+        }
+      })
+      .transform(({ layout, labels, ...rest }): { dir: string; layout: 'csv' | 'folders'; labels: string | undefined; validationFraction: number } => ({
+        ...rest,
+        layout: labels !== undefined ? 'csv' : (layout ?? 'folders'),
+        labels,
+      })),
     training: z
       .object({ backend: backendSchema.default('auto') })
       .strict()
@@ -75,7 +93,11 @@ export function parseSiteConfig(input: unknown, baseDir: string, source = 'site 
       ...config.coordinator,
       ...(config.coordinator.kit ? { kit: resolve(baseDir, config.coordinator.kit) } : {}),
     },
-    data: { ...config.data, dir: resolve(baseDir, config.data.dir), labels: resolve(baseDir, config.data.labels) },
+    data: {
+      ...config.data,
+      dir: resolve(baseDir, config.data.dir),
+      labels: config.data.labels === undefined ? undefined : resolve(baseDir, config.data.labels),
+    },
     stateDir: resolve(baseDir, config.stateDir),
   };
 }
