@@ -1,3 +1,4 @@
+import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import {
   applyAggregate,
@@ -7,6 +8,7 @@ import {
   evaluationCounts,
   federation,
   float32ToBytes,
+  parsePreprocessingJson,
   sha256Hex,
   weightedUpdateVector,
   type Logger,
@@ -14,7 +16,7 @@ import {
 } from '@federa/shared';
 import { CoordinatorRefusal, FederationClient, isServiceError, type SiteTransport } from '../client/index.js';
 import type { SiteConfig } from '../config/index.js';
-import { loadLabeledDataset } from '../data/index.js';
+import { loadLabeledDataset, pipelineHash } from '../data/index.js';
 import {
   evaluateModel,
   initBackend,
@@ -389,19 +391,25 @@ export class SiteAgent {
     for (const report of reports) await this.client.reportMetrics(report);
   }
 
-  /** Decodes and preprocesses the site's images once per input shape and reuses them every round. */
+  /**
+   * Decodes and preprocesses the site's images once per input shape and study pipeline and reuses them every
+   * round; the tensors are also cached under the state folder, so a restarted agent does not decode again.
+   */
   private prepareData(spec: ModelSpec, inputs: DataInputs): Promise<PreparedData> {
     const { classNames } = inputs;
-    const key = `${spec.inputSize}/${spec.channels}/${classNames.join(',')}/${spec.seed}`;
+    // Throws for a pipeline this agent does not fully understand: training on a different one would be worse.
+    const preprocessing = parsePreprocessingJson(inputs.preprocessingJson);
+    const shape = { inputSize: spec.inputSize, channels: spec.channels, preprocessing };
+    const key = `${pipelineHash(shape)}/${classNames.join(',')}/${spec.seed}`;
     let prepared = this.datasets.get(key);
     if (!prepared) {
       prepared = (async () => {
         const loaded = await loadLabeledDataset({
           dir: this.config.data.dir,
           labelsCsv: this.config.data.labels,
-          inputSize: spec.inputSize,
-          channels: 1,
+          ...shape,
           classNames,
+          cacheDir: join(this.config.stateDir, 'tensor-cache'),
           ...(this.events.onDataProgress ? { onProgress: this.events.onDataProgress } : {}),
         });
         for (const rejected of loaded.rejected) {
@@ -409,7 +417,13 @@ export class SiteAgent {
         }
         const split = splitTrainValidation(loaded.images, this.config.data.validationFraction, spec.seed);
         this.log.info(
-          { train: split.train.count, validation: split.validation.count, rejected: loaded.rejected.length, classCounts: loaded.classCounts },
+          {
+            train: split.train.count,
+            validation: split.validation.count,
+            rejected: loaded.rejected.length,
+            classCounts: loaded.classCounts,
+            cachedTensors: loaded.cache.hits,
+          },
           'dataset ready',
         );
         return { ...split, rejected: loaded.rejected.length };
