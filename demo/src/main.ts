@@ -4,7 +4,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import type { StudyDefinitionInput } from '@federa/shared';
+import { studyDefinitionSchema, type StudyDefinitionInput } from '@federa/shared';
 import { evaluateModel, initBackend, loadLabeledDataset } from '@federa/site-agent';
 import { LocalConsortium, type RoundEvaluationView } from './consortium.js';
 import { formatEvaluationTable, formatRoundTable } from './table.js';
@@ -59,12 +59,15 @@ async function main(): Promise<number> {
     const backend = await initBackend('auto');
     const holdoutSet = consortium.data.holdout;
     if (!holdoutSet) throw new Error('the consortium was generated without a held-out set');
+    // Held-out images are prepared exactly as the study tells the sites to prepare theirs.
+    const declared = studyDefinitionSchema.parse(definition);
     const holdout = await loadLabeledDataset({
       dir: holdoutSet.dir,
       labelsCsv: holdoutSet.labelsCsv,
-      inputSize: definition.model.inputSize,
-      channels: 1,
+      inputSize: declared.model.inputSize,
+      channels: declared.model.channels,
       classNames: CLASS_NAMES,
+      preprocessing: declared.preprocessing,
     });
     const lesions = holdout.images.labels.reduce((n, label) => n + (label === 1 ? 1 : 0), 0);
     const chance = Math.max(lesions, holdout.images.count - lesions) / holdout.images.count;
