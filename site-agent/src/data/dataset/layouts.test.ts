@@ -67,7 +67,7 @@ describe('folder per class', () => {
     expect(Array.from(loaded.images.labels)).toEqual([1, 1, 1, 0, 0]);
     expect(loaded.classCounts).toEqual({ normal: 2, lesion: 3 });
     expect(reasons(loaded.rejected)).toEqual({
-      'lesion/cut.png': expect.stringMatching(/^(truncated|unreadable-image)$/),
+      'lesion/cut.png': 'truncated',
       'lesion/notes.txt': 'not-dicom',
       'loose.dcm': 'missing-label',
       'tumour/x.dcm': 'unknown-label',
@@ -122,7 +122,7 @@ describe('folder per class', () => {
     expect(report.byTransferSyntax).toMatchObject({ 'PNG file (8-bit grey)': 1, 'JPEG file (8-bit colour)': 1 });
     expect(report.bySize).toMatchObject({ '40x30': 1, '24x24': 1 });
     expect(reasons(report.rejected)).toEqual({
-      'lesion/cut.png': expect.stringMatching(/^(truncated|unreadable-image)$/),
+      'lesion/cut.png': 'truncated',
       'lesion/notes.txt': 'not-dicom',
       'loose.dcm': 'missing-label',
     });

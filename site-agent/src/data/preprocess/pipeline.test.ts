@@ -312,8 +312,12 @@ describe('PNG and JPEG', () => {
 
   it('rejects damaged files with a reason and tells DICOM from PNG/JPEG by signature', async () => {
     const png = await encode(new Uint8Array(64 * 64).map((_, i) => i % 256), 64, 64, 1, 'png');
-    await expect(decodeRaster(png.subarray(0, png.length - 40), 'cut.png')).rejects.toMatchObject({ reason: expect.stringMatching(/^(truncated|unreadable-image)$/), file: 'cut.png' });
+    await expect(decodeRaster(png.subarray(0, png.length - 40), 'cut.png')).rejects.toMatchObject({ reason: 'truncated', file: 'cut.png' });
+    // Whole length but damaged inside: unreadable, not truncated.
+    const damaged = Buffer.concat([png.subarray(0, 60), Buffer.alloc(40, 0x55), png.subarray(100)]);
+    await expect(decodeRaster(damaged, 'damaged.png')).rejects.toMatchObject({ reason: 'unreadable-image' });
     const jpeg = await encode(new Uint8Array(64 * 64 * 3).map((_, i) => i % 251), 64, 64, 3, 'jpeg');
+    await expect(decodeRaster(jpeg.subarray(0, jpeg.length / 2), 'cut.jpg')).rejects.toMatchObject({ reason: 'truncated' });
     await expect(decodeRaster(jpeg.subarray(0, jpeg.length / 2), 'cut.jpg')).rejects.toBeInstanceOf(ImageRejection);
     await expect(decodeRaster(Buffer.from('hello'), 'notes.txt')).rejects.toMatchObject({ reason: 'not-dicom' });
     expect(sniffRasterFormat(png)).toBe('png');

@@ -27,7 +27,18 @@ export function sniffRasterFormat(bytes: Uint8Array): 'png' | 'jpeg' | undefined
   return undefined;
 }
 
-const TRUNCATION = /premature end|truncat|unexpected end|end of (file|stream|data)|not enough data|read error/i;
+const PNG_IEND = [0x49, 0x45, 0x4e, 0x44, 0xae, 0x42, 0x60, 0x82] as const;
+
+/**
+ * Whether the file stops before its format's end marker: a PNG's last chunk is IEND, a JPEG's last marker EOI
+ * (some writers pad after it, hence the search of the tail). libpng says only "read error" for a cut file,
+ * which it also says for a corrupt one, so the bytes decide.
+ */
+function endsEarly(bytes: Uint8Array, format: 'png' | 'jpeg'): boolean {
+  if (format === 'png') return !PNG_IEND.every((b, i) => bytes[bytes.length - PNG_IEND.length + i] === b);
+  for (let i = bytes.length - 2; i >= Math.max(2, bytes.length - 256); i--) if (bytes[i] === 0xff && bytes[i + 1] === 0xd9) return false;
+  return true;
+}
 
 /**
  * Decodes a PNG or JPEG with sharp: EXIF orientation applied (a photographed image is used the way it is
@@ -69,7 +80,9 @@ export async function decodeRaster(bytes: Uint8Array, file: string): Promise<Ras
     return { file, format, width: info.width, height: info.height, channels, bitDepth: deep ? 16 : 8, pixels };
   } catch (error) {
     if (error instanceof ImageRejection) throw error;
-    const message = error instanceof Error ? error.message : String(error);
-    throw new ImageRejection(file, TRUNCATION.test(message) ? 'truncated' : 'unreadable-image', `${format.toUpperCase()} cannot be decoded (${message.trim()})`, { cause: error });
+    // libvips repeats itself over several lines; the first says what went wrong.
+    const message = (error instanceof Error ? error.message : String(error)).trim().split('\n')[0] ?? '';
+    const reason = endsEarly(bytes, format) || /premature end/i.test(message) ? 'truncated' : 'unreadable-image';
+    throw new ImageRejection(file, reason, `${format.toUpperCase()} cannot be decoded (${message})`, { cause: error });
   }
 }
