@@ -134,6 +134,23 @@ describe.each([
     expect((await consortium.study(study.id)).rounds.map((r) => r.evaluation?.overall)).toEqual(evaluation.rounds.map((r) => r.overall));
   });
 
+  it('shows what data each site loaded, as counts only, matching what it trained and validated on', async () => {
+    const views = await consortium.siteViews();
+    for (const site of consortium.sites) {
+      const dataset = views.find((v) => v.id === site.id)?.dataset;
+      const state = JSON.parse(await readFile(join(site.stateDir, 'rounds', study.id, '1', 'state.json'), 'utf8')) as {
+        samples: number;
+        validationSamples: number;
+      };
+      expect(dataset?.studyId).toBe(study.id);
+      expect(dataset?.accepted).toBe(state.samples + state.validationSamples);
+      expect(Object.keys(dataset?.byClass ?? {}).sort()).toEqual(['lesion', 'normal']);
+      expect(dataset?.byModality).toBeDefined();
+      const wire = JSON.stringify(dataset);
+      expect(wire).not.toMatch(/\.dcm|\/|\\/);
+    }
+  });
+
   it('keeps the rounds, models and receipts as rows in the database', async () => {
     await consortium.stop();
     const db = await openDatabase({ dataDir: join(workDir, 'coordinator'), ...(schema ? { databaseUrl: schema.url } : {}) });

@@ -12,6 +12,7 @@ import {
   readSiteKit,
   sha256Hex,
   type ClassificationMetrics,
+  type DatasetSummary,
   type EvaluationCounts,
   type StudyDefinitionInput,
 } from '@federa/shared';
@@ -49,6 +50,13 @@ export interface RoundEvaluationView {
   pendingSites: string[];
   sites: Array<ClassificationMetrics & { siteId: string; confusion: number[][]; counts?: EvaluationCounts }>;
   overall: (ClassificationMetrics & { sites: number; confusion: number[][] }) | null;
+}
+
+/** A site as GET /sites shows it, with the counts-only summary of the data it last loaded. */
+export interface SiteView {
+  id: string;
+  connected: boolean;
+  dataset: (DatasetSummary & { studyId: string; reportedAt: string }) | null;
 }
 
 /** The REST view of a study, as far as the demo and tests read it. */
@@ -155,6 +163,10 @@ export class LocalConsortium {
 
   async study(id: string): Promise<StudyStatusView> {
     return this.request('GET', `/studies/${id}`);
+  }
+
+  async siteViews(): Promise<SiteView[]> {
+    return this.request('GET', '/sites');
   }
 
   /** Every round's federated evaluation, with the counts each site reported. */

@@ -8,3 +8,4 @@ export * from './pki/index.js';
 export * from './ckks/index.js';
 export * from './files/index.js';
 export * from './metrics/index.js';
+export * from './dataset/index.js';

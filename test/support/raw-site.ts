@@ -68,6 +68,10 @@ export class RawSite {
     return new Promise((resolve) => this.client.reportEvaluation(report, this.metadata(), (error) => resolve(error)));
   }
 
+  reportDatasetSummary(summary: federation.DatasetSummary): Promise<ServiceError | null> {
+    return new Promise((resolve) => this.client.reportDatasetSummary(summary, this.metadata(), (error) => resolve(error)));
+  }
+
   close(): void {
     this.client.close();
   }

@@ -10,6 +10,7 @@ import { StudiesController } from '../studies/studies.controller.js';
 import { StudiesService } from '../studies/studies.service.js';
 import type { SiteIdentity } from '../federation/site-identity.js';
 import { EncryptedAggregation } from '../rounds/encrypted-aggregation.js';
+import { DatasetSummaries } from '../sites/dataset-summaries.js';
 import { BLOB_STORE, CKKS_PUBLIC_PARAMS, COORDINATOR_CONFIG, DATABASE, SITE_IDENTITY } from './tokens.js';
 
 /** Closes the database last, after every service that uses it has stopped (an open PGlite hangs the process). */
@@ -40,6 +41,7 @@ export class AppModule {
         DatabaseLifecycle,
         SiteSessions,
         RoundsService,
+        DatasetSummaries,
         StudiesService,
         FederationHandlers,
       ],

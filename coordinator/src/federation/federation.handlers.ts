@@ -12,6 +12,7 @@ import type { BlobStore } from '../blobs/index.js';
 import type { Database } from '../persistence/index.js';
 import { modelKindOf, RoundsService } from '../rounds/rounds.service.js';
 import { SiteSessions } from '../sessions/site-sessions.js';
+import { DatasetSummaries } from '../sites/dataset-summaries.js';
 import { FederationError, GrpcStatus } from './federation-error.js';
 import { SITE_IDENTITY } from '../app/tokens.js';
 import type { SiteIdentity } from './site-identity.js';
@@ -29,6 +30,7 @@ export class FederationHandlers {
     @Inject(RoundsService) private readonly rounds: RoundsService,
     @Inject(SiteSessions) private readonly sessions: SiteSessions,
     @Inject(SITE_IDENTITY) private readonly identity: SiteIdentity,
+    @Inject(DatasetSummaries) private readonly datasets: DatasetSummaries,
   ) {}
 
   implementation(): federation.FederationServiceServer {
@@ -53,6 +55,12 @@ export class FederationHandlers {
         void this.unary(call, callback, async (siteId) => {
           await this.requireRegistered(siteId);
           await this.rounds.recordEvaluation(siteId, call.request);
+          return {};
+        }),
+      reportDatasetSummary: (call, callback) =>
+        void this.unary(call, callback, async (siteId) => {
+          await this.requireRegistered(siteId);
+          await this.datasets.record(siteId, call.request);
           return {};
         }),
     };

@@ -420,6 +420,7 @@ function defineBackendSuite(backend: Backend, unavailable: string | undefined): 
           'round_failure',
           'round_metric',
           'site',
+          'site_dataset_summary',
           'study',
           'update_receipt',
         ]);

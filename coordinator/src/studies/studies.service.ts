@@ -7,6 +7,7 @@ import { EncryptedAggregation, NO_KIT } from '../rounds/encrypted-aggregation.js
 import { summariseEvaluation, type RoundEvaluationView } from '../rounds/evaluation.js';
 import { RoundsService } from '../rounds/rounds.service.js';
 import { SiteSessions } from '../sessions/site-sessions.js';
+import { DatasetSummaries, type DatasetSummaryView } from '../sites/dataset-summaries.js';
 
 export class StudyInputError extends Error {
   override readonly name = 'StudyInputError';
@@ -76,6 +77,18 @@ export interface StudyStatus extends StudySummary {
   definition: StudyDefinition;
   initialModel: ModelView | null;
   rounds: RoundView[];
+  /** Sites the study names or has assigned to a round, with the data each loaded for this study (counts only). */
+  sites: Array<{ id: string; connected: boolean; dataset: DatasetSummaryView | null }>;
+}
+
+export interface SiteView {
+  id: string;
+  status: string;
+  connected: boolean;
+  registeredAt: string;
+  lastSeenAt: string;
+  /** The site's latest dataset summary (counts only), from whichever study it last loaded its data for. */
+  dataset: DatasetSummaryView | null;
 }
 
 /** Researcher-facing operations on studies; round mechanics live in RoundsService. */
@@ -86,6 +99,7 @@ export class StudiesService {
     @Inject(RoundsService) private readonly rounds: RoundsService,
     @Inject(SiteSessions) private readonly sessions: SiteSessions,
     @Inject(EncryptedAggregation) private readonly encrypted: EncryptedAggregation,
+    @Inject(DatasetSummaries) private readonly datasets: DatasetSummaries,
   ) {}
 
   async create(body: unknown): Promise<StudyStatus> {
@@ -131,9 +145,12 @@ export class StudiesService {
       const m = models.find((x) => x.round === round);
       return m ? { kind: m.kind, sha256: m.sha256, sizeBytes: m.sizeBytes, parameterCount: m.parameterCount } : null;
     };
+    const definition = studyDefinitionSchema.parse(study.spec);
+    const siteIds = [...new Set([...(definition.sites ?? []), ...rounds.flatMap((r) => r.assignedSites)])].sort();
+    const datasets = await this.datasets.latest(siteIds);
     return {
       ...summarise(study),
-      definition: studyDefinitionSchema.parse(study.spec),
+      definition,
       initialModel: modelOf(0),
       rounds: rounds.map((r) => ({
         number: r.number,
@@ -153,6 +170,10 @@ export class StudiesService {
           .sort((a, b) => a.siteId.localeCompare(b.siteId)),
         evaluation: r.evaluations.length > 0 ? summariseEvaluation(r.evaluations) : null,
       })),
+      sites: siteIds.map((siteId) => {
+        const dataset = datasets.get(siteId);
+        return { id: siteId, connected: this.sessions.isConnected(siteId), dataset: dataset?.studyId === id ? dataset : null };
+      }),
     };
   }
 
@@ -181,14 +202,16 @@ export class StudiesService {
     return { sha256: model.sha256, kind: model.kind };
   }
 
-  async sites(): Promise<Array<{ id: string; status: string; connected: boolean; registeredAt: string; lastSeenAt: string }>> {
+  async sites(): Promise<SiteView[]> {
     const rows = await this.db.prisma.site.findMany({ orderBy: { id: 'asc' } });
+    const datasets = await this.datasets.latest();
     return rows.map((s) => ({
       id: s.id,
       status: s.status,
       connected: this.sessions.isConnected(s.id),
       registeredAt: s.registeredAt.toISOString(),
       lastSeenAt: s.lastSeenAt.toISOString(),
+      dataset: datasets.get(s.id) ?? null,
     }));
   }
 

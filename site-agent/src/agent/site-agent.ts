@@ -16,7 +16,7 @@ import {
 } from '@federa/shared';
 import { CoordinatorRefusal, FederationClient, isServiceError, type SiteTransport } from '../client/index.js';
 import type { SiteConfig } from '../config/index.js';
-import { loadLabeledDataset, pipelineHash } from '../data/index.js';
+import { loadLabeledDataset, pipelineHash, summariseLoadedDataset, type LoadedDataset } from '../data/index.js';
 import {
   evaluateModel,
   initBackend,
@@ -54,6 +54,8 @@ interface PreparedData {
   train: LabeledImages;
   validation: LabeledImages;
   rejected: number;
+  /** What the dataset summary is made from: file lists and counts, not the pixels. */
+  contents: Pick<LoadedDataset, 'files' | 'classCounts' | 'rejected'>;
 }
 
 /**
@@ -69,6 +71,8 @@ export class SiteAgent {
   private readonly ckksSecretKey: Uint8Array | undefined;
   private ckks: Promise<CkksContext> | undefined;
   private readonly datasets = new Map<string, Promise<PreparedData>>();
+  /** Studies this process has described its data to; once each, after the first load for the study. */
+  private readonly summarised = new Set<string>();
   private backend: BackendInfo | undefined;
   private queue: Promise<void> = Promise.resolve();
   private stopped = false;
@@ -234,6 +238,8 @@ export class SiteAgent {
     if (!task.model || !task.training || !task.baseModel) throw new Error('train task is missing its model, settings or base model');
     const spec = modelSpecOf(task.model);
     const data = await this.prepareData(spec, task);
+    // Before the no-data check: a site that can use nothing is exactly the one whose summary explains why.
+    await this.reportDatasetSummary(task.studyId, data);
     if (data.train.count === 0) {
       throw new NoUsableDataError(`no usable training images (${data.rejected} rejected); run \`federa-site data scan\` to see why`);
     }
@@ -293,7 +299,9 @@ export class SiteAgent {
       if (!task.model || !task.globalModel) throw new Error('evaluate task is missing its model spec or global model');
       const started = performance.now();
       const spec = modelSpecOf(task.model);
-      const { validation } = await this.prepareData(spec, task);
+      const data = await this.prepareData(spec, task);
+      await this.reportDatasetSummary(task.studyId, data);
+      const { validation } = data;
       // The cache the next round's training reads its base model from: fetched and decrypted once for both.
       const weights = await this.globalWeights(task.studyId, task.round, task.globalModel);
       const probabilities = validation.count > 0 ? await predictProbabilities(spec, weights, validation) : new Float64Array(0);
@@ -349,6 +357,28 @@ export class SiteAgent {
     }
     await this.models.write(studyId, round, weights);
     return weights;
+  }
+
+  /**
+   * Tells the coordinator what data this site loaded for a study, as counts by category only (see
+   * summariseLoadedDataset), once per study and process. Informational: failing is logged, never fatal; a refusal
+   * is not retried, anything else is on the next task.
+   */
+  private async reportDatasetSummary(studyId: string, data: PreparedData): Promise<void> {
+    if (this.summarised.has(studyId)) return;
+    this.summarised.add(studyId);
+    try {
+      const summary = await summariseLoadedDataset(this.config.data.dir, data.contents);
+      await this.client.reportDatasetSummary({ studyId, ...summary });
+      this.log.info({ studyId, files: summary.files, accepted: summary.accepted }, 'dataset summary reported');
+    } catch (error) {
+      if (error instanceof CoordinatorRefusal) {
+        this.log.warn({ studyId, status: error.statusName, reason: error.message }, 'coordinator refused the dataset summary');
+      } else {
+        this.summarised.delete(studyId);
+        this.log.warn({ studyId, reason: describe(error) }, 'could not report the dataset summary; will try again');
+      }
+    }
   }
 
   private secretKey(): Uint8Array {
@@ -426,7 +456,11 @@ export class SiteAgent {
           },
           'dataset ready',
         );
-        return { ...split, rejected: loaded.rejected.length };
+        return {
+          ...split,
+          rejected: loaded.rejected.length,
+          contents: { files: loaded.files, classCounts: loaded.classCounts, rejected: loaded.rejected },
+        };
       })();
       prepared.catch(() => this.datasets.delete(key));
       this.datasets.set(key, prepared);

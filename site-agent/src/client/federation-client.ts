@@ -132,6 +132,12 @@ export class FederationClient {
     });
   }
 
+  reportDatasetSummary(summary: federation.DatasetSummary): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.client.reportDatasetSummary(summary, this.metadata, (error) => (error ? reject(refusal(error)) : resolve()));
+    });
+  }
+
   close(): void {
     this.client.close();
   }

@@ -8,3 +8,4 @@ export {
   type ScanRejection,
   type ScanReport,
 } from './scan.js';
+export { summariseLoadedDataset } from './summary.js';

@@ -511,6 +511,60 @@ export interface EvaluationReport {
 export interface EvaluationAck {
 }
 
+/**
+ * A site's data for one study, as counts only: no file name, no identifier, no header value other than the
+ * category names below, each from a closed set or a short code. Every image counted in `accepted` appears once
+ * in each by_ map; accepted plus the rejected counts make up `files`.
+ */
+export interface DatasetSummary {
+  studyId: string;
+  /** Files (and label rows without a file) the site considered. */
+  files: number;
+  /** Images it can train and validate on. */
+  accepted: number;
+  /** By the study's class names. */
+  byClass: { [key: string]: number };
+  /** By DICOM modality defined term (CT, MR, CR, ...); "(none)" for images without one, "other" for any other value. */
+  byModality: { [key: string]: number };
+  /**
+   * By standard transfer syntax UID (1.2.840.10008.1.2...), "private" for any other, or the file format of a
+   * non-DICOM image ("PNG", "JPEG", "other").
+   */
+  byTransferSyntax: { [key: string]: number };
+  /** By size bucket of the larger image side: "<=128", "129-256", "257-512", "513-1024", "1025-2048", ">2048". */
+  bySize: { [key: string]: number };
+  /** Files the site could not use, by reason code (truncated, missing-label, ...). */
+  rejectedByReason: { [key: string]: number };
+}
+
+export interface DatasetSummary_ByClassEntry {
+  key: string;
+  value: number;
+}
+
+export interface DatasetSummary_ByModalityEntry {
+  key: string;
+  value: number;
+}
+
+export interface DatasetSummary_ByTransferSyntaxEntry {
+  key: string;
+  value: number;
+}
+
+export interface DatasetSummary_BySizeEntry {
+  key: string;
+  value: number;
+}
+
+export interface DatasetSummary_RejectedByReasonEntry {
+  key: string;
+  value: number;
+}
+
+export interface DatasetSummaryAck {
+}
+
 function createBaseRegisterRequest(): RegisterRequest {
   return { agentVersion: "", backend: "", supportedEncodings: [] };
 }
@@ -3670,6 +3724,902 @@ export const EvaluationAck: MessageFns<EvaluationAck> = {
   },
 };
 
+function createBaseDatasetSummary(): DatasetSummary {
+  return {
+    studyId: "",
+    files: 0,
+    accepted: 0,
+    byClass: {},
+    byModality: {},
+    byTransferSyntax: {},
+    bySize: {},
+    rejectedByReason: {},
+  };
+}
+
+export const DatasetSummary: MessageFns<DatasetSummary> = {
+  encode(message: DatasetSummary, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.studyId !== "") {
+      writer.uint32(10).string(message.studyId);
+    }
+    if (message.files !== 0) {
+      writer.uint32(16).uint32(message.files);
+    }
+    if (message.accepted !== 0) {
+      writer.uint32(24).uint32(message.accepted);
+    }
+    globalThis.Object.entries(message.byClass).forEach(([key, value]: [string, number]) => {
+      DatasetSummary_ByClassEntry.encode({ key: key as any, value }, writer.uint32(34).fork()).join();
+    });
+    globalThis.Object.entries(message.byModality).forEach(([key, value]: [string, number]) => {
+      DatasetSummary_ByModalityEntry.encode({ key: key as any, value }, writer.uint32(42).fork()).join();
+    });
+    globalThis.Object.entries(message.byTransferSyntax).forEach(([key, value]: [string, number]) => {
+      DatasetSummary_ByTransferSyntaxEntry.encode({ key: key as any, value }, writer.uint32(50).fork()).join();
+    });
+    globalThis.Object.entries(message.bySize).forEach(([key, value]: [string, number]) => {
+      DatasetSummary_BySizeEntry.encode({ key: key as any, value }, writer.uint32(58).fork()).join();
+    });
+    globalThis.Object.entries(message.rejectedByReason).forEach(([key, value]: [string, number]) => {
+      DatasetSummary_RejectedByReasonEntry.encode({ key: key as any, value }, writer.uint32(66).fork()).join();
+    });
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): DatasetSummary {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseDatasetSummary();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.studyId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.files = reader.uint32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.accepted = reader.uint32();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            const entry4 = DatasetSummary_ByClassEntry.decode(reader, reader.uint32());
+            if (entry4.value !== undefined) {
+              message.byClass[entry4.key] = entry4.value;
+            }
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            const entry5 = DatasetSummary_ByModalityEntry.decode(reader, reader.uint32());
+            if (entry5.value !== undefined) {
+              message.byModality[entry5.key] = entry5.value;
+            }
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            const entry6 = DatasetSummary_ByTransferSyntaxEntry.decode(reader, reader.uint32());
+            if (entry6.value !== undefined) {
+              message.byTransferSyntax[entry6.key] = entry6.value;
+            }
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            const entry7 = DatasetSummary_BySizeEntry.decode(reader, reader.uint32());
+            if (entry7.value !== undefined) {
+              message.bySize[entry7.key] = entry7.value;
+            }
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            const entry8 = DatasetSummary_RejectedByReasonEntry.decode(reader, reader.uint32());
+            if (entry8.value !== undefined) {
+              message.rejectedByReason[entry8.key] = entry8.value;
+            }
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): DatasetSummary {
+    return {
+      studyId: isSet(object.studyId)
+        ? globalThis.String(object.studyId)
+        : isSet(object.study_id)
+        ? globalThis.String(object.study_id)
+        : "",
+      files: isSet(object.files) ? globalThis.Number(object.files) : 0,
+      accepted: isSet(object.accepted) ? globalThis.Number(object.accepted) : 0,
+      byClass: isObject(object.byClass)
+        ? (globalThis.Object.entries(object.byClass) as [string, any][]).reduce(
+          (acc: { [key: string]: number }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: globalThis.Number(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : isObject(object.by_class)
+        ? (globalThis.Object.entries(object.by_class) as [string, any][]).reduce(
+          (acc: { [key: string]: number }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: globalThis.Number(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : {},
+      byModality: isObject(object.byModality)
+        ? (globalThis.Object.entries(object.byModality) as [string, any][]).reduce(
+          (acc: { [key: string]: number }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: globalThis.Number(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : isObject(object.by_modality)
+        ? (globalThis.Object.entries(object.by_modality) as [string, any][]).reduce(
+          (acc: { [key: string]: number }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: globalThis.Number(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : {},
+      byTransferSyntax: isObject(object.byTransferSyntax)
+        ? (globalThis.Object.entries(object.byTransferSyntax) as [string, any][]).reduce(
+          (acc: { [key: string]: number }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: globalThis.Number(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : isObject(object.by_transfer_syntax)
+        ? (globalThis.Object.entries(object.by_transfer_syntax) as [string, any][]).reduce(
+          (acc: { [key: string]: number }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: globalThis.Number(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : {},
+      bySize: isObject(object.bySize)
+        ? (globalThis.Object.entries(object.bySize) as [string, any][]).reduce(
+          (acc: { [key: string]: number }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: globalThis.Number(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : isObject(object.by_size)
+        ? (globalThis.Object.entries(object.by_size) as [string, any][]).reduce(
+          (acc: { [key: string]: number }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: globalThis.Number(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : {},
+      rejectedByReason: isObject(object.rejectedByReason)
+        ? (globalThis.Object.entries(object.rejectedByReason) as [string, any][]).reduce(
+          (acc: { [key: string]: number }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: globalThis.Number(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : isObject(object.rejected_by_reason)
+        ? (globalThis.Object.entries(object.rejected_by_reason) as [string, any][]).reduce(
+          (acc: { [key: string]: number }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: globalThis.Number(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : {},
+    };
+  },
+
+  toJSON(message: DatasetSummary): unknown {
+    const obj: any = {};
+    if (message.studyId !== "") {
+      obj.studyId = message.studyId;
+    }
+    if (message.files !== 0) {
+      obj.files = Math.round(message.files);
+    }
+    if (message.accepted !== 0) {
+      obj.accepted = Math.round(message.accepted);
+    }
+    if (message.byClass) {
+      const entries = globalThis.Object.entries(message.byClass) as [string, number][];
+      if (entries.length > 0) {
+        obj.byClass = {};
+        entries.forEach(([k, v]) => {
+          obj.byClass[k] = Math.round(v);
+        });
+      }
+    }
+    if (message.byModality) {
+      const entries = globalThis.Object.entries(message.byModality) as [string, number][];
+      if (entries.length > 0) {
+        obj.byModality = {};
+        entries.forEach(([k, v]) => {
+          obj.byModality[k] = Math.round(v);
+        });
+      }
+    }
+    if (message.byTransferSyntax) {
+      const entries = globalThis.Object.entries(message.byTransferSyntax) as [string, number][];
+      if (entries.length > 0) {
+        obj.byTransferSyntax = {};
+        entries.forEach(([k, v]) => {
+          obj.byTransferSyntax[k] = Math.round(v);
+        });
+      }
+    }
+    if (message.bySize) {
+      const entries = globalThis.Object.entries(message.bySize) as [string, number][];
+      if (entries.length > 0) {
+        obj.bySize = {};
+        entries.forEach(([k, v]) => {
+          obj.bySize[k] = Math.round(v);
+        });
+      }
+    }
+    if (message.rejectedByReason) {
+      const entries = globalThis.Object.entries(message.rejectedByReason) as [string, number][];
+      if (entries.length > 0) {
+        obj.rejectedByReason = {};
+        entries.forEach(([k, v]) => {
+          obj.rejectedByReason[k] = Math.round(v);
+        });
+      }
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<DatasetSummary>, I>>(base?: I): DatasetSummary {
+    return DatasetSummary.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<DatasetSummary>, I>>(object: I): DatasetSummary {
+    const message = createBaseDatasetSummary();
+    message.studyId = object.studyId ?? "";
+    message.files = object.files ?? 0;
+    message.accepted = object.accepted ?? 0;
+    message.byClass = (globalThis.Object.entries(object.byClass ?? {}) as [string, number][]).reduce(
+      (acc: { [key: string]: number }, [key, value]: [string, number]) => {
+        if (value !== undefined) {
+          acc[key] = globalThis.Number(value);
+        }
+        return acc;
+      },
+      {},
+    );
+    message.byModality = (globalThis.Object.entries(object.byModality ?? {}) as [string, number][]).reduce(
+      (acc: { [key: string]: number }, [key, value]: [string, number]) => {
+        if (value !== undefined) {
+          acc[key] = globalThis.Number(value);
+        }
+        return acc;
+      },
+      {},
+    );
+    message.byTransferSyntax = (globalThis.Object.entries(object.byTransferSyntax ?? {}) as [string, number][]).reduce(
+      (acc: { [key: string]: number }, [key, value]: [string, number]) => {
+        if (value !== undefined) {
+          acc[key] = globalThis.Number(value);
+        }
+        return acc;
+      },
+      {},
+    );
+    message.bySize = (globalThis.Object.entries(object.bySize ?? {}) as [string, number][]).reduce(
+      (acc: { [key: string]: number }, [key, value]: [string, number]) => {
+        if (value !== undefined) {
+          acc[key] = globalThis.Number(value);
+        }
+        return acc;
+      },
+      {},
+    );
+    message.rejectedByReason = (globalThis.Object.entries(object.rejectedByReason ?? {}) as [string, number][]).reduce(
+      (acc: { [key: string]: number }, [key, value]: [string, number]) => {
+        if (value !== undefined) {
+          acc[key] = globalThis.Number(value);
+        }
+        return acc;
+      },
+      {},
+    );
+    return message;
+  },
+};
+
+function createBaseDatasetSummary_ByClassEntry(): DatasetSummary_ByClassEntry {
+  return { key: "", value: 0 };
+}
+
+export const DatasetSummary_ByClassEntry: MessageFns<DatasetSummary_ByClassEntry> = {
+  encode(message: DatasetSummary_ByClassEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.key !== "") {
+      writer.uint32(10).string(message.key);
+    }
+    if (message.value !== 0) {
+      writer.uint32(16).uint32(message.value);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): DatasetSummary_ByClassEntry {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseDatasetSummary_ByClassEntry();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.value = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): DatasetSummary_ByClassEntry {
+    return {
+      key: isSet(object.key) ? globalThis.String(object.key) : "",
+      value: isSet(object.value) ? globalThis.Number(object.value) : 0,
+    };
+  },
+
+  toJSON(message: DatasetSummary_ByClassEntry): unknown {
+    const obj: any = {};
+    if (message.key !== "") {
+      obj.key = message.key;
+    }
+    if (message.value !== 0) {
+      obj.value = Math.round(message.value);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<DatasetSummary_ByClassEntry>, I>>(base?: I): DatasetSummary_ByClassEntry {
+    return DatasetSummary_ByClassEntry.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<DatasetSummary_ByClassEntry>, I>>(object: I): DatasetSummary_ByClassEntry {
+    const message = createBaseDatasetSummary_ByClassEntry();
+    message.key = object.key ?? "";
+    message.value = object.value ?? 0;
+    return message;
+  },
+};
+
+function createBaseDatasetSummary_ByModalityEntry(): DatasetSummary_ByModalityEntry {
+  return { key: "", value: 0 };
+}
+
+export const DatasetSummary_ByModalityEntry: MessageFns<DatasetSummary_ByModalityEntry> = {
+  encode(message: DatasetSummary_ByModalityEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.key !== "") {
+      writer.uint32(10).string(message.key);
+    }
+    if (message.value !== 0) {
+      writer.uint32(16).uint32(message.value);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): DatasetSummary_ByModalityEntry {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseDatasetSummary_ByModalityEntry();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.value = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): DatasetSummary_ByModalityEntry {
+    return {
+      key: isSet(object.key) ? globalThis.String(object.key) : "",
+      value: isSet(object.value) ? globalThis.Number(object.value) : 0,
+    };
+  },
+
+  toJSON(message: DatasetSummary_ByModalityEntry): unknown {
+    const obj: any = {};
+    if (message.key !== "") {
+      obj.key = message.key;
+    }
+    if (message.value !== 0) {
+      obj.value = Math.round(message.value);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<DatasetSummary_ByModalityEntry>, I>>(base?: I): DatasetSummary_ByModalityEntry {
+    return DatasetSummary_ByModalityEntry.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<DatasetSummary_ByModalityEntry>, I>>(
+    object: I,
+  ): DatasetSummary_ByModalityEntry {
+    const message = createBaseDatasetSummary_ByModalityEntry();
+    message.key = object.key ?? "";
+    message.value = object.value ?? 0;
+    return message;
+  },
+};
+
+function createBaseDatasetSummary_ByTransferSyntaxEntry(): DatasetSummary_ByTransferSyntaxEntry {
+  return { key: "", value: 0 };
+}
+
+export const DatasetSummary_ByTransferSyntaxEntry: MessageFns<DatasetSummary_ByTransferSyntaxEntry> = {
+  encode(message: DatasetSummary_ByTransferSyntaxEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.key !== "") {
+      writer.uint32(10).string(message.key);
+    }
+    if (message.value !== 0) {
+      writer.uint32(16).uint32(message.value);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): DatasetSummary_ByTransferSyntaxEntry {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseDatasetSummary_ByTransferSyntaxEntry();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.value = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): DatasetSummary_ByTransferSyntaxEntry {
+    return {
+      key: isSet(object.key) ? globalThis.String(object.key) : "",
+      value: isSet(object.value) ? globalThis.Number(object.value) : 0,
+    };
+  },
+
+  toJSON(message: DatasetSummary_ByTransferSyntaxEntry): unknown {
+    const obj: any = {};
+    if (message.key !== "") {
+      obj.key = message.key;
+    }
+    if (message.value !== 0) {
+      obj.value = Math.round(message.value);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<DatasetSummary_ByTransferSyntaxEntry>, I>>(
+    base?: I,
+  ): DatasetSummary_ByTransferSyntaxEntry {
+    return DatasetSummary_ByTransferSyntaxEntry.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<DatasetSummary_ByTransferSyntaxEntry>, I>>(
+    object: I,
+  ): DatasetSummary_ByTransferSyntaxEntry {
+    const message = createBaseDatasetSummary_ByTransferSyntaxEntry();
+    message.key = object.key ?? "";
+    message.value = object.value ?? 0;
+    return message;
+  },
+};
+
+function createBaseDatasetSummary_BySizeEntry(): DatasetSummary_BySizeEntry {
+  return { key: "", value: 0 };
+}
+
+export const DatasetSummary_BySizeEntry: MessageFns<DatasetSummary_BySizeEntry> = {
+  encode(message: DatasetSummary_BySizeEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.key !== "") {
+      writer.uint32(10).string(message.key);
+    }
+    if (message.value !== 0) {
+      writer.uint32(16).uint32(message.value);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): DatasetSummary_BySizeEntry {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseDatasetSummary_BySizeEntry();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.value = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): DatasetSummary_BySizeEntry {
+    return {
+      key: isSet(object.key) ? globalThis.String(object.key) : "",
+      value: isSet(object.value) ? globalThis.Number(object.value) : 0,
+    };
+  },
+
+  toJSON(message: DatasetSummary_BySizeEntry): unknown {
+    const obj: any = {};
+    if (message.key !== "") {
+      obj.key = message.key;
+    }
+    if (message.value !== 0) {
+      obj.value = Math.round(message.value);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<DatasetSummary_BySizeEntry>, I>>(base?: I): DatasetSummary_BySizeEntry {
+    return DatasetSummary_BySizeEntry.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<DatasetSummary_BySizeEntry>, I>>(object: I): DatasetSummary_BySizeEntry {
+    const message = createBaseDatasetSummary_BySizeEntry();
+    message.key = object.key ?? "";
+    message.value = object.value ?? 0;
+    return message;
+  },
+};
+
+function createBaseDatasetSummary_RejectedByReasonEntry(): DatasetSummary_RejectedByReasonEntry {
+  return { key: "", value: 0 };
+}
+
+export const DatasetSummary_RejectedByReasonEntry: MessageFns<DatasetSummary_RejectedByReasonEntry> = {
+  encode(message: DatasetSummary_RejectedByReasonEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.key !== "") {
+      writer.uint32(10).string(message.key);
+    }
+    if (message.value !== 0) {
+      writer.uint32(16).uint32(message.value);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): DatasetSummary_RejectedByReasonEntry {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseDatasetSummary_RejectedByReasonEntry();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.value = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): DatasetSummary_RejectedByReasonEntry {
+    return {
+      key: isSet(object.key) ? globalThis.String(object.key) : "",
+      value: isSet(object.value) ? globalThis.Number(object.value) : 0,
+    };
+  },
+
+  toJSON(message: DatasetSummary_RejectedByReasonEntry): unknown {
+    const obj: any = {};
+    if (message.key !== "") {
+      obj.key = message.key;
+    }
+    if (message.value !== 0) {
+      obj.value = Math.round(message.value);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<DatasetSummary_RejectedByReasonEntry>, I>>(
+    base?: I,
+  ): DatasetSummary_RejectedByReasonEntry {
+    return DatasetSummary_RejectedByReasonEntry.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<DatasetSummary_RejectedByReasonEntry>, I>>(
+    object: I,
+  ): DatasetSummary_RejectedByReasonEntry {
+    const message = createBaseDatasetSummary_RejectedByReasonEntry();
+    message.key = object.key ?? "";
+    message.value = object.value ?? 0;
+    return message;
+  },
+};
+
+function createBaseDatasetSummaryAck(): DatasetSummaryAck {
+  return {};
+}
+
+export const DatasetSummaryAck: MessageFns<DatasetSummaryAck> = {
+  encode(_: DatasetSummaryAck, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): DatasetSummaryAck {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseDatasetSummaryAck();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(_: any): DatasetSummaryAck {
+    return {};
+  },
+
+  toJSON(_: DatasetSummaryAck): unknown {
+    const obj: any = {};
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<DatasetSummaryAck>, I>>(base?: I): DatasetSummaryAck {
+    return DatasetSummaryAck.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<DatasetSummaryAck>, I>>(_: I): DatasetSummaryAck {
+    const message = createBaseDatasetSummaryAck();
+    return message;
+  },
+};
+
 /**
  * FederationService is the service a site agent talks to. A site's identity is never a field of these messages:
  * the coordinator derives it from the connection (the TLS client certificate under mutual TLS; the
@@ -3764,6 +4714,19 @@ export const FederationServiceService = {
     responseSerialize: (value: EvaluationAck): Buffer => Buffer.from(EvaluationAck.encode(value).finish()),
     responseDeserialize: (value: Buffer): EvaluationAck => EvaluationAck.decode(value),
   },
+  /**
+   * ReportDatasetSummary describes the data a site loaded for a study, as counts by category only. The
+   * coordinator keeps each site's latest summary for the operators and researchers.
+   */
+  reportDatasetSummary: {
+    path: "/federa.v1.FederationService/ReportDatasetSummary" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: DatasetSummary): Buffer => Buffer.from(DatasetSummary.encode(value).finish()),
+    requestDeserialize: (value: Buffer): DatasetSummary => DatasetSummary.decode(value),
+    responseSerialize: (value: DatasetSummaryAck): Buffer => Buffer.from(DatasetSummaryAck.encode(value).finish()),
+    responseDeserialize: (value: Buffer): DatasetSummaryAck => DatasetSummaryAck.decode(value),
+  },
 } as const;
 
 export interface FederationServiceServer extends UntypedServiceImplementation {
@@ -3797,6 +4760,11 @@ export interface FederationServiceServer extends UntypedServiceImplementation {
    * data, as counts only (a confusion matrix and per-class score histograms), never a per-image result.
    */
   reportEvaluation: handleUnaryCall<EvaluationReport, EvaluationAck>;
+  /**
+   * ReportDatasetSummary describes the data a site loaded for a study, as counts by category only. The
+   * coordinator keeps each site's latest summary for the operators and researchers.
+   */
+  reportDatasetSummary: handleUnaryCall<DatasetSummary, DatasetSummaryAck>;
 }
 
 export interface FederationServiceClient extends Client {
@@ -3911,6 +4879,25 @@ export interface FederationServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: EvaluationAck) => void,
   ): ClientUnaryCall;
+  /**
+   * ReportDatasetSummary describes the data a site loaded for a study, as counts by category only. The
+   * coordinator keeps each site's latest summary for the operators and researchers.
+   */
+  reportDatasetSummary(
+    request: DatasetSummary,
+    callback: (error: ServiceError | null, response: DatasetSummaryAck) => void,
+  ): ClientUnaryCall;
+  reportDatasetSummary(
+    request: DatasetSummary,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: DatasetSummaryAck) => void,
+  ): ClientUnaryCall;
+  reportDatasetSummary(
+    request: DatasetSummary,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: DatasetSummaryAck) => void,
+  ): ClientUnaryCall;
 }
 
 export const FederationServiceClient = makeGenericClientConstructor(
@@ -3956,6 +4943,10 @@ function longToNumber(int64: { toString(): string }): number {
     throw new globalThis.Error("Value is smaller than Number.MIN_SAFE_INTEGER");
   }
   return num;
+}
+
+function isObject(value: any): boolean {
+  return typeof value === "object" && value !== null;
 }
 
 function isSet(value: any): boolean {
