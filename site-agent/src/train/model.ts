@@ -27,7 +27,7 @@ const BUILDERS: { [A in Architecture]: Builder<A> } = {
 };
 
 /**
- * Builds the tfjs-layers model for a spec. Its `model.weights` correspond one-to-one, in order and shape, to
+ * Builds the tfjs-layers model for a spec. Its `model.weights` correspond one-to-one, in order, name and shape, to
  * `describeParameters(spec)`. The weights are `weights` when given, else the spec's deterministic initial weights,
  * so two sites never start from different random states.
  */
