@@ -1,10 +1,12 @@
 #!/usr/bin/env node
-// Local training benchmark: training and inference images per second for each registered model at 64x64 and
-// 128x128 on every TensorFlow.js backend that loads here, and one round's time split into data (decode and
-// preprocess), training, encryption and upload (to a coordinator on loopback, over mutual TLS).
-//   npm run bench -- train [--images 128] [--backends wasm,cpu] [--out bench/results/train.json]
+// Local training benchmark: training and inference images per second for each registered architecture (at its
+// default options) at 64x64 and 128x128 on wasm and at 64x64 on the plain cpu backend (whose convolution gradients
+// are two orders of magnitude slower), and one round's time split into data (decode and preprocess), training,
+// encryption and upload (to a coordinator on loopback, over mutual TLS).
+//   npm run bench -- train [--images 128] [--cpu-images 4] [--backends wasm,cpu] [--sizes 64,128] [--cpu-sizes 64]
+//                          [--out bench/results/train.json]
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { availableParallelism, loadavg, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -23,23 +25,34 @@ const coordinatorPkg = await load('coordinator/dist/index.js');
 const { values: args } = parseArgs({
   options: {
     images: { type: 'string', default: '128' },
+    'cpu-images': { type: 'string', default: '4' },
     backends: { type: 'string', default: 'wasm,cpu' },
+    sizes: { type: 'string', default: '64,128' },
+    'cpu-sizes': { type: 'string', default: '64' },
     out: { type: 'string', default: resolve(here, 'results/train.json') },
   },
 });
 const images = Number(args.images);
+const cpuImages = Number(args['cpu-images']);
+const sizes = (list) => list.split(',').map(Number);
 
 function synthetic(count, size) {
   return train.brightSquareImages(count, size, 7);
 }
 
 async function throughput(backend, architecture, size) {
-  // The plain cpu backend is about 100x slower: fewer images keep the run short, the rate stays comparable.
-  const count = backend === 'cpu' ? Math.max(8, Math.round(images / 16)) : images;
-  const spec = { architecture, inputSize: size, channels: 1, classes: 2, seed: 1 };
+  // The plain cpu backend is about 100x slower (a resnet step on 4 images at 64x64 takes ~50 s): a handful of
+  // images keeps the run short, and the rate stays comparable.
+  const count = backend === 'cpu' ? cpuImages : images;
+  // Parsing fills in the architecture's default options, which the results then record.
+  const spec = shared.parseModelSpec({ architecture, inputSize: size, channels: 1, classes: 2, seed: 1 });
   const set = synthetic(count, size);
   const weights = shared.initialWeights(spec);
-  await train.trainLocal(spec, weights, synthetic(8, size), { epochs: 1, batchSize: 8, learningRate: 0.001, seed: 1, optimizer: 'adam' });
+  // wasm sets up an XNNPACK operator per new shape on first use; one small pass keeps that out of the timing. The
+  // cpu backend has no such setup, and warming it up would double its long run.
+  if (backend !== 'cpu') {
+    await train.trainLocal(spec, weights, synthetic(8, size), { epochs: 1, batchSize: 8, learningRate: 0.001, seed: 1, optimizer: 'adam' });
+  }
   const t0 = performance.now();
   await train.trainLocal(spec, weights, set, { epochs: 1, batchSize: 16, learningRate: 0.001, seed: 2, optimizer: 'adam' });
   const trainSeconds = (performance.now() - t0) / 1000;
@@ -54,6 +67,7 @@ async function throughput(backend, architecture, size) {
     images: count,
     trainImagesPerSec: count / trainSeconds,
     inferImagesPerSec: count / inferSeconds,
+    spec,
   };
 }
 
@@ -120,7 +134,10 @@ async function roundSplit() {
   }
 }
 
-const runs = [];
+const started = performance.now();
+// Other work on the machine slows every figure; the load average says how much to trust a comparison.
+const loadAtStart = loadavg();
+const measured = [];
 for (const backend of args.backends.split(',')) {
   try {
     await train.initBackend(backend);
@@ -129,15 +146,34 @@ for (const backend of args.backends.split(',')) {
     continue;
   }
   for (const architecture of shared.ARCHITECTURE_NAMES) {
-    for (const size of [64, 128]) {
+    for (const size of sizes(backend === 'cpu' ? args['cpu-sizes'] : args.sizes)) {
       const run = await throughput(backend, architecture, size);
-      runs.push(run);
+      measured.push(run);
       process.stdout.write(
-        `${backend} ${architecture} ${size}x${size}: train ${run.trainImagesPerSec.toFixed(1)} img/s, inference ${run.inferImagesPerSec.toFixed(1)} img/s\n`,
+        `${backend} ${architecture} ${size}x${size}: train ${rate(run.trainImagesPerSec)} img/s, inference ${rate(run.inferImagesPerSec)} img/s\n`,
       );
     }
   }
 }
+// `runs` keeps its original flat shape (one entry per backend, model and size); `architectures` groups the same
+// figures by model, with the options and parameter count each was measured at.
+const runs = measured.map(({ spec: _spec, ...run }) => run);
+const architectures = shared.ARCHITECTURE_NAMES.map((model) => {
+  const own = measured.filter((run) => run.model === model);
+  const { architecture: _a, inputSize: _i, channels: _c, classes: _k, seed: _s, ...options } = own[0]?.spec ?? {};
+  return {
+    model,
+    options,
+    parameters: own[0]?.parameters,
+    throughput: own.map(({ backend, inputSize, images: count, trainImagesPerSec, inferImagesPerSec }) => ({
+      backend,
+      inputSize,
+      images: count,
+      trainImagesPerSec,
+      inferImagesPerSec,
+    })),
+  };
+});
 await train.initBackend('wasm');
 const round = await roundSplit();
 process.stdout.write(
@@ -145,5 +181,33 @@ process.stdout.write(
     `training ${round.trainSeconds.toFixed(2)} s, encryption ${round.encryptSeconds.toFixed(3)} s, upload ${round.uploadSeconds.toFixed(3)} s\n`,
 );
 await mkdir(dirname(args.out), { recursive: true });
-await writeFile(args.out, `${JSON.stringify({ runs, round }, null, 2)}\n`);
-process.stdout.write(`wrote ${args.out}\n`);
+const conditions = {
+  node: process.version,
+  cpus: availableParallelism(),
+  loadAverageAtStart: loadAtStart.map((l) => Number(l.toFixed(2))),
+  loadAverageAtEnd: loadavg().map((l) => Number(l.toFixed(2))),
+  seconds: Math.round((performance.now() - started) / 1000),
+};
+await writeFile(args.out, `${JSON.stringify({ runs, architectures, round, conditions }, null, 2)}\n`);
+process.stdout.write(`\n${table(runs)}\n`);
+process.stdout.write(`wrote ${args.out} in ${conditions.seconds} s (load average ${conditions.loadAverageAtStart[0]} at the start on ${conditions.cpus} cpus)\n`);
+
+/** Slow cpu rates need more digits than fast wasm ones. */
+function rate(imagesPerSec) {
+  return imagesPerSec.toFixed(imagesPerSec < 10 ? 2 : 1);
+}
+
+function table(rows) {
+  const header = ['model', 'parameters', 'backend', 'input', 'train img/s', 'inference img/s'];
+  const cells = rows.map((r) => [
+    r.model,
+    String(r.parameters),
+    r.backend,
+    `${r.inputSize}x${r.inputSize}`,
+    rate(r.trainImagesPerSec),
+    rate(r.inferImagesPerSec),
+  ]);
+  const widths = header.map((h, i) => Math.max(h.length, ...cells.map((c) => c[i].length)));
+  const line = (c) => `| ${c.map((v, i) => v.padEnd(widths[i])).join(' | ')} |`;
+  return [line(header), `|${widths.map((w) => '-'.repeat(w + 2)).join('|')}|`, ...cells.map(line)].join('\n');
+}
