@@ -34,7 +34,7 @@ describe('a site that cannot contribute to a round', () => {
     await rm(dir, { recursive: true, force: true });
   });
 
-  const runStudy = async (minSites: number) => {
+  const runStudy = async (minSites: number, reason = federation.FailureReason.FAILURE_REASON_DIVERGED, message = 'loss became NaN in epoch 1, batch 3') => {
     const created = await rest(coordinator.httpPort, 'POST', '/studies', studyBody(spec, { minSites, aggregation: 'plaintext' }));
     const studyId = created.body.id as string;
     const started = await rest(coordinator.httpPort, 'POST', `/studies/${studyId}/start`);
@@ -53,8 +53,8 @@ describe('a site that cannot contribute to a round', () => {
     const failure = {
       studyId,
       round: 1,
-      reason: federation.FailureReason.FAILURE_REASON_DIVERGED,
-      message: 'loss became NaN in epoch 1, batch 3',
+      reason,
+      message,
     };
     // A site that already uploaded cannot take its update back by reporting a failure.
     expect((await a.reportFailure(failure))?.details).toMatch(/already uploaded/);
@@ -76,5 +76,12 @@ describe('a site that cannot contribute to a round', () => {
     const study = await runStudy(2);
     expect(study.status).toBe('failed');
     expect(study.error).toMatch(/has 1 of the 2 updates it needs; sites that could not contribute: site-b: diverged/);
+  });
+
+  it('records a task the site cannot run (e.g. a model option an older agent does not know) as its own reason', async () => {
+    const study = await runStudy(1, federation.FailureReason.FAILURE_REASON_UNSUPPORTED_TASK, 'invalid model spec: unrecognized key "depth"');
+    expect(study.status).toBe('completed');
+    const round = (study.rounds as Array<{ failures: unknown[] }>)[0];
+    expect(round?.failures).toEqual([{ siteId: 'site-b', reason: 'unsupported-task', message: 'invalid model spec: unrecognized key "depth"' }]);
   });
 });

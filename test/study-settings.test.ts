@@ -2,7 +2,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { federation, type ModelSpec } from '@federa/shared';
+import { federation, modelSpecFromMessage, parseModelSpec, type ModelSpec } from '@federa/shared';
 import { parseCoordinatorConfig, startCoordinator } from '@federa/coordinator';
 import { RawSite, rest, studyBody } from './support/raw-site.js';
 
@@ -15,8 +15,8 @@ describe('study training settings', () => {
     for (const dir of dirs) await rm(dir, { recursive: true, force: true });
   });
 
-  /** The training settings of the first train task a study with `overrides` hands its only site. */
-  const firstTrainingSettings = async (overrides: Record<string, unknown>): Promise<federation.TrainingSettings | undefined> => {
+  /** The first train task a study with `overrides` hands its only site. */
+  const firstTrainTask = async (overrides: Record<string, unknown>): Promise<federation.TrainTask> => {
     const dir = await mkdtemp(join(tmpdir(), 'federa-settings-'));
     dirs.push(dir);
     const coordinator = await startCoordinator(parseCoordinatorConfig({ insecure: true, httpPort: 0, grpcPort: 0, dataDir: dir }));
@@ -30,12 +30,15 @@ describe('study training settings', () => {
       await rest(coordinator.httpPort, 'POST', `/studies/${created.body.id as string}/start`);
       const received = await task;
       if (received.kind?.$case !== 'train') throw new Error('expected a train task');
-      return received.kind.value.training;
+      return received.kind.value;
     } finally {
       site.close();
       await coordinator.close();
     }
   };
+
+  const firstTrainingSettings = async (overrides: Record<string, unknown>): Promise<federation.TrainingSettings | undefined> =>
+    (await firstTrainTask(overrides)).training;
 
   it('travel in the train task: optimizer, augmentation, class weighting and FedProx mu', async () => {
     const training = await firstTrainingSettings({
@@ -59,5 +62,12 @@ describe('study training settings', () => {
   it('a number of local steps travels instead of local epochs', async () => {
     const training = await firstTrainingSettings({ localEpochs: undefined, localSteps: 25 });
     expect(training).toMatchObject({ localEpochs: 0, localSteps: 25, batchSize: 4 });
+  });
+
+  it("an architecture's own options travel with the model, so the site builds the model the study declares", async () => {
+    const resnet: ModelSpec = { architecture: 'resnet', inputSize: 16, channels: 1, classes: 2, seed: 2, width: 8, blocksPerStage: [1, 1] };
+    const task = await firstTrainTask({ model: resnet });
+    expect(task.model?.optionsJson).toBe('{"blocksPerStage":[1,1],"width":8}');
+    expect(modelSpecFromMessage(task.model!)).toEqual(parseModelSpec(resnet));
   });
 });

@@ -7,6 +7,7 @@ import {
   federation,
   float32ToBytes,
   initialWeights,
+  modelSpecToMessage,
   parameterCount,
   preprocessingToJson,
   SHA256_HEX,
@@ -295,7 +296,7 @@ export class RoundsService implements OnApplicationBootstrap, OnApplicationShutd
   }
 
   /**
-   * A site that cannot contribute (diverged, no usable data) says so; the round stops waiting for it and closes
+   * A site that cannot contribute (diverged, no usable data, a task it cannot run) says so; the round stops waiting for it and closes
    * as soon as the other assigned sites have reported. Nothing it sent is counted.
    */
   async recordFailure(siteId: string, failure: federation.RoundFailure): Promise<void> {
@@ -304,8 +305,10 @@ export class RoundsService implements OnApplicationBootstrap, OnApplicationShutd
         ? 'diverged'
         : failure.reason === federation.FailureReason.FAILURE_REASON_NO_USABLE_DATA
           ? 'no-usable-data'
-          : undefined;
-    if (!reason) throw new FederationError(GrpcStatus.INVALID_ARGUMENT, 'round failure needs reason DIVERGED or NO_USABLE_DATA');
+          : failure.reason === federation.FailureReason.FAILURE_REASON_UNSUPPORTED_TASK
+            ? 'unsupported-task'
+            : undefined;
+    if (!reason) throw new FederationError(GrpcStatus.INVALID_ARGUMENT, 'round failure needs reason DIVERGED, NO_USABLE_DATA or UNSUPPORTED_TASK');
     const message = failure.message.trim().slice(0, 1000);
     const round = await this.participantRound(siteId, failure.studyId, failure.round);
     const uploaded = await this.db.prisma.updateReceipt.count({ where: { roundId: round.id, siteId } });
@@ -656,7 +659,7 @@ export class RoundsService implements OnApplicationBootstrap, OnApplicationShutd
           studyId: study.id,
           round: round.number,
           studyHash: study.specHash,
-          model: { ...def.model },
+          model: modelSpecToMessage(def.model),
           classNames: def.classNames,
           training: {
             // The study definition guarantees exactly one of the two; 0 on the wire means "not this one".
@@ -704,7 +707,7 @@ export class RoundsService implements OnApplicationBootstrap, OnApplicationShutd
           studyId: study.id,
           round: round.number,
           studyHash: study.specHash,
-          model: { ...def.model },
+          model: modelSpecToMessage(def.model),
           classNames: def.classNames,
           globalModel: {
             studyId: study.id,

@@ -15,3 +15,4 @@ export {
 export { WEIGHTS_LAYOUT_VERSION, describeParameters, elementCount, parameterCount, type ArchitectureDefinition } from './registry.js';
 export { initialWeights } from './weights.js';
 export { modelSpecHash } from './hash.js';
+export { modelSpecFromMessage, modelSpecToMessage, type ModelSpecMessage } from './wire.js';

@@ -7,6 +7,9 @@ import {
   createLogger,
   evaluationCounts,
   federation,
+  InvalidModelSpecError,
+  modelSpecFromMessage,
+  PreprocessingError,
   float32ToBytes,
   parsePreprocessingJson,
   sha256Hex,
@@ -176,7 +179,9 @@ export class SiteAgent {
           ? federation.FailureReason.FAILURE_REASON_DIVERGED
           : error instanceof NoUsableDataError
             ? federation.FailureReason.FAILURE_REASON_NO_USABLE_DATA
-            : undefined;
+            : error instanceof InvalidModelSpecError || error instanceof PreprocessingError
+              ? federation.FailureReason.FAILURE_REASON_UNSUPPORTED_TASK
+              : undefined;
       if (reason !== undefined) {
         // Tell the coordinator, so the round closes without this site instead of waiting for its deadline.
         this.log.error({ studyId: train.studyId, round: train.round, reason: federation.failureReasonToJSON(reason) }, (error as Error).message);
@@ -469,15 +474,9 @@ export class SiteAgent {
   }
 }
 
-/** The model spec a task names, as the shared model registry takes it. */
+/** The model spec a task names, validated (options included) by the shared registry's strict schema. */
 function modelSpecOf(model: federation.ModelSpec): ModelSpec {
-  return {
-    architecture: model.architecture as ModelSpec['architecture'],
-    inputSize: model.inputSize,
-    channels: model.channels as ModelSpec['channels'],
-    classes: model.classes,
-    seed: model.seed,
-  };
+  return modelSpecFromMessage(model);
 }
 
 /** How much local training a round asks for: a number of optimiser steps, or else whole epochs. */

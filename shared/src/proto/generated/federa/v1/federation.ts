@@ -245,6 +245,11 @@ export enum FailureReason {
   FAILURE_REASON_DIVERGED = 1,
   /** FAILURE_REASON_NO_USABLE_DATA - The site has no image it can train on for this study. */
   FAILURE_REASON_NO_USABLE_DATA = 2,
+  /**
+   * FAILURE_REASON_UNSUPPORTED_TASK - The site cannot run the task as sent (a model option or preprocessing setting it does not understand);
+   * typically an agent older than the study.
+   */
+  FAILURE_REASON_UNSUPPORTED_TASK = 3,
   UNRECOGNIZED = -1,
 }
 
@@ -259,6 +264,9 @@ export function failureReasonFromJSON(object: any): FailureReason {
     case 2:
     case "FAILURE_REASON_NO_USABLE_DATA":
       return FailureReason.FAILURE_REASON_NO_USABLE_DATA;
+    case 3:
+    case "FAILURE_REASON_UNSUPPORTED_TASK":
+      return FailureReason.FAILURE_REASON_UNSUPPORTED_TASK;
     case -1:
     case "UNRECOGNIZED":
     default:
@@ -274,6 +282,8 @@ export function failureReasonToJSON(object: FailureReason): string {
       return "FAILURE_REASON_DIVERGED";
     case FailureReason.FAILURE_REASON_NO_USABLE_DATA:
       return "FAILURE_REASON_NO_USABLE_DATA";
+    case FailureReason.FAILURE_REASON_UNSUPPORTED_TASK:
+      return "FAILURE_REASON_UNSUPPORTED_TASK";
     case FailureReason.UNRECOGNIZED:
     default:
       return "UNRECOGNIZED";
@@ -315,6 +325,12 @@ export interface ModelSpec {
   channels: number;
   classes: number;
   seed: number;
+  /**
+   * The architecture's own options (e.g. a resnet's width, blocksPerStage) as canonical JSON, checked at the
+   * site by the same strict schema as the study; empty means the architecture's defaults. JSON rather than one
+   * message per architecture so a site never silently drops an option it does not know.
+   */
+  optionsJson: string;
 }
 
 export interface TrainingSettings {
@@ -978,7 +994,7 @@ export const Task: MessageFns<Task> = {
 };
 
 function createBaseModelSpec(): ModelSpec {
-  return { architecture: "", inputSize: 0, channels: 0, classes: 0, seed: 0 };
+  return { architecture: "", inputSize: 0, channels: 0, classes: 0, seed: 0, optionsJson: "" };
 }
 
 export const ModelSpec: MessageFns<ModelSpec> = {
@@ -997,6 +1013,9 @@ export const ModelSpec: MessageFns<ModelSpec> = {
     }
     if (message.seed !== 0) {
       writer.uint32(40).uint32(message.seed);
+    }
+    if (message.optionsJson !== "") {
+      writer.uint32(50).string(message.optionsJson);
     }
     return writer;
   },
@@ -1054,6 +1073,14 @@ export const ModelSpec: MessageFns<ModelSpec> = {
             message.seed = reader.uint32();
             continue;
           }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.optionsJson = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1077,6 +1104,11 @@ export const ModelSpec: MessageFns<ModelSpec> = {
       channels: isSet(object.channels) ? globalThis.Number(object.channels) : 0,
       classes: isSet(object.classes) ? globalThis.Number(object.classes) : 0,
       seed: isSet(object.seed) ? globalThis.Number(object.seed) : 0,
+      optionsJson: isSet(object.optionsJson)
+        ? globalThis.String(object.optionsJson)
+        : isSet(object.options_json)
+        ? globalThis.String(object.options_json)
+        : "",
     };
   },
 
@@ -1097,6 +1129,9 @@ export const ModelSpec: MessageFns<ModelSpec> = {
     if (message.seed !== 0) {
       obj.seed = Math.round(message.seed);
     }
+    if (message.optionsJson !== "") {
+      obj.optionsJson = message.optionsJson;
+    }
     return obj;
   },
 
@@ -1110,6 +1145,7 @@ export const ModelSpec: MessageFns<ModelSpec> = {
     message.channels = object.channels ?? 0;
     message.classes = object.classes ?? 0;
     message.seed = object.seed ?? 0;
+    message.optionsJson = object.optionsJson ?? "";
     return message;
   },
 };
