@@ -1,6 +1,5 @@
 export {
   scanDataset,
-  scanSummaryForCoordinator,
   inspectDicomFile,
   littleEndianBytes,
   type InspectResult,

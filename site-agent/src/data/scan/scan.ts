@@ -151,12 +151,6 @@ async function examine(path: string, file: string): Promise<Examined> {
   }
 }
 
-/** The only part of a scan that may leave the site: counts, no file names, no header values beyond categories. */
-export function scanSummaryForCoordinator(report: ScanReport): Omit<ScanReport, 'rejected'> {
-  const { rejected: _rejected, ...counts } = report;
-  return counts;
-}
-
 /** What `federa-site data inspect` shows: the header fields that matter for decoding, never patient identity. */
 export interface InspectResult {
   file: string;
