@@ -10,7 +10,7 @@ import { CHUNK_BYTES, createLogger, federation } from '@federa/shared';
 import { BLOB_STORE, DATABASE } from '../app/tokens.js';
 import type { BlobStore } from '../blobs/index.js';
 import type { Database } from '../persistence/index.js';
-import { modelKindOf, RoundsService } from '../rounds/rounds.service.js';
+import { modelRefOf, RoundsService } from '../rounds/rounds.service.js';
 import { SiteSessions } from '../sessions/site-sessions.js';
 import { DatasetSummaries } from '../sites/dataset-summaries.js';
 import { FederationError, GrpcStatus } from './federation-error.js';
@@ -99,14 +99,7 @@ export class FederationHandlers {
       if (offset > model.sizeBytes) {
         throw new FederationError(GrpcStatus.OUT_OF_RANGE, `offset ${offset} is past the model's ${model.sizeBytes} bytes`);
       }
-      const header: federation.ModelRef = {
-        studyId,
-        round,
-        kind: modelKindOf(model.kind),
-        sha256: model.sha256,
-        sizeBytes: model.sizeBytes,
-        parameterCount: model.parameterCount,
-      };
+      const header = modelRefOf(studyId, model);
       await write(call, { part: { $case: 'header', value: header } });
       const bytes = await this.blobs.get(model.sha256);
       for (let at = offset; at < bytes.byteLength; at += CHUNK_BYTES) {

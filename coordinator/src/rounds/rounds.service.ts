@@ -39,6 +39,21 @@ export function modelKindOf(kind: 'weights' | 'encrypted_aggregate'): federation
   return kind === 'weights' ? federation.ModelKind.MODEL_KIND_WEIGHTS : federation.ModelKind.MODEL_KIND_ENCRYPTED_AGGREGATE;
 }
 
+/** A stored model version as the reference tasks and downloads carry. */
+export function modelRefOf(
+  studyId: string,
+  model: { round: number; kind: 'weights' | 'encrypted_aggregate'; sha256: string; sizeBytes: number; parameterCount: number },
+): federation.ModelRef {
+  return {
+    studyId,
+    round: model.round,
+    kind: modelKindOf(model.kind),
+    sha256: model.sha256,
+    sizeBytes: model.sizeBytes,
+    parameterCount: model.parameterCount,
+  };
+}
+
 interface StudyRow {
   id: string;
   status: string;
@@ -677,14 +692,7 @@ export class RoundsService implements OnApplicationBootstrap, OnApplicationShutd
               : {}),
             proximalMu: def.fedProxMu,
           },
-          baseModel: {
-            studyId: study.id,
-            round: base.round,
-            kind: modelKindOf(base.kind),
-            sha256: base.sha256,
-            sizeBytes: base.sizeBytes,
-            parameterCount: base.parameterCount,
-          },
+          baseModel: modelRefOf(study.id, base),
           encoding: this.encodingOf(def),
           deadlineUnixMs: round.deadlineAt?.getTime() ?? 0,
           preprocessingJson: preprocessingToJson(def.preprocessing),
@@ -709,14 +717,7 @@ export class RoundsService implements OnApplicationBootstrap, OnApplicationShutd
           studyHash: study.specHash,
           model: modelSpecToMessage(def.model),
           classNames: def.classNames,
-          globalModel: {
-            studyId: study.id,
-            round: model.round,
-            kind: modelKindOf(model.kind),
-            sha256: model.sha256,
-            sizeBytes: model.sizeBytes,
-            parameterCount: model.parameterCount,
-          },
+          globalModel: modelRefOf(study.id, model),
           preprocessingJson: preprocessingToJson(def.preprocessing),
           bins,
         },
