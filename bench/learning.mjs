@@ -1,0 +1,306 @@
+#!/usr/bin/env node
+// Learning quality: the same model trained three ways on the synthetic non-IID consortium with the same budget
+// (pooled data in one process, each site alone, and federated with FedAvg and FedProx), every model scored on
+// the same mixed held-out set after every budget checkpoint. Writes the figures as JSON and an accuracy-by-round
+// plot as PNG.
+//   npm run bench -- learning [--rounds 10] [--epochs 2] [--images-per-site 50] [--seed 1] [--mu 0.01] [--quick]
+//                             [--out bench/results/learning.json] [--plot bench/results/learning.png]
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { availableParallelism, cpus, loadavg, tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import sharp from 'sharp';
+import { accuracyPlotSvg, checkpoint, concatImages, learningResults } from './lib/learning-report.mjs';
+
+process.env.FEDERA_LOG_LEVEL ??= 'warn';
+const here = dirname(fileURLToPath(import.meta.url));
+const root = resolve(here, '..');
+const load = (path) => import(resolve(root, path));
+const shared = await load('shared/dist/index.js');
+const train = await load('site-agent/dist/train/index.js');
+const data = await load('site-agent/dist/data/index.js');
+const sim = await load('site-agent/dist/sim/index.js');
+// Loaded after the log level is set: it pulls in the site agent, whose loggers read the level when created.
+const { predictProbabilities } = await import('./lib/predict.mjs');
+
+const { values: args } = parseArgs({
+  options: {
+    rounds: { type: 'string' },
+    epochs: { type: 'string' },
+    'images-per-site': { type: 'string' },
+    holdout: { type: 'string' },
+    sites: { type: 'string', default: '4' },
+    seed: { type: 'string', default: '1' },
+    'learning-rate': { type: 'string', default: '0.003' },
+    schedule: { type: 'string', default: 'cosine' },
+    'batch-size': { type: 'string', default: '8' },
+    'class-weights': { type: 'string', default: 'balanced' },
+    optimizer: { type: 'string', default: 'adam' },
+    mu: { type: 'string', default: '0.01' },
+    aggregation: { type: 'string', default: 'ckks' },
+    quick: { type: 'boolean', default: false },
+    out: { type: 'string' },
+    plot: { type: 'string' },
+  },
+});
+// --quick is a smoke run of the whole pipeline (a minute or so); its figures say nothing about learning quality,
+// so by default it writes to the temp folder, never over the real results.
+const quick = args.quick;
+const number = (value, fallback) => {
+  const n = Number(value ?? fallback);
+  if (!Number.isFinite(n)) throw new RangeError(`not a number: ${value}`);
+  return n;
+};
+const rounds = number(args.rounds, quick ? 2 : 10);
+const epochs = number(args.epochs, quick ? 1 : 2);
+const imagesPerSite = number(args['images-per-site'], quick ? 24 : 50);
+const holdoutImages = number(args.holdout, quick ? 48 : 400);
+const sites = number(args.sites);
+const seed = number(args.seed);
+const mu = number(args.mu);
+const aggregation = args.aggregation;
+const schedule = args.schedule;
+if (!['cosine', 'constant'].includes(schedule)) throw new RangeError(`--schedule must be cosine or constant, got ${schedule}`);
+if (!['ckks', 'plaintext'].includes(aggregation)) throw new RangeError(`--aggregation must be ckks or plaintext, got ${aggregation}`);
+const out = resolve(args.out ?? (quick ? join(tmpdir(), 'federa-learning-quick.json') : join(here, 'results/learning.json')));
+const plotOut = resolve(args.plot ?? out.replace(/\.json$/, '') + '.png');
+
+const spec = { architecture: 'small-cnn', inputSize: 64, channels: 1, classes: 2, seed };
+const classNames = [...sim.CLASS_NAMES];
+// Identical for every method; only where the data sits differs. Balanced class weights by default: the sites'
+// lesion shares run from 30% to 70% while the held-out set is 50/50, and unweighted each site pulls the output
+// bias towards its own prevalence, so accuracy at the 0.5 threshold swings with whichever prior won the last round
+// (AUC stays near 1 meanwhile). --class-weights none trains unweighted.
+const classWeights = args['class-weights'];
+if (!['balanced', 'none'].includes(classWeights)) throw new RangeError(`--class-weights must be balanced or none, got ${classWeights}`);
+const local = {
+  epochs,
+  batchSize: number(args['batch-size']),
+  learningRate: number(args['learning-rate']),
+  optimizer: args.optimizer,
+  ...(classWeights === 'balanced' ? { classWeights } : {}),
+};
+const started = performance.now();
+const say = (line) => process.stdout.write(`${line}\n`);
+
+/**
+ * Learning rate of round r (1-based). 'cosine' anneals from the base rate to a tenth of it by the last round, the
+ * same schedule for every method: with a constant rate (and Adam restarting every round) the final model lands
+ * anywhere in a band several points wide, and the comparison would hinge on which round happened to be last.
+ */
+function learningRateFor(round) {
+  if (schedule === 'constant' || rounds === 1) return local.learningRate;
+  const progress = (round - 1) / (rounds - 1);
+  return local.learningRate * (0.1 + 0.9 * 0.5 * (1 + Math.cos(Math.PI * progress)));
+}
+
+/** Seed for one trainLocal call: the same site and round shuffle the same way in every method (common random numbers). */
+const callSeed = (round, stream) => shared.deriveSeed(shared.deriveSeed(seed, round), stream);
+const POOLED_STREAM = 1000;
+
+async function evaluate(weights, holdout) {
+  const probabilities = await predictProbabilities(spec, weights, holdout);
+  return shared.metricsFromScores(probabilities, holdout.labels, spec.classes);
+}
+
+const fmt = (m) => `accuracy ${(100 * m.accuracy).toFixed(1)}%, AUC ${m.auc === null ? '-' : m.auc.toFixed(3)}`;
+
+/**
+ * One dataset trained centrally for `rounds` checkpoints of `epochs` epochs each. trainLocal starts a fresh Adam
+ * state at every checkpoint, as each federated round does, so the optimiser behaves alike in every method.
+ */
+async function centralised(label, dataset, stream, holdout, start) {
+  let weights = shared.initialWeights(spec);
+  const curve = [start];
+  for (let round = 1; round <= rounds; round++) {
+    const result = await train.trainLocal(spec, weights, dataset, { ...local, learningRate: learningRateFor(round), seed: callSeed(round, stream) });
+    weights = result.weights;
+    const metrics = await evaluate(weights, holdout);
+    curve.push(checkpoint(round, round * epochs, metrics));
+    say(`  ${label} round ${round}/${rounds}: ${fmt(metrics)}`);
+  }
+  return curve;
+}
+
+/**
+ * FedAvg over the sites with sample-count weights, through the same shared code a study uses: each site's
+ * weightedUpdateVector, encrypted under the consortium's CKKS key and summed as ciphertexts (or summed in the clear
+ * with UpdateAccumulator), then applyAggregate. proximalMu > 0 makes it FedProx. Also records how far the
+ * decrypted aggregate is from the plaintext sum, to show the encryption does not change what is learnt.
+ */
+async function federated(label, siteData, proximalMu, holdout, ckks, start) {
+  let global = shared.initialWeights(spec);
+  const curve = [start];
+  let maxAggregateError = 0;
+  for (let round = 1; round <= rounds; round++) {
+    const plain = new shared.UpdateAccumulator(global.length + 1);
+    const encrypted = ckks?.context.createAccumulator(ckks.keys.publicParams);
+    for (const [i, dataset] of siteData.entries()) {
+      const result = await train.trainLocal(spec, global, dataset, { ...local, learningRate: learningRateFor(round), seed: callSeed(round, i), proximalMu });
+      const update = shared.weightedUpdateVector(global, result.weights, result.samples);
+      plain.add(update);
+      encrypted?.add(ckks.context.encryptVector(update, ckks.keys.secretKey));
+    }
+    let sum = plain.sum;
+    if (encrypted) {
+      sum = ckks.context.decryptVector(encrypted.result(), ckks.keys.secretKey);
+      for (let k = 0; k < sum.length; k++) maxAggregateError = Math.max(maxAggregateError, Math.abs(sum[k] / sum.at(-1) - plain.sum[k] / plain.sum.at(-1)));
+    }
+    global = shared.applyAggregate(global, sum);
+    const metrics = await evaluate(global, holdout);
+    curve.push(checkpoint(round, round * epochs, metrics));
+    say(`  ${label} round ${round}/${rounds}: ${fmt(metrics)}`);
+  }
+  return { curve, maxAggregateError };
+}
+
+async function main() {
+  const backend = await train.initBackend('auto');
+  const workDir = await mkdtemp(join(tmpdir(), 'federa-bench-learning-'));
+  let siteSets;
+  let holdout;
+  let consortium;
+  try {
+    consortium = await sim.generateConsortium({ outDir: workDir, sites, imagesPerSite, holdoutImages, seed });
+    // The site agent's own loading path: DICOM decode, MONOCHROME1 inversion, rescale and resize to 64x64.
+    const loadSet = async (set) => {
+      const loaded = await data.loadLabeledDataset({ dir: set.dir, labelsCsv: set.labelsCsv, inputSize: spec.inputSize, channels: 1, classNames });
+      if (loaded.rejected.length > 0) throw new Error(`${set.id}: ${loaded.rejected.length} files rejected, first: ${loaded.rejected[0].message}`);
+      return loaded.images;
+    };
+    siteSets = [];
+    for (const set of consortium.sites) siteSets.push(await loadSet(set));
+    holdout = await loadSet(consortium.holdout);
+  } finally {
+    await rm(workDir, { recursive: true, force: true });
+  }
+  const dataSeconds = (performance.now() - started) / 1000;
+  const siteIds = consortium.sites.map((s) => s.id);
+  say(
+    `${sites} sites x ${imagesPerSite} images (${consortium.sites.map((s) => `${s.id} ${Math.round((100 * s.classCounts.lesion) / s.images)}% lesion`).join(', ')}), ` +
+      `held-out ${holdoutImages} mixed; budget ${rounds} rounds x ${epochs} epochs; ${backend.name} backend`,
+  );
+
+  const seconds = { data: dataSeconds };
+  const time = async (key, fn) => {
+    const t0 = performance.now();
+    const result = await fn();
+    seconds[key] = (performance.now() - t0) / 1000;
+    return result;
+  };
+
+  // Round 0: the shared initial model, where every curve starts.
+  const start = checkpoint(0, 0, await evaluate(shared.initialWeights(spec), holdout));
+  say('pooled (all sites in one process):');
+  const pooled = await time('pooled', () => centralised('pooled', concatImages(siteSets), POOLED_STREAM, holdout, start));
+  say('each site alone:');
+  const singleSite = await time('singleSite', async () => {
+    const curves = [];
+    for (const [i, dataset] of siteSets.entries()) curves.push({ site: siteIds[i], images: dataset.count, curve: await centralised(siteIds[i], dataset, i, holdout, start) });
+    return curves;
+  });
+  let ckks;
+  if (aggregation === 'ckks') {
+    const context = await shared.CkksContext.create();
+    ckks = { context, keys: context.generateKeys() };
+  }
+  try {
+    say(`FedAvg (${aggregation === 'ckks' ? 'CKKS-encrypted updates' : 'plaintext updates'}):`);
+    const fedavg = await time('fedavg', () => federated('FedAvg', siteSets, 0, holdout, ckks, start));
+    say(`FedProx (mu ${mu}):`);
+    const fedprox = await time('fedprox', () => federated('FedProx', siteSets, mu, holdout, ckks, start));
+    seconds.total = (performance.now() - started) / 1000;
+
+    const results = learningResults({
+      rounds,
+      budget: {
+        rounds,
+        localEpochsPerRound: epochs,
+        epochsPerImage: rounds * epochs,
+        description:
+          `every method sees each of its images ${rounds * epochs} times: federated ${rounds} rounds x ${epochs} local epochs; ` +
+          `pooled and single-site ${rounds} checkpoints x ${epochs} epochs (optimiser state reset at each, as in a round)`,
+        ...local,
+        learningRateSchedule:
+          schedule === 'cosine'
+            ? { kind: 'cosine', perRound: Array.from({ length: rounds }, (_, r) => Number(learningRateFor(r + 1).toPrecision(4))) }
+            : { kind: 'constant' },
+        model: spec,
+        seed,
+        aggregation:
+          aggregation === 'ckks'
+            ? 'FedAvg with sample-count weights over CKKS-encrypted update vectors (shared CkksContext, as a study does by default)'
+            : 'FedAvg with sample-count weights over plaintext update vectors',
+        maxAbsAggregateErrorFromEncryption: ckks ? Math.max(fedavg.maxAggregateError, fedprox.maxAggregateError) : 0,
+      },
+      curves: { pooled, singleSite, fedavg: fedavg.curve, fedprox: fedprox.curve },
+      fedprox: { mu },
+      data: {
+        generator: 'synthetic consortium (site-agent sim), loaded with loadLabeledDataset',
+        sites: consortium.sites.map((s, i) => ({ site: s.id, images: siteSets[i].count, lesion: s.classCounts.lesion, normal: s.classCounts.normal })),
+        profiles: consortium.profiles.map((p) => ({
+          site: p.id,
+          imageSize: p.imageSize,
+          noiseSigma: p.noiseSigma,
+          contrast: p.contrast,
+          lesionFraction: p.lesionFraction,
+          photometricInterpretation: p.photometricInterpretation,
+        })),
+        holdout: { images: holdout.count, lesion: consortium.holdout.classCounts.lesion, normal: consortium.holdout.classCounts.normal, mixed: 'round-robin over every site profile' },
+      },
+      environment: {
+        backend: backend.name,
+        backendDetail: backend.detail,
+        node: process.version,
+        cores: availableParallelism(),
+        cpu: cpus()[0]?.model,
+        loadAverageAtEnd: loadavg()[0],
+      },
+      seconds: Object.fromEntries(Object.entries(seconds).map(([k, v]) => [k, Math.round(v * 10) / 10])),
+    });
+    if (quick) results.quick = 'smoke run: too little data and training for the figures to mean anything';
+
+    await mkdir(dirname(out), { recursive: true });
+    await writeFile(out, `${JSON.stringify(results, null, 2)}\n`);
+    await writePlot(results, siteIds);
+    say(`pooled ${fmt(results.pooled)}`);
+    for (const s of results.singleSite) say(`${s.site} alone ${fmt(s)}`);
+    say(`FedAvg ${fmt(results.fedavg)}; FedProx ${fmt(results.fedprox)}`);
+    say(
+      `targets: federated within 2 points of pooled ${results.federatedWithin2PointsOfPooled ? 'MET' : 'NOT met'}, ` +
+        `above the best single site (${results.targets.bestSingleSite}) ${results.federatedAboveBestSingleSite ? 'MET' : 'NOT met'}; ` +
+        `${seconds.total.toFixed(0)} s`,
+    );
+    say(`wrote ${out} and ${plotOut}`);
+  } finally {
+    ckks?.context.dispose();
+  }
+}
+
+/** Single sites in muted colours and thin lines, so the three headline methods stand out. */
+async function writePlot(results, siteIds) {
+  const siteColours = ['#8c8c8c', '#b07aa1', '#9c755f', '#76b7b2', '#bab0ac', '#edc948'];
+  const points = (curve) => curve.map((c) => ({ x: c.round, y: c.accuracy }));
+  const series = [
+    ...results.curves.singleSite.map((s, i) => ({
+      label: `${s.site} alone`,
+      points: points(s.curve),
+      color: siteColours[i % siteColours.length],
+      width: 1.5,
+      dash: '5 3',
+    })),
+    { label: 'pooled', points: points(results.curves.pooled), color: '#222222', width: 2.5 },
+    { label: 'FedAvg', points: points(results.curves.fedavg), color: '#1f77b4', width: 2.5 },
+    { label: `FedProx (mu ${results.fedprox.mu})`, points: points(results.curves.fedprox), color: '#e15759', width: 2.5, dash: '8 4' },
+  ];
+  const svg = accuracyPlotSvg({
+    title: `Held-out accuracy by round: ${siteIds.length} non-IID sites, ${results.budget.localEpochsPerRound} epoch(s) per round`,
+    xLabel: `round (each = ${results.budget.localEpochsPerRound} epoch(s) over the method's data)`,
+    series,
+  });
+  await mkdir(dirname(plotOut), { recursive: true });
+  await sharp(Buffer.from(svg)).png().toFile(plotOut);
+}
+
+await main();

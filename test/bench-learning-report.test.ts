@@ -1,0 +1,84 @@
+import { describe, expect, it } from 'vitest';
+// The learning benchmark's pure helpers: a full run takes minutes, so its JSON shaping and plot are checked here.
+import { accuracyPlotSvg, checkpoint, concatImages, learningResults } from '../bench/lib/learning-report.mjs';
+
+const metrics = (accuracy: number, auc: number) => ({ accuracy, balancedAccuracy: accuracy, auc, sensitivity: 0, specificity: 0, f1: 0 });
+const curve = (...accuracies: number[]) => accuracies.map((a, i) => checkpoint(i, 2 * i, metrics(a, 0.9 + a / 20)));
+
+function results(fedavgFinal: number, fedproxFinal: number) {
+  return learningResults({
+    rounds: 2,
+    budget: { rounds: 2, localEpochsPerRound: 2 },
+    curves: {
+      pooled: curve(0.5, 0.9, 0.95),
+      fedavg: curve(0.5, 0.85, fedavgFinal),
+      fedprox: curve(0.5, 0.86, fedproxFinal),
+      singleSite: [
+        { site: 'hospital-a', images: 10, curve: curve(0.5, 0.99, 0.8) },
+        { site: 'hospital-b', images: 12, curve: curve(0.5, 0.7, 0.9) },
+      ],
+    },
+    fedprox: { mu: 0.01 },
+    data: {},
+    environment: {},
+    seconds: {},
+  });
+}
+
+describe('learning benchmark report', () => {
+  it('has the documented shape, final (not best) figures, and judges both federated methods', () => {
+    const r = results(0.94, 0.92);
+    expect(r.pooled).toEqual({ accuracy: 0.95, balancedAccuracy: 0.95, auc: 0.9475 });
+    expect(r.singleSite.map((s: { site: string; accuracy: number }) => [s.site, s.accuracy])).toEqual([
+      ['hospital-a', 0.8],
+      ['hospital-b', 0.9],
+    ]);
+    expect(r.fedavg.accuracy).toBe(0.94);
+    expect(r.fedprox).toMatchObject({ accuracy: 0.92, mu: 0.01 });
+    expect(r.rounds).toBe(2);
+    expect(r.targets.bestSingleSite).toBe('hospital-b');
+    expect(r.targets.fedavg).toEqual({
+      pointsBelowPooled: 1,
+      pointsAboveBestSingleSite: 4,
+      federatedWithin2PointsOfPooled: true,
+      federatedAboveBestSingleSite: true,
+    });
+    expect(r.targets.fedprox.federatedWithin2PointsOfPooled).toBe(false);
+    expect(r.federatedWithin2PointsOfPooled).toBe(false);
+    expect(r.federatedAboveBestSingleSite).toBe(true);
+    expect(r.curves.pooled).toHaveLength(3);
+    expect(JSON.parse(JSON.stringify(r))).toEqual(r);
+  });
+
+  it('counts exactly 2 points below pooled as within 2 points, despite float rounding', () => {
+    expect(results(0.93, 0.93).federatedWithin2PointsOfPooled).toBe(true);
+    expect(results(0.9299, 0.93).targets.fedavg.federatedWithin2PointsOfPooled).toBe(false);
+  });
+
+  it('pools site images in order', () => {
+    const a = { images: Float32Array.of(1, 2, 3, 4), labels: Int32Array.of(0, 1), count: 2, height: 1, width: 2, channels: 1 };
+    const b = { images: Float32Array.of(5, 6), labels: Int32Array.of(1), count: 1, height: 1, width: 2, channels: 1 };
+    const pooled = concatImages([a, b]);
+    expect(pooled.count).toBe(3);
+    expect([...pooled.images]).toEqual([1, 2, 3, 4, 5, 6]);
+    expect([...pooled.labels]).toEqual([0, 1, 1]);
+    expect(() => concatImages([a, { ...b, width: 1, images: Float32Array.of(5) }])).toThrow(RangeError);
+  });
+
+  it('draws one line and one legend entry per series, with escaped labels', () => {
+    const svg = accuracyPlotSvg({
+      title: 'accuracy',
+      xLabel: 'round',
+      series: [
+        { label: 'pooled', points: [{ x: 0, y: 0.5 }, { x: 1, y: 0.97 }], color: '#000' },
+        { label: 'FedProx <mu>', points: [{ x: 0, y: 0.5 }, { x: 1, y: 0.96 }], color: '#f00', dash: '4 2' },
+      ],
+    });
+    expect(svg.startsWith('<svg')).toBe(true);
+    expect(svg.match(/<path /g)).toHaveLength(2);
+    expect(svg).toContain('FedProx &lt;mu&gt;');
+    expect(svg).toContain('stroke-dasharray="4 2"');
+    // The y axis starts at a multiple of 5 at or below the lowest accuracy.
+    expect(svg).toContain('>50</text>');
+  });
+});
