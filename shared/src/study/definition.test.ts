@@ -1,21 +1,10 @@
 import { describe, expect, it } from 'vitest';
-import { canonicalJson, describeIssues, studyDefinitionSchema, studyHash } from './index.js';
+import { canonicalJson, studyDefinitionSchema, studyHash } from './index.js';
+import { exampleStudy, schemaIssues } from './study.testkit.js';
 
-const input = {
-  name: 'lesion',
-  model: { architecture: 'small-cnn', inputSize: 64, channels: 1, classes: 2, seed: 1 },
-  classNames: ['normal', 'lesion'],
-  rounds: 5,
-  minSites: 2,
-  localEpochs: 2,
-  batchSize: 16,
-  learningRate: 0.001,
-};
+const input = exampleStudy;
 
-const issues = (value: unknown): string[] => {
-  const parsed = studyDefinitionSchema.safeParse(value);
-  return parsed.success ? [] : describeIssues(parsed.error);
-};
+const issues = (value: unknown): string[] => schemaIssues(studyDefinitionSchema, value);
 
 describe('study definition', () => {
   it('defaults to encrypted aggregation, Adam, no FedProx and a 15-minute round deadline', () => {

@@ -10,22 +10,11 @@ import {
   studyHash,
   windowValues,
 } from './index.js';
+import { exampleStudy, schemaIssues } from './study.testkit.js';
 
-const study = {
-  name: 'lesion',
-  model: { architecture: 'small-cnn', inputSize: 64, channels: 1, classes: 2, seed: 1 },
-  classNames: ['normal', 'lesion'],
-  rounds: 5,
-  minSites: 2,
-  localEpochs: 2,
-  batchSize: 16,
-  learningRate: 0.001,
-};
+const study = exampleStudy;
 
-const issues = (value: unknown): string[] => {
-  const parsed = preprocessingSchema.safeParse(value);
-  return parsed.success ? [] : describeIssues(parsed.error);
-};
+const issues = (value: unknown): string[] => schemaIssues(preprocessingSchema, value);
 
 describe('study preprocessing', () => {
   it('defaults to the pipeline sites ran before it was declarable, and is part of every definition', () => {
