@@ -54,6 +54,15 @@ describe('generateConsortium', () => {
     }
   });
 
+  it('lists every image with its label and source profile, as labels.csv has them; the holdout round-robin over profiles', async () => {
+    for (const set of [...summary.sites, ...(summary.holdout ? [summary.holdout] : [])]) {
+      const csv = (await readFile(set.labelsCsv, 'utf8')).trim().split('\n').slice(1);
+      expect(set.members.map((m) => `${m.file},${m.label}`)).toEqual(csv);
+      if (set.id !== 'holdout') expect(new Set(set.members.map((m) => m.profileId))).toEqual(new Set([set.id]));
+    }
+    expect(summary.holdout?.members.slice(0, 4).map((m) => m.profileId)).toEqual(['hospital-a', 'hospital-b', 'hospital-c', 'hospital-a']);
+  });
+
   it('loads with loadLabeledDataset without rejections and with the same class counts', async () => {
     for (const set of [...summary.sites, ...(summary.holdout ? [summary.holdout] : [])]) {
       const loaded = await loadLabeledDataset({ dir: set.dir, labelsCsv: set.labelsCsv, inputSize: INPUT, channels: 1, classNames: [...CLASS_NAMES] });

@@ -1,7 +1,7 @@
 import { mkdir, readdir, rm, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { mapWithConcurrency } from '../data/dataset/concurrency.js';
-import { generatePhantom } from './phantom.js';
+import { checkLesionAppearance, generatePhantom } from './phantom.js';
 import { hospitalProfiles, MAX_SITES, type HospitalProfile } from './profiles.js';
 import { createRng, shuffle, syntheticUid } from './rng.js';
 import { writeDicomPart10 } from './writer.js';
@@ -34,6 +34,8 @@ export interface GeneratedSet {
   classCounts: Record<ClassName, number>;
   /** Profiles the images were drawn from (one for a site, all of them for the holdout). */
   profileIds: string[];
+  /** Every image: its file (relative to dir, as in labels.csv), label and the profile it was drawn from. */
+  members: Array<{ file: string; label: ClassName; profileId: string }>;
 }
 
 export interface ConsortiumSummary {
@@ -59,7 +61,7 @@ export interface SynthesizedImage {
 export function synthesizeImage(profile: HospitalProfile, setId: string, index: number, lesion: boolean, seed: number): SynthesizedImage {
   const rng = createRng(seed, setId, index);
   const size = profile.imageSize;
-  const phantom = generatePhantom({ size, lesion }, rng);
+  const phantom = generatePhantom({ size, lesion: lesion ? profile.lesionAppearance : undefined }, rng);
   const [low, high] = profile.valueRange;
   const signed = profile.pixelRepresentation === 1;
   const minStored = signed ? -(2 ** (profile.bitsStored - 1)) : 0;
@@ -135,7 +137,7 @@ async function writeSet(
     const image = synthesizeImage(profile, id, index, lesion, seed);
     const file = `images/${id}-${String(index + 1).padStart(4, '0')}.dcm`;
     await writeFile(join(dir, file), image.bytes);
-    return { file, label: image.label };
+    return { file, label: image.label, profileId: profile.id };
   });
   for (const row of rows) classCounts[row.label]++;
   const labelsCsv = join(dir, 'labels.csv');
@@ -148,12 +150,14 @@ async function writeSet(
     images: rows.length,
     classCounts,
     profileIds: [...new Set(plan.map((p) => p.profile.id))],
+    members: rows,
   };
 }
 
 /**
  * Writes a synthetic consortium: outDir/<site-id>/{images/*.dcm, labels.csv} per hospital and the same layout
- * under outDir/holdout with images drawn round-robin from every hospital profile. Deterministic in `seed`.
+ * under outDir/holdout with images drawn round-robin from every hospital profile (so its lesions span every
+ * hospital's case mix). Deterministic in `seed`.
  */
 export async function generateConsortium(options: GenerateConsortiumOptions): Promise<ConsortiumSummary> {
   const { sites, imagesPerSite, holdoutImages, seed } = options;
@@ -164,6 +168,7 @@ export async function generateConsortium(options: GenerateConsortiumOptions): Pr
   const outDir = resolve(options.outDir);
   const overwrite = options.overwrite ?? false;
   const profiles = hospitalProfiles(sites, seed);
+  for (const profile of profiles) checkLesionAppearance(profile.lesionAppearance, `profile ${profile.id}`);
 
   const siteSets: GeneratedSet[] = [];
   for (const profile of profiles) {

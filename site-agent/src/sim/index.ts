@@ -11,7 +11,7 @@ export {
   type GeneratedSet,
   type SynthesizedImage,
 } from './consortium.js';
-export { generatePhantom, type LesionPlacement, type Phantom, type PhantomOptions } from './phantom.js';
+export { checkLesionAppearance, generatePhantom, type LesionAppearance, type LesionPlacement, type Phantom, type PhantomOptions } from './phantom.js';
 export { BASE_PROFILES, hospitalProfiles, MAX_SITES, siteId, type HospitalProfile } from './profiles.js';
 export { createRng, shuffle, syntheticUid, type Rng } from './rng.js';
 export {

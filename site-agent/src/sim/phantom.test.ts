@@ -1,22 +1,28 @@
 import { describe, expect, it } from 'vitest';
-import { generatePhantom } from './phantom.js';
+import { checkLesionAppearance, generatePhantom, type LesionAppearance } from './phantom.js';
+import { BASE_PROFILES } from './profiles.js';
 import { createRng, syntheticUid } from './rng.js';
+
+const bright: LesionAppearance = { radius: [2.8, 4.2], contrast: [0.3, 0.42] };
 
 describe('generatePhantom', () => {
   it('is deterministic for the same seed and differs for another', () => {
-    const a = generatePhantom({ size: 64, lesion: true }, createRng(1, 'site', 3));
-    const b = generatePhantom({ size: 64, lesion: true }, createRng(1, 'site', 3));
-    const c = generatePhantom({ size: 64, lesion: true }, createRng(2, 'site', 3));
+    const a = generatePhantom({ size: 64, lesion: bright }, createRng(1, 'site', 3));
+    const b = generatePhantom({ size: 64, lesion: bright }, createRng(1, 'site', 3));
+    const c = generatePhantom({ size: 64, lesion: bright }, createRng(2, 'site', 3));
     expect(Array.from(a.intensity)).toEqual(Array.from(b.intensity));
     expect(a.lesion).toEqual(b.lesion);
     expect(Array.from(a.intensity)).not.toEqual(Array.from(c.intensity));
   });
 
-  it.each([64, 72, 80])('draws a body on a dark background at size %i, with a lesion only when asked', (size) => {
+  // Every base hospital's case mix, and a hypodense (dark) lesion, which the phantom can draw too.
+  const appearances = [...BASE_PROFILES.map((p) => [p.id, p.lesionAppearance] as const), ['dark', { radius: [3, 4], contrast: [-0.34, -0.24] }] as const];
+  const cases = [64, 72, 80].flatMap((size) => appearances.map(([id, appearance]) => [size, id, appearance] as const));
+  it.each(cases)('draws a body on a dark background at size %i, with a %s lesion only when asked', (size, _id, appearance) => {
     for (let i = 0; i < 20; i++) {
       // Same keys: anatomy is drawn before the lesion, so the two images differ by the lesion alone.
-      const normal = generatePhantom({ size, lesion: false }, createRng('phantom', size, i));
-      const lesion = generatePhantom({ size, lesion: true }, createRng('phantom', size, i));
+      const normal = generatePhantom({ size, lesion: undefined }, createRng('phantom', size, i));
+      const lesion = generatePhantom({ size, lesion: appearance }, createRng('phantom', size, i));
       expect(normal.intensity).toHaveLength(size * size);
       expect(normal.lesion).toBeUndefined();
       expect(normal.intensity[0]).toBeLessThan(0.1);
@@ -30,6 +36,11 @@ describe('generatePhantom', () => {
       };
       // Fully inside the body (mask weight 1 at the centre) and confined to about two radii.
       expect(diff(placed.x, placed.y)).toBeCloseTo(placed.contrast, 2);
+      // Drawn from the hospital's case mix (radius in 64-pixel units, scaled with the image).
+      expect(placed.radius / (size / 64)).toBeGreaterThanOrEqual(appearance.radius[0]);
+      expect(placed.radius / (size / 64)).toBeLessThanOrEqual(appearance.radius[1]);
+      expect(placed.contrast).toBeGreaterThanOrEqual(appearance.contrast[0]);
+      expect(placed.contrast).toBeLessThanOrEqual(appearance.contrast[1]);
       expect(normal.intensity[Math.round(placed.y) * size + Math.round(placed.x)]).toBeGreaterThan(0.15);
       let outside = 0;
       for (let y = 0; y < size; y++) {
@@ -39,6 +50,26 @@ describe('generatePhantom', () => {
       }
       expect(outside).toBeLessThan(1e-3);
     }
+  });
+});
+
+describe('checkLesionAppearance', () => {
+  it('accepts every base hospital case mix and refuses bad ranges by name', () => {
+    for (const p of BASE_PROFILES) expect(() => checkLesionAppearance(p.lesionAppearance, p.id)).not.toThrow();
+    expect(() => checkLesionAppearance({ radius: [4, 3], contrast: [0.2, 0.3] }, 'profile x')).toThrow(/profile x: lesion radius/);
+    expect(() => checkLesionAppearance({ radius: [0.5, 3], contrast: [0.2, 0.3] }, 'p')).toThrow(/radius/);
+    expect(() => checkLesionAppearance({ radius: [2, 3], contrast: [-0.2, 0.3] }, 'p')).toThrow(/all bright or all dark/);
+    expect(() => checkLesionAppearance({ radius: [2, 3], contrast: [0, 0.3] }, 'p')).toThrow(/all bright or all dark/);
+    expect(() => checkLesionAppearance({ radius: [2, 3], contrast: [0.4, 0.3] }, 'p')).toThrow(/contrast/);
+    expect(() => checkLesionAppearance({ radius: [2, Number.NaN], contrast: [0.2, 0.3] }, 'p')).toThrow(/radius/);
+  });
+
+  it('gives the three base hospitals lesions of different sizes: large, middling, small', () => {
+    const [a, b, c] = BASE_PROFILES.map((p) => p.lesionAppearance);
+    expect(c?.radius[1]).toBeLessThan(b?.radius[1] ?? 0);
+    expect(b?.radius[1]).toBeLessThan(a?.radius[1] ?? 0);
+    // The small and the large bands do not overlap at all.
+    expect(c?.radius[1]).toBeLessThan(a?.radius[0] ?? 0);
   });
 });
 

@@ -3,9 +3,28 @@ import type { Rng } from './rng.js';
 /**
  * Synthetic "body slice" phantoms in display intensity units (0 = black, 1 = white), before any scanner
  * effects. A body-like ellipse with a fat rim, smooth tissue texture, a few organs and small elongated vessel
- * cross-sections; the 'lesion' class adds one small round bright blob. Vessels are as bright as lesions, so the
- * brightest pixel alone does not give the answer: a model has to look at size and shape against texture.
+ * cross-sections; the 'lesion' class adds one round blob whose size and contrast come from a LesionAppearance
+ * (bright or dark, large or small, as the hospital's case mix has it). Vessels are as bright as bright lesions,
+ * so the brightest pixel alone does not give the answer: a model has to look at size and shape against texture.
  */
+
+/**
+ * What lesions look like at one hospital, in units of a 64-pixel image (scaled with the image size) and display
+ * intensity. A negative contrast draws a hypodense (darker than tissue) lesion.
+ */
+export interface LesionAppearance {
+  readonly radius: readonly [number, number];
+  readonly contrast: readonly [number, number];
+}
+
+/** Refuses ranges that are empty, reversed, too small to draw or that mix bright and dark lesions. */
+export function checkLesionAppearance(appearance: LesionAppearance, where: string): void {
+  const [rLow, rHigh] = appearance.radius;
+  const [cLow, cHigh] = appearance.contrast;
+  if (!(rLow >= 1 && rHigh <= 8 && rLow <= rHigh)) throw new RangeError(`${where}: lesion radius must be an increasing range within [1, 8], got [${rLow}, ${rHigh}]`);
+  if (!(cLow <= cHigh && Math.abs(cLow) <= 1 && Math.abs(cHigh) <= 1)) throw new RangeError(`${where}: lesion contrast must be an increasing range within [-1, 1], got [${cLow}, ${cHigh}]`);
+  if (cLow * cHigh <= 0) throw new RangeError(`${where}: lesion contrast must be all bright or all dark (both ends non-zero, one sign), got [${cLow}, ${cHigh}]`);
+}
 
 export interface LesionPlacement {
   readonly x: number;
@@ -24,7 +43,8 @@ export interface Phantom {
 
 export interface PhantomOptions {
   readonly size: number;
-  readonly lesion: boolean;
+  /** The lesion to draw; undefined draws the normal class. */
+  readonly lesion: LesionAppearance | undefined;
 }
 
 const BACKGROUND = 0.03;
@@ -131,9 +151,9 @@ export function generatePhantom(options: PhantomOptions, rng: Rng): Phantom {
   }
 
   let lesion: LesionPlacement | undefined;
-  if (options.lesion) {
-    const radius = rng.uniform(2.8, 4.2) * scale;
-    const contrast = rng.uniform(0.3, 0.42);
+  if (options.lesion !== undefined) {
+    const radius = rng.uniform(...options.lesion.radius) * scale;
+    const contrast = rng.uniform(...options.lesion.contrast);
     // Keep the whole blob inside the body so it is never cut by the skin line.
     const safe = ellipse(cx, cy, a - radius - 3 * scale, b - radius - 3 * scale, angle);
     // Rejection sampling inside the shrunken body ellipse; the body centre is the (never needed) fallback.

@@ -1,10 +1,12 @@
+import type { LesionAppearance } from './phantom.js';
 import { createRng } from './rng.js';
 import type { SopClass, WriterTransferSyntax } from './writer.js';
 
 /**
  * How one simulated hospital acquires and stores images. The differences are what makes federated data
- * non-IID in practice: scanner noise and contrast, matrix size, class prevalence, and storage conventions
- * (rescale, signedness, MONOCHROME1, VR encoding) that the site pipeline has to undo.
+ * non-IID in practice: scanner noise and contrast, matrix size, class prevalence, case mix (which presentations
+ * of the disease a hospital sees), and storage conventions (rescale, signedness, MONOCHROME1, VR encoding) that
+ * the site pipeline has to undo.
  */
 export interface HospitalProfile {
   readonly id: string;
@@ -19,6 +21,11 @@ export interface HospitalProfile {
   readonly brightness: number;
   /** Share of images in the lesion class. */
   readonly lesionFraction: number;
+  /**
+   * Case mix: how this hospital's lesions look. The base hospitals each see lesions of one size band (large,
+   * middling, small), so no single hospital's data covers every presentation the held-out set holds.
+   */
+  readonly lesionAppearance: LesionAppearance;
   readonly photometricInterpretation: 'MONOCHROME1' | 'MONOCHROME2';
   readonly modality: string;
   readonly sopClass: SopClass;
@@ -40,6 +47,8 @@ export const BASE_PROFILES: readonly HospitalProfile[] = [
     contrast: 1,
     brightness: 0,
     lesionFraction: 0.3,
+    // A referral centre: lesions arrive large and hyperdense.
+    lesionAppearance: { radius: [3.4, 4.6], contrast: [0.28, 0.4] },
     photometricInterpretation: 'MONOCHROME2',
     modality: 'CT',
     sopClass: 'ct',
@@ -58,6 +67,8 @@ export const BASE_PROFILES: readonly HospitalProfile[] = [
     contrast: 0.85,
     brightness: 0.04,
     lesionFraction: 0.5,
+    // A general hospital: lesions of middling size.
+    lesionAppearance: { radius: [2.8, 4.0], contrast: [0.3, 0.42] },
     photometricInterpretation: 'MONOCHROME1',
     modality: 'CR',
     sopClass: 'secondary-capture',
@@ -76,6 +87,8 @@ export const BASE_PROFILES: readonly HospitalProfile[] = [
     contrast: 1.15,
     brightness: -0.03,
     lesionFraction: 0.7,
+    // A screening programme: lesions caught early, small.
+    lesionAppearance: { radius: [1.8, 2.6], contrast: [0.28, 0.4] },
     photometricInterpretation: 'MONOCHROME2',
     modality: 'MR',
     sopClass: 'mr',
@@ -98,7 +111,7 @@ export function siteId(index: number): string {
 
 /**
  * Profiles for `count` sites: the three base hospitals first, then seeded variations of them so larger
- * consortia stay heterogeneous (sizes, noise, prevalence and polarity all vary).
+ * consortia stay heterogeneous (sizes, noise, prevalence and polarity all vary; the case mix is the base's).
  */
 export function hospitalProfiles(count: number, seed: number): HospitalProfile[] {
   const profiles: HospitalProfile[] = [];
