@@ -3,7 +3,8 @@
 // (pooled data in one process, each site alone, and federated with FedAvg and FedProx), every model scored on
 // the same mixed held-out set after every budget checkpoint. Writes the figures as JSON and an accuracy-by-round
 // plot as PNG.
-//   npm run bench -- learning [--rounds 10] [--epochs 2] [--images-per-site 50] [--seed 1] [--mu 0.01] [--quick]
+//   npm run bench -- learning [--rounds 20] [--epochs 2] [--images-per-site 25] [--seed 1] [--mu 0.01]
+//                             [--architecture small-cnn] [--aggregation ckks|plaintext] [--quick]
 //                             [--out bench/results/learning.json] [--plot bench/results/learning.png]
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { availableParallelism, cpus, loadavg, tmpdir } from 'node:os';
@@ -11,7 +12,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import sharp from 'sharp';
-import { accuracyPlotSvg, checkpoint, concatImages, learningResults } from './lib/learning-report.mjs';
+import { accuracyBySource, checkpoint, concatImages, learningPlotSvg, learningResults } from './lib/learning-report.mjs';
 
 process.env.FEDERA_LOG_LEVEL ??= 'warn';
 const here = dirname(fileURLToPath(import.meta.url));
@@ -26,6 +27,7 @@ const { predictProbabilities } = await import('./lib/predict.mjs');
 
 const { values: args } = parseArgs({
   options: {
+    architecture: { type: 'string', default: 'small-cnn' },
     rounds: { type: 'string' },
     epochs: { type: 'string' },
     'images-per-site': { type: 'string' },
@@ -44,7 +46,7 @@ const { values: args } = parseArgs({
     plot: { type: 'string' },
   },
 });
-// --quick is a smoke run of the whole pipeline (a minute or so); its figures say nothing about learning quality,
+// --quick is a smoke run of the whole pipeline (seconds); its figures say nothing about learning quality,
 // so by default it writes to the temp folder, never over the real results.
 const quick = args.quick;
 const number = (value, fallback) => {
@@ -52,11 +54,16 @@ const number = (value, fallback) => {
   if (!Number.isFinite(n)) throw new RangeError(`not a number: ${value}`);
   return n;
 };
-const rounds = number(args.rounds, quick ? 2 : 10);
-const epochs = number(args.epochs, quick ? 1 : 2);
-const imagesPerSite = number(args['images-per-site'], quick ? 24 : 50);
-const holdoutImages = number(args.holdout, quick ? 48 : 400);
-const sites = number(args.sites);
+const count = (name, value, fallback) => {
+  const n = number(value, fallback);
+  if (!Number.isInteger(n) || n < 1) throw new RangeError(`--${name} must be a positive integer, got ${value}`);
+  return n;
+};
+const rounds = count('rounds', args.rounds, quick ? 2 : 20);
+const epochs = count('epochs', args.epochs, quick ? 1 : 2);
+const imagesPerSite = count('images-per-site', args['images-per-site'], quick ? 24 : 25);
+const holdoutImages = count('holdout', args.holdout, quick ? 48 : 400);
+const sites = count('sites', args.sites);
 const seed = number(args.seed);
 const mu = number(args.mu);
 const aggregation = args.aggregation;
@@ -66,7 +73,8 @@ if (!['ckks', 'plaintext'].includes(aggregation)) throw new RangeError(`--aggreg
 const out = resolve(args.out ?? (quick ? join(tmpdir(), 'federa-learning-quick.json') : join(here, 'results/learning.json')));
 const plotOut = resolve(args.plot ?? out.replace(/\.json$/, '') + '.png');
 
-const spec = { architecture: 'small-cnn', inputSize: 64, channels: 1, classes: 2, seed };
+// Any registered architecture at its default options; parsed so a bad name fails here, before any data is made.
+const spec = shared.parseModelSpec({ architecture: args.architecture, inputSize: 64, channels: 1, classes: 2, seed });
 const classNames = [...sim.CLASS_NAMES];
 // Identical for every method; only where the data sits differs. Balanced class weights by default: the sites'
 // lesion shares run from 30% to 70% while the held-out set is 50/50, and unweighted each site pulls the output
@@ -85,14 +93,14 @@ const started = performance.now();
 const say = (line) => process.stdout.write(`${line}\n`);
 
 /**
- * Learning rate of round r (1-based). 'cosine' anneals from the base rate to a tenth of it by the last round, the
- * same schedule for every method: with a constant rate (and Adam restarting every round) the final model lands
- * anywhere in a band several points wide, and the comparison would hinge on which round happened to be last.
+ * Learning rate of round r (1-based). 'cosine' anneals from the base rate towards zero over the rounds (round r at
+ * the cosine of (r-1)/rounds, so the last round still learns a little), the same schedule for every method. With a
+ * constant rate, and Adam restarting every round, the final model lands anywhere in a band a few points wide, and
+ * the comparison would hinge on which round happened to be the last.
  */
 function learningRateFor(round) {
-  if (schedule === 'constant' || rounds === 1) return local.learningRate;
-  const progress = (round - 1) / (rounds - 1);
-  return local.learningRate * (0.1 + 0.9 * 0.5 * (1 + Math.cos(Math.PI * progress)));
+  if (schedule === 'constant') return local.learningRate;
+  return local.learningRate * 0.5 * (1 + Math.cos((Math.PI * (round - 1)) / rounds));
 }
 
 /** Seed for one trainLocal call: the same site and round shuffle the same way in every method (common random numbers). */
@@ -120,7 +128,7 @@ async function centralised(label, dataset, stream, holdout, start) {
     curve.push(checkpoint(round, round * epochs, metrics));
     say(`  ${label} round ${round}/${rounds}: ${fmt(metrics)}`);
   }
-  return curve;
+  return { curve, weights };
 }
 
 /**
@@ -152,7 +160,7 @@ async function federated(label, siteData, proximalMu, holdout, ckks, start) {
     curve.push(checkpoint(round, round * epochs, metrics));
     say(`  ${label} round ${round}/${rounds}: ${fmt(metrics)}`);
   }
-  return { curve, maxAggregateError };
+  return { curve, weights: global, maxAggregateError };
 }
 
 async function main() {
@@ -160,6 +168,7 @@ async function main() {
   const workDir = await mkdtemp(join(tmpdir(), 'federa-bench-learning-'));
   let siteSets;
   let holdout;
+  let holdoutSources;
   let consortium;
   try {
     consortium = await sim.generateConsortium({ outDir: workDir, sites, imagesPerSite, holdoutImages, seed });
@@ -167,11 +176,19 @@ async function main() {
     const loadSet = async (set) => {
       const loaded = await data.loadLabeledDataset({ dir: set.dir, labelsCsv: set.labelsCsv, inputSize: spec.inputSize, channels: 1, classNames });
       if (loaded.rejected.length > 0) throw new Error(`${set.id}: ${loaded.rejected.length} files rejected, first: ${loaded.rejected[0].message}`);
-      return loaded.images;
+      return loaded;
     };
     siteSets = [];
-    for (const set of consortium.sites) siteSets.push(await loadSet(set));
-    holdout = await loadSet(consortium.holdout);
+    for (const set of consortium.sites) siteSets.push((await loadSet(set)).images);
+    const loadedHoldout = await loadSet(consortium.holdout);
+    holdout = loadedHoldout.images;
+    // Which hospital profile each held-out image was drawn from, in loaded order.
+    const profileOf = new Map(consortium.holdout.members.map((m) => [m.file, m.profileId]));
+    holdoutSources = loadedHoldout.files.map((file) => {
+      const source = profileOf.get(file);
+      if (source === undefined) throw new Error(`held-out file ${file} is not one the generator wrote`);
+      return source;
+    });
   } finally {
     await rm(workDir, { recursive: true, force: true });
   }
@@ -194,10 +211,14 @@ async function main() {
   const start = checkpoint(0, 0, await evaluate(shared.initialWeights(spec), holdout));
   say('pooled (all sites in one process):');
   const pooled = await time('pooled', () => centralised('pooled', concatImages(siteSets), POOLED_STREAM, holdout, start));
+  const bySource = async (weights) => accuracyBySource(await predictProbabilities(spec, weights, holdout), holdout.labels, holdoutSources, spec.classes);
   say('each site alone:');
   const singleSite = await time('singleSite', async () => {
     const curves = [];
-    for (const [i, dataset] of siteSets.entries()) curves.push({ site: siteIds[i], images: dataset.count, curve: await centralised(siteIds[i], dataset, i, holdout, start) });
+    for (const [i, dataset] of siteSets.entries()) {
+      const { curve, weights } = await centralised(siteIds[i], dataset, i, holdout, start);
+      curves.push({ site: siteIds[i], images: dataset.count, curve, weights });
+    }
     return curves;
   });
   let ckks;
@@ -234,7 +255,13 @@ async function main() {
             : 'FedAvg with sample-count weights over plaintext update vectors',
         maxAbsAggregateErrorFromEncryption: ckks ? Math.max(fedavg.maxAggregateError, fedprox.maxAggregateError) : 0,
       },
-      curves: { pooled, singleSite, fedavg: fedavg.curve, fedprox: fedprox.curve },
+      curves: { pooled: pooled.curve, singleSite, fedavg: fedavg.curve, fedprox: fedprox.curve },
+      bySource: {
+        pooled: await bySource(pooled.weights),
+        singleSite: await bySiteSource(singleSite, bySource),
+        fedavg: await bySource(fedavg.weights),
+        fedprox: await bySource(fedprox.weights),
+      },
       fedprox: { mu },
       data: {
         generator: 'synthetic consortium (site-agent sim), loaded with loadLabeledDataset',
@@ -245,6 +272,7 @@ async function main() {
           noiseSigma: p.noiseSigma,
           contrast: p.contrast,
           lesionFraction: p.lesionFraction,
+          lesionAppearance: p.lesionAppearance,
           photometricInterpretation: p.photometricInterpretation,
         })),
         holdout: { images: holdout.count, lesion: consortium.holdout.classCounts.lesion, normal: consortium.holdout.classCounts.normal, mixed: 'round-robin over every site profile' },
@@ -263,10 +291,17 @@ async function main() {
 
     await mkdir(dirname(out), { recursive: true });
     await writeFile(out, `${JSON.stringify(results, null, 2)}\n`);
-    await writePlot(results, siteIds);
+    await writePlot(results);
     say(`pooled ${fmt(results.pooled)}`);
     for (const s of results.singleSite) say(`${s.site} alone ${fmt(s)}`);
     say(`FedAvg ${fmt(results.fedavg)}; FedProx ${fmt(results.fedprox)}`);
+    const sourceLine = (name, accs) => `  ${name}: ${Object.entries(accs).map(([k, v]) => `${k} ${(100 * v).toFixed(0)}%`).join(', ')}`;
+    const by = results.heldOutAccuracyBySourceHospital;
+    say('held-out accuracy by the hospital each image came from:');
+    say(sourceLine('pooled', by.pooled));
+    for (const [site, accs] of Object.entries(by.singleSite)) say(sourceLine(`${site} alone`, accs));
+    say(sourceLine('FedAvg', by.fedavg));
+    say(sourceLine('FedProx', by.fedprox));
     say(
       `targets: federated within 2 points of pooled ${results.federatedWithin2PointsOfPooled ? 'MET' : 'NOT met'}, ` +
         `above the best single site (${results.targets.bestSingleSite}) ${results.federatedAboveBestSingleSite ? 'MET' : 'NOT met'}; ` +
@@ -278,29 +313,16 @@ async function main() {
   }
 }
 
-/** Single sites in muted colours and thin lines, so the three headline methods stand out. */
-async function writePlot(results, siteIds) {
-  const siteColours = ['#8c8c8c', '#b07aa1', '#9c755f', '#76b7b2', '#bab0ac', '#edc948'];
-  const points = (curve) => curve.map((c) => ({ x: c.round, y: c.accuracy }));
-  const series = [
-    ...results.curves.singleSite.map((s, i) => ({
-      label: `${s.site} alone`,
-      points: points(s.curve),
-      color: siteColours[i % siteColours.length],
-      width: 1.5,
-      dash: '5 3',
-    })),
-    { label: 'pooled', points: points(results.curves.pooled), color: '#222222', width: 2.5 },
-    { label: 'FedAvg', points: points(results.curves.fedavg), color: '#1f77b4', width: 2.5 },
-    { label: `FedProx (mu ${results.fedprox.mu})`, points: points(results.curves.fedprox), color: '#e15759', width: 2.5, dash: '8 4' },
-  ];
-  const svg = accuracyPlotSvg({
-    title: `Held-out accuracy by round: ${siteIds.length} non-IID sites, ${results.budget.localEpochsPerRound} epoch(s) per round`,
-    xLabel: `round (each = ${results.budget.localEpochsPerRound} epoch(s) over the method's data)`,
-    series,
-  });
+/** Per-source accuracy of each single-site model, one model at a time. */
+async function bySiteSource(singleSite, bySource) {
+  const out = {};
+  for (const s of singleSite) out[s.site] = await bySource(s.weights);
+  return out;
+}
+
+async function writePlot(results) {
   await mkdir(dirname(plotOut), { recursive: true });
-  await sharp(Buffer.from(svg)).png().toFile(plotOut);
+  await sharp(Buffer.from(learningPlotSvg(results))).png().toFile(plotOut);
 }
 
 await main();

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 // The learning benchmark's pure helpers: a full run takes minutes, so its JSON shaping and plot are checked here.
-import { accuracyPlotSvg, checkpoint, concatImages, learningResults } from '../bench/lib/learning-report.mjs';
+import { accuracyBySource, accuracyPlotSvg, checkpoint, concatImages, learningPlotSvg, learningResults } from '../bench/lib/learning-report.mjs';
 
 const metrics = (accuracy: number, auc: number) => ({ accuracy, balancedAccuracy: accuracy, auc, sensitivity: 0, specificity: 0, f1: 0 });
 const curve = (...accuracies: number[]) => accuracies.map((a, i) => checkpoint(i, 2 * i, metrics(a, 0.9 + a / 20)));
@@ -26,6 +26,33 @@ function results(fedavgFinal: number, fedproxFinal: number) {
 }
 
 describe('learning benchmark report', () => {
+  it('splits held-out accuracy by the hospital each image came from, and refuses mismatched inputs', () => {
+    // 2 classes; rows are [p(normal), p(lesion)].
+    const probabilities = new Float32Array([0.9, 0.1, 0.2, 0.8, 0.6, 0.4, 0.3, 0.7, 0.4, 0.6]);
+    const labels = new Int32Array([0, 1, 1, 1, 0]);
+    const sources = ['a', 'b', 'b', 'a', 'c'];
+    expect(accuracyBySource(probabilities, labels, sources, 2)).toEqual({ a: 1, b: 0.5, c: 0 });
+    expect(Object.keys(accuracyBySource(probabilities, labels, sources, 2))).toEqual(['a', 'b', 'c']);
+    expect(() => accuracyBySource(probabilities, labels, sources.slice(1), 2)).toThrow(/must agree/);
+    expect(() => accuracyBySource(probabilities.subarray(2), labels, sources, 2)).toThrow(/must agree/);
+  });
+
+  it('carries the per-source accuracies into the document only when given', () => {
+    expect(results(0.94, 0.92)).not.toHaveProperty('heldOutAccuracyBySourceHospital');
+    const by = { pooled: { a: 1 }, singleSite: { 'hospital-a': { a: 0.5 } }, fedavg: { a: 1 }, fedprox: { a: 0.9 } };
+    const r = learningResults({
+      rounds: 1,
+      budget: {},
+      curves: { pooled: curve(0.5, 0.9), fedavg: curve(0.5, 0.9), fedprox: curve(0.5, 0.9), singleSite: [{ site: 'hospital-a', images: 1, curve: curve(0.5, 0.6) }] },
+      fedprox: { mu: 0 },
+      data: {},
+      environment: {},
+      seconds: {},
+      bySource: by,
+    });
+    expect(r.heldOutAccuracyBySourceHospital).toEqual(by);
+  });
+
   it('has the documented shape, final (not best) figures, and judges both federated methods', () => {
     const r = results(0.94, 0.92);
     expect(r.pooled).toEqual({ accuracy: 0.95, balancedAccuracy: 0.95, auc: 0.9475 });
@@ -80,5 +107,16 @@ describe('learning benchmark report', () => {
     expect(svg).toContain('stroke-dasharray="4 2"');
     // The y axis starts at a multiple of 5 at or below the lowest accuracy.
     expect(svg).toContain('>50</text>');
+  });
+
+  it('plots every method and site, with a zoomed panel over the second half fitted to the headline curves', () => {
+    const svg = learningPlotSvg(results(0.94, 0.92));
+    // 2 sites + pooled + FedAvg + FedProx, in the full panel and again in the zoomed one.
+    expect(svg.match(/<path /g)).toHaveLength(10);
+    for (const label of ['hospital-a alone', 'hospital-b alone', 'pooled', 'FedAvg', 'FedProx (mu 0.01)']) expect(svg).toContain(`>${label}</text>`);
+    expect(svg).toContain('rounds 1 to 2, zoomed in');
+    // Zoomed y axis fitted down to the lowest final value (hospital-a, 80 %): ticks every 5 points, unlike the
+    // full panel's every 10 from 50.
+    expect(svg).toContain('>85</text>');
   });
 });

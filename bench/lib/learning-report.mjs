@@ -34,6 +34,27 @@ export function checkpoint(round, epochs, metrics) {
   };
 }
 
+/**
+ * Accuracy (argmax over class probabilities) on each slice of the held-out set, by the hospital profile each image
+ * was drawn from: shows which hospitals' case mix a model has learnt. `probabilities` is count x classes,
+ * row-major; `sources[i]` names image i's profile. Keys are in first-seen order; values rounded to 4 decimals.
+ */
+export function accuracyBySource(probabilities, labels, sources, classes) {
+  if (sources.length !== labels.length || probabilities.length !== labels.length * classes) {
+    throw new RangeError(`accuracyBySource: ${labels.length} labels, ${sources.length} sources and ${probabilities.length / classes} score rows must agree`);
+  }
+  const tally = new Map();
+  for (let i = 0; i < labels.length; i++) {
+    let best = 0;
+    for (let c = 1; c < classes; c++) if (probabilities[i * classes + c] > probabilities[i * classes + best]) best = c;
+    const t = tally.get(sources[i]) ?? { right: 0, all: 0 };
+    t.all += 1;
+    if (best === labels[i]) t.right += 1;
+    tally.set(sources[i], t);
+  }
+  return Object.fromEntries([...tally].map(([source, t]) => [source, Math.round((t.right / t.all) * 1e4) / 1e4]));
+}
+
 /** Final figures of a curve: its last checkpoint (the full budget), not its best one, so no peeking at held-out data. */
 function final(curve) {
   const last = curve.at(-1);
@@ -46,7 +67,7 @@ function final(curve) {
  * site (singleSite: [{ site, images, curve }]). Targets are judged on the final checkpoint: federated (FedAvg and
  * FedProx each) within 2 accuracy points of pooled, and above the best single site.
  */
-export function learningResults({ rounds, budget, curves, fedprox, data, environment, seconds }) {
+export function learningResults({ rounds, budget, curves, fedprox, data, environment, seconds, bySource }) {
   const pooled = final(curves.pooled);
   const fedavg = final(curves.fedavg);
   const prox = final(curves.fedprox);
@@ -69,6 +90,7 @@ export function learningResults({ rounds, budget, curves, fedprox, data, environ
     federatedWithin2PointsOfPooled: targets.fedavg.federatedWithin2PointsOfPooled && targets.fedprox.federatedWithin2PointsOfPooled,
     federatedAboveBestSingleSite: targets.fedavg.federatedAboveBestSingleSite && targets.fedprox.federatedAboveBestSingleSite,
     targets,
+    ...(bySource === undefined ? {} : { heldOutAccuracyBySourceHospital: bySource }),
     budget,
     data,
     curves: {
@@ -92,61 +114,115 @@ function tickStep(span, maxTicks) {
 }
 
 /**
- * Line chart of accuracy (%) by round as an SVG string. `series`: [{ label, points: [{ x, y }], color, width?,
- * dash? }] with y in 0..1. The y axis starts at a round 5 % below the lowest point, so the differences that
- * matter near the top are visible; the axis labels say where it starts.
+ * One panel of the chart: grid, ticks, axes and the lines, at vertical offset `top`. y range yMin..yMax in
+ * percent; x range xMin..xMax in rounds.
  */
-export function accuracyPlotSvg({ title, xLabel, series, width = 900, height = 540 }) {
-  const all = series.flatMap((s) => s.points);
-  if (all.length === 0) throw new RangeError('accuracyPlotSvg: no points');
-  const margin = { left: 70, right: 230, top: 50, bottom: 60 };
-  const plotW = width - margin.left - margin.right;
-  const plotH = height - margin.top - margin.bottom;
-  const xMin = Math.min(0, ...all.map((p) => p.x));
-  const xMax = Math.max(...all.map((p) => p.x), xMin + 1);
-  const lowest = Math.min(...all.map((p) => p.y * 100));
-  const yMin = Math.max(0, Math.min(90, Math.floor(lowest / 5) * 5));
-  const yMax = 100;
-  const sx = (x) => margin.left + ((x - xMin) / (xMax - xMin)) * plotW;
-  const sy = (y) => margin.top + (1 - (y * 100 - yMin) / (yMax - yMin)) * plotH;
+function panel(out, { series, top, height, left, plotW, xMin, xMax, yMin, yMax, xLabel, yLabel }) {
+  const plotH = height;
+  const sx = (x) => left + ((x - xMin) / (xMax - xMin)) * plotW;
+  const sy = (y) => top + (1 - (y * 100 - yMin) / (yMax - yMin)) * plotH;
   const f = (v) => v.toFixed(1);
-  const out = [];
-  out.push(`<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="DejaVu Sans, Arial, sans-serif">`);
-  out.push(`<rect width="${width}" height="${height}" fill="white"/>`);
-  out.push(`<text x="${f(margin.left + plotW / 2)}" y="30" font-size="18" text-anchor="middle">${escapeXml(title)}</text>`);
-  // Grid and ticks.
   const yStep = tickStep(yMax - yMin, 8);
-  for (let y = yMin; y <= yMax + 1e-9; y += yStep) {
+  for (let y = Math.ceil(yMin / yStep - 1e-9) * yStep; y <= yMax + 1e-9; y += yStep) {
     const py = sy(y / 100);
-    out.push(`<line x1="${margin.left}" y1="${f(py)}" x2="${margin.left + plotW}" y2="${f(py)}" stroke="#e3e3e3"/>`);
-    out.push(`<text x="${margin.left - 8}" y="${f(py + 4)}" font-size="12" text-anchor="end">${Math.round(y * 10) / 10}</text>`);
+    out.push(`<line x1="${left}" y1="${f(py)}" x2="${left + plotW}" y2="${f(py)}" stroke="#e3e3e3"/>`);
+    out.push(`<text x="${left - 8}" y="${f(py + 4)}" font-size="12" text-anchor="end">${Math.round(y * 10) / 10}</text>`);
   }
   const xStep = Math.max(1, tickStep(xMax - xMin, 10));
   for (let x = Math.ceil(xMin / xStep) * xStep; x <= xMax + 1e-9; x += xStep) {
     const px = sx(x);
-    out.push(`<line x1="${f(px)}" y1="${margin.top}" x2="${f(px)}" y2="${margin.top + plotH}" stroke="#f0f0f0"/>`);
-    out.push(`<text x="${f(px)}" y="${margin.top + plotH + 18}" font-size="12" text-anchor="middle">${x}</text>`);
+    out.push(`<line x1="${f(px)}" y1="${top}" x2="${f(px)}" y2="${top + plotH}" stroke="#f0f0f0"/>`);
+    out.push(`<text x="${f(px)}" y="${top + plotH + 18}" font-size="12" text-anchor="middle">${x}</text>`);
   }
-  out.push(`<rect x="${margin.left}" y="${margin.top}" width="${plotW}" height="${plotH}" fill="none" stroke="#333"/>`);
-  out.push(`<text x="${f(margin.left + plotW / 2)}" y="${height - 15}" font-size="14" text-anchor="middle">${escapeXml(xLabel)}</text>`);
+  out.push(`<rect x="${left}" y="${top}" width="${plotW}" height="${plotH}" fill="none" stroke="#333"/>`);
+  out.push(`<text x="${f(left + plotW / 2)}" y="${top + plotH + 40}" font-size="14" text-anchor="middle">${escapeXml(xLabel)}</text>`);
   out.push(
-    `<text x="18" y="${f(margin.top + plotH / 2)}" font-size="14" text-anchor="middle" transform="rotate(-90 18 ${f(margin.top + plotH / 2)})">held-out accuracy (%)</text>`,
+    `<text x="18" y="${f(top + plotH / 2)}" font-size="14" text-anchor="middle" transform="rotate(-90 18 ${f(top + plotH / 2)})">${escapeXml(yLabel)}</text>`,
   );
-  // Lines, drawn in order so the later (headline) series end up on top.
+  // Lines are clipped to the panel (a zoomed panel cuts off what dips below it). Drawn in order, so the later
+  // (headline) series end up on top.
+  const clip = `clip-${top}`;
+  out.push(`<clipPath id="${clip}"><rect x="${left}" y="${top - 4}" width="${plotW + 4}" height="${plotH + 8}"/></clipPath>`);
+  out.push(`<g clip-path="url(#${clip})">`);
   for (const s of series) {
-    const d = s.points.map((p, i) => `${i === 0 ? 'M' : 'L'}${f(sx(p.x))},${f(sy(p.y))}`).join(' ');
+    const points = s.points.filter((p) => p.x >= xMin && p.x <= xMax);
+    if (points.length === 0) continue;
+    const d = points.map((p, i) => `${i === 0 ? 'M' : 'L'}${f(sx(p.x))},${f(sy(p.y))}`).join(' ');
     const dash = s.dash ? ` stroke-dasharray="${s.dash}"` : '';
     out.push(`<path d="${d}" fill="none" stroke="${s.color}" stroke-width="${s.width ?? 2}"${dash} stroke-linejoin="round"/>`);
-    for (const p of s.points) out.push(`<circle cx="${f(sx(p.x))}" cy="${f(sy(p.y))}" r="${(s.width ?? 2) + 0.5}" fill="${s.color}"/>`);
+    for (const p of points) out.push(`<circle cx="${f(sx(p.x))}" cy="${f(sy(p.y))}" r="${(s.width ?? 2) + 0.5}" fill="${s.color}"/>`);
   }
-  // Legend to the right of the plot.
-  const lx = margin.left + plotW + 20;
+  out.push('</g>');
+}
+
+/**
+ * Line chart of accuracy (%) by round as an SVG string. `series`: [{ label, points: [{ x, y }], color, width?,
+ * dash? }] with y in 0..1. The top panel shows every round, its y axis starting at a multiple of 5 at or below the
+ * lowest point. With `zoomFrom`, a second panel below shows rounds >= zoomFrom with the y axis fitted (whole
+ * points) to every series' final value and to the zoomed points of series marked `headline`, so the differences the
+ * targets are about (a point or two near the top) can be seen; other lines that dip lower leave the panel.
+ */
+export function accuracyPlotSvg({ title, xLabel, series, zoomFrom, width = 900, panelHeight = 380 }) {
+  const all = series.flatMap((s) => s.points);
+  if (all.length === 0) throw new RangeError('accuracyPlotSvg: no points');
+  const left = 70;
+  const plotW = width - left - 230;
+  const xMin = Math.min(...all.map((p) => p.x));
+  const xMax = Math.max(...all.map((p) => p.x), xMin + 1);
+  const lowest = Math.min(...all.map((p) => p.y * 100));
+  const yMin = Math.max(0, Math.min(90, Math.floor(lowest / 5) * 5));
+  const zoomed =
+    zoomFrom === undefined
+      ? []
+      : series.flatMap((s) => [...(s.headline ? s.points.filter((p) => p.x >= zoomFrom) : []), ...s.points.slice(-1)]);
+  const gap = 90;
+  const height = 50 + panelHeight + 60 + (zoomed.length > 0 ? gap + panelHeight + 10 : 0);
+  const out = [];
+  out.push(`<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="DejaVu Sans, Arial, sans-serif">`);
+  out.push(`<rect width="${width}" height="${height}" fill="white"/>`);
+  out.push(`<text x="${(left + plotW / 2).toFixed(1)}" y="30" font-size="18" text-anchor="middle">${escapeXml(title)}</text>`);
+  panel(out, { series, top: 50, height: panelHeight, left, plotW, xMin, xMax, yMin, yMax: 100, xLabel, yLabel: 'held-out accuracy (%)' });
+  if (zoomed.length > 0) {
+    const top = 50 + panelHeight + gap;
+    const zMin = Math.max(0, Math.floor(Math.min(...zoomed.map((p) => p.y * 100)) - 0.5));
+    const zMax = Math.max(zMin + 1, Math.min(100, Math.ceil(Math.max(...zoomed.map((p) => p.y * 100)) + 0.5)));
+    out.push(`<text x="${(left + plotW / 2).toFixed(1)}" y="${top - 12}" font-size="15" text-anchor="middle">rounds ${zoomFrom} to ${xMax}, zoomed in</text>`);
+    panel(out, { series, top, height: panelHeight, left, plotW, xMin: zoomFrom, xMax: Math.max(xMax, zoomFrom + 1), yMin: zMin, yMax: zMax, xLabel, yLabel: 'held-out accuracy (%)' });
+  }
+  // Legend to the right of the top panel.
+  const lx = left + plotW + 20;
   series.forEach((s, i) => {
-    const ly = margin.top + 12 + i * 24;
+    const ly = 62 + i * 24;
     const dash = s.dash ? ` stroke-dasharray="${s.dash}"` : '';
     out.push(`<line x1="${lx}" y1="${ly}" x2="${lx + 32}" y2="${ly}" stroke="${s.color}" stroke-width="${s.width ?? 2}"${dash}/>`);
     out.push(`<text x="${lx + 40}" y="${ly + 4}" font-size="13">${escapeXml(s.label)}</text>`);
   });
   out.push('</svg>');
   return `${out.join('\n')}\n`;
+}
+
+/** The benchmark's plot from its results document: single sites in muted colours and thin dashed lines, so the three headline methods stand out. */
+export function learningPlotSvg(results) {
+  const siteColours = ['#8c8c8c', '#b07aa1', '#9c755f', '#76b7b2', '#bab0ac', '#edc948'];
+  const points = (curve) => curve.map((c) => ({ x: c.round, y: c.accuracy }));
+  const epochs = results.budget.localEpochsPerRound;
+  const series = [
+    ...results.curves.singleSite.map((s, i) => ({
+      label: `${s.site} alone`,
+      points: points(s.curve),
+      color: siteColours[i % siteColours.length],
+      width: 1.5,
+      dash: '5 3',
+    })),
+    { label: 'pooled', points: points(results.curves.pooled), color: '#222222', width: 2.5, headline: true },
+    { label: 'FedAvg', points: points(results.curves.fedavg), color: '#1f77b4', width: 2.5, headline: true },
+    { label: `FedProx (mu ${results.fedprox.mu})`, points: points(results.curves.fedprox), color: '#e15759', width: 2.5, dash: '8 4', headline: true },
+  ];
+  return accuracyPlotSvg({
+    title: `Held-out accuracy by round: ${results.singleSite.length} non-IID sites, ${epochs} local epoch${epochs === 1 ? '' : 's'} per round`,
+    xLabel: `round (each = ${epochs} epoch${epochs === 1 ? '' : 's'} over the method's own data)`,
+    series,
+    // The second half of training, where the methods have (mostly) converged and differ by a point or two.
+    zoomFrom: Math.max(1, Math.ceil(results.rounds / 2)),
+  });
 }
