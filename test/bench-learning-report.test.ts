@@ -1,6 +1,16 @@
 import { describe, expect, it } from 'vitest';
 // The learning benchmark's pure helpers: a full run takes minutes, so its JSON shaping and plot are checked here.
-import { accuracyBySource, accuracyPlotSvg, checkpoint, concatImages, learningPlotSvg, learningResults } from '../bench/lib/learning-report.mjs';
+import {
+  accuracyBySource,
+  accuracyPlotSvg,
+  checkpoint,
+  concatImages,
+  learningPlotSvg,
+  learningResults,
+  meanCurve,
+  meanRecord,
+  multiSeedResults,
+} from '../bench/lib/learning-report.mjs';
 
 const metrics = (accuracy: number, auc: number) => ({ accuracy, balancedAccuracy: accuracy, auc, sensitivity: 0, specificity: 0, f1: 0 });
 const curve = (...accuracies: number[]) => accuracies.map((a, i) => checkpoint(i, 2 * i, metrics(a, 0.9 + a / 20)));
@@ -118,5 +128,60 @@ describe('learning benchmark report', () => {
     // Zoomed y axis fitted down to the lowest final value (hospital-a, 80 %): ticks every 5 points, unlike the
     // full panel's every 10 from 50.
     expect(svg).toContain('>85</text>');
+  });
+
+  it('averages curves checkpoint by checkpoint and records leaf by leaf, refusing mismatched shapes', () => {
+    const mean = meanCurve([curve(0.5, 0.9), curve(0.5, 0.8)]);
+    expect(mean.map((p: { accuracy: number }) => p.accuracy)).toEqual([0.5, 0.85]);
+    expect(mean[1]).toMatchObject({ round: 1, epochs: 2, balancedAccuracy: 0.85 });
+    // An undefined AUC (one-class set) is left out of the mean, not counted as zero.
+    const withNull = [{ ...checkpoint(1, 2, metrics(0.6, 0.7)) }, { ...checkpoint(1, 2, metrics(0.8, 0.9)), auc: null }];
+    expect(meanCurve([[withNull[0]], [withNull[1]]])[0].auc).toBe(0.7);
+    expect(() => meanCurve([curve(0.5, 0.9), curve(0.5)])).toThrow(/different rounds/);
+    expect(() => meanCurve([])).toThrow(/no curves/);
+    expect(meanRecord([{ a: 1, b: { x: 0.2 } }, { a: 0, b: { x: 0.4 } }])).toEqual({ a: 0.5, b: { x: 0.3 } });
+    expect(() => meanRecord([{ a: 1 }, { b: 1 }])).toThrow(/differ in keys/);
+  });
+
+  it('reports seed means as the headline, each seed judged on its own, and whether a target held at every seed', () => {
+    const run = (seed: number, fedavg: number, siteB: number) => ({
+      seed,
+      curves: {
+        pooled: curve(0.5, 0.9, 0.95),
+        fedavg: curve(0.5, 0.85, fedavg),
+        fedprox: curve(0.5, 0.86, 0.94),
+        singleSite: [
+          { site: 'hospital-a', images: 10, curve: curve(0.5, 0.7, 0.8) },
+          { site: 'hospital-b', images: 12, curve: curve(0.5, 0.7, siteB) },
+        ],
+      },
+      bySource: { pooled: { a: 1 }, singleSite: { 'hospital-a': { a: 0.5 }, 'hospital-b': { a: 0.7 } }, fedavg: { a: seed === 1 ? 1 : 0.8 }, fedprox: { a: 0.9 } },
+    });
+    const r = multiSeedResults({
+      runs: [run(1, 0.94, 0.9), run(2, 0.93, 0.935)],
+      rounds: 2,
+      budget: { rounds: 2, localEpochsPerRound: 2 },
+      fedprox: { mu: 0.01 },
+      data: {},
+      environment: {},
+      seconds: {},
+    });
+    expect(r.fedavg.accuracy).toBe(0.935);
+    expect(r.singleSite.map((s: { accuracy: number }) => s.accuracy)).toEqual([0.8, 0.9175]);
+    expect(r.heldOutAccuracyBySourceHospital.fedavg).toEqual({ a: 0.9 });
+    // On the means FedAvg (93.5) beats hospital-b (91.75); at seed 2 it does not (93 vs 93.5).
+    expect(r.targets.fedavg.federatedAboveBestSingleSite).toBe(true);
+    expect(r.seeds.map((s: { seed: number; targets: { fedavg: { federatedAboveBestSingleSite: boolean } } }) => [s.seed, s.targets.fedavg.federatedAboveBestSingleSite])).toEqual([
+      [1, true],
+      [2, false],
+    ]);
+    expect(r.targetsAtEverySeed).toEqual({ federatedWithin2PointsOfPooled: true, federatedAboveBestSingleSite: false });
+    expect(r.seedCurves.map((c: { seed: number }) => c.seed)).toEqual([1, 2]);
+    expect(r.curves.fedavg.at(-1).accuracy).toBe(0.935);
+    expect(learningPlotSvg(r)).toContain('mean of 2 seeds');
+    expect(() => multiSeedResults({ runs: [] })).toThrow(/no runs/);
+    const other = run(3, 0.9, 0.9);
+    other.curves.singleSite[1].site = 'hospital-z';
+    expect(() => multiSeedResults({ runs: [run(1, 0.9, 0.9), other], rounds: 2, budget: {}, fedprox: { mu: 0 } })).toThrow(/different sites/);
   });
 });

@@ -180,7 +180,8 @@ export function accuracyPlotSvg({ title, xLabel, series, zoomFrom, width = 900, 
   const out = [];
   out.push(`<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="DejaVu Sans, Arial, sans-serif">`);
   out.push(`<rect width="${width}" height="${height}" fill="white"/>`);
-  out.push(`<text x="${(left + plotW / 2).toFixed(1)}" y="30" font-size="18" text-anchor="middle">${escapeXml(title)}</text>`);
+  // Centred on the whole image: a long title centred over the plot area alone would run off the left edge.
+  out.push(`<text x="${(width / 2).toFixed(1)}" y="30" font-size="17" text-anchor="middle">${escapeXml(title)}</text>`);
   panel(out, { series, top: 50, height: panelHeight, left, plotW, xMin, xMax, yMin, yMax: 100, xLabel, yLabel: 'held-out accuracy (%)' });
   if (zoomed.length > 0) {
     const top = 50 + panelHeight + gap;
@@ -219,10 +220,97 @@ export function learningPlotSvg(results) {
     { label: `FedProx (mu ${results.fedprox.mu})`, points: points(results.curves.fedprox), color: '#e15759', width: 2.5, dash: '8 4', headline: true },
   ];
   return accuracyPlotSvg({
-    title: `Held-out accuracy by round: ${results.singleSite.length} non-IID sites, ${epochs} local epoch${epochs === 1 ? '' : 's'} per round`,
+    title:
+      `Held-out accuracy by round: ${results.singleSite.length} non-IID sites, ${epochs} local epoch${epochs === 1 ? '' : 's'} per round` +
+      (results.seeds?.length > 1 ? `, mean of ${results.seeds.length} seeds` : ''),
     xLabel: `round (each = ${epochs} epoch${epochs === 1 ? '' : 's'} over the method's own data)`,
     series,
     // The second half of training, where the methods have (mostly) converged and differ by a point or two.
     zoomFrom: Math.max(1, Math.ceil(results.rounds / 2)),
   });
+}
+
+/** Mean of a list of numbers or nulls (null where every value is null: AUC is undefined on a one-class set). */
+function meanOf(values) {
+  const present = values.filter((v) => v !== null && v !== undefined);
+  return present.length === 0 ? null : Math.round((present.reduce((s, v) => s + v, 0) / present.length) * 1e4) / 1e4;
+}
+
+/** Checkpoint-by-checkpoint mean of several runs' curves over the same rounds. */
+export function meanCurve(curves) {
+  if (curves.length === 0) throw new RangeError('meanCurve: no curves');
+  const [first] = curves;
+  for (const c of curves) {
+    if (c.length !== first.length || c.some((p, i) => p.round !== first[i].round)) throw new RangeError('meanCurve: curves cover different rounds');
+  }
+  return first.map((p, i) => ({
+    round: p.round,
+    epochs: p.epochs,
+    accuracy: meanOf(curves.map((c) => c[i].accuracy)),
+    balancedAccuracy: meanOf(curves.map((c) => c[i].balancedAccuracy)),
+    auc: meanOf(curves.map((c) => c[i].auc)),
+  }));
+}
+
+/** Mean of records with the same shape (nested objects of numbers), leaf by leaf. */
+export function meanRecord(records) {
+  if (records.length === 0) throw new RangeError('meanRecord: no records');
+  const [first] = records;
+  if (typeof first === 'number' || first === null) return meanOf(records);
+  const keys = Object.keys(first);
+  for (const r of records) {
+    if (Object.keys(r).join('\u0000') !== keys.join('\u0000')) throw new RangeError(`meanRecord: records differ in keys (${keys.join(', ')} vs ${Object.keys(r).join(', ')})`);
+  }
+  return Object.fromEntries(keys.map((k) => [k, meanRecord(records.map((r) => r[k]))]));
+}
+
+/**
+ * The results document over several seeds (each seed draws its own consortium, initial model and shuffles).
+ * `runs`: [{ seed, curves, bySource? }] with curves as learningResults takes them. The headline figures, targets
+ * and plot are the seed means (curves averaged checkpoint by checkpoint, so the final figures are the mean final
+ * accuracies); `seeds` gives every seed's own figures and judgement, and `targetsAtEverySeed` says whether each
+ * target held at every seed, not just on average: one seed's held-out set resolves about a point, and a target met
+ * on one draw of the data can miss on the next.
+ */
+export function multiSeedResults({ runs, ...rest }) {
+  if (runs.length === 0) throw new RangeError('multiSeedResults: no runs');
+  const sites = runs[0].curves.singleSite.map((s) => s.site);
+  for (const run of runs) {
+    if (run.curves.singleSite.map((s) => s.site).join() !== sites.join()) throw new RangeError(`multiSeedResults: seed ${run.seed} has different sites`);
+  }
+  const perSeed = runs.map((run) => ({ seed: run.seed, results: learningResults({ ...rest, curves: run.curves }) }));
+  const curves = {
+    pooled: meanCurve(runs.map((r) => r.curves.pooled)),
+    fedavg: meanCurve(runs.map((r) => r.curves.fedavg)),
+    fedprox: meanCurve(runs.map((r) => r.curves.fedprox)),
+    singleSite: sites.map((site, i) => ({
+      site,
+      images: meanOf(runs.map((r) => r.curves.singleSite[i].images)),
+      curve: meanCurve(runs.map((r) => r.curves.singleSite[i].curve)),
+    })),
+  };
+  const withSources = runs.every((r) => r.bySource !== undefined);
+  const mean = learningResults({ ...rest, curves, ...(withSources ? { bySource: meanRecord(runs.map((r) => r.bySource)) } : {}) });
+  const brief = (m) => ({ accuracy: m.accuracy, auc: m.auc });
+  const seeds = perSeed.map(({ seed, results: r }) => ({
+    seed,
+    pooled: brief(r.pooled),
+    singleSite: r.singleSite.map((s) => ({ site: s.site, ...brief(s) })),
+    fedavg: brief(r.fedavg),
+    fedprox: brief(r.fedprox),
+    targets: r.targets,
+  }));
+  const every = (key) => perSeed.every(({ results: r }) => r[key]);
+  const { budget, data, curves: meanCurves, seconds, environment, ...headline } = mean;
+  return {
+    ...headline,
+    targetsAtEverySeed: { federatedWithin2PointsOfPooled: every('federatedWithin2PointsOfPooled'), federatedAboveBestSingleSite: every('federatedAboveBestSingleSite') },
+    seeds,
+    budget,
+    data,
+    curves: meanCurves,
+    seedCurves: perSeed.map(({ seed, results: r }) => ({ seed, ...r.curves })),
+    seconds,
+    environment,
+  };
 }
