@@ -85,7 +85,8 @@ const plotOut = resolve(args.plot ?? out.replace(/\.json$/, '') + '.png');
 // The initial weights come from the run's seed.
 const specFor = (seed) => shared.parseModelSpec({ architecture: args.architecture, inputSize: 64, channels: 1, classes: 2, seed });
 const spec = specFor(seeds[0]);
-const { seed: _firstSeed, ...modelOptions } = spec;
+// The architecture and its options without the seed, for the results: each seed's run has its own.
+const { seed: _seedOfFirstRun, ...modelOptions } = spec;
 const classNames = [...sim.CLASS_NAMES];
 // Identical for every method; only where the data sits differs. Balanced class weights by default: the sites'
 // lesion shares run from 30% to 70% while the held-out set is 50/50, and unweighted each site pulls the output
