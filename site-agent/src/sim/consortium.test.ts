@@ -14,7 +14,7 @@ let summary: ConsortiumSummary;
 
 beforeAll(async () => {
   root = await mkdtemp(join(tmpdir(), 'federa-sim-'));
-  summary = await generateConsortium({ outDir: join(root, 'a'), sites: 3, imagesPerSite: 40, holdoutImages: 30, seed: 7 });
+  summary = await generateConsortium({ outDir: join(root, 'a'), sites: 4, imagesPerSite: 40, holdoutImages: 30, seed: 7 });
 });
 
 afterAll(async () => {
@@ -34,14 +34,15 @@ function patchMean(img: Float32Array, size: number, cx: number, cy: number, half
 
 describe('generateConsortium', () => {
   it('writes the documented layout and class counts that follow each profile', async () => {
-    expect(summary.sites.map((s) => s.id)).toEqual(['hospital-a', 'hospital-b', 'hospital-c']);
+    expect(summary.sites.map((s) => s.id)).toEqual(['hospital-a', 'hospital-b', 'hospital-c', 'hospital-d']);
     expect(summary.sites.map((s) => s.classCounts)).toEqual([
       { normal: 28, lesion: 12 }, // 30 % lesion
       { normal: 20, lesion: 20 }, // 50 %
       { normal: 12, lesion: 28 }, // 70 %
+      { normal: 20, lesion: 20 }, // 50 %
     ]);
     expect(summary.holdout?.classCounts).toEqual({ normal: 15, lesion: 15 });
-    expect(summary.holdout?.profileIds).toEqual(['hospital-a', 'hospital-b', 'hospital-c']);
+    expect(summary.holdout?.profileIds).toEqual(['hospital-a', 'hospital-b', 'hospital-c', 'hospital-d']);
     for (const set of [...summary.sites, ...(summary.holdout ? [summary.holdout] : [])]) {
       expect(set.dir).toBe(join(root, 'a', set.id));
       expect(set.labelsCsv).toBe(join(set.dir, 'labels.csv'));
@@ -60,7 +61,7 @@ describe('generateConsortium', () => {
       expect(set.members.map((m) => `${m.file},${m.label}`)).toEqual(csv);
       if (set.id !== 'holdout') expect(new Set(set.members.map((m) => m.profileId))).toEqual(new Set([set.id]));
     }
-    expect(summary.holdout?.members.slice(0, 4).map((m) => m.profileId)).toEqual(['hospital-a', 'hospital-b', 'hospital-c', 'hospital-a']);
+    expect(summary.holdout?.members.slice(0, 5).map((m) => m.profileId)).toEqual(['hospital-a', 'hospital-b', 'hospital-c', 'hospital-d', 'hospital-a']);
   });
 
   it('loads with loadLabeledDataset without rejections and with the same class counts', async () => {
@@ -90,12 +91,13 @@ describe('generateConsortium', () => {
         modality: profile.modality,
       });
     }
-    expect(BASE_PROFILES.map((p) => p.imageSize)).toEqual([64, 72, 80]);
+    expect(BASE_PROFILES.map((p) => p.imageSize)).toEqual([64, 72, 80, 64]);
   });
 
   it('gives the MONOCHROME1 site the same polarity as the others after preprocessing', async () => {
     const mono1 = summary.sites.find((s) => summary.profiles.find((p) => p.id === s.id)?.photometricInterpretation === 'MONOCHROME1');
     expect(mono1?.id).toBe('hospital-b');
+    const contrastOf = new Map<string, number>();
     for (const set of summary.sites) {
       const loaded = await loadLabeledDataset({ dir: set.dir, labelsCsv: set.labelsCsv, inputSize: INPUT, channels: 1, classNames: [...CLASS_NAMES] });
       let bodyMinusAir = 0;
@@ -105,7 +107,11 @@ describe('generateConsortium', () => {
       }
       // Body brighter than air by a wide margin at every site, MONOCHROME1 included.
       expect(bodyMinusAir / loaded.images.count, set.id).toBeGreaterThan(0.2);
+      contrastOf.set(set.id, bodyMinusAir / loaded.images.count);
     }
+    // The default preprocessing keeps each scanner's contrast (that is the shift the sites differ by): the
+    // low-contrast scanner at hospital-d shows well under three quarters of hospital-a's body-to-air step.
+    expect(contrastOf.get('hospital-d')).toBeLessThan(0.75 * (contrastOf.get('hospital-a') ?? 0));
     // And the MONOCHROME1 files really are stored inverted (so the check above is not vacuous).
     const [first] = await readdir(mono1?.imagesDir ?? '');
     const raw = await readDicomFile(join(mono1?.imagesDir ?? '', first ?? ''));
@@ -137,11 +143,11 @@ describe('generateConsortium', () => {
 });
 
 describe('hospitalProfiles', () => {
-  it('extends past the three base hospitals with varied, valid profiles', () => {
+  it('extends past the four base hospitals with varied, valid profiles', () => {
     const profiles = hospitalProfiles(8, 3);
     expect(profiles.map((p) => p.id)).toEqual(['a', 'b', 'c', 'd', 'e', 'f', 'g', 'h'].map((l) => `hospital-${l}`));
-    expect(profiles.slice(0, 3)).toEqual(BASE_PROFILES);
-    for (const p of profiles.slice(3)) {
+    expect(profiles.slice(0, 4)).toEqual(BASE_PROFILES);
+    for (const p of profiles.slice(4)) {
       expect([64, 72, 80]).toContain(p.imageSize);
       expect([0.3, 0.5, 0.7]).toContain(p.lesionFraction);
       expect(p.noiseSigma).toBeGreaterThan(0);

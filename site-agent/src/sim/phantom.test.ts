@@ -64,8 +64,9 @@ describe('checkLesionAppearance', () => {
     expect(() => checkLesionAppearance({ radius: [2, Number.NaN], contrast: [0.2, 0.3] }, 'p')).toThrow(/radius/);
   });
 
-  it('gives the three base hospitals lesions of different sizes: large, middling, small', () => {
-    const [a, b, c] = BASE_PROFILES.map((p) => p.lesionAppearance);
+  it('gives base hospitals a, b and c lesions of different sizes (large, middling, small); d sees large ones too', () => {
+    const [a, b, c, d] = BASE_PROFILES.map((p) => p.lesionAppearance);
+    expect(d).toEqual(a);
     expect(c?.radius[1]).toBeLessThan(b?.radius[1] ?? 0);
     expect(b?.radius[1]).toBeLessThan(a?.radius[1] ?? 0);
     // The small and the large bands do not overlap at all.

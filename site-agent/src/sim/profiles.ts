@@ -6,7 +6,9 @@ import type { SopClass, WriterTransferSyntax } from './writer.js';
  * How one simulated hospital acquires and stores images. The differences are what makes federated data
  * non-IID in practice: scanner noise and contrast, matrix size, class prevalence, case mix (which presentations
  * of the disease a hospital sees), and storage conventions (rescale, signedness, MONOCHROME1, VR encoding) that
- * the site pipeline has to undo.
+ * the site pipeline has to undo. Scanner contrast differs twofold across the base hospitals (0.65 to 1.35), as
+ * protocols and scanner generations do: a model trained at one hospital learns how bright a lesion is on its own
+ * scanner, and only data from several scanners teaches it to look at size and shape instead.
  */
 export interface HospitalProfile {
   readonly id: string;
@@ -23,7 +25,8 @@ export interface HospitalProfile {
   readonly lesionFraction: number;
   /**
    * Case mix: how this hospital's lesions look. The base hospitals each see lesions of one size band (large,
-   * middling, small), so no single hospital's data covers every presentation the held-out set holds.
+   * middling, small; the fourth sees large ones through a low-contrast scanner), so no single hospital's data
+   * covers every presentation the held-out set holds.
    */
   readonly lesionAppearance: LesionAppearance;
   readonly photometricInterpretation: 'MONOCHROME1' | 'MONOCHROME2';
@@ -44,7 +47,8 @@ export const BASE_PROFILES: readonly HospitalProfile[] = [
     institutionName: 'Simulated Hospital A (synthetic)',
     imageSize: 64,
     noiseSigma: 0.02,
-    contrast: 1,
+    // A recent scanner with a high-contrast protocol.
+    contrast: 1.35,
     brightness: 0,
     lesionFraction: 0.3,
     // A referral centre: lesions arrive large and hyperdense.
@@ -64,7 +68,7 @@ export const BASE_PROFILES: readonly HospitalProfile[] = [
     institutionName: 'Simulated Hospital B (synthetic)',
     imageSize: 72,
     noiseSigma: 0.035,
-    contrast: 0.85,
+    contrast: 0.8,
     brightness: 0.04,
     lesionFraction: 0.5,
     // A general hospital: lesions of middling size.
@@ -99,6 +103,27 @@ export const BASE_PROFILES: readonly HospitalProfile[] = [
     rescaleIntercept: -500,
     valueRange: [-1500, 2500],
   },
+  {
+    id: 'hospital-d',
+    institutionName: 'Simulated Hospital D (synthetic)',
+    imageSize: 64,
+    noiseSigma: 0.03,
+    // An older scanner: half the contrast of hospital-a, so its lesions are as faint as hospital-a's vessels.
+    contrast: 0.65,
+    brightness: 0.02,
+    lesionFraction: 0.5,
+    // Another referral centre: large lesions, like hospital-a's, seen through a very different scanner.
+    lesionAppearance: { radius: [3.4, 4.6], contrast: [0.28, 0.4] },
+    photometricInterpretation: 'MONOCHROME2',
+    modality: 'CT',
+    sopClass: 'ct',
+    transferSyntax: 'explicit-vr-little-endian',
+    bitsStored: 12,
+    pixelRepresentation: 1,
+    rescaleSlope: 1,
+    rescaleIntercept: -1024,
+    valueRange: [-1000, 1000],
+  },
 ];
 
 export const MAX_SITES = 26;
@@ -110,7 +135,7 @@ export function siteId(index: number): string {
 }
 
 /**
- * Profiles for `count` sites: the three base hospitals first, then seeded variations of them so larger
+ * Profiles for `count` sites: the four base hospitals first, then seeded variations of them so larger
  * consortia stay heterogeneous (sizes, noise, prevalence and polarity all vary; the case mix is the base's).
  */
 export function hospitalProfiles(count: number, seed: number): HospitalProfile[] {
