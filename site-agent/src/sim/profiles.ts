@@ -41,6 +41,9 @@ export interface HospitalProfile {
   readonly valueRange: readonly [number, number];
 }
 
+/** Referral centres' case mix: large, hyperdense lesions. */
+const LARGE_LESIONS: LesionAppearance = { radius: [3.4, 4.6], contrast: [0.28, 0.4] };
+
 export const BASE_PROFILES: readonly HospitalProfile[] = [
   {
     id: 'hospital-a',
@@ -52,7 +55,7 @@ export const BASE_PROFILES: readonly HospitalProfile[] = [
     brightness: 0,
     lesionFraction: 0.3,
     // A referral centre: lesions arrive large and hyperdense.
-    lesionAppearance: { radius: [3.4, 4.6], contrast: [0.28, 0.4] },
+    lesionAppearance: LARGE_LESIONS,
     photometricInterpretation: 'MONOCHROME2',
     modality: 'CT',
     sopClass: 'ct',
@@ -113,11 +116,11 @@ export const BASE_PROFILES: readonly HospitalProfile[] = [
     brightness: 0.02,
     lesionFraction: 0.5,
     // Another referral centre: large lesions, like hospital-a's, seen through a very different scanner.
-    lesionAppearance: { radius: [3.4, 4.6], contrast: [0.28, 0.4] },
+    lesionAppearance: LARGE_LESIONS,
     photometricInterpretation: 'MONOCHROME2',
     modality: 'CT',
     sopClass: 'ct',
-    transferSyntax: 'explicit-vr-little-endian',
+    transferSyntax: 'implicit-vr-little-endian',
     bitsStored: 12,
     pixelRepresentation: 1,
     rescaleSlope: 1,
