@@ -9,3 +9,5 @@ export * from './ckks/index.js';
 export * from './files/index.js';
 export * from './metrics/index.js';
 export * from './dataset/index.js';
+export * from './audit/index.js';
+export * from './ledger/index.js';

@@ -12,3 +12,4 @@ export {
   type ClassificationMetrics,
   type EvaluationCounts,
 } from './classification.js';
+export { coarsenEvaluationCounts, coarsenHistogram } from './coarsen.js';

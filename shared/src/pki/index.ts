@@ -53,3 +53,4 @@ export {
   type SiteKit,
   type SiteKitManifest,
 } from './kit.js';
+export { signCanonical, verifyCanonical } from './signing.js';
