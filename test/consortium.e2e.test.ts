@@ -30,6 +30,8 @@ describe.each([
       holdoutImages: 10,
       seed: 11,
       ...(schema ? { databaseUrl: schema.url } : {}),
+      // Counts leave the sites, so the evaluation can be checked against them; the default shares figures only.
+      policy: { shareMetrics: 'full' },
     });
     const created = await consortium.createStudy({
       name: 'e2e',
@@ -42,6 +44,8 @@ describe.each([
       batchSize: 8,
       learningRate: 0.01,
     });
+    // Both hospitals approve the study by its hash, as their IT would, before it starts.
+    await consortium.approve(created.specHash);
     await consortium.startStudy(created.id);
     study = await consortium.follow(created.id, () => undefined, 240_000);
     // The study completes without waiting for evaluations; the final round's may still be on its way.
@@ -73,8 +77,9 @@ describe.each([
         expect(state.receipt.sha256).toBe(sha256Hex(sent));
         expect(sent.subarray(0, 4).toString('latin1')).toBe('FDCK');
         const vector = bytesToFloat32(await readFile(join(dir, 'update.plain.f32')));
-        expect(vector.length).toBe(base.length + 1);
-        vector.forEach((v, i) => (sum[i] = (sum[i] as number) + v));
+        // Parameters, the weight, and one contribution slot per cohort site.
+        expect(vector.length).toBe(base.length + 1 + consortium.sites.length);
+        for (let i = 0; i <= base.length; i++) sum[i] = (sum[i] as number) + (vector[i] as number);
       }
       const totalWeight = sum[base.length] as number;
       expect(totalWeight).toBeGreaterThan(0);

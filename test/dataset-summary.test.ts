@@ -38,9 +38,9 @@ describe('dataset summaries', () => {
     await b.register();
     tasks = a.inbox();
     await new Promise((r) => setTimeout(r, 200));
-    const created = await rest(coordinator.httpPort, 'POST', '/studies', studyBody(spec, { minSites: 1, aggregation: 'plaintext' }));
+    const created = await rest(coordinator, 'POST', '/studies', studyBody(spec, { minSites: 1, aggregation: 'plaintext' }));
     studyId = created.body.id as string;
-    await rest(coordinator.httpPort, 'POST', `/studies/${studyId}/start`);
+    await rest(coordinator, 'POST', `/studies/${studyId}/start`);
     expect((await tasks.next()).kind?.$case).toBe('train');
   });
 
@@ -57,10 +57,10 @@ describe('dataset summaries', () => {
     const latest = summary({ files: 11, accepted: 10, rejectedByReason: { truncated: 1 } });
     expect(await a.reportDatasetSummary(latest)).toBeNull();
     const { studyId: _studyId, ...counts } = latest;
-    const sites = (await rest(coordinator.httpPort, 'GET', '/sites')).body as unknown as Array<{ id: string; dataset: unknown }>;
+    const sites = (await rest(coordinator, 'GET', '/sites')).body as unknown as Array<{ id: string; dataset: unknown }>;
     expect(sites.find((s) => s.id === 'site-a')?.dataset).toEqual({ studyId, reportedAt: expect.any(String), ...counts });
     expect(sites.find((s) => s.id === 'site-b')?.dataset).toBeNull();
-    const study = (await rest(coordinator.httpPort, 'GET', `/studies/${studyId}`)).body;
+    const study = (await rest(coordinator, 'GET', `/studies/${studyId}`)).body;
     expect(study.sites).toEqual([{ id: 'site-a', connected: true, dataset: { studyId, reportedAt: expect.any(String), ...counts } }]);
   });
 
@@ -88,7 +88,7 @@ describe('dataset summaries', () => {
       z.close();
     }
     // The refused summaries replaced nothing.
-    const sites = (await rest(coordinator.httpPort, 'GET', '/sites')).body as unknown as Array<{ id: string; dataset: { files: number } | null }>;
+    const sites = (await rest(coordinator, 'GET', '/sites')).body as unknown as Array<{ id: string; dataset: { files: number } | null }>;
     expect(sites.find((s) => s.id === 'site-a')?.dataset?.files).toBe(11);
   });
 });

@@ -11,15 +11,17 @@ import {
   parameterCount,
   readCoordinatorKit,
   readSiteKit,
-  weightedUpdateVector,
+  contributionVector,
   type ModelSpec,
 } from '@federa/shared';
 import { parseCoordinatorConfig, startCoordinator, type RunningCoordinator } from '@federa/coordinator';
 import { startProvisionedCoordinator } from './support/kits.js';
-import { dataChunk, headerChunk, rest, studyBody, trailerChunk } from './support/raw-site.js';
+import { dataChunk, headerChunk, rest, studyBody, tokenFor, trailerChunk } from './support/raw-site.js';
 
 const spec: ModelSpec = { architecture: 'small-cnn', inputSize: 16, channels: 1, classes: 2, seed: 21 };
-const vectorLength = parameterCount(spec) + 1;
+const parameters = parameterCount(spec);
+// Parameters, the weight, and one contribution slot per site of the cohort (site-a, site-b).
+const vectorLength = parameters + 1 + 2;
 
 /**
  * The encrypted path as the coordinator sees it: it is built from a kit that holds nothing able to decrypt,
@@ -63,9 +65,9 @@ describe('CKKS-encrypted aggregation at the coordinator', () => {
       call.write(trailerChunk(payload));
       call.end();
     });
-  const vector = (shift: number, weight: number): Float32Array => {
+  const vector = (shift: number, weight: number, siteId = 'site-a'): Float32Array => {
     const base = initialWeights(spec);
-    return weightedUpdateVector(base, base.map((w) => w + shift), weight);
+    return contributionVector(base, base.map((w) => w + shift), weight, ['site-a', 'site-b'], siteId);
   };
 
   beforeAll(async () => {
@@ -86,10 +88,10 @@ describe('CKKS-encrypted aggregation at the coordinator', () => {
       });
     const tasks = Promise.all([firstTask(a), firstTask(b)]);
     await new Promise((r) => setTimeout(r, 300));
-    const created = await rest(coordinator.httpPort, 'POST', '/studies', studyBody(spec));
+    const created = await rest(coordinator, 'POST', '/studies', studyBody(spec));
     expect(created.status).toBe(201);
     studyId = created.body.id as string;
-    await rest(coordinator.httpPort, 'POST', `/studies/${studyId}/start`);
+    await rest(coordinator, 'POST', `/studies/${studyId}/start`);
     const [first] = await tasks;
     if (first?.kind?.$case !== 'train') throw new Error('expected a train task');
     task = first.kind.value;
@@ -139,26 +141,31 @@ describe('CKKS-encrypted aggregation at the coordinator', () => {
     expect((await upload(a, good)).receipt).toBeDefined();
     // Site b replaying site a's ciphertext would count a's update twice.
     expect((await upload(b, good)).error?.details).toMatch(/already uploaded for round 1 .* replays are never added/);
-    expect((await upload(b, ckks.encryptVector(vector(0.05, 10), secretKey))).receipt).toBeDefined();
+    expect((await upload(b, ckks.encryptVector(vector(0.05, 10, 'site-b'), secretKey))).receipt).toBeDefined();
 
     await expect
-      .poll(async () => ((await rest(coordinator.httpPort, 'GET', `/studies/${studyId}`)).body.status as string))
+      .poll(async () => ((await rest(coordinator, 'GET', `/studies/${studyId}`)).body.status as string))
       .toBe('completed');
-    const response = await fetch(`http://127.0.0.1:${coordinator.httpPort}/api/v1/studies/${studyId}/models/1`);
+    const response = await fetch(`http://127.0.0.1:${coordinator.httpPort}/api/v1/studies/${studyId}/models/1`, {
+      headers: { authorization: `Bearer ${await tokenFor(coordinator)}` },
+    });
     expect(response.headers.get('x-federa-model-kind')).toBe('encrypted_aggregate');
     const sum = ckks.decryptVector(new Uint8Array(await response.arrayBuffer()), secretKey);
     const base = initialWeights(spec);
-    const next = applyAggregate(base, sum);
+    const next = applyAggregate(base, sum, 2);
     // (30 * 0.01 + 10 * 0.05) / 40 = 0.02; only the two honest updates are in the sum.
     const maxError = base.reduce((m, w, i) => Math.max(m, Math.abs((next[i] as number) - (w + 0.02))), 0);
     expect(maxError).toBeLessThan(1e-6);
-    expect(sum[vectorLength - 1]).toBeCloseTo(40, 5);
+    expect(sum[parameters]).toBeCloseTo(40, 5);
+    // Each site's contribution slot says it is in the sum, once.
+    expect(sum[parameters + 1]).toBeCloseTo(1, 5);
+    expect(sum[parameters + 2]).toBeCloseTo(1, 5);
   });
 
   it('refuses an encrypted study on a coordinator without a kit', async () => {
     const bare = await startCoordinator(parseCoordinatorConfig({ insecure: true, httpPort: 0, grpcPort: 0, dataDir: join(dir, 'bare') }));
     try {
-      const response = await rest(bare.httpPort, 'POST', '/studies', studyBody(spec, { minSites: 1 }));
+      const response = await rest(bare, 'POST', '/studies', studyBody(spec, { minSites: 1 }));
       expect(response.status).toBe(400);
       expect((response.body.issues as string[])[0]).toMatch(/^aggregation: encrypted aggregation needs the CKKS public parameters/);
     } finally {

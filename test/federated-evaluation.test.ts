@@ -7,17 +7,13 @@ import {
   createPrng,
   evaluationCounts,
   federation,
-  float32ToBytes,
-  initialWeights,
   mergeEvaluationCounts,
   metricsFromCounts,
-  parameterCount,
-  weightedUpdateVector,
   type EvaluationCounts,
   type ModelSpec,
 } from '@federa/shared';
 import { openDatabase, parseCoordinatorConfig, startCoordinator, type RunningCoordinator } from '@federa/coordinator';
-import { RawSite, rest, studyBody, wholeUpload, type TaskInbox } from './support/raw-site.js';
+import { RawSite, rest, studyBody, wholeUpload, type TaskInbox, plainUpdate } from './support/raw-site.js';
 
 /**
  * After each round the coordinator asks the sites the model was made from to score it on their held-out data; they
@@ -90,16 +86,15 @@ describe('federated evaluation', () => {
   };
   const next = (id: string): Promise<federation.Task> => inbox.get(id)!.next();
   const studyRounds = async () =>
-    (await rest(coordinator.httpPort, 'GET', `/studies/${studyId}`)).body.rounds as Array<{ number: number; evaluation: EvaluationView | null }>;
+    (await rest(coordinator, 'GET', `/studies/${studyId}`)).body.rounds as Array<{ number: number; evaluation: EvaluationView | null }>;
   const upload = async (s: RawSite, task: federation.TrainTask, shift: number, weight: number) => {
-    const base = initialWeights(spec);
-    const bytes = float32ToBytes(weightedUpdateVector(base, base.map((w) => w + shift), weight));
+    const bytes = plainUpdate(spec, task.cohort, s.siteId ?? '', shift, weight);
     const header = {
       studyId,
       round: task.round,
       encoding: task.encoding,
       totalBytes: bytes.byteLength,
-      vectorLength: parameterCount(spec) + 1,
+      vectorLength: bytes.byteLength / 4,
       baseModelSha256: task.baseModel?.sha256 ?? '',
     };
     expect((await s.upload(wholeUpload(header, bytes))).error).toBeUndefined();
@@ -117,10 +112,10 @@ describe('federated evaluation', () => {
     // Registered, but not connected when the round opens: never a participant.
     c = site('site-c');
     await c.register();
-    const created = await rest(coordinator.httpPort, 'POST', '/studies', studyBody(spec, { rounds: 2, aggregation: 'plaintext' }));
+    const created = await rest(coordinator, 'POST', '/studies', studyBody(spec, { rounds: 2, aggregation: 'plaintext' }));
     studyId = created.body.id as string;
     await new Promise((r) => setTimeout(r, 200));
-    await rest(coordinator.httpPort, 'POST', `/studies/${studyId}/start`);
+    await rest(coordinator, 'POST', `/studies/${studyId}/start`);
     await upload(a, taskOf(await next('site-a'), 'train'), 0.01, 30);
     await upload(b, taskOf(await next('site-b'), 'train'), 0.02, 10);
   });
@@ -134,7 +129,7 @@ describe('federated evaluation', () => {
 
   it('asks each contributing site to evaluate the published model before it trains on it', async () => {
     round1 = taskOf(await next('site-a'), 'evaluate');
-    const published = (await rest(coordinator.httpPort, 'GET', `/studies/${studyId}`)).body.rounds as Array<{ model: { sha256: string } }>;
+    const published = (await rest(coordinator, 'GET', `/studies/${studyId}`)).body.rounds as Array<{ model: { sha256: string } }>;
     expect(round1).toMatchObject({ studyId, round: 1, classNames: CLASSES, bins: 1024, model: { ...spec } });
     expect(round1.globalModel).toMatchObject({ round: 1, kind: federation.ModelKind.MODEL_KIND_WEIGHTS, sha256: published[0]?.model.sha256 });
     expect(round1.preprocessingJson).not.toBe('');
@@ -145,7 +140,7 @@ describe('federated evaluation', () => {
       train2.set(id, train);
     }
     const [first] = await studyRounds();
-    expect(first?.evaluation).toEqual({ requestedSites: ['site-a', 'site-b'], pendingSites: ['site-a', 'site-b'], sites: [], overall: null });
+    expect(first?.evaluation).toEqual({ requestedSites: ['site-a', 'site-b'], pendingSites: ['site-a', 'site-b'], refusedSites: [], sites: [], overall: null });
   });
 
   it('refuses each bad, foreign or duplicate report with a status that names the problem', async () => {
@@ -183,7 +178,7 @@ describe('federated evaluation', () => {
   it('never holds the study up: it completes with evaluations outstanding, the last one asked for before StudyClosed', async () => {
     await upload(a, train2.get('site-a')!, 0.01, 30);
     await upload(b, train2.get('site-b')!, 0.02, 10);
-    await expect.poll(async () => (await rest(coordinator.httpPort, 'GET', `/studies/${studyId}`)).body.status).toBe('completed');
+    await expect.poll(async () => (await rest(coordinator, 'GET', `/studies/${studyId}`)).body.status).toBe('completed');
     for (const id of ['site-a', 'site-b']) {
       expect(taskOf(await next(id), 'evaluate').round).toBe(2);
       expect(taskOf(await next(id), 'studyClosed').outcome).toBe(federation.StudyOutcome.STUDY_OUTCOME_COMPLETED);
@@ -213,7 +208,7 @@ describe('federated evaluation', () => {
       sent.set(`${id}/${task.round}`, counts);
     }
 
-    const response = await rest(coordinator.httpPort, 'GET', `/studies/${studyId}/evaluation`);
+    const response = await rest(coordinator, 'GET', `/studies/${studyId}/evaluation`);
     expect(response.status).toBe(200);
     const evaluation = response.body as { classNames: string[]; rounds: Array<{ number: number } & EvaluationView> };
     expect(evaluation.classNames).toEqual(CLASSES);

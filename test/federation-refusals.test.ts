@@ -9,18 +9,18 @@ import {
   initialWeights,
   parameterCount,
   sha256Hex,
-  weightedUpdateVector,
   type ModelSpec,
 } from '@federa/shared';
 import { openDatabase, parseCoordinatorConfig, startCoordinator, type RunningCoordinator } from '@federa/coordinator';
-import { dataChunk as data, fetchModel, headerChunk, RawSite, rest as restAt, studyBody, trailerChunk as trailer } from './support/raw-site.js';
+import { dataChunk as data, fetchModel, headerChunk, plainUpdate, RawSite, rest as restAt, studyBody, trailerChunk as trailer } from './support/raw-site.js';
 
 /**
  * Every way a site can get an upload wrong is refused with a status that says why, and none of them changes
  * what the round will aggregate. Runs the real coordinator in-process against raw gRPC clients.
  */
 const spec: ModelSpec = { architecture: 'small-cnn', inputSize: 16, channels: 1, classes: 2, seed: 3 };
-const vectorLength = parameterCount(spec) + 1;
+// Parameters, the weight, and one contribution slot per site of the round's cohort (site-a, site-b).
+const vectorLength = parameterCount(spec) + 1 + 2;
 
 describe('the coordinator refuses bad uploads without touching the round', () => {
   let dataDir: string;
@@ -48,12 +48,8 @@ describe('the coordinator refuses bad uploads without touching the round', () =>
       baseModelSha256: baseSha,
       ...overrides,
     });
-  const validPayload = (scale: number): Uint8Array => {
-    const base = initialWeights(spec);
-    const trained = base.map((w) => w + 0.01 * scale);
-    return float32ToBytes(weightedUpdateVector(base, trained, 10));
-  };
-  const rest = (method: string, path: string, body?: unknown) => restAt(coordinator.httpPort, method, path, body);
+  const validPayload = (scale: number, siteId = 'site-a'): Uint8Array => plainUpdate(spec, ['site-a', 'site-b'], siteId, 0.01 * scale, 10);
+  const rest = (method: string, path: string, body?: unknown) => restAt(coordinator, method, path, body);
 
   beforeAll(async () => {
     dataDir = await mkdtemp(join(tmpdir(), 'federa-refusals-'));
@@ -94,6 +90,8 @@ describe('the coordinator refuses bad uploads without touching the round', () =>
     const nan = new Float32Array(vectorLength).fill(1);
     nan[5] = Number.NaN;
     const nanBytes = float32ToBytes(nan);
+    // Site a claiming to be site b in the contribution slots (so an aggregate would name the wrong sites).
+    const impostor = validPayload(1, 'site-b');
     const cases: Array<[string, string | undefined, federation.UpdateChunk[], status, RegExp]> = [
       ['no identity', undefined, [header(), data(good), trailer(good)], status.UNAUTHENTICATED, /site identity/],
       ['unregistered site', 'site-z', [header(), data(good), trailer(good)], status.FAILED_PRECONDITION, /Register first/],
@@ -107,6 +105,7 @@ describe('the coordinator refuses bad uploads without touching the round', () =>
       ['short stream', 'site-a', [header(), data(good.subarray(0, 100)), trailer(good.subarray(0, 100))], status.INVALID_ARGUMENT, /carried 100 bytes/],
       ['corrupted chunk', 'site-a', [header(), data(validPayload(2)), trailer(good)], status.DATA_LOSS, /hash to/],
       ['non-finite value', 'site-a', [header(), data(nanBytes), trailer(nanBytes)], status.INVALID_ARGUMENT, /value 5 is not a finite/],
+      ['another site\'s contribution slot', 'site-a', [header(), data(impostor), trailer(impostor)], status.INVALID_ARGUMENT, /contribution slots .*expected exactly the sender site-a/],
       ['data after trailer', 'site-a', [header(), data(good), trailer(good), data(good)], status.INVALID_ARGUMENT, /more than|after its trailer/],
     ];
     for (const [name, siteId, messages, code, message] of cases) {
@@ -128,7 +127,7 @@ describe('the coordinator refuses bad uploads without touching the round', () =>
     const again = await upload('site-a', [header(), data(a), trailer(a)]);
     expect(status[again.error?.code ?? 0]).toBe('ALREADY_EXISTS');
 
-    const b = validPayload(3);
+    const b = validPayload(3, 'site-b');
     expect((await upload('site-b', [header(), data(b), trailer(b)])).receipt).toBeDefined();
     // The round closes once both assigned sites reported; a retry for it is now late.
     await expect.poll(async () => ((await rest('GET', `/studies/${studyId}`)).body.rounds as Array<{ status: string }>)[0]?.status).toBe('closed');
@@ -137,7 +136,7 @@ describe('the coordinator refuses bad uploads without touching the round', () =>
     expect(late.error?.details).toMatch(/late uploads are refused/);
 
     // Only the two accepted updates were aggregated: base + (10*0.01 + 10*0.03) / 20 = base + 0.02.
-    const model = await fetchModel(coordinator.httpPort, studyId, 1);
+    const model = await fetchModel(coordinator, studyId, 1);
     const base = initialWeights(spec);
     const maxError = base.reduce((m, w, i) => Math.max(m, Math.abs((model[i] as number) - (w + 0.02))), 0);
     expect(maxError).toBeLessThan(1e-6);

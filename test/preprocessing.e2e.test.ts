@@ -17,13 +17,22 @@ describe('a study with a declared preprocessing pipeline', () => {
 
   beforeAll(async () => {
     workDir = await mkdtemp(join(tmpdir(), 'federa-preprocessing-e2e-'));
-    consortium = await LocalConsortium.start({ workDir, sites: 1, imagesPerSite: IMAGES, holdoutImages: 0, seed: 4, transport: 'insecure' });
+    consortium = await LocalConsortium.start({
+      workDir,
+      sites: 2,
+      imagesPerSite: IMAGES,
+      holdoutImages: 0,
+      seed: 4,
+      transport: 'insecure',
+      // A local test of preprocessing, in the clear: the policy lets it, and approves without asking.
+      policy: { requireEncryption: false, autoApprove: true },
+    });
     const created = await consortium.createStudy({
       name: 'declared pipeline',
       model: { architecture: 'small-cnn', inputSize: 16, channels: 1, classes: 2, seed: 9 },
       classNames: ['normal', 'lesion'],
       rounds: 2,
-      minSites: 1,
+      minSites: 2,
       localSteps: 1,
       batchSize: 4,
       learningRate: 0.01,

@@ -2,9 +2,9 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { federation, float32ToBytes, initialWeights, parameterCount, weightedUpdateVector, type ModelSpec } from '@federa/shared';
+import { federation, type ModelSpec } from '@federa/shared';
 import { parseCoordinatorConfig, startCoordinator, type RunningCoordinator } from '@federa/coordinator';
-import { RawSite, rest, studyBody, wholeUpload } from './support/raw-site.js';
+import { RawSite, rest, studyBody, wholeUpload, plainUpdate } from './support/raw-site.js';
 
 const spec: ModelSpec = { architecture: 'small-cnn', inputSize: 16, channels: 1, classes: 2, seed: 4 };
 
@@ -35,18 +35,18 @@ describe('a site that cannot contribute to a round', () => {
   });
 
   const runStudy = async (minSites: number, reason = federation.FailureReason.FAILURE_REASON_DIVERGED, message = 'loss became NaN in epoch 1, batch 3') => {
-    const created = await rest(coordinator.httpPort, 'POST', '/studies', studyBody(spec, { minSites, aggregation: 'plaintext' }));
+    const created = await rest(coordinator, 'POST', '/studies', studyBody(spec, { minSites, aggregation: 'plaintext' }));
     const studyId = created.body.id as string;
-    const started = await rest(coordinator.httpPort, 'POST', `/studies/${studyId}/start`);
+    const started = await rest(coordinator, 'POST', `/studies/${studyId}/start`);
     const base = (started.body.initialModel as { sha256: string }).sha256;
-    const weights = initialWeights(spec);
-    const bytes = float32ToBytes(weightedUpdateVector(weights, weights.map((w) => w + 0.01), 8));
+    const cohort = (started.body.rounds as Array<{ assignedSites: string[] }>)[0]?.assignedSites ?? [];
+    const bytes = plainUpdate(spec, cohort, 'site-a', 0.01, 8);
     const header = {
       studyId,
       round: 1,
       encoding: federation.UpdateEncoding.UPDATE_ENCODING_PLAINTEXT_F32,
       totalBytes: bytes.byteLength,
-      vectorLength: parameterCount(spec) + 1,
+      vectorLength: bytes.byteLength / 4,
       baseModelSha256: base,
     };
     expect((await a.upload(wholeUpload(header, bytes))).receipt).toBeDefined();
@@ -59,8 +59,8 @@ describe('a site that cannot contribute to a round', () => {
     // A site that already uploaded cannot take its update back by reporting a failure.
     expect((await a.reportFailure(failure))?.details).toMatch(/already uploaded/);
     expect(await b.reportFailure(failure)).toBeNull();
-    await expect.poll(async () => (await rest(coordinator.httpPort, 'GET', `/studies/${studyId}`)).body.status).not.toBe('running');
-    return (await rest(coordinator.httpPort, 'GET', `/studies/${studyId}`)).body;
+    await expect.poll(async () => (await rest(coordinator, 'GET', `/studies/${studyId}`)).body.status).not.toBe('running');
+    return (await rest(coordinator, 'GET', `/studies/${studyId}`)).body;
   };
 
   it('closes the round with the others when they are enough', async () => {

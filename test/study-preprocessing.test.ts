@@ -21,9 +21,9 @@ describe('study preprocessing', () => {
       const task = site.firstTask();
       await new Promise((r) => setTimeout(r, 200));
       const preprocessing = { window: 'ct-lung', resize: 'center-crop', denoise: { median: 1 }, normalise: { clahe: { tiles: 4 } } };
-      const created = await rest(coordinator.httpPort, 'POST', '/studies', studyBody(spec, { minSites: 1, aggregation: 'plaintext', preprocessing }));
+      const created = await rest(coordinator, 'POST', '/studies', studyBody(spec, { minSites: 1, aggregation: 'plaintext', preprocessing }));
       expect(created.status).toBe(201);
-      await rest(coordinator.httpPort, 'POST', `/studies/${created.body.id as string}/start`);
+      await rest(coordinator, 'POST', `/studies/${created.body.id as string}/start`);
       const received = await task;
       if (received.kind?.$case !== 'train') throw new Error('expected a train task');
       expect(received.kind.value.model?.channels).toBe(3);
@@ -43,7 +43,7 @@ describe('study preprocessing', () => {
   it('refuses a study whose pipeline is out of bounds, naming the field', async () => {
     const coordinator = await startCoordinator(parseCoordinatorConfig({ insecure: true, httpPort: 0, grpcPort: 0, dataDir: join(await dir, 'b') }));
     try {
-      const created = await rest(coordinator.httpPort, 'POST', '/studies', studyBody(spec, { aggregation: 'plaintext', preprocessing: { denoise: { median: 12 } } }));
+      const created = await rest(coordinator, 'POST', '/studies', studyBody(spec, { aggregation: 'plaintext', preprocessing: { denoise: { median: 12 } } }));
       expect(created.status).toBe(400);
       expect(JSON.stringify(created.body)).toContain('preprocessing.denoise.median: median radius must be 1-7 pixels');
     } finally {

@@ -25,9 +25,9 @@ describe('study training settings', () => {
       await site.register();
       const task = site.firstTask();
       await new Promise((r) => setTimeout(r, 200));
-      const created = await rest(coordinator.httpPort, 'POST', '/studies', studyBody(spec, { minSites: 1, aggregation: 'plaintext', ...overrides }));
+      const created = await rest(coordinator, 'POST', '/studies', studyBody(spec, { minSites: 1, aggregation: 'plaintext', ...overrides }));
       expect(created.status).toBe(201);
-      await rest(coordinator.httpPort, 'POST', `/studies/${created.body.id as string}/start`);
+      await rest(coordinator, 'POST', `/studies/${created.body.id as string}/start`);
       const received = await task;
       if (received.kind?.$case !== 'train') throw new Error('expected a train task');
       return received.kind.value;

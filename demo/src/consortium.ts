@@ -18,6 +18,18 @@ import {
 } from '@federa/shared';
 import { generateConsortium, type ConsortiumSummary } from '@federa/site-agent';
 
+/** What goes into every site's `policy:` block (see site-agent/src/config: sitePolicySchema). */
+export interface SitePolicyInput {
+  requireEncryption?: boolean;
+  minParticipants?: number;
+  maxRounds?: number;
+  shareMetrics?: 'none' | 'aggregate' | 'full';
+  minCountPerBin?: number;
+  autoApprove?: boolean;
+}
+
+export type ApiRole = 'admin' | 'researcher' | 'auditor';
+
 const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 const COORDINATOR_MAIN = join(repoRoot, 'coordinator/dist/main.js');
 const FEDERA_MAIN = join(repoRoot, 'coordinator/dist/cli/federa.js');
@@ -35,6 +47,11 @@ export interface LocalConsortiumOptions {
   env?: NodeJS.ProcessEnv;
   /** 'mtls' (default) provisions kits with `federa provision` and runs every connection over mutual TLS. */
   transport?: 'mtls' | 'insecure';
+  /**
+   * Every site's policy. By default the secure defaults, with minParticipants lowered to the number of sites when
+   * the consortium has fewer than three (it cannot go below 2).
+   */
+  policy?: SitePolicyInput;
 }
 
 export interface SiteProcess {
@@ -48,8 +65,17 @@ export interface SiteProcess {
 export interface RoundEvaluationView {
   requestedSites: string[];
   pendingSites: string[];
-  sites: Array<ClassificationMetrics & { siteId: string; confusion: number[][]; counts?: EvaluationCounts }>;
-  overall: (ClassificationMetrics & { sites: number; confusion: number[][] }) | null;
+  refusedSites: Array<{ siteId: string; reason: string }>;
+  sites: Array<
+    Omit<ClassificationMetrics, 'samples'> & {
+      siteId: string;
+      shared: 'counts' | 'figures';
+      samples: number | null;
+      confusion: number[][] | null;
+      counts?: EvaluationCounts;
+    }
+  >;
+  overall: (Omit<ClassificationMetrics, 'samples'> & { sites: number; method: string; samples: number | null; confusion: number[][] | null }) | null;
 }
 
 /** A site as GET /sites shows it, with the counts-only summary of the data it last loaded. */
@@ -63,6 +89,8 @@ export interface SiteView {
 export interface StudyStatusView {
   id: string;
   status: string;
+  specHash: string;
+  owner: string | null;
   error: string | null;
   currentRound: number;
   totalRounds: number;
@@ -75,8 +103,20 @@ export interface StudyStatusView {
     participants: number;
     model: { sha256: string; kind: string; parameterCount: number } | null;
     metrics: Array<{ siteId: string; kind: string; loss: number; accuracy: number; samples: number | null }>;
+    failures: Array<{ siteId: string; reason: string; message: string }>;
+    refusals: RefusalView[];
     evaluation: RoundEvaluationView | null;
   }>;
+  refusals: RefusalView[];
+}
+
+export interface RefusalView {
+  siteId: string;
+  round: number;
+  task: string;
+  reason: string;
+  message: string;
+  studyHash: string;
 }
 
 /**
@@ -91,6 +131,8 @@ export class LocalConsortium {
     readonly httpPort: number,
     readonly grpcPort: number,
     readonly sites: SiteProcess[],
+    /** REST tokens: the admin one from `federa token create`, the others issued by it over REST. */
+    readonly tokens: Record<ApiRole, string>,
   ) {}
 
   static async start(options: LocalConsortiumOptions): Promise<LocalConsortium> {
@@ -106,6 +148,8 @@ export class LocalConsortium {
     const mtls = (options.transport ?? 'mtls') === 'mtls';
     const kitsDir = join(options.workDir, 'kits');
     if (mtls) await provisionKits(options.workDir, kitsDir, data.sites.map((s) => s.id), join(logs, 'provision.log'));
+    // The first admin token is made offline, into the database the coordinator is about to open.
+    const adminToken = await offlineAdminToken(join(options.workDir, 'coordinator'), options.databaseUrl, join(logs, 'token.log'));
     const readyFile = join(options.workDir, 'coordinator.ready.json');
     const args = [
       COORDINATOR_MAIN,
@@ -122,6 +166,15 @@ export class LocalConsortium {
     if (options.databaseUrl) args.push('--database-url', options.databaseUrl);
     const coordinator = launch('coordinator', args, join(logs, 'coordinator.log'), options.env);
     const ready = await waitForReadyFile(readyFile, coordinator, join(logs, 'coordinator.log'));
+    const tokens: Record<ApiRole, string> = {
+      admin: adminToken,
+      researcher: await issueToken(ready.httpPort, adminToken, 'researcher', 'demo researcher'),
+      auditor: await issueToken(ready.httpPort, adminToken, 'auditor', 'demo auditor'),
+    };
+    const policy: SitePolicyInput = {
+      ...(data.sites.length < 3 ? { minParticipants: Math.max(2, data.sites.length) } : {}),
+      ...options.policy,
+    };
 
     const sites: SiteProcess[] = [];
     for (const site of data.sites) {
@@ -139,12 +192,13 @@ export class LocalConsortium {
           data: { dir: site.dir, labels: site.labelsCsv, validationFraction: 0.2 },
           training: { backend: 'auto' },
           stateDir,
+          policy,
         }),
       );
       const child = launch(site.id, [SITE_MAIN, 'start', '--config', configPath], join(logs, `${site.id}.log`), options.env);
       sites.push({ id: site.id, configPath, stateDir, process: child });
     }
-    const consortium = new LocalConsortium(options, data, coordinator, ready.httpPort, ready.grpcPort, sites);
+    const consortium = new LocalConsortium(options, data, coordinator, ready.httpPort, ready.grpcPort, sites, tokens);
     await consortium.waitForSites(sites.map((s) => s.id));
     return consortium;
   }
@@ -159,6 +213,29 @@ export class LocalConsortium {
 
   async startStudy(id: string): Promise<StudyStatusView> {
     return this.request('POST', `/studies/${id}/start`);
+  }
+
+  /**
+   * Every hospital approves the study, the way its IT does: `federa-site approve HASH --config site.yaml` (which
+   * fetches the coordinator's list of offered studies over mutual TLS and records the decision at the site).
+   */
+  async approve(studyHash: string, siteIds: readonly string[] = this.sites.map((s) => s.id)): Promise<void> {
+    for (const site of this.sites.filter((s) => siteIds.includes(s.id))) {
+      const logPath = join(this.options.workDir, 'logs', `${site.id}.approve.log`);
+      const child = launch(`${site.id} approve`, [SITE_MAIN, 'approve', studyHash, '--config', site.configPath, '--note', 'approved for the demo'], logPath, this.options.env);
+      const code = await new Promise<number | null>((resolve) => child.once('exit', (c) => resolve(c)));
+      if (code !== 0) {
+        const tail = (await readFile(logPath, 'utf8').catch(() => '')).split('\n').slice(-10).join('\n');
+        throw new Error(`federa-site approve failed at ${site.id} with code ${code}:\n${tail}`);
+      }
+    }
+  }
+
+  /** The signed audit export (auditor token), written to `path`. */
+  async exportAudit(path: string): Promise<void> {
+    const response = await fetch(`${this.baseUrl}/audit/export`, { headers: { authorization: `Bearer ${this.tokens.auditor}` } });
+    if (!response.ok) throw new Error(`GET /audit/export: ${response.status} ${await response.text()}`);
+    await writeFile(path, await response.text());
   }
 
   async study(id: string): Promise<StudyStatusView> {
@@ -190,7 +267,7 @@ export class LocalConsortium {
 
   /** The artifact a round published (REST), verified against its SHA-256 header. */
   async artifact(id: string, round: number): Promise<{ kind: string; bytes: Uint8Array }> {
-    const response = await fetch(`${this.baseUrl}/studies/${id}/models/${round}`);
+    const response = await fetch(`${this.baseUrl}/studies/${id}/models/${round}`, { headers: { authorization: `Bearer ${this.tokens.researcher}` } });
     if (!response.ok) throw new Error(`GET model ${round} of ${id}: ${response.status} ${await response.text()}`);
     const bytes = new Uint8Array(await response.arrayBuffer());
     const expected = response.headers.get('x-federa-sha256');
@@ -213,7 +290,9 @@ export class LocalConsortium {
     } else {
       const previous = await this.globalWeights(id, round - 1);
       const { context, secretKey } = await this.keyHolder();
-      weights = applyAggregate(previous, context.decryptVector(bytes, secretKey));
+      const sum = context.decryptVector(bytes, secretKey);
+      // After the weight: one contribution slot per site of the round's cohort.
+      weights = applyAggregate(previous, sum, sum.length - previous.length - 1);
     }
     this.weightCache.set(key, weights);
     return weights;
@@ -283,16 +362,44 @@ export class LocalConsortium {
     }
   }
 
-  private async request<T>(method: string, path: string, body?: unknown): Promise<T> {
+  /** A REST call with the token of `role` (a researcher's unless said otherwise). */
+  async request<T>(method: string, path: string, body?: unknown, role: ApiRole = 'researcher'): Promise<T> {
     const response = await fetch(`${this.baseUrl}${path}`, {
       method,
-      headers: body === undefined ? {} : { 'content-type': 'application/json' },
+      headers: {
+        authorization: `Bearer ${this.tokens[role]}`,
+        ...(body === undefined ? {} : { 'content-type': 'application/json' }),
+      },
       body: body === undefined ? null : JSON.stringify(body),
     });
     const text = await response.text();
     if (!response.ok) throw new Error(`${method} ${path}: ${response.status} ${text}`);
     return JSON.parse(text) as T;
   }
+}
+
+/** `federa token create --role admin`: the offline way to the first admin token. */
+async function offlineAdminToken(dataDir: string, databaseUrl: string | undefined, logPath: string): Promise<string> {
+  const args = [FEDERA_MAIN, 'token', 'create', '--role', 'admin', '--name', 'consortium admin', '--data-dir', dataDir, '--json'];
+  if (databaseUrl) args.push('--database-url', databaseUrl);
+  const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  let stdout = '';
+  child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString('utf8')));
+  const log = createWriteStream(logPath);
+  child.stderr.pipe(log);
+  const code = await new Promise<number | null>((resolve) => child.once('exit', (c) => resolve(c)));
+  if (code !== 0) throw new Error(`federa token create failed with code ${code}; see ${logPath}`);
+  return (JSON.parse(stdout) as { token: string }).token;
+}
+
+async function issueToken(httpPort: number, adminToken: string, role: ApiRole, name: string): Promise<string> {
+  const response = await fetch(`http://127.0.0.1:${httpPort}/api/v1/tokens`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${adminToken}`, 'content-type': 'application/json' },
+    body: JSON.stringify({ name, role, expiresInDays: 1 }),
+  });
+  if (!response.ok) throw new Error(`POST /tokens (${role}): ${response.status} ${await response.text()}`);
+  return ((await response.json()) as { token: string }).token;
 }
 
 /** What a consortium operator does first: `federa provision` writes a kit per participant. */

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { studyDefinitionSchema, type StudyDefinitionInput } from '@federa/shared';
 import { evaluateModel, initBackend, loadLabeledDataset } from '@federa/site-agent';
-import { LocalConsortium, type RoundEvaluationView } from './consortium.js';
+import { LocalConsortium, type RoundEvaluationView, type SiteProcess } from './consortium.js';
 import { formatEvaluationTable, formatRoundTable } from './table.js';
 
 const CLASS_NAMES = ['normal', 'lesion'];
@@ -32,6 +32,7 @@ async function main(): Promise<number> {
   const workDir = await mkdtemp(join(tmpdir(), 'federa-demo-'));
   out(`Federa local consortium demo: ${sites} hospitals, ${rounds} rounds (work folder ${workDir})`);
   out('Generating synthetic DICOM data and starting the coordinator and site agents ...');
+  let auditorCommands: string[] = [];
   const consortium = await LocalConsortium.start({
     workDir,
     sites,
@@ -75,9 +76,10 @@ async function main(): Promise<number> {
     const lesions = holdout.images.labels.reduce((n, label) => n + (label === 1 ? 1 : 0), 0);
     const chance = Math.max(lesions, holdout.images.count - lesions) / holdout.images.count;
     const study = await consortium.createStudy(definition);
-    out(
-      `Study ${study.id} created (model small-cnn 64x64, ${rounds} rounds, FedAvg over CKKS-encrypted updates, mutual TLS); starting.`,
-    );
+    out(`Study ${study.id} created by a researcher token (model small-cnn 64x64, ${rounds} rounds, FedAvg over CKKS-encrypted updates).`);
+    // Each hospital's IT reviews the study and approves it by the hash of its definition; nothing runs before that.
+    await consortium.approve(study.specHash);
+    out(`Each hospital approved study hash ${study.specHash.slice(0, 16)}... with \`federa-site approve\`; starting.`);
     out('The coordinator only ever holds ciphertexts; the global model below is decrypted with a hospital\'s key.');
     await consortium.startStudy(study.id);
     let roundStarted = Date.now();
@@ -112,18 +114,28 @@ async function main(): Promise<number> {
     const overall = last.federated?.overall;
     if (overall) {
       const pct = (x: number | null): string => (x === null ? '-' : `${(x * 100).toFixed(1)}%`);
+      const what = overall.method === 'site-mean' ? 'mean of the sites\' own figures; no counts left them' : `${overall.samples} images, counts only`;
       out(
-        `Federated evaluation of the final model on the sites' own ${overall.samples} held-out images (${overall.sites} sites, counts only): ` +
+        `Federated evaluation of the final model on the sites' own held-out images (${overall.sites} sites, ${what}): ` +
           `accuracy ${pct(overall.accuracy)}, balanced accuracy ${pct(overall.balancedAccuracy)}, AUC ${overall.auc?.toFixed(3) ?? '-'}.`,
       );
     }
     ok = margin >= 0.15;
     out(ok ? 'The federated model is well above chance.' : 'The federated model is NOT well above chance: something is wrong.');
+    if (values.keep) {
+      await consortium.exportAudit(join(workDir, 'audit-export.jsonl'));
+      auditorCommands = auditCommands(workDir, consortium.sites);
+    }
     return ok ? 0 : 1;
   } finally {
     await consortium.stop();
     if (ok && !values.keep) await rm(workDir, { recursive: true, force: true });
     else out(`Logs and data kept in ${workDir}`);
+    if (auditorCommands.length > 0) {
+      out();
+      out('For auditors: the coordinator\'s signed audit export and each hospital\'s privacy ledger are in the folder. Check them with:');
+      for (const command of auditorCommands) out(`  ${command}`);
+    }
   }
 }
 
@@ -134,3 +146,16 @@ main().then(
     process.exit(1);
   },
 );
+
+/** What an auditor runs on the kept folder: the export against the CA alone, each ledger, and their reconciliation. */
+function auditCommands(workDir: string, sites: readonly SiteProcess[]): string[] {
+  const ca = join(workDir, 'kits', 'coordinator', 'ca.pem');
+  const bundle = join(workDir, 'audit-export.jsonl');
+  const first = sites[0];
+  return [
+    `node coordinator/dist/cli/federa.js audit verify --bundle ${bundle} --ca ${ca}`,
+    ...sites.map((site) => `node site-agent/dist/cli/main.js ledger verify --config ${site.configPath}`),
+    ...sites.map((site) => `node coordinator/dist/cli/federa.js audit reconcile --ledger ${join(site.stateDir, 'ledger', 'ledger.jsonl')} --bundle ${bundle} --ca ${ca}`),
+    ...(first ? [`node site-agent/dist/cli/main.js studies --config ${first.configPath} --offline`] : []),
+  ];
+}

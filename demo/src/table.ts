@@ -23,26 +23,31 @@ export function formatRoundTable(round: Round, globalAccuracy: number, holdoutCo
 }
 
 type Evaluation = NonNullable<Round['evaluation']>;
-type Figures = Evaluation['sites'][number];
+type Figures = Omit<Evaluation['sites'][number], 'siteId' | 'confusion' | 'shared'>;
 
 const percent = (x: number | null): string => (x === null ? '-' : `${(x * 100).toFixed(1)}%`);
 const decimal = (x: number | null): string => (x === null ? '-' : x.toFixed(3));
 
 /**
  * The round's global model as the sites scored it on their own held-out images: one line per site, and the
- * consortium's figures from the summed counts (no image or per-image score left any site).
+ * consortium's figures. Under the sites' default policy (shareMetrics: aggregate) only figures leave a site, so
+ * there is no image count and the overall line is the mean of the sites' figures; with counts it is the pooled
+ * figure from the summed counts. No image or per-image score left any site either way.
  */
 export function formatEvaluationTable(evaluation: Evaluation | null): string {
   if (!evaluation) return '  federated evaluation: not requested for this round';
-  const row = (name: string, m: Omit<Figures, 'siteId' | 'confusion'>): string =>
-    `  ${name.padEnd(14)} ${String(m.samples).padStart(6)} ${percent(m.accuracy).padStart(8)} ${percent(m.balancedAccuracy).padStart(9)} ` +
+  const row = (name: string, m: Figures): string =>
+    `  ${name.padEnd(16)} ${String(m.samples ?? '-').padStart(6)} ${percent(m.accuracy).padStart(8)} ${percent(m.balancedAccuracy).padStart(9)} ` +
     `${percent(m.sensitivity).padStart(7)} ${percent(m.specificity).padStart(7)} ${decimal(m.f1).padStart(6)} ${decimal(m.auc).padStart(6)}`;
+  const countsOnly = evaluation.sites.every((site) => site.shared === 'counts');
   const lines = [
-    `  federated evaluation of the global model on each site's held-out images (counts only):`,
-    `  ${'site'.padEnd(14)} ${'images'.padStart(6)} ${'accuracy'.padStart(8)} ${'bal. acc'.padStart(9)} ${'sens.'.padStart(7)} ${'spec.'.padStart(7)} ${'F1'.padStart(6)} ${'AUC'.padStart(6)}`,
+    `  federated evaluation of the global model on each site's held-out images (${countsOnly ? 'counts only' : 'figures only, no counts'}):`,
+    `  ${'site'.padEnd(16)} ${'images'.padStart(6)} ${'accuracy'.padStart(8)} ${'bal. acc'.padStart(9)} ${'sens.'.padStart(7)} ${'spec.'.padStart(7)} ${'F1'.padStart(6)} ${'AUC'.padStart(6)}`,
     ...evaluation.sites.map((site) => row(site.siteId, site)),
   ];
-  if (evaluation.overall) lines.push(row(`overall (${evaluation.overall.sites})`, evaluation.overall));
+  const overall = evaluation.overall;
+  if (overall) lines.push(row(`${overall.method === 'site-mean' ? 'site mean' : 'overall'} (${overall.sites})`, overall));
   if (evaluation.pendingSites.length > 0) lines.push(`  not reported (yet): ${evaluation.pendingSites.join(', ')}`);
+  if (evaluation.refusedSites.length > 0) lines.push(`  refused by site policy: ${evaluation.refusedSites.map((r) => `${r.siteId} (${r.reason})`).join(', ')}`);
   return lines.join('\n');
 }

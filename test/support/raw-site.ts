@@ -1,5 +1,5 @@
 import { credentials, Metadata, status, type ClientReadableStream, type ServiceError } from '@grpc/grpc-js';
-import { federation, sha256Hex, type ModelSpec } from '@federa/shared';
+import { contributionVector, federation, float32ToBytes, initialWeights, sha256Hex, type ModelSpec } from '@federa/shared';
 
 type Client = InstanceType<typeof federation.FederationServiceClient>;
 
@@ -134,27 +134,60 @@ export function trailerChunk(bytes: Uint8Array): federation.UpdateChunk {
   return { part: { $case: 'trailer', value: { sha256: sha256Hex(bytes) } } };
 }
 
+/**
+ * A site's plaintext update as the agent forms it: every weight moved by `shift` from the initial model, times
+ * `weight`, then the weight and the contribution slots of the round's cohort (1 in the site's own).
+ */
+export function plainUpdate(spec: ModelSpec, cohort: readonly string[], siteId: string, shift: number, weight: number): Uint8Array {
+  const base = initialWeights(spec);
+  return float32ToBytes(contributionVector(base, base.map((w) => w + shift), weight, cohort, siteId));
+}
+
 /** Header, one data chunk and a matching trailer: a well-formed upload of `bytes`. */
 export function wholeUpload(header: federation.UpdateHeader, bytes: Uint8Array): federation.UpdateChunk[] {
   return [headerChunk(header), dataChunk(bytes), trailerChunk(bytes)];
 }
 
+/** Something that serves the REST API and can mint tokens: a coordinator running in this process. */
+export interface RestTarget {
+  httpPort: number;
+  issueToken(request: { name: string; role: 'admin' | 'researcher' | 'auditor' }): Promise<{ token: string }>;
+}
+
+const tokens = new WeakMap<RestTarget, Map<string, Promise<string>>>();
+
+/** A token of `role` for this coordinator, issued once and reused (as a CLI or dashboard would keep one). */
+export function tokenFor(target: RestTarget, role: 'admin' | 'researcher' | 'auditor' = 'researcher'): Promise<string> {
+  let byRole = tokens.get(target);
+  if (!byRole) tokens.set(target, (byRole = new Map()));
+  let token = byRole.get(role);
+  if (!token) {
+    token = target.issueToken({ name: `test ${role}`, role }).then((t) => t.token);
+    byRole.set(role, token);
+  }
+  return token;
+}
+
+/** A REST call with a researcher's token (or `role`'s). */
 export async function rest(
-  httpPort: number,
+  target: RestTarget,
   method: string,
   path: string,
   body?: unknown,
+  role: 'admin' | 'researcher' | 'auditor' = 'researcher',
 ): Promise<{ status: number; body: Record<string, unknown> }> {
-  const response = await fetch(`http://127.0.0.1:${httpPort}/api/v1${path}`, {
+  const response = await fetch(`http://127.0.0.1:${target.httpPort}/api/v1${path}`, {
     method,
-    headers: { 'content-type': 'application/json' },
+    headers: { 'content-type': 'application/json', authorization: `Bearer ${await tokenFor(target, role)}` },
     body: body === undefined ? null : JSON.stringify(body),
   });
   return { status: response.status, body: (await response.json()) as Record<string, unknown> };
 }
 
-export async function fetchModel(httpPort: number, studyId: string, round: number): Promise<Float32Array> {
-  const response = await fetch(`http://127.0.0.1:${httpPort}/api/v1/studies/${studyId}/models/${round}`);
+export async function fetchModel(target: RestTarget, studyId: string, round: number): Promise<Float32Array> {
+  const response = await fetch(`http://127.0.0.1:${target.httpPort}/api/v1/studies/${studyId}/models/${round}`, {
+    headers: { authorization: `Bearer ${await tokenFor(target)}` },
+  });
   if (!response.ok) throw new Error(`model ${round}: ${response.status} ${await response.text()}`);
   return new Float32Array(await response.arrayBuffer());
 }

@@ -3,7 +3,14 @@ import { writeFile } from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
 import { ServerCredentials } from '@grpc/grpc-js';
 import { NestFactory } from '@nestjs/core';
+import type { NestExpressApplication } from '@nestjs/platform-express';
+import helmet from 'helmet';
 import { createLogger, KitError, readCoordinatorKit, type Logger } from '@federa/shared';
+import { AuditLog, signerFromKit, type CoordinatorSigner } from '../audit/audit-log.js';
+import { routeTable, type RouteDescription } from '../auth/route-table.js';
+import type { Role } from '../auth/roles.js';
+import { Tokens, type IssuedToken } from '../auth/tokens.js';
+import { Settings } from '../settings/settings.js';
 import type { CoordinatorConfig } from '../config/index.js';
 import { ConfigError } from '../config/index.js';
 import { CertificateSiteIdentity, MetadataSiteIdentity, type SiteIdentity } from '../federation/site-identity.js';
@@ -12,11 +19,18 @@ import { FederationGrpcTransport } from '../federation/grpc-transport.js';
 import { HttpErrorFilter } from '../http/error-filter.js';
 import { PinoNestLogger } from '../logging/nest-logger.js';
 import { SiteSessions } from '../sessions/site-sessions.js';
-import { AppModule } from './app.module.js';
+import { AppModule, CONTROLLERS } from './app.module.js';
 
 export interface RunningCoordinator {
   httpPort: number;
   grpcPort: number;
+  /** Every REST route the server serves, with the roles it declares (null: none, which the guard refuses). */
+  routes(): RouteDescription[];
+  /**
+   * Issues a REST token, audited as an offline administrative action (actor `cli`). For whoever embeds the
+   * coordinator in-process (tests, tools): the same power as `federa token create` on the data folder.
+   */
+  issueToken(request: { name: string; role: Role; expiresInDays?: number }): Promise<IssuedToken>;
   close(): Promise<void>;
 }
 
@@ -24,10 +38,15 @@ export interface RunningCoordinator {
 export async function startCoordinator(config: CoordinatorConfig): Promise<RunningCoordinator> {
   const log = createLogger('coordinator');
   const transport = await transportSecurity(config, log);
-  const app = await NestFactory.create(AppModule.forRoot(config, transport.identity, transport.ckksPublicParams), {
-    logger: new PinoNestLogger(createLogger('nest')),
-    bodyParser: true,
-  });
+  const app = await NestFactory.create<NestExpressApplication>(
+    AppModule.forRoot(config, transport.identity, transport.ckksPublicParams, transport.signer),
+    { logger: new PinoNestLogger(createLogger('nest')), bodyParser: false },
+  );
+  app.disable('x-powered-by');
+  app.use(helmet());
+  // Definitions and settings are small; a site ledger for reconciliation comes as JSON Lines and may be large.
+  app.useBodyParser('json', { limit: '1mb' });
+  app.useBodyParser('text', { type: 'application/x-ndjson', limit: '64mb' });
   app.useGlobalFilters(new HttpErrorFilter());
   app.enableShutdownHooks();
 
@@ -47,15 +66,26 @@ export async function startCoordinator(config: CoordinatorConfig): Promise<Runni
     { inheritAppConfig: true },
   );
   await app.startAllMicroservices();
-  await app.listen(config.httpPort, config.host);
+  await app.listen(config.httpPort, config.httpHost ?? config.host);
   const httpPort = (app.getHttpServer().address() as AddressInfo).port;
   log.info({ httpPort, grpcPort, dataDir: config.dataDir, database: config.databaseUrl ? 'postgresql' : 'pglite' }, 'coordinator ready');
   if (config.readyFile) await writeFile(config.readyFile, JSON.stringify({ httpPort, grpcPort, pid: process.pid }));
 
   let closing: Promise<void> | undefined;
+  const audit = app.get(AuditLog);
+  transport.identity.onRevocations?.((entries) => {
+    for (const entry of entries) {
+      void audit
+        .append({ kind: 'site.revoked', actor: 'system', siteId: entry.siteId, details: { serialNumber: entry.serialNumber, reason: entry.reason ?? null } })
+        .catch((error: unknown) => log.error({ err: error }, 'could not audit a revocation'));
+    }
+  });
   return {
     httpPort,
     grpcPort,
+    routes: () => routeTable(app, CONTROLLERS),
+    issueToken: async (request) =>
+      app.get(Tokens).issue({ ...request }, 'cli', (await app.get(Settings).current()).tokenMaxLifetimeDays),
     close: () => {
       closing ??= (async () => {
         app.get(SiteSessions).closeAll();
@@ -70,10 +100,10 @@ export async function startCoordinator(config: CoordinatorConfig): Promise<Runni
 async function transportSecurity(
   config: CoordinatorConfig,
   log: Logger,
-): Promise<{ credentials: ServerCredentials; identity: SiteIdentity; ckksPublicParams: Uint8Array | null }> {
+): Promise<{ credentials: ServerCredentials; identity: SiteIdentity; ckksPublicParams: Uint8Array | null; signer: CoordinatorSigner | null }> {
   if (config.insecure || !config.kitDir) {
     log.warn('gRPC is running WITHOUT TLS (insecure development mode): sites are trusted by the name they send');
-    return { credentials: ServerCredentials.createInsecure(), identity: new MetadataSiteIdentity(), ckksPublicParams: null };
+    return { credentials: ServerCredentials.createInsecure(), identity: new MetadataSiteIdentity(), ckksPublicParams: null, signer: null };
   }
   let kit;
   try {
@@ -92,5 +122,5 @@ async function transportSecurity(
     [{ cert_chain: Buffer.from(kit.certificatePem), private_key: Buffer.from(kit.privateKeyPem) }],
     true,
   );
-  return { credentials, identity: new CertificateSiteIdentity(kit), ckksPublicParams: kit.ckksPublicParams };
+  return { credentials, identity: new CertificateSiteIdentity(kit), ckksPublicParams: kit.ckksPublicParams, signer: signerFromKit(kit) };
 }

@@ -59,11 +59,12 @@ export class BlobStore {
 
   async put(source: BlobSource): Promise<BlobInfo> {
     const tmpDir = join(this.rootDir, 'tmp');
-    await mkdir(tmpDir, { recursive: true });
+    // Owner-only: updates and aggregates are ciphertexts, but plaintext studies' updates are not.
+    await mkdir(tmpDir, { recursive: true, mode: 0o700 });
     const tmpPath = join(tmpDir, `${randomBytes(12).toString('hex')}.part`);
     const hash = createHash('sha256');
     let size = 0;
-    let handle: FileHandle | undefined = await open(tmpPath, 'wx', 0o644);
+    let handle: FileHandle | undefined = await open(tmpPath, 'wx', 0o600);
     try {
       for await (const chunk of chunksOf(source)) {
         if (!(chunk instanceof Uint8Array)) throw new TypeError('blob chunks must be Uint8Array');
@@ -81,9 +82,9 @@ export class BlobStore {
         await rm(tmpPath, { force: true });
         return { sha256, size };
       }
-      await mkdir(dirname(finalPath), { recursive: true });
-      // Blobs are immutable; read-only files make accidental in-place edits fail loudly.
-      await chmod(tmpPath, 0o444);
+      await mkdir(dirname(finalPath), { recursive: true, mode: 0o700 });
+      // Blobs are immutable; read-only (and owner-only) files make accidental in-place edits fail loudly.
+      await chmod(tmpPath, 0o400);
       // Concurrent puts of the same bytes both rename identical files onto one name: harmless.
       await rename(tmpPath, finalPath);
       await syncDirectory(dirname(finalPath));

@@ -6,8 +6,15 @@ const port = z.coerce.number().int().min(0).max(65535);
 
 export const coordinatorConfigSchema = z
   .object({
-  /** Address both listeners bind to. */
+  /** Address the gRPC listener binds to (and the REST listener, unless httpHost is given). */
   host: z.string().min(1).default('127.0.0.1'),
+  /**
+   * Address the REST API binds to. Bearer tokens travel in its requests, so keep it on loopback behind a TLS
+   * reverse proxy rather than on a network interface.
+   */
+  httpHost: z.string().min(1).optional(),
+  /** REST requests per client address per minute before 429; the dashboard and CLIs poll, attackers guess. */
+  rateLimitPerMinute: z.coerce.number().int().min(1).max(1_000_000).default(1200),
   /** REST API and dashboard; 0 picks a free port (reported in the ready file and the log). */
   httpPort: port.default(8080),
   /** Site-facing gRPC federation service; 0 picks a free port. */
@@ -58,6 +65,8 @@ export function configFromCommandLine(argv: string[], env: NodeJS.ProcessEnv): C
     strict: true,
     options: {
       host: { type: 'string' },
+      'http-host': { type: 'string' },
+      'rate-limit': { type: 'string' },
       'http-port': { type: 'string' },
       'grpc-port': { type: 'string' },
       'data-dir': { type: 'string' },
@@ -69,6 +78,8 @@ export function configFromCommandLine(argv: string[], env: NodeJS.ProcessEnv): C
   });
   return parseCoordinatorConfig({
     host: values.host ?? env.FEDERA_HOST,
+    httpHost: values['http-host'] ?? env.FEDERA_HTTP_HOST,
+    rateLimitPerMinute: values['rate-limit'] ?? env.FEDERA_RATE_LIMIT,
     httpPort: values['http-port'] ?? env.FEDERA_HTTP_PORT,
     grpcPort: values['grpc-port'] ?? env.FEDERA_GRPC_PORT,
     dataDir: values['data-dir'] ?? env.FEDERA_DATA_DIR,

@@ -6,6 +6,9 @@ import { status as GrpcStatus } from '@grpc/grpc-js';
  */
 export class FederationError extends Error {
   override readonly name = 'FederationError';
+  /** For the audit record of the refusal: the SHA-256 and size of what was refused, when the whole of it arrived. */
+  received?: { sha256: string; bytes: number };
+
   constructor(
     readonly code: GrpcStatus,
     message: string,

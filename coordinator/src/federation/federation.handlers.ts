@@ -6,20 +6,53 @@ import type {
   ServerUnaryCall,
   ServerWritableStream,
 } from '@grpc/grpc-js';
-import { CHUNK_BYTES, createLogger, federation } from '@federa/shared';
-import { BLOB_STORE, DATABASE } from '../app/tokens.js';
+import {
+  AUDIT_KIND_OF_SITE_MESSAGE,
+  AUDIT_KIND_SITE_MESSAGE_REFUSED,
+  CHUNK_BYTES,
+  createLogger,
+  encodeMessage,
+  federation,
+  sha256Hex,
+  type SiteMessageKind,
+} from '@federa/shared';
+import { z } from 'zod';
+import { BLOB_STORE, DATABASE, SITE_IDENTITY } from '../app/tokens.js';
+import { AuditLog } from '../audit/audit-log.js';
 import type { BlobStore } from '../blobs/index.js';
 import type { Database } from '../persistence/index.js';
-import { modelRefOf, RoundsService } from '../rounds/rounds.service.js';
+import { RoundsService } from '../rounds/rounds.service.js';
+import { SiteReports } from '../rounds/site-reports.js';
+import { UploadReceiver } from '../rounds/upload-receiver.js';
 import { SiteSessions } from '../sessions/site-sessions.js';
 import { DatasetSummaries } from '../sites/dataset-summaries.js';
+import { StudiesService } from '../studies/studies.service.js';
 import { FederationError, GrpcStatus } from './federation-error.js';
-import { SITE_IDENTITY } from '../app/tokens.js';
 import type { SiteIdentity } from './site-identity.js';
 
 export const COORDINATOR_VERSION = '0.1.0';
 
-/** The gRPC FederationService: thin handlers that identify the caller and hand over to the services. */
+const policySummarySchema = z
+  .object({
+    requireEncryption: z.boolean(),
+    minParticipants: z.int().min(0).max(10_000),
+    maxRounds: z.int().min(0).max(1_000_000),
+    shareMetrics: z.enum(['none', 'aggregate', 'full']),
+  })
+  .strict();
+
+/** What the audit record of a site message says besides its hash: which study and round, and a few facts. */
+interface MessageFacts {
+  studyId?: string;
+  round?: number;
+  details?: Record<string, unknown>;
+}
+
+/**
+ * The gRPC FederationService: thin handlers that identify the caller, hand over to the services, and record every
+ * site message (accepted or refused) in the audit log with the SHA-256 of its protobuf bytes, which is what the
+ * site's privacy ledger records too, so the two can be reconciled.
+ */
 @Injectable()
 export class FederationHandlers {
   private readonly log = createLogger('federation');
@@ -28,58 +61,113 @@ export class FederationHandlers {
     @Inject(DATABASE) private readonly db: Database,
     @Inject(BLOB_STORE) private readonly blobs: BlobStore,
     @Inject(RoundsService) private readonly rounds: RoundsService,
+    @Inject(UploadReceiver) private readonly uploads: UploadReceiver,
+    @Inject(SiteReports) private readonly reports: SiteReports,
     @Inject(SiteSessions) private readonly sessions: SiteSessions,
     @Inject(SITE_IDENTITY) private readonly identity: SiteIdentity,
     @Inject(DatasetSummaries) private readonly datasets: DatasetSummaries,
+    @Inject(StudiesService) private readonly studies: StudiesService,
+    @Inject(AuditLog) private readonly audit: AuditLog,
   ) {}
 
   implementation(): federation.FederationServiceServer {
     return {
-      register: (call, callback) => void this.unary(call, callback, (siteId) => this.register(siteId, call.request)),
+      register: (call, callback) =>
+        void this.unary(call, callback, 'registration', federation.RegisterRequest, (r) => ({ details: registrationFacts(r) }), (siteId) =>
+          this.register(siteId, call.request),
+        ),
       streamTasks: (call) => void this.streamTasks(call),
       downloadModel: (call) => void this.downloadModel(call),
       uploadUpdate: (call, callback) => void this.uploadUpdate(call, callback),
       reportMetrics: (call, callback) =>
-        void this.unary(call, callback, async (siteId) => {
-          await this.requireRegistered(siteId);
-          await this.rounds.recordMetrics(siteId, call.request);
-          return {};
-        }),
+        void this.unary(
+          call,
+          callback,
+          'metrics',
+          federation.MetricsReport,
+          (r) => ({ studyId: r.studyId, round: r.round, details: { metric: federation.metricKindToJSON(r.kind), samplesShared: r.samples !== undefined } }),
+          async (siteId) => {
+            await this.requireRegistered(siteId);
+            await this.reports.recordMetrics(siteId, call.request);
+            return {};
+          },
+        ),
       reportRoundFailure: (call, callback) =>
-        void this.unary(call, callback, async (siteId) => {
-          await this.requireRegistered(siteId);
-          await this.rounds.recordFailure(siteId, call.request);
-          return {};
-        }),
+        void this.unary(
+          call,
+          callback,
+          'refusal',
+          federation.RoundFailure,
+          (r) => ({ studyId: r.studyId, round: r.round, details: { failure: federation.failureReasonToJSON(r.reason) } }),
+          async (siteId) => {
+            await this.requireRegistered(siteId);
+            await this.reports.recordFailure(siteId, call.request);
+            return {};
+          },
+        ),
+      reportRefusal: (call, callback) =>
+        void this.unary(
+          call,
+          callback,
+          'refusal',
+          federation.Refusal,
+          (r) => ({
+            studyId: r.studyId,
+            round: r.round,
+            details: { task: federation.taskKindToJSON(r.task), reason: federation.refusalReasonToJSON(r.reason), reasonMessage: r.message, studyHash: r.studyHash },
+          }),
+          async (siteId) => {
+            await this.requireRegistered(siteId);
+            await this.reports.recordRefusal(siteId, call.request);
+            return {};
+          },
+        ),
       reportEvaluation: (call, callback) =>
-        void this.unary(call, callback, async (siteId) => {
-          await this.requireRegistered(siteId);
-          await this.rounds.recordEvaluation(siteId, call.request);
-          return {};
-        }),
+        void this.unary(
+          call,
+          callback,
+          'evaluation',
+          federation.EvaluationReport,
+          (r) => ({ studyId: r.studyId, round: r.round, details: { shared: r.figures ? 'figures' : 'counts' } }),
+          async (siteId) => {
+            await this.requireRegistered(siteId);
+            await this.reports.recordEvaluation(siteId, call.request);
+            return {};
+          },
+        ),
       reportDatasetSummary: (call, callback) =>
-        void this.unary(call, callback, async (siteId) => {
+        void this.unary(call, callback, 'dataset-summary', federation.DatasetSummary, (r) => ({ studyId: r.studyId }), async (siteId) => {
           await this.requireRegistered(siteId);
           await this.datasets.record(siteId, call.request);
           return {};
         }),
+      listStudies: (call, callback) =>
+        // The certificate says who is asking; a hospital reviews offers before its agent ever registers.
+        void this.unary(call, callback, null, federation.ListStudiesRequest, () => ({}), async (siteId) => ({
+          studies: await this.studies.offeredTo(siteId),
+        })),
     };
   }
 
   private async register(siteId: string, request: federation.RegisterRequest): Promise<federation.RegisterResponse> {
     const now = new Date();
-    await this.db.prisma.site.upsert({
-      where: { id: siteId },
-      create: { id: siteId, registeredAt: now, lastSeenAt: now, status: 'registered' },
-      update: { lastSeenAt: now, status: 'registered' },
-    });
-    this.log.info({ siteId, agentVersion: request.agentVersion, backend: request.backend }, 'site registered');
+    const policy = request.policy ? policySummarySchema.safeParse(request.policy) : undefined;
+    if (policy && !policy.success) throw new FederationError(GrpcStatus.INVALID_ARGUMENT, 'register policy: not a valid policy summary');
+    const data = {
+      lastSeenAt: now,
+      status: 'registered',
+      agentVersion: bounded(request.agentVersion, 64),
+      backend: bounded(request.backend, 64),
+      policy: policy?.data ?? undefined,
+    };
+    await this.db.prisma.site.upsert({ where: { id: siteId }, create: { id: siteId, registeredAt: now, ...data }, update: data });
+    this.log.info({ siteId, agentVersion: data.agentVersion, backend: data.backend }, 'site registered');
     return { siteId, coordinatorVersion: COORDINATOR_VERSION };
   }
 
   private async streamTasks(call: ServerWritableStream<federation.StreamTasksRequest, federation.Task>): Promise<void> {
     try {
-      const siteId = this.identity.siteOf(call);
+      const siteId = await this.caller(call, 'StreamTasks');
       await this.requireRegistered(siteId);
       this.sessions.attach(siteId, call);
     } catch (error) {
@@ -89,17 +177,30 @@ export class FederationHandlers {
 
   private async downloadModel(call: ServerWritableStream<federation.DownloadModelRequest, federation.ModelChunk>): Promise<void> {
     try {
-      const siteId = this.identity.siteOf(call);
+      const siteId = await this.caller(call, 'DownloadModel');
       await this.requireRegistered(siteId);
       const { studyId, round, offset } = call.request;
-      const model = await this.db.prisma.modelVersion.findUnique({ where: { studyId_round: { studyId, round } } });
-      if (!model) {
-        throw new FederationError(GrpcStatus.NOT_FOUND, `study ${studyId} has no global model for round ${round}`);
+      // Least privilege: a site reads the models of studies it takes part in, and no other.
+      const participates = await this.db.prisma.round.count({ where: { studyId, assignedSites: { has: siteId } } });
+      if (participates === 0) {
+        throw new FederationError(GrpcStatus.PERMISSION_DENIED, `site ${siteId} takes no part in study ${studyId}; its models are not for this site`);
       }
+      const model = await this.db.prisma.modelVersion.findUnique({ where: { studyId_round: { studyId, round } } });
+      if (!model) throw new FederationError(GrpcStatus.NOT_FOUND, `study ${studyId} has no global model for round ${round}`);
       if (offset > model.sizeBytes) {
         throw new FederationError(GrpcStatus.OUT_OF_RANGE, `offset ${offset} is past the model's ${model.sizeBytes} bytes`);
       }
-      const header = modelRefOf(studyId, model);
+      const header = await this.rounds.modelRef(studyId, round);
+      if (offset === 0) {
+        await this.audit.append({
+          kind: 'model.downloaded',
+          actor: `site:${siteId}`,
+          siteId,
+          studyId,
+          round,
+          details: { by: siteId, kind: model.kind, sha256: model.sha256, bytes: model.sizeBytes },
+        });
+      }
       await write(call, { part: { $case: 'header', value: header } });
       const bytes = await this.blobs.get(model.sha256);
       for (let at = offset; at < bytes.byteLength; at += CHUNK_BYTES) {
@@ -116,25 +217,89 @@ export class FederationHandlers {
     call: ServerReadableStream<federation.UpdateChunk, federation.UploadReceipt>,
     callback: sendUnaryData<federation.UploadReceipt>,
   ): Promise<void> {
+    let siteId: string | undefined;
     try {
-      const siteId = this.identity.siteOf(call);
+      siteId = await this.caller(call, 'UploadUpdate');
       await this.requireRegistered(siteId);
-      callback(null, await this.rounds.receiveUpload(siteId, call));
+      callback(null, await this.uploads.receive(siteId, call));
     } catch (error) {
+      if (siteId && error instanceof FederationError) {
+        await this.auditRefused(siteId, 'update', error.received ?? null, {}, error);
+      }
       callback(this.toStatus(error));
     }
   }
 
+  /** A unary call: identify the caller, do the work, and audit the message (kind null: a request that carries no data). */
   private async unary<Req, Res>(
     call: ServerUnaryCall<Req, Res>,
     callback: sendUnaryData<Res>,
+    kind: SiteMessageKind | null,
+    codec: { encode(message: Req): { finish(): Uint8Array } },
+    facts: (request: Req) => MessageFacts,
     work: (siteId: string) => Promise<Res>,
   ): Promise<void> {
+    let siteId: string | undefined;
+    const bytes = kind ? encodeMessage(codec, call.request) : undefined;
+    const received = bytes ? { sha256: sha256Hex(bytes), bytes: bytes.byteLength } : null;
     try {
-      callback(null, await work(this.identity.siteOf(call)));
+      siteId = await this.caller(call, kind ?? 'ListStudies');
+      const response = await work(siteId);
+      if (kind && received) {
+        const { studyId, round, details } = facts(call.request);
+        await this.audit.append({
+          kind: AUDIT_KIND_OF_SITE_MESSAGE[kind],
+          actor: `site:${siteId}`,
+          siteId,
+          studyId: studyId ?? null,
+          round: round ?? null,
+          details: { message: kind, ...received, ...details },
+        });
+      }
+      callback(null, response);
     } catch (error) {
+      if (kind && siteId && error instanceof FederationError) await this.auditRefused(siteId, kind, received, facts(call.request), error);
       callback(this.toStatus(error));
     }
+  }
+
+  /** Who is calling; a refused identity (unknown, revoked) is audited before the refusal goes back. */
+  private async caller(call: Parameters<SiteIdentity['siteOf']>[0], rpc: string): Promise<string> {
+    try {
+      return this.identity.siteOf(call);
+    } catch (error) {
+      if (error instanceof FederationError) {
+        const claimed = /site ([a-z0-9][a-z0-9-]{0,62})/.exec(error.message)?.[1] ?? null;
+        await this.audit
+          .append({
+            kind: 'site.refused',
+            actor: claimed ? `site:${claimed}` : 'anonymous',
+            siteId: claimed,
+            details: { rpc, code: GrpcStatus[error.code], reason: error.message },
+          })
+          .catch((auditError: unknown) => this.log.error({ err: auditError }, 'could not audit a refused site'));
+      }
+      throw error;
+    }
+  }
+
+  private async auditRefused(
+    siteId: string,
+    kind: SiteMessageKind,
+    received: { sha256: string; bytes: number } | null,
+    facts: MessageFacts,
+    error: FederationError,
+  ): Promise<void> {
+    await this.audit
+      .append({
+        kind: AUDIT_KIND_SITE_MESSAGE_REFUSED,
+        actor: `site:${siteId}`,
+        siteId,
+        studyId: facts.studyId ?? null,
+        round: facts.round ?? null,
+        details: { message: kind, sha256: received?.sha256 ?? null, bytes: received?.bytes ?? null, code: GrpcStatus[error.code], reason: error.message },
+      })
+      .catch((auditError: unknown) => this.log.error({ err: auditError }, 'could not audit a refused site message'));
   }
 
   private async requireRegistered(siteId: string): Promise<void> {
@@ -151,6 +316,19 @@ export class FederationHandlers {
     const details = 'internal coordinator error; see the coordinator log';
     return Object.assign(new Error(details), { code: GrpcStatus.INTERNAL, details });
   }
+}
+
+function registrationFacts(request: federation.RegisterRequest): Record<string, unknown> {
+  return {
+    agentVersion: bounded(request.agentVersion, 64),
+    backend: bounded(request.backend, 64),
+    encodings: request.supportedEncodings.map((e) => federation.updateEncodingToJSON(e)),
+    policy: request.policy ?? null,
+  };
+}
+
+function bounded(value: string, max: number): string {
+  return value.length > max ? `${value.slice(0, max)}...` : value;
 }
 
 /** Writes one message, waiting for the transport to drain so a large model is not buffered whole. */

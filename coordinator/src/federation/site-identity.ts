@@ -26,6 +26,8 @@ export interface CallerInfo {
 /** Decides who is calling: every federation call goes through exactly one of these. */
 export interface SiteIdentity {
   siteOf(call: CallerInfo): string;
+  /** Called with the entries a reloaded revocation list adds (for the audit log). */
+  onRevocations?(listener: (added: readonly RevocationEntry[]) => void): void;
 }
 
 /**
@@ -40,10 +42,15 @@ export class CertificateSiteIdentity implements SiteIdentity {
   private revoked: readonly RevocationEntry[];
   private revokedMtimeMs = 0;
   private revokedCheckedAt = 0;
+  private revocationListeners: Array<(added: readonly RevocationEntry[]) => void> = [];
 
   constructor(private readonly kit: CoordinatorKit) {
     this.revoked = kit.revoked;
     this.revokedMtimeMs = this.revocationFileMtime() ?? 0;
+  }
+
+  onRevocations(listener: (added: readonly RevocationEntry[]) => void): void {
+    this.revocationListeners.push(listener);
   }
 
   siteOf(call: CallerInfo): string {
@@ -85,8 +92,11 @@ export class CertificateSiteIdentity implements SiteIdentity {
     if (mtime === undefined || mtime === this.revokedMtimeMs) return this.revoked;
     const path = join(this.kit.dir, KIT_FILES.revoked);
     try {
+      const previous = new Set(this.revoked.map((entry) => entry.fingerprint256));
       this.revoked = parseRevocationList(readFileSync(path, 'utf8'), path);
       this.revokedMtimeMs = mtime;
+      const added = this.revoked.filter((entry) => !previous.has(entry.fingerprint256));
+      if (added.length > 0) for (const listener of this.revocationListeners) listener(added);
       this.log.info({ revoked: this.revoked.length }, 'revocation list reloaded');
     } catch (error) {
       this.log.error({ reason: (error as Error).message }, 'revocation list is unreadable; keeping the previous one');

@@ -1,8 +1,11 @@
 import { Catch, HttpException, type ArgumentsHost, type ExceptionFilter } from '@nestjs/common';
 import type { Response } from 'express';
 import { createLogger } from '@federa/shared';
+import { TokenError } from '../auth/tokens.js';
 import { FederationError, GrpcStatus } from '../federation/federation-error.js';
-import { StudyInputError, StudyNotFoundError } from '../studies/studies.service.js';
+import { SettingsInputError } from '../settings/settings.js';
+import { StudyAccessError, StudyInputError, StudyNotFoundError } from '../studies/studies.service.js';
+import { InputError } from './input-error.js';
 
 /**
  * Turns domain errors into HTTP answers with a body that says what was wrong and where:
@@ -16,12 +19,17 @@ export class HttpErrorFilter implements ExceptionFilter {
     const response = host.switchToHttp().getResponse<Response>();
     const [status, body] = this.describe(exception);
     if (status >= 500) this.log.error({ err: exception }, 'request failed');
+    if (status === 401) response.setHeader('www-authenticate', 'Bearer realm="federa"');
     response.status(status).json(body);
   }
 
   private describe(exception: unknown): [number, { error: string; issues?: string[] }] {
     if (exception instanceof StudyInputError) return [400, { error: 'invalid study definition', issues: exception.issues }];
+    if (exception instanceof InputError) return [400, { error: exception.summary, issues: exception.issues }];
+    if (exception instanceof SettingsInputError) return [400, { error: 'invalid settings', issues: exception.issues }];
     if (exception instanceof StudyNotFoundError) return [404, { error: exception.message }];
+    if (exception instanceof StudyAccessError) return [403, { error: exception.message }];
+    if (exception instanceof TokenError) return [exception.status, { error: exception.message }];
     if (exception instanceof FederationError) {
       const status =
         exception.code === GrpcStatus.NOT_FOUND ? 404 : exception.code === GrpcStatus.FAILED_PRECONDITION ? 409 : 400;
@@ -29,8 +37,18 @@ export class HttpErrorFilter implements ExceptionFilter {
     }
     if (exception instanceof HttpException) {
       const payload = exception.getResponse();
-      const message = typeof payload === 'string' ? payload : exception.message;
+      const message =
+        typeof payload === 'string'
+          ? payload
+          : typeof (payload as { message?: unknown }).message === 'string'
+            ? ((payload as { message: string }).message)
+            : exception.message;
       return [exception.getStatus(), { error: message }];
+    }
+    // Body-parser errors (bad JSON, too large) carry their HTTP status.
+    const status = (exception as { status?: unknown; type?: unknown } | null)?.status;
+    if (typeof status === 'number' && status >= 400 && status < 500) {
+      return [status, { error: status === 413 ? 'request body too large' : `malformed request body: ${(exception as Error).message}` }];
     }
     return [500, { error: 'internal error; see the coordinator log' }];
   }

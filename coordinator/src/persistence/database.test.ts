@@ -414,13 +414,18 @@ function defineBackendSuite(backend: Backend, unavailable: string | undefined): 
           SELECT table_name::text FROM information_schema.tables WHERE table_schema = ${schema} ORDER BY 1`;
         expect(tables.map((t) => t.table_name)).toEqual([
           '_prisma_migrations',
+          'api_token',
+          'audit_checkpoint',
+          'audit_record',
           'model_version',
           'round',
           'round_evaluation',
           'round_failure',
           'round_metric',
+          'setting',
           'site',
           'site_dataset_summary',
+          'site_refusal',
           'study',
           'update_receipt',
         ]);

@@ -41,7 +41,19 @@ describe('validateEvaluationReport', () => {
   const expected = { classNames, bins };
 
   it('returns the counts of a consistent report', () => {
-    expect(validateEvaluationReport(report(siteA), expected)).toEqual(siteA);
+    expect(validateEvaluationReport(report(siteA), expected)).toEqual({ kind: 'counts', counts: siteA });
+  });
+
+  it('takes figures instead of counts from a site that shares figures only, and refuses both at once', () => {
+    const figures = { accuracy: 0.8, balancedAccuracy: 0.75, auc: 0.9 };
+    const figuresOnly = report(siteA, { confusion: [], positives: [], negatives: [], figures });
+    expect(validateEvaluationReport(figuresOnly, expected)).toEqual({
+      kind: 'figures',
+      figures: { accuracy: 0.8, balancedAccuracy: 0.75, sensitivity: null, specificity: null, f1: null, auc: 0.9 },
+    });
+    expect(refusal(() => validateEvaluationReport(report(siteA, { figures }), expected)).message).toMatch(/counts or figures, not both/);
+    const outOfRange = report(siteA, { confusion: [], positives: [], negatives: [], figures: { accuracy: 1.2 } });
+    expect(refusal(() => validateEvaluationReport(outOfRange, expected)).message).toMatch(/figures\.accuracy: must be within \[0, 1\]/);
   });
 
   it.each<[string, Partial<federation.EvaluationReport>, RegExp]>([
@@ -66,6 +78,8 @@ describe('summariseEvaluation', () => {
   const row = (siteId: string, counts: EvaluationCounts | null): EvaluationRow => ({
     siteId,
     counts,
+    figures: null,
+    refusedReason: null,
     backend: counts ? 'wasm' : null,
     seconds: counts ? 1.5 : null,
     reportedAt: counts ? new Date('2026-01-01T00:00:00Z') : null,
@@ -83,7 +97,7 @@ describe('summariseEvaluation', () => {
     ]);
     expect(view.sites[0]?.counts).toBeUndefined();
     const merged = metricsFromCounts(mergeEvaluationCounts([siteA, siteB]));
-    expect(view.overall).toMatchObject({ ...merged, sites: 2, samples: 11 });
+    expect(view.overall).toMatchObject({ ...merged, sites: 2, samples: 11, method: 'pooled-counts' });
     // Merged, not averaged: the overall accuracy weighs each site by its images.
     const mean = ((view.sites[0]?.accuracy ?? 0) + (view.sites[1]?.accuracy ?? 0)) / 2;
     expect(view.overall?.accuracy).not.toBeCloseTo(mean, 6);
@@ -92,7 +106,27 @@ describe('summariseEvaluation', () => {
 
   it('includes the counts when asked, and has no overall figures before any report', () => {
     expect(summariseEvaluation([row('site-a', siteA)], { withCounts: true }).sites[0]?.counts).toEqual(siteA);
-    expect(summariseEvaluation([row('site-a', null)])).toEqual({ requestedSites: ['site-a'], pendingSites: ['site-a'], sites: [], overall: null });
+    expect(summariseEvaluation([row('site-a', null)])).toEqual({ requestedSites: ['site-a'], pendingSites: ['site-a'], refusedSites: [], sites: [], overall: null });
+  });
+
+  it('averages the sites\' figures when one shares figures only, and lists refusals apart from pending sites', () => {
+    const figures = { ...metricsFromCounts(siteB), samples: undefined };
+    delete figures.samples;
+    const view = summariseEvaluation([
+      row('site-a', siteA),
+      { ...row('site-b', null), figures, reportedAt: new Date('2026-01-01T00:00:00Z') },
+      { ...row('site-c', null), refusedReason: 'metrics-withheld' },
+    ]);
+    expect(view.pendingSites).toEqual([]);
+    expect(view.refusedSites).toEqual([{ siteId: 'site-c', reason: 'metrics-withheld' }]);
+    expect(view.sites.map((s) => [s.siteId, s.shared, s.samples])).toEqual([
+      ['site-a', 'counts', 5],
+      ['site-b', 'figures', null],
+    ]);
+    const a = metricsFromCounts(siteA);
+    const b = metricsFromCounts(siteB);
+    expect(view.overall).toMatchObject({ method: 'site-mean', sites: 2, samples: null, confusion: null });
+    expect(view.overall?.accuracy).toBeCloseTo(((a.accuracy ?? 0) + (b.accuracy ?? 0)) / 2, 12);
   });
 });
 

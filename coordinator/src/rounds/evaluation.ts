@@ -1,3 +1,4 @@
+import { z } from 'zod';
 import {
   DEFAULT_SCORE_BINS,
   describeIssues,
@@ -28,12 +29,21 @@ export interface EvaluationExpectation {
   bins: number;
 }
 
+/** What a site shared of its evaluation: the counts (policy shareMetrics "full") or only figures ("aggregate"). */
+export type ValidatedEvaluation = { kind: 'counts'; counts: EvaluationCounts } | { kind: 'figures'; figures: EvaluationFigures };
+
+/** ClassificationMetrics without the image count: what a site sharing figures only reports. */
+export type EvaluationFigures = Omit<ClassificationMetrics, 'samples'>;
+
+const FIGURE_NAMES = ['accuracy', 'balancedAccuracy', 'sensitivity', 'specificity', 'f1', 'auc'] as const;
+
 /**
- * Checks one site's report and returns its counts. Refuses (INVALID_ARGUMENT, naming the field) anything that
- * could not be merged with the other sites' counts: other classes or class order, other bins, shapes that do not
- * fit, histograms that disagree with the confusion matrix, a non-finite or absurd duration.
+ * Checks one site's report. Refuses (INVALID_ARGUMENT, naming the field) anything that could not be merged with
+ * the other sites' reports: other classes or class order, other bins, shapes that do not fit, histograms that
+ * disagree with the confusion matrix, figures outside [0, 1], counts and figures together, a non-finite or
+ * absurd duration.
  */
-export function validateEvaluationReport(report: federation.EvaluationReport, expected: EvaluationExpectation): EvaluationCounts {
+export function validateEvaluationReport(report: federation.EvaluationReport, expected: EvaluationExpectation): ValidatedEvaluation {
   const refuse = (message: string): never => {
     throw new FederationError(GrpcStatus.INVALID_ARGUMENT, `evaluation report refused: ${message}`);
   };
@@ -41,11 +51,22 @@ export function validateEvaluationReport(report: federation.EvaluationReport, ex
   if (names.length !== expected.classNames.length || names.some((name, i) => name !== expected.classNames[i])) {
     refuse(`class_names: [${names.join(', ')}] are not the study's classes [${expected.classNames.join(', ')}] in that order`);
   }
-  if (report.bins !== expected.bins) refuse(`bins: is ${report.bins}, the evaluation task asked for ${expected.bins}`);
   if (!Number.isFinite(report.seconds) || report.seconds < 0 || report.seconds > MAX_SECONDS) {
     refuse(`seconds: must be a finite number in [0, ${MAX_SECONDS}], got ${report.seconds}`);
   }
   if (report.backend.length > MAX_BACKEND_NAME) refuse(`backend: longer than ${MAX_BACKEND_NAME} characters`);
+  const hasCounts = report.confusion.length + report.positives.length + report.negatives.length > 0;
+  if (report.figures) {
+    if (hasCounts) refuse('figures: a report carries counts or figures, not both');
+    const figures = {} as EvaluationFigures;
+    for (const name of FIGURE_NAMES) {
+      const value = report.figures[name];
+      if (value !== undefined && (!Number.isFinite(value) || value < 0 || value > 1)) refuse(`figures.${name}: must be within [0, 1], got ${value}`);
+      figures[name] = value ?? null;
+    }
+    return { kind: 'figures', figures };
+  }
+  if (report.bins !== expected.bins) refuse(`bins: is ${report.bins}, the evaluation task asked for ${expected.bins}`);
   const parsed = evaluationCountsSchema.safeParse({
     classes: names.length,
     bins: report.bins,
@@ -54,22 +75,28 @@ export function validateEvaluationReport(report: federation.EvaluationReport, ex
     negatives: report.negatives,
   });
   if (!parsed.success) refuse(describeIssues(parsed.error).join('; '));
-  return parsed.data as EvaluationCounts;
+  return { kind: 'counts', counts: parsed.data as EvaluationCounts };
 }
 
 /** A stored evaluation row, as far as the summary needs it. */
 export interface EvaluationRow {
   siteId: string;
   counts: unknown;
+  figures: unknown;
+  refusedReason: string | null;
   backend: string | null;
   seconds: number | null;
   reportedAt: Date | null;
 }
 
-export interface SiteEvaluationView extends ClassificationMetrics {
+export interface SiteEvaluationView extends EvaluationFigures {
   siteId: string;
-  /** confusion[t][p]: held-out images of true class t predicted as p. */
-  confusion: number[][];
+  /** What the site shared: its counts, or (under its policy) only the figures. */
+  shared: 'counts' | 'figures';
+  /** Held-out images; null when the site shares figures only. */
+  samples: number | null;
+  /** confusion[t][p]: held-out images of true class t predicted as p; null when the site shares figures only. */
+  confusion: number[][] | null;
   backend: string | null;
   seconds: number | null;
   reportedAt: string;
@@ -77,41 +104,78 @@ export interface SiteEvaluationView extends ClassificationMetrics {
   counts?: EvaluationCounts;
 }
 
+export interface OverallEvaluationView extends EvaluationFigures {
+  sites: number;
+  /**
+   * pooled-counts: from the summed counts, as if the held-out sets were pooled (every site shared counts).
+   * site-mean: the mean of the sites' figures (some site shared figures only, so there is nothing to pool).
+   */
+  method: 'pooled-counts' | 'site-mean';
+  samples: number | null;
+  confusion: number[][] | null;
+}
+
 export interface RoundEvaluationView {
   /** Sites asked to evaluate the round's model (those whose updates it was made from). */
   requestedSites: string[];
   /** Asked and not answered (yet): the task is replayed when they reconnect. */
   pendingSites: string[];
-  /** Per site, from its own counts. */
+  /** Asked, and their policy refused (e.g. shareMetrics none), with the reason. */
+  refusedSites: Array<{ siteId: string; reason: string }>;
+  /** Per site. */
   sites: SiteEvaluationView[];
-  /** All reporting sites together, from their summed counts (what pooling their held-out data would give); null before any report. */
-  overall: (ClassificationMetrics & { sites: number; confusion: number[][] }) | null;
+  /** All reporting sites together; null before any report. */
+  overall: OverallEvaluationView | null;
 }
 
+const evaluationFiguresSchema = z
+  .object(Object.fromEntries(FIGURE_NAMES.map((name) => [name, z.number().min(0).max(1).nullable()])) as Record<(typeof FIGURE_NAMES)[number], z.ZodNullable<z.ZodNumber>>)
+  .strict();
+
 /**
- * Per-site and overall metrics of one round from its stored rows. Overall figures come from the merged counts, not
- * an average of site figures, so a small site weighs what its images weigh.
+ * Per-site and overall metrics of one round from its stored rows. When every site shared counts, overall figures
+ * come from the merged counts, not an average of site figures, so a small site weighs what its images weigh.
  */
 export function summariseEvaluation(rows: readonly EvaluationRow[], options: { withCounts?: boolean } = {}): RoundEvaluationView {
   const reported = rows
-    .filter((r): r is EvaluationRow & { reportedAt: Date } => r.reportedAt !== null && r.counts !== null)
-    .map((r) => ({ row: r, counts: evaluationCountsSchema.parse(r.counts) as EvaluationCounts }))
-    .sort((a, b) => a.row.siteId.localeCompare(b.row.siteId));
-  const merged = reported.length > 0 ? mergeEvaluationCounts(reported.map((r) => r.counts)) : undefined;
+    .filter((r): r is EvaluationRow & { reportedAt: Date } => r.reportedAt !== null && (r.counts !== null || r.figures !== null))
+    .sort((a, b) => a.siteId.localeCompare(b.siteId));
+  const sites: SiteEvaluationView[] = [];
+  const allCounts: EvaluationCounts[] = [];
+  for (const row of reported) {
+    const common = { siteId: row.siteId, backend: row.backend, seconds: row.seconds, reportedAt: row.reportedAt.toISOString() };
+    if (row.counts !== null) {
+      const counts = evaluationCountsSchema.parse(row.counts) as EvaluationCounts;
+      allCounts.push(counts);
+      sites.push({ ...common, shared: 'counts', ...metricsFromCounts(counts), confusion: confusionMatrix(counts), ...(options.withCounts ? { counts } : {}) });
+    } else {
+      sites.push({ ...common, shared: 'figures', ...evaluationFiguresSchema.parse(row.figures), samples: null, confusion: null });
+    }
+  }
   return {
     requestedSites: rows.map((r) => r.siteId).sort(),
-    pendingSites: rows.filter((r) => r.reportedAt === null).map((r) => r.siteId).sort(),
-    sites: reported.map(({ row, counts }) => ({
-      siteId: row.siteId,
-      ...metricsFromCounts(counts),
-      confusion: confusionMatrix(counts),
-      backend: row.backend,
-      seconds: row.seconds,
-      reportedAt: row.reportedAt.toISOString(),
-      ...(options.withCounts ? { counts } : {}),
-    })),
-    overall: merged ? { ...metricsFromCounts(merged), sites: reported.length, confusion: confusionMatrix(merged) } : null,
+    pendingSites: rows.filter((r) => r.reportedAt === null && r.refusedReason === null).map((r) => r.siteId).sort(),
+    refusedSites: rows
+      .filter((r): r is EvaluationRow & { refusedReason: string } => r.refusedReason !== null)
+      .map((r) => ({ siteId: r.siteId, reason: r.refusedReason }))
+      .sort((a, b) => a.siteId.localeCompare(b.siteId)),
+    sites,
+    overall: overallOf(sites, allCounts),
   };
+}
+
+function overallOf(sites: readonly SiteEvaluationView[], counts: readonly EvaluationCounts[]): OverallEvaluationView | null {
+  if (sites.length === 0) return null;
+  if (counts.length === sites.length) {
+    const merged = mergeEvaluationCounts(counts);
+    return { ...metricsFromCounts(merged), sites: sites.length, method: 'pooled-counts', confusion: confusionMatrix(merged) };
+  }
+  const mean = (name: (typeof FIGURE_NAMES)[number]): number | null => {
+    const values = sites.map((s) => s[name]).filter((v): v is number => v !== null);
+    return values.length === 0 ? null : values.reduce((a, b) => a + b, 0) / values.length;
+  };
+  const figures = Object.fromEntries(FIGURE_NAMES.map((name) => [name, mean(name)])) as EvaluationFigures;
+  return { ...figures, sites: sites.length, method: 'site-mean', samples: null, confusion: null };
 }
 
 function confusionMatrix(counts: EvaluationCounts): number[][] {

@@ -1,10 +1,18 @@
-import { Body, Controller, Get, HttpCode, Inject, Param, Post, Res } from '@nestjs/common';
+import { Body, Controller, Get, HttpCode, Inject, Param, Post, Put, Res } from '@nestjs/common';
 import type { Response } from 'express';
+import { z } from 'zod';
 import { BLOB_STORE } from '../app/tokens.js';
+import { Caller } from '../auth/caller.decorator.js';
+import { Public, Roles, type Principal } from '../auth/roles.js';
 import type { BlobStore } from '../blobs/index.js';
 import { StudiesService, StudyInputError } from './studies.service.js';
 
-/** REST for researchers: define, start and watch studies, fetch plaintext global models. */
+const stopSchema = z.object({ reason: z.string().trim().min(1).max(500).optional() }).strict();
+
+/**
+ * REST for researchers (define, change, start, stop and watch studies, fetch published artifacts), for auditors
+ * (read studies and their definitions; never artifacts) and admins (read, and the sites).
+ */
 @Controller('api/v1')
 export class StudiesController {
   constructor(
@@ -13,41 +21,72 @@ export class StudiesController {
   ) {}
 
   @Post('studies')
-  create(@Body() body: unknown) {
-    return this.studies.create(body);
+  @Roles('researcher')
+  create(@Body() body: unknown, @Caller() caller: Principal) {
+    return this.studies.create(body, caller);
+  }
+
+  /** Replaces a draft's definition (and so its hash: sites must approve it again). */
+  @Put('studies/:id')
+  @Roles('researcher')
+  change(@Param('id') id: string, @Body() body: unknown, @Caller() caller: Principal) {
+    return this.studies.change(id, body, caller);
   }
 
   @Get('studies')
+  @Roles('researcher', 'auditor', 'admin')
   list() {
     return this.studies.list();
   }
 
   @Get('studies/:id')
+  @Roles('researcher', 'auditor', 'admin')
   status(@Param('id') id: string) {
     return this.studies.status(id);
   }
 
+  /** The definition exactly as sites receive it, with the hash they approve. */
+  @Get('studies/:id/definition')
+  @Roles('researcher', 'auditor', 'admin')
+  definition(@Param('id') id: string) {
+    return this.studies.definition(id);
+  }
+
   /** Per round: each contributing site's metrics on its held-out data and the overall figures, with their counts. */
   @Get('studies/:id/evaluation')
+  @Roles('researcher', 'auditor', 'admin')
   evaluation(@Param('id') id: string) {
     return this.studies.evaluation(id);
   }
 
   @Post('studies/:id/start')
   @HttpCode(200)
-  start(@Param('id') id: string) {
-    return this.studies.start(id);
+  @Roles('researcher')
+  start(@Param('id') id: string, @Caller() caller: Principal) {
+    return this.studies.start(id, caller);
+  }
+
+  @Post('studies/:id/stop')
+  @HttpCode(200)
+  @Roles('researcher')
+  stop(@Param('id') id: string, @Body() body: unknown, @Caller() caller: Principal) {
+    const parsed = stopSchema.safeParse(body ?? {});
+    if (!parsed.success) throw new StudyInputError(parsed.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`));
+    return this.studies.stop(id, caller, parsed.data.reason ?? 'no reason given');
   }
 
   /**
    * The round's published artifact: float32 little-endian weights in the model spec's parameter order, or the
-   * encrypted aggregate (x-federa-model-kind says which). The SHA-256 is in a header.
+   * encrypted aggregate (x-federa-model-kind says which). The SHA-256 is in a header. Every download is audited.
    */
   @Get('studies/:id/models/:round')
-  async model(@Param('id') id: string, @Param('round') roundText: string, @Res() res: Response): Promise<void> {
+  @Roles('researcher')
+  async model(@Param('id') id: string, @Param('round') roundText: string, @Caller() caller: Principal, @Res() res: Response): Promise<void> {
     const round = Number(roundText);
-    if (!Number.isInteger(round) || round < 0) throw new StudyInputError([`round: must be a whole number >= 0, got "${roundText}"`]);
-    const { sha256, kind } = await this.studies.modelBlob(id, round);
+    if (!/^[0-9]{1,9}$/.test(roundText) || !Number.isInteger(round)) {
+      throw new StudyInputError([`round: must be a whole number >= 0, got "${roundText.slice(0, 40)}"`]);
+    }
+    const { sha256, kind } = await this.studies.modelBlob(id, round, caller);
     const bytes = await this.blobs.get(sha256);
     res.setHeader('content-type', 'application/octet-stream');
     res.setHeader('x-federa-sha256', sha256);
@@ -56,11 +95,13 @@ export class StudiesController {
   }
 
   @Get('sites')
+  @Roles('admin', 'researcher', 'auditor')
   sites() {
     return this.studies.sites();
   }
 
   @Get('health')
+  @Public()
   health() {
     return { status: 'ok' };
   }

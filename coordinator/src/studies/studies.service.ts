@@ -1,7 +1,16 @@
 import { randomUUID } from 'node:crypto';
 import { Inject, Injectable } from '@nestjs/common';
-import { describeIssues, studyDefinitionSchema, studyHash, type StudyDefinition } from '@federa/shared';
+import {
+  describeIssues,
+  federation,
+  studyDefinitionJson,
+  studyDefinitionSchema,
+  studyHash,
+  type StudyDefinition,
+} from '@federa/shared';
 import { DATABASE } from '../app/tokens.js';
+import { AuditLog } from '../audit/audit-log.js';
+import type { Principal } from '../auth/roles.js';
 import type { Database } from '../persistence/index.js';
 import { EncryptedAggregation, NO_KIT } from '../rounds/encrypted-aggregation.js';
 import { summariseEvaluation, type RoundEvaluationView } from '../rounds/evaluation.js';
@@ -20,9 +29,38 @@ export class StudyNotFoundError extends Error {
   override readonly name = 'StudyNotFoundError';
 }
 
+/** The caller may not change this study: it belongs to another researcher. */
+export class StudyAccessError extends Error {
+  override readonly name = 'StudyAccessError';
+}
+
+/** A site policy's refusal, as the study's status shows it. */
+export interface RefusalView {
+  siteId: string;
+  round: number;
+  task: string;
+  reason: string;
+  message: string;
+  studyHash: string;
+  reportedAt: string;
+}
+
+/** The definition exactly as sites receive and approve it. */
+export interface StudyDefinitionView {
+  id: string;
+  name: string;
+  owner: string | null;
+  specHash: string;
+  definition: StudyDefinition;
+  /** Canonical JSON: its SHA-256 is specHash. */
+  definitionJson: string;
+}
+
 export interface StudySummary {
   id: string;
   name: string;
+  /** The researcher (token name) who created it; only they change, start or stop it. */
+  owner: string | null;
   status: string;
   specHash: string;
   totalRounds: number;
@@ -60,8 +98,10 @@ export interface RoundView {
   participants: number;
   model: ModelView | null;
   metrics: SiteMetricView[];
-  /** Sites that said they could not contribute, and why. */
+  /** Sites that said they could not contribute (or whose policy refused), and why. */
   failures: Array<{ siteId: string; reason: string; message: string }>;
+  /** Site policy refusals of this round's tasks (train and evaluate). */
+  refusals: RefusalView[];
   /** The round's published model scored on the contributing sites' held-out data; null until it is published. */
   evaluation: RoundEvaluationView | null;
 }
@@ -79,6 +119,8 @@ export interface StudyStatus extends StudySummary {
   rounds: RoundView[];
   /** Sites the study names or has assigned to a round, with the data each loaded for this study (counts only). */
   sites: Array<{ id: string; connected: boolean; dataset: DatasetSummaryView | null }>;
+  /** Every site policy refusal of this study's tasks, newest first. */
+  refusals: RefusalView[];
 }
 
 export interface SiteView {
@@ -87,6 +129,10 @@ export interface SiteView {
   connected: boolean;
   registeredAt: string;
   lastSeenAt: string;
+  agentVersion: string | null;
+  backend: string | null;
+  /** What the site said its policy refuses, at its last registration. */
+  policy: unknown;
   /** The site's latest dataset summary (counts only), from whichever study it last loaded its data for. */
   dataset: DatasetSummaryView | null;
 }
@@ -100,30 +146,77 @@ export class StudiesService {
     @Inject(SiteSessions) private readonly sessions: SiteSessions,
     @Inject(EncryptedAggregation) private readonly encrypted: EncryptedAggregation,
     @Inject(DatasetSummaries) private readonly datasets: DatasetSummaries,
+    @Inject(AuditLog) private readonly audit: AuditLog,
   ) {}
 
-  async create(body: unknown): Promise<StudyStatus> {
-    const parsed = studyDefinitionSchema.safeParse(body);
-    if (!parsed.success) throw new StudyInputError(describeIssues(parsed.error));
-    const def = parsed.data;
-    if (def.aggregation === 'ckks' && !this.encrypted.available) throw new StudyInputError([`aggregation: ${NO_KIT}`]);
-    const study = await this.db.prisma.study.create({
-      data: {
-        id: randomUUID(),
-        name: def.name,
-        status: 'draft',
-        spec: def,
-        specHash: studyHash(def),
-        totalRounds: def.rounds,
-      },
+  async create(body: unknown, caller: Principal): Promise<StudyStatus> {
+    const def = this.parseDefinition(body);
+    const id = randomUUID();
+    const specHash = studyHash(def);
+    await this.audit.transaction(async (tx) => {
+      await tx.study.create({
+        data: { id, name: def.name, status: 'draft', spec: def, specHash, totalRounds: def.rounds, owner: caller.name, ownerTokenId: caller.tokenId },
+      });
+      return { result: undefined, audit: { kind: 'study.created', actor: caller.actor, studyId: id, details: { ...summaryOf(def), specHash, owner: caller.name } } };
     });
-    return this.status(study.id);
+    return this.status(id);
   }
 
-  async start(id: string): Promise<StudyStatus> {
-    await this.requireStudy(id);
-    await this.rounds.startStudy(id);
+  /** Replaces a draft's definition; its hash changes, so sites that approved the old one must approve again. */
+  async change(id: string, body: unknown, caller: Principal): Promise<StudyStatus> {
+    const study = await this.requireOwned(id, caller);
+    if (study.status !== 'draft') throw new StudyInputError([`(root): study ${id} is ${study.status}; only a draft can be changed`]);
+    const def = this.parseDefinition(body);
+    const specHash = studyHash(def);
+    await this.audit.transaction(async (tx) => {
+      // Conditional on still being a draft, so a change cannot slip in after a concurrent start.
+      const changed = await tx.study.updateMany({ where: { id, status: 'draft' }, data: { name: def.name, spec: def, specHash, totalRounds: def.rounds } });
+      if (changed.count === 0) throw new StudyInputError([`(root): study ${id} was started meanwhile; only a draft can be changed`]);
+      return {
+        result: undefined,
+        audit: { kind: 'study.changed', actor: caller.actor, studyId: id, details: { ...summaryOf(def), fromHash: study.specHash, specHash } },
+      };
+    });
     return this.status(id);
+  }
+
+  async start(id: string, caller: Principal): Promise<StudyStatus> {
+    await this.requireOwned(id, caller);
+    await this.rounds.startStudy(id, caller.actor);
+    return this.status(id);
+  }
+
+  async stop(id: string, caller: Principal, reason: string): Promise<StudyStatus> {
+    await this.requireOwned(id, caller);
+    await this.rounds.stopStudy(id, caller.actor, reason);
+    return this.status(id);
+  }
+
+  async definition(id: string): Promise<StudyDefinitionView> {
+    const study = await this.requireStudy(id);
+    const definition = studyDefinitionSchema.parse(study.spec);
+    return { id, name: study.name, owner: study.owner, specHash: study.specHash, definition, definitionJson: studyDefinitionJson(definition) };
+  }
+
+  /** Studies a site may be asked to run (not restricted to other sites), for the hospital to review. */
+  async offeredTo(siteId: string): Promise<federation.OfferedStudy[]> {
+    const rows = await this.db.prisma.study.findMany({ orderBy: { createdAt: 'desc' }, take: 500 });
+    const offered: federation.OfferedStudy[] = [];
+    for (const row of rows) {
+      const definition = studyDefinitionSchema.parse(row.spec);
+      if (definition.sites && !definition.sites.includes(siteId)) continue;
+      offered.push({
+        studyId: row.id,
+        name: row.name,
+        owner: row.owner ?? '',
+        status: row.status,
+        studyHash: row.specHash,
+        studyDefinitionJson: studyDefinitionJson(definition),
+        createdAtUnixMs: row.createdAt.getTime(),
+        currentRound: row.currentRound,
+      });
+    }
+    return offered;
   }
 
   async list(): Promise<StudySummary[]> {
@@ -141,6 +234,15 @@ export class StudiesService {
       }),
       this.db.prisma.modelVersion.findMany({ where: { studyId: id } }),
     ]);
+    const refusals = (await this.db.prisma.siteRefusal.findMany({ where: { studyId: id }, orderBy: { reportedAt: 'desc' } })).map((r) => ({
+      siteId: r.siteId,
+      round: r.round,
+      task: r.task,
+      reason: r.reason,
+      message: r.message,
+      studyHash: r.studyHash,
+      reportedAt: r.reportedAt.toISOString(),
+    }));
     const modelOf = (round: number): RoundView['model'] => {
       const m = models.find((x) => x.round === round);
       return m ? { kind: m.kind, sha256: m.sha256, sizeBytes: m.sizeBytes, parameterCount: m.parameterCount } : null;
@@ -168,8 +270,10 @@ export class StudiesService {
         failures: r.failures
           .map((f) => ({ siteId: f.siteId, reason: f.reason, message: f.message }))
           .sort((a, b) => a.siteId.localeCompare(b.siteId)),
+        refusals: refusals.filter((x) => x.round === r.number),
         evaluation: r.evaluations.length > 0 ? summariseEvaluation(r.evaluations) : null,
       })),
+      refusals,
       sites: siteIds.map((siteId) => {
         const dataset = datasets.get(siteId);
         return { id: siteId, connected: this.sessions.isConnected(siteId), dataset: dataset?.studyId === id ? dataset : null };
@@ -195,10 +299,17 @@ export class StudiesService {
    * The artifact published after `round` (0 = initial): float32 little-endian weights, or for an encrypted study
    * the CKKS-encrypted sum of the round's updates, which only key-holding sites can turn into weights.
    */
-  async modelBlob(id: string, round: number): Promise<{ sha256: string; kind: string }> {
+  async modelBlob(id: string, round: number, caller: Principal): Promise<{ sha256: string; kind: string }> {
     await this.requireStudy(id);
     const model = await this.db.prisma.modelVersion.findUnique({ where: { studyId_round: { studyId: id, round } } });
     if (!model) throw new StudyNotFoundError(`study ${id} has no model for round ${round} (yet)`);
+    await this.audit.append({
+      kind: 'model.downloaded',
+      actor: caller.actor,
+      studyId: id,
+      round,
+      details: { by: caller.name, kind: model.kind, sha256: model.sha256, bytes: model.sizeBytes },
+    });
     return { sha256: model.sha256, kind: model.kind };
   }
 
@@ -211,6 +322,9 @@ export class StudiesService {
       connected: this.sessions.isConnected(s.id),
       registeredAt: s.registeredAt.toISOString(),
       lastSeenAt: s.lastSeenAt.toISOString(),
+      agentVersion: s.agentVersion,
+      backend: s.backend,
+      policy: s.policy ?? null,
       dataset: datasets.get(s.id) ?? null,
     }));
   }
@@ -220,6 +334,28 @@ export class StudiesService {
     if (!study) throw new StudyNotFoundError(`study ${id} does not exist`);
     return study;
   }
+
+  /** Only the researcher who created a study changes, starts or stops it (studies from before tokens: anyone). */
+  private async requireOwned(id: string, caller: Principal) {
+    const study = await this.requireStudy(id);
+    if (study.owner !== null && study.owner !== caller.name) {
+      throw new StudyAccessError(`study ${id} belongs to ${study.owner}; only its owner may change, start or stop it`);
+    }
+    return study;
+  }
+
+  private parseDefinition(body: unknown): StudyDefinition {
+    const parsed = studyDefinitionSchema.safeParse(body);
+    if (!parsed.success) throw new StudyInputError(describeIssues(parsed.error));
+    const def = parsed.data;
+    if (def.aggregation === 'ckks' && !this.encrypted.available) throw new StudyInputError([`aggregation: ${NO_KIT}`]);
+    return def;
+  }
+}
+
+/** What the audit log keeps of a definition besides its hash: enough to read the log without the database. */
+function summaryOf(def: StudyDefinition): Record<string, unknown> {
+  return { name: def.name, architecture: def.model.architecture, aggregation: def.aggregation, rounds: def.rounds, minSites: def.minSites, sites: def.sites ?? null };
 }
 
 type StudyRow = Omit<StudySummary, 'createdAt' | 'startedAt' | 'finishedAt'> & {
@@ -232,6 +368,7 @@ function summarise(row: StudyRow): StudySummary {
   return {
     id: row.id,
     name: row.name,
+    owner: row.owner,
     status: row.status,
     specHash: row.specHash,
     totalRounds: row.totalRounds,

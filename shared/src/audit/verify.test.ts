@@ -64,6 +64,7 @@ describe('verifyAuditChain: the hash chain', () => {
 
   it('names a deletion the forger covered up by renumbering the later records', () => {
     const records = fresh();
+    // Seq 7 is deleted and the later records renumbered down: the gap is at seq 7.
     records.splice(6, 1);
     for (let i = 6; i < records.length; i += 1) records[i] = { ...records[i]!, seq: i + 1 };
     const found = bad(records);
@@ -81,14 +82,14 @@ describe('verifyAuditChain: the hash chain', () => {
   });
 
   it('pins a forged record inserted in the middle, with the later records renumbered', () => {
-    // The forger links the forgery correctly: the first renumbered record gives it away.
+    // The forger links the forgery correctly: the first renumbered record gives it away, and pins the forgery.
     const records = fresh();
     const forgedBody = { ...records[4]!, seq: 6, at: at(4.5), details: { forged: true }, prevHash: records[4]!.hash };
     const forged = { ...forgedBody, hash: auditRecordHash(forgedBody) };
     const tail = records.slice(5).map((record) => ({ ...record, seq: record.seq + 1 }));
     const tampered = [...records.slice(0, 5), forged, ...tail];
     const found = bad(tampered);
-    expect(found).toMatchObject({ seq: 7, position: 6 });
+    expect(found).toMatchObject({ seq: 6, position: 5 });
     expect(found.reason).toMatch(/seq 7 was renumbered: .* as seq 6, so 1 record\(s\) were inserted before it/);
 
     // A careless forgery is pinned on itself.

@@ -62,9 +62,9 @@ export function verifyAuditChain(records: AuditRecord[], options: VerifyAuditCha
   const head = typeof last?.seq === 'number' && typeof last.hash === 'string' ? { seq: last.seq, hash: last.hash } : null;
 
   const checked = checkCheckpoints(valid, options);
-  if (checked.firstBad !== null && (firstBad === null || checked.firstBad.seq < firstBad.seq)) {
-    firstBad = checked.firstBad;
-  }
+  // A record the walk pins is evidence; a checkpoint mismatch only bounds where a consistent rewrite may start, so it
+  // names the first bad record only when the chain itself shows nothing.
+  if (checked.firstBad !== null && firstBad === null) firstBad = checked.firstBad;
   const latestSeq = checked.latest?.seq ?? 0;
   const uncheckpointed = valid.filter((record) => record === null || record.seq > latestSeq).length;
   return {
@@ -95,11 +95,20 @@ function walkChain(
     if (record.seq !== expectedSeq) return bad(seqProblem(valid, i, record.seq));
 
     const computed = auditRecordHash(record);
-    if (computed !== record.hash) return bad(hashProblem(valid, i, record, computed));
+    if (computed !== record.hash) {
+      // Records inserted before this one (and the rest renumbered): the first inserted seq is the bad record.
+      const original = renumberedFrom(record);
+      const reason = hashProblem(valid, i, record, computed);
+      return original !== null && original < record.seq ? { seq: original, position: original - 1, reason } : bad(reason);
+    }
 
     const previous = i === 0 ? null : valid[i - 1]!;
     const expectedPrev = previous === null ? AUDIT_GENESIS_HASH : previous.hash;
-    if (record.prevHash !== expectedPrev) return bad(prevHashProblem(valid, i, record));
+    if (record.prevHash !== expectedPrev) {
+      const follows = i > 1 ? valid.slice(0, i - 1).findLastIndex((earlier) => earlier?.hash === record.prevHash) : -1;
+      const reason = prevHashProblem(valid, i, record);
+      return follows >= 0 ? { seq: follows + 2, position: follows + 1, reason } : bad(reason);
+    }
   }
   return null;
 }

@@ -27,9 +27,16 @@ export class UpdateAccumulator {
   readonly sum: Float64Array;
   private added = 0;
 
-  constructor(readonly vectorLength: number) {
+  /** `weightIndex`: where the weight slot is (the parameter count; contribution slots may follow it). */
+  constructor(
+    readonly vectorLength: number,
+    readonly weightIndex = vectorLength - 1,
+  ) {
     if (!Number.isInteger(vectorLength) || vectorLength < 2) {
       throw new RangeError(`update vector length must be an integer >= 2, got ${vectorLength}`);
+    }
+    if (!Number.isInteger(weightIndex) || weightIndex < 1 || weightIndex >= vectorLength) {
+      throw new RangeError(`weight slot ${weightIndex} is outside a vector of ${vectorLength} values`);
     }
     this.sum = new Float64Array(vectorLength);
   }
@@ -38,7 +45,7 @@ export class UpdateAccumulator {
     if (vector.length !== this.vectorLength) {
       throw new RangeError(`update vector has ${vector.length} values, expected ${this.vectorLength}`);
     }
-    const weight = vector[this.vectorLength - 1] as number;
+    const weight = vector[this.weightIndex] as number;
     if (!Number.isFinite(weight) || weight <= 0) {
       throw new RangeError(`update vector's weight slot must be positive, got ${weight}`);
     }
@@ -55,10 +62,15 @@ export class UpdateAccumulator {
   }
 }
 
-/** FedAvg: the new global weights are base + (sum of weighted updates) / (sum of weights). */
-export function applyAggregate(base: Float32Array, sum: Float64Array): Float32Array {
-  if (sum.length !== base.length + 1) {
-    throw new RangeError(`aggregate has ${sum.length} values, expected ${base.length + 1} (parameters + weight)`);
+/**
+ * FedAvg: the new global weights are base + (sum of weighted updates) / (sum of weights). `contributionSlots` is
+ * the number of slots after the weight (one per cohort member, see contributions.ts).
+ */
+export function applyAggregate(base: Float32Array, sum: Float64Array, contributionSlots = 0): Float32Array {
+  if (sum.length !== base.length + 1 + contributionSlots) {
+    throw new RangeError(
+      `aggregate has ${sum.length} values, expected ${base.length + 1 + contributionSlots} (parameters + weight + ${contributionSlots} contribution slots)`,
+    );
   }
   const totalWeight = sum[base.length] as number;
   if (!(totalWeight > 0)) throw new RangeError(`aggregate weight must be positive, got ${totalWeight}`);

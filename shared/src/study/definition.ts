@@ -112,3 +112,44 @@ export function describeIssues(error: z.ZodError): string[] {
     return `${where}: ${issue.message}`;
   });
 }
+
+/** The definition as it travels to sites: canonical JSON, whose SHA-256 is the study hash. */
+export function studyDefinitionJson(def: StudyDefinition): string {
+  return canonicalJson(def);
+}
+
+/** A definition that does not hash to what it claims, or that this agent would read differently. */
+export class StudyDefinitionMismatchError extends Error {
+  override readonly name = 'StudyDefinitionMismatchError';
+}
+
+/**
+ * What a site does with the definition a task carries before it computes anything: the bytes must hash to the
+ * study hash (the one the hospital approved), parse under the strict schema, and be exactly what this agent
+ * re-serialises, so no setting can be added, dropped or defaulted differently between approval and training.
+ */
+export function verifyStudyDefinition(json: string, expectedHash: string): StudyDefinition {
+  if (json.length === 0) {
+    throw new StudyDefinitionMismatchError('the task carries no study definition (a coordinator older than site approval); it cannot be checked against an approved hash');
+  }
+  const actual = createHash('sha256').update(json, 'utf8').digest('hex');
+  if (actual !== expectedHash) {
+    throw new StudyDefinitionMismatchError(`the study definition hashes to ${actual}, but the task names study hash ${expectedHash}`);
+  }
+  let raw: unknown;
+  try {
+    raw = JSON.parse(json);
+  } catch (error) {
+    throw new StudyDefinitionMismatchError(`the study definition is not JSON: ${(error as Error).message}`);
+  }
+  const parsed = studyDefinitionSchema.safeParse(raw);
+  if (!parsed.success) {
+    throw new StudyDefinitionMismatchError(`the study definition is not one this agent can run: ${describeIssues(parsed.error).join('; ')}`);
+  }
+  if (canonicalJson(parsed.data) !== json) {
+    throw new StudyDefinitionMismatchError(
+      'the study definition is not in canonical form, or this agent fills in settings it does not state: upgrade the site agent to the coordinator\'s version',
+    );
+  }
+  return parsed.data;
+}

@@ -3,6 +3,9 @@ export {
   siteIdSchema,
   studyDefinitionSchema,
   studyHash,
+  studyDefinitionJson,
+  verifyStudyDefinition,
+  StudyDefinitionMismatchError,
   describeIssues,
   type StudyDefinition,
   type StudyDefinitionInput,
@@ -20,3 +23,4 @@ export {
   type WindowPresetName,
   type WindowSetting,
 } from './preprocessing.js';
+export { encodingOfAggregation } from './encoding.js';

@@ -25,7 +25,7 @@ export class ModelCache {
 
   async write(studyId: string, round: number, weights: Float32Array): Promise<string> {
     const path = this.path(studyId, round);
-    await mkdir(join(this.stateDir, 'models', studyId), { recursive: true });
+    await mkdir(join(this.stateDir, 'models', studyId), { recursive: true, mode: 0o700 });
     await replaceFile(path, float32ToBytes(weights), SECRET_FILE_MODE);
     return path;
   }

@@ -70,7 +70,7 @@ export class RoundStateStore {
 
   async saveTrained(state: RoundState, update: Uint8Array, plainVector?: Uint8Array): Promise<void> {
     const dir = this.dir(state.studyId, state.round);
-    await mkdir(dir, { recursive: true });
+    await mkdir(dir, { recursive: true, mode: 0o700 });
     await writeAtomic(this.updatePath(state.studyId, state.round), update);
     if (plainVector) await writeAtomic(this.plainUpdatePath(state.studyId, state.round), plainVector);
     await writeAtomic(join(dir, 'state.json'), Buffer.from(JSON.stringify(state, null, 2)));

@@ -7,6 +7,9 @@ import { SiteKitError, siteTransport } from '../client/index.js';
 import { loadSiteConfig, SiteConfigError } from '../config/index.js';
 import { formatDoctorReport, runDoctor } from '../doctor/index.js';
 import { inspectDicomFile, scanDataset, type ScanReport } from '../data/index.js';
+import { LedgerError } from '../ledger/index.js';
+import { DecisionError } from '../policy/index.js';
+import { decideCommand, ledgerCommand, studiesCommand, UsageError } from './governance.js';
 
 const USAGE = `usage: federa-site <command> [options]
 
@@ -22,9 +25,24 @@ commands:
   data inspect FILE [--json] [--raw OUT]
                               the header fields that matter (never patient identity) and the decode status;
                               --raw writes the stored pixel values of all frames as little-endian bytes
+  studies --config site.yaml [--show HASH] [--offline] [--json]
+                              the studies the coordinator offers this site: name, owner, model, preprocessing,
+                              aggregation, rounds, hash, the hospital's decision and what the site policy says
+  approve HASH --config site.yaml [--note TEXT]
+  reject HASH --config site.yaml [--note TEXT]
+                              record the hospital's decision on a study (by its hash, or a unique prefix of
+                              8+ characters); the running agent reads it before its next task
+  ledger verify --config site.yaml [--ca ca.pem] [--json]
+                              check the privacy ledger's hash chain and the coordinator's signed receipts
+                              (exit 1 when anything is wrong); --ledger FILE instead of --config
+  ledger show --config site.yaml [--study ID] [--kind KIND] [--since TIME] [--json]
+                              every message this site sent: kind, study, round, bytes, SHA-256, encryption
 `;
 
 const log = createLogger('federa-site');
+const write = (text: string): void => {
+  process.stdout.write(text);
+};
 
 async function start(argv: string[]): Promise<void> {
   const { values } = parseArgs({ args: argv, strict: true, options: { config: { type: 'string', short: 'c' } } });
@@ -147,8 +165,6 @@ async function doctor(argv: string[]): Promise<void> {
   if (checks.some((c) => !c.ok)) process.exitCode = 1;
 }
 
-class UsageError extends Error {}
-
 async function main(): Promise<void> {
   const [command, ...rest] = process.argv.slice(2);
   switch (command) {
@@ -158,6 +174,18 @@ async function main(): Promise<void> {
       return doctor(rest);
     case 'data':
       return data(rest);
+    case 'studies':
+      process.exitCode = await studiesCommand(rest, write);
+      return;
+    case 'approve':
+      process.exitCode = await decideCommand('approved', rest, write);
+      return;
+    case 'reject':
+      process.exitCode = await decideCommand('rejected', rest, write);
+      return;
+    case 'ledger':
+      process.exitCode = await ledgerCommand(rest, write);
+      return;
     case undefined:
     case 'help':
     case '--help':
@@ -172,7 +200,14 @@ async function main(): Promise<void> {
 main().then(
   () => process.exit(process.exitCode ?? 0),
   (error: unknown) => {
-    if (error instanceof UsageError || error instanceof SiteConfigError || error instanceof SiteKitError || (error instanceof TypeError && 'code' in error)) {
+    if (
+      error instanceof UsageError ||
+      error instanceof SiteConfigError ||
+      error instanceof SiteKitError ||
+      error instanceof DecisionError ||
+      error instanceof LedgerError ||
+      (error instanceof TypeError && 'code' in error)
+    ) {
       process.stderr.write(`federa-site: ${(error as Error).message}\n${error instanceof UsageError ? USAGE : ''}`);
       process.exit(2);
     }

@@ -138,6 +138,21 @@ export class FederationClient {
     });
   }
 
+  reportRefusal(message: federation.Refusal): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.client.reportRefusal(message, this.metadata, (error) => (error ? reject(refusal(error)) : resolve()));
+    });
+  }
+
+  /** The studies the coordinator offers this site, each with its canonical definition and hash. */
+  listStudies(timeoutMs = 15_000): Promise<federation.OfferedStudy[]> {
+    return new Promise((resolve, reject) => {
+      this.client.listStudies({}, this.metadata, { deadline: Date.now() + timeoutMs }, (error, response) =>
+        error ? reject(refusal(error)) : resolve(response.studies),
+      );
+    });
+  }
+
   close(): void {
     this.client.close();
   }

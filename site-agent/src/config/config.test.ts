@@ -51,3 +51,24 @@ describe('site config', () => {
     expect(() => parseSiteConfig({ ...valid, data: { dir: 'images', layout: 'tree' } }, '/x')).toThrow(/data\.layout: must be "csv" or "folders"/);
   });
 });
+
+describe('site policy', () => {
+  it('defaults to the safe settings: encryption, three sites, figures only, nothing auto-approved', () => {
+    const config = parseSiteConfig(valid, '/srv');
+    expect(config.policy).toEqual({
+      requireEncryption: true,
+      minParticipants: 3,
+      maxRounds: 100,
+      shareMetrics: 'aggregate',
+      minCountPerBin: 5,
+      autoApprove: false,
+    });
+  });
+
+  it('names what is wrong in the policy block and refuses a cohort of one', () => {
+    expect(() => parseSiteConfig({ ...valid, policy: { minParticipants: 1 } }, '/x')).toThrow(/policy\.minParticipants: must be at least 2/);
+    expect(() => parseSiteConfig({ ...valid, policy: { shareMetrics: 'some' } }, '/x')).toThrow(/policy\.shareMetrics: must be none, aggregate or full/);
+    expect(() => parseSiteConfig({ ...valid, policy: { requireEncryption: 'yes' } }, '/x')).toThrow(/policy\.requireEncryption/);
+    expect(() => parseSiteConfig({ ...valid, policy: { approveEverything: true } }, '/x')).toThrow(/approveEverything/);
+  });
+});

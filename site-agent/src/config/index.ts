@@ -6,6 +6,37 @@ import { describeIssues, siteIdSchema } from '@federa/shared';
 
 const backendSchema = z.enum(['auto', 'tensorflow-gpu', 'tensorflow', 'wasm', 'cpu']);
 
+/**
+ * The hospital's rules for what this site computes and what leaves it. The defaults are the safe ones: encrypted
+ * studies only, at least three sites in every aggregate, figures but no counts leave, every study approved by hand.
+ */
+export const sitePolicySchema = z
+  .object({
+    /** Refuse studies that aggregate in the clear (the coordinator would see this site's update). */
+    requireEncryption: z.boolean().default(true),
+    /**
+     * Refuse to contribute to a round, or to use a published aggregate, made of fewer sites than this: the sum of one
+     * site's update is that site's update. At least 2 (1 would allow exactly that).
+     */
+    minParticipants: z.int().min(2, 'must be at least 2: an aggregate of one site is that site\'s update').max(10_000).default(3),
+    /** Refuse studies with more rounds than this (each round releases an aggregate and metrics). */
+    maxRounds: z.int().min(1).max(100_000).default(100),
+    /**
+     * What leaves besides the encrypted update. none: nothing (no metrics, evaluation or dataset summary).
+     * aggregate: loss, accuracy and evaluation figures, no image or class counts. full: also sample counts, the
+     * dataset summary (counts by class, modality, ...) and evaluation counts (confusion matrix, coarsened score
+     * histograms).
+     */
+    shareMetrics: z.enum(['none', 'aggregate', 'full'], { error: 'must be none, aggregate or full' }).default('aggregate'),
+    /** Under shareMetrics full: every non-empty score-histogram bin holds at least this many images. */
+    minCountPerBin: z.int().min(1).max(1_000).default(5),
+    /** Train any study without asking. For the demo and local tests only: says so loudly in the log. */
+    autoApprove: z.boolean().default(false),
+  })
+  .strict();
+
+export type SitePolicy = z.output<typeof sitePolicySchema>;
+
 export const siteConfigSchema = z
   .object({
     site: z.object({ id: siteIdSchema }).strict(),
@@ -68,8 +99,9 @@ export const siteConfigSchema = z
       .object({ backend: backendSchema.default('auto') })
       .strict()
       .default({ backend: 'auto' }),
-    /** Where the agent keeps round state and copies of everything it sent. */
+    /** Where the agent keeps round state, copies of everything it sent, its approvals and its privacy ledger. */
     stateDir: z.string().min(1),
+    policy: sitePolicySchema.prefault({}),
   })
   .strict();
 

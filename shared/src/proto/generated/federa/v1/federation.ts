@@ -290,12 +290,162 @@ export function failureReasonToJSON(object: FailureReason): string {
   }
 }
 
+export enum TaskKind {
+  TASK_KIND_UNSPECIFIED = 0,
+  TASK_KIND_TRAIN = 1,
+  TASK_KIND_EVALUATE = 2,
+  UNRECOGNIZED = -1,
+}
+
+export function taskKindFromJSON(object: any): TaskKind {
+  switch (object) {
+    case 0:
+    case "TASK_KIND_UNSPECIFIED":
+      return TaskKind.TASK_KIND_UNSPECIFIED;
+    case 1:
+    case "TASK_KIND_TRAIN":
+      return TaskKind.TASK_KIND_TRAIN;
+    case 2:
+    case "TASK_KIND_EVALUATE":
+      return TaskKind.TASK_KIND_EVALUATE;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return TaskKind.UNRECOGNIZED;
+  }
+}
+
+export function taskKindToJSON(object: TaskKind): string {
+  switch (object) {
+    case TaskKind.TASK_KIND_UNSPECIFIED:
+      return "TASK_KIND_UNSPECIFIED";
+    case TaskKind.TASK_KIND_TRAIN:
+      return "TASK_KIND_TRAIN";
+    case TaskKind.TASK_KIND_EVALUATE:
+      return "TASK_KIND_EVALUATE";
+    case TaskKind.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
+export enum RefusalReason {
+  REFUSAL_REASON_UNSPECIFIED = 0,
+  /** REFUSAL_REASON_NOT_APPROVED - The hospital has not approved this study (by its hash). */
+  REFUSAL_REASON_NOT_APPROVED = 1,
+  /** REFUSAL_REASON_REJECTED - The hospital rejected this study. */
+  REFUSAL_REASON_REJECTED = 2,
+  /** REFUSAL_REASON_DEFINITION_MISMATCH - The definition sent does not hash to the study hash, or the task contradicts it. */
+  REFUSAL_REASON_DEFINITION_MISMATCH = 3,
+  /** REFUSAL_REASON_PLAINTEXT_NOT_ALLOWED - The study aggregates in the clear and the site policy requires encryption. */
+  REFUSAL_REASON_PLAINTEXT_NOT_ALLOWED = 4,
+  /** REFUSAL_REASON_COHORT_TOO_SMALL - The study or round could aggregate fewer sites than the policy's minParticipants. */
+  REFUSAL_REASON_COHORT_TOO_SMALL = 5,
+  /** REFUSAL_REASON_TOO_MANY_ROUNDS - The study has more rounds than the policy's maxRounds. */
+  REFUSAL_REASON_TOO_MANY_ROUNDS = 6,
+  /** REFUSAL_REASON_AGGREGATE_TOO_FEW_CONTRIBUTIONS - A published aggregate holds fewer contributions than minParticipants: the site did not use it. */
+  REFUSAL_REASON_AGGREGATE_TOO_FEW_CONTRIBUTIONS = 7,
+  /** REFUSAL_REASON_AGGREGATE_MISMATCH - A published aggregate's contribution slots disagree with what the coordinator says it summed. */
+  REFUSAL_REASON_AGGREGATE_MISMATCH = 8,
+  /** REFUSAL_REASON_NOT_IN_COHORT - The task's cohort does not include this site. */
+  REFUSAL_REASON_NOT_IN_COHORT = 9,
+  /** REFUSAL_REASON_METRICS_WITHHELD - The site policy's shareMetrics is "none": no evaluation (nor any other metric) leaves the site. */
+  REFUSAL_REASON_METRICS_WITHHELD = 10,
+  UNRECOGNIZED = -1,
+}
+
+export function refusalReasonFromJSON(object: any): RefusalReason {
+  switch (object) {
+    case 0:
+    case "REFUSAL_REASON_UNSPECIFIED":
+      return RefusalReason.REFUSAL_REASON_UNSPECIFIED;
+    case 1:
+    case "REFUSAL_REASON_NOT_APPROVED":
+      return RefusalReason.REFUSAL_REASON_NOT_APPROVED;
+    case 2:
+    case "REFUSAL_REASON_REJECTED":
+      return RefusalReason.REFUSAL_REASON_REJECTED;
+    case 3:
+    case "REFUSAL_REASON_DEFINITION_MISMATCH":
+      return RefusalReason.REFUSAL_REASON_DEFINITION_MISMATCH;
+    case 4:
+    case "REFUSAL_REASON_PLAINTEXT_NOT_ALLOWED":
+      return RefusalReason.REFUSAL_REASON_PLAINTEXT_NOT_ALLOWED;
+    case 5:
+    case "REFUSAL_REASON_COHORT_TOO_SMALL":
+      return RefusalReason.REFUSAL_REASON_COHORT_TOO_SMALL;
+    case 6:
+    case "REFUSAL_REASON_TOO_MANY_ROUNDS":
+      return RefusalReason.REFUSAL_REASON_TOO_MANY_ROUNDS;
+    case 7:
+    case "REFUSAL_REASON_AGGREGATE_TOO_FEW_CONTRIBUTIONS":
+      return RefusalReason.REFUSAL_REASON_AGGREGATE_TOO_FEW_CONTRIBUTIONS;
+    case 8:
+    case "REFUSAL_REASON_AGGREGATE_MISMATCH":
+      return RefusalReason.REFUSAL_REASON_AGGREGATE_MISMATCH;
+    case 9:
+    case "REFUSAL_REASON_NOT_IN_COHORT":
+      return RefusalReason.REFUSAL_REASON_NOT_IN_COHORT;
+    case 10:
+    case "REFUSAL_REASON_METRICS_WITHHELD":
+      return RefusalReason.REFUSAL_REASON_METRICS_WITHHELD;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return RefusalReason.UNRECOGNIZED;
+  }
+}
+
+export function refusalReasonToJSON(object: RefusalReason): string {
+  switch (object) {
+    case RefusalReason.REFUSAL_REASON_UNSPECIFIED:
+      return "REFUSAL_REASON_UNSPECIFIED";
+    case RefusalReason.REFUSAL_REASON_NOT_APPROVED:
+      return "REFUSAL_REASON_NOT_APPROVED";
+    case RefusalReason.REFUSAL_REASON_REJECTED:
+      return "REFUSAL_REASON_REJECTED";
+    case RefusalReason.REFUSAL_REASON_DEFINITION_MISMATCH:
+      return "REFUSAL_REASON_DEFINITION_MISMATCH";
+    case RefusalReason.REFUSAL_REASON_PLAINTEXT_NOT_ALLOWED:
+      return "REFUSAL_REASON_PLAINTEXT_NOT_ALLOWED";
+    case RefusalReason.REFUSAL_REASON_COHORT_TOO_SMALL:
+      return "REFUSAL_REASON_COHORT_TOO_SMALL";
+    case RefusalReason.REFUSAL_REASON_TOO_MANY_ROUNDS:
+      return "REFUSAL_REASON_TOO_MANY_ROUNDS";
+    case RefusalReason.REFUSAL_REASON_AGGREGATE_TOO_FEW_CONTRIBUTIONS:
+      return "REFUSAL_REASON_AGGREGATE_TOO_FEW_CONTRIBUTIONS";
+    case RefusalReason.REFUSAL_REASON_AGGREGATE_MISMATCH:
+      return "REFUSAL_REASON_AGGREGATE_MISMATCH";
+    case RefusalReason.REFUSAL_REASON_NOT_IN_COHORT:
+      return "REFUSAL_REASON_NOT_IN_COHORT";
+    case RefusalReason.REFUSAL_REASON_METRICS_WITHHELD:
+      return "REFUSAL_REASON_METRICS_WITHHELD";
+    case RefusalReason.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
 export interface RegisterRequest {
   agentVersion: string;
   /** The compute backend the site trains on (e.g. "wasm", "tensorflow-gpu"). */
   backend: string;
-  /** Update encodings this agent can produce, best first. */
+  /** Update encodings this agent can produce, best first. Plaintext only when the site policy allows it. */
   supportedEncodings: UpdateEncoding[];
+  /**
+   * What the site's policy will refuse, so the coordinator can say in advance why a study cannot run there. The
+   * site enforces its policy itself whatever the coordinator does with this.
+   */
+  policy?: SitePolicySummary | undefined;
+}
+
+export interface SitePolicySummary {
+  requireEncryption: boolean;
+  minParticipants: number;
+  /** 0: no limit. */
+  maxRounds: number;
+  /** "none", "aggregate" or "full". */
+  shareMetrics: string;
 }
 
 export interface RegisterResponse {
@@ -392,6 +542,17 @@ export interface TrainTask {
    * coordinator from before pipelines were declarable, whose only pipeline is the default.
    */
   preprocessingJson: string;
+  /**
+   * The study's whole definition as canonical JSON (keys sorted): its SHA-256 is study_hash. The site checks the
+   * hash, approves by it, and takes the model, training settings and preprocessing from this definition, so what
+   * it computes is exactly what the hospital approved.
+   */
+  studyDefinitionJson: string;
+  /**
+   * The sites assigned to this round, sorted. An update carries one contribution slot per cohort member, in this
+   * order (1 in the sender's own slot), so a decrypted aggregate says which sites and how many are in it.
+   */
+  cohort: string[];
 }
 
 /**
@@ -415,6 +576,8 @@ export interface EvaluateTask {
   preprocessingJson: string;
   /** Score bins per class for the histograms of the report; the same at every site, so reports add up. */
   bins: number;
+  /** As TrainTask.study_definition_json. */
+  studyDefinitionJson: string;
 }
 
 export interface StudyClosed {
@@ -433,6 +596,12 @@ export interface ModelRef {
   sha256: string;
   sizeBytes: number;
   parameterCount: number;
+  /**
+   * For an encrypted aggregate: the round's cohort (the contribution slots' order) and the sites the coordinator
+   * says it summed. A site checks both against the decrypted contribution slots before it uses the model.
+   */
+  cohort: string[];
+  contributors: string[];
 }
 
 export interface DownloadModelRequest {
@@ -476,6 +645,14 @@ export interface UploadReceipt {
   sha256: string;
   receivedBytes: number;
   receivedAtUnixMs: number;
+  /** The audit record that logged the update. */
+  auditSeq: number;
+  /**
+   * Base64 DER ECDSA by the coordinator's certificate key over the receipt (see shared/src/audit/receipt.ts);
+   * empty from a coordinator without a kit.
+   */
+  signature: string;
+  certificatePem: string;
 }
 
 export interface MetricsReport {
@@ -522,6 +699,21 @@ export interface EvaluationReport {
   negatives: number[];
   backend: string;
   seconds: number;
+  /**
+   * Under the site policy's shareMetrics "aggregate" the counts above are empty and only these figures, computed at
+   * the site, leave it: no image or class count.
+   */
+  figures?: EvaluationFigures | undefined;
+}
+
+/** Summary figures of one site's evaluation (see shared/src/metrics: ClassificationMetrics); absent: undefined. */
+export interface EvaluationFigures {
+  accuracy?: number | undefined;
+  balancedAccuracy?: number | undefined;
+  sensitivity?: number | undefined;
+  specificity?: number | undefined;
+  f1?: number | undefined;
+  auc?: number | undefined;
 }
 
 export interface EvaluationAck {
@@ -581,8 +773,43 @@ export interface DatasetSummary_RejectedByReasonEntry {
 export interface DatasetSummaryAck {
 }
 
+export interface ListStudiesRequest {
+}
+
+export interface OfferedStudy {
+  studyId: string;
+  name: string;
+  /** The researcher (token name) who created it. */
+  owner: string;
+  /** draft, running, completed, failed or cancelled. */
+  status: string;
+  studyHash: string;
+  /** Canonical JSON; its SHA-256 is study_hash. */
+  studyDefinitionJson: string;
+  createdAtUnixMs: number;
+  currentRound: number;
+}
+
+export interface ListStudiesResponse {
+  studies: OfferedStudy[];
+}
+
+export interface Refusal {
+  studyId: string;
+  round: number;
+  task: TaskKind;
+  reason: RefusalReason;
+  /** For the researchers and auditors: what the policy said, without patient data. */
+  message: string;
+  /** The hash the refused task named. */
+  studyHash: string;
+}
+
+export interface RefusalAck {
+}
+
 function createBaseRegisterRequest(): RegisterRequest {
-  return { agentVersion: "", backend: "", supportedEncodings: [] };
+  return { agentVersion: "", backend: "", supportedEncodings: [], policy: undefined };
 }
 
 export const RegisterRequest: MessageFns<RegisterRequest> = {
@@ -599,6 +826,9 @@ export const RegisterRequest: MessageFns<RegisterRequest> = {
         writer.int32(v);
       }
       writer.join();
+    }
+    if (message.policy !== undefined) {
+      SitePolicySummary.encode(message.policy, writer.uint32(34).fork()).join();
     }
     return writer;
   },
@@ -650,6 +880,14 @@ export const RegisterRequest: MessageFns<RegisterRequest> = {
 
             break;
           }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.policy = SitePolicySummary.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -675,6 +913,7 @@ export const RegisterRequest: MessageFns<RegisterRequest> = {
         : globalThis.Array.isArray(object?.supported_encodings)
         ? object.supported_encodings.map((e: any) => updateEncodingFromJSON(e))
         : [],
+      policy: isSet(object.policy) ? SitePolicySummary.fromJSON(object.policy) : undefined,
     };
   },
 
@@ -689,6 +928,9 @@ export const RegisterRequest: MessageFns<RegisterRequest> = {
     if (message.supportedEncodings?.length) {
       obj.supportedEncodings = message.supportedEncodings.map((e) => updateEncodingToJSON(e));
     }
+    if (message.policy !== undefined) {
+      obj.policy = SitePolicySummary.toJSON(message.policy);
+    }
     return obj;
   },
 
@@ -700,6 +942,142 @@ export const RegisterRequest: MessageFns<RegisterRequest> = {
     message.agentVersion = object.agentVersion ?? "";
     message.backend = object.backend ?? "";
     message.supportedEncodings = object.supportedEncodings?.map((e) => e) || [];
+    message.policy = (object.policy !== undefined && object.policy !== null)
+      ? SitePolicySummary.fromPartial(object.policy)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseSitePolicySummary(): SitePolicySummary {
+  return { requireEncryption: false, minParticipants: 0, maxRounds: 0, shareMetrics: "" };
+}
+
+export const SitePolicySummary: MessageFns<SitePolicySummary> = {
+  encode(message: SitePolicySummary, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.requireEncryption !== false) {
+      writer.uint32(8).bool(message.requireEncryption);
+    }
+    if (message.minParticipants !== 0) {
+      writer.uint32(16).uint32(message.minParticipants);
+    }
+    if (message.maxRounds !== 0) {
+      writer.uint32(24).uint32(message.maxRounds);
+    }
+    if (message.shareMetrics !== "") {
+      writer.uint32(34).string(message.shareMetrics);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SitePolicySummary {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSitePolicySummary();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.requireEncryption = reader.bool();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.minParticipants = reader.uint32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.maxRounds = reader.uint32();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.shareMetrics = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SitePolicySummary {
+    return {
+      requireEncryption: isSet(object.requireEncryption)
+        ? globalThis.Boolean(object.requireEncryption)
+        : isSet(object.require_encryption)
+        ? globalThis.Boolean(object.require_encryption)
+        : false,
+      minParticipants: isSet(object.minParticipants)
+        ? globalThis.Number(object.minParticipants)
+        : isSet(object.min_participants)
+        ? globalThis.Number(object.min_participants)
+        : 0,
+      maxRounds: isSet(object.maxRounds)
+        ? globalThis.Number(object.maxRounds)
+        : isSet(object.max_rounds)
+        ? globalThis.Number(object.max_rounds)
+        : 0,
+      shareMetrics: isSet(object.shareMetrics)
+        ? globalThis.String(object.shareMetrics)
+        : isSet(object.share_metrics)
+        ? globalThis.String(object.share_metrics)
+        : "",
+    };
+  },
+
+  toJSON(message: SitePolicySummary): unknown {
+    const obj: any = {};
+    if (message.requireEncryption !== false) {
+      obj.requireEncryption = message.requireEncryption;
+    }
+    if (message.minParticipants !== 0) {
+      obj.minParticipants = Math.round(message.minParticipants);
+    }
+    if (message.maxRounds !== 0) {
+      obj.maxRounds = Math.round(message.maxRounds);
+    }
+    if (message.shareMetrics !== "") {
+      obj.shareMetrics = message.shareMetrics;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<SitePolicySummary>, I>>(base?: I): SitePolicySummary {
+    return SitePolicySummary.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SitePolicySummary>, I>>(object: I): SitePolicySummary {
+    const message = createBaseSitePolicySummary();
+    message.requireEncryption = object.requireEncryption ?? false;
+    message.minParticipants = object.minParticipants ?? 0;
+    message.maxRounds = object.maxRounds ?? 0;
+    message.shareMetrics = object.shareMetrics ?? "";
     return message;
   },
 };
@@ -1588,6 +1966,8 @@ function createBaseTrainTask(): TrainTask {
     encoding: 0,
     deadlineUnixMs: 0,
     preprocessingJson: "",
+    studyDefinitionJson: "",
+    cohort: [],
   };
 }
 
@@ -1622,6 +2002,12 @@ export const TrainTask: MessageFns<TrainTask> = {
     }
     if (message.preprocessingJson !== "") {
       writer.uint32(82).string(message.preprocessingJson);
+    }
+    if (message.studyDefinitionJson !== "") {
+      writer.uint32(90).string(message.studyDefinitionJson);
+    }
+    for (const v of message.cohort) {
+      writer.uint32(98).string(v!);
     }
     return writer;
   },
@@ -1719,6 +2105,22 @@ export const TrainTask: MessageFns<TrainTask> = {
             message.preprocessingJson = reader.string();
             continue;
           }
+          case 11: {
+            if (tag !== 90) {
+              break;
+            }
+
+            message.studyDefinitionJson = reader.string();
+            continue;
+          }
+          case 12: {
+            if (tag !== 98) {
+              break;
+            }
+
+            message.cohort.push(reader.string());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1767,6 +2169,14 @@ export const TrainTask: MessageFns<TrainTask> = {
         : isSet(object.preprocessing_json)
         ? globalThis.String(object.preprocessing_json)
         : "",
+      studyDefinitionJson: isSet(object.studyDefinitionJson)
+        ? globalThis.String(object.studyDefinitionJson)
+        : isSet(object.study_definition_json)
+        ? globalThis.String(object.study_definition_json)
+        : "",
+      cohort: globalThis.Array.isArray(object?.cohort)
+        ? object.cohort.map((e: any) => globalThis.String(e))
+        : [],
     };
   },
 
@@ -1802,6 +2212,12 @@ export const TrainTask: MessageFns<TrainTask> = {
     if (message.preprocessingJson !== "") {
       obj.preprocessingJson = message.preprocessingJson;
     }
+    if (message.studyDefinitionJson !== "") {
+      obj.studyDefinitionJson = message.studyDefinitionJson;
+    }
+    if (message.cohort?.length) {
+      obj.cohort = message.cohort;
+    }
     return obj;
   },
 
@@ -1826,6 +2242,8 @@ export const TrainTask: MessageFns<TrainTask> = {
     message.encoding = object.encoding ?? 0;
     message.deadlineUnixMs = object.deadlineUnixMs ?? 0;
     message.preprocessingJson = object.preprocessingJson ?? "";
+    message.studyDefinitionJson = object.studyDefinitionJson ?? "";
+    message.cohort = object.cohort?.map((e) => e) || [];
     return message;
   },
 };
@@ -1840,6 +2258,7 @@ function createBaseEvaluateTask(): EvaluateTask {
     globalModel: undefined,
     preprocessingJson: "",
     bins: 0,
+    studyDefinitionJson: "",
   };
 }
 
@@ -1868,6 +2287,9 @@ export const EvaluateTask: MessageFns<EvaluateTask> = {
     }
     if (message.bins !== 0) {
       writer.uint32(64).uint32(message.bins);
+    }
+    if (message.studyDefinitionJson !== "") {
+      writer.uint32(74).string(message.studyDefinitionJson);
     }
     return writer;
   },
@@ -1949,6 +2371,14 @@ export const EvaluateTask: MessageFns<EvaluateTask> = {
             message.bins = reader.uint32();
             continue;
           }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.studyDefinitionJson = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1991,6 +2421,11 @@ export const EvaluateTask: MessageFns<EvaluateTask> = {
         ? globalThis.String(object.preprocessing_json)
         : "",
       bins: isSet(object.bins) ? globalThis.Number(object.bins) : 0,
+      studyDefinitionJson: isSet(object.studyDefinitionJson)
+        ? globalThis.String(object.studyDefinitionJson)
+        : isSet(object.study_definition_json)
+        ? globalThis.String(object.study_definition_json)
+        : "",
     };
   },
 
@@ -2020,6 +2455,9 @@ export const EvaluateTask: MessageFns<EvaluateTask> = {
     if (message.bins !== 0) {
       obj.bins = Math.round(message.bins);
     }
+    if (message.studyDefinitionJson !== "") {
+      obj.studyDefinitionJson = message.studyDefinitionJson;
+    }
     return obj;
   },
 
@@ -2040,6 +2478,7 @@ export const EvaluateTask: MessageFns<EvaluateTask> = {
       : undefined;
     message.preprocessingJson = object.preprocessingJson ?? "";
     message.bins = object.bins ?? 0;
+    message.studyDefinitionJson = object.studyDefinitionJson ?? "";
     return message;
   },
 };
@@ -2170,7 +2609,7 @@ export const StudyClosed: MessageFns<StudyClosed> = {
 };
 
 function createBaseModelRef(): ModelRef {
-  return { studyId: "", round: 0, kind: 0, sha256: "", sizeBytes: 0, parameterCount: 0 };
+  return { studyId: "", round: 0, kind: 0, sha256: "", sizeBytes: 0, parameterCount: 0, cohort: [], contributors: [] };
 }
 
 export const ModelRef: MessageFns<ModelRef> = {
@@ -2192,6 +2631,12 @@ export const ModelRef: MessageFns<ModelRef> = {
     }
     if (message.parameterCount !== 0) {
       writer.uint32(48).uint32(message.parameterCount);
+    }
+    for (const v of message.cohort) {
+      writer.uint32(58).string(v!);
+    }
+    for (const v of message.contributors) {
+      writer.uint32(66).string(v!);
     }
     return writer;
   },
@@ -2257,6 +2702,22 @@ export const ModelRef: MessageFns<ModelRef> = {
             message.parameterCount = reader.uint32();
             continue;
           }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.cohort.push(reader.string());
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.contributors.push(reader.string());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2289,6 +2750,12 @@ export const ModelRef: MessageFns<ModelRef> = {
         : isSet(object.parameter_count)
         ? globalThis.Number(object.parameter_count)
         : 0,
+      cohort: globalThis.Array.isArray(object?.cohort)
+        ? object.cohort.map((e: any) => globalThis.String(e))
+        : [],
+      contributors: globalThis.Array.isArray(object?.contributors)
+        ? object.contributors.map((e: any) => globalThis.String(e))
+        : [],
     };
   },
 
@@ -2312,6 +2779,12 @@ export const ModelRef: MessageFns<ModelRef> = {
     if (message.parameterCount !== 0) {
       obj.parameterCount = Math.round(message.parameterCount);
     }
+    if (message.cohort?.length) {
+      obj.cohort = message.cohort;
+    }
+    if (message.contributors?.length) {
+      obj.contributors = message.contributors;
+    }
     return obj;
   },
 
@@ -2326,6 +2799,8 @@ export const ModelRef: MessageFns<ModelRef> = {
     message.sha256 = object.sha256 ?? "";
     message.sizeBytes = object.sizeBytes ?? 0;
     message.parameterCount = object.parameterCount ?? 0;
+    message.cohort = object.cohort?.map((e) => e) || [];
+    message.contributors = object.contributors?.map((e) => e) || [];
     return message;
   },
 };
@@ -2891,7 +3366,16 @@ export const UpdateChunk: MessageFns<UpdateChunk> = {
 };
 
 function createBaseUploadReceipt(): UploadReceipt {
-  return { studyId: "", round: 0, sha256: "", receivedBytes: 0, receivedAtUnixMs: 0 };
+  return {
+    studyId: "",
+    round: 0,
+    sha256: "",
+    receivedBytes: 0,
+    receivedAtUnixMs: 0,
+    auditSeq: 0,
+    signature: "",
+    certificatePem: "",
+  };
 }
 
 export const UploadReceipt: MessageFns<UploadReceipt> = {
@@ -2910,6 +3394,15 @@ export const UploadReceipt: MessageFns<UploadReceipt> = {
     }
     if (message.receivedAtUnixMs !== 0) {
       writer.uint32(40).int64(message.receivedAtUnixMs);
+    }
+    if (message.auditSeq !== 0) {
+      writer.uint32(48).uint64(message.auditSeq);
+    }
+    if (message.signature !== "") {
+      writer.uint32(58).string(message.signature);
+    }
+    if (message.certificatePem !== "") {
+      writer.uint32(66).string(message.certificatePem);
     }
     return writer;
   },
@@ -2967,6 +3460,30 @@ export const UploadReceipt: MessageFns<UploadReceipt> = {
             message.receivedAtUnixMs = longToNumber(reader.int64());
             continue;
           }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.auditSeq = longToNumber(reader.uint64());
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.signature = reader.string();
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.certificatePem = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2998,6 +3515,17 @@ export const UploadReceipt: MessageFns<UploadReceipt> = {
         : isSet(object.received_at_unix_ms)
         ? globalThis.Number(object.received_at_unix_ms)
         : 0,
+      auditSeq: isSet(object.auditSeq)
+        ? globalThis.Number(object.auditSeq)
+        : isSet(object.audit_seq)
+        ? globalThis.Number(object.audit_seq)
+        : 0,
+      signature: isSet(object.signature) ? globalThis.String(object.signature) : "",
+      certificatePem: isSet(object.certificatePem)
+        ? globalThis.String(object.certificatePem)
+        : isSet(object.certificate_pem)
+        ? globalThis.String(object.certificate_pem)
+        : "",
     };
   },
 
@@ -3018,6 +3546,15 @@ export const UploadReceipt: MessageFns<UploadReceipt> = {
     if (message.receivedAtUnixMs !== 0) {
       obj.receivedAtUnixMs = Math.round(message.receivedAtUnixMs);
     }
+    if (message.auditSeq !== 0) {
+      obj.auditSeq = Math.round(message.auditSeq);
+    }
+    if (message.signature !== "") {
+      obj.signature = message.signature;
+    }
+    if (message.certificatePem !== "") {
+      obj.certificatePem = message.certificatePem;
+    }
     return obj;
   },
 
@@ -3031,6 +3568,9 @@ export const UploadReceipt: MessageFns<UploadReceipt> = {
     message.sha256 = object.sha256 ?? "";
     message.receivedBytes = object.receivedBytes ?? 0;
     message.receivedAtUnixMs = object.receivedAtUnixMs ?? 0;
+    message.auditSeq = object.auditSeq ?? 0;
+    message.signature = object.signature ?? "";
+    message.certificatePem = object.certificatePem ?? "";
     return message;
   },
 };
@@ -3456,6 +3996,7 @@ function createBaseEvaluationReport(): EvaluationReport {
     negatives: [],
     backend: "",
     seconds: 0,
+    figures: undefined,
   };
 }
 
@@ -3499,6 +4040,9 @@ export const EvaluationReport: MessageFns<EvaluationReport> = {
     }
     if (message.seconds !== 0) {
       writer.uint32(73).double(message.seconds);
+    }
+    if (message.figures !== undefined) {
+      EvaluationFigures.encode(message.figures, writer.uint32(82).fork()).join();
     }
     return writer;
   },
@@ -3618,6 +4162,14 @@ export const EvaluationReport: MessageFns<EvaluationReport> = {
             message.seconds = reader.double();
             continue;
           }
+          case 10: {
+            if (tag !== 82) {
+              break;
+            }
+
+            message.figures = EvaluationFigures.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -3655,6 +4207,7 @@ export const EvaluationReport: MessageFns<EvaluationReport> = {
         : [],
       backend: isSet(object.backend) ? globalThis.String(object.backend) : "",
       seconds: isSet(object.seconds) ? globalThis.Number(object.seconds) : 0,
+      figures: isSet(object.figures) ? EvaluationFigures.fromJSON(object.figures) : undefined,
     };
   },
 
@@ -3687,6 +4240,9 @@ export const EvaluationReport: MessageFns<EvaluationReport> = {
     if (message.seconds !== 0) {
       obj.seconds = floatToJson(message.seconds);
     }
+    if (message.figures !== undefined) {
+      obj.figures = EvaluationFigures.toJSON(message.figures);
+    }
     return obj;
   },
 
@@ -3704,6 +4260,169 @@ export const EvaluationReport: MessageFns<EvaluationReport> = {
     message.negatives = object.negatives?.map((e) => e) || [];
     message.backend = object.backend ?? "";
     message.seconds = object.seconds ?? 0;
+    message.figures = (object.figures !== undefined && object.figures !== null)
+      ? EvaluationFigures.fromPartial(object.figures)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseEvaluationFigures(): EvaluationFigures {
+  return {
+    accuracy: undefined,
+    balancedAccuracy: undefined,
+    sensitivity: undefined,
+    specificity: undefined,
+    f1: undefined,
+    auc: undefined,
+  };
+}
+
+export const EvaluationFigures: MessageFns<EvaluationFigures> = {
+  encode(message: EvaluationFigures, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.accuracy !== undefined) {
+      writer.uint32(9).double(message.accuracy);
+    }
+    if (message.balancedAccuracy !== undefined) {
+      writer.uint32(17).double(message.balancedAccuracy);
+    }
+    if (message.sensitivity !== undefined) {
+      writer.uint32(25).double(message.sensitivity);
+    }
+    if (message.specificity !== undefined) {
+      writer.uint32(33).double(message.specificity);
+    }
+    if (message.f1 !== undefined) {
+      writer.uint32(41).double(message.f1);
+    }
+    if (message.auc !== undefined) {
+      writer.uint32(49).double(message.auc);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): EvaluationFigures {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseEvaluationFigures();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 9) {
+              break;
+            }
+
+            message.accuracy = reader.double();
+            continue;
+          }
+          case 2: {
+            if (tag !== 17) {
+              break;
+            }
+
+            message.balancedAccuracy = reader.double();
+            continue;
+          }
+          case 3: {
+            if (tag !== 25) {
+              break;
+            }
+
+            message.sensitivity = reader.double();
+            continue;
+          }
+          case 4: {
+            if (tag !== 33) {
+              break;
+            }
+
+            message.specificity = reader.double();
+            continue;
+          }
+          case 5: {
+            if (tag !== 41) {
+              break;
+            }
+
+            message.f1 = reader.double();
+            continue;
+          }
+          case 6: {
+            if (tag !== 49) {
+              break;
+            }
+
+            message.auc = reader.double();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): EvaluationFigures {
+    return {
+      accuracy: isSet(object.accuracy) ? globalThis.Number(object.accuracy) : undefined,
+      balancedAccuracy: isSet(object.balancedAccuracy)
+        ? globalThis.Number(object.balancedAccuracy)
+        : isSet(object.balanced_accuracy)
+        ? globalThis.Number(object.balanced_accuracy)
+        : undefined,
+      sensitivity: isSet(object.sensitivity) ? globalThis.Number(object.sensitivity) : undefined,
+      specificity: isSet(object.specificity) ? globalThis.Number(object.specificity) : undefined,
+      f1: isSet(object.f1) ? globalThis.Number(object.f1) : undefined,
+      auc: isSet(object.auc) ? globalThis.Number(object.auc) : undefined,
+    };
+  },
+
+  toJSON(message: EvaluationFigures): unknown {
+    const obj: any = {};
+    if (message.accuracy !== undefined) {
+      obj.accuracy = floatToJson(message.accuracy);
+    }
+    if (message.balancedAccuracy !== undefined) {
+      obj.balancedAccuracy = floatToJson(message.balancedAccuracy);
+    }
+    if (message.sensitivity !== undefined) {
+      obj.sensitivity = floatToJson(message.sensitivity);
+    }
+    if (message.specificity !== undefined) {
+      obj.specificity = floatToJson(message.specificity);
+    }
+    if (message.f1 !== undefined) {
+      obj.f1 = floatToJson(message.f1);
+    }
+    if (message.auc !== undefined) {
+      obj.auc = floatToJson(message.auc);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<EvaluationFigures>, I>>(base?: I): EvaluationFigures {
+    return EvaluationFigures.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<EvaluationFigures>, I>>(object: I): EvaluationFigures {
+    const message = createBaseEvaluationFigures();
+    message.accuracy = object.accuracy ?? undefined;
+    message.balancedAccuracy = object.balancedAccuracy ?? undefined;
+    message.sensitivity = object.sensitivity ?? undefined;
+    message.specificity = object.specificity ?? undefined;
+    message.f1 = object.f1 ?? undefined;
+    message.auc = object.auc ?? undefined;
     return message;
   },
 };
@@ -4656,6 +5375,548 @@ export const DatasetSummaryAck: MessageFns<DatasetSummaryAck> = {
   },
 };
 
+function createBaseListStudiesRequest(): ListStudiesRequest {
+  return {};
+}
+
+export const ListStudiesRequest: MessageFns<ListStudiesRequest> = {
+  encode(_: ListStudiesRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListStudiesRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListStudiesRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(_: any): ListStudiesRequest {
+    return {};
+  },
+
+  toJSON(_: ListStudiesRequest): unknown {
+    const obj: any = {};
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ListStudiesRequest>, I>>(base?: I): ListStudiesRequest {
+    return ListStudiesRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ListStudiesRequest>, I>>(_: I): ListStudiesRequest {
+    const message = createBaseListStudiesRequest();
+    return message;
+  },
+};
+
+function createBaseOfferedStudy(): OfferedStudy {
+  return {
+    studyId: "",
+    name: "",
+    owner: "",
+    status: "",
+    studyHash: "",
+    studyDefinitionJson: "",
+    createdAtUnixMs: 0,
+    currentRound: 0,
+  };
+}
+
+export const OfferedStudy: MessageFns<OfferedStudy> = {
+  encode(message: OfferedStudy, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.studyId !== "") {
+      writer.uint32(10).string(message.studyId);
+    }
+    if (message.name !== "") {
+      writer.uint32(18).string(message.name);
+    }
+    if (message.owner !== "") {
+      writer.uint32(26).string(message.owner);
+    }
+    if (message.status !== "") {
+      writer.uint32(34).string(message.status);
+    }
+    if (message.studyHash !== "") {
+      writer.uint32(42).string(message.studyHash);
+    }
+    if (message.studyDefinitionJson !== "") {
+      writer.uint32(50).string(message.studyDefinitionJson);
+    }
+    if (message.createdAtUnixMs !== 0) {
+      writer.uint32(56).int64(message.createdAtUnixMs);
+    }
+    if (message.currentRound !== 0) {
+      writer.uint32(64).uint32(message.currentRound);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): OfferedStudy {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseOfferedStudy();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.studyId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.owner = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.status = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.studyHash = reader.string();
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.studyDefinitionJson = reader.string();
+            continue;
+          }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.createdAtUnixMs = longToNumber(reader.int64());
+            continue;
+          }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.currentRound = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): OfferedStudy {
+    return {
+      studyId: isSet(object.studyId)
+        ? globalThis.String(object.studyId)
+        : isSet(object.study_id)
+        ? globalThis.String(object.study_id)
+        : "",
+      name: isSet(object.name) ? globalThis.String(object.name) : "",
+      owner: isSet(object.owner) ? globalThis.String(object.owner) : "",
+      status: isSet(object.status) ? globalThis.String(object.status) : "",
+      studyHash: isSet(object.studyHash)
+        ? globalThis.String(object.studyHash)
+        : isSet(object.study_hash)
+        ? globalThis.String(object.study_hash)
+        : "",
+      studyDefinitionJson: isSet(object.studyDefinitionJson)
+        ? globalThis.String(object.studyDefinitionJson)
+        : isSet(object.study_definition_json)
+        ? globalThis.String(object.study_definition_json)
+        : "",
+      createdAtUnixMs: isSet(object.createdAtUnixMs)
+        ? globalThis.Number(object.createdAtUnixMs)
+        : isSet(object.created_at_unix_ms)
+        ? globalThis.Number(object.created_at_unix_ms)
+        : 0,
+      currentRound: isSet(object.currentRound)
+        ? globalThis.Number(object.currentRound)
+        : isSet(object.current_round)
+        ? globalThis.Number(object.current_round)
+        : 0,
+    };
+  },
+
+  toJSON(message: OfferedStudy): unknown {
+    const obj: any = {};
+    if (message.studyId !== "") {
+      obj.studyId = message.studyId;
+    }
+    if (message.name !== "") {
+      obj.name = message.name;
+    }
+    if (message.owner !== "") {
+      obj.owner = message.owner;
+    }
+    if (message.status !== "") {
+      obj.status = message.status;
+    }
+    if (message.studyHash !== "") {
+      obj.studyHash = message.studyHash;
+    }
+    if (message.studyDefinitionJson !== "") {
+      obj.studyDefinitionJson = message.studyDefinitionJson;
+    }
+    if (message.createdAtUnixMs !== 0) {
+      obj.createdAtUnixMs = Math.round(message.createdAtUnixMs);
+    }
+    if (message.currentRound !== 0) {
+      obj.currentRound = Math.round(message.currentRound);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<OfferedStudy>, I>>(base?: I): OfferedStudy {
+    return OfferedStudy.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<OfferedStudy>, I>>(object: I): OfferedStudy {
+    const message = createBaseOfferedStudy();
+    message.studyId = object.studyId ?? "";
+    message.name = object.name ?? "";
+    message.owner = object.owner ?? "";
+    message.status = object.status ?? "";
+    message.studyHash = object.studyHash ?? "";
+    message.studyDefinitionJson = object.studyDefinitionJson ?? "";
+    message.createdAtUnixMs = object.createdAtUnixMs ?? 0;
+    message.currentRound = object.currentRound ?? 0;
+    return message;
+  },
+};
+
+function createBaseListStudiesResponse(): ListStudiesResponse {
+  return { studies: [] };
+}
+
+export const ListStudiesResponse: MessageFns<ListStudiesResponse> = {
+  encode(message: ListStudiesResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.studies) {
+      OfferedStudy.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListStudiesResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListStudiesResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.studies.push(OfferedStudy.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ListStudiesResponse {
+    return {
+      studies: globalThis.Array.isArray(object?.studies)
+        ? object.studies.map((e: any) => OfferedStudy.fromJSON(e))
+        : [],
+    };
+  },
+
+  toJSON(message: ListStudiesResponse): unknown {
+    const obj: any = {};
+    if (message.studies?.length) {
+      obj.studies = message.studies.map((e) => OfferedStudy.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ListStudiesResponse>, I>>(base?: I): ListStudiesResponse {
+    return ListStudiesResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ListStudiesResponse>, I>>(object: I): ListStudiesResponse {
+    const message = createBaseListStudiesResponse();
+    message.studies = object.studies?.map((e) => OfferedStudy.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseRefusal(): Refusal {
+  return { studyId: "", round: 0, task: 0, reason: 0, message: "", studyHash: "" };
+}
+
+export const Refusal: MessageFns<Refusal> = {
+  encode(message: Refusal, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.studyId !== "") {
+      writer.uint32(10).string(message.studyId);
+    }
+    if (message.round !== 0) {
+      writer.uint32(16).uint32(message.round);
+    }
+    if (message.task !== 0) {
+      writer.uint32(24).int32(message.task);
+    }
+    if (message.reason !== 0) {
+      writer.uint32(32).int32(message.reason);
+    }
+    if (message.message !== "") {
+      writer.uint32(42).string(message.message);
+    }
+    if (message.studyHash !== "") {
+      writer.uint32(50).string(message.studyHash);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Refusal {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRefusal();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.studyId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.round = reader.uint32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.task = reader.int32() as any;
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.reason = reader.int32() as any;
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.message = reader.string();
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.studyHash = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): Refusal {
+    return {
+      studyId: isSet(object.studyId)
+        ? globalThis.String(object.studyId)
+        : isSet(object.study_id)
+        ? globalThis.String(object.study_id)
+        : "",
+      round: isSet(object.round) ? globalThis.Number(object.round) : 0,
+      task: isSet(object.task) ? taskKindFromJSON(object.task) : 0,
+      reason: isSet(object.reason) ? refusalReasonFromJSON(object.reason) : 0,
+      message: isSet(object.message) ? globalThis.String(object.message) : "",
+      studyHash: isSet(object.studyHash)
+        ? globalThis.String(object.studyHash)
+        : isSet(object.study_hash)
+        ? globalThis.String(object.study_hash)
+        : "",
+    };
+  },
+
+  toJSON(message: Refusal): unknown {
+    const obj: any = {};
+    if (message.studyId !== "") {
+      obj.studyId = message.studyId;
+    }
+    if (message.round !== 0) {
+      obj.round = Math.round(message.round);
+    }
+    if (message.task !== 0) {
+      obj.task = taskKindToJSON(message.task);
+    }
+    if (message.reason !== 0) {
+      obj.reason = refusalReasonToJSON(message.reason);
+    }
+    if (message.message !== "") {
+      obj.message = message.message;
+    }
+    if (message.studyHash !== "") {
+      obj.studyHash = message.studyHash;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<Refusal>, I>>(base?: I): Refusal {
+    return Refusal.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<Refusal>, I>>(object: I): Refusal {
+    const message = createBaseRefusal();
+    message.studyId = object.studyId ?? "";
+    message.round = object.round ?? 0;
+    message.task = object.task ?? 0;
+    message.reason = object.reason ?? 0;
+    message.message = object.message ?? "";
+    message.studyHash = object.studyHash ?? "";
+    return message;
+  },
+};
+
+function createBaseRefusalAck(): RefusalAck {
+  return {};
+}
+
+export const RefusalAck: MessageFns<RefusalAck> = {
+  encode(_: RefusalAck, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RefusalAck {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRefusalAck();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(_: any): RefusalAck {
+    return {};
+  },
+
+  toJSON(_: RefusalAck): unknown {
+    const obj: any = {};
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<RefusalAck>, I>>(base?: I): RefusalAck {
+    return RefusalAck.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<RefusalAck>, I>>(_: I): RefusalAck {
+    const message = createBaseRefusalAck();
+    return message;
+  },
+};
+
 /**
  * FederationService is the service a site agent talks to. A site's identity is never a field of these messages:
  * the coordinator derives it from the connection (the TLS client certificate under mutual TLS; the
@@ -4763,6 +6024,33 @@ export const FederationServiceService = {
     responseSerialize: (value: DatasetSummaryAck): Buffer => Buffer.from(DatasetSummaryAck.encode(value).finish()),
     responseDeserialize: (value: Buffer): DatasetSummaryAck => DatasetSummaryAck.decode(value),
   },
+  /**
+   * ListStudies lists the studies offered to the calling site (those not restricted to other sites), each with its
+   * canonical definition and hash, so the hospital can review and approve a study before it starts.
+   */
+  listStudies: {
+    path: "/federa.v1.FederationService/ListStudies" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ListStudiesRequest): Buffer => Buffer.from(ListStudiesRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ListStudiesRequest => ListStudiesRequest.decode(value),
+    responseSerialize: (value: ListStudiesResponse): Buffer => Buffer.from(ListStudiesResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ListStudiesResponse => ListStudiesResponse.decode(value),
+  },
+  /**
+   * ReportRefusal says the site's policy refused a task: the hospital did not approve the study, the definition
+   * does not match its hash, the study or round breaks the site policy, or a published aggregate was not a sum of
+   * enough contributions. A refused train task counts as the site's answer for the round (it closes without it).
+   */
+  reportRefusal: {
+    path: "/federa.v1.FederationService/ReportRefusal" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: Refusal): Buffer => Buffer.from(Refusal.encode(value).finish()),
+    requestDeserialize: (value: Buffer): Refusal => Refusal.decode(value),
+    responseSerialize: (value: RefusalAck): Buffer => Buffer.from(RefusalAck.encode(value).finish()),
+    responseDeserialize: (value: Buffer): RefusalAck => RefusalAck.decode(value),
+  },
 } as const;
 
 export interface FederationServiceServer extends UntypedServiceImplementation {
@@ -4801,6 +6089,17 @@ export interface FederationServiceServer extends UntypedServiceImplementation {
    * coordinator keeps each site's latest summary for the operators and researchers.
    */
   reportDatasetSummary: handleUnaryCall<DatasetSummary, DatasetSummaryAck>;
+  /**
+   * ListStudies lists the studies offered to the calling site (those not restricted to other sites), each with its
+   * canonical definition and hash, so the hospital can review and approve a study before it starts.
+   */
+  listStudies: handleUnaryCall<ListStudiesRequest, ListStudiesResponse>;
+  /**
+   * ReportRefusal says the site's policy refused a task: the hospital did not approve the study, the definition
+   * does not match its hash, the study or round breaks the site policy, or a published aggregate was not a sum of
+   * enough contributions. A refused train task counts as the site's answer for the round (it closes without it).
+   */
+  reportRefusal: handleUnaryCall<Refusal, RefusalAck>;
 }
 
 export interface FederationServiceClient extends Client {
@@ -4933,6 +6232,45 @@ export interface FederationServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: DatasetSummaryAck) => void,
+  ): ClientUnaryCall;
+  /**
+   * ListStudies lists the studies offered to the calling site (those not restricted to other sites), each with its
+   * canonical definition and hash, so the hospital can review and approve a study before it starts.
+   */
+  listStudies(
+    request: ListStudiesRequest,
+    callback: (error: ServiceError | null, response: ListStudiesResponse) => void,
+  ): ClientUnaryCall;
+  listStudies(
+    request: ListStudiesRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ListStudiesResponse) => void,
+  ): ClientUnaryCall;
+  listStudies(
+    request: ListStudiesRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ListStudiesResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * ReportRefusal says the site's policy refused a task: the hospital did not approve the study, the definition
+   * does not match its hash, the study or round breaks the site policy, or a published aggregate was not a sum of
+   * enough contributions. A refused train task counts as the site's answer for the round (it closes without it).
+   */
+  reportRefusal(
+    request: Refusal,
+    callback: (error: ServiceError | null, response: RefusalAck) => void,
+  ): ClientUnaryCall;
+  reportRefusal(
+    request: Refusal,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: RefusalAck) => void,
+  ): ClientUnaryCall;
+  reportRefusal(
+    request: Refusal,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: RefusalAck) => void,
   ): ClientUnaryCall;
 }
 

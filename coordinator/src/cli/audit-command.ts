@@ -1,0 +1,175 @@
+import { readFile, writeFile } from 'node:fs/promises';
+import { parseArgs } from 'node:util';
+import {
+  auditCheckpointSchema,
+  auditRecordSchema,
+  formatAuditBundleVerification,
+  formatAuditVerification,
+  formatLedgerVerification,
+  formatReconcileReport,
+  parseAuditBundle,
+  parseLedgerText,
+  reconcileLedger,
+  verifyAuditBundle,
+  verifyAuditChain,
+  verifyParsedLedger,
+  type AuditCheckpoint,
+  type AuditRecord,
+} from '@federa/shared';
+import { z } from 'zod';
+import { AuditLog } from '../audit/audit-log.js';
+import { openDatabase } from '../persistence/index.js';
+import { CliUsageError, type CliIo } from './io.js';
+
+export const AUDIT_USAGE = `federa audit verify (--bundle FILE --ca ca.pem | --url URL --token TOKEN [--ca ca.pem]
+                     | --data-dir DIR [--database-url URL] [--ca ca.pem]) [--json]
+                    check the audit log's hash chain and signed checkpoints; names the first bad record
+                    (exit 1 when anything is wrong). A bundle is checked with nothing but the CA certificate.
+federa audit export --url URL --token TOKEN --out FILE
+                    a signed JSON Lines bundle of every record and checkpoint (auditor or admin token)
+federa audit reconcile --ledger LEDGER (--bundle FILE --ca ca.pem | --url URL --token TOKEN [--ca ca.pem]) [--json]
+                    match a site's privacy ledger with the coordinator's records and signed receipts:
+                    missing, extra (forged) and altered entries with their ledger lines and audit seqs
+URL is the coordinator's REST address (e.g. http://127.0.0.1:8080); TOKEN may come from FEDERA_TOKEN.
+`;
+
+const options = {
+  bundle: { type: 'string' },
+  ca: { type: 'string' },
+  url: { type: 'string' },
+  token: { type: 'string' },
+  'data-dir': { type: 'string' },
+  'database-url': { type: 'string' },
+  ledger: { type: 'string' },
+  out: { type: 'string' },
+  json: { type: 'boolean', default: false },
+} as const;
+
+type Values = ReturnType<typeof parseArgs<{ options: typeof options; strict: true }>>['values'];
+
+/** `federa audit ...` for auditors: everything is checked here, with the CA, never taken on the coordinator's word. */
+export async function auditCommand(argv: string[], io: CliIo): Promise<number> {
+  const [action, ...rest] = argv;
+  const { values } = parseArgs({ args: rest, strict: true, options });
+  switch (action) {
+    case 'verify':
+      return verify(values, io);
+    case 'export':
+      return exportBundle(values, io);
+    case 'reconcile':
+      return reconcile(values, io);
+    default:
+      throw new CliUsageError(`audit needs "verify", "export" or "reconcile", got ${action === undefined ? 'nothing' : `"${action}"`}`, AUDIT_USAGE);
+  }
+}
+
+async function verify(values: Values, io: CliIo): Promise<number> {
+  const caPem = values.ca ? await readText(values.ca, 'CA certificate') : undefined;
+  if (values.bundle) {
+    if (!caPem) throw new CliUsageError('audit verify --bundle needs --ca ca.pem (the consortium CA certificate)', AUDIT_USAGE);
+    const result = verifyAuditBundle(await readText(values.bundle, 'audit bundle'), caPem);
+    io.stdout(values.json ? `${JSON.stringify(result, null, 2)}\n` : `${formatAuditBundleVerification(result)}\n`);
+    return result.ok ? 0 : 1;
+  }
+  const { records, checkpoints } = await auditSource(values, io);
+  const result = verifyAuditChain(records, { checkpoints, ...(caPem ? { caPem } : {}) });
+  io.stdout(values.json ? `${JSON.stringify(result, null, 2)}\n` : `${formatAuditVerification(result)}\n`);
+  if (!caPem && !values.json) io.stderr('checkpoint certificates were not checked against the consortium CA; pass --ca ca.pem to do so\n');
+  return result.ok ? 0 : 1;
+}
+
+async function exportBundle(values: Values, io: CliIo): Promise<number> {
+  if (!values.out) throw new CliUsageError('audit export needs --out FILE', AUDIT_USAGE);
+  const { url, token } = remote(values, io);
+  const response = await fetch(`${url}/api/v1/audit/export`, { headers: { authorization: `Bearer ${token}` } });
+  if (!response.ok) throw new Error(`the coordinator refused the export: ${response.status} ${await response.text()}`);
+  const text = await response.text();
+  const parsed = parseAuditBundle(text);
+  await writeFile(values.out, text);
+  io.stdout(`wrote ${values.out}: ${parsed.records.length} records and ${parsed.checkpoints.length} checkpoints of consortium ${parsed.header.consortium}, signed at ${parsed.header.exportedAt}\n`);
+  io.stdout(`verify it offline with: federa audit verify --bundle ${values.out} --ca ca.pem\n`);
+  return 0;
+}
+
+async function reconcile(values: Values, io: CliIo): Promise<number> {
+  if (!values.ledger) throw new CliUsageError('audit reconcile needs --ledger LEDGER (the site\'s ledger.jsonl)', AUDIT_USAGE);
+  const caPem = values.ca ? await readText(values.ca, 'CA certificate') : undefined;
+  const ledgerText = await readText(values.ledger, 'site ledger');
+  const parsedLedger = parseLedgerText(ledgerText);
+  const ledger = verifyParsedLedger(parsedLedger, caPem ? { caPem } : {}, values.ledger);
+  let records: AuditRecord[];
+  let chain;
+  if (values.bundle) {
+    if (!caPem) throw new CliUsageError('audit reconcile --bundle needs --ca ca.pem (the consortium CA certificate)', AUDIT_USAGE);
+    const bundleText = await readText(values.bundle, 'audit bundle');
+    chain = verifyAuditBundle(bundleText, caPem);
+    records = parseAuditBundle(bundleText).records;
+  } else {
+    const source = await auditSource(values, io);
+    records = source.records;
+    chain = verifyAuditChain(records, { checkpoints: source.checkpoints, ...(caPem ? { caPem } : {}) });
+  }
+  const siteId = parsedLedger.entries[0]?.siteId;
+  if (!siteId) throw new Error(`${values.ledger} holds no readable ledger entry`);
+  const report = reconcileLedger(parsedLedger.entries, records.filter((r) => r.siteId === siteId), { siteId, ...(caPem ? { caPem } : {}) });
+  const ok = report.ok && ledger.ok && chain.ok;
+  if (values.json) io.stdout(`${JSON.stringify({ ok, ledger, audit: chain, reconciliation: report }, null, 2)}\n`);
+  else {
+    io.stdout(`site ledger: ${formatLedgerVerification(ledger)}\n`);
+    io.stdout(`coordinator audit log: ${values.bundle ? formatAuditBundleVerification(chain as ReturnType<typeof verifyAuditBundle>) : formatAuditVerification(chain)}\n`);
+    io.stdout(`${formatReconcileReport(report)}\n`);
+  }
+  return ok ? 0 : 1;
+}
+
+/** The audit records and checkpoints, from a running coordinator (REST) or straight from its database. */
+async function auditSource(values: Values, io: CliIo): Promise<{ records: AuditRecord[]; checkpoints: AuditCheckpoint[] }> {
+  if (values.url || io.env.FEDERA_URL) {
+    const { url, token } = remote(values, io);
+    const get = async (path: string): Promise<unknown> => {
+      const response = await fetch(`${url}/api/v1/audit/${path}`, { headers: { authorization: `Bearer ${token}` } });
+      if (!response.ok) throw new Error(`GET /api/v1/audit/${path}: ${response.status} ${await response.text()}`);
+      return response.json();
+    };
+    const records: AuditRecord[] = [];
+    let after = 0;
+    for (;;) {
+      const page = z
+        .object({ records: z.array(auditRecordSchema), nextAfterSeq: z.int().nullable() })
+        .parse(await get(`records?afterSeq=${after}&limit=1000`));
+      records.push(...page.records);
+      if (page.nextAfterSeq === null) break;
+      after = page.nextAfterSeq;
+    }
+    const checkpoints = z.array(auditCheckpointSchema).parse(await get('checkpoints'));
+    return { records, checkpoints };
+  }
+  const dataDir = values['data-dir'] ?? io.env.FEDERA_DATA_DIR;
+  const databaseUrl = values['database-url'] ?? io.env.DATABASE_URL;
+  if (!dataDir && !databaseUrl) {
+    throw new CliUsageError('give the audit log to check: --bundle FILE, --url URL --token TOKEN, or --data-dir DIR', AUDIT_USAGE);
+  }
+  const db = await openDatabase({ dataDir: dataDir ?? '.federa/coordinator', databaseUrl });
+  try {
+    const audit = new AuditLog(db, null);
+    return { records: await audit.records(), checkpoints: await audit.checkpoints() };
+  } finally {
+    await db.close();
+  }
+}
+
+function remote(values: Values, io: CliIo): { url: string; token: string } {
+  const url = (values.url ?? io.env.FEDERA_URL)?.replace(/\/+$/, '');
+  const token = values.token ?? io.env.FEDERA_TOKEN;
+  if (!url) throw new CliUsageError('give the coordinator\'s REST address with --url (e.g. http://127.0.0.1:8080)', AUDIT_USAGE);
+  if (!token) throw new CliUsageError('give an auditor or admin token with --token or FEDERA_TOKEN', AUDIT_USAGE);
+  return { url, token };
+}
+
+async function readText(path: string, what: string): Promise<string> {
+  try {
+    return await readFile(path, 'utf8');
+  } catch (error) {
+    throw new Error(`cannot read the ${what} ${path}: ${(error as Error).message}`);
+  }
+}

@@ -1,0 +1,175 @@
+import { randomUUID } from 'node:crypto';
+import { Inject, Injectable } from '@nestjs/common';
+import { createLogger, federation } from '@federa/shared';
+import { DATABASE } from '../app/tokens.js';
+import { FederationError, GrpcStatus } from '../federation/federation-error.js';
+import type { Database } from '../persistence/index.js';
+import { validateEvaluationReport } from './evaluation.js';
+import { RoundsService } from './rounds.service.js';
+import { definitionOf } from './tasks.js';
+
+const MAX_MESSAGE = 1_000;
+
+/** Refusal reason codes as the coordinator stores and shows them. */
+export const REFUSAL_REASONS: Partial<Record<federation.RefusalReason, string>> = {
+  [federation.RefusalReason.REFUSAL_REASON_NOT_APPROVED]: 'not-approved',
+  [federation.RefusalReason.REFUSAL_REASON_REJECTED]: 'rejected',
+  [federation.RefusalReason.REFUSAL_REASON_DEFINITION_MISMATCH]: 'definition-mismatch',
+  [federation.RefusalReason.REFUSAL_REASON_PLAINTEXT_NOT_ALLOWED]: 'plaintext-not-allowed',
+  [federation.RefusalReason.REFUSAL_REASON_COHORT_TOO_SMALL]: 'cohort-too-small',
+  [federation.RefusalReason.REFUSAL_REASON_TOO_MANY_ROUNDS]: 'too-many-rounds',
+  [federation.RefusalReason.REFUSAL_REASON_AGGREGATE_TOO_FEW_CONTRIBUTIONS]: 'aggregate-too-few-contributions',
+  [federation.RefusalReason.REFUSAL_REASON_AGGREGATE_MISMATCH]: 'aggregate-mismatch',
+  [federation.RefusalReason.REFUSAL_REASON_NOT_IN_COHORT]: 'not-in-cohort',
+  [federation.RefusalReason.REFUSAL_REASON_METRICS_WITHHELD]: 'metrics-withheld',
+};
+
+const FAILURE_REASONS: Partial<Record<federation.FailureReason, string>> = {
+  [federation.FailureReason.FAILURE_REASON_DIVERGED]: 'diverged',
+  [federation.FailureReason.FAILURE_REASON_NO_USABLE_DATA]: 'no-usable-data',
+  [federation.FailureReason.FAILURE_REASON_UNSUPPORTED_TASK]: 'unsupported-task',
+};
+
+/** What sites report besides their updates: metrics, failures, evaluations and policy refusals. */
+@Injectable()
+export class SiteReports {
+  private readonly log = createLogger('site-reports');
+
+  constructor(
+    @Inject(DATABASE) private readonly db: Database,
+    @Inject(RoundsService) private readonly rounds: RoundsService,
+  ) {}
+
+  async recordMetrics(siteId: string, report: federation.MetricsReport): Promise<void> {
+    const kind =
+      report.kind === federation.MetricKind.METRIC_KIND_TRAIN
+        ? 'train'
+        : report.kind === federation.MetricKind.METRIC_KIND_VALIDATION
+          ? 'validation'
+          : undefined;
+    if (!kind) throw new FederationError(GrpcStatus.INVALID_ARGUMENT, 'metrics report needs kind TRAIN or VALIDATION');
+    for (const [name, value] of [
+      ['loss', report.loss],
+      ['accuracy', report.accuracy],
+    ] as const) {
+      if (!Number.isFinite(value)) throw new FederationError(GrpcStatus.INVALID_ARGUMENT, `metrics ${name} is not a finite number`);
+    }
+    if (report.accuracy < 0 || report.accuracy > 1) {
+      throw new FederationError(GrpcStatus.INVALID_ARGUMENT, `metrics accuracy must be within [0, 1], got ${report.accuracy}`);
+    }
+    const round = await this.participantRound(siteId, report.studyId, report.round);
+    const data = { loss: report.loss, accuracy: report.accuracy, samples: report.samples ?? null, reportedAt: new Date() };
+    await this.db.prisma.roundMetric.upsert({
+      where: { roundId_siteId_kind: { roundId: round.id, siteId, kind } },
+      create: { id: randomUUID(), roundId: round.id, siteId, kind, ...data },
+      update: data,
+    });
+  }
+
+  /**
+   * A site that cannot contribute (diverged, no usable data, a task it cannot run) says so; the round stops waiting
+   * for it and closes as soon as the other assigned sites have reported. Nothing it sent is counted.
+   */
+  async recordFailure(siteId: string, failure: federation.RoundFailure): Promise<void> {
+    const reason = FAILURE_REASONS[failure.reason];
+    if (!reason) throw new FederationError(GrpcStatus.INVALID_ARGUMENT, 'round failure needs reason DIVERGED, NO_USABLE_DATA or UNSUPPORTED_TASK');
+    await this.stopWaitingFor(siteId, failure.studyId, failure.round, reason, failure.message.trim().slice(0, MAX_MESSAGE));
+  }
+
+  /**
+   * A site's policy refused a task. A refused train task is the site's answer for the round (it closes without
+   * it); a refused evaluation is not asked again. The refusal shows in the study's status.
+   */
+  async recordRefusal(siteId: string, refusal: federation.Refusal): Promise<void> {
+    const reason = REFUSAL_REASONS[refusal.reason];
+    if (!reason) throw new FederationError(GrpcStatus.INVALID_ARGUMENT, 'refusal needs a reason (NOT_APPROVED, REJECTED, DEFINITION_MISMATCH, ...)');
+    const task =
+      refusal.task === federation.TaskKind.TASK_KIND_TRAIN ? 'train' : refusal.task === federation.TaskKind.TASK_KIND_EVALUATE ? 'evaluate' : undefined;
+    if (!task) throw new FederationError(GrpcStatus.INVALID_ARGUMENT, 'refusal needs task TRAIN or EVALUATE');
+    if (refusal.studyHash !== '' && !/^[0-9a-f]{64}$/.test(refusal.studyHash)) {
+      throw new FederationError(GrpcStatus.INVALID_ARGUMENT, 'refusal study_hash must be empty or a lower-case hex SHA-256');
+    }
+    const message = refusal.message.trim().slice(0, MAX_MESSAGE);
+    const round = await this.participantRound(siteId, refusal.studyId, refusal.round);
+    if (task === 'evaluate') {
+      const asked = await this.db.prisma.roundEvaluation.updateMany({
+        where: { roundId: round.id, siteId, reportedAt: null },
+        data: { refusedReason: reason },
+      });
+      if (asked.count === 0) {
+        throw new FederationError(GrpcStatus.FAILED_PRECONDITION, `site ${siteId} has no open evaluation of round ${refusal.round} of study ${refusal.studyId} to refuse`);
+      }
+    }
+    const data = { reason, message, studyHash: refusal.studyHash, reportedAt: new Date() };
+    await this.db.prisma.siteRefusal.upsert({
+      where: { studyId_round_siteId_task: { studyId: refusal.studyId, round: refusal.round, siteId, task } },
+      create: { id: randomUUID(), studyId: refusal.studyId, round: refusal.round, siteId, task, ...data },
+      update: data,
+    });
+    this.log.warn({ siteId, studyId: refusal.studyId, round: refusal.round, task, reason, message }, 'site policy refused a task');
+    if (task === 'train') await this.stopWaitingFor(siteId, refusal.studyId, refusal.round, `refused: ${reason}`, message);
+  }
+
+  /**
+   * A site's evaluation of a round's published model, checked against the study (its classes, the bins asked for,
+   * consistent shapes) and accepted once per site and round. Refusals name the offending field.
+   */
+  async recordEvaluation(siteId: string, report: federation.EvaluationReport): Promise<void> {
+    const study = await this.db.prisma.study.findUnique({ where: { id: report.studyId } });
+    if (!study) throw new FederationError(GrpcStatus.NOT_FOUND, `study ${report.studyId} does not exist`);
+    const round = await this.participantRound(siteId, report.studyId, report.round);
+    const request = await this.db.prisma.roundEvaluation.findUnique({ where: { roundId_siteId: { roundId: round.id, siteId } } });
+    if (!request) {
+      throw new FederationError(
+        GrpcStatus.FAILED_PRECONDITION,
+        `site ${siteId} was not asked to evaluate round ${report.round} of study ${report.studyId}: a round's model is evaluated once published, by the sites it was made from`,
+      );
+    }
+    const duplicate = new FederationError(
+      GrpcStatus.ALREADY_EXISTS,
+      `site ${siteId} already reported its evaluation of round ${report.round} of study ${report.studyId}; the first report stands`,
+    );
+    if (request.reportedAt) throw duplicate;
+    const validated = validateEvaluationReport(report, { classNames: definitionOf(study).classNames, bins: request.bins });
+    // Conditional on still being unanswered, so two racing reports cannot both be recorded.
+    const recorded = await this.db.prisma.roundEvaluation.updateMany({
+      where: { id: request.id, reportedAt: null },
+      data: {
+        reportedAt: new Date(),
+        ...(validated.kind === 'counts' ? { counts: { ...validated.counts } } : { figures: { ...validated.figures } }),
+        refusedReason: null,
+        backend: report.backend,
+        seconds: report.seconds,
+      },
+    });
+    if (recorded.count === 0) throw duplicate;
+    this.log.info({ siteId, studyId: study.id, round: report.round, shared: validated.kind }, 'evaluation received');
+  }
+
+  private async stopWaitingFor(siteId: string, studyId: string, number: number, reason: string, message: string): Promise<void> {
+    const round = await this.participantRound(siteId, studyId, number);
+    if (round.status !== 'open') {
+      throw new FederationError(GrpcStatus.FAILED_PRECONDITION, `round ${number} of study ${studyId} is ${round.status}`);
+    }
+    const uploaded = await this.db.prisma.updateReceipt.count({ where: { roundId: round.id, siteId } });
+    if (uploaded > 0) {
+      throw new FederationError(GrpcStatus.FAILED_PRECONDITION, `site ${siteId} already uploaded for round ${number}; its update stands`);
+    }
+    await this.db.prisma.roundFailure.upsert({
+      where: { roundId_siteId: { roundId: round.id, siteId } },
+      create: { id: randomUUID(), roundId: round.id, siteId, reason, message },
+      update: { reason, message },
+    });
+    this.log.warn({ siteId, studyId, round: number, reason, message }, 'site cannot contribute to the round');
+    this.rounds.closeRoundSoon(round.studyId, round.id);
+  }
+
+  /** The round, if the calling site was assigned to it; reports come only from participants. */
+  private async participantRound(siteId: string, studyId: string, number: number) {
+    const round = await this.db.prisma.round.findUnique({ where: { studyId_number: { studyId, number } } });
+    if (!round || !round.assignedSites.includes(siteId)) {
+      throw new FederationError(GrpcStatus.PERMISSION_DENIED, `site ${siteId} is not a participant of round ${number} of study ${studyId}`);
+    }
+    return round;
+  }
+}

@@ -1,0 +1,245 @@
+import { createHash, randomUUID } from 'node:crypto';
+import { Inject, Injectable } from '@nestjs/common';
+import { createLogger, federation, parameterCount, receiptSignedBody, SHA256_HEX, signCanonical } from '@federa/shared';
+import { BLOB_STORE, DATABASE } from '../app/tokens.js';
+import { AuditLog } from '../audit/audit-log.js';
+import type { BlobStore } from '../blobs/index.js';
+import { FederationError, GrpcStatus } from '../federation/federation-error.js';
+import type { Database } from '../persistence/index.js';
+import { EncryptedAggregation } from './encrypted-aggregation.js';
+import { RoundsService } from './rounds.service.js';
+import { StudyLocks } from './study-locks.js';
+import { definitionOf, encodingOf } from './tasks.js';
+import { expectedPayloadBytes, validatePlaintextUpdate, type VectorLayout } from './upload-payload.js';
+
+/** An update larger than this is refused before any byte is stored. */
+const MAX_UPLOAD_BYTES = 2 * 1024 ** 3;
+
+interface UploadTarget {
+  studyId: string;
+  roundId: string;
+  layout: VectorLayout;
+}
+
+/**
+ * Receives one site's update: header, data chunks, trailer. Every check that can refuse it runs before anything is
+ * counted, so a bad, late, duplicate or truncated upload leaves the round exactly as it was. An accepted update is
+ * recorded with its audit record in one transaction, and the site gets a receipt signed with the coordinator's key.
+ */
+@Injectable()
+export class UploadReceiver {
+  private readonly log = createLogger('uploads');
+
+  constructor(
+    @Inject(DATABASE) private readonly db: Database,
+    @Inject(BLOB_STORE) private readonly blobs: BlobStore,
+    @Inject(EncryptedAggregation) private readonly encrypted: EncryptedAggregation,
+    @Inject(AuditLog) private readonly audit: AuditLog,
+    @Inject(StudyLocks) private readonly locks: StudyLocks,
+    @Inject(RoundsService) private readonly rounds: RoundsService,
+  ) {}
+
+  async receive(siteId: string, messages: AsyncIterable<federation.UpdateChunk>): Promise<federation.UploadReceipt> {
+    const iterator = messages[Symbol.asyncIterator]();
+    const first = await iterator.next();
+    if (first.done || first.value.part?.$case !== 'header') {
+      throw new FederationError(GrpcStatus.INVALID_ARGUMENT, 'an upload must start with an UpdateHeader message');
+    }
+    const header = first.value.part.value;
+    const target = await this.checkHeader(siteId, header);
+
+    const chunks: Buffer[] = [];
+    const hash = createHash('sha256');
+    let received = 0;
+    let trailer: federation.UpdateTrailer | undefined;
+    for (let next = await iterator.next(); !next.done; next = await iterator.next()) {
+      const part = next.value.part;
+      if (trailer) throw new FederationError(GrpcStatus.INVALID_ARGUMENT, 'the upload continued after its trailer');
+      if (!part || part.$case === 'header') {
+        throw new FederationError(GrpcStatus.INVALID_ARGUMENT, 'after the header an upload carries only data chunks and one trailer');
+      }
+      if (part.$case === 'trailer') {
+        trailer = part.value;
+        continue;
+      }
+      received += part.value.length;
+      if (received > header.totalBytes) {
+        throw new FederationError(GrpcStatus.INVALID_ARGUMENT, `the upload sent more than the ${header.totalBytes} bytes its header announced`);
+      }
+      hash.update(part.value);
+      chunks.push(part.value);
+    }
+    if (!trailer) {
+      throw new FederationError(
+        GrpcStatus.INVALID_ARGUMENT,
+        `the upload ended without its trailer after ${received} of ${header.totalBytes} bytes (truncated stream); nothing was stored`,
+      );
+    }
+    if (received !== header.totalBytes) {
+      throw new FederationError(
+        GrpcStatus.INVALID_ARGUMENT,
+        `the upload carried ${received} bytes but its header announced ${header.totalBytes}; nothing was stored`,
+      );
+    }
+    const digest = hash.digest('hex');
+    if (digest !== trailer.sha256.toLowerCase()) {
+      throw new FederationError(
+        GrpcStatus.DATA_LOSS,
+        `the upload's bytes hash to ${digest} but the site's trailer says ${trailer.sha256}; nothing was stored`,
+      );
+    }
+    const payload = Buffer.concat(chunks, received);
+    try {
+      return await this.accept(siteId, header, target, payload, digest);
+    } catch (error) {
+      if (error instanceof FederationError) error.received = { sha256: digest, bytes: received };
+      throw error;
+    }
+  }
+
+  private async accept(
+    siteId: string,
+    header: federation.UpdateHeader,
+    target: UploadTarget,
+    payload: Buffer,
+    digest: string,
+  ): Promise<federation.UploadReceipt> {
+    const vectorLength = target.layout.parameters + 1 + target.layout.cohort.length;
+    if (header.encoding === federation.UpdateEncoding.UPDATE_ENCODING_PLAINTEXT_F32) {
+      validatePlaintextUpdate(payload, target.layout, siteId);
+    } else {
+      await this.encrypted.validateUpdate(payload, vectorLength);
+    }
+    const blob = await this.blobs.put(payload);
+
+    const accepted = await this.locks.run(target.studyId, async () => {
+      // Re-check under the study's lock: the round may have closed while the bytes were arriving.
+      const round = await this.db.prisma.round.findUnique({ where: { id: target.roundId } });
+      if (!round || round.status !== 'open') {
+        throw new FederationError(
+          GrpcStatus.FAILED_PRECONDITION,
+          `round ${header.round} of study ${header.studyId} closed while the upload was in flight; it was not counted`,
+        );
+      }
+      const existing = await this.db.prisma.updateReceipt.findUnique({ where: { roundId_siteId: { roundId: round.id, siteId } } });
+      if (existing) {
+        throw new FederationError(
+          GrpcStatus.ALREADY_EXISTS,
+          `site ${siteId} already uploaded for round ${header.round} of study ${header.studyId} (sha256 ${existing.sha256}); duplicates are never added`,
+        );
+      }
+      // The same bytes from a second site are a replay (a ciphertext's seed makes honest uploads unique).
+      const replayed = await this.db.prisma.updateReceipt.findFirst({ where: { roundId: round.id, sha256: blob.sha256 } });
+      if (replayed) {
+        throw new FederationError(
+          GrpcStatus.ALREADY_EXISTS,
+          `this exact update (sha256 ${blob.sha256}) was already uploaded for round ${header.round} of study ${header.studyId}; replays are never added`,
+        );
+      }
+      const receivedAt = new Date();
+      const { records } = await this.audit.transaction(async (tx) => {
+        await tx.updateReceipt.create({
+          data: {
+            id: randomUUID(),
+            roundId: round.id,
+            siteId,
+            sha256: blob.sha256,
+            sizeBytes: blob.size,
+            encoding: federation.updateEncodingToJSON(header.encoding),
+            receivedAt,
+          },
+        });
+        return {
+          result: undefined,
+          audit: {
+            kind: 'update.received',
+            actor: `site:${siteId}`,
+            siteId,
+            studyId: target.studyId,
+            round: header.round,
+            details: { message: 'update', sha256: digest, bytes: blob.size, encoding: federation.updateEncodingToJSON(header.encoding) },
+          },
+        };
+      });
+      this.log.info({ siteId, studyId: target.studyId, round: header.round, bytes: blob.size }, 'update received');
+      return { receivedAt, auditSeq: records[0]!.seq };
+    });
+    this.rounds.closeRoundSoon(target.studyId, target.roundId);
+    const unsigned = {
+      siteId,
+      studyId: header.studyId,
+      round: header.round,
+      sha256: blob.sha256,
+      receivedBytes: blob.size,
+      receivedAtUnixMs: accepted.receivedAt.getTime(),
+      auditSeq: accepted.auditSeq,
+    };
+    const signer = this.audit.signer;
+    return {
+      studyId: header.studyId,
+      round: header.round,
+      sha256: blob.sha256,
+      receivedBytes: blob.size,
+      receivedAtUnixMs: unsigned.receivedAtUnixMs,
+      auditSeq: accepted.auditSeq,
+      signature: signer ? signCanonical(receiptSignedBody(unsigned), signer.privateKeyPem) : '',
+      certificatePem: signer?.certificatePem ?? '',
+    };
+  }
+
+  private async checkHeader(siteId: string, header: federation.UpdateHeader): Promise<UploadTarget> {
+    const study = await this.db.prisma.study.findUnique({ where: { id: header.studyId } });
+    if (!study) throw new FederationError(GrpcStatus.NOT_FOUND, `study ${header.studyId} does not exist`);
+    if (study.status !== 'running') {
+      throw new FederationError(GrpcStatus.FAILED_PRECONDITION, `study ${header.studyId} is ${study.status}; it takes no uploads`);
+    }
+    const def = definitionOf(study);
+    const round = await this.db.prisma.round.findUnique({ where: { studyId_number: { studyId: study.id, number: header.round } } });
+    if (!round) throw new FederationError(GrpcStatus.FAILED_PRECONDITION, `round ${header.round} of study ${study.id} has not been opened`);
+    if (round.status !== 'open') {
+      throw new FederationError(
+        GrpcStatus.FAILED_PRECONDITION,
+        `round ${header.round} of study ${study.id} is ${round.status}; late uploads are refused, not added`,
+      );
+    }
+    if (!round.assignedSites.includes(siteId)) {
+      throw new FederationError(GrpcStatus.PERMISSION_DENIED, `site ${siteId} is not a participant of round ${header.round} of study ${study.id}`);
+    }
+    if (round.deadlineAt && round.deadlineAt.getTime() < Date.now()) {
+      throw new FederationError(GrpcStatus.DEADLINE_EXCEEDED, `round ${header.round} of study ${study.id} passed its deadline`);
+    }
+    const expectedEncoding = encodingOf(def);
+    if (header.encoding !== expectedEncoding) {
+      throw new FederationError(
+        GrpcStatus.INVALID_ARGUMENT,
+        `study ${study.id} takes ${federation.updateEncodingToJSON(expectedEncoding)} updates, not ${federation.updateEncodingToJSON(header.encoding)}`,
+      );
+    }
+    const layout: VectorLayout = { parameters: parameterCount(def.model), cohort: [...round.assignedSites].sort() };
+    const vectorLength = layout.parameters + 1 + layout.cohort.length;
+    if (header.vectorLength !== vectorLength) {
+      throw new FederationError(
+        GrpcStatus.INVALID_ARGUMENT,
+        `update vector length ${header.vectorLength} does not match the round (${vectorLength} = parameters + weight + ${layout.cohort.length} contribution slots)`,
+      );
+    }
+    const expectedBytes = expectedPayloadBytes(header.encoding, vectorLength);
+    if (expectedBytes !== undefined && header.totalBytes !== expectedBytes) {
+      throw new FederationError(
+        GrpcStatus.INVALID_ARGUMENT,
+        `a ${federation.updateEncodingToJSON(header.encoding)} update of ${vectorLength} values is ${expectedBytes} bytes, the header says ${header.totalBytes}`,
+      );
+    }
+    if (header.totalBytes <= 0 || header.totalBytes > MAX_UPLOAD_BYTES) {
+      throw new FederationError(GrpcStatus.INVALID_ARGUMENT, `upload size ${header.totalBytes} is outside 1..${MAX_UPLOAD_BYTES} bytes`);
+    }
+    const base = await this.db.prisma.modelVersion.findUnique({ where: { studyId_round: { studyId: study.id, round: header.round - 1 } } });
+    if (!SHA256_HEX.test(header.baseModelSha256) || header.baseModelSha256 !== base?.sha256) {
+      throw new FederationError(
+        GrpcStatus.FAILED_PRECONDITION,
+        `the update was computed against model ${header.baseModelSha256 || '(none)'}, but round ${header.round} starts from ${base?.sha256 ?? '(missing)'}`,
+      );
+    }
+    return { studyId: study.id, roundId: round.id, layout };
+  }
+}

@@ -1,0 +1,237 @@
+import {
+  contributionVector,
+  createLogger,
+  evaluationCounts,
+  federation,
+  float32ToBytes,
+  sha256Hex,
+  type Logger,
+  type StudyDefinition,
+} from '@federa/shared';
+import { CoordinatorRefusal } from '../client/index.js';
+import type { SiteConfig } from '../config/index.js';
+import { summariseLoadedDataset } from '../data/index.js';
+import type { LedgerEncryption } from '../ledger/index.js';
+import type { Outbound } from '../outbound/index.js';
+import { evaluateModel, predictProbabilities, trainLocal, type BackendInfo, type TrainOptions } from '../train/index.js';
+import type { GlobalModels, KeyHolder } from './global-models.js';
+import type { RoundState, RoundStateStore } from './round-state.js';
+import type { PreparedData, SiteData } from './site-data.js';
+
+/** The site has nothing it can train on for a study: reported to the coordinator, not retried. */
+export class NoUsableDataError extends Error {
+  override readonly name = 'NoUsableDataError';
+}
+
+export interface RoundWorkEvents {
+  onRoundUploaded?: (state: RoundState) => void;
+}
+
+/** How this site's updates are encrypted, for the ledger: the scheme, the key's fingerprint, the parameters. */
+export interface Encryption {
+  keys: () => Promise<KeyHolder>;
+  ledger: () => Promise<LedgerEncryption>;
+}
+
+/**
+ * A round's work at the site, on a definition the TaskGate verified: train from the global model, form the update
+ * (weighted, with contribution slots), encrypt it, keep it on disk and send it through the outbound path; score a
+ * published model on the held-out split. The round state on disk means a round is trained at most once.
+ */
+export class RoundWork {
+  private readonly log: Logger;
+  /** Studies this process has described its data to; once each, after the first load for the study. */
+  private readonly summarised = new Set<string>();
+
+  constructor(
+    private readonly config: SiteConfig,
+    private readonly outbound: Outbound,
+    private readonly rounds: RoundStateStore,
+    private readonly models: GlobalModels,
+    private readonly data: SiteData,
+    private readonly encryption: Encryption | null,
+    private readonly backend: () => BackendInfo | undefined,
+    private readonly events: RoundWorkEvents = {},
+  ) {
+    this.log = createLogger('site-agent').child({ siteId: config.site.id });
+  }
+
+  async train(task: federation.TrainTask, def: StudyDefinition): Promise<void> {
+    const log = this.log.child({ studyId: task.studyId, round: task.round });
+    let state = await this.rounds.read(task.studyId, task.round);
+    if (state?.status === 'uploaded') {
+      log.info('round already uploaded; not training again');
+      return;
+    }
+    if (!state) state = await this.trainRound(task, def, log);
+    else log.info('resending the update trained before an interruption');
+    // Metrics go first so the round's table is complete by the time the last update closes it.
+    await this.reportMetrics(state);
+
+    const update = await this.rounds.readUpdate(task.studyId, task.round);
+    if (sha256Hex(update) !== state.updateSha256) {
+      throw new Error(`stored update for round ${task.round} does not match its recorded hash; delete ${this.rounds.updatePath(task.studyId, task.round)} to retrain`);
+    }
+    const encrypted = state.encoding === federation.UpdateEncoding.UPDATE_ENCODING_CKKS;
+    let receipt: Pick<federation.UploadReceipt, 'sha256' | 'receivedBytes' | 'receivedAtUnixMs'>;
+    try {
+      receipt = await this.outbound.uploadUpdate(
+        { studyId: task.studyId, round: task.round, encoding: state.encoding, vectorLength: state.vectorLength, baseModelSha256: state.baseModelSha256 },
+        update,
+        encrypted && this.encryption ? await this.encryption.ledger() : null,
+      );
+    } catch (error) {
+      // The coordinator already has this exact update (an earlier attempt's receipt was lost in transit).
+      if (error instanceof CoordinatorRefusal && error.statusName === 'ALREADY_EXISTS' && error.message.includes(state.updateSha256)) {
+        receipt = { sha256: state.updateSha256, receivedBytes: update.byteLength, receivedAtUnixMs: Date.now() };
+      } else throw error;
+    }
+    state = await this.rounds.markUploaded(state, receipt);
+    log.info({ bytes: receipt.receivedBytes, sha256: receipt.sha256 }, 'update uploaded and acknowledged');
+    this.events.onRoundUploaded?.(state);
+  }
+
+  private async trainRound(task: federation.TrainTask, def: StudyDefinition, log: Logger): Promise<RoundState> {
+    if (!task.baseModel) throw new Error('train task is missing its base model');
+    const spec = def.model;
+    const data = await this.data.prepare(spec, def.classNames, def.preprocessing);
+    // Before the no-data check: a site that can use nothing is exactly the one whose summary explains why.
+    await this.reportDatasetSummary(task.studyId, data);
+    if (data.train.count === 0) {
+      throw new NoUsableDataError(`no usable training images (${data.rejected} rejected); run \`federa-site data scan\` to see why`);
+    }
+    const base = await this.models.weights(task.studyId, task.round - 1, spec, task.baseModel);
+    const work = def.localSteps !== undefined ? { steps: def.localSteps } : { epochs: def.localEpochs ?? 1 };
+    log.info({ images: data.train.count, ...work }, 'training');
+    const result = await trainLocal(spec, base, data.train, {
+      ...work,
+      batchSize: def.batchSize,
+      learningRate: def.learningRate,
+      optimizer: def.optimizer,
+      seed: (spec.seed + task.round * 7919) >>> 0,
+      ...trainingOptionsOf(def),
+    });
+    const validation = data.validation.count > 0 ? await evaluateModel(spec, result.weights, data.validation) : undefined;
+    // FedAvg weights each site by its number of training samples; the weight rides in the vector, followed by the
+    // contribution slots that let every site check what a published aggregate is made of.
+    const vector = contributionVector(base, result.weights, result.samples, task.cohort, this.config.site.id);
+    const plain = float32ToBytes(vector);
+    const encrypted = def.aggregation === 'ckks';
+    let update = plain;
+    if (encrypted) {
+      if (!this.encryption) throw new Error('this study encrypts its updates, which needs the CKKS secret key from the site kit: set coordinator.kit in site.yaml');
+      const { context, secretKey } = await this.encryption.keys();
+      update = context.encryptVector(vector, secretKey);
+    }
+    const state: RoundState = {
+      studyId: task.studyId,
+      round: task.round,
+      status: 'trained',
+      baseModelSha256: task.baseModel.sha256,
+      updateSha256: sha256Hex(update),
+      vectorLength: vector.length,
+      encoding: task.encoding,
+      samples: result.samples,
+      trainLoss: result.loss,
+      trainAccuracy: result.accuracy,
+      validationLoss: validation?.loss ?? null,
+      validationAccuracy: validation?.accuracy ?? null,
+      validationSamples: validation?.samples ?? 0,
+      backend: result.backend,
+      trainSeconds: result.seconds,
+    };
+    await this.rounds.saveTrained(state, update, encrypted ? plain : undefined);
+    log.info({ loss: result.loss, accuracy: result.accuracy, validationAccuracy: state.validationAccuracy, seconds: result.seconds }, 'local training done');
+    return state;
+  }
+
+  /**
+   * Scores the global model a round published on this site's held-out split (never trained on) and reports what the
+   * policy lets out: counts (coarsened), figures, or a refusal. Evaluation is reported, not a gate: when it fails
+   * here the site logs why and reports nothing for the round.
+   */
+  async evaluate(task: federation.EvaluateTask, def: StudyDefinition): Promise<void> {
+    const log = this.log.child({ studyId: task.studyId, round: task.round });
+    if (!task.globalModel) throw new Error('evaluate task is missing its global model');
+    const started = performance.now();
+    const spec = def.model;
+    const data = await this.data.prepare(spec, def.classNames, def.preprocessing);
+    await this.reportDatasetSummary(task.studyId, data);
+    const { validation } = data;
+    // The cache the next round's training reads its base model from: fetched and decrypted once for both.
+    const weights = await this.models.weights(task.studyId, task.round, spec, task.globalModel);
+    const probabilities = validation.count > 0 ? await predictProbabilities(spec, weights, validation) : new Float64Array(0);
+    const counts = evaluationCounts(probabilities, validation.labels, spec.classes, task.bins);
+    const seconds = (performance.now() - started) / 1000;
+    try {
+      const shared = await this.outbound.reportEvaluation(
+        counts,
+        { studyId: task.studyId, round: task.round, classNames: def.classNames, backend: this.backend()?.name ?? '', seconds },
+        task.studyHash,
+      );
+      log.info({ images: validation.count, seconds, shared }, 'evaluation of the global model done');
+    } catch (error) {
+      if (error instanceof CoordinatorRefusal && error.statusName === 'ALREADY_EXISTS') log.info('evaluation of this round was already reported');
+      else throw error;
+    }
+  }
+
+  /**
+   * Tells the coordinator what data this site loaded for a study, as counts by category only, once per study and
+   * process, when the policy shares counts. Informational: failing is logged, never fatal.
+   */
+  private async reportDatasetSummary(studyId: string, data: PreparedData): Promise<void> {
+    if (this.summarised.has(studyId)) return;
+    this.summarised.add(studyId);
+    try {
+      const summary = await summariseLoadedDataset(this.config.data.dir, data.contents);
+      if (await this.outbound.reportDatasetSummary({ studyId, ...summary })) {
+        this.log.info({ studyId, files: summary.files, accepted: summary.accepted }, 'dataset summary reported');
+      }
+    } catch (error) {
+      if (error instanceof CoordinatorRefusal) {
+        this.log.warn({ studyId, status: error.statusName, reason: error.message }, 'coordinator refused the dataset summary');
+      } else {
+        this.summarised.delete(studyId);
+        this.log.warn({ studyId, reason: (error as Error).message }, 'could not report the dataset summary; will try again');
+      }
+    }
+  }
+
+  private async reportMetrics(state: RoundState): Promise<void> {
+    const reports: federation.MetricsReport[] = [
+      {
+        studyId: state.studyId,
+        round: state.round,
+        kind: federation.MetricKind.METRIC_KIND_TRAIN,
+        loss: state.trainLoss,
+        accuracy: state.trainAccuracy,
+        samples: state.samples,
+        seconds: state.trainSeconds,
+        backend: state.backend,
+      },
+    ];
+    if (state.validationLoss !== null && state.validationAccuracy !== null) {
+      reports.push({
+        studyId: state.studyId,
+        round: state.round,
+        kind: federation.MetricKind.METRIC_KIND_VALIDATION,
+        loss: state.validationLoss,
+        accuracy: state.validationAccuracy,
+        samples: state.validationSamples,
+        seconds: 0,
+        backend: state.backend,
+      });
+    }
+    for (const report of reports) await this.outbound.reportMetrics(report);
+  }
+}
+
+/** The study's augmentation, class weighting and FedProx settings, as training options. */
+function trainingOptionsOf(def: StudyDefinition): Pick<TrainOptions, 'augmentation' | 'classWeights' | 'proximalMu'> {
+  return {
+    ...(def.augmentation ? { augmentation: { ...def.augmentation } } : {}),
+    ...(def.classWeights ? { classWeights: def.classWeights } : {}),
+    ...(def.fedProxMu > 0 ? { proximalMu: def.fedProxMu } : {}),
+  };
+}

@@ -1,0 +1,1 @@
+export { Outbound } from './outbound.js';

@@ -1,0 +1,161 @@
+import {
+  createLogger,
+  encodeMessage,
+  federation,
+  receiptSignedBody,
+  verifyCanonical,
+  verifyCertificate,
+  type EvaluationCounts,
+  type LedgerEntry,
+  type UpdateReceipt,
+} from '@federa/shared';
+import type { FederationClient } from '../client/index.js';
+import type { SitePolicy } from '../config/index.js';
+import type { LedgerEncryption, PrivacyLedger } from '../ledger/index.js';
+import { shareDatasetSummary, shareEvaluation, shareMetricsReport } from '../policy/index.js';
+
+/**
+ * The one way out of the site. Every message passes the site policy (what may leave), then is written to the
+ * privacy ledger with the SHA-256 of its exact bytes (flushed to disk), and only then sent. Updates arrive here
+ * already encrypted (the round stores the ciphertext it will resend after an interruption); their receipt, signed by
+ * the coordinator, is checked and kept in the ledger too.
+ */
+export class Outbound {
+  private readonly log = createLogger('outbound');
+
+  constructor(
+    private readonly client: FederationClient,
+    private readonly ledger: PrivacyLedger,
+    private readonly policy: SitePolicy,
+    private readonly siteId: string,
+    /** The consortium CA receipts must chain to; null in the insecure development mode (receipts are unsigned). */
+    private readonly caPem: string | null,
+  ) {}
+
+  async register(request: federation.RegisterRequest): Promise<federation.RegisterResponse> {
+    await this.record('registration', null, null, encodeMessage(federation.RegisterRequest, request), { backend: request.backend });
+    return this.client.register(request);
+  }
+
+  /** Returns false when the policy withholds the report (nothing was sent). */
+  async reportMetrics(report: federation.MetricsReport): Promise<boolean> {
+    const shared = shareMetricsReport(report, this.policy);
+    if (!shared) return false;
+    await this.record('metrics', shared.studyId, shared.round, encodeMessage(federation.MetricsReport, shared), {
+      metric: federation.metricKindToJSON(shared.kind),
+      samplesShared: shared.samples !== undefined,
+    });
+    await this.client.reportMetrics(shared);
+    return true;
+  }
+
+  async reportDatasetSummary(summary: federation.DatasetSummary): Promise<boolean> {
+    const shared = shareDatasetSummary(summary, this.policy);
+    if (!shared) return false;
+    await this.record('dataset-summary', shared.studyId, null, encodeMessage(federation.DatasetSummary, shared), {});
+    await this.client.reportDatasetSummary(shared);
+    return true;
+  }
+
+  /** Sends what the policy lets out of an evaluation; under shareMetrics none, a refusal instead. */
+  async reportEvaluation(
+    counts: EvaluationCounts,
+    base: Pick<federation.EvaluationReport, 'studyId' | 'round' | 'classNames' | 'backend' | 'seconds'>,
+    studyHash: string,
+  ): Promise<'counts' | 'figures' | 'withheld'> {
+    const shared = shareEvaluation(counts, base, this.policy);
+    if (!shared) {
+      await this.reportRefusal({
+        studyId: base.studyId,
+        round: base.round,
+        task: federation.TaskKind.TASK_KIND_EVALUATE,
+        reason: federation.RefusalReason.REFUSAL_REASON_METRICS_WITHHELD,
+        message: 'this site\'s policy shares no metrics (policy.shareMetrics: none)',
+        studyHash,
+      });
+      return 'withheld';
+    }
+    const kind = shared.figures ? 'figures' : 'counts';
+    await this.record('evaluation', shared.studyId, shared.round, encodeMessage(federation.EvaluationReport, shared), {
+      shared: kind,
+      ...(kind === 'counts' ? { minCountPerBin: this.policy.minCountPerBin } : {}),
+    });
+    await this.client.reportEvaluation(shared);
+    return kind;
+  }
+
+  async reportRefusal(refusal: federation.Refusal): Promise<void> {
+    await this.record('refusal', refusal.studyId, refusal.round, encodeMessage(federation.Refusal, refusal), {
+      task: federation.taskKindToJSON(refusal.task),
+      reason: federation.refusalReasonToJSON(refusal.reason),
+    });
+    await this.client.reportRefusal(refusal);
+  }
+
+  async reportRoundFailure(failure: federation.RoundFailure): Promise<void> {
+    await this.record('refusal', failure.studyId, failure.round, encodeMessage(federation.RoundFailure, failure), {
+      failure: federation.failureReasonToJSON(failure.reason),
+    });
+    await this.client.reportRoundFailure(failure);
+  }
+
+  /**
+   * Sends an update (already encrypted, or plaintext for a study the policy lets aggregate in the clear) and keeps
+   * the coordinator's receipt. A receipt that does not check out is still kept, as evidence, and logged.
+   */
+  async uploadUpdate(
+    header: Omit<federation.UpdateHeader, 'totalBytes'>,
+    payload: Uint8Array,
+    encryption: LedgerEncryption | null,
+  ): Promise<federation.UploadReceipt> {
+    const entry = await this.ledger.record({
+      kind: 'update',
+      studyId: header.studyId,
+      round: header.round,
+      content: payload,
+      encryption,
+      detail: { encoding: federation.updateEncodingToJSON(header.encoding), vectorLength: header.vectorLength },
+    });
+    const receipt = await this.client.uploadUpdate(header, payload);
+    await this.keepReceipt(entry, receipt);
+    return receipt;
+  }
+
+  private async keepReceipt(entry: LedgerEntry, receipt: federation.UploadReceipt): Promise<void> {
+    const kept: UpdateReceipt = {
+      siteId: this.siteId,
+      studyId: receipt.studyId,
+      round: receipt.round,
+      sha256: receipt.sha256,
+      receivedBytes: receipt.receivedBytes,
+      receivedAtUnixMs: receipt.receivedAtUnixMs,
+      auditSeq: receipt.auditSeq,
+      signature: receipt.signature,
+      certificatePem: receipt.certificatePem,
+    };
+    const problem = this.receiptProblem(kept);
+    if (problem) this.log.error({ studyId: kept.studyId, round: kept.round, problem }, 'the coordinator\'s receipt does not check out; kept in the ledger as evidence');
+    await this.ledger.recordReceipt(entry, kept);
+  }
+
+  private receiptProblem(receipt: UpdateReceipt): string | null {
+    if (receipt.signature === '') return this.caPem ? 'the receipt is unsigned' : null;
+    const { signature: _s, certificatePem: _c, ...body } = receipt;
+    if (!verifyCanonical(receiptSignedBody(body), receipt.signature, receipt.certificatePem)) return 'the signature does not verify';
+    if (this.caPem) {
+      const chain = verifyCertificate(receipt.certificatePem, this.caPem, { purpose: 'server', at: new Date(receipt.receivedAtUnixMs) });
+      if (!chain.ok) return `the signing certificate is not the consortium's coordinator: ${chain.reason}`;
+    }
+    return null;
+  }
+
+  private async record(
+    kind: 'registration' | 'metrics' | 'dataset-summary' | 'evaluation' | 'refusal',
+    studyId: string | null,
+    round: number | null,
+    bytes: Uint8Array,
+    detail: Record<string, unknown>,
+  ): Promise<void> {
+    await this.ledger.record({ kind, studyId, round, content: bytes, encryption: null, detail });
+  }
+}
