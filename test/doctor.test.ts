@@ -1,9 +1,9 @@
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RunningCoordinator } from '@federa/coordinator';
-import { generateConsortium, parseSiteConfig, runDoctor, type SiteConfig } from '@federa/site-agent';
+import { generateConsortium, parseSiteConfig, PrivacyLedger, runDoctor, type SiteConfig } from '@federa/site-agent';
 import { startProvisionedCoordinator } from './support/kits.js';
 
 /** `federa-site doctor` tells hospital IT what works and, for what does not, what to do. */
@@ -44,12 +44,30 @@ describe('federa-site doctor', () => {
       ['site kit', true],
       ['data', true],
       ['state folder', true],
+      ['site policy', true],
+      ['privacy ledger', true],
       ['compute backend', true],
       ['coordinator', true],
     ]);
     expect(checks.find((c) => c.name === 'coordinator')?.detail).toMatch(/answers over mutual TLS: SERVING/);
     expect(checks.find((c) => c.name === 'data')?.detail).toMatch(/^6 labelled files/);
     expect(checks.find((c) => c.name === 'compute backend')?.detail).toMatch(/^wasm/);
+    expect(checks.find((c) => c.name === 'site policy')).toEqual({ name: 'site policy', ok: true, detail: expect.stringMatching(/^encrypted studies only, at least 3 sites/) });
+  });
+
+  it('checks the privacy ledger and flags a policy meant for demos', async () => {
+    const stateDir = join(dir, 'state-ledger');
+    const path = join(stateDir, 'ledger', 'ledger.jsonl');
+    const ledger = await PrivacyLedger.open(path, { siteId: 'hospital-a', certificateFingerprint: null, agentVersion: 't' });
+    await ledger.record({ kind: 'registration', studyId: null, round: null, content: new Uint8Array([1, 2, 3]), encryption: null });
+    const intact = await runDoctor(config({ stateDir, policy: { autoApprove: true } }));
+    expect(intact.find((c) => c.name === 'privacy ledger')).toMatchObject({ ok: true, detail: expect.stringMatching(/^ledger OK: 2 entries/) });
+    expect(intact.find((c) => c.name === 'site policy')).toMatchObject({ warning: true, hint: expect.stringMatching(/autoApprove is for demos/) });
+    const lines = (await readFile(path, 'utf8')).split('\n');
+    lines[1] = lines[1]!.replace('"registration"', '"metrics"');
+    await writeFile(path, lines.join('\n'));
+    const broken = await runDoctor(config({ stateDir }));
+    expect(broken.find((c) => c.name === 'privacy ledger')).toMatchObject({ ok: false, detail: expect.stringMatching(/BROKEN at line 2/) });
   });
 
   it('names what is wrong and what to do about it', async () => {

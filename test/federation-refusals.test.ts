@@ -142,6 +142,17 @@ describe('the coordinator refuses bad uploads without touching the round', () =>
     expect(maxError).toBeLessThan(1e-6);
   });
 
+  it('lets a site download only the models of studies it takes part in', async () => {
+    const own = await site('site-a').download(studyId, 0);
+    expect(own.error).toBeUndefined();
+    expect(own.bytes).toBe(own.header?.sizeBytes);
+    await site('site-c').register();
+    const foreign = await site('site-c').download(studyId, 0);
+    expect(status[foreign.error?.code ?? 0]).toBe('PERMISSION_DENIED');
+    expect(foreign.error?.details).toMatch(/takes no part in study/);
+    expect(foreign.bytes).toBe(0);
+  });
+
   it('refuses metrics for rounds the site is not in, and out-of-range values', async () => {
     const report = (siteId: string, r: Partial<federation.MetricsReport>) =>
       site(siteId).reportMetrics({

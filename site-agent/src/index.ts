@@ -5,3 +5,5 @@ export { loadLabeledDataset, pipelineHash, preprocessImage, type LoadedDataset, 
 export { evaluateModel, initBackend, trainLocal, type BackendInfo, type LabeledImages } from './train/index.js';
 export { generateConsortium, type ConsortiumSummary } from './sim/index.js';
 export { runDoctor, formatDoctorReport, type DoctorCheck } from './doctor/index.js';
+export { PrivacyLedger, ledgerPath, readLedger, verifyLedger } from './ledger/index.js';
+export { StudyDecisions, type KnownStudy } from './policy/index.js';

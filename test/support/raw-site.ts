@@ -56,6 +56,21 @@ export class RawSite {
     });
   }
 
+  /** Downloads a model artifact; resolves with its header and byte count, or the refusal. */
+  download(studyId: string, round: number): Promise<{ header?: federation.ModelRef; bytes: number; error?: ServiceError }> {
+    return new Promise((resolve) => {
+      let header: federation.ModelRef | undefined;
+      let bytes = 0;
+      const stream = this.client.downloadModel({ studyId, round, offset: 0 }, this.metadata(), { deadline: Date.now() + 10_000 });
+      stream.on('data', (chunk: federation.ModelChunk) => {
+        if (chunk.part?.$case === 'header') header = chunk.part.value;
+        else if (chunk.part?.$case === 'data') bytes += chunk.part.value.length;
+      });
+      stream.on('error', (error: ServiceError) => resolve({ bytes, error }));
+      stream.on('end', () => resolve({ ...(header ? { header } : {}), bytes }));
+    });
+  }
+
   reportMetrics(report: federation.MetricsReport): Promise<ServiceError | null> {
     return new Promise((resolve) => this.client.reportMetrics(report, this.metadata(), (error) => resolve(error)));
   }

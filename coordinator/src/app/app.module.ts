@@ -12,6 +12,7 @@ import { BlobStore } from '../blobs/index.js';
 import type { CoordinatorConfig } from '../config/index.js';
 import { FederationHandlers } from '../federation/federation.handlers.js';
 import { openDatabase, type Database } from '../persistence/index.js';
+import { Aggregator } from '../rounds/aggregator.js';
 import { RoundsService } from '../rounds/rounds.service.js';
 import { SiteReports } from '../rounds/site-reports.js';
 import { StudyLocks } from '../rounds/study-locks.js';
@@ -71,6 +72,7 @@ export class AppModule {
         DatabaseLifecycle,
         SiteSessions,
         StudyLocks,
+        Aggregator,
         RoundsService,
         UploadReceiver,
         SiteReports,

@@ -171,7 +171,7 @@ export class FederationHandlers {
       await this.requireRegistered(siteId);
       this.sessions.attach(siteId, call);
     } catch (error) {
-      call.destroy(this.toStatus(error));
+      refuseStream(call, this.toStatus(error));
     }
   }
 
@@ -209,7 +209,7 @@ export class FederationHandlers {
       }
       call.end();
     } catch (error) {
-      call.destroy(this.toStatus(error));
+      refuseStream(call, this.toStatus(error));
     }
   }
 
@@ -329,6 +329,14 @@ function registrationFacts(request: federation.RegisterRequest): Record<string, 
 
 function bounded(value: string, max: number): string {
   return value.length > max ? `${value.slice(0, max)}...` : value;
+}
+
+/**
+ * Ends a server-streaming call with a status the client receives. grpc-js's destroy() drops the status: the client
+ * would wait for its own deadline without learning why.
+ */
+function refuseStream(call: ServerWritableStream<unknown, unknown>, status: ServerErrorResponse): void {
+  call.emit('error', status);
 }
 
 /** Writes one message, waiting for the transport to drain so a large model is not buffered whole. */

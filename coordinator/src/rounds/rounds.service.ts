@@ -1,21 +1,13 @@
 import { randomUUID } from 'node:crypto';
 import { Inject, Injectable, type OnApplicationBootstrap, type OnApplicationShutdown } from '@nestjs/common';
-import {
-  applyAggregate,
-  bytesToFloat32,
-  createLogger,
-  federation,
-  float32ToBytes,
-  initialWeights,
-  UpdateAccumulator,
-} from '@federa/shared';
+import { createLogger, federation, float32ToBytes, initialWeights } from '@federa/shared';
 import { BLOB_STORE, DATABASE } from '../app/tokens.js';
 import { AuditLog } from '../audit/audit-log.js';
 import type { BlobStore } from '../blobs/index.js';
 import type { Database } from '../persistence/index.js';
 import { FederationError, GrpcStatus } from '../federation/federation-error.js';
 import { SiteSessions } from '../sessions/site-sessions.js';
-import { EncryptedAggregation } from './encrypted-aggregation.js';
+import { Aggregator } from './aggregator.js';
 import { evaluationBins } from './evaluation.js';
 import { StudyLocks } from './study-locks.js';
 import {
@@ -27,13 +19,6 @@ import {
   type AggregateMembers,
   type ModelRow,
 } from './tasks.js';
-
-interface PublishedRound {
-  kind: 'weights' | 'encrypted_aggregate';
-  model: { sha256: string; size: number };
-  sum: { sha256: string; size: number };
-  sites: number;
-}
 
 interface OpenRound {
   id: string;
@@ -63,7 +48,7 @@ export class RoundsService implements OnApplicationBootstrap, OnApplicationShutd
     @Inject(DATABASE) private readonly db: Database,
     @Inject(BLOB_STORE) private readonly blobs: BlobStore,
     @Inject(SiteSessions) private readonly sessions: SiteSessions,
-    @Inject(EncryptedAggregation) private readonly encrypted: EncryptedAggregation,
+    @Inject(Aggregator) private readonly aggregator: Aggregator,
     @Inject(AuditLog) private readonly audit: AuditLog,
     @Inject(StudyLocks) private readonly locks: StudyLocks,
   ) {}
@@ -314,8 +299,8 @@ export class RoundsService implements OnApplicationBootstrap, OnApplicationShutd
     });
     const published =
       def.aggregation === 'ckks'
-        ? await this.sumEncrypted(round.receipts)
-        : await this.averagePlain(baseRow.sha256, round.receipts, round.assignedSites.length);
+        ? await this.aggregator.sumEncrypted(round.receipts)
+        : await this.aggregator.averagePlain(baseRow.sha256, round.receipts, round.assignedSites.length);
     const finished = round.number >= study.totalRounds;
     const now = new Date();
     const bins = evaluationBins(def.model.classes);
@@ -382,30 +367,6 @@ export class RoundsService implements OnApplicationBootstrap, OnApplicationShutd
     } catch (error) {
       this.log.error({ err: error, studyId: study.id, round }, 'could not send the evaluation tasks');
     }
-  }
-
-  /** FedAvg in the clear: the coordinator computes and publishes the next global weights itself. */
-  private async averagePlain(baseSha256: string, receipts: Array<{ sha256: string }>, cohortSize: number): Promise<PublishedRound> {
-    const base = bytesToFloat32(await this.blobs.get(baseSha256), `model ${baseSha256}`);
-    const accumulator = new UpdateAccumulator(base.length + 1 + cohortSize, base.length);
-    for (const receipt of receipts) {
-      accumulator.add(bytesToFloat32(await this.blobs.get(receipt.sha256), `update ${receipt.sha256}`));
-    }
-    const sum = await this.blobs.put(new Uint8Array(accumulator.sum.buffer));
-    const model = await this.blobs.put(float32ToBytes(applyAggregate(base, accumulator.sum, cohortSize)));
-    return { kind: 'weights', model, sum, sites: accumulator.count };
-  }
-
-  /** The encrypted sum is what gets published: only sites can turn it into the next global weights. */
-  private async sumEncrypted(receipts: Array<{ sha256: string }>): Promise<PublishedRound> {
-    const blobs = this.blobs;
-    const { bytes, sites } = await this.encrypted.sum(
-      (async function* () {
-        for (const receipt of receipts) yield await blobs.get(receipt.sha256);
-      })(),
-    );
-    const blob = await this.blobs.put(bytes);
-    return { kind: 'encrypted_aggregate', model: blob, sum: blob, sites };
   }
 
   private broadcastClosed(siteIds: string[], studyId: string, outcome: federation.StudyOutcome, message: string, finalRound: number): void {

@@ -15,7 +15,7 @@ export {
   type AuditRecordBody,
   type SiteMessageKind,
 } from './record.js';
-export { receiptSignedBody, updateReceiptSchema, type UpdateReceipt } from './receipt.js';
+export { receiptOf, receiptSignedBody, updateReceiptSchema, type UpdateReceipt } from './receipt.js';
 export {
   formatAuditVerification,
   verifyAuditChain,

@@ -23,6 +23,15 @@ export const updateReceiptSchema = z
 
 export type UpdateReceipt = z.output<typeof updateReceiptSchema>;
 
+/** The receipt a site keeps, from what the coordinator answered (an UploadReceipt message) and who sent it. */
+export function receiptOf(
+  siteId: string,
+  message: { studyId: string; round: number; sha256: string; receivedBytes: number; receivedAtUnixMs: number; auditSeq: number; signature: string; certificatePem: string },
+): UpdateReceipt {
+  const { studyId, round, sha256, receivedBytes, receivedAtUnixMs, auditSeq, signature, certificatePem } = message;
+  return { siteId, studyId, round, sha256, receivedBytes, receivedAtUnixMs, auditSeq, signature, certificatePem };
+}
+
 export function receiptSignedBody(receipt: Omit<UpdateReceipt, 'signature' | 'certificatePem'>): Record<string, unknown> {
   return {
     type: 'federa-update-receipt/1',

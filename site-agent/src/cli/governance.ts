@@ -1,10 +1,10 @@
 import { userInfo, hostname } from 'node:os';
 import { parseArgs } from 'node:util';
 import { readFile } from 'node:fs/promises';
-import { LEDGER_KINDS, type LedgerKind, type StudyDefinition } from '@federa/shared';
+import { LEDGER_KINDS, formatLedgerVerification, type LedgerKind, type StudyDefinition } from '@federa/shared';
 import { FederationClient, siteTransport } from '../client/index.js';
 import { loadSiteConfig, type SiteConfig } from '../config/index.js';
-import { filterLedger, formatLedger, formatLedgerVerification, ledgerPath, readLedger, verifyLedger } from '../ledger/index.js';
+import { filterLedger, formatLedger, ledgerPath, readLedger, verifyLedger } from '../ledger/index.js';
 import { studyRefusal, StudyDecisions, type KnownStudy } from '../policy/index.js';
 
 /** The hospital's side of governance: review and decide on studies, and read the privacy ledger. */

@@ -1,13 +1,12 @@
 #!/usr/bin/env node
 import { parseArgs } from 'node:util';
 import { SingleBar } from 'cli-progress';
-import { createLogger } from '@federa/shared';
+import { createLogger, LedgerError } from '@federa/shared';
 import { SiteAgent } from '../agent/index.js';
 import { SiteKitError, siteTransport } from '../client/index.js';
 import { loadSiteConfig, SiteConfigError } from '../config/index.js';
 import { formatDoctorReport, runDoctor } from '../doctor/index.js';
 import { inspectDicomFile, scanDataset, type ScanReport } from '../data/index.js';
-import { LedgerError } from '../ledger/index.js';
 import { DecisionError } from '../policy/index.js';
 import { decideCommand, ledgerCommand, studiesCommand, UsageError } from './governance.js';
 

@@ -2,10 +2,11 @@ import { access, constants, mkdir, readFile, stat } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { makeClientConstructor, type ServiceError } from '@grpc/grpc-js';
 import { service as healthService } from 'grpc-health-check';
-import { readSiteKit } from '@federa/shared';
+import { formatLedgerVerification, readSiteKit } from '@federa/shared';
 import type { SiteConfig } from '../config/index.js';
 import { siteTransport } from '../client/index.js';
 import { listFiles, parseLabelsCsv } from '../data/index.js';
+import { ledgerPath, verifyLedger } from '../ledger/index.js';
 import { initBackend } from '../train/index.js';
 
 export interface DoctorCheck {
@@ -31,6 +32,8 @@ export async function runDoctor(config: SiteConfig): Promise<DoctorCheck[]> {
     await checkKit(config),
     await checkData(config),
     await checkStateDir(config),
+    checkPolicy(config),
+    await checkLedger(config),
     await checkBackend(config),
     await checkCoordinator(config),
   ];
@@ -157,6 +160,45 @@ async function checkStateDir(config: SiteConfig): Promise<DoctorCheck> {
   } catch (error) {
     return { name, ok: false, detail: (error as Error).message, hint: 'stateDir must be a folder the agent\'s user can write' };
   }
+}
+
+/** What the hospital's policy lets run and leave; autoApprove is flagged, being for demos and tests only. */
+function checkPolicy(config: SiteConfig): DoctorCheck {
+  const p = config.policy;
+  const detail =
+    `${p.requireEncryption ? 'encrypted studies only' : 'plaintext studies allowed'}, at least ${p.minParticipants} sites per aggregate, ` +
+    `at most ${p.maxRounds} rounds, shares ${p.shareMetrics === 'none' ? 'no metrics' : p.shareMetrics === 'aggregate' ? 'figures without counts' : `counts (at least ${p.minCountPerBin} images per histogram bin)`}, ` +
+    `${p.autoApprove ? 'approves every study automatically' : 'runs only studies approved with `federa-site approve`'}`;
+  const worrying = p.autoApprove || !p.requireEncryption;
+  return {
+    name: 'site policy',
+    ok: true,
+    detail,
+    ...(worrying
+      ? { warning: true, hint: `${p.autoApprove ? 'policy.autoApprove is for demos and local tests only; ' : ''}${p.requireEncryption ? '' : 'policy.requireEncryption: false lets the coordinator see this site\'s updates; '}set the defaults for real data` }
+      : {}),
+  };
+}
+
+/** The privacy ledger must be an unbroken chain: the agent will not append to a broken one. */
+async function checkLedger(config: SiteConfig): Promise<DoctorCheck> {
+  const name = 'privacy ledger';
+  const path = ledgerPath(config.stateDir);
+  try {
+    await access(path, constants.R_OK);
+  } catch {
+    return { name, ok: true, detail: `none yet at ${path}; the agent starts it at its first start` };
+  }
+  const caPem = config.coordinator.kit ? await readFile(resolve(config.coordinator.kit, 'ca.pem'), 'utf8').catch(() => undefined) : undefined;
+  const verification = await verifyLedger(path, caPem ? { caPem } : {});
+  return verification.ok
+    ? { name, ok: true, detail: formatLedgerVerification(verification).split('\n')[0]! }
+    : {
+        name,
+        ok: false,
+        detail: formatLedgerVerification(verification).split('\n')[0]!,
+        hint: 'run `federa-site ledger verify --config site.yaml` for every problem; the agent will not send anything until the ledger is intact',
+      };
 }
 
 async function checkBackend(config: SiteConfig): Promise<DoctorCheck> {

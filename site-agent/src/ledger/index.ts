@@ -9,24 +9,6 @@ export {
   type LedgerMessage,
   type LedgerOpening,
 } from './ledger.js';
-export {
-  LedgerError,
-  TORN_LINE_REASON,
-  parseLedgerText,
-  checkLedgerChain,
-  formatLedgerVerification,
-  verifyParsedLedger,
-  type LedgerLineProblem,
-  type ParsedLedger,
-  type LedgerChainCheck,
-  type LedgerHead,
-  type LedgerProblem,
-  type LedgerReceiptCheck,
-  type LedgerReceiptStatus,
-  type LedgerUnacknowledgedUpdate,
-  type LedgerVerification,
-  type VerifyLedgerOptions,
-} from '@federa/shared';
 export { readLedger } from './read.js';
 export { verifyLedger } from './verify.js';
 export { filterLedger, formatBytes, formatLedger, type LedgerFilter } from './format.js';

@@ -3,8 +3,8 @@ import { readFileSync } from 'node:fs';
 import { appendFile, mkdir, open, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { LEDGER_GENESIS_HASH, canonicalJson, ledgerEntryHash, type LedgerEntry } from '@federa/shared';
-import { LEDGER_FILE, LedgerDamagedError, LedgerError, PrivacyLedger, ledgerPath, readLedger, verifyLedger } from './index.js';
+import { LEDGER_GENESIS_HASH, LedgerError, canonicalJson, ledgerEntryHash, type LedgerEntry } from '@federa/shared';
+import { LEDGER_FILE, LedgerDamagedError, PrivacyLedger, ledgerPath, readLedger, verifyLedger } from './index.js';
 import { CKKS, OPENING, readLines, receiptFor, tempDir, writeLines, writeSampleLedger } from './ledger.testkit.js';
 
 type Syncable = { sync: () => Promise<void> };

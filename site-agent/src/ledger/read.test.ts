@@ -1,7 +1,8 @@
 import { rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { TORN_LINE_REASON, parseLedgerText, readLedger, verifyLedger } from './index.js';
+import { TORN_LINE_REASON, parseLedgerText } from '@federa/shared';
+import { readLedger, verifyLedger } from './index.js';
 import { readLines, tempDir, writeLines, writeSampleLedger } from './ledger.testkit.js';
 
 describe('readLedger', () => {

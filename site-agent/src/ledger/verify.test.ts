@@ -1,17 +1,20 @@
 import { rm, truncate, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { LEDGER_GENESIS_HASH, canonicalJson, ledgerEntryHash, receiptSignedBody, signCanonical, type LedgerEntry } from '@federa/shared';
 import {
+  LEDGER_GENESIS_HASH,
   LedgerError,
-  PrivacyLedger,
   TORN_LINE_REASON,
+  canonicalJson,
   formatLedgerVerification,
-  readLedger,
-  verifyLedger,
+  ledgerEntryHash,
+  receiptSignedBody,
+  signCanonical,
   verifyParsedLedger,
+  type LedgerEntry,
   type LedgerVerification,
-} from './index.js';
+} from '@federa/shared';
+import { PrivacyLedger, readLedger, verifyLedger } from './index.js';
 import { CKKS, OPENING, createTestPki, readLines, receiptFor, tempDir, writeLines, writeSampleLedger, type TestPki } from './ledger.testkit.js';
 
 /** Renumbers and re-links entries as a careful forger would, so only what they cannot forge stands out. */

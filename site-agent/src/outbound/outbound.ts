@@ -2,6 +2,7 @@ import {
   createLogger,
   encodeMessage,
   federation,
+  receiptOf,
   receiptSignedBody,
   verifyCanonical,
   verifyCertificate,
@@ -122,17 +123,7 @@ export class Outbound {
   }
 
   private async keepReceipt(entry: LedgerEntry, receipt: federation.UploadReceipt): Promise<void> {
-    const kept: UpdateReceipt = {
-      siteId: this.siteId,
-      studyId: receipt.studyId,
-      round: receipt.round,
-      sha256: receipt.sha256,
-      receivedBytes: receipt.receivedBytes,
-      receivedAtUnixMs: receipt.receivedAtUnixMs,
-      auditSeq: receipt.auditSeq,
-      signature: receipt.signature,
-      certificatePem: receipt.certificatePem,
-    };
+    const kept = receiptOf(this.siteId, receipt);
     const problem = this.receiptProblem(kept);
     if (problem) this.log.error({ studyId: kept.studyId, round: kept.round, problem }, 'the coordinator\'s receipt does not check out; kept in the ledger as evidence');
     await this.ledger.recordReceipt(entry, kept);

@@ -1,0 +1,46 @@
+import { Inject, Injectable } from '@nestjs/common';
+import { applyAggregate, bytesToFloat32, float32ToBytes, UpdateAccumulator } from '@federa/shared';
+import { BLOB_STORE } from '../app/tokens.js';
+import type { BlobStore } from '../blobs/index.js';
+import { EncryptedAggregation } from './encrypted-aggregation.js';
+
+/** What a closed round publishes: the model artifact, the sum behind it, and how many updates went in. */
+export interface PublishedRound {
+  kind: 'weights' | 'encrypted_aggregate';
+  model: { sha256: string; size: number };
+  sum: { sha256: string; size: number };
+  sites: number;
+}
+
+/** FedAvg over a round's stored updates, one at a time so memory does not grow with the number of sites. */
+@Injectable()
+export class Aggregator {
+  constructor(
+    @Inject(BLOB_STORE) private readonly blobs: BlobStore,
+    @Inject(EncryptedAggregation) private readonly encrypted: EncryptedAggregation,
+  ) {}
+
+  /** FedAvg in the clear: the coordinator computes and publishes the next global weights itself. */
+  async averagePlain(baseSha256: string, receipts: Array<{ sha256: string }>, cohortSize: number): Promise<PublishedRound> {
+    const base = bytesToFloat32(await this.blobs.get(baseSha256), `model ${baseSha256}`);
+    const accumulator = new UpdateAccumulator(base.length + 1 + cohortSize, base.length);
+    for (const receipt of receipts) {
+      accumulator.add(bytesToFloat32(await this.blobs.get(receipt.sha256), `update ${receipt.sha256}`));
+    }
+    const sum = await this.blobs.put(new Uint8Array(accumulator.sum.buffer));
+    const model = await this.blobs.put(float32ToBytes(applyAggregate(base, accumulator.sum, cohortSize)));
+    return { kind: 'weights', model, sum, sites: accumulator.count };
+  }
+
+  /** The encrypted sum is what gets published: only sites can turn it into the next global weights. */
+  async sumEncrypted(receipts: Array<{ sha256: string }>): Promise<PublishedRound> {
+    const blobs = this.blobs;
+    const { bytes, sites } = await this.encrypted.sum(
+      (async function* () {
+        for (const receipt of receipts) yield await blobs.get(receipt.sha256);
+      })(),
+    );
+    const blob = await this.blobs.put(bytes);
+    return { kind: 'encrypted_aggregate', model: blob, sum: blob, sites };
+  }
+}
