@@ -5,7 +5,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { auditRecordHash, verifyAuditChain, type AuditCheckpoint, type AuditRecord } from '@federa/shared';
+import { auditRecordHash, extendsEarlier, verifyAuditChain, type AuditCheckpoint, type AuditRecord } from '@federa/shared';
 import {
   generateConsortiumCkksKeys,
   openDatabase,
@@ -176,6 +176,41 @@ describe.each([{ database: 'pglite' as const }, ...(withPostgres ? [{ database: 
     expect(result.checkpoints.failures.length).toBeGreaterThan(0);
   });
 
+  it('catches a whole rewrite, checkpoints and all, against an export kept elsewhere', async () => {
+    const earlier = await readFile(join(dir, 'export.jsonl'), 'utf8');
+    const head = JSON.parse(earlier.trim().split('\n').filter((l) => l.includes('"type":"record"')).at(-1)!) as AuditRecord;
+    const rollback = new Error('rollback');
+    let rewritten: ReturnType<typeof verifyAuditChain> | undefined;
+    let continuity: ReturnType<typeof extendsEarlier> | undefined;
+    await db.prisma
+      .$transaction(async (tx) => {
+        const records = (await tx.auditRecord.findMany({ orderBy: { seq: 'asc' } })).map(recordOf);
+        for (const table of ['audit_record', 'audit_checkpoint']) await tx.$executeRawUnsafe(`ALTER TABLE ${table} DISABLE TRIGGER ${table}_append_only`);
+        await tx.$executeRawUnsafe('DROP INDEX audit_record_prev_hash_key');
+        await tx.$executeRawUnsafe('DROP INDEX audit_record_hash_key');
+        await tx.$executeRawUnsafe('DELETE FROM audit_checkpoint');
+        let previous = records[1]!.hash;
+        for (const record of records.slice(2)) {
+          const body = { ...record, prevHash: previous, ...(record.seq === 3 ? { actor: 'system' } : {}) };
+          const hash = auditRecordHash(body);
+          await tx.$executeRawUnsafe(`UPDATE audit_record SET actor = ${quote(body.actor)}, prev_hash = ${quote(previous)}, hash = ${quote(hash)} WHERE seq = ${record.seq}`);
+          previous = hash;
+        }
+        const after = (await tx.auditRecord.findMany({ orderBy: { seq: 'asc' } })).map(recordOf);
+        rewritten = verifyAuditChain(after, {});
+        continuity = extendsEarlier(after, { seq: head.seq, hash: head.hash });
+        throw rollback;
+      })
+      .catch((error: unknown) => {
+        if (error !== rollback) throw error;
+      });
+    // With every checkpoint gone the chain alone looks fine; the export kept by an auditor does not match it.
+    expect(rewritten?.ok).toBe(true);
+    expect(rewritten?.checkpoints.total).toBe(0);
+    expect(continuity?.ok).toBe(false);
+    expect(continuity?.reason).toMatch(/the log was rewritten/);
+  });
+
   it('verifies the signed export offline with only the CA, and names an edited record in it', async () => {
     const ca = join(kits, 'coordinator', 'ca.pem');
     const bundle = join(dir, 'export.jsonl');
@@ -201,9 +236,11 @@ describe.each([{ database: 'pglite' as const }, ...(withPostgres ? [{ database: 
     const copy = join(dir, 'copy');
     if (!schema) await cp(join(dir, 'coordinator'), copy, { recursive: true });
     const args = [FEDERA, 'audit', 'verify', ...(schema ? ['--database-url', schema.url] : ['--data-dir', copy]), '--ca', join(kits, 'coordinator', 'ca.pem')];
-    const result = await run(process.execPath, args).catch((error: { code: number; stdout: string }) => error);
+    const result = await run(process.execPath, [...args, '--previous', join(dir, 'export.jsonl')]).catch((error: { code: number; stdout: string }) => error);
     expect((result as { code: number }).code).toBe(1);
     expect((result as { stdout: string }).stdout).toMatch(/BROKEN at record 7/);
+    // The stored hashes are untouched, so the log still extends the export; the edit shows in the walk.
+    expect((result as { stdout: string }).stdout).toMatch(/^extends the earlier export/m);
     db = await openDatabase(config());
   });
 });

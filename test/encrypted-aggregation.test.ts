@@ -11,7 +11,12 @@ import {
   parameterCount,
   readCoordinatorKit,
   readSiteKit,
+  contributionTagKey,
   contributionVector,
+  tagProblems,
+  taggedLength,
+  tagVector,
+  untagVector,
   type ModelSpec,
 } from '@federa/shared';
 import { parseCoordinatorConfig, startCoordinator, type RunningCoordinator } from '@federa/coordinator';
@@ -20,8 +25,10 @@ import { dataChunk, headerChunk, rest, studyBody, tokenFor, trailerChunk } from 
 
 const spec: ModelSpec = { architecture: 'small-cnn', inputSize: 16, channels: 1, classes: 2, seed: 21 };
 const parameters = parameterCount(spec);
-// Parameters, the weight, and one contribution slot per site of the cohort (site-a, site-b).
-const vectorLength = parameters + 1 + 2;
+// Parameters, the weight, and one contribution slot per site of the cohort (site-a, site-b)...
+const payloadLength = parameters + 1 + 2;
+// ... laid out in whole ciphertexts (N = 2048 values), each ending with the site's two contribution tags.
+const vectorLength = taggedLength(payloadLength, 2048);
 
 /**
  * The encrypted path as the coordinator sees it: it is built from a kit that holds nothing able to decrypt,
@@ -65,9 +72,10 @@ describe('CKKS-encrypted aggregation at the coordinator', () => {
       call.write(trailerChunk(payload));
       call.end();
     });
-  const vector = (shift: number, weight: number, siteId = 'site-a'): Float32Array => {
+  const vector = (shift: number, weight: number, siteId = 'site-a'): Float64Array => {
     const base = initialWeights(spec);
-    return contributionVector(base, base.map((w) => w + shift), weight, ['site-a', 'site-b'], siteId);
+    const payload = contributionVector(base, base.map((w) => w + shift), weight, ['site-a', 'site-b'], siteId);
+    return tagVector(payload, ckks.valuesPerCiphertext, contributionTagKey(secretKey), { studyId, round: 1 }, siteId);
   };
 
   beforeAll(async () => {
@@ -150,7 +158,10 @@ describe('CKKS-encrypted aggregation at the coordinator', () => {
       headers: { authorization: `Bearer ${await tokenFor(coordinator)}` },
     });
     expect(response.headers.get('x-federa-model-kind')).toBe('encrypted_aggregate');
-    const sum = ckks.decryptVector(new Uint8Array(await response.arrayBuffer()), secretKey);
+    const tagged = ckks.decryptVector(new Uint8Array(await response.arrayBuffer()), secretKey);
+    // Every ciphertext carries exactly the two sites' tags: the sum is theirs, each once.
+    expect(tagProblems(tagged, ckks.valuesPerCiphertext, contributionTagKey(secretKey), { studyId, round: 1 }, ['site-a', 'site-b'])).toEqual([]);
+    const sum = untagVector(tagged, payloadLength, ckks.valuesPerCiphertext);
     const base = initialWeights(spec);
     const next = applyAggregate(base, sum, 2);
     // (30 * 0.01 + 10 * 0.05) / 40 = 0.02; only the two honest updates are in the sum.

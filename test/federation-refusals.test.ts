@@ -49,7 +49,8 @@ describe('the coordinator refuses bad uploads without touching the round', () =>
       ...overrides,
     });
   const validPayload = (scale: number, siteId = 'site-a'): Uint8Array => plainUpdate(spec, ['site-a', 'site-b'], siteId, 0.01 * scale, 10);
-  const rest = (method: string, path: string, body?: unknown) => restAt(coordinator, method, path, body);
+  const rest = (method: string, path: string, body?: unknown, role: 'admin' | 'researcher' | 'auditor' = 'researcher') =>
+    restAt(coordinator, method, path, body, role);
 
   beforeAll(async () => {
     dataDir = await mkdtemp(join(tmpdir(), 'federa-refusals-'));
@@ -170,6 +171,13 @@ describe('the coordinator refuses bad uploads without touching the round', () =>
     expect(status[(await report('site-c', {}))?.code ?? 0]).toBe('PERMISSION_DENIED');
     expect((await report('site-a', { accuracy: 1.5 }))?.details).toMatch(/within \[0, 1\]/);
     expect((await report('site-a', { loss: Number.NaN }))?.details).toMatch(/loss is not a finite/);
+    // Ids and rounds no coordinator issued are refused at the door, and cannot spoil the audit log.
+    expect((await report('site-a', { studyId: 'x'.repeat(300) }))?.details).toMatch(/study_id: .* is not a study id/);
+    expect((await report('site-a', { studyId: 'a\u0000b' }))?.details).toMatch(/study_id/);
+    expect((await report('site-a', { round: 4_294_967_295 }))?.details).toMatch(/round: 4294967295 is outside/);
+    const verified = await rest('GET', '/audit/verify', undefined, 'auditor');
+    expect(verified.body).toMatchObject({ ok: true, firstBad: null });
+    expect((await rest('GET', `/studies/${encodeURIComponent('a\u0000b')}`)).status).toBe(404);
   });
 
   it('records the refusals nowhere: the database holds exactly the accepted receipts', async () => {

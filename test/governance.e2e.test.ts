@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -127,9 +127,17 @@ describe('governance with real site agents', () => {
     }
     const ca = join(workDir, 'kits', 'coordinator', 'ca.pem');
     const bundle = join(workDir, 'audit-export.jsonl');
-    await consortium.exportAudit(bundle);
+    const url = consortium.baseUrl.replace(/\/api\/v1$/, '');
+    const exported = await run(process.execPath, [FEDERA, 'audit', 'export', '--url', url, '--token', consortium.tokens.auditor, '--out', bundle]);
+    expect(exported.stdout).toMatch(/wrote .* records and \d+ checkpoints/);
     const verified = await run(process.execPath, [FEDERA, 'audit', 'verify', '--bundle', bundle, '--ca', ca]);
     expect(verified.stdout).toMatch(/audit log OK/);
+    const online = await run(process.execPath, [FEDERA, 'audit', 'verify', '--url', url, '--ca', ca], { env: { ...process.env, FEDERA_TOKEN: consortium.tokens.auditor } });
+    expect(online.stdout).toMatch(/audit log OK/);
+    // An auditor's token is what it takes: a researcher's is refused.
+    const refused = await run(process.execPath, [FEDERA, 'audit', 'verify', '--url', url, '--token', consortium.tokens.researcher, '--ca', ca]).catch((e: { code: number; stderr: string }) => e);
+    expect((refused as { code: number }).code).toBe(1);
+    expect((refused as { stderr: string }).stderr).toMatch(/403/);
     for (const site of consortium.sites) {
       const ledger = await run(process.execPath, [FEDERA_SITE, 'ledger', 'verify', '--config', site.configPath]);
       expect(ledger.stdout).toMatch(/ledger OK: .* 1 updates, 1 receipts verified/);
@@ -144,6 +152,16 @@ describe('governance with real site agents', () => {
       // Registrations, the refusals above, the metrics, the update and the evaluation.
       expect(report.reconciliation.matched).toBeGreaterThanOrEqual(8);
     }
+    // The same reconciliation over REST, with the ledger as the body (what the dashboard will do).
+    const ledgerText = await readFile(join(consortium.sites[0]!.stateDir, 'ledger', 'ledger.jsonl'), 'utf8');
+    const overRest = await fetch(`${consortium.baseUrl}/audit/reconcile`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${consortium.tokens.auditor}`, 'content-type': 'application/x-ndjson' },
+      body: ledgerText,
+    });
+    expect(overRest.status).toBe(200);
+    const reconciled = (await overRest.json()) as { ledger: { ok: boolean }; reconciliation: { ok: boolean; siteId: string } };
+    expect(reconciled).toMatchObject({ ledger: { ok: true }, reconciliation: { ok: true, siteId: consortium.sites[0]!.id } });
     const studies = await run(process.execPath, [FEDERA_SITE, 'studies', '--config', consortium.sites[0]!.configPath, '--json']);
     const listed = JSON.parse(studies.stdout) as { studies: Array<{ hash: string; decision: string; policy: string }> };
     expect(listed.studies.find((s) => s.hash === created.specHash)?.decision).toMatch(/^approved/);

@@ -9,6 +9,7 @@ import {
   CkksContext,
   readSiteKit,
   sha256Hex,
+  untagVector,
   type ClassificationMetrics,
   type DatasetSummary,
   type EvaluationCounts,
@@ -294,9 +295,10 @@ export class LocalConsortium {
     } else {
       const previous = await this.globalWeights(id, round - 1);
       const { context, secretKey } = await this.keyHolder();
-      const sum = context.decryptVector(bytes, secretKey);
-      // After the weight: one contribution slot per site of the round's cohort.
-      weights = applyAggregate(previous, sum, sum.length - previous.length - 1);
+      // Parameters, the weight, one contribution slot per cohort site; each ciphertext ends with contribution tags.
+      const cohort = (await this.study(id)).rounds.find((r) => r.number === round)?.assignedSites.length ?? 0;
+      const sum = untagVector(context.decryptVector(bytes, secretKey), previous.length + 1 + cohort, context.valuesPerCiphertext);
+      weights = applyAggregate(previous, sum, cohort);
     }
     this.weightCache.set(key, weights);
     return weights;

@@ -170,6 +170,7 @@ export interface RestTarget {
 }
 
 const tokens = new WeakMap<RestTarget, Map<string, Promise<string>>>();
+let issued = 0;
 
 /** A token of `role` for this coordinator, issued once and reused (as a CLI or dashboard would keep one). */
 export function tokenFor(target: RestTarget, role: 'admin' | 'researcher' | 'auditor' = 'researcher'): Promise<string> {
@@ -177,7 +178,8 @@ export function tokenFor(target: RestTarget, role: 'admin' | 'researcher' | 'aud
   if (!byRole) tokens.set(target, (byRole = new Map()));
   let token = byRole.get(role);
   if (!token) {
-    token = target.issueToken({ name: `test ${role}`, role }).then((t) => t.token);
+    // Names are unique among live tokens: two coordinators on one database each get their own.
+    token = target.issueToken({ name: `test ${role} ${++issued}`, role }).then((t) => t.token);
     byRole.set(role, token);
   }
   return token;

@@ -1,5 +1,5 @@
 import 'reflect-metadata';
-import { writeFile } from 'node:fs/promises';
+import { chmod, mkdir, writeFile } from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
 import { ServerCredentials } from '@grpc/grpc-js';
 import { NestFactory } from '@nestjs/core';
@@ -37,16 +37,20 @@ export interface RunningCoordinator {
 /** Starts the hybrid app: REST on httpPort, the gRPC federation service on grpcPort, one process. */
 export async function startCoordinator(config: CoordinatorConfig): Promise<RunningCoordinator> {
   const log = createLogger('coordinator');
+  await ownerOnly(config.dataDir, log);
   const transport = await transportSecurity(config, log);
   const app = await NestFactory.create<NestExpressApplication>(
     AppModule.forRoot(config, transport.identity, transport.ckksPublicParams, transport.signer),
     { logger: new PinoNestLogger(createLogger('nest')), bodyParser: false },
   );
   app.disable('x-powered-by');
+  // Behind the reverse proxy the REST API is meant to sit behind, the client is in X-Forwarded-For: rate limits and
+  // audit records then see the real client, not the proxy.
+  app.set('trust proxy', /^[0-9]+$/.test(config.trustProxy) ? Number(config.trustProxy) : config.trustProxy);
   app.use(helmet());
-  // Definitions and settings are small; a site ledger for reconciliation comes as JSON Lines and may be large.
+  // Definitions and settings are small. A site ledger for reconciliation (JSON Lines, possibly large) is read by its
+  // handler, after the caller is authenticated, not parsed for anyone who sends one.
   app.useBodyParser('json', { limit: '1mb' });
-  app.useBodyParser('text', { type: 'application/x-ndjson', limit: '64mb' });
   app.useGlobalFilters(new HttpErrorFilter());
   app.enableShutdownHooks();
 
@@ -94,6 +98,19 @@ export async function startCoordinator(config: CoordinatorConfig): Promise<Runni
       return closing;
     },
   };
+}
+
+/**
+ * The data folder (embedded database, blobs) is the coordinator's alone; a folder made earlier with a looser mode is
+ * tightened, and one the process does not own is left as it is, with a warning.
+ */
+async function ownerOnly(dir: string, log: Logger): Promise<void> {
+  await mkdir(dir, { recursive: true, mode: 0o700 });
+  try {
+    await chmod(dir, 0o700);
+  } catch (error) {
+    log.warn({ dir, reason: (error as Error).message }, 'could not make the data folder owner-only');
+  }
 }
 
 /** Mutual TLS from the coordinator kit, or (explicitly asked for) plaintext with self-declared site names. */

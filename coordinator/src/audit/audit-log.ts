@@ -1,6 +1,8 @@
 import {
   AUDIT_GENESIS_HASH,
+  auditRecordBodySchema,
   auditRecordHash,
+  STUDY_ID,
   canonicalJson,
   certificateFingerprint,
   checkpointSignedBody,
@@ -10,6 +12,8 @@ import {
   type AuditRecord,
   type AuditRecordBody,
 } from '@federa/shared';
+import { setTimeout as delay } from 'node:timers/promises';
+import { ZodError } from 'zod';
 import type { Database, Prisma } from '../persistence/index.js';
 
 /** What a caller states about an event; the log adds seq, time and the chain. */
@@ -64,6 +68,8 @@ type Tx = Prisma.TransactionClient;
 const AUDIT_LOCK_KEY = 1_178_944_577;
 /** Longer strings in details (a site's message, a reason) are cut: the log records events, not payloads. */
 const MAX_DETAIL_STRING = 2_000;
+const SITE_ID = /^[a-z0-9][a-z0-9-]{0,62}$/;
+const MAX_INT4 = 2_147_483_647;
 const PAGE = 1_000;
 
 /**
@@ -80,14 +86,30 @@ export class AuditLog {
     readonly signer: CoordinatorSigner | null,
   ) {}
 
-  append(entry: AuditEntry): Promise<AuditRecord> {
-    return this.db.prisma.$transaction((tx) => this.appendIn(tx, entry), { maxWait: 30_000, timeout: 30_000 });
+  /**
+   * Appends one record in its own transaction. A transient failure (a busy database, a lost connection) is retried:
+   * the event it records has usually happened already, and a record lost is a gap an auditor would see.
+   */
+  async append(entry: AuditEntry): Promise<AuditRecord> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.db.prisma.$transaction((tx) => this.appendIn(tx, entry), { maxWait: 30_000, timeout: 30_000 });
+      } catch (error) {
+        if (attempt >= 3 || error instanceof ZodError) throw error;
+        this.log.warn({ kind: entry.kind, attempt, reason: (error as Error).message }, 'could not append an audit record; trying again');
+        await delay(200 * attempt);
+      }
+    }
   }
 
-  /** Runs `work` and appends the entry it returns in one transaction. */
+  /**
+   * Runs `work` and appends the entries it returns in one transaction, holding the log's lock from the start: checks
+   * in `work` (a name still free, a study still a draft) cannot be raced by another audited change.
+   */
   async transaction<T>(work: (tx: Tx) => Promise<{ result: T; audit: AuditEntry | AuditEntry[] }>): Promise<{ result: T; records: AuditRecord[] }> {
     return this.db.prisma.$transaction(
       async (tx) => {
+        await tx.$executeRawUnsafe(`SELECT pg_advisory_xact_lock(${AUDIT_LOCK_KEY})`);
         const { result, audit } = await work(tx);
         const records: AuditRecord[] = [];
         for (const entry of Array.isArray(audit) ? audit : [audit]) records.push(await this.appendIn(tx, entry));
@@ -100,18 +122,26 @@ export class AuditLog {
   async appendIn(tx: Tx, entry: AuditEntry): Promise<AuditRecord> {
     await tx.$executeRawUnsafe(`SELECT pg_advisory_xact_lock(${AUDIT_LOCK_KEY})`);
     const last = await tx.auditRecord.findFirst({ orderBy: { seq: 'desc' }, select: { seq: true, hash: true } });
-    const details = JSON.parse(canonicalJson(boundStrings(entry.details ?? {}))) as Record<string, unknown>;
+    // Ids and rounds a caller sent that are not well formed go into details (bounded), never into the indexed
+    // columns, so a hostile value can neither fail the insert nor make the record one verifiers reject.
+    const given: Record<string, unknown> = {};
+    const studyId = entry.studyId == null || STUDY_ID.test(entry.studyId) ? (entry.studyId ?? null) : ((given.studyIdGiven = entry.studyId), null);
+    const siteId = entry.siteId == null || SITE_ID.test(entry.siteId) ? (entry.siteId ?? null) : ((given.siteIdGiven = entry.siteId), null);
+    const round = entry.round == null || (Number.isInteger(entry.round) && entry.round >= 0 && entry.round <= MAX_INT4) ? (entry.round ?? null) : ((given.roundGiven = entry.round), null);
+    const details = JSON.parse(canonicalJson(boundStrings({ ...(entry.details ?? {}), ...given }))) as Record<string, unknown>;
     const body: AuditRecordBody = {
       seq: (last?.seq ?? 0) + 1,
       at: new Date().toISOString(),
       kind: entry.kind,
       actor: entry.actor,
-      studyId: entry.studyId ?? null,
-      round: entry.round ?? null,
-      siteId: entry.siteId ?? null,
+      studyId,
+      round,
+      siteId,
       details,
       prevHash: last?.hash ?? AUDIT_GENESIS_HASH,
     };
+    // Anything else that would not verify is a bug here, not input: refuse it rather than break the chain.
+    auditRecordBodySchema.parse(body);
     const hash = auditRecordHash(body);
     await tx.auditRecord.create({ data: { ...body, at: new Date(body.at), details: canonicalJson(details), hash } });
     return { ...body, hash };

@@ -1,4 +1,4 @@
-import { Controller, Get, Header, Inject, Post, Query, Req, Res, ServiceUnavailableException } from '@nestjs/common';
+import { Controller, Get, Header, HttpCode, Inject, PayloadTooLargeException, Post, Query, Req, Res, ServiceUnavailableException } from '@nestjs/common';
 import type { Request, Response } from 'express';
 import { z } from 'zod';
 import {
@@ -18,6 +18,21 @@ import { Caller } from '../auth/caller.decorator.js';
 import { Roles, type Principal } from '../auth/roles.js';
 import { InputError } from '../http/input-error.js';
 import { AuditLog } from './audit-log.js';
+
+/** A site ledger of a long study: a few hundred bytes per message. */
+const MAX_LEDGER_BYTES = 64 * 1024 * 1024;
+
+/** Reads a request body up to `limit` bytes, as text; more is 413. */
+async function readBody(request: Request, limit: number): Promise<string> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of request as AsyncIterable<Buffer>) {
+    size += chunk.length;
+    if (size > limit) throw new PayloadTooLargeException(`a ledger of more than ${limit} bytes`);
+    chunks.push(chunk);
+  }
+  return Buffer.concat(chunks).toString('utf8');
+}
 
 const seqText = z.string().regex(/^[0-9]{1,9}$/, 'must be a whole number').transform(Number);
 const recordsQuerySchema = z
@@ -102,15 +117,15 @@ export class AuditController {
 
   /** Matches a site's ledger (the request body, JSON Lines as `federa-site` keeps it) with this coordinator's records. */
   @Post('reconcile')
+  @HttpCode(200)
   @Roles('auditor', 'admin')
   @Header('cache-control', 'no-store')
   async reconcile(@Req() request: Request): Promise<ReconciliationResult> {
-    const text = typeof request.body === 'string' ? request.body : undefined;
-    if (text === undefined || text.length === 0) {
-      throw new InputError('invalid reconciliation request', [
-        'body: send the site ledger file as the body with content-type application/x-ndjson',
-      ]);
+    if (!/^application\/x-ndjson\b/.test(request.headers['content-type'] ?? '')) {
+      throw new InputError('invalid reconciliation request', ['body: send the site ledger file as the body with content-type application/x-ndjson']);
     }
+    const text = await readBody(request, MAX_LEDGER_BYTES);
+    if (text.length === 0) throw new InputError('invalid reconciliation request', ['body: the ledger is empty']);
     const parsed = parseLedgerText(text);
     if (parsed.entries.length === 0) {
       throw new InputError('invalid reconciliation request', [

@@ -47,6 +47,10 @@ describe('REST tokens', () => {
     // Lifetime within the coordinator's limit; default 90 days.
     await expect(tokens.issue({ name: 'dave', role: 'admin', expiresInDays: 400 }, 'cli', 365)).rejects.toThrow(/tokenMaxLifetimeDays/);
     const defaulted = await tokens.issue({ name: 'erin', role: 'admin' }, 'cli', 365);
+    // One live token per name (studies belong to names); after a revocation the name is free again.
+    await expect(tokens.issue({ name: 'erin', role: 'researcher' }, 'cli', 365)).rejects.toThrow(/already called "erin"/);
+    await tokens.revoke(defaulted.id, 'cli');
+    expect((await tokens.issue({ name: 'erin', role: 'admin' }, 'cli', 365)).name).toBe('erin');
     expect(new Date(defaulted.expiresAt).getTime() - Date.now()).toBeGreaterThan(89 * 86_400_000);
   });
 

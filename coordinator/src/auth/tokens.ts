@@ -91,6 +91,12 @@ export class Tokens {
     const token = `fed_${id}_${randomBytes(32).toString('base64url')}`;
     const expiresAt = new Date(Date.now() + days * 86_400_000);
     await this.audit.transaction(async (tx) => {
+      // Names are unique among live tokens: a study belongs to the name of the researcher who made it, so two live
+      // tokens of one name would share each other's studies. Renewing means revoking the old token first.
+      const live = await tx.apiToken.findFirst({ where: { name: request.name, revokedAt: null, expiresAt: { gt: new Date() } } });
+      if (live) {
+        throw new TokenError(400, `name: a live token is already called "${request.name}" (id ${live.id}); revoke it first, or choose another name`);
+      }
       await tx.apiToken.create({
         data: { id, name: request.name, role: request.role, secretHash: tokenHash(token), createdBy: actor, expiresAt },
       });

@@ -6,6 +6,7 @@ import {
   formatAuditBundleVerification,
   formatAuditVerification,
   formatLedgerVerification,
+  extendsEarlier,
   formatReconcileReport,
   parseAuditBundle,
   parseLedgerText,
@@ -15,16 +16,18 @@ import {
   verifyParsedLedger,
   type AuditCheckpoint,
   type AuditRecord,
+  type AuditVerification,
 } from '@federa/shared';
 import { z } from 'zod';
 import { AuditLog } from '../audit/audit-log.js';
 import { openDatabase } from '../persistence/index.js';
 import { CliUsageError, type CliIo } from './io.js';
 
-export const AUDIT_USAGE = `federa audit verify (--bundle FILE --ca ca.pem | --url URL --token TOKEN [--ca ca.pem]
-                     | --data-dir DIR [--database-url URL] [--ca ca.pem]) [--json]
+export const AUDIT_USAGE = `federa audit verify --ca ca.pem (--bundle FILE | --url URL --token TOKEN | --data-dir DIR [--database-url URL])
+                    [--previous OLDER_BUNDLE] [--json]
                     check the audit log's hash chain and signed checkpoints; names the first bad record
-                    (exit 1 when anything is wrong). A bundle is checked with nothing but the CA certificate.
+                    (exit 1 when anything is wrong). A bundle is checked with nothing but the CA certificate;
+                    --previous checks that the log still holds, unchanged, everything an earlier export held.
 federa audit export --url URL --token TOKEN --out FILE
                     a signed JSON Lines bundle of every record and checkpoint (auditor or admin token)
 federa audit reconcile --ledger LEDGER (--bundle FILE --ca ca.pem | --url URL --token TOKEN [--ca ca.pem]) [--json]
@@ -42,6 +45,7 @@ const options = {
   'database-url': { type: 'string' },
   ledger: { type: 'string' },
   out: { type: 'string' },
+  previous: { type: 'string' },
   json: { type: 'boolean', default: false },
 } as const;
 
@@ -64,18 +68,42 @@ export async function auditCommand(argv: string[], io: CliIo): Promise<number> {
 }
 
 async function verify(values: Values, io: CliIo): Promise<number> {
-  const caPem = values.ca ? await readText(values.ca, 'CA certificate') : undefined;
+  // Checkpoints are evidence only when signed by the consortium's coordinator: the CA is not optional.
+  if (!values.ca) throw new CliUsageError('audit verify needs --ca ca.pem (the consortium CA certificate, from any kit)', AUDIT_USAGE);
+  const caPem = await readText(values.ca, 'CA certificate');
+  let result: AuditVerification;
+  let records: AuditRecord[];
+  let text: string;
   if (values.bundle) {
-    if (!caPem) throw new CliUsageError('audit verify --bundle needs --ca ca.pem (the consortium CA certificate)', AUDIT_USAGE);
-    const result = verifyAuditBundle(await readText(values.bundle, 'audit bundle'), caPem);
-    io.stdout(values.json ? `${JSON.stringify(result, null, 2)}\n` : `${formatAuditBundleVerification(result)}\n`);
-    return result.ok ? 0 : 1;
+    const bundle = await readText(values.bundle, 'audit bundle');
+    const verified = verifyAuditBundle(bundle, caPem);
+    result = verified;
+    records = parseAuditBundle(bundle).records;
+    text = formatAuditBundleVerification(verified);
+  } else {
+    const source = await auditSource(values, io);
+    records = source.records;
+    result = verifyAuditChain(records, { checkpoints: source.checkpoints, caPem });
+    text = formatAuditVerification(result);
   }
-  const { records, checkpoints } = await auditSource(values, io);
-  const result = verifyAuditChain(records, { checkpoints, ...(caPem ? { caPem } : {}) });
-  io.stdout(values.json ? `${JSON.stringify(result, null, 2)}\n` : `${formatAuditVerification(result)}\n`);
-  if (!caPem && !values.json) io.stderr('checkpoint certificates were not checked against the consortium CA; pass --ca ca.pem to do so\n');
-  return result.ok ? 0 : 1;
+  const continuity = values.previous ? await continues(values.previous, records, caPem) : null;
+  const ok = result.ok && (continuity?.ok ?? true);
+  if (values.json) io.stdout(`${JSON.stringify({ ...result, ok, ...(continuity ? { previous: continuity } : {}) }, null, 2)}\n`);
+  else {
+    io.stdout(`${text}\n`);
+    if (continuity) io.stdout(`${continuity.ok ? 'extends' : 'DOES NOT extend'} the earlier export ${values.previous}: ${continuity.reason}\n`);
+    if (result.checkpoints.total === 0) {
+      io.stderr('no signed checkpoint: only the chain\'s own consistency was checked; keep exports and pass one with --previous\n');
+    }
+  }
+  return ok ? 0 : 1;
+}
+
+/** Whether `records` still hold an earlier export (verified with the CA) unchanged. */
+async function continues(previousPath: string, records: AuditRecord[], caPem: string): Promise<{ ok: boolean; reason: string }> {
+  const earlier = verifyAuditBundle(await readText(previousPath, 'earlier audit bundle'), caPem);
+  if (!earlier.ok) return { ok: false, reason: 'the earlier export does not verify itself' };
+  return extendsEarlier(records, earlier.head);
 }
 
 async function exportBundle(values: Values, io: CliIo): Promise<number> {

@@ -13,6 +13,11 @@ export const coordinatorConfigSchema = z
    * reverse proxy rather than on a network interface.
    */
   httpHost: z.string().min(1).optional(),
+  /**
+   * Which proxies' X-Forwarded-For to believe (Express's "trust proxy"): "loopback" (a reverse proxy on this
+   * machine), a hop count, addresses or subnets, or "false".
+   */
+  trustProxy: z.string().min(1).max(500).default('loopback'),
   /** REST requests per client address per minute before 429; the dashboard and CLIs poll, attackers guess. */
   rateLimitPerMinute: z.coerce.number().int().min(1).max(1_000_000).default(1200),
   /** REST API and dashboard; 0 picks a free port (reported in the ready file and the log). */
@@ -67,6 +72,7 @@ export function configFromCommandLine(argv: string[], env: NodeJS.ProcessEnv): C
       host: { type: 'string' },
       'http-host': { type: 'string' },
       'rate-limit': { type: 'string' },
+      'trust-proxy': { type: 'string' },
       'http-port': { type: 'string' },
       'grpc-port': { type: 'string' },
       'data-dir': { type: 'string' },
@@ -80,6 +86,7 @@ export function configFromCommandLine(argv: string[], env: NodeJS.ProcessEnv): C
     host: values.host ?? env.FEDERA_HOST,
     httpHost: values['http-host'] ?? env.FEDERA_HTTP_HOST,
     rateLimitPerMinute: values['rate-limit'] ?? env.FEDERA_RATE_LIMIT,
+    trustProxy: values['trust-proxy'] ?? env.FEDERA_TRUST_PROXY,
     httpPort: values['http-port'] ?? env.FEDERA_HTTP_PORT,
     grpcPort: values['grpc-port'] ?? env.FEDERA_GRPC_PORT,
     dataDir: values['data-dir'] ?? env.FEDERA_DATA_DIR,

@@ -17,4 +17,18 @@ export class FederationError extends Error {
   }
 }
 
+/** The largest round a database row can hold; the wire allows uint32. */
+const MAX_ROUND = 2_147_483_647;
+const STUDY_ID = /^[A-Za-z0-9][A-Za-z0-9-]{0,63}$/;
+
+/** Refuses, before anything is looked up or stored, a study id or round no coordinator ever issued. */
+export function checkStudyRef(studyId: string, round?: number): void {
+  if (!STUDY_ID.test(studyId)) {
+    throw new FederationError(GrpcStatus.INVALID_ARGUMENT, `study_id: "${studyId.slice(0, 80)}" is not a study id (1-64 letters, digits and "-")`);
+  }
+  if (round !== undefined && (!Number.isInteger(round) || round < 0 || round > MAX_ROUND)) {
+    throw new FederationError(GrpcStatus.INVALID_ARGUMENT, `round: ${round} is outside 0..${MAX_ROUND}`);
+  }
+}
+
 export { GrpcStatus };

@@ -27,7 +27,7 @@ import { UploadReceiver } from '../rounds/upload-receiver.js';
 import { SiteSessions } from '../sessions/site-sessions.js';
 import { DatasetSummaries } from '../sites/dataset-summaries.js';
 import { StudiesService } from '../studies/studies.service.js';
-import { FederationError, GrpcStatus } from './federation-error.js';
+import { checkStudyRef, FederationError, GrpcStatus } from './federation-error.js';
 import type { SiteIdentity } from './site-identity.js';
 
 export const COORDINATOR_VERSION = '0.1.0';
@@ -180,6 +180,7 @@ export class FederationHandlers {
       const siteId = await this.caller(call, 'DownloadModel');
       await this.requireRegistered(siteId);
       const { studyId, round, offset } = call.request;
+      checkStudyRef(studyId, round);
       // Least privilege: a site reads the models of studies it takes part in, and no other.
       const participates = await this.db.prisma.round.count({ where: { studyId, assignedSites: { has: siteId } } });
       if (participates === 0) {
@@ -191,16 +192,14 @@ export class FederationHandlers {
         throw new FederationError(GrpcStatus.OUT_OF_RANGE, `offset ${offset} is past the model's ${model.sizeBytes} bytes`);
       }
       const header = await this.rounds.modelRef(studyId, round);
-      if (offset === 0) {
-        await this.audit.append({
-          kind: 'model.downloaded',
-          actor: `site:${siteId}`,
-          siteId,
-          studyId,
-          round,
-          details: { by: siteId, kind: model.kind, sha256: model.sha256, bytes: model.sizeBytes },
-        });
-      }
+      await this.audit.append({
+        kind: 'model.downloaded',
+        actor: `site:${siteId}`,
+        siteId,
+        studyId,
+        round,
+        details: { by: siteId, kind: model.kind, sha256: model.sha256, bytes: model.sizeBytes, offset },
+      });
       await write(call, { part: { $case: 'header', value: header } });
       const bytes = await this.blobs.get(model.sha256);
       for (let at = offset; at < bytes.byteLength; at += CHUNK_BYTES) {
@@ -244,6 +243,8 @@ export class FederationHandlers {
     const received = bytes ? { sha256: sha256Hex(bytes), bytes: bytes.byteLength } : null;
     try {
       siteId = await this.caller(call, kind ?? 'ListStudies');
+      const ref = facts(call.request);
+      if (ref.studyId !== undefined) checkStudyRef(ref.studyId, ref.round);
       const response = await work(siteId);
       if (kind && received) {
         const { studyId, round, details } = facts(call.request);

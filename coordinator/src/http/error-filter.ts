@@ -1,6 +1,6 @@
 import { Catch, HttpException, type ArgumentsHost, type ExceptionFilter } from '@nestjs/common';
 import type { Response } from 'express';
-import { createLogger } from '@federa/shared';
+import { createLogger, ReconcileError } from '@federa/shared';
 import { TokenError } from '../auth/tokens.js';
 import { FederationError, GrpcStatus } from '../federation/federation-error.js';
 import { SettingsInputError } from '../settings/settings.js';
@@ -26,6 +26,7 @@ export class HttpErrorFilter implements ExceptionFilter {
   private describe(exception: unknown): [number, { error: string; issues?: string[] }] {
     if (exception instanceof StudyInputError) return [400, { error: 'invalid study definition', issues: exception.issues }];
     if (exception instanceof InputError) return [400, { error: exception.summary, issues: exception.issues }];
+    if (exception instanceof ReconcileError) return [400, { error: `the ledger cannot be reconciled: ${exception.message}` }];
     if (exception instanceof SettingsInputError) return [400, { error: 'invalid settings', issues: exception.issues }];
     if (exception instanceof StudyNotFoundError) return [404, { error: exception.message }];
     if (exception instanceof StudyAccessError) return [403, { error: exception.message }];

@@ -41,6 +41,11 @@ export class EncryptedAggregation implements OnApplicationShutdown {
     }
   }
 
+  /** Values each ciphertext carries (N): with the contribution tags, what an update's length is made of. */
+  async valuesPerCiphertext(): Promise<number> {
+    return (await this.contextOrThrow()).valuesPerCiphertext;
+  }
+
   /** Adds the payloads one at a time (memory is one vector, whatever their number) and returns the encrypted sum. */
   async sum(payloads: AsyncIterable<Uint8Array>): Promise<{ bytes: Uint8Array; sites: number }> {
     const context = await this.contextOrThrow();

@@ -155,8 +155,8 @@ export class RoundsService implements OnApplicationBootstrap, OnApplicationShutd
   }
 
   /**
-   * How a published model travels: for an encrypted aggregate with the round's cohort and the sites summed, which
-   * every site checks against the decrypted contribution slots.
+   * How a published model travels: with the round's cohort and the sites summed, which every site checks against its
+   * policy (and, for an encrypted aggregate, against the tags and contribution slots it decrypts).
    */
   async modelRef(studyId: string, round: number): Promise<federation.ModelRef> {
     const model = await this.db.prisma.modelVersion.findUniqueOrThrow({ where: { studyId_round: { studyId, round } } });
@@ -164,7 +164,7 @@ export class RoundsService implements OnApplicationBootstrap, OnApplicationShutd
   }
 
   async membersOf(studyId: string, model: ModelRow): Promise<AggregateMembers | null> {
-    if (model.kind !== 'encrypted_aggregate') return null;
+    if (model.round === 0) return null;
     const round = await this.db.prisma.round.findUniqueOrThrow({
       where: { studyId_number: { studyId, number: model.round } },
       include: { receipts: { select: { siteId: true } } },

@@ -27,7 +27,7 @@ export interface ModelRow {
   parameterCount: number;
 }
 
-/** An aggregate's cohort (slot order) and the sites the coordinator summed. */
+/** A round's cohort (the contribution slots' order) and the sites the coordinator summed into its model. */
 export interface AggregateMembers {
   cohort: string[];
   contributors: string[];

@@ -1,10 +1,10 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { Inject, Injectable } from '@nestjs/common';
-import { createLogger, federation, parameterCount, receiptSignedBody, SHA256_HEX, signCanonical } from '@federa/shared';
+import { createLogger, federation, parameterCount, receiptSignedBody, SHA256_HEX, signCanonical, taggedLength } from '@federa/shared';
 import { BLOB_STORE, DATABASE } from '../app/tokens.js';
 import { AuditLog } from '../audit/audit-log.js';
 import type { BlobStore } from '../blobs/index.js';
-import { FederationError, GrpcStatus } from '../federation/federation-error.js';
+import { checkStudyRef, FederationError, GrpcStatus } from '../federation/federation-error.js';
 import type { Database } from '../persistence/index.js';
 import { EncryptedAggregation } from './encrypted-aggregation.js';
 import { RoundsService } from './rounds.service.js';
@@ -19,6 +19,7 @@ interface UploadTarget {
   studyId: string;
   roundId: string;
   layout: VectorLayout;
+  vectorLength: number;
 }
 
 /**
@@ -104,11 +105,10 @@ export class UploadReceiver {
     payload: Buffer,
     digest: string,
   ): Promise<federation.UploadReceipt> {
-    const vectorLength = target.layout.parameters + 1 + target.layout.cohort.length;
     if (header.encoding === federation.UpdateEncoding.UPDATE_ENCODING_PLAINTEXT_F32) {
       validatePlaintextUpdate(payload, target.layout, siteId);
     } else {
-      await this.encrypted.validateUpdate(payload, vectorLength);
+      await this.encrypted.validateUpdate(payload, target.vectorLength);
     }
     const blob = await this.blobs.put(payload);
 
@@ -188,6 +188,7 @@ export class UploadReceiver {
   }
 
   private async checkHeader(siteId: string, header: federation.UpdateHeader): Promise<UploadTarget> {
+    checkStudyRef(header.studyId, header.round);
     const study = await this.db.prisma.study.findUnique({ where: { id: header.studyId } });
     if (!study) throw new FederationError(GrpcStatus.NOT_FOUND, `study ${header.studyId} does not exist`);
     if (study.status !== 'running') {
@@ -216,11 +217,16 @@ export class UploadReceiver {
       );
     }
     const layout: VectorLayout = { parameters: parameterCount(def.model), cohort: [...round.assignedSites].sort() };
-    const vectorLength = layout.parameters + 1 + layout.cohort.length;
+    const payloadLength = layout.parameters + 1 + layout.cohort.length;
+    // An encrypted update is laid out in whole ciphertexts, each ending with the site's contribution tags.
+    const vectorLength =
+      header.encoding === federation.UpdateEncoding.UPDATE_ENCODING_CKKS
+        ? taggedLength(payloadLength, await this.encrypted.valuesPerCiphertext())
+        : payloadLength;
     if (header.vectorLength !== vectorLength) {
       throw new FederationError(
         GrpcStatus.INVALID_ARGUMENT,
-        `update vector length ${header.vectorLength} does not match the round (${vectorLength} = parameters + weight + ${layout.cohort.length} contribution slots)`,
+        `update vector length ${header.vectorLength} does not match the round (${vectorLength}: parameters + weight + ${layout.cohort.length} contribution slots${vectorLength !== payloadLength ? ', in whole ciphertexts with their tags' : ''})`,
       );
     }
     const expectedBytes = expectedPayloadBytes(header.encoding, vectorLength);
@@ -240,6 +246,6 @@ export class UploadReceiver {
         `the update was computed against model ${header.baseModelSha256 || '(none)'}, but round ${header.round} starts from ${base?.sha256 ?? '(missing)'}`,
       );
     }
-    return { studyId: study.id, roundId: round.id, layout };
+    return { studyId: study.id, roundId: round.id, layout, vectorLength };
   }
 }

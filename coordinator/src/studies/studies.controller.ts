@@ -1,5 +1,5 @@
-import { Body, Controller, Get, HttpCode, Inject, Param, Post, Put, Res } from '@nestjs/common';
-import type { Response } from 'express';
+import { Body, Controller, Get, HttpCode, Inject, Param, Post, Put, Req, Res } from '@nestjs/common';
+import type { Request, Response } from 'express';
 import { z } from 'zod';
 import { BLOB_STORE } from '../app/tokens.js';
 import { Caller } from '../auth/caller.decorator.js';
@@ -81,12 +81,19 @@ export class StudiesController {
    */
   @Get('studies/:id/models/:round')
   @Roles('researcher')
-  async model(@Param('id') id: string, @Param('round') roundText: string, @Caller() caller: Principal, @Res() res: Response): Promise<void> {
+  async model(
+    @Param('id') id: string,
+    @Param('round') roundText: string,
+    @Caller() caller: Principal,
+    @Req() req: Request,
+    @Res() res: Response,
+  ): Promise<void> {
     const round = Number(roundText);
     if (!/^[0-9]{1,9}$/.test(roundText) || !Number.isInteger(round)) {
       throw new StudyInputError([`round: must be a whole number >= 0, got "${roundText.slice(0, 40)}"`]);
     }
-    const { sha256, kind } = await this.studies.modelBlob(id, round, caller);
+    // HEAD reads the headers only: no artifact leaves, so there is no download to audit.
+    const { sha256, kind } = await this.studies.modelBlob(id, round, caller, req.method !== 'HEAD');
     const bytes = await this.blobs.get(sha256);
     res.setHeader('content-type', 'application/octet-stream');
     res.setHeader('x-federa-sha256', sha256);

@@ -6,6 +6,7 @@ import {
   studyDefinitionJson,
   studyDefinitionSchema,
   studyHash,
+  STUDY_ID,
   type StudyDefinition,
 } from '@federa/shared';
 import { DATABASE } from '../app/tokens.js';
@@ -15,6 +16,7 @@ import type { Database } from '../persistence/index.js';
 import { EncryptedAggregation, NO_KIT } from '../rounds/encrypted-aggregation.js';
 import { summariseEvaluation, type RoundEvaluationView } from '../rounds/evaluation.js';
 import { RoundsService } from '../rounds/rounds.service.js';
+import { StudyLocks } from '../rounds/study-locks.js';
 import { SiteSessions } from '../sessions/site-sessions.js';
 import { DatasetSummaries, type DatasetSummaryView } from '../sites/dataset-summaries.js';
 
@@ -147,6 +149,7 @@ export class StudiesService {
     @Inject(EncryptedAggregation) private readonly encrypted: EncryptedAggregation,
     @Inject(DatasetSummaries) private readonly datasets: DatasetSummaries,
     @Inject(AuditLog) private readonly audit: AuditLog,
+    @Inject(StudyLocks) private readonly locks: StudyLocks,
   ) {}
 
   async create(body: unknown, caller: Principal): Promise<StudyStatus> {
@@ -168,7 +171,8 @@ export class StudiesService {
     if (study.status !== 'draft') throw new StudyInputError([`(root): study ${id} is ${study.status}; only a draft can be changed`]);
     const def = this.parseDefinition(body);
     const specHash = studyHash(def);
-    await this.audit.transaction(async (tx) => {
+    // Under the study's lock, as starting is: a start reads the definition once and builds the model from it.
+    await this.locks.run(id, () => this.audit.transaction(async (tx) => {
       // Conditional on still being a draft, so a change cannot slip in after a concurrent start.
       const changed = await tx.study.updateMany({ where: { id, status: 'draft' }, data: { name: def.name, spec: def, specHash, totalRounds: def.rounds } });
       if (changed.count === 0) throw new StudyInputError([`(root): study ${id} was started meanwhile; only a draft can be changed`]);
@@ -176,7 +180,7 @@ export class StudiesService {
         result: undefined,
         audit: { kind: 'study.changed', actor: caller.actor, studyId: id, details: { ...summaryOf(def), fromHash: study.specHash, specHash } },
       };
-    });
+    }));
     return this.status(id);
   }
 
@@ -299,11 +303,11 @@ export class StudiesService {
    * The artifact published after `round` (0 = initial): float32 little-endian weights, or for an encrypted study
    * the CKKS-encrypted sum of the round's updates, which only key-holding sites can turn into weights.
    */
-  async modelBlob(id: string, round: number, caller: Principal): Promise<{ sha256: string; kind: string }> {
+  async modelBlob(id: string, round: number, caller: Principal, audited = true): Promise<{ sha256: string; kind: string }> {
     await this.requireStudy(id);
     const model = await this.db.prisma.modelVersion.findUnique({ where: { studyId_round: { studyId: id, round } } });
     if (!model) throw new StudyNotFoundError(`study ${id} has no model for round ${round} (yet)`);
-    await this.audit.append({
+    if (audited) await this.audit.append({
       kind: 'model.downloaded',
       actor: caller.actor,
       studyId: id,
@@ -330,6 +334,7 @@ export class StudiesService {
   }
 
   private async requireStudy(id: string) {
+    if (!STUDY_ID.test(id)) throw new StudyNotFoundError(`study ${JSON.stringify(id.slice(0, 80))} does not exist: study ids are 1-64 letters, digits and "-"`);
     const study = await this.db.prisma.study.findUnique({ where: { id } });
     if (!study) throw new StudyNotFoundError(`study ${id} does not exist`);
     return study;

@@ -19,6 +19,7 @@ export { receiptOf, receiptSignedBody, updateReceiptSchema, type UpdateReceipt }
 export {
   formatAuditVerification,
   verifyAuditChain,
+  extendsEarlier,
   type AuditVerification,
   type VerifyAuditChainOptions,
 } from './verify.js';

@@ -291,3 +291,21 @@ export function formatAuditVerification(v: AuditVerification): string {
   }
   return lines.join('\n');
 }
+
+/**
+ * Whether a log still holds an earlier export's records unchanged. The chain links every record to the one before,
+ * so finding the earlier head's seq and hash as they were proves everything before it is as it was: what a whole
+ * rewrite (checkpoints and all) by someone with the database cannot fake against an export kept elsewhere.
+ */
+export function extendsEarlier(records: readonly AuditRecord[], earlierHead: { seq: number; hash: string } | null): { ok: boolean; reason: string } {
+  if (!earlierHead) return { ok: true, reason: 'the earlier export was empty' };
+  const now = records[earlierHead.seq - 1];
+  if (!now) return { ok: false, reason: `the log ends before seq ${earlierHead.seq}, where the earlier export ended: records were deleted` };
+  if (now.seq !== earlierHead.seq || now.hash !== earlierHead.hash) {
+    return {
+      ok: false,
+      reason: `seq ${earlierHead.seq} now has hash ${shortHash(now.hash)}, the earlier export had ${shortHash(earlierHead.hash)}: the log was rewritten`,
+    };
+  }
+  return { ok: true, reason: `its seq ${earlierHead.seq} is unchanged` };
+}

@@ -209,21 +209,6 @@ export class CkksContext {
   }
 
   /**
-   * Decrypts only the ciphertexts holding the last `values` entries of a payload and returns those entries: a
-   * site reads an aggregate's contribution slots (which sites are in the sum) before it decrypts the model.
-   */
-  decryptTail(payload: Uint8Array, secretKey: Uint8Array, values: number): Float64Array {
-    const { parts, header } = this.startDecryption(payload, secretKey);
-    if (!Number.isInteger(values) || values < 1 || values > header.vectorLength) {
-      throw new CkksError('LENGTH_MISMATCH', `cannot read the last ${values} values of a ${header.vectorLength}-value payload`);
-    }
-    const out = new Float64Array(header.vectorLength);
-    const first = Math.floor((header.vectorLength - values) / this.valuesPerCiphertext);
-    this.decryptRange(payload, header, parts.sealKey, first, header.ciphertextCount - first, out);
-    return out.slice(header.vectorLength - values);
-  }
-
-  /**
    * @internal Checks the vector and key and allocates the payload with its header written; encryptRange
    * fills its ciphertexts (possibly on several threads), sealPayload finishes it.
    */

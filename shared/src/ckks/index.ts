@@ -18,3 +18,14 @@ export {
 export type { PayloadKind } from './payload.js';
 export { sealHeapBytes } from './seal.js';
 export { CkksWorkerPool, type CkksWorkerPoolOptions } from './pool.js';
+export {
+  TAGS_PER_CIPHERTEXT,
+  contributionTag,
+  contributionTagKey,
+  payloadPerCiphertext,
+  tagProblems,
+  taggedLength,
+  tagVector,
+  untagVector,
+  type TagScope,
+} from './tags.js';

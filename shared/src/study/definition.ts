@@ -10,6 +10,18 @@ export const siteIdSchema = z
   .regex(/^[a-z0-9][a-z0-9-]{0,62}$/, 'a site id is 1-63 characters of a-z, 0-9 and "-", starting with a letter or digit');
 
 /**
+ * Study ids as the coordinator makes them (UUIDs), and as the sites use them in folder names: refusing anything
+ * else keeps a coordinator from steering a site's files outside its state folder ("../..").
+ */
+export const STUDY_ID = /^[A-Za-z0-9][A-Za-z0-9-]{0,63}$/;
+
+/** Throws for a study id that is not one the coordinator makes. */
+export function assertStudyId(studyId: string, where: string): string {
+  if (!STUDY_ID.test(studyId)) throw new RangeError(`${where}: "${studyId.slice(0, 80)}" is not a study id (1-64 letters, digits and "-")`);
+  return studyId;
+}
+
+/**
  * What a researcher declares to run a study. Everything that changes what sites compute is in here, so the
  * study's hash (which site policies approve) covers it.
  */

@@ -3,6 +3,8 @@ export {
   siteIdSchema,
   studyDefinitionSchema,
   studyHash,
+  STUDY_ID,
+  assertStudyId,
   studyDefinitionJson,
   verifyStudyDefinition,
   StudyDefinitionMismatchError,

@@ -4,25 +4,31 @@ import {
   federation,
   float32ToBytes,
   initialWeights,
+  parameterCount,
   sha256Hex,
+  tagProblems,
+  untagVector,
   type CkksContext,
   type ModelSpec,
 } from '@federa/shared';
 import type { FederationClient } from '../client/index.js';
 import type { SitePolicy } from '../config/index.js';
-import { aggregateRefusal, PolicyRefusalError } from '../policy/index.js';
+import { aggregateClaimRefusal, aggregateContentRefusal, PolicyRefusalError } from '../policy/index.js';
 import type { ModelCache } from './model-cache.js';
 
 export interface KeyHolder {
   context: CkksContext;
   secretKey: Uint8Array;
+  /** Derived from the secret key: makes and checks the contribution tags in every ciphertext. */
+  tagKey: Uint8Array;
 }
 
 /**
- * The global weights after each round, as this site computes them. Round 0 is made here from the study's seed
- * (and must be what the coordinator published); a plaintext round's weights are downloaded; an encrypted round's
- * aggregate is downloaded, its contribution slots alone are decrypted and checked against the site policy, and only
- * then the rest is decrypted and applied to the previous round's weights.
+ * The global weights after each round, as this site computes them. Round 0 is made here from the study's seed (and
+ * must be what the coordinator published). A later round's aggregate is used only if the coordinator says it sums
+ * at least the policy's minParticipants distinct sites of the round's cohort (checked before decrypting anything),
+ * and, for an encrypted round, if every ciphertext carries exactly those sites' contribution tags (checked on the
+ * decrypted values, which are dropped unused otherwise).
  */
 export class GlobalModels {
   constructor(
@@ -42,47 +48,50 @@ export class GlobalModels {
     const artifact = known
       ? { header: known, bytes: await this.client.downloadModel(known) }
       : await this.client.downloadArtifact(studyId, round);
+    const header = artifact.header;
+    if (round > 0) {
+      const claim = aggregateClaimRefusal({ cohort: header.cohort, contributors: header.contributors, round }, this.policy);
+      if (claim) throw new PolicyRefusalError(claim);
+    }
     let weights: Float32Array;
-    switch (artifact.header.kind) {
+    switch (header.kind) {
       case federation.ModelKind.MODEL_KIND_WEIGHTS:
-        weights = bytesToFloat32(artifact.bytes, `global model of round ${round}`);
-        if (round === 0) this.checkInitial(weights, spec, studyId);
-        else if (this.policy.requireEncryption) {
+        if (round > 0 && this.policy.requireEncryption) {
           throw new PolicyRefusalError({
             reason: federation.RefusalReason.REFUSAL_REASON_PLAINTEXT_NOT_ALLOWED,
             message: `round ${round} of study ${studyId} was published as plain weights and this site's policy requires encryption`,
           });
         }
+        weights = bytesToFloat32(artifact.bytes, `global model of round ${round}`);
+        if (round === 0) this.checkInitial(weights, spec, studyId);
         break;
       case federation.ModelKind.MODEL_KIND_ENCRYPTED_AGGREGATE:
-        weights = await this.decryptAggregate(studyId, round, spec, artifact.header, artifact.bytes);
+        weights = await this.decryptAggregate(studyId, round, spec, header, artifact.bytes);
         break;
       default:
-        throw new Error(`round ${round} of study ${studyId} published an artifact of unknown kind ${federation.modelKindToJSON(artifact.header.kind)}`);
+        throw new Error(`round ${round} of study ${studyId} published an artifact of unknown kind ${federation.modelKindToJSON(header.kind)}`);
     }
     await this.cache.write(studyId, round, weights);
     return weights;
   }
 
-  private async decryptAggregate(
-    studyId: string,
-    round: number,
-    spec: ModelSpec,
-    header: federation.ModelRef,
-    bytes: Uint8Array,
-  ): Promise<Float32Array> {
-    const { context, secretKey } = await this.keys();
-    if (header.cohort.length === 0) {
-      throw new PolicyRefusalError({
-        reason: federation.RefusalReason.REFUSAL_REASON_AGGREGATE_MISMATCH,
-        message: `the aggregate of round ${round} comes without its cohort, so its contributions cannot be checked`,
-      });
+  private async decryptAggregate(studyId: string, round: number, spec: ModelSpec, header: federation.ModelRef, bytes: Uint8Array): Promise<Float32Array> {
+    const { context, secretKey, tagKey } = await this.keys();
+    const parameters = parameterCount(spec);
+    const payloadLength = parameters + 1 + header.cohort.length;
+    const tagged = context.decryptVector(bytes, secretKey);
+    const ref = { cohort: header.cohort, contributors: header.contributors, round };
+    const content = aggregateContentRefusal(
+      tagProblems(tagged, context.valuesPerCiphertext, tagKey, { studyId, round }, header.contributors),
+      untagVector(tagged, payloadLength, context.valuesPerCiphertext).subarray(parameters + 1),
+      ref,
+    );
+    if (content) {
+      tagged.fill(0);
+      throw new PolicyRefusalError(content);
     }
-    const slots = context.decryptTail(bytes, secretKey, header.cohort.length);
-    const refusal = aggregateRefusal(slots, { cohort: header.cohort, contributors: header.contributors, round }, this.policy);
-    if (refusal) throw new PolicyRefusalError(refusal);
     const previous = await this.weights(studyId, round - 1, spec);
-    return applyAggregate(previous, context.decryptVector(bytes, secretKey), header.cohort.length);
+    return applyAggregate(previous, untagVector(tagged, payloadLength, context.valuesPerCiphertext), header.cohort.length);
   }
 
   /** The initial model carries no data, so the site makes it itself and refuses a coordinator's other one. */

@@ -1,6 +1,6 @@
 import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { bytesToFloat32, float32ToBytes, replaceFile, SECRET_FILE_MODE } from '@federa/shared';
+import { assertStudyId, bytesToFloat32, float32ToBytes, replaceFile, SECRET_FILE_MODE } from '@federa/shared';
 
 /**
  * Global weights after each round, as this site decrypted them. In an encrypted study only key holders can
@@ -11,7 +11,7 @@ export class ModelCache {
   constructor(private readonly stateDir: string) {}
 
   path(studyId: string, round: number): string {
-    return join(this.stateDir, 'models', studyId, `${round}.f32`);
+    return join(this.stateDir, 'models', assertStudyId(studyId, 'model cache'), `${round}.f32`);
   }
 
   async read(studyId: string, round: number): Promise<Float32Array | undefined> {
@@ -25,7 +25,7 @@ export class ModelCache {
 
   async write(studyId: string, round: number, weights: Float32Array): Promise<string> {
     const path = this.path(studyId, round);
-    await mkdir(join(this.stateDir, 'models', studyId), { recursive: true, mode: 0o700 });
+    await mkdir(join(this.stateDir, 'models', assertStudyId(studyId, 'model cache')), { recursive: true, mode: 0o700 });
     await replaceFile(path, float32ToBytes(weights), SECRET_FILE_MODE);
     return path;
   }

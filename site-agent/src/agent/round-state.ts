@@ -1,7 +1,7 @@
 import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { z } from 'zod';
-import { replaceFile, SECRET_FILE_MODE } from '@federa/shared';
+import { assertStudyId, replaceFile, SECRET_FILE_MODE } from '@federa/shared';
 
 /** A site's records stay readable by the agent's user only. */
 const writeAtomic = (path: string, bytes: Uint8Array): Promise<void> => replaceFile(path, bytes, SECRET_FILE_MODE);
@@ -38,7 +38,7 @@ export class RoundStateStore {
   constructor(private readonly stateDir: string) {}
 
   private dir(studyId: string, round: number): string {
-    return join(this.stateDir, 'rounds', studyId, String(round));
+    return join(this.stateDir, 'rounds', assertStudyId(studyId, 'round state'), String(round));
   }
 
   updatePath(studyId: string, round: number): string {

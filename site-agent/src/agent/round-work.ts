@@ -5,6 +5,7 @@ import {
   federation,
   float32ToBytes,
   sha256Hex,
+  tagVector,
   type Logger,
   type StudyDefinition,
 } from '@federa/shared';
@@ -98,7 +99,9 @@ export class RoundWork {
     // Before the no-data check: a site that can use nothing is exactly the one whose summary explains why.
     await this.reportDatasetSummary(task.studyId, data);
     if (data.train.count === 0) {
-      throw new NoUsableDataError(`no usable training images (${data.rejected} rejected); run \`federa-site data scan\` to see why`);
+      // The count stays here: the message goes to the coordinator, whatever the policy shares.
+      log.error({ rejected: data.rejected }, 'no usable training images');
+      throw new NoUsableDataError('no usable training images at this site; its IT can run `federa-site data scan` to see why');
     }
     const base = await this.models.weights(task.studyId, task.round - 1, spec, task.baseModel);
     const work = def.localSteps !== undefined ? { steps: def.localSteps } : { epochs: def.localEpochs ?? 1 };
@@ -118,10 +121,14 @@ export class RoundWork {
     const plain = float32ToBytes(vector);
     const encrypted = def.aggregation === 'ckks';
     let update = plain;
+    let vectorLength = vector.length;
     if (encrypted) {
       if (!this.encryption) throw new Error('this study encrypts its updates, which needs the CKKS secret key from the site kit: set coordinator.kit in site.yaml');
-      const { context, secretKey } = await this.encryption.keys();
-      update = context.encryptVector(vector, secretKey);
+      const { context, secretKey, tagKey } = await this.encryption.keys();
+      // Every ciphertext also carries this site's contribution tags, which only key holders can make.
+      const tagged = tagVector(vector, context.valuesPerCiphertext, tagKey, { studyId: task.studyId, round: task.round }, this.config.site.id);
+      vectorLength = tagged.length;
+      update = context.encryptVector(tagged, secretKey);
     }
     const state: RoundState = {
       studyId: task.studyId,
@@ -129,7 +136,7 @@ export class RoundWork {
       status: 'trained',
       baseModelSha256: task.baseModel.sha256,
       updateSha256: sha256Hex(update),
-      vectorLength: vector.length,
+      vectorLength,
       encoding: task.encoding,
       samples: result.samples,
       trainLoss: result.loss,

@@ -1,6 +1,8 @@
+import { chmod, mkdir } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import {
   CkksContext,
+  contributionTagKey,
   createLogger,
   federation,
   InvalidModelSpecError,
@@ -74,6 +76,7 @@ export class SiteAgent {
     if (this.config.policy.autoApprove) {
       this.log.warn('policy.autoApprove is ON: this site trains any study the coordinator sends, without the hospital approving it. For demos and local tests only.');
     }
+    await ownerOnly(this.config.stateDir, this.log);
     const ledger = await PrivacyLedger.open(ledgerPath(this.config.stateDir), {
       siteId: this.config.site.id,
       certificateFingerprint: this.kit?.manifest.certificate.fingerprint256 ?? null,
@@ -223,12 +226,29 @@ export class SiteAgent {
   private keys(): Promise<KeyHolder> {
     const kit = this.kit;
     if (!kit) return Promise.reject(new Error('this study encrypts its updates, which needs the CKKS secret key from the site kit: set coordinator.kit in site.yaml'));
-    this.ckks ??= CkksContext.fromKey(kit.ckksSecretKey).then((context) => ({ context, secretKey: kit.ckksSecretKey }));
+    this.ckks ??= CkksContext.fromKey(kit.ckksSecretKey).then((context) => ({
+      context,
+      secretKey: kit.ckksSecretKey,
+      tagKey: contributionTagKey(kit.ckksSecretKey),
+    }));
     return this.ckks;
   }
 
   private encryptionRecord(keys: KeyHolder): { scheme: 'ckks'; keyFingerprint: string; parameters: Record<string, unknown> } {
     return { scheme: 'ckks', keyFingerprint: this.kit?.manifest.ckks.fingerprint ?? keys.context.fingerprint, parameters: { ...keys.context.parameters } };
+  }
+}
+
+/**
+ * The state folder holds every update sent (and its clear vector), decrypted models and the ledger: owner-only,
+ * tightened when an earlier version made it looser.
+ */
+async function ownerOnly(dir: string, log: Logger): Promise<void> {
+  await mkdir(dir, { recursive: true, mode: 0o700 });
+  try {
+    await chmod(dir, 0o700);
+  } catch (error) {
+    log.warn({ dir, reason: (error as Error).message }, 'could not make the state folder owner-only');
   }
 }
 

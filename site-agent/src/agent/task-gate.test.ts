@@ -61,15 +61,15 @@ describe('the task gate at a site', () => {
 
   it('runs an approved study, and refuses it again once rejected', async () => {
     await gate().admitTrain(trainTask(def)).catch(() => undefined);
-    await decisions.decide(studyHash(def), 'approved', 'it');
+    await decisions.decide(studyHash(def), 'approved', 'it', undefined, 'study-1');
     expect(await verdict(gate(), trainTask(def))).toBe('admitted');
-    await decisions.decide(studyHash(def), 'rejected', 'ciso');
+    await decisions.decide(studyHash(def), 'rejected', 'ciso', undefined, 'study-1');
     expect(await verdict(gate(), trainTask(def))).toBe('REFUSAL_REASON_REJECTED');
   });
 
   it('refuses a definition that does not hash to the study hash, or that changed after approval', async () => {
     await gate().admitTrain(trainTask(def)).catch(() => undefined);
-    await decisions.decide(studyHash(def), 'approved', 'it');
+    await decisions.decide(studyHash(def), 'approved', 'it', undefined, 'study-1');
     // The coordinator sends the approved hash with another definition (more rounds): the bytes do not match.
     const changed = studyDefinitionSchema.parse({ ...def, rounds: 50 });
     expect(await verdict(gate(), trainTask(def, { studyDefinitionJson: studyDefinitionJson(changed) }))).toBe('REFUSAL_REASON_DEFINITION_MISMATCH');
@@ -84,10 +84,14 @@ describe('the task gate at a site', () => {
     );
   });
 
+  it('refuses a study id that would lead outside the state folder', async () => {
+    expect(await verdict(gate({ autoApprove: true }), trainTask(def, { studyId: '../../etc' }))).toBe('REFUSAL_REASON_DEFINITION_MISMATCH');
+  });
+
   it('applies the policy before any approval: plaintext, cohort, rounds', async () => {
     const plaintext = studyDefinitionSchema.parse({ ...def, aggregation: 'plaintext' });
     await gate().admitTrain(trainTask(plaintext)).catch(() => undefined);
-    await decisions.decide(studyHash(plaintext), 'approved', 'it');
+    await decisions.decide(studyHash(plaintext), 'approved', 'it', undefined, 'study-1');
     expect(await verdict(gate(), trainTask(plaintext, { encoding: federation.UpdateEncoding.UPDATE_ENCODING_PLAINTEXT_F32 }))).toBe(
       'REFUSAL_REASON_PLAINTEXT_NOT_ALLOWED',
     );
@@ -100,6 +104,6 @@ describe('the task gate at a site', () => {
 
   it('records what autoApprove approved, so the decision is on file like any other', async () => {
     expect(await verdict(gate({ autoApprove: true }), trainTask(def))).toBe('admitted');
-    expect(await decisions.decisionFor(studyHash(def))).toMatchObject({ decision: 'approved', by: 'policy.autoApprove' });
+    expect(await decisions.decisionFor('study-1', studyHash(def))).toMatchObject({ decision: 'approved', by: 'policy.autoApprove' });
   });
 });

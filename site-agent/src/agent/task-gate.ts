@@ -2,6 +2,7 @@ import {
   createLogger,
   encodingOfAggregation,
   federation,
+  STUDY_ID,
   StudyDefinitionMismatchError,
   verifyStudyDefinition,
   type StudyDefinition,
@@ -45,7 +46,7 @@ export class TaskGate {
         message: `the task is for round ${task.round} but the approved definition has rounds 1 to ${def.rounds}`,
       });
     }
-    const cohort = cohortRefusal(task.cohort, this.siteId, this.policy);
+    const cohort = cohortRefusal(task.cohort, this.siteId, this.policy, def.sites);
     if (cohort) throw new PolicyRefusalError(cohort);
     return def;
   }
@@ -55,6 +56,12 @@ export class TaskGate {
   }
 
   private async admitStudy(studyId: string, hash: string, json: string): Promise<StudyDefinition> {
+    if (!STUDY_ID.test(studyId)) {
+      throw new PolicyRefusalError({
+        reason: federation.RefusalReason.REFUSAL_REASON_DEFINITION_MISMATCH,
+        message: `the task names study "${studyId.slice(0, 80)}", which is not a study id`,
+      });
+    }
     let def: StudyDefinition;
     try {
       def = verifyStudyDefinition(json, hash);
@@ -68,7 +75,7 @@ export class TaskGate {
     // The site policy first: a study it forbids is refused whatever anyone approved.
     const policy = studyRefusal(def, this.policy);
     if (policy) throw new PolicyRefusalError(policy);
-    const decision = await this.decisions.decisionFor(hash);
+    const decision = await this.decisions.decisionFor(studyId, hash);
     const approval = approvalRefusal(hash, decision, this.policy);
     if (approval) throw new PolicyRefusalError(approval);
     if (!decision && this.policy.autoApprove) {
@@ -76,7 +83,7 @@ export class TaskGate {
         { studyId, studyHash: hash, name: def.name },
         'AUTO-APPROVED a study without asking the hospital: policy.autoApprove is for demos and local tests only',
       );
-      await this.decisions.decide(hash, 'approved', 'policy.autoApprove', 'approved automatically (policy.autoApprove)');
+      await this.decisions.decide(hash, 'approved', 'policy.autoApprove', 'approved automatically (policy.autoApprove)', studyId);
     }
     this.definitions.set(studyId, def);
     return def;

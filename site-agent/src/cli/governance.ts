@@ -62,7 +62,7 @@ export async function decideCommand(decision: 'approved' | 'rejected', argv: str
     args: argv,
     strict: true,
     allowPositionals: true,
-    options: { config: { type: 'string', short: 'c' }, note: { type: 'string' }, json: { type: 'boolean', default: false } },
+    options: { config: { type: 'string', short: 'c' }, note: { type: 'string' }, study: { type: 'string' }, json: { type: 'boolean', default: false } },
   });
   const verb = decision === 'approved' ? 'approve' : 'reject';
   if (positionals.length !== 1) throw new UsageError(`${verb} needs exactly one study HASH (from \`federa-site studies\`)`);
@@ -73,13 +73,13 @@ export async function decideCommand(decision: 'approved' | 'rejected', argv: str
     await fetchOffers(config, decisions).catch(() => undefined);
   }
   const by = `${userInfo().username}@${hostname()}`;
-  const study = await decisions.decide(positionals[0]!, decision, by, values.note);
+  const study = await decisions.decide(positionals[0]!, decision, by, values.note, values.study);
   const view = viewOf(study, config);
   if (values.json) {
     out(`${JSON.stringify(view, null, 2)}\n`);
     return 0;
   }
-  out(`${decision} study ${study.hash} (${study.name}) as ${by}\n`);
+  out(`${decision} study ${study.studyId} "${study.name}", definition ${study.hash}, as ${by}\n`);
   if (decision === 'approved' && view.policy !== 'ok') out(`note: the site policy ${view.policy}\n`);
   return 0;
 }

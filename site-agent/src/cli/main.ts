@@ -27,10 +27,11 @@ commands:
   studies --config site.yaml [--show HASH] [--offline] [--json]
                               the studies the coordinator offers this site: name, owner, model, preprocessing,
                               aggregation, rounds, hash, the hospital's decision and what the site policy says
-  approve HASH --config site.yaml [--note TEXT]
-  reject HASH --config site.yaml [--note TEXT]
+  approve HASH --config site.yaml [--study ID] [--note TEXT]
+  reject HASH --config site.yaml [--study ID] [--note TEXT]
                               record the hospital's decision on a study (by its hash, or a unique prefix of
-                              8+ characters); the running agent reads it before its next task
+                              8+ characters; --study when several studies share one definition); the running
+                              agent reads it before its next task
   ledger verify --config site.yaml [--ca ca.pem] [--json]
                               check the privacy ledger's hash chain and the coordinator's signed receipts
                               (exit 1 when anything is wrong); --ledger FILE instead of --config

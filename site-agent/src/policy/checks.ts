@@ -43,13 +43,20 @@ export function studyRefusal(def: StudyDefinition, policy: SitePolicy): PolicyRe
   return null;
 }
 
-/** The round's cohort: this site must be in it, and it must be big enough. */
-export function cohortRefusal(cohort: readonly string[], siteId: string, policy: SitePolicy): PolicyRefusal | null {
+/** The round's cohort: this site must be in it, it must be big enough, and within the study's sites when it names them. */
+export function cohortRefusal(cohort: readonly string[], siteId: string, policy: SitePolicy, studySites?: readonly string[]): PolicyRefusal | null {
   if (!cohort.includes(siteId)) {
     return { reason: federation.RefusalReason.REFUSAL_REASON_NOT_IN_COHORT, message: `the round's cohort [${cohort.join(', ')}] does not include ${siteId}` };
   }
   if (new Set(cohort).size !== cohort.length) {
     return { reason: federation.RefusalReason.REFUSAL_REASON_NOT_IN_COHORT, message: `the round's cohort [${cohort.join(', ')}] names a site twice` };
+  }
+  const outside = studySites ? cohort.filter((site) => !studySites.includes(site)) : [];
+  if (outside.length > 0) {
+    return {
+      reason: federation.RefusalReason.REFUSAL_REASON_NOT_IN_COHORT,
+      message: `the round's cohort names [${outside.join(', ')}], which the study does not (it is for [${studySites?.join(', ')}])`,
+    };
   }
   if (cohort.length < policy.minParticipants) {
     return {
@@ -60,36 +67,49 @@ export function cohortRefusal(cohort: readonly string[], siteId: string, policy:
   return null;
 }
 
-/**
- * A published aggregate's contribution slots (decrypted on their own, before the model): a sum of distinct sites'
- * one-hots, at least minParticipants of them, exactly the sites the coordinator says it summed.
- */
-export function aggregateRefusal(
-  slots: ArrayLike<number>,
+/** An aggregate's claim, checked before anything is decrypted: enough distinct sites, all from the round's cohort. */
+export function aggregateClaimRefusal(
   ref: { cohort: readonly string[]; contributors: readonly string[]; round: number },
   policy: SitePolicy,
 ): PolicyRefusal | null {
-  const { contributors, problems } = readContributions(slots, ref.cohort);
-  if (problems.length > 0) {
+  const claimed = ref.contributors;
+  if (new Set(claimed).size !== claimed.length || claimed.some((site) => !ref.cohort.includes(site))) {
     return {
       reason: federation.RefusalReason.REFUSAL_REASON_AGGREGATE_MISMATCH,
-      message: `the aggregate of round ${ref.round} is not a sum of distinct sites' updates: ${problems.join('; ')}`,
+      message: `the aggregate of round ${ref.round} is said to sum [${claimed.join(', ')}], which is not a set of sites from its cohort [${ref.cohort.join(', ')}]`,
     };
   }
-  const claimed = [...ref.contributors].sort();
-  if (contributors.length !== claimed.length || contributors.some((site) => !claimed.includes(site))) {
-    return {
-      reason: federation.RefusalReason.REFUSAL_REASON_AGGREGATE_MISMATCH,
-      message: `the aggregate of round ${ref.round} holds updates of [${contributors.join(', ')}] but the coordinator says [${claimed.join(', ')}]`,
-    };
-  }
-  if (contributors.length < policy.minParticipants) {
+  if (claimed.length < policy.minParticipants) {
     return {
       reason: federation.RefusalReason.REFUSAL_REASON_AGGREGATE_TOO_FEW_CONTRIBUTIONS,
-      message: `the aggregate of round ${ref.round} holds ${contributors.length} sites' updates and this site's policy needs at least ${policy.minParticipants}; it was not decrypted further nor used`,
+      message: `the aggregate of round ${ref.round} sums ${claimed.length} sites' updates and this site's policy needs at least ${policy.minParticipants}; it was not decrypted`,
     };
   }
   return null;
+}
+
+/**
+ * A decrypted aggregate's content: every ciphertext's tags must be those of the claimed sites (tagProblems), and
+ * the contribution slots must name exactly them, each once. Otherwise the decrypted values are dropped unused.
+ */
+export function aggregateContentRefusal(
+  tagProblems: readonly string[],
+  slots: ArrayLike<number>,
+  ref: { cohort: readonly string[]; contributors: readonly string[]; round: number },
+): PolicyRefusal | null {
+  const { contributors, problems } = readContributions(slots, ref.cohort);
+  const claimed = [...ref.contributors].sort();
+  const slotsDisagree = contributors.length !== claimed.length || contributors.some((site) => !claimed.includes(site));
+  const all = [
+    ...tagProblems,
+    ...problems,
+    ...(problems.length === 0 && slotsDisagree ? [`its contribution slots name [${contributors.join(', ')}], not [${claimed.join(', ')}]`] : []),
+  ];
+  if (all.length === 0) return null;
+  return {
+    reason: federation.RefusalReason.REFUSAL_REASON_AGGREGATE_MISMATCH,
+    message: `the aggregate of round ${ref.round} is not the sum of the updates the coordinator names; it was discarded unused: ${all.join('; ')}`,
+  };
 }
 
 /** A refusal as an error, so the code that met it can stop and the task handler can report it. */

@@ -1,3 +1,11 @@
 export { StudyDecisions, DecisionError, type Decision, type DecisionRecord, type KnownStudy, type StudyOffer } from './decisions.js';
-export { aggregateRefusal, approvalRefusal, cohortRefusal, studyRefusal, PolicyRefusalError, type PolicyRefusal } from './checks.js';
+export {
+  aggregateClaimRefusal,
+  aggregateContentRefusal,
+  approvalRefusal,
+  cohortRefusal,
+  studyRefusal,
+  PolicyRefusalError,
+  type PolicyRefusal,
+} from './checks.js';
 export { shareDatasetSummary, shareEvaluation, shareMetricsReport } from './share.js';

@@ -4,15 +4,28 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   CkksContext,
+  contributionTagKey,
   contributionVector,
   federation,
+  tagProblems,
+  tagVector,
+  untagVector,
   studyDefinitionJson,
   studyDefinitionSchema,
   studyHash,
   type StudyDefinition,
 } from '@federa/shared';
 import { sitePolicySchema, type SitePolicy } from '../config/index.js';
-import { aggregateRefusal, approvalRefusal, cohortRefusal, shareEvaluation, shareMetricsReport, studyRefusal, StudyDecisions } from './index.js';
+import {
+  aggregateClaimRefusal,
+  aggregateContentRefusal,
+  approvalRefusal,
+  cohortRefusal,
+  shareEvaluation,
+  shareMetricsReport,
+  studyRefusal,
+  StudyDecisions,
+} from './index.js';
 
 const policy: SitePolicy = sitePolicySchema.parse({});
 const study = (overrides: Record<string, unknown> = {}): StudyDefinition =>
@@ -44,6 +57,8 @@ describe('the site policy', () => {
     expect(cohortRefusal(['a', 'b', 'c'], 'me', policy)?.reason).toBe(federation.RefusalReason.REFUSAL_REASON_NOT_IN_COHORT);
     expect(cohortRefusal(['a', 'me'], 'me', policy)?.reason).toBe(federation.RefusalReason.REFUSAL_REASON_COHORT_TOO_SMALL);
     expect(cohortRefusal(['me', 'me', 'a'], 'me', policy)?.reason).toBe(federation.RefusalReason.REFUSAL_REASON_NOT_IN_COHORT);
+    // Padded with sites the study is not for.
+    expect(cohortRefusal(['a', 'b', 'me'], 'me', policy, ['a', 'me', 'c'])?.message).toMatch(/names \[b\], which the study does not/);
   });
 
   it('runs only what the hospital approved, unless autoApprove (demos and tests) is on', () => {
@@ -70,6 +85,8 @@ describe('the site policy', () => {
     };
     expect(shareMetricsReport(report, { ...policy, shareMetrics: 'none' })).toBeNull();
     expect(shareMetricsReport(report, policy)).not.toHaveProperty('samples');
+    // An exact correct/n would give n away: rates leave rounded.
+    expect(shareMetricsReport({ ...report, accuracy: 97 / 123, loss: 0.123456789 }, policy)).toMatchObject({ accuracy: 0.79, loss: 0.1235 });
     expect(shareMetricsReport(report, { ...policy, shareMetrics: 'full' })?.samples).toBe(123);
 
     const bins = 64;
@@ -85,7 +102,12 @@ describe('the site policy', () => {
     const figures = shareEvaluation(counts, base, policy);
     expect(figures?.confusion).toEqual([]);
     expect(figures?.positives).toEqual([]);
-    expect(figures?.figures?.accuracy).toBeCloseTo(0.85, 10);
+    expect(figures?.figures?.accuracy).toBe(0.85);
+    expect(figures?.figures?.sensitivity).toBe(0.9);
+    // A class with fewer than minCountPerBin images: only accuracy leaves; fewer images in all: nothing.
+    const small = { ...counts, confusion: [95, 2, 1, 2] };
+    expect(Object.keys(shareEvaluation(small, base, policy)?.figures ?? {})).toEqual(['accuracy']);
+    expect(shareEvaluation({ ...counts, confusion: [2, 0, 1, 1] }, base, policy)?.figures).toEqual({});
     const full = shareEvaluation(counts, base, { ...policy, shareMetrics: 'full', minCountPerBin: 5 });
     expect(full?.confusion).toEqual(counts.confusion);
     expect(full?.figures).toBeUndefined();
@@ -96,20 +118,35 @@ describe('the site policy', () => {
 describe('checking a published aggregate before using it', () => {
   let ckks: CkksContext;
   let secretKey: Uint8Array;
+  let tagKey: Uint8Array;
   const cohort = ['hospital-a', 'hospital-b', 'hospital-c'];
-  const base = new Float32Array(100).fill(0.5);
-  const update = (site: string): Uint8Array => ckks.encryptVector(contributionVector(base, base.map((w) => w + 0.01), 10, cohort, site), secretKey);
+  const scope = { studyId: 'study-1', round: 2 };
+  // Big enough for three ciphertexts, so a sum can be mixed chunk by chunk.
+  const base = new Float32Array(5000).fill(0.5);
+  const update = (site: string, round = scope.round): Uint8Array =>
+    ckks.encryptVector(
+      tagVector(contributionVector(base, base.map((w) => w + 0.01), 10, cohort, site), ckks.valuesPerCiphertext, tagKey, { ...scope, round }, site),
+      secretKey,
+    );
   const sum = (...payloads: Uint8Array[]): Uint8Array => {
     const accumulator = ckks.createAccumulator(ckks.publicParamsFor(secretKey));
     for (const payload of payloads) accumulator.add(payload);
     return accumulator.result();
   };
-  const check = (aggregate: Uint8Array, contributors: string[]) =>
-    aggregateRefusal(ckks.decryptTail(aggregate, secretKey, cohort.length), { cohort, contributors, round: 1 }, policy);
+  /** The site's verdict on an aggregate said to sum `contributors`: what GlobalModels checks, in order. */
+  const check = (aggregate: Uint8Array, contributors: string[]) => {
+    const ref = { cohort, contributors, round: scope.round };
+    const claim = aggregateClaimRefusal(ref, policy);
+    if (claim) return claim;
+    const tagged = ckks.decryptVector(aggregate, secretKey);
+    const slots = untagVector(tagged, base.length + 1 + cohort.length, ckks.valuesPerCiphertext).subarray(base.length + 1);
+    return aggregateContentRefusal(tagProblems(tagged, ckks.valuesPerCiphertext, tagKey, scope, contributors), slots, ref);
+  };
 
   beforeAll(async () => {
     ckks = await CkksContext.create();
     secretKey = ckks.generateKeys().secretKey;
+    tagKey = contributionTagKey(secretKey);
   });
   afterAll(() => ckks.dispose());
 
@@ -117,19 +154,41 @@ describe('checking a published aggregate before using it', () => {
     expect(check(sum(update('hospital-a'), update('hospital-b'), update('hospital-c')), cohort)).toBeNull();
   });
 
-  it('refuses one hospital\'s update passed off as an aggregate', () => {
-    const refusal = check(sum(update('hospital-a')), ['hospital-a']);
-    expect(refusal?.reason).toBe(federation.RefusalReason.REFUSAL_REASON_AGGREGATE_TOO_FEW_CONTRIBUTIONS);
-    // Claiming three contributors does not make it three.
-    expect(check(sum(update('hospital-a')), cohort)?.reason).toBe(federation.RefusalReason.REFUSAL_REASON_AGGREGATE_MISMATCH);
+  it('refuses, without decrypting, an aggregate said to hold too few sites or sites outside the cohort', () => {
+    expect(check(sum(update('hospital-a')), ['hospital-a'])?.reason).toBe(federation.RefusalReason.REFUSAL_REASON_AGGREGATE_TOO_FEW_CONTRIBUTIONS);
+    expect(check(sum(update('hospital-a')), ['hospital-a', 'hospital-a', 'hospital-b'])?.reason).toBe(federation.RefusalReason.REFUSAL_REASON_AGGREGATE_MISMATCH);
+    expect(check(sum(update('hospital-a')), ['hospital-a', 'hospital-b', 'hospital-x'])?.reason).toBe(federation.RefusalReason.REFUSAL_REASON_AGGREGATE_MISMATCH);
   });
 
-  it('refuses one hospital counted several times (its updates from other rounds replayed as contributions)', () => {
-    // The accumulator already refuses the same ciphertext twice; separate encryptions of one site's vector are
-    // what a coordinator holding old updates could add instead.
-    const refusal = check(sum(update('hospital-a'), update('hospital-a'), update('hospital-a')), cohort);
+  it('refuses one hospital\'s update passed off as three, even with its slots shifted to look like three', () => {
+    expect(check(sum(update('hospital-a')), cohort)?.reason).toBe(federation.RefusalReason.REFUSAL_REASON_AGGREGATE_MISMATCH);
+    // Without a key the coordinator can still add a plaintext to a ciphertext: here it makes the slots read 1, 1, 1.
+    const forged = ckks.decryptVector(sum(update('hospital-a')), secretKey);
+    const slotAt = (i: number) => Math.floor(i / (ckks.valuesPerCiphertext - 2)) * ckks.valuesPerCiphertext + (i % (ckks.valuesPerCiphertext - 2));
+    forged[slotAt(base.length + 2)] = 1;
+    forged[slotAt(base.length + 3)] = 1;
+    const shifted = ckks.encryptVector(forged, secretKey);
+    const refusal = check(shifted, cohort);
     expect(refusal?.reason).toBe(federation.RefusalReason.REFUSAL_REASON_AGGREGATE_MISMATCH);
-    expect(refusal?.message).toMatch(/hospital-a's slot holds 3\.000/);
+    expect(refusal?.message).toMatch(/ciphertext 0 is not the sum of \[hospital-a, hospital-b, hospital-c\]/);
+  });
+
+  it('refuses a hospital counted several times, and an honest sum mixed with one site\'s ciphertexts', () => {
+    expect(check(sum(update('hospital-a'), update('hospital-a'), update('hospital-a')), cohort)?.reason).toBe(
+      federation.RefusalReason.REFUSAL_REASON_AGGREGATE_MISMATCH,
+    );
+    // Tags name the round too: last round's updates are no contributions to this one.
+    expect(check(sum(update('hospital-a', 1), update('hospital-b', 1), update('hospital-c', 1)), cohort)?.reason).toBe(
+      federation.RefusalReason.REFUSAL_REASON_AGGREGATE_MISMATCH,
+    );
+    // The first ciphertexts of hospital a's update alone, the last (with the slots) of the honest sum.
+    const honest = ckks.decryptVector(sum(update('hospital-a'), update('hospital-b'), update('hospital-c')), secretKey);
+    const alone = ckks.decryptVector(sum(update('hospital-a')), secretKey);
+    const mixed = Float64Array.from(honest);
+    mixed.set(alone.subarray(0, 2 * ckks.valuesPerCiphertext));
+    const refusal = check(ckks.encryptVector(mixed, secretKey), cohort);
+    expect(refusal?.message).toMatch(/ciphertext 0 is not the sum/);
+    expect(refusal?.message).not.toMatch(/ciphertext 2 /);
   });
 });
 
@@ -153,11 +212,16 @@ describe('the hospital\'s study decisions', () => {
     const approved = await decisions.decide(hash.slice(0, 10), 'approved', 'it@host', 'reviewed by the IRB');
     expect(approved.decision).toMatchObject({ hash, decision: 'approved', by: 'it@host', note: 'reviewed by the IRB' });
     await decisions.decide(hash, 'rejected', 'ciso@host');
-    expect((await decisions.decisionFor(hash))?.decision).toBe('rejected');
+    expect((await decisions.decisionFor('s1', hash))?.decision).toBe('rejected');
+    // The same definition offered again as another study needs its own decision.
+    await decisions.remember({ hash, studyId: 's2', name: def.name, owner: 'dr who', definitionJson: studyDefinitionJson(def) });
+    expect(await decisions.decisionFor('s2', hash)).toBeNull();
+    await expect(decisions.decide(hash, 'approved', 'it')).rejects.toThrow(/2 studies share this definition .* --study/);
+    expect((await decisions.decide(hash, 'approved', 'it', undefined, 's2')).decision).toMatchObject({ studyId: 's2', decision: 'approved' });
     const lines = (await readFile(decisions.decisionsPath, 'utf8')).trim().split('\n');
-    expect(lines).toHaveLength(2);
+    expect(lines).toHaveLength(3);
     expect((await stat(decisions.decisionsPath)).mode & 0o077).toBe(0);
-    const [known] = await decisions.known();
+    const known = (await decisions.known()).find((s) => s.studyId === 's1');
     expect(known?.owner).toBe('dr who');
     expect(known?.definition).toEqual(def);
   });

@@ -6,12 +6,23 @@ import type { SitePolicy } from '../config/index.js';
  * encrypted update always leaves; it is what the site joined the study for.
  */
 
-/** Train and validation metrics: none withholds them, aggregate drops the sample count, full keeps it. */
+/**
+ * A rate shared without its count is rounded to two decimals: an exact float correct/n gives n away (a continued
+ * fraction recovers the denominator).
+ */
+export function roundedRate(value: number): number {
+  return Math.round(value * 100) / 100;
+}
+
+/**
+ * Train and validation metrics: none withholds them; aggregate drops the sample count and rounds accuracy to two
+ * decimals and loss to four significant digits; full sends them as they are, with the count.
+ */
 export function shareMetricsReport(report: federation.MetricsReport, policy: SitePolicy): federation.MetricsReport | null {
   if (policy.shareMetrics === 'none') return null;
   if (policy.shareMetrics === 'aggregate') {
     const { samples: _samples, ...rest } = report;
-    return rest;
+    return { ...rest, accuracy: roundedRate(report.accuracy), loss: Number(report.loss.toPrecision(4)) };
   }
   return report;
 }
@@ -33,9 +44,16 @@ export function shareEvaluation(
   if (policy.shareMetrics === 'none') return null;
   if (policy.shareMetrics === 'aggregate') {
     const { accuracy, balancedAccuracy, sensitivity, specificity, f1, auc } = metricsFromCounts(counts);
+    // Figures from fewer than minCountPerBin images are withheld: the per-class ones when any class is that small,
+    // accuracy too when the whole split is.
+    const perClass = Array.from({ length: counts.classes }, (_, c) => counts.confusion.slice(c * counts.classes, (c + 1) * counts.classes).reduce((a, b) => a + b, 0));
+    const total = perClass.reduce((a, b) => a + b, 0);
+    const classesBigEnough = perClass.every((n) => n === 0 || n >= policy.minCountPerBin);
+    const shared: Partial<Record<keyof federation.EvaluationFigures, number | null>> =
+      total >= policy.minCountPerBin ? { accuracy, ...(classesBigEnough ? { balancedAccuracy, sensitivity, specificity, f1, auc } : {}) } : {};
     const figures: federation.EvaluationFigures = {};
-    for (const [name, value] of Object.entries({ accuracy, balancedAccuracy, sensitivity, specificity, f1, auc })) {
-      if (value !== null) figures[name as keyof federation.EvaluationFigures] = value;
+    for (const [name, value] of Object.entries(shared) as Array<[keyof federation.EvaluationFigures, number | null | undefined]>) {
+      if (typeof value === 'number') figures[name] = roundedRate(value);
     }
     return { ...base, bins: counts.bins, confusion: [], positives: [], negatives: [], figures };
   }

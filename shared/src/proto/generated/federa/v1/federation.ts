@@ -550,7 +550,8 @@ export interface TrainTask {
   studyDefinitionJson: string;
   /**
    * The sites assigned to this round, sorted. An update carries one contribution slot per cohort member, in this
-   * order (1 in the sender's own slot), so a decrypted aggregate says which sites and how many are in it.
+   * order (1 in the sender's own slot), and an encrypted one ends every ciphertext with the sender's contribution
+   * tags (shared/src/ckks/tags.ts), so a decrypted aggregate proves which sites, each once, are in it.
    */
   cohort: string[];
 }
@@ -597,8 +598,9 @@ export interface ModelRef {
   sizeBytes: number;
   parameterCount: number;
   /**
-   * For an encrypted aggregate: the round's cohort (the contribution slots' order) and the sites the coordinator
-   * says it summed. A site checks both against the decrypted contribution slots before it uses the model.
+   * For a round's model (not round 0): the round's cohort (the contribution slots' order) and the sites the
+   * coordinator says it summed. A site refuses a model of fewer sites than its policy's minParticipants before
+   * decrypting it, and checks an encrypted aggregate's contribution tags and slots against these sites.
    */
   cohort: string[];
   contributors: string[];
