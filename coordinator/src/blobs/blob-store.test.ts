@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { mkdtemp, readdir, readFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { BlobNotFoundError, BlobStore, InvalidSha256Error, isSha256Hex } from './index.js';
@@ -81,9 +81,10 @@ describe('BlobStore', () => {
     expect((await store.get(EMPTY_SHA256)).byteLength).toBe(0);
   });
 
-  it.skipIf(process.platform === 'win32')('makes stored blobs read-only', async () => {
+  it.skipIf(process.platform === 'win32')('makes stored blobs read-only, and blobs and their folders owner-only', async () => {
     const { sha256: hash } = await store.put(new TextEncoder().encode('immutable'));
-    expect((await stat(store.pathOf(hash))).mode & 0o222).toBe(0);
+    expect((await stat(store.pathOf(hash))).mode & 0o777).toBe(0o400);
+    expect((await stat(dirname(store.pathOf(hash)))).mode & 0o777).toBe(0o700);
   });
 
   it('leaves nothing behind when the source fails midway', async () => {

@@ -38,6 +38,9 @@ describe('round state on disk', () => {
     expect(Array.from(await store.readUpdate('study-1', 3))).toEqual([1, 2, 3, 4]);
     // Only the site can read what it is about to send.
     expect((await stat(store.updatePath('study-1', 3))).mode & 0o777).toBe(0o600);
+    expect((await stat(join(dir, 'rounds', 'study-1', '3'))).mode & 0o777).toBe(0o700);
+    // A study id that would lead outside the state folder is refused before any path is built.
+    await expect(store.saveTrained({ ...state, studyId: '../escape' }, bytes)).rejects.toThrow(/not a study id/);
 
     const receipt = { sha256: 'b'.repeat(64), receivedBytes: 4, receivedAtUnixMs: 1 };
     await store.markUploaded(state, receipt);
