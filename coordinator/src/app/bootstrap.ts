@@ -1,11 +1,11 @@
 import 'reflect-metadata';
-import { chmod, mkdir, writeFile } from 'node:fs/promises';
+import { writeFile } from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
 import { ServerCredentials } from '@grpc/grpc-js';
 import { NestFactory } from '@nestjs/core';
 import type { NestExpressApplication } from '@nestjs/platform-express';
 import helmet from 'helmet';
-import { createLogger, KitError, readCoordinatorKit, type Logger } from '@federa/shared';
+import { createLogger, KitError, ownerOnlyDir, readCoordinatorKit, type Logger } from '@federa/shared';
 import { AuditLog, signerFromKit, type CoordinatorSigner } from '../audit/audit-log.js';
 import { routeTable, type RouteDescription } from '../auth/route-table.js';
 import type { Role } from '../auth/roles.js';
@@ -37,7 +37,8 @@ export interface RunningCoordinator {
 /** Starts the hybrid app: REST on httpPort, the gRPC federation service on grpcPort, one process. */
 export async function startCoordinator(config: CoordinatorConfig): Promise<RunningCoordinator> {
   const log = createLogger('coordinator');
-  await ownerOnly(config.dataDir, log);
+  const loose = await ownerOnlyDir(config.dataDir);
+  if (loose) log.warn({ dir: config.dataDir, reason: loose }, 'could not make the data folder owner-only');
   const transport = await transportSecurity(config, log);
   const app = await NestFactory.create<NestExpressApplication>(
     AppModule.forRoot(config, transport.identity, transport.ckksPublicParams, transport.signer),
@@ -98,19 +99,6 @@ export async function startCoordinator(config: CoordinatorConfig): Promise<Runni
       return closing;
     },
   };
-}
-
-/**
- * The data folder (embedded database, blobs) is the coordinator's alone; a folder made earlier with a looser mode is
- * tightened, and one the process does not own is left as it is, with a warning.
- */
-async function ownerOnly(dir: string, log: Logger): Promise<void> {
-  await mkdir(dir, { recursive: true, mode: 0o700 });
-  try {
-    await chmod(dir, 0o700);
-  } catch (error) {
-    log.warn({ dir, reason: (error as Error).message }, 'could not make the data folder owner-only');
-  }
 }
 
 /** Mutual TLS from the coordinator kit, or (explicitly asked for) plaintext with self-declared site names. */

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { constants } from 'node:fs';
-import { chmod, open, rename, rm, stat, type FileHandle } from 'node:fs/promises';
+import { chmod, mkdir, open, rename, rm, stat, type FileHandle } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 
 /**
@@ -67,4 +67,19 @@ export async function replaceFile(path: string, data: string | Uint8Array, mode:
     throw error;
   }
   await syncDirectory(dirname(path));
+}
+
+/**
+ * Makes `dir` (and missing parents) and tightens it to owner-only, for folders that hold what only this process
+ * may read (a coordinator's data, a site's state). Returns why it could not tighten a folder it does not own, for
+ * the caller to log; the folder is then left as it is.
+ */
+export async function ownerOnlyDir(dir: string): Promise<string | null> {
+  await mkdir(dir, { recursive: true, mode: 0o700 });
+  try {
+    await chmod(dir, 0o700);
+    return null;
+  } catch (error) {
+    return (error as Error).message;
+  }
 }

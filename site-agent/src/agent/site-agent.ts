@@ -1,4 +1,3 @@
-import { chmod, mkdir } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import {
   CkksContext,
@@ -6,6 +5,7 @@ import {
   createLogger,
   federation,
   InvalidModelSpecError,
+  ownerOnlyDir,
   PreprocessingError,
   type Logger,
   type SiteKit,
@@ -76,7 +76,9 @@ export class SiteAgent {
     if (this.config.policy.autoApprove) {
       this.log.warn('policy.autoApprove is ON: this site trains any study the coordinator sends, without the hospital approving it. For demos and local tests only.');
     }
-    await ownerOnly(this.config.stateDir, this.log);
+    // Every update sent (and its clear vector), decrypted models and the ledger live here: owner-only.
+    const loose = await ownerOnlyDir(this.config.stateDir);
+    if (loose) this.log.warn({ dir: this.config.stateDir, reason: loose }, 'could not make the state folder owner-only');
     const ledger = await PrivacyLedger.open(ledgerPath(this.config.stateDir), {
       siteId: this.config.site.id,
       certificateFingerprint: this.kit?.manifest.certificate.fingerprint256 ?? null,
@@ -236,19 +238,6 @@ export class SiteAgent {
 
   private encryptionRecord(keys: KeyHolder): { scheme: 'ckks'; keyFingerprint: string; parameters: Record<string, unknown> } {
     return { scheme: 'ckks', keyFingerprint: this.kit?.manifest.ckks.fingerprint ?? keys.context.fingerprint, parameters: { ...keys.context.parameters } };
-  }
-}
-
-/**
- * The state folder holds every update sent (and its clear vector), decrypted models and the ledger: owner-only,
- * tightened when an earlier version made it looser.
- */
-async function ownerOnly(dir: string, log: Logger): Promise<void> {
-  await mkdir(dir, { recursive: true, mode: 0o700 });
-  try {
-    await chmod(dir, 0o700);
-  } catch (error) {
-    log.warn({ dir, reason: (error as Error).message }, 'could not make the state folder owner-only');
   }
 }
 

@@ -5,18 +5,10 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { federation, studyDefinitionJson, studyDefinitionSchema, studyHash, type StudyDefinition } from '@federa/shared';
 import { sitePolicySchema } from '../config/index.js';
 import { PolicyRefusalError, StudyDecisions } from '../policy/index.js';
+import { testStudy } from '../policy/policy.testkit.js';
 import { TaskGate } from './task-gate.js';
 
-const def: StudyDefinition = studyDefinitionSchema.parse({
-  name: 'lesion',
-  model: { architecture: 'small-cnn', inputSize: 16, channels: 1, classes: 2, seed: 1 },
-  classNames: ['normal', 'lesion'],
-  rounds: 3,
-  minSites: 3,
-  localEpochs: 1,
-  batchSize: 4,
-  learningRate: 0.01,
-});
+const def: StudyDefinition = testStudy();
 
 const trainTask = (definition: StudyDefinition, overrides: Partial<federation.TrainTask> = {}): federation.TrainTask => ({
   studyId: 'study-1',

@@ -11,7 +11,6 @@ import {
   tagVector,
   untagVector,
   studyDefinitionJson,
-  studyDefinitionSchema,
   studyHash,
   type StudyDefinition,
 } from '@federa/shared';
@@ -26,20 +25,11 @@ import {
   studyRefusal,
   StudyDecisions,
 } from './index.js';
+import { testStudy } from './policy.testkit.js';
 
 const policy: SitePolicy = sitePolicySchema.parse({});
-const study = (overrides: Record<string, unknown> = {}): StudyDefinition =>
-  studyDefinitionSchema.parse({
-    name: 'lesion',
-    model: { architecture: 'small-cnn', inputSize: 16, channels: 1, classes: 2, seed: 1 },
-    classNames: ['normal', 'lesion'],
-    rounds: 5,
-    minSites: 3,
-    localEpochs: 1,
-    batchSize: 4,
-    learningRate: 0.01,
-    ...overrides,
-  });
+const study = (overrides: Record<string, unknown> = {}): StudyDefinition => testStudy({ rounds: 5, ...overrides });
+
 
 describe('the site policy', () => {
   it('refuses plaintext studies, too many rounds and studies that may aggregate fewer sites than it needs', () => {
