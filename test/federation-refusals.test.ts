@@ -84,6 +84,15 @@ describe('the coordinator refuses bad uploads without touching the round', () =>
     expect(issues).toMatch(/^name:/m);
     expect(issues).toMatch(/model\.inputSize/);
     expect(issues).toMatch(/^rounds:/m);
+    // Text the database cannot store is a 400 naming the field, not a 500 from the database.
+    for (const name of ['a\u0000b', 'a\ud800b']) {
+      const bad = await rest('POST', '/studies', studyBody(spec, { name }));
+      expect(bad.status).toBe(400);
+      expect(bad.body.issues).toEqual([expect.stringMatching(/^name: /)]);
+    }
+    for (const round of ['99999999999999999999', '0x0', '%20', '-1']) {
+      expect((await rest('GET', `/studies/${studyId}/models/${round}`)).status).toBe(400);
+    }
   });
 
   it('refuses each malformed, foreign or dishonest upload with a clear status', async () => {

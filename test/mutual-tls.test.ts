@@ -92,10 +92,19 @@ describe('mutual TLS between sites and the coordinator', () => {
     expect(status[(await register(creds)).error?.code ?? 0]).toBe('UNAVAILABLE');
   });
 
-  it('refuses a revoked certificate within seconds of `federa provision revoke`, without a restart', async () => {
+  it('refuses a revoked certificate within seconds of `federa provision revoke`, and drops its open stream, without a restart', async () => {
     const creds = await siteCredentials('hospital-b');
     expect((await register(creds)).siteId).toBe('hospital-b');
+    // hospital-b holds its task stream open and sends nothing more.
+    const client = new federation.FederationServiceClient(`127.0.0.1:${coordinator.grpcPort}`, creds, { 'grpc.ssl_target_name_override': 'localhost' });
+    clients.push(client);
+    const dropped = new Promise<ServiceError>((resolve) => client.streamTasks({}, new Metadata()).on('error', resolve));
+    await expect.poll(() => coordinator.connectedSites()).toContain('hospital-b');
     await revokeSite({ outDir: kits, siteId: 'hospital-b', reason: 'laptop stolen' });
+    const ended = await dropped;
+    expect(status[ended.code]).toBe('PERMISSION_DENIED');
+    expect(ended.details).toMatch(/of site hospital-b was revoked/);
+    expect(coordinator.connectedSites()).not.toContain('hospital-b');
     await expect
       .poll(async () => (await register(creds)).error?.details ?? 'accepted', { timeout: 10_000, interval: 500 })
       .toMatch(/of site hospital-b was revoked \(laptop stolen\)/);

@@ -31,6 +31,12 @@ export class RawSite {
     );
   }
 
+  heartbeat(): Promise<{ response?: federation.HeartbeatResponse; error?: ServiceError }> {
+    return new Promise((resolve) =>
+      this.client.heartbeat({}, this.metadata(), { deadline: Date.now() + 5_000 }, (error, response) => resolve(error ? { error } : { response })),
+    );
+  }
+
   /** Opens the task stream and resolves with the first task delivered on it. */
   firstTask(): Promise<federation.Task> {
     return new Promise((resolve, reject) => {

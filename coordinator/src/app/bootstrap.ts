@@ -24,6 +24,8 @@ import { AppModule, CONTROLLERS } from './app.module.js';
 export interface RunningCoordinator {
   httpPort: number;
   grpcPort: number;
+  /** The sites connected now (task stream open, heartbeats on time). */
+  connectedSites(): string[];
   /** Every REST route the server serves, with the roles it declares (null: none, which the guard refuses). */
   routes(): RouteDescription[];
   /**
@@ -78,8 +80,11 @@ export async function startCoordinator(config: CoordinatorConfig): Promise<Runni
 
   let closing: Promise<void> | undefined;
   const audit = app.get(AuditLog);
+  const sessions = app.get(SiteSessions);
   transport.identity.onRevocations?.((entries) => {
     for (const entry of entries) {
+      // A revoked site is dropped at once: its stream ends with the reason and it is assigned nothing more.
+      sessions.drop(entry.siteId, `certificate ${entry.serialNumber} of site ${entry.siteId} was revoked`);
       void audit
         .append({ kind: 'site.revoked', actor: 'system', siteId: entry.siteId, details: { serialNumber: entry.serialNumber, reason: entry.reason ?? null } })
         .catch((error: unknown) => log.error({ err: error }, 'could not audit a revocation'));
@@ -88,11 +93,13 @@ export async function startCoordinator(config: CoordinatorConfig): Promise<Runni
   return {
     httpPort,
     grpcPort,
+    connectedSites: () => sessions.connectedSiteIds(),
     routes: () => routeTable(app, CONTROLLERS),
     issueToken: async (request) =>
       app.get(Tokens).issue({ ...request }, 'cli', (await app.get(Settings).current()).tokenMaxLifetimeDays),
     close: () => {
       closing ??= (async () => {
+        transport.identity.close?.();
         app.get(SiteSessions).closeAll();
         await app.close();
       })();

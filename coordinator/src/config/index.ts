@@ -18,6 +18,13 @@ export const coordinatorConfigSchema = z
    * machine), a hop count, addresses or subnets, or "false".
    */
   trustProxy: z.string().min(1).max(500).default('loopback'),
+  /** A site not heard from (heartbeat) for this long is away: not assigned to new rounds. */
+  siteAwaySeconds: z.coerce.number().int().min(3).max(3600).default(45),
+  /**
+   * How long an open round waits for an assigned site that went away before it stops waiting (the site is then
+   * listed among the round's failures as disconnected).
+   */
+  reconnectGraceSeconds: z.coerce.number().int().min(0).max(86_400).default(60),
   /** REST requests per client address per minute before 429; the dashboard and CLIs poll, attackers guess. */
   rateLimitPerMinute: z.coerce.number().int().min(1).max(1_000_000).default(1200),
   /** REST API and dashboard; 0 picks a free port (reported in the ready file and the log). */
@@ -73,6 +80,8 @@ export function configFromCommandLine(argv: string[], env: NodeJS.ProcessEnv): C
       'http-host': { type: 'string' },
       'rate-limit': { type: 'string' },
       'trust-proxy': { type: 'string' },
+      'site-away': { type: 'string' },
+      'reconnect-grace': { type: 'string' },
       'http-port': { type: 'string' },
       'grpc-port': { type: 'string' },
       'data-dir': { type: 'string' },
@@ -87,6 +96,8 @@ export function configFromCommandLine(argv: string[], env: NodeJS.ProcessEnv): C
     httpHost: values['http-host'] ?? env.FEDERA_HTTP_HOST,
     rateLimitPerMinute: values['rate-limit'] ?? env.FEDERA_RATE_LIMIT,
     trustProxy: values['trust-proxy'] ?? env.FEDERA_TRUST_PROXY,
+    siteAwaySeconds: values['site-away'] ?? env.FEDERA_SITE_AWAY_SECONDS,
+    reconnectGraceSeconds: values['reconnect-grace'] ?? env.FEDERA_RECONNECT_GRACE_SECONDS,
     httpPort: values['http-port'] ?? env.FEDERA_HTTP_PORT,
     grpcPort: values['grpc-port'] ?? env.FEDERA_GRPC_PORT,
     dataDir: values['data-dir'] ?? env.FEDERA_DATA_DIR,

@@ -141,6 +141,8 @@ export class FederationHandlers {
           await this.datasets.record(siteId, call.request);
           return {};
         }),
+      heartbeat: (call, callback) =>
+        void this.unary(call, callback, null, federation.HeartbeatRequest, () => ({}), async (siteId) => this.heartbeat(siteId)),
       listStudies: (call, callback) =>
         // The certificate says who is asking; a hospital reviews offers before its agent ever registers.
         void this.unary(call, callback, null, federation.ListStudiesRequest, () => ({}), async (siteId) => ({
@@ -163,6 +165,20 @@ export class FederationHandlers {
     await this.db.prisma.site.upsert({ where: { id: siteId }, create: { id: siteId, registeredAt: now, ...data }, update: data });
     this.log.info({ siteId, agentVersion: data.agentVersion, backend: data.backend }, 'site registered');
     return { siteId, coordinatorVersion: COORDINATOR_VERSION };
+  }
+
+  /** lastSeenAt moves with heartbeats, written at most once a minute per site (the sessions hold the exact time). */
+  private readonly persistedSeen = new Map<string, number>();
+
+  private async heartbeat(siteId: string): Promise<federation.HeartbeatResponse> {
+    await this.requireRegistered(siteId);
+    const attached = this.sessions.touch(siteId);
+    const now = Date.now();
+    if (now - (this.persistedSeen.get(siteId) ?? 0) > 60_000) {
+      this.persistedSeen.set(siteId, now);
+      await this.db.prisma.site.update({ where: { id: siteId }, data: { lastSeenAt: new Date(now) } });
+    }
+    return { streamAttached: attached, serverTimeUnixMs: now };
   }
 
   private async streamTasks(call: ServerWritableStream<federation.StreamTasksRequest, federation.Task>): Promise<void> {

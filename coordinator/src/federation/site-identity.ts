@@ -26,8 +26,9 @@ export interface CallerInfo {
 /** Decides who is calling: every federation call goes through exactly one of these. */
 export interface SiteIdentity {
   siteOf(call: CallerInfo): string;
-  /** Called with the entries a reloaded revocation list adds (for the audit log). */
+  /** Called with the entries a reloaded revocation list adds (for the audit log, and to drop the site). */
   onRevocations?(listener: (added: readonly RevocationEntry[]) => void): void;
+  close?(): void;
 }
 
 /**
@@ -43,14 +44,25 @@ export class CertificateSiteIdentity implements SiteIdentity {
   private revokedMtimeMs = 0;
   private revokedCheckedAt = 0;
   private revocationListeners: Array<(added: readonly RevocationEntry[]) => void> = [];
+  private watcher: NodeJS.Timeout | undefined;
 
   constructor(private readonly kit: CoordinatorKit) {
     this.revoked = kit.revoked;
     this.revokedMtimeMs = this.revocationFileMtime() ?? 0;
   }
 
+  /** Listens for revocations; the list is also re-read every few seconds, so a revocation acts without any call. */
   onRevocations(listener: (added: readonly RevocationEntry[]) => void): void {
     this.revocationListeners.push(listener);
+    if (!this.watcher) {
+      this.watcher = setInterval(() => this.currentRevocations(), REVOCATION_RECHECK_MS);
+      this.watcher.unref();
+    }
+  }
+
+  close(): void {
+    if (this.watcher) clearInterval(this.watcher);
+    this.watcher = undefined;
   }
 
   siteOf(call: CallerInfo): string {

@@ -1,7 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import { Inject, Injectable, type OnApplicationBootstrap, type OnApplicationShutdown } from '@nestjs/common';
 import { createLogger, federation, float32ToBytes, initialWeights } from '@federa/shared';
-import { BLOB_STORE, DATABASE } from '../app/tokens.js';
+import { BLOB_STORE, COORDINATOR_CONFIG, DATABASE } from '../app/tokens.js';
+import type { CoordinatorConfig } from '../config/index.js';
 import { AuditLog } from '../audit/audit-log.js';
 import type { BlobStore } from '../blobs/index.js';
 import type { Database } from '../persistence/index.js';
@@ -42,6 +43,7 @@ interface OpenRound {
 export class RoundsService implements OnApplicationBootstrap, OnApplicationShutdown {
   private readonly log = createLogger('rounds');
   private readonly deadlineTimers = new Map<string, NodeJS.Timeout>();
+  private readonly graceTimers = new Map<string, NodeJS.Timeout[]>();
   private shuttingDown = false;
 
   constructor(
@@ -51,27 +53,74 @@ export class RoundsService implements OnApplicationBootstrap, OnApplicationShutd
     @Inject(Aggregator) private readonly aggregator: Aggregator,
     @Inject(AuditLog) private readonly audit: AuditLog,
     @Inject(StudyLocks) private readonly locks: StudyLocks,
+    @Inject(COORDINATOR_CONFIG) private readonly config: Pick<CoordinatorConfig, 'reconnectGraceSeconds'>,
   ) {}
 
   async onApplicationBootstrap(): Promise<void> {
     this.sessions.onConnected((siteId) => {
+      this.graceTimers.get(siteId)?.forEach((timer) => clearTimeout(timer));
+      this.graceTimers.delete(siteId);
       void this.handleSiteConnected(siteId).catch((error: unknown) =>
         this.log.error({ err: error, siteId }, 'failed to hand tasks to a connecting site'),
       );
     });
-    // Resume what a previous run left: re-arm deadlines of open rounds, open rounds that were due.
+    this.sessions.onDisconnected((siteId) => {
+      void this.waitForReturn(siteId).catch((error: unknown) => this.log.error({ err: error, siteId }, 'could not watch a departed site'));
+    });
+    // Resume what a previous run left: re-arm deadlines of open rounds (closing one whose sites all answered just
+    // before a crash), open rounds that were due.
     const running = await this.db.prisma.study.findMany({ where: { status: 'running' } });
     for (const study of running) {
       const open = await this.findOpenRound(study.id);
-      if (open) this.armDeadline(open);
-      else await this.locks.run(study.id, () => this.openNextRound(study.id));
+      if (open) {
+        this.armDeadline(open);
+        if (open.status === 'open') this.closeRoundSoon(study.id, open.id);
+      } else await this.locks.run(study.id, () => this.openNextRound(study.id));
     }
+  }
+
+  /**
+   * A site left while assigned to open rounds it has not answered: if it is not back within reconnectGraceSeconds,
+   * the rounds stop waiting for it (it is listed among their failures as disconnected) instead of waiting for the
+   * deadline.
+   */
+  private async waitForReturn(siteId: string): Promise<void> {
+    if (this.shuttingDown) return;
+    const rounds = await this.db.prisma.round.findMany({
+      where: { status: 'open', assignedSites: { has: siteId }, receipts: { none: { siteId } }, failures: { none: { siteId } } },
+    });
+    if (rounds.length === 0) return;
+    const timers = rounds.map((round) => {
+      const timer = setTimeout(() => {
+        void this.locks
+          .run(round.studyId, () => this.markDisconnected(round.id, siteId))
+          .catch((error: unknown) => this.log.error({ err: error, siteId, roundId: round.id }, 'could not stop waiting for a departed site'));
+      }, this.config.reconnectGraceSeconds * 1000);
+      timer.unref();
+      return timer;
+    });
+    this.graceTimers.set(siteId, [...(this.graceTimers.get(siteId) ?? []), ...timers]);
+  }
+
+  private async markDisconnected(roundId: string, siteId: string): Promise<void> {
+    if (this.sessions.isConnected(siteId)) return;
+    const round = await this.db.prisma.round.findUnique({ where: { id: roundId }, include: { receipts: true, failures: true } });
+    if (!round || round.status !== 'open' || round.receipts.some((r) => r.siteId === siteId) || round.failures.some((f) => f.siteId === siteId)) return;
+    const message = `site ${siteId} lost its connection during the round and did not come back within ${this.config.reconnectGraceSeconds} s`;
+    await this.audit.transaction(async (tx) => {
+      await tx.roundFailure.create({ data: { id: randomUUID(), roundId, siteId, reason: 'disconnected', message } });
+      return { result: undefined, audit: { kind: 'round.site-lost', actor: 'system', studyId: round.studyId, round: round.number, siteId, details: { reason: message } } };
+    });
+    this.log.warn({ siteId, studyId: round.studyId, round: round.number }, message);
+    await this.closeRoundIfComplete(roundId);
   }
 
   onApplicationShutdown(): void {
     this.shuttingDown = true;
     for (const timer of this.deadlineTimers.values()) clearTimeout(timer);
     this.deadlineTimers.clear();
+    for (const timers of this.graceTimers.values()) timers.forEach((timer) => clearTimeout(timer));
+    this.graceTimers.clear();
   }
 
   /** Creates the initial model (round 0) from the study's seed and opens round 1. */
@@ -265,7 +314,7 @@ export class RoundsService implements OnApplicationBootstrap, OnApplicationShutd
   }
 
   private async onDeadline(roundId: string): Promise<void> {
-    const round = await this.db.prisma.round.findUnique({ where: { id: roundId }, include: { receipts: true } });
+    const round = await this.db.prisma.round.findUnique({ where: { id: roundId }, include: { receipts: true, failures: true } });
     if (!round || round.status !== 'open') return;
     const study = await this.db.prisma.study.findUnique({ where: { id: round.studyId } });
     if (!study) return;
@@ -278,7 +327,14 @@ export class RoundsService implements OnApplicationBootstrap, OnApplicationShutd
       await this.aggregateRound(round.id);
       return;
     }
-    await this.failRound(round, study.id, `round ${round.number} passed its deadline with ${round.receipts.length} of the ${def.minSites} updates it needs`);
+    const silent = round.assignedSites.filter((id) => !round.receipts.some((r) => r.siteId === id) && !round.failures.some((f) => f.siteId === id));
+    const failed = round.failures.map((f) => `${f.siteId}: ${f.reason}`);
+    await this.failRound(
+      round,
+      study.id,
+      `round ${round.number} passed its deadline with ${round.receipts.length} of the ${def.minSites} updates it needs; ` +
+        `no answer from ${silent.length > 0 ? silent.join(', ') : 'nobody'}${failed.length > 0 ? `; could not contribute: ${failed.join('; ')}` : ''}`,
+    );
   }
 
   /**

@@ -1,19 +1,39 @@
-import { Injectable } from '@nestjs/common';
+import { Inject, Injectable, type OnApplicationBootstrap, type OnApplicationShutdown } from '@nestjs/common';
 import type { ServerWritableStream } from '@grpc/grpc-js';
+import { status as GrpcStatus } from '@grpc/grpc-js';
 import { createLogger, type federation } from '@federa/shared';
+import { COORDINATOR_CONFIG } from '../app/tokens.js';
+import type { CoordinatorConfig } from '../config/index.js';
 
 type TaskStream = ServerWritableStream<federation.StreamTasksRequest, federation.Task>;
-type ConnectListener = (siteId: string) => void;
+type SiteListener = (siteId: string) => void;
 
 /**
- * The open task streams, one per connected site. Rounds push tasks through here; a site that reconnects
- * replaces its previous stream (the old one is ended) so a task is never delivered twice to one agent.
+ * The open task streams, one per connected site, and when each site was last heard from. Rounds push tasks through
+ * here. A site that reconnects replaces its previous stream (the old one is ended) so a task is never delivered
+ * twice to one agent. A site counts as connected while its stream is open and it keeps sending heartbeats; one that
+ * stops (a process frozen, a network gone quiet without closing the connection) is marked away after
+ * `siteAwaySeconds`: its stream is ended and it is not assigned to new rounds.
  */
 @Injectable()
-export class SiteSessions {
+export class SiteSessions implements OnApplicationBootstrap, OnApplicationShutdown {
   private readonly streams = new Map<string, TaskStream>();
-  private readonly listeners: ConnectListener[] = [];
+  private readonly lastSeen = new Map<string, number>();
+  private readonly connectListeners: SiteListener[] = [];
+  private readonly disconnectListeners: SiteListener[] = [];
   private readonly log = createLogger('site-sessions');
+  private sweeper: NodeJS.Timeout | undefined;
+
+  constructor(@Inject(COORDINATOR_CONFIG) private readonly config: Pick<CoordinatorConfig, 'siteAwaySeconds'>) {}
+
+  onApplicationBootstrap(): void {
+    this.sweeper = setInterval(() => this.sweep(), Math.max(1_000, (this.config.siteAwaySeconds * 1000) / 3));
+    this.sweeper.unref();
+  }
+
+  onApplicationShutdown(): void {
+    if (this.sweeper) clearInterval(this.sweeper);
+  }
 
   attach(siteId: string, stream: TaskStream): void {
     const previous = this.streams.get(siteId);
@@ -22,23 +42,42 @@ export class SiteSessions {
       previous.end();
     }
     this.streams.set(siteId, stream);
+    this.lastSeen.set(siteId, Date.now());
     const detach = (): void => {
       if (this.streams.get(siteId) === stream) {
         this.streams.delete(siteId);
         this.log.info({ siteId }, 'site disconnected');
+        for (const listener of this.disconnectListeners) listener(siteId);
       }
     };
     stream.on('cancelled', detach);
     stream.on('close', detach);
     stream.on('error', detach);
     this.log.info({ siteId }, 'site connected');
-    for (const listener of this.listeners) listener(siteId);
+    for (const listener of this.connectListeners) listener(siteId);
   }
 
-  onConnected(listener: ConnectListener): void {
-    this.listeners.push(listener);
+  /** A heartbeat: the site is alive. Returns whether its task stream is attached here. */
+  touch(siteId: string): boolean {
+    this.lastSeen.set(siteId, Date.now());
+    return this.streams.has(siteId);
   }
 
+  lastSeenAt(siteId: string): Date | null {
+    const at = this.lastSeen.get(siteId);
+    return at === undefined ? null : new Date(at);
+  }
+
+  onConnected(listener: SiteListener): void {
+    this.connectListeners.push(listener);
+  }
+
+  /** Called when a site's stream goes: it closed, failed, was dropped, or the site went quiet. */
+  onDisconnected(listener: SiteListener): void {
+    this.disconnectListeners.push(listener);
+  }
+
+  /** Connected: its task stream is held here (a site that stopped its heartbeats has had it dropped by the sweep). */
   isConnected(siteId: string): boolean {
     return this.streams.has(siteId);
   }
@@ -55,8 +94,30 @@ export class SiteSessions {
     return true;
   }
 
+  /** Ends a site's stream at once with a status it reads (a revoked certificate, a site dropped). */
+  drop(siteId: string, reason: string, code: GrpcStatus = GrpcStatus.PERMISSION_DENIED): void {
+    const stream = this.streams.get(siteId);
+    if (!stream) return;
+    this.log.warn({ siteId, reason }, 'dropping the site\'s task stream');
+    stream.emit('error', Object.assign(new Error(reason), { code, details: reason }));
+    this.streams.delete(siteId);
+    for (const listener of this.disconnectListeners) listener(siteId);
+  }
+
   closeAll(): void {
     for (const stream of this.streams.values()) stream.end();
     this.streams.clear();
+  }
+
+  private alive(siteId: string): boolean {
+    return Date.now() - (this.lastSeen.get(siteId) ?? 0) <= this.config.siteAwaySeconds * 1000;
+  }
+
+  private sweep(): void {
+    for (const siteId of [...this.streams.keys()]) {
+      if (!this.alive(siteId)) {
+        this.drop(siteId, `no heartbeat for more than ${this.config.siteAwaySeconds} s: the site is marked away`, GrpcStatus.UNAVAILABLE);
+      }
+    }
   }
 }

@@ -27,6 +27,14 @@ describe('study definition', () => {
     expect(issues({ ...input, augmentation: { flips: true, rotationDegrees: 90 } })[0]).toMatch(/^augmentation\.rotationDegrees: /);
   });
 
+  it('refuses names the database could not store, naming the field', () => {
+    expect(issues({ ...input, name: 'lesion\u0000study' })).toEqual(['name: must not contain control characters']);
+    expect(issues({ ...input, name: 'lesion \ud800 study' })).toEqual(['name: must be valid Unicode text (it holds a lone surrogate)']);
+    expect(issues({ ...input, classNames: ['normal', 'les\udc00ion'] })).toEqual(['classNames.1: must be valid Unicode text (it holds a lone surrogate)']);
+    // A well-formed pair (an emoji) is fine.
+    expect(issues({ ...input, name: 'lesion \ud83e\udec1 study' })).toEqual([]);
+  });
+
   it('takes exactly one of localEpochs or localSteps', () => {
     const { localEpochs: _epochs, ...noWork } = input;
     const bySteps = studyDefinitionSchema.parse({ ...noWork, localSteps: 50 });

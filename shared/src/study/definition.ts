@@ -22,14 +22,30 @@ export function assertStudyId(studyId: string, where: string): string {
 }
 
 /**
+ * Text a person reads (names): trimmed, bounded, no control characters (a NUL is refused by PostgreSQL) and valid
+ * UTF-16 (a lone surrogate cannot be stored as UTF-8), so bad input is a 400 naming the field, never a database error.
+ */
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+
+export function textSchema(max: number) {
+  return z
+    .string()
+    .trim()
+    .min(1)
+    .max(max)
+    .refine((value) => !/[\u0000-\u001f\u007f]/.test(value), 'must not contain control characters')
+    .refine((value) => !LONE_SURROGATE.test(value), 'must be valid Unicode text (it holds a lone surrogate)');
+}
+
+/**
  * What a researcher declares to run a study. Everything that changes what sites compute is in here, so the
  * study's hash (which site policies approve) covers it.
  */
 export const studyDefinitionSchema = z
   .object({
-    name: z.string().trim().min(1).max(200),
+    name: textSchema(200),
     model: modelSpecSchema,
-    classNames: z.array(z.string().trim().min(1).max(64)).min(2),
+    classNames: z.array(textSchema(64)).min(2),
     rounds: z.int().min(1).max(10_000),
     minSites: z.int().min(1).max(10_000),
     /** Local work per round: full passes over the site's training data, or (instead) a number of optimiser steps. */

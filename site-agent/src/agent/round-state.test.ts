@@ -1,4 +1,4 @@
-import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -56,6 +56,12 @@ describe('round state on disk', () => {
     const file = join(dir, 'rounds', 'study-1', '3', 'state.json');
     const json = JSON.parse(await readFile(file, 'utf8')) as Record<string, unknown>;
     await writeFile(file, JSON.stringify({ ...json, status: 'maybe' }));
-    await expect(store.read('study-1', 3)).rejects.toThrow(/round state for study study-1 round 3 is corrupt/);
+    await expect(store.read('study-1', 3)).rejects.toThrow(/round state .*state\.json is corrupt: .*move it aside/);
+    // Unreadable is not "never trained" either: that would retrain and overwrite an uploaded round.
+    await writeFile(file, '{"studyId": "study-1", "rou');
+    await expect(store.read('study-1', 3)).rejects.toThrow(/is corrupt \(not JSON\)/);
+    await rm(file);
+    await mkdir(file);
+    await expect(store.read('study-1', 3)).rejects.toThrow(/cannot read the round state/);
   });
 });

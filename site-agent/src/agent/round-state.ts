@@ -45,16 +45,29 @@ export class RoundStateStore {
     return join(this.dir(studyId, round), 'update.bin');
   }
 
+  /**
+   * The round's state, or undefined when this site never trained it. Only a missing file means that: a file that
+   * cannot be read or parsed is an error, never taken as "not trained" (which would retrain and overwrite an
+   * uploaded round).
+   */
   async read(studyId: string, round: number): Promise<RoundState | undefined> {
+    const path = join(this.dir(studyId, round), 'state.json');
     let text: string;
     try {
-      text = await readFile(join(this.dir(studyId, round), 'state.json'), 'utf8');
-    } catch {
-      return undefined;
+      text = await readFile(path, 'utf8');
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      throw new Error(`cannot read the round state ${path}: ${(error as Error).message}`);
     }
-    const parsed = roundStateSchema.safeParse(JSON.parse(text));
+    let raw: unknown;
+    try {
+      raw = JSON.parse(text);
+    } catch {
+      throw new Error(`round state ${path} is corrupt (not JSON); move it aside to retrain the round`);
+    }
+    const parsed = roundStateSchema.safeParse(raw);
     if (!parsed.success) {
-      throw new Error(`round state for study ${studyId} round ${round} is corrupt: ${parsed.error.issues[0]?.message}`);
+      throw new Error(`round state ${path} is corrupt: ${parsed.error.issues[0]?.message}; move it aside to retrain the round`);
     }
     return parsed.data;
   }

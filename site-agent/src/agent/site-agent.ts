@@ -24,6 +24,8 @@ import { SiteData } from './site-data.js';
 import { TaskGate } from './task-gate.js';
 
 export const AGENT_VERSION = '0.1.0';
+/** How often a site says it is alive; the coordinator marks it away after three missed (45 s by default). */
+const HEARTBEAT_MS = 15_000;
 export { NoUsableDataError };
 
 export interface SiteAgentEvents {
@@ -142,15 +144,44 @@ export class SiteAgent {
     this.currentStream?.cancel();
   }
 
+  /**
+   * Holds the task stream open and heartbeats beside it. A heartbeat that fails, or that says the coordinator holds
+   * no stream for this site (it went quiet without closing), ends the stream so the agent reconnects.
+   */
   private consumeTasks(): Promise<void> {
     return new Promise((resolve, reject) => {
       const stream = this.client.streamTasks();
       this.currentStream = stream;
+      let done = false;
+      const finish = (error?: Error): void => {
+        if (done) return;
+        done = true;
+        clearInterval(beat);
+        if (error && !this.stopped) reject(error);
+        else resolve();
+      };
+      const beat = setInterval(() => {
+        this.client.heartbeat().then(
+          (answer) => {
+            if (answer.streamAttached || done) return;
+            stream.cancel();
+            finish(new Error('the coordinator no longer holds this site\'s task stream'));
+          },
+          (error: unknown) => {
+            if (done) return;
+            stream.cancel();
+            finish(error instanceof Error ? error : new Error(String(error)));
+          },
+        );
+      }, HEARTBEAT_MS);
       stream.on('data', (task: federation.Task) => {
-        this.queue = this.queue.then(() => this.handleTask(task));
+        // One task's failure never holds up the next: each is caught and logged on its own.
+        this.queue = this.queue
+          .then(() => this.handleTask(task))
+          .catch((error: unknown) => this.log.error({ err: error, taskId: task.taskId }, 'task failed'));
       });
-      stream.on('error', (error) => (this.stopped ? resolve() : reject(error)));
-      stream.on('end', () => (this.stopped ? resolve() : reject(new Error('the coordinator closed the task stream'))));
+      stream.on('error', (error) => finish(error));
+      stream.on('end', () => finish(new Error('the coordinator closed the task stream')));
     });
   }
 

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { Metadata, status as GrpcStatus, type ChannelCredentials, type ClientReadableStream, type ServiceError } from '@grpc/grpc-js';
+import { Metadata, status as GrpcStatus, type CallOptions, type ChannelCredentials, type ClientReadableStream, type ServiceError } from '@grpc/grpc-js';
 import { chunkBytes, federation, SHA256_HEX } from '@federa/shared';
 
 const SITE_ID_METADATA = 'x-federa-site-id';
@@ -12,7 +12,12 @@ export interface FederationClientOptions {
   declaredSiteId?: string;
   /** Name to check the coordinator's certificate against instead of the address's host. */
   serverName?: string;
+  /** Deadline of every unary call, and how long a download may go without a byte; 60 s by default. */
+  callTimeoutMs?: number;
 }
+
+/** No model artifact is larger: 25M parameters encrypted take about 340 MB. Anything bigger is refused as it comes. */
+export const MAX_MODEL_BYTES = 4 * 1024 ** 3;
 
 /** A refusal from the coordinator, with its gRPC status name, so callers can tell "late" from "broken". */
 export class CoordinatorRefusal extends Error {
@@ -28,15 +33,19 @@ export class CoordinatorRefusal extends Error {
   }
 }
 
-
 function refusal(error: ServiceError): CoordinatorRefusal {
   return new CoordinatorRefusal(error.code, error.details || error.message);
 }
 
-/** The site's side of the FederationService, promise-shaped, with integrity checks on everything it moves. */
+/**
+ * The site's side of the FederationService, promise-shaped, with integrity checks on everything it moves. Every
+ * call ends: unary calls and uploads have deadlines, a download a watchdog that cancels it when no byte came for
+ * the call timeout; the long-lived task stream is watched by heartbeats (SiteAgent).
+ */
 export class FederationClient {
   private readonly client: federation.FederationServiceClient;
   private readonly metadata = new Metadata();
+  private readonly timeoutMs: number;
 
   constructor(options: FederationClientOptions) {
     this.client = new federation.FederationServiceClient(options.address, options.credentials, {
@@ -46,16 +55,28 @@ export class FederationClient {
       ...(options.serverName ? { 'grpc.ssl_target_name_override': options.serverName, 'grpc.default_authority': options.serverName } : {}),
     });
     if (options.declaredSiteId) this.metadata.set(SITE_ID_METADATA, options.declaredSiteId);
+    this.timeoutMs = options.callTimeoutMs ?? 60_000;
+  }
+
+  private deadline(ms = this.timeoutMs): CallOptions {
+    return { deadline: Date.now() + ms };
   }
 
   register(request: federation.RegisterRequest): Promise<federation.RegisterResponse> {
     return new Promise((resolve, reject) => {
-      this.client.register(request, this.metadata, (error, response) => (error ? reject(refusal(error)) : resolve(response)));
+      this.client.register(request, this.metadata, this.deadline(), (error, response) => (error ? reject(refusal(error)) : resolve(response)));
     });
   }
 
   streamTasks(): ClientReadableStream<federation.Task> {
     return this.client.streamTasks({}, this.metadata);
+  }
+
+  /** Says this site is alive; resolves with whether the coordinator still holds its task stream. */
+  heartbeat(timeoutMs = 15_000): Promise<federation.HeartbeatResponse> {
+    return new Promise((resolve, reject) => {
+      this.client.heartbeat({}, this.metadata, this.deadline(timeoutMs), (error, response) => (error ? reject(refusal(error)) : resolve(response)));
+    });
   }
 
   /** Downloads a model artifact and checks its size and SHA-256 against what the task announced. */
@@ -69,37 +90,72 @@ export class FederationClient {
     return bytes;
   }
 
-  /** Downloads the artifact a round published, checked against the SHA-256 and size in its own header. */
-  async downloadArtifact(studyId: string, round: number): Promise<{ header: federation.ModelRef; bytes: Uint8Array }> {
+  /**
+   * Downloads the artifact a round published, checked against the SHA-256 and size in its own header. Refuses, as
+   * they arrive, more bytes than the header announced (or than MAX_MODEL_BYTES), and gives up when the coordinator
+   * sends nothing for the call timeout.
+   */
+  downloadArtifact(studyId: string, round: number): Promise<{ header: federation.ModelRef; bytes: Uint8Array }> {
     const stream = this.client.downloadModel({ studyId, round, offset: 0 }, this.metadata);
-    const parts: Buffer[] = [];
-    let header: federation.ModelRef | undefined;
-    try {
-      for await (const message of stream as AsyncIterable<federation.ModelChunk>) {
+    return new Promise((resolve, reject) => {
+      const parts: Buffer[] = [];
+      let received = 0;
+      let header: federation.ModelRef | undefined;
+      let failed = false;
+      const fail = (error: Error): void => {
+        if (failed) return;
+        failed = true;
+        clearTimeout(watchdog);
+        stream.cancel();
+        reject(error);
+      };
+      let watchdog = setTimeout(() => fail(stalled()), this.timeoutMs);
+      const stalled = (): Error => new Error(`model download for study ${studyId} round ${round} stalled: nothing for ${this.timeoutMs / 1000} s`);
+      stream.on('data', (message: federation.ModelChunk) => {
+        clearTimeout(watchdog);
+        watchdog = setTimeout(() => fail(stalled()), this.timeoutMs);
         const part = message.part;
-        if (part?.$case === 'header') header = part.value;
-        else if (part?.$case === 'data') parts.push(part.value);
-      }
-    } catch (error) {
-      throw isServiceError(error) ? refusal(error) : error;
-    }
-    if (!header) throw new Error(`model download for study ${studyId} round ${round} carried no header`);
-    const bytes = Buffer.concat(parts);
-    const digest = createHash('sha256').update(bytes).digest('hex');
-    if (digest !== header.sha256 || bytes.byteLength !== header.sizeBytes) {
-      throw new Error(
-        `model for study ${studyId} round ${round} failed its integrity check: expected ${header.sha256} ` +
-          `(${header.sizeBytes} bytes), received ${digest} (${bytes.byteLength} bytes)`,
-      );
-    }
-    return { header, bytes };
+        if (part?.$case === 'header') {
+          header = part.value;
+          if (header.sizeBytes > MAX_MODEL_BYTES) fail(new Error(`model for study ${studyId} round ${round} announces ${header.sizeBytes} bytes, more than the ${MAX_MODEL_BYTES} a site accepts`));
+        } else if (part?.$case === 'data') {
+          received += part.value.length;
+          if (!header || received > header.sizeBytes) {
+            fail(new Error(`model download for study ${studyId} round ${round} sent more bytes than its header announced`));
+            return;
+          }
+          parts.push(part.value);
+        }
+      });
+      stream.on('error', (error: ServiceError) => fail(isServiceError(error) ? refusal(error) : error));
+      stream.on('end', () => {
+        if (failed) return;
+        clearTimeout(watchdog);
+        if (!header) return fail(new Error(`model download for study ${studyId} round ${round} carried no header`));
+        const bytes = Buffer.concat(parts, received);
+        const digest = createHash('sha256').update(bytes).digest('hex');
+        if (digest !== header.sha256 || bytes.byteLength !== header.sizeBytes) {
+          return fail(
+            new Error(
+              `model for study ${studyId} round ${round} failed its integrity check: expected ${header.sha256} ` +
+                `(${header.sizeBytes} bytes), received ${digest} (${bytes.byteLength} bytes)`,
+            ),
+          );
+        }
+        resolve({ header, bytes });
+      });
+    });
   }
 
-  /** Streams an update: header, 1 MiB data chunks, and a trailer carrying the SHA-256 of the data. */
+  /**
+   * Streams an update: header, 1 MiB data chunks, and a trailer carrying the SHA-256 of the data. The deadline allows
+   * the call timeout plus a second per MiB.
+   */
   uploadUpdate(header: Omit<federation.UpdateHeader, 'totalBytes'>, payload: Uint8Array): Promise<federation.UploadReceipt> {
     const sha256 = createHash('sha256').update(payload).digest('hex');
     return new Promise((resolve, reject) => {
-      const call = this.client.uploadUpdate(this.metadata, (error, receipt) => {
+      const options = this.deadline(this.timeoutMs + Math.ceil(payload.byteLength / 1024 / 1024) * 1000);
+      const call = this.client.uploadUpdate(this.metadata, options, (error, receipt) => {
         if (error) reject(refusal(error));
         else if (receipt.sha256 !== sha256 || !SHA256_HEX.test(receipt.sha256)) {
           reject(new Error(`coordinator receipt hash ${receipt.sha256} does not match the sent update ${sha256}`));
@@ -116,40 +172,38 @@ export class FederationClient {
 
   reportMetrics(report: federation.MetricsReport): Promise<void> {
     return new Promise((resolve, reject) => {
-      this.client.reportMetrics(report, this.metadata, (error) => (error ? reject(refusal(error)) : resolve()));
+      this.client.reportMetrics(report, this.metadata, this.deadline(), (error) => (error ? reject(refusal(error)) : resolve()));
     });
   }
 
   reportRoundFailure(failure: federation.RoundFailure): Promise<void> {
     return new Promise((resolve, reject) => {
-      this.client.reportRoundFailure(failure, this.metadata, (error) => (error ? reject(refusal(error)) : resolve()));
+      this.client.reportRoundFailure(failure, this.metadata, this.deadline(), (error) => (error ? reject(refusal(error)) : resolve()));
     });
   }
 
   reportEvaluation(report: federation.EvaluationReport): Promise<void> {
     return new Promise((resolve, reject) => {
-      this.client.reportEvaluation(report, this.metadata, (error) => (error ? reject(refusal(error)) : resolve()));
+      this.client.reportEvaluation(report, this.metadata, this.deadline(), (error) => (error ? reject(refusal(error)) : resolve()));
     });
   }
 
   reportDatasetSummary(summary: federation.DatasetSummary): Promise<void> {
     return new Promise((resolve, reject) => {
-      this.client.reportDatasetSummary(summary, this.metadata, (error) => (error ? reject(refusal(error)) : resolve()));
+      this.client.reportDatasetSummary(summary, this.metadata, this.deadline(), (error) => (error ? reject(refusal(error)) : resolve()));
     });
   }
 
   reportRefusal(message: federation.Refusal): Promise<void> {
     return new Promise((resolve, reject) => {
-      this.client.reportRefusal(message, this.metadata, (error) => (error ? reject(refusal(error)) : resolve()));
+      this.client.reportRefusal(message, this.metadata, this.deadline(), (error) => (error ? reject(refusal(error)) : resolve()));
     });
   }
 
   /** The studies the coordinator offers this site, each with its canonical definition and hash. */
   listStudies(timeoutMs = 15_000): Promise<federation.OfferedStudy[]> {
     return new Promise((resolve, reject) => {
-      this.client.listStudies({}, this.metadata, { deadline: Date.now() + timeoutMs }, (error, response) =>
-        error ? reject(refusal(error)) : resolve(response.studies),
-      );
+      this.client.listStudies({}, this.metadata, this.deadline(timeoutMs), (error, response) => (error ? reject(refusal(error)) : resolve(response.studies)));
     });
   }
 

@@ -810,6 +810,15 @@ export interface Refusal {
 export interface RefusalAck {
 }
 
+export interface HeartbeatRequest {
+}
+
+export interface HeartbeatResponse {
+  /** False when the coordinator holds no task stream for this site: the site should open one again. */
+  streamAttached: boolean;
+  serverTimeUnixMs: number;
+}
+
 function createBaseRegisterRequest(): RegisterRequest {
   return { agentVersion: "", backend: "", supportedEncodings: [], policy: undefined };
 }
@@ -5919,6 +5928,151 @@ export const RefusalAck: MessageFns<RefusalAck> = {
   },
 };
 
+function createBaseHeartbeatRequest(): HeartbeatRequest {
+  return {};
+}
+
+export const HeartbeatRequest: MessageFns<HeartbeatRequest> = {
+  encode(_: HeartbeatRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): HeartbeatRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseHeartbeatRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(_: any): HeartbeatRequest {
+    return {};
+  },
+
+  toJSON(_: HeartbeatRequest): unknown {
+    const obj: any = {};
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<HeartbeatRequest>, I>>(base?: I): HeartbeatRequest {
+    return HeartbeatRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<HeartbeatRequest>, I>>(_: I): HeartbeatRequest {
+    const message = createBaseHeartbeatRequest();
+    return message;
+  },
+};
+
+function createBaseHeartbeatResponse(): HeartbeatResponse {
+  return { streamAttached: false, serverTimeUnixMs: 0 };
+}
+
+export const HeartbeatResponse: MessageFns<HeartbeatResponse> = {
+  encode(message: HeartbeatResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.streamAttached !== false) {
+      writer.uint32(8).bool(message.streamAttached);
+    }
+    if (message.serverTimeUnixMs !== 0) {
+      writer.uint32(16).int64(message.serverTimeUnixMs);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): HeartbeatResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseHeartbeatResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.streamAttached = reader.bool();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.serverTimeUnixMs = longToNumber(reader.int64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): HeartbeatResponse {
+    return {
+      streamAttached: isSet(object.streamAttached)
+        ? globalThis.Boolean(object.streamAttached)
+        : isSet(object.stream_attached)
+        ? globalThis.Boolean(object.stream_attached)
+        : false,
+      serverTimeUnixMs: isSet(object.serverTimeUnixMs)
+        ? globalThis.Number(object.serverTimeUnixMs)
+        : isSet(object.server_time_unix_ms)
+        ? globalThis.Number(object.server_time_unix_ms)
+        : 0,
+    };
+  },
+
+  toJSON(message: HeartbeatResponse): unknown {
+    const obj: any = {};
+    if (message.streamAttached !== false) {
+      obj.streamAttached = message.streamAttached;
+    }
+    if (message.serverTimeUnixMs !== 0) {
+      obj.serverTimeUnixMs = Math.round(message.serverTimeUnixMs);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<HeartbeatResponse>, I>>(base?: I): HeartbeatResponse {
+    return HeartbeatResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<HeartbeatResponse>, I>>(object: I): HeartbeatResponse {
+    const message = createBaseHeartbeatResponse();
+    message.streamAttached = object.streamAttached ?? false;
+    message.serverTimeUnixMs = object.serverTimeUnixMs ?? 0;
+    return message;
+  },
+};
+
 /**
  * FederationService is the service a site agent talks to. A site's identity is never a field of these messages:
  * the coordinator derives it from the connection (the TLS client certificate under mutual TLS; the
@@ -6053,6 +6207,20 @@ export const FederationServiceService = {
     responseSerialize: (value: RefusalAck): Buffer => Buffer.from(RefusalAck.encode(value).finish()),
     responseDeserialize: (value: Buffer): RefusalAck => RefusalAck.decode(value),
   },
+  /**
+   * Heartbeat says the site is alive, every few seconds while its task stream is open. A site that misses them is
+   * marked away (not assigned to new rounds; an open round stops waiting for it after a grace period); the answer
+   * says whether the coordinator still holds the site's task stream, so a site whose stream died silently reconnects.
+   */
+  heartbeat: {
+    path: "/federa.v1.FederationService/Heartbeat" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: HeartbeatRequest): Buffer => Buffer.from(HeartbeatRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): HeartbeatRequest => HeartbeatRequest.decode(value),
+    responseSerialize: (value: HeartbeatResponse): Buffer => Buffer.from(HeartbeatResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): HeartbeatResponse => HeartbeatResponse.decode(value),
+  },
 } as const;
 
 export interface FederationServiceServer extends UntypedServiceImplementation {
@@ -6102,6 +6270,12 @@ export interface FederationServiceServer extends UntypedServiceImplementation {
    * enough contributions. A refused train task counts as the site's answer for the round (it closes without it).
    */
   reportRefusal: handleUnaryCall<Refusal, RefusalAck>;
+  /**
+   * Heartbeat says the site is alive, every few seconds while its task stream is open. A site that misses them is
+   * marked away (not assigned to new rounds; an open round stops waiting for it after a grace period); the answer
+   * says whether the coordinator still holds the site's task stream, so a site whose stream died silently reconnects.
+   */
+  heartbeat: handleUnaryCall<HeartbeatRequest, HeartbeatResponse>;
 }
 
 export interface FederationServiceClient extends Client {
@@ -6273,6 +6447,26 @@ export interface FederationServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: RefusalAck) => void,
+  ): ClientUnaryCall;
+  /**
+   * Heartbeat says the site is alive, every few seconds while its task stream is open. A site that misses them is
+   * marked away (not assigned to new rounds; an open round stops waiting for it after a grace period); the answer
+   * says whether the coordinator still holds the site's task stream, so a site whose stream died silently reconnects.
+   */
+  heartbeat(
+    request: HeartbeatRequest,
+    callback: (error: ServiceError | null, response: HeartbeatResponse) => void,
+  ): ClientUnaryCall;
+  heartbeat(
+    request: HeartbeatRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: HeartbeatResponse) => void,
+  ): ClientUnaryCall;
+  heartbeat(
+    request: HeartbeatRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: HeartbeatResponse) => void,
   ): ClientUnaryCall;
 }
 
