@@ -128,6 +128,20 @@ describe('CKKS-encrypted aggregation at the coordinator', () => {
     expect(() => ckks.decryptVector(payload, kit.ckksPublicParams)).toThrow();
   });
 
+  it('refuses an upload announcing more bytes than the round takes before reading any of them', async () => {
+    const a = await siteClient('site-a');
+    const began = Date.now();
+    // A header announcing 1 GiB, and then nothing: the refusal must come from the header alone.
+    const error = await new Promise<ServiceError | null>((resolve) => {
+      const call = a.uploadUpdate(new Metadata(), (e) => resolve(e));
+      call.write(
+        headerChunk({ studyId, round: 1, encoding: federation.UpdateEncoding.UPDATE_ENCODING_CKKS, totalBytes: 1024 ** 3, vectorLength, baseModelSha256: task.baseModel?.sha256 ?? '' }),
+      );
+    });
+    expect(error?.details).toMatch(/the header says 1073741824/);
+    expect(Date.now() - began).toBeLessThan(5_000);
+  });
+
   it('refuses corrupted, foreign and oversized ciphertexts, then sums the honest ones', async () => {
     const a = await siteClient('site-a');
     const b = await siteClient('site-b');
@@ -145,6 +159,9 @@ describe('CKKS-encrypted aggregation at the coordinator', () => {
 
     const short = ckks.encryptVector(new Float32Array(vectorLength - 1).fill(1), secretKey);
     expect((await upload(a, short)).error?.details).toMatch(/LENGTH_MISMATCH/);
+    // An oversized ciphertext (a ciphertext more than the round takes) is refused from its header's size.
+    const oversized = ckks.encryptVector(new Float32Array(vectorLength + ckks.valuesPerCiphertext).fill(0.5), secretKey);
+    expect((await upload(a, oversized)).error?.details).toMatch(/update of \d+ values is \d+ bytes, the header says \d+/);
 
     expect((await upload(a, good)).receipt).toBeDefined();
     // Site b replaying site a's ciphertext would count a's update twice.

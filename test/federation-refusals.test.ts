@@ -12,6 +12,7 @@ import {
   type ModelSpec,
 } from '@federa/shared';
 import { openDatabase, parseCoordinatorConfig, startCoordinator, type RunningCoordinator } from '@federa/coordinator';
+import { BlobStore } from '../coordinator/src/blobs/index.js';
 import { dataChunk as data, fetchModel, headerChunk, plainUpdate, RawSite, rest as restAt, studyBody, trailerChunk as trailer } from './support/raw-site.js';
 
 /**
@@ -128,6 +129,9 @@ describe('the coordinator refuses bad uploads without touching the round', () =>
     const rounds = round.body.rounds as Array<{ reportedSites: string[]; status: string }>;
     expect(rounds[0]?.reportedSites).toEqual([]);
     expect(rounds[0]?.status).toBe('open');
+    // Refused bytes are not kept: the blob store holds none of them.
+    const blobs = new BlobStore(join(dataDir, 'blobs'));
+    for (const refused of [nanBytes, impostor, validPayload(2)]) expect(await blobs.has(sha256Hex(refused))).toBe(false);
   });
 
   it('takes one upload per site and refuses duplicates and late arrivals', async () => {
@@ -150,6 +154,15 @@ describe('the coordinator refuses bad uploads without touching the round', () =>
     const base = initialWeights(spec);
     const maxError = base.reduce((m, w, i) => Math.max(m, Math.abs((model[i] as number) - (w + 0.02))), 0);
     expect(maxError).toBeLessThan(1e-6);
+  });
+
+  it('keeps a huge string a site sends to a bounded length, in the database, the log and the audit record', async () => {
+    const huge = 'v'.repeat(7 * 1024 * 1024);
+    await site('site-huge').register(huge);
+    const sites = (await rest('GET', '/sites')).body as unknown as Array<{ id: string; agentVersion: string }>;
+    expect(sites.find((s) => s.id === 'site-huge')?.agentVersion.length).toBeLessThanOrEqual(70);
+    const records = (await rest('GET', '/audit/records?siteId=site-huge&kind=site.registered', undefined, 'auditor')).body.records as Array<{ details: { agentVersion: string } }>;
+    expect(records[0]?.details.agentVersion.length).toBeLessThanOrEqual(70);
   });
 
   it('lets a site download only the models of studies it takes part in', async () => {

@@ -68,6 +68,29 @@ describe('site liveness', () => {
     expect((await quiet.heartbeat()).response?.streamAttached).toBe(false);
   });
 
+  it('refuses a second agent started with the same site id while the first is alive, and takes over once it is gone', async () => {
+    const { coordinator } = await start({ siteAwaySeconds: 3 });
+    const first = new RawSite(coordinator.grpcPort, 'site-a', 'agent-one');
+    const second = new RawSite(coordinator.grpcPort, 'site-a', 'agent-two');
+    cleanup.push(() => first.close(), () => second.close());
+    await first.register();
+    const firstStream = first.inbox();
+    cleanup.push(() => firstStream.close());
+    await expect.poll(() => coordinator.connectedSites()).toEqual(['site-a']);
+    const refused = (await second.firstTask().catch((e: ServiceError) => e)) as ServiceError;
+    expect(status[refused.code]).toBe('ALREADY_EXISTS');
+    expect(refused.details).toMatch(/site site-a is already connected from another agent .* stop that agent first/);
+    // The second agent's heartbeats neither keep the first alive nor claim its stream.
+    expect((await second.heartbeat()).response?.streamAttached).toBe(false);
+    expect((await first.heartbeat()).response?.streamAttached).toBe(true);
+    // The first agent stops (no heartbeats): once it is away, the second one connects.
+    await expect.poll(() => coordinator.connectedSites(), { timeout: 8_000 }).toEqual([]);
+    const secondStream = second.inbox();
+    cleanup.push(() => secondStream.close());
+    await expect.poll(() => coordinator.connectedSites()).toEqual(['site-a']);
+    expect((await second.heartbeat()).response?.streamAttached).toBe(true);
+  });
+
   it('stops waiting for a site that vanished mid-round after a grace period, naming it', async () => {
     const { coordinator } = await start({ reconnectGraceSeconds: 1 });
     const a = await connect(coordinator, 'site-a');

@@ -13,6 +13,8 @@ export class RawSite {
   constructor(
     grpcPort: number,
     readonly siteId: string | undefined,
+    /** The agent process this double plays (see x-federa-agent-instance); none by default. */
+    readonly instance?: string,
   ) {
     this.client = new federation.FederationServiceClient(`127.0.0.1:${grpcPort}`, credentials.createInsecure());
   }
@@ -20,12 +22,13 @@ export class RawSite {
   metadata(): Metadata {
     const m = new Metadata();
     if (this.siteId) m.set('x-federa-site-id', this.siteId);
+    if (this.instance) m.set('x-federa-agent-instance', this.instance);
     return m;
   }
 
-  register(): Promise<federation.RegisterResponse> {
+  register(agentVersion = 'test'): Promise<federation.RegisterResponse> {
     return new Promise((resolve, reject) =>
-      this.client.register({ agentVersion: 'test', backend: 'none', supportedEncodings: [] }, this.metadata(), (e, r) =>
+      this.client.register({ agentVersion, backend: 'none', supportedEncodings: [] }, this.metadata(), (e, r) =>
         e ? reject(e) : resolve(r),
       ),
     );

@@ -11,6 +11,7 @@ import { TokensController } from '../auth/tokens.controller.js';
 import { BlobStore } from '../blobs/index.js';
 import type { CoordinatorConfig } from '../config/index.js';
 import { FederationHandlers } from '../federation/federation.handlers.js';
+import { HealthController } from '../health/health.controller.js';
 import { openDatabase, type Database } from '../persistence/index.js';
 import { Aggregator } from '../rounds/aggregator.js';
 import { RoundsService } from '../rounds/rounds.service.js';
@@ -28,7 +29,7 @@ import { DatasetSummaries } from '../sites/dataset-summaries.js';
 import { BLOB_STORE, CKKS_PUBLIC_PARAMS, COORDINATOR_CONFIG, COORDINATOR_SIGNER, DATABASE, SITE_IDENTITY } from './tokens.js';
 
 /** Every REST controller: the route table (and its role matrix test) is built from these. */
-export const CONTROLLERS = [StudiesController, TokensController, SettingsController, AuditController] as const;
+export const CONTROLLERS = [StudiesController, TokensController, SettingsController, AuditController, HealthController] as const;
 
 /** Closes the database last, after every service that uses it has stopped (an open PGlite hangs the process). */
 @Injectable()

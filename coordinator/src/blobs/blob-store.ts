@@ -106,6 +106,26 @@ export class BlobStore {
     }
   }
 
+  /** Throws when a blob could not be written now (a read-only or full disk): what the health check asks. */
+  async checkWritable(): Promise<void> {
+    const tmpDir = join(this.rootDir, 'tmp');
+    await mkdir(tmpDir, { recursive: true, mode: 0o700 });
+    const probe = join(tmpDir, `health-${randomBytes(6).toString('hex')}`);
+    const handle = await open(probe, 'wx', 0o600);
+    try {
+      await handle.writeFile('ok');
+      await handle.sync();
+    } finally {
+      await handle.close();
+      await rm(probe, { force: true });
+    }
+  }
+
+  /** Deletes a blob nothing refers to (a refused upload's bytes); a missing one is fine. */
+  async remove(sha256: string): Promise<void> {
+    await rm(this.pathOf(sha256), { force: true });
+  }
+
   async has(sha256: string): Promise<boolean> {
     return pathExists(this.pathOf(sha256));
   }

@@ -18,6 +18,8 @@ export const coordinatorConfigSchema = z
    * machine), a hop count, addresses or subnets, or "false".
    */
   trustProxy: z.string().min(1).max(500).default('loopback'),
+  /** Uploads received at once; more wait (unread, held back by gRPC flow control). Bounds the memory they take. */
+  maxConcurrentUploads: z.coerce.number().int().min(1).max(1000).default(8),
   /** A site not heard from (heartbeat) for this long is away: not assigned to new rounds. */
   siteAwaySeconds: z.coerce.number().int().min(3).max(3600).default(45),
   /**

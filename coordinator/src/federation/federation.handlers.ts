@@ -1,5 +1,6 @@
 import { Inject, Injectable } from '@nestjs/common';
 import type {
+  Metadata,
   sendUnaryData,
   ServerErrorResponse,
   ServerReadableStream,
@@ -31,6 +32,7 @@ import { checkStudyRef, FederationError, GrpcStatus } from './federation-error.j
 import type { SiteIdentity } from './site-identity.js';
 
 export const COORDINATOR_VERSION = '0.1.0';
+export const AGENT_INSTANCE_METADATA = 'x-federa-agent-instance';
 
 const policySummarySchema = z
   .object({
@@ -142,7 +144,9 @@ export class FederationHandlers {
           return {};
         }),
       heartbeat: (call, callback) =>
-        void this.unary(call, callback, null, federation.HeartbeatRequest, () => ({}), async (siteId) => this.heartbeat(siteId)),
+        void this.unary(call, callback, null, federation.HeartbeatRequest, () => ({}), async (siteId) =>
+          this.heartbeat(siteId, agentInstance(call.metadata)),
+        ),
       listStudies: (call, callback) =>
         // The certificate says who is asking; a hospital reviews offers before its agent ever registers.
         void this.unary(call, callback, null, federation.ListStudiesRequest, () => ({}), async (siteId) => ({
@@ -170,9 +174,9 @@ export class FederationHandlers {
   /** lastSeenAt moves with heartbeats, written at most once a minute per site (the sessions hold the exact time). */
   private readonly persistedSeen = new Map<string, number>();
 
-  private async heartbeat(siteId: string): Promise<federation.HeartbeatResponse> {
+  private async heartbeat(siteId: string, instance: string): Promise<federation.HeartbeatResponse> {
     await this.requireRegistered(siteId);
-    const attached = this.sessions.touch(siteId);
+    const attached = this.sessions.touch(siteId, instance);
     const now = Date.now();
     if (now - (this.persistedSeen.get(siteId) ?? 0) > 60_000) {
       this.persistedSeen.set(siteId, now);
@@ -185,7 +189,7 @@ export class FederationHandlers {
     try {
       const siteId = await this.caller(call, 'StreamTasks');
       await this.requireRegistered(siteId);
-      this.sessions.attach(siteId, call);
+      this.sessions.attach(siteId, call, agentInstance(call.metadata));
     } catch (error) {
       refuseStream(call, this.toStatus(error));
     }
@@ -326,13 +330,21 @@ export class FederationHandlers {
 
   private toStatus(error: unknown): ServerErrorResponse {
     if (error instanceof FederationError) {
-      this.log.warn({ code: GrpcStatus[error.code], reason: error.message }, 'call refused');
-      return Object.assign(new Error(error.message), { code: error.code, details: error.message });
+      // Messages can quote what a site sent: bounded, so a hostile value is neither logged nor echoed whole.
+      const details = error.message.length > 2_000 ? `${error.message.slice(0, 2_000)}... (cut)` : error.message;
+      this.log.warn({ code: GrpcStatus[error.code], reason: details }, 'call refused');
+      return Object.assign(new Error(details), { code: error.code, details });
     }
     this.log.error({ err: error }, 'federation call failed');
     const details = 'internal coordinator error; see the coordinator log';
     return Object.assign(new Error(details), { code: GrpcStatus.INTERNAL, details });
   }
+}
+
+/** Which agent process a call comes from (random per process; empty from tools and tests that send none). */
+function agentInstance(metadata: Metadata): string {
+  const value = metadata.get(AGENT_INSTANCE_METADATA)[0];
+  return typeof value === 'string' && /^[A-Za-z0-9-]{1,64}$/.test(value) ? value : '';
 }
 
 function registrationFacts(request: federation.RegisterRequest): Record<string, unknown> {

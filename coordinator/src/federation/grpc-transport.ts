@@ -18,8 +18,16 @@ export interface GrpcTransportOptions {
  */
 export class FederationGrpcTransport implements CustomTransportStrategy {
   private readonly server = new GrpcServer({
-    // Chunks are 1 MiB; headroom for framing, but no whole-model messages.
+    // Chunks are 1 MiB; headroom for framing, but no whole-model messages either way.
     'grpc.max_receive_message_length': 8 * 1024 * 1024,
+    'grpc.max_send_message_length': 8 * 1024 * 1024,
+    // A site needs a handful of calls at once (task stream, heartbeat, an upload or download, a report).
+    'grpc.max_concurrent_streams': 32,
+    // Connections are recycled daily (calls in flight get 10 minutes to finish), and one with no call at all for
+    // 10 minutes is closed: a site's task stream is always a call, so only abandoned connections go.
+    'grpc.max_connection_age_ms': 24 * 3600 * 1000,
+    'grpc.max_connection_age_grace_ms': 10 * 60 * 1000,
+    'grpc.max_connection_idle_ms': 10 * 60 * 1000,
     'grpc.keepalive_time_ms': 30_000,
     'grpc.keepalive_permit_without_calls': 1,
   });

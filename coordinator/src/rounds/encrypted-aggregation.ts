@@ -19,26 +19,27 @@ export class EncryptedAggregation implements OnApplicationShutdown {
   }
 
   /**
-   * Checks an uploaded payload completely (framing, checksum, parameters, key, one site's update of the
-   * expected length) by adding it to a throwaway sum, so a bad payload is refused before it is stored.
+   * Checks an uploaded payload completely (framing, checksum, parameters, key, every coefficient's range, one site's
+   * update of the expected length) once, without summing it: the round's sum at its close adds it.
    */
   async validateUpdate(payload: Uint8Array, vectorLength: number): Promise<void> {
     const context = await this.contextOrThrow();
     try {
-      const info = context.inspectPayload(payload);
-      if (info.kind !== 'update' || info.sites !== 1) {
-        throw new CkksError('CORRUPT', `a site uploads one update, not a ${info.kind} of ${info.sites} sites`);
-      }
+      const info = context.checkUpdate(payload, this.key());
       if (info.vectorLength !== vectorLength) {
         throw new CkksError('LENGTH_MISMATCH', `CKKS payload holds ${info.vectorLength} values, the study's model needs ${vectorLength}`);
       }
-      context.createAccumulator(this.key()).add(payload);
     } catch (error) {
       if (error instanceof CkksError) {
         throw new FederationError(GrpcStatus.INVALID_ARGUMENT, `encrypted update refused (${error.code}): ${error.message}`);
       }
       throw error;
     }
+  }
+
+  /** The size of one site's update of `vectorLength` values: checked against an upload's header before its data. */
+  async updateBytes(vectorLength: number): Promise<number> {
+    return (await this.contextOrThrow()).updatePayloadBytes(vectorLength);
   }
 
   /** Values each ciphertext carries (N): with the contribution tags, what an update's length is made of. */

@@ -44,6 +44,7 @@ export class RoundsService implements OnApplicationBootstrap, OnApplicationShutd
   private readonly log = createLogger('rounds');
   private readonly deadlineTimers = new Map<string, NodeJS.Timeout>();
   private readonly graceTimers = new Map<string, NodeJS.Timeout[]>();
+  private readonly retryTimers = new Map<string, NodeJS.Timeout>();
   private shuttingDown = false;
 
   constructor(
@@ -121,6 +122,8 @@ export class RoundsService implements OnApplicationBootstrap, OnApplicationShutd
     this.deadlineTimers.clear();
     for (const timers of this.graceTimers.values()) timers.forEach((timer) => clearTimeout(timer));
     this.graceTimers.clear();
+    for (const timer of this.retryTimers.values()) clearTimeout(timer);
+    this.retryTimers.clear();
   }
 
   /** Creates the initial model (round 0) from the study's seed and opens round 1. */
@@ -284,7 +287,7 @@ export class RoundsService implements OnApplicationBootstrap, OnApplicationShutd
     const study = await this.db.prisma.study.findUniqueOrThrow({ where: { id: round.studyId } });
     const def = definitionOf(study);
     if (round.receipts.length >= def.minSites) {
-      await this.aggregateRound(round.id);
+      await this.aggregateOrRetry(round.id);
       return;
     }
     const why = round.failures.map((f) => `${f.siteId}: ${f.reason} (${f.message})`).join('; ');
@@ -324,7 +327,7 @@ export class RoundsService implements OnApplicationBootstrap, OnApplicationShutd
         { studyId: study.id, round: round.number, reported: round.receipts.length, assigned: round.assignedSites.length },
         'round deadline passed; closing with the sites that reported',
       );
-      await this.aggregateRound(round.id);
+      await this.aggregateOrRetry(round.id);
       return;
     }
     const silent = round.assignedSites.filter((id) => !round.receipts.some((r) => r.siteId === id) && !round.failures.some((f) => f.siteId === id));
@@ -335,6 +338,37 @@ export class RoundsService implements OnApplicationBootstrap, OnApplicationShutd
       `round ${round.number} passed its deadline with ${round.receipts.length} of the ${def.minSites} updates it needs; ` +
         `no answer from ${silent.length > 0 ? silent.join(', ') : 'nobody'}${failed.length > 0 ? `; could not contribute: ${failed.join('; ')}` : ''}`,
     );
+  }
+
+  /**
+   * Aggregates, and when that fails (a blob store gone read-only, a full disk, a database that went away) keeps the
+   * round `aggregating`, shows the error on the study, and tries again with backoff (5 s doubling to 5 minutes), so
+   * the round completes once the cause is fixed, without a restart.
+   */
+  private async aggregateOrRetry(roundId: string, attempt = 0): Promise<void> {
+    try {
+      await this.aggregateRound(roundId);
+      if (attempt > 0) this.log.info({ roundId, attempt }, 'aggregation succeeded after retrying');
+    } catch (error) {
+      if (this.shuttingDown) throw error;
+      const delayMs = Math.min(300_000, 5_000 * 2 ** attempt);
+      const reason = (error as Error).message;
+      this.log.error({ err: error, roundId, attempt, retryInMs: delayMs }, 'aggregation failed; retrying');
+      const round = await this.db.prisma.round.findUnique({ where: { id: roundId } }).catch(() => null);
+      if (round) {
+        await this.db.prisma.study
+          .update({ where: { id: round.studyId }, data: { error: `aggregating round ${round.number} failed (${reason}); retrying in ${Math.round(delayMs / 1000)} s` } })
+          .catch(() => undefined);
+        const timer = setTimeout(() => {
+          this.retryTimers.delete(roundId);
+          void this.locks
+            .run(round.studyId, () => this.aggregateOrRetry(roundId, attempt + 1))
+            .catch((retryError: unknown) => this.log.error({ err: retryError, roundId }, 'retrying the aggregation failed'));
+        }, delayMs);
+        timer.unref();
+        this.retryTimers.set(roundId, timer);
+      }
+    }
   }
 
   /**
@@ -379,7 +413,8 @@ export class RoundsService implements OnApplicationBootstrap, OnApplicationShutd
         where: { id: round.id },
         data: { status: 'closed', closedAt: now, participants: published.sites, aggregateSha256: published.sum.sha256 },
       });
-      if (finished) await tx.study.update({ where: { id: study.id }, data: { status: 'completed', finishedAt: now } });
+      // A retried aggregation that succeeds clears the error it left on the study.
+      await tx.study.update({ where: { id: study.id }, data: { ...(finished ? { status: 'completed', finishedAt: now } : {}), error: null } });
       return {
         result: undefined,
         audit: [
@@ -436,8 +471,10 @@ export class RoundsService implements OnApplicationBootstrap, OnApplicationShutd
 
   private armDeadline(round: OpenRound): void {
     if (round.status === 'aggregating') {
-      // A crash during aggregation: finish it now, from the stored updates.
-      void this.locks.run(round.studyId, () => this.aggregateRound(round.id));
+      // A crash (or a failure) during aggregation: finish it now, from the stored updates.
+      void this.locks
+        .run(round.studyId, () => this.aggregateOrRetry(round.id))
+        .catch((error: unknown) => this.log.error({ err: error, roundId: round.id }, 'resuming the aggregation failed'));
       return;
     }
     if (!round.deadlineAt) return;

@@ -1,7 +1,8 @@
-import { createHash, randomUUID } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
 import { Inject, Injectable } from '@nestjs/common';
 import { createLogger, federation, parameterCount, receiptSignedBody, SHA256_HEX, signCanonical, taggedLength } from '@federa/shared';
-import { BLOB_STORE, DATABASE } from '../app/tokens.js';
+import { BLOB_STORE, COORDINATOR_CONFIG, DATABASE } from '../app/tokens.js';
+import type { CoordinatorConfig } from '../config/index.js';
 import { AuditLog } from '../audit/audit-log.js';
 import type { BlobStore } from '../blobs/index.js';
 import { checkStudyRef, FederationError, GrpcStatus } from '../federation/federation-error.js';
@@ -31,14 +32,19 @@ interface UploadTarget {
 export class UploadReceiver {
   private readonly log = createLogger('uploads');
 
+  private readonly slots: Semaphore;
+
   constructor(
+    @Inject(COORDINATOR_CONFIG) config: Pick<CoordinatorConfig, 'maxConcurrentUploads'>,
     @Inject(DATABASE) private readonly db: Database,
     @Inject(BLOB_STORE) private readonly blobs: BlobStore,
     @Inject(EncryptedAggregation) private readonly encrypted: EncryptedAggregation,
     @Inject(AuditLog) private readonly audit: AuditLog,
     @Inject(StudyLocks) private readonly locks: StudyLocks,
     @Inject(RoundsService) private readonly rounds: RoundsService,
-  ) {}
+  ) {
+    this.slots = new Semaphore(config.maxConcurrentUploads);
+  }
 
   async receive(siteId: string, messages: AsyncIterable<federation.UpdateChunk>): Promise<federation.UploadReceipt> {
     const iterator = messages[Symbol.asyncIterator]();
@@ -49,68 +55,101 @@ export class UploadReceiver {
     const header = first.value.part.value;
     const target = await this.checkHeader(siteId, header);
 
-    const chunks: Buffer[] = [];
-    const hash = createHash('sha256');
+    // Waits here (reading nothing, so gRPC's flow control holds the sender) while too many uploads are in flight.
+    const release = await this.slots.acquire();
+    try {
+      return await this.receiveData(siteId, header, target, iterator);
+    } finally {
+      release();
+    }
+  }
+
+  /**
+   * The data chunks go straight to a temporary file in the blob store, hashed on the way: memory holds a chunk, not
+   * the upload. A refused upload's blob is removed again (unless the same bytes are stored for a reason).
+   */
+  private async receiveData(
+    siteId: string,
+    header: federation.UpdateHeader,
+    target: UploadTarget,
+    iterator: AsyncIterator<federation.UpdateChunk>,
+  ): Promise<federation.UploadReceipt> {
     let received = 0;
     let trailer: federation.UpdateTrailer | undefined;
-    for (let next = await iterator.next(); !next.done; next = await iterator.next()) {
-      const part = next.value.part;
-      if (trailer) throw new FederationError(GrpcStatus.INVALID_ARGUMENT, 'the upload continued after its trailer');
-      if (!part || part.$case === 'header') {
-        throw new FederationError(GrpcStatus.INVALID_ARGUMENT, 'after the header an upload carries only data chunks and one trailer');
+    async function* data(): AsyncGenerator<Uint8Array> {
+      for (let next = await iterator.next(); !next.done; next = await iterator.next()) {
+        const part = next.value.part;
+        if (trailer) throw new FederationError(GrpcStatus.INVALID_ARGUMENT, 'the upload continued after its trailer');
+        if (!part || part.$case === 'header') {
+          throw new FederationError(GrpcStatus.INVALID_ARGUMENT, 'after the header an upload carries only data chunks and one trailer');
+        }
+        if (part.$case === 'trailer') {
+          trailer = part.value;
+          continue;
+        }
+        received += part.value.length;
+        if (received > header.totalBytes) {
+          throw new FederationError(GrpcStatus.INVALID_ARGUMENT, `the upload sent more than the ${header.totalBytes} bytes its header announced`);
+        }
+        yield part.value;
       }
-      if (part.$case === 'trailer') {
-        trailer = part.value;
-        continue;
-      }
-      received += part.value.length;
-      if (received > header.totalBytes) {
-        throw new FederationError(GrpcStatus.INVALID_ARGUMENT, `the upload sent more than the ${header.totalBytes} bytes its header announced`);
-      }
-      hash.update(part.value);
-      chunks.push(part.value);
     }
+    const blob = await this.blobs.put(data());
+    const refuse = async (error: FederationError): Promise<never> => {
+      error.received = { sha256: blob.sha256, bytes: blob.size };
+      await this.discard(blob.sha256);
+      throw error;
+    };
     if (!trailer) {
-      throw new FederationError(
-        GrpcStatus.INVALID_ARGUMENT,
-        `the upload ended without its trailer after ${received} of ${header.totalBytes} bytes (truncated stream); nothing was stored`,
+      return refuse(
+        new FederationError(
+          GrpcStatus.INVALID_ARGUMENT,
+          `the upload ended without its trailer after ${received} of ${header.totalBytes} bytes (truncated stream); nothing was stored`,
+        ),
       );
     }
+    const claimed: string = trailer.sha256;
     if (received !== header.totalBytes) {
-      throw new FederationError(
-        GrpcStatus.INVALID_ARGUMENT,
-        `the upload carried ${received} bytes but its header announced ${header.totalBytes}; nothing was stored`,
+      return refuse(new FederationError(GrpcStatus.INVALID_ARGUMENT, `the upload carried ${received} bytes but its header announced ${header.totalBytes}; nothing was stored`));
+    }
+    if (blob.sha256 !== claimed.toLowerCase()) {
+      return refuse(
+        new FederationError(
+          GrpcStatus.DATA_LOSS,
+          `the upload's bytes hash to ${blob.sha256} but the site's trailer says ${SHA256_HEX.test(claimed) ? claimed : `"${claimed.slice(0, 80)}"`}; nothing was stored`,
+        ),
       );
     }
-    const digest = hash.digest('hex');
-    if (digest !== trailer.sha256.toLowerCase()) {
-      throw new FederationError(
-        GrpcStatus.DATA_LOSS,
-        `the upload's bytes hash to ${digest} but the site's trailer says ${trailer.sha256}; nothing was stored`,
-      );
-    }
-    const payload = Buffer.concat(chunks, received);
     try {
-      return await this.accept(siteId, header, target, payload, digest);
+      return await this.accept(siteId, header, target, await this.blobs.get(blob.sha256), blob);
     } catch (error) {
-      if (error instanceof FederationError) error.received = { sha256: digest, bytes: received };
+      if (error instanceof FederationError) return refuse(error);
       throw error;
     }
+  }
+
+  /** Removes a refused upload's bytes, unless an accepted update or a model is these very bytes. */
+  private async discard(sha256: string): Promise<void> {
+    const [receipts, models] = await Promise.all([
+      this.db.prisma.updateReceipt.count({ where: { sha256 } }),
+      this.db.prisma.modelVersion.count({ where: { sha256 } }),
+    ]);
+    if (receipts + models === 0) await this.blobs.remove(sha256);
   }
 
   private async accept(
     siteId: string,
     header: federation.UpdateHeader,
     target: UploadTarget,
-    payload: Buffer,
-    digest: string,
+    payload: Uint8Array,
+    blob: { sha256: string; size: number },
   ): Promise<federation.UploadReceipt> {
+    const digest = blob.sha256;
     if (header.encoding === federation.UpdateEncoding.UPDATE_ENCODING_PLAINTEXT_F32) {
       validatePlaintextUpdate(payload, target.layout, siteId);
     } else {
       await this.encrypted.validateUpdate(payload, target.vectorLength);
     }
-    const blob = await this.blobs.put(payload);
 
     const accepted = await this.locks.run(target.studyId, async () => {
       // Re-check under the study's lock: the round may have closed while the bytes were arriving.
@@ -229,7 +268,11 @@ export class UploadReceiver {
         `update vector length ${header.vectorLength} does not match the round (${vectorLength}: parameters + weight + ${layout.cohort.length} contribution slots${vectorLength !== payloadLength ? ', in whole ciphertexts with their tags' : ''})`,
       );
     }
-    const expectedBytes = expectedPayloadBytes(header.encoding, vectorLength);
+    // The size is known from the layout: anything else is refused before a byte of data is read.
+    const expectedBytes =
+      header.encoding === federation.UpdateEncoding.UPDATE_ENCODING_CKKS
+        ? await this.encrypted.updateBytes(vectorLength)
+        : expectedPayloadBytes(header.encoding, vectorLength);
     if (expectedBytes !== undefined && header.totalBytes !== expectedBytes) {
       throw new FederationError(
         GrpcStatus.INVALID_ARGUMENT,
@@ -247,5 +290,26 @@ export class UploadReceiver {
       );
     }
     return { studyId: study.id, roundId: round.id, layout, vectorLength };
+  }
+}
+
+/** At most `limit` holders at once; the others wait in order. */
+class Semaphore {
+  private active = 0;
+  private readonly waiting: Array<() => void> = [];
+
+  constructor(private readonly limit: number) {}
+
+  async acquire(): Promise<() => void> {
+    if (this.active >= this.limit) await new Promise<void>((resolve) => this.waiting.push(resolve));
+    else this.active++;
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      const next = this.waiting.shift();
+      if (next) next();
+      else this.active--;
+    };
   }
 }

@@ -3,6 +3,7 @@ import type { ServerWritableStream } from '@grpc/grpc-js';
 import { status as GrpcStatus } from '@grpc/grpc-js';
 import { createLogger, type federation } from '@federa/shared';
 import { COORDINATOR_CONFIG } from '../app/tokens.js';
+import { FederationError } from '../federation/federation-error.js';
 import type { CoordinatorConfig } from '../config/index.js';
 
 type TaskStream = ServerWritableStream<federation.StreamTasksRequest, federation.Task>;
@@ -18,6 +19,8 @@ type SiteListener = (siteId: string) => void;
 @Injectable()
 export class SiteSessions implements OnApplicationBootstrap, OnApplicationShutdown {
   private readonly streams = new Map<string, TaskStream>();
+  /** Which agent process holds each stream (its instance id), so a second agent with the same site id is refused. */
+  private readonly instances = new Map<string, string>();
   private readonly lastSeen = new Map<string, number>();
   private readonly connectListeners: SiteListener[] = [];
   private readonly disconnectListeners: SiteListener[] = [];
@@ -35,17 +38,31 @@ export class SiteSessions implements OnApplicationBootstrap, OnApplicationShutdo
     if (this.sweeper) clearInterval(this.sweeper);
   }
 
-  attach(siteId: string, stream: TaskStream): void {
+  /**
+   * Attaches a site's task stream. The same agent reconnecting replaces its previous stream; another agent process
+   * with the same site id is refused while the first one is alive (they would knock each other off forever).
+   */
+  attach(siteId: string, stream: TaskStream, instance: string): void {
     const previous = this.streams.get(siteId);
+    const previousInstance = this.instances.get(siteId);
+    if (previous && previous !== stream && previousInstance !== instance && this.alive(siteId)) {
+      throw new FederationError(
+        GrpcStatus.ALREADY_EXISTS,
+        `site ${siteId} is already connected from another agent (last heard from ${this.lastSeenAt(siteId)?.toISOString()}); ` +
+          `stop that agent first, or wait ${this.config.siteAwaySeconds} s after it stopped`,
+      );
+    }
     if (previous && previous !== stream) {
       this.log.info({ siteId }, 'site reconnected; closing its previous task stream');
       previous.end();
     }
     this.streams.set(siteId, stream);
+    this.instances.set(siteId, instance);
     this.lastSeen.set(siteId, Date.now());
     const detach = (): void => {
       if (this.streams.get(siteId) === stream) {
         this.streams.delete(siteId);
+        this.instances.delete(siteId);
         this.log.info({ siteId }, 'site disconnected');
         for (const listener of this.disconnectListeners) listener(siteId);
       }
@@ -57,10 +74,14 @@ export class SiteSessions implements OnApplicationBootstrap, OnApplicationShutdo
     for (const listener of this.connectListeners) listener(siteId);
   }
 
-  /** A heartbeat: the site is alive. Returns whether its task stream is attached here. */
-  touch(siteId: string): boolean {
-    this.lastSeen.set(siteId, Date.now());
-    return this.streams.has(siteId);
+  /**
+   * A heartbeat from one agent process: returns whether that agent's task stream is attached here. Only the agent
+   * holding the stream keeps the site alive; a second agent's heartbeats do not.
+   */
+  touch(siteId: string, instance: string): boolean {
+    const attached = this.streams.has(siteId) && this.instances.get(siteId) === instance;
+    if (attached || !this.streams.has(siteId)) this.lastSeen.set(siteId, Date.now());
+    return attached;
   }
 
   lastSeenAt(siteId: string): Date | null {
@@ -101,6 +122,7 @@ export class SiteSessions implements OnApplicationBootstrap, OnApplicationShutdo
     this.log.warn({ siteId, reason }, 'dropping the site\'s task stream');
     stream.emit('error', Object.assign(new Error(reason), { code, details: reason }));
     this.streams.delete(siteId);
+    this.instances.delete(siteId);
     for (const listener of this.disconnectListeners) listener(siteId);
   }
 

@@ -3,7 +3,7 @@ import type { Request, Response } from 'express';
 import { z } from 'zod';
 import { BLOB_STORE } from '../app/tokens.js';
 import { Caller } from '../auth/caller.decorator.js';
-import { Public, Roles, type Principal } from '../auth/roles.js';
+import { Roles, type Principal } from '../auth/roles.js';
 import type { BlobStore } from '../blobs/index.js';
 import { StudiesService, StudyInputError } from './studies.service.js';
 
@@ -105,11 +105,5 @@ export class StudiesController {
   @Roles('admin', 'researcher', 'auditor')
   sites() {
     return this.studies.sites();
-  }
-
-  @Get('health')
-  @Public()
-  health() {
-    return { status: 'ok' };
   }
 }

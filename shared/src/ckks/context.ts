@@ -328,6 +328,31 @@ export class CkksContext {
     }
   }
 
+  /** Bytes of one site's encrypted update of `vectorLength` values: known before a byte of it arrives. */
+  updatePayloadBytes(vectorLength: number): number {
+    return payloadBytes(
+      { kind: 'update', c0Bits: this.uploadBits, c1Bits: 0, vectorLength, ciphertextCount: Math.ceil(vectorLength / this.valuesPerCiphertext), siteCount: 1 },
+      this.valuesPerCiphertext,
+    );
+  }
+
+  /**
+   * Checks one site's update completely without adding it anywhere: framing, checksum, parameters, the key named in
+   * `publicParams`, and every coefficient's range. What the coordinator does once per upload; the sum at the
+   * round's close adds it.
+   */
+  checkUpdate(payload: Uint8Array, publicParams: Uint8Array): CkksPayloadInfo {
+    this.assertLive();
+    const key = readKeyHeader(publicParams);
+    this.checkKeyHeader(key, 'public parameters');
+    const header = this.checkPayload(payload, key.keyId);
+    if (header.kind !== 'update' || header.siteCount !== 1) {
+      throw new CkksError('CORRUPT', `a site uploads one update, not a ${header.kind} of ${header.siteCount} sites`);
+    }
+    new CiphertextReader(this, payload, header).validateAll();
+    return this.inspectPayload(payload);
+  }
+
   /** Checks a payload's framing and header and says what it holds (without decrypting). */
   inspectPayload(payload: Uint8Array): CkksPayloadInfo {
     this.assertLive();

@@ -11,7 +11,7 @@ import {
 } from '@federa/shared';
 import { CoordinatorRefusal } from '../client/index.js';
 import type { SiteConfig } from '../config/index.js';
-import { summariseLoadedDataset } from '../data/index.js';
+import { LabelsCsvError, summariseLoadedDataset } from '../data/index.js';
 import type { LedgerEncryption } from '../ledger/index.js';
 import type { Outbound } from '../outbound/index.js';
 import { evaluateModel, predictProbabilities, trainLocal, type BackendInfo, type TrainOptions } from '../train/index.js';
@@ -95,7 +95,7 @@ export class RoundWork {
   private async trainRound(task: federation.TrainTask, def: StudyDefinition, log: Logger): Promise<RoundState> {
     if (!task.baseModel) throw new Error('train task is missing its base model');
     const spec = def.model;
-    const data = await this.data.prepare(spec, def.classNames, def.preprocessing);
+    const data = await this.loadForTraining(def, log);
     // Before the no-data check: a site that can use nothing is exactly the one whose summary explains why.
     await this.reportDatasetSummary(task.studyId, data);
     if (data.train.count === 0) {
@@ -150,6 +150,29 @@ export class RoundWork {
     await this.rounds.saveTrained(state, update, encrypted ? plain : undefined);
     log.info({ loss: result.loss, accuracy: result.accuracy, validationAccuracy: state.validationAccuracy, seconds: result.seconds }, 'local training done');
     return state;
+  }
+
+  /**
+   * The site's data for a train task. Data that cannot be loaded at all (a labels file missing or malformed, a data
+   * folder gone) is this site's answer for the round, reported as no usable data so the round does not wait for
+   * its deadline; the details (paths) stay in the local log.
+   */
+  private async loadForTraining(def: StudyDefinition, log: Logger): Promise<PreparedData> {
+    try {
+      return await this.data.prepare(def.model, def.classNames, def.preprocessing);
+    } catch (error) {
+      log.error({ err: error }, 'could not load this site\'s data');
+      const missing = (error as NodeJS.ErrnoException).code === 'ENOENT' ? (error as NodeJS.ErrnoException).path : undefined;
+      const what =
+        error instanceof LabelsCsvError
+          ? 'its labels file is invalid'
+          : missing !== undefined && missing === this.config.data.labels
+            ? 'its labels file is missing'
+            : missing !== undefined
+              ? 'its data folder (or a file in it) is missing'
+              : 'its data could not be read';
+      throw new NoUsableDataError(`this site cannot train: ${what}; its IT can run \`federa-site doctor\` and \`federa-site data scan\``);
+    }
   }
 
   /**

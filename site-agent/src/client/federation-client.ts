@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import { Metadata, status as GrpcStatus, type CallOptions, type ChannelCredentials, type ClientReadableStream, type ServiceError } from '@grpc/grpc-js';
 import { chunkBytes, federation, SHA256_HEX } from '@federa/shared';
 
@@ -55,6 +55,8 @@ export class FederationClient {
       ...(options.serverName ? { 'grpc.ssl_target_name_override': options.serverName, 'grpc.default_authority': options.serverName } : {}),
     });
     if (options.declaredSiteId) this.metadata.set(SITE_ID_METADATA, options.declaredSiteId);
+    // Tells this process's reconnections apart from a second agent started with the same site id.
+    this.metadata.set('x-federa-agent-instance', randomUUID());
     this.timeoutMs = options.callTimeoutMs ?? 60_000;
   }
 

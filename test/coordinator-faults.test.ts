@@ -1,0 +1,55 @@
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import type { ModelSpec } from '@federa/shared';
+import { parseCoordinatorConfig, startCoordinator } from '@federa/coordinator';
+import { plainUpdate, RawSite, rest, studyBody, wholeUpload } from './support/raw-site.js';
+
+const spec: ModelSpec = { architecture: 'small-cnn', inputSize: 16, channels: 1, classes: 2, seed: 8 };
+
+/** Faults of the coordinator's own storage: a round waits them out and finishes once they are fixed, no restart. */
+describe('a blob store that stops taking writes during aggregation', () => {
+  const cleanup: Array<() => Promise<void> | void> = [];
+  afterAll(async () => {
+    for (const step of cleanup.reverse()) await step();
+  });
+
+  it('keeps the round aggregating with the error on the study and /health failing, and finishes once it is writable again', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'federa-faults-'));
+    cleanup.push(() => rm(dir, { recursive: true, force: true }));
+    const coordinator = await startCoordinator(parseCoordinatorConfig({ insecure: true, httpPort: 0, grpcPort: 0, dataDir: dir, reconnectGraceSeconds: 3600 }));
+    cleanup.push(() => coordinator.close());
+    const sites = ['site-a', 'site-b'].map((id) => new RawSite(coordinator.grpcPort, id));
+    for (const site of sites) await site.register();
+    const inboxes = sites.map((site) => site.inbox());
+    cleanup.push(() => inboxes.forEach((inbox) => inbox.close()), () => sites.forEach((site) => site.close()));
+    await expect.poll(() => coordinator.connectedSites()).toEqual(['site-a', 'site-b']);
+    const created = await rest(coordinator, 'POST', '/studies', studyBody(spec, { minSites: 1, aggregation: 'plaintext', roundTimeoutSeconds: 5 }));
+    const studyId = created.body.id as string;
+    await rest(coordinator, 'POST', `/studies/${studyId}/start`);
+    const task = await inboxes[0]!.next();
+    if (task.kind?.$case !== 'train') throw new Error('expected a train task');
+    const bytes = plainUpdate(spec, task.kind.value.cohort, 'site-a', 0.01, 5);
+    const header = { studyId, round: 1, encoding: task.kind.value.encoding, totalBytes: bytes.byteLength, vectorLength: bytes.byteLength / 4, baseModelSha256: task.kind.value.baseModel?.sha256 ?? '' };
+    expect((await sites[0]!.upload(wholeUpload(header, bytes))).receipt).toBeDefined();
+
+    // The blob store's working folder becomes unusable (a file where the folder was: fails even for root).
+    const tmp = join(dir, 'blobs', 'tmp');
+    await rm(tmp, { recursive: true, force: true });
+    await writeFile(tmp, 'in the way');
+    const study = async () => (await rest(coordinator, 'GET', `/studies/${studyId}`)).body as { status: string; error: string | null; rounds: Array<{ status: string }> };
+    // site-b never answers: at the deadline the round aggregates with site-a, and that fails.
+    await expect.poll(async () => (await study()).error, { timeout: 20_000 }).toMatch(/aggregating round 1 failed .* retrying in \d+ s/);
+    expect((await study()).rounds[0]?.status).toBe('aggregating');
+    expect((await study()).status).toBe('running');
+    const unhealthy = await fetch(`http://127.0.0.1:${coordinator.httpPort}/api/v1/health`);
+    expect(unhealthy.status).toBe(503);
+    expect(await unhealthy.json()).toMatchObject({ status: 'failing', database: 'ok', blobStore: expect.stringMatching(/not writable/) });
+
+    await rm(tmp);
+    await expect.poll(async () => (await study()).rounds[0]?.status, { timeout: 30_000 }).toBe('closed');
+    expect((await study()).error).toBeNull();
+    expect((await fetch(`http://127.0.0.1:${coordinator.httpPort}/api/v1/health`)).status).toBe(200);
+  });
+});
