@@ -75,14 +75,14 @@ export class FederationHandlers {
   implementation(): federation.FederationServiceServer {
     return {
       register: (call, callback) =>
-        void this.unary(call, callback, 'registration', federation.RegisterRequest, (r) => ({ details: registrationFacts(r) }), (siteId) =>
+        this.unary(call, callback, 'registration', federation.RegisterRequest, (r) => ({ details: registrationFacts(r) }), (siteId) =>
           this.register(siteId, call.request),
         ),
-      streamTasks: (call) => void this.streamTasks(call),
-      downloadModel: (call) => void this.downloadModel(call),
-      uploadUpdate: (call, callback) => void this.uploadUpdate(call, callback),
+      streamTasks: (call) => this.settle(this.streamTasks(call)),
+      downloadModel: (call) => this.settle(this.downloadModel(call)),
+      uploadUpdate: (call, callback) => this.settle(this.uploadUpdate(call, callback)),
       reportMetrics: (call, callback) =>
-        void this.unary(
+        this.unary(
           call,
           callback,
           'metrics',
@@ -95,7 +95,7 @@ export class FederationHandlers {
           },
         ),
       reportRoundFailure: (call, callback) =>
-        void this.unary(
+        this.unary(
           call,
           callback,
           'refusal',
@@ -108,7 +108,7 @@ export class FederationHandlers {
           },
         ),
       reportRefusal: (call, callback) =>
-        void this.unary(
+        this.unary(
           call,
           callback,
           'refusal',
@@ -125,7 +125,7 @@ export class FederationHandlers {
           },
         ),
       reportEvaluation: (call, callback) =>
-        void this.unary(
+        this.unary(
           call,
           callback,
           'evaluation',
@@ -138,18 +138,18 @@ export class FederationHandlers {
           },
         ),
       reportDatasetSummary: (call, callback) =>
-        void this.unary(call, callback, 'dataset-summary', federation.DatasetSummary, (r) => ({ studyId: r.studyId }), async (siteId) => {
+        this.unary(call, callback, 'dataset-summary', federation.DatasetSummary, (r) => ({ studyId: r.studyId }), async (siteId) => {
           await this.requireRegistered(siteId);
           await this.datasets.record(siteId, call.request);
           return {};
         }),
       heartbeat: (call, callback) =>
-        void this.unary(call, callback, null, federation.HeartbeatRequest, () => ({}), async (siteId) =>
+        this.unary(call, callback, null, federation.HeartbeatRequest, () => ({}), async (siteId) =>
           this.heartbeat(siteId, agentInstance(call.metadata)),
         ),
       listStudies: (call, callback) =>
         // The certificate says who is asking; a hospital reviews offers before its agent ever registers.
-        void this.unary(call, callback, null, federation.ListStudiesRequest, () => ({}), async (siteId) => ({
+        this.unary(call, callback, null, federation.ListStudiesRequest, () => ({}), async (siteId) => ({
           studies: await this.studies.offeredTo(siteId),
         })),
     };
@@ -249,8 +249,27 @@ export class FederationHandlers {
     }
   }
 
+  /**
+   * Handlers answer every call themselves (a status for any failure); this only keeps a bug in one from becoming an
+   * unhandled rejection, which would stop the process.
+   */
+  private settle(handled: Promise<void>): void {
+    handled.catch((error: unknown) => this.log.error({ err: error }, 'a federation handler failed without answering'));
+  }
+
   /** A unary call: identify the caller, do the work, and audit the message (kind null: a request that carries no data). */
-  private async unary<Req, Res>(
+  private unary<Req, Res>(
+    call: ServerUnaryCall<Req, Res>,
+    callback: sendUnaryData<Res>,
+    kind: SiteMessageKind | null,
+    codec: { encode(message: Req): { finish(): Uint8Array } },
+    facts: (request: Req) => MessageFacts,
+    work: (siteId: string) => Promise<Res>,
+  ): void {
+    this.settle(this.answer(call, callback, kind, codec, facts, work));
+  }
+
+  private async answer<Req, Res>(
     call: ServerUnaryCall<Req, Res>,
     callback: sendUnaryData<Res>,
     kind: SiteMessageKind | null,

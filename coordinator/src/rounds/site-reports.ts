@@ -28,6 +28,7 @@ const FAILURE_REASONS: Partial<Record<federation.FailureReason, string>> = {
   [federation.FailureReason.FAILURE_REASON_DIVERGED]: 'diverged',
   [federation.FailureReason.FAILURE_REASON_NO_USABLE_DATA]: 'no-usable-data',
   [federation.FailureReason.FAILURE_REASON_UNSUPPORTED_TASK]: 'unsupported-task',
+  [federation.FailureReason.FAILURE_REASON_SITE_ERROR]: 'site-error',
 };
 
 /** What sites report besides their updates: metrics, failures, evaluations and policy refusals. */
@@ -72,7 +73,7 @@ export class SiteReports {
    */
   async recordFailure(siteId: string, failure: federation.RoundFailure): Promise<void> {
     const reason = FAILURE_REASONS[failure.reason];
-    if (!reason) throw new FederationError(GrpcStatus.INVALID_ARGUMENT, 'round failure needs reason DIVERGED, NO_USABLE_DATA or UNSUPPORTED_TASK');
+    if (!reason) throw new FederationError(GrpcStatus.INVALID_ARGUMENT, 'round failure needs reason DIVERGED, NO_USABLE_DATA, UNSUPPORTED_TASK or SITE_ERROR');
     await this.stopWaitingFor(siteId, failure.studyId, failure.round, reason, failure.message.trim().slice(0, MAX_MESSAGE));
   }
 

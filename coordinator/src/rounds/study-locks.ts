@@ -14,9 +14,10 @@ export class StudyLocks {
     const result = previous.catch(() => undefined).then(work);
     const settled = result.catch(() => undefined);
     this.queues.set(studyId, settled);
-    void settled.then(() => {
+    const forget = (): void => {
       if (this.queues.get(studyId) === settled) this.queues.delete(studyId);
-    });
+    };
+    settled.then(forget, forget);
     return result;
   }
 }

@@ -11,6 +11,27 @@ export function updateVectorLength(parameters: number, cohortSize: number): numb
   return parameters + 1 + cohortSize;
 }
 
+/**
+ * A site's FedAvg weight: its training sample count, capped at 10,000. The encrypted sum's error bound assumes every
+ * value within 1e4 (shared/src/ckks/PARAMETERS.md): an uncapped weight would keep a site with more images from
+ * contributing at all. Above the cap a site counts as 10,000 images, which also limits how far one very large
+ * site can pull the global model.
+ */
+export const MAX_SAMPLE_WEIGHT = 10_000;
+
+export function sampleWeight(samples: number): number {
+  return Math.min(samples, MAX_SAMPLE_WEIGHT);
+}
+
+/** The largest change of any weight in a round; the error bound assumes at most 1 (MAX_WEIGHT_CHANGE). */
+export const MAX_WEIGHT_CHANGE = 1;
+
+export function largestChange(base: Float32Array, trained: Float32Array): number {
+  let largest = 0;
+  for (let i = 0; i < base.length; i++) largest = Math.max(largest, Math.abs((trained[i] as number) - (base[i] as number)));
+  return largest;
+}
+
 /** The update a site sends: weighted update, weight, then its one-hot contribution slots. */
 export function contributionVector(
   base: Float32Array,

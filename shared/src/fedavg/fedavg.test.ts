@@ -33,3 +33,25 @@ describe('FedAvg vectors', () => {
     expect(() => bytesToFloat32(new Uint8Array(5), 'model blob')).toThrow(/model blob has 5 bytes/);
   });
 });
+
+describe('weights a large site can send', () => {
+  it('caps a site\'s weight at 10,000 samples, so a hospital with more images can still contribute to an encrypted sum', async () => {
+    const { CkksContext } = await import('../ckks/index.js');
+    const { contributionVector, largestChange, sampleWeight } = await import('./index.js');
+    expect(sampleWeight(120)).toBe(120);
+    expect(sampleWeight(250_000)).toBe(10_000);
+    const base = new Float32Array(64).fill(0.1);
+    const trained = base.map((w) => w + 0.5);
+    expect(largestChange(base, trained)).toBeCloseTo(0.5, 6);
+    const ckks = await CkksContext.create();
+    try {
+      const key = ckks.generateKeys().secretKey;
+      // Uncapped, the weight itself is out of the codec's range; capped, it encrypts.
+      expect(() => ckks.encryptVector(contributionVector(base, trained, 250_000, ['a', 'b'], 'a'), key)).toThrow(/1e\+?4|10000|out of range/i);
+      const sent = ckks.encryptVector(contributionVector(base, trained, sampleWeight(250_000), ['a', 'b'], 'a'), key);
+      expect(ckks.decryptVector(sent, key)[64]).toBeCloseTo(10_000, 3);
+    } finally {
+      ckks.dispose();
+    }
+  });
+});

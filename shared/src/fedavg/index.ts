@@ -2,6 +2,10 @@ export { weightedUpdateVector, UpdateAccumulator, applyAggregate } from './vecto
 export { float32ToBytes, bytesToFloat32 } from './bytes.js';
 export {
   contributionVector,
+  largestChange,
+  MAX_SAMPLE_WEIGHT,
+  MAX_WEIGHT_CHANGE,
+  sampleWeight,
   ownContributionProblem,
   readContributions,
   updateVectorLength,

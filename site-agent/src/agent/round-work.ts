@@ -1,6 +1,9 @@
 import {
   contributionVector,
   createLogger,
+  largestChange,
+  MAX_WEIGHT_CHANGE,
+  sampleWeight,
   evaluationCounts,
   federation,
   float32ToBytes,
@@ -18,6 +21,11 @@ import { evaluateModel, predictProbabilities, trainLocal, type BackendInfo, type
 import type { GlobalModels, KeyHolder } from './global-models.js';
 import type { RoundState, RoundStateStore } from './round-state.js';
 import type { PreparedData, SiteData } from './site-data.js';
+
+/** Training moved a weight further than an update may (the encrypted sum's bound): reported as diverged. */
+export class UpdateOutOfRangeError extends Error {
+  override readonly name = 'UpdateOutOfRangeError';
+}
 
 /** The site has nothing it can train on for a study: reported to the coordinator, not retried. */
 export class NoUsableDataError extends Error {
@@ -115,9 +123,15 @@ export class RoundWork {
       ...trainingOptionsOf(def),
     });
     const validation = data.validation.count > 0 ? await evaluateModel(spec, result.weights, data.validation) : undefined;
-    // FedAvg weights each site by its number of training samples; the weight rides in the vector, followed by the
-    // contribution slots that let every site check what a published aggregate is made of.
-    const vector = contributionVector(base, result.weights, result.samples, task.cohort, this.config.site.id);
+    // The encrypted sum's error bound assumes no weight moved by more than 1 in a round: a larger move is a training
+    // that went wrong, reported as such rather than sent.
+    const change = largestChange(base, result.weights);
+    if (!(change <= MAX_WEIGHT_CHANGE)) {
+      throw new UpdateOutOfRangeError(`a weight moved by ${change.toPrecision(3)} in one round, more than the ${MAX_WEIGHT_CHANGE} an update may; lower the learning rate`);
+    }
+    // FedAvg weights each site by its number of training samples (capped: sampleWeight); the weight rides in the
+    // vector, followed by the contribution slots that let every site check what a published aggregate is made of.
+    const vector = contributionVector(base, result.weights, sampleWeight(result.samples), task.cohort, this.config.site.id);
     const plain = float32ToBytes(vector);
     const encrypted = def.aggregation === 'ckks';
     let update = plain;

@@ -18,7 +18,7 @@ import { PolicyRefusalError, StudyDecisions } from '../policy/index.js';
 import { initBackend, TrainingDivergedError, type BackendInfo } from '../train/index.js';
 import { GlobalModels, type KeyHolder } from './global-models.js';
 import { ModelCache } from './model-cache.js';
-import { NoUsableDataError, RoundWork } from './round-work.js';
+import { NoUsableDataError, RoundWork, UpdateOutOfRangeError } from './round-work.js';
 import { RoundStateStore, type RoundState } from './round-state.js';
 import { SiteData } from './site-data.js';
 import { TaskGate } from './task-gate.js';
@@ -211,13 +211,16 @@ export class SiteAgent {
     const outbound = this.outbound;
     if (!outbound) return;
     const failure =
-      error instanceof TrainingDivergedError
+      error instanceof TrainingDivergedError || error instanceof UpdateOutOfRangeError
         ? federation.FailureReason.FAILURE_REASON_DIVERGED
         : error instanceof NoUsableDataError
           ? federation.FailureReason.FAILURE_REASON_NO_USABLE_DATA
           : error instanceof InvalidModelSpecError || error instanceof PreprocessingError
             ? federation.FailureReason.FAILURE_REASON_UNSUPPORTED_TASK
-            : undefined;
+            : error instanceof CoordinatorRefusal || isServiceError(error)
+              ? undefined
+              : // Anything else that stops this site's round is said too, so the round does not wait for it.
+                federation.FailureReason.FAILURE_REASON_SITE_ERROR;
     try {
       if (error instanceof PolicyRefusalError) {
         log.warn({ reason: federation.refusalReasonToJSON(error.refusal.reason) }, `refused: ${error.message}`);
@@ -230,8 +233,13 @@ export class SiteAgent {
           studyHash: task.studyHash,
         });
       } else if (failure !== undefined && taskKind === federation.TaskKind.TASK_KIND_TRAIN) {
-        log.error({ reason: federation.failureReasonToJSON(failure) }, (error as Error).message);
-        await outbound.reportRoundFailure({ studyId: task.studyId, round: task.round, reason: failure, message: (error as Error).message });
+        log.error({ reason: federation.failureReasonToJSON(failure), err: error }, (error as Error).message);
+        // A site error's own message can carry local paths: the coordinator gets its kind only.
+        const message =
+          failure === federation.FailureReason.FAILURE_REASON_SITE_ERROR
+            ? `the site could not complete the round (${(error as Error).name}); its log says why`
+            : (error as Error).message;
+        await outbound.reportRoundFailure({ studyId: task.studyId, round: task.round, reason: failure, message });
       } else if (error instanceof CoordinatorRefusal) {
         log.warn({ status: error.statusName, reason: error.message }, 'coordinator refused');
       } else {

@@ -250,6 +250,8 @@ export enum FailureReason {
    * typically an agent older than the study.
    */
   FAILURE_REASON_UNSUPPORTED_TASK = 3,
+  /** FAILURE_REASON_SITE_ERROR - Something else stopped the round at the site (its log says what); the message names only the kind of error. */
+  FAILURE_REASON_SITE_ERROR = 4,
   UNRECOGNIZED = -1,
 }
 
@@ -267,6 +269,9 @@ export function failureReasonFromJSON(object: any): FailureReason {
     case 3:
     case "FAILURE_REASON_UNSUPPORTED_TASK":
       return FailureReason.FAILURE_REASON_UNSUPPORTED_TASK;
+    case 4:
+    case "FAILURE_REASON_SITE_ERROR":
+      return FailureReason.FAILURE_REASON_SITE_ERROR;
     case -1:
     case "UNRECOGNIZED":
     default:
@@ -284,6 +289,8 @@ export function failureReasonToJSON(object: FailureReason): string {
       return "FAILURE_REASON_NO_USABLE_DATA";
     case FailureReason.FAILURE_REASON_UNSUPPORTED_TASK:
       return "FAILURE_REASON_UNSUPPORTED_TASK";
+    case FailureReason.FAILURE_REASON_SITE_ERROR:
+      return "FAILURE_REASON_SITE_ERROR";
     case FailureReason.UNRECOGNIZED:
     default:
       return "UNRECOGNIZED";
