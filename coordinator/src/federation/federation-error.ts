@@ -17,6 +17,23 @@ export class FederationError extends Error {
   }
 }
 
+/** Prisma's codes for a database that cannot be reached or dropped the connection, and driver messages saying so. */
+const TRANSIENT_CODES = new Set(['P1001', 'P1002', 'P1008', 'P1017', 'P2024', 'P2028']);
+const TRANSIENT_MESSAGE = /ECONNREFUSED|ECONNRESET|EPIPE|Connection terminated|terminating connection|server closed the connection|the database system is (starting up|shutting down)|Can't reach database|timed out fetching a new connection/i;
+
+/**
+ * A failure that says nothing about the request: the database is briefly unreachable (restarting, failing over,
+ * connections dropped). The site gets UNAVAILABLE and tries again; the round goes on once the database is back.
+ */
+export function isTransientDatabaseError(error: unknown): boolean {
+  for (let e: unknown = error, depth = 0; e && depth < 5; e = (e as { cause?: unknown }).cause, depth++) {
+    const code = (e as { code?: unknown }).code;
+    if (typeof code === 'string' && TRANSIENT_CODES.has(code)) return true;
+    if (e instanceof Error && TRANSIENT_MESSAGE.test(e.message)) return true;
+  }
+  return false;
+}
+
 /** The largest round a database row can hold; the wire allows uint32. */
 const MAX_ROUND = 2_147_483_647;
 const STUDY_ID = /^[A-Za-z0-9][A-Za-z0-9-]{0,63}$/;

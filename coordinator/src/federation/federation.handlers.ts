@@ -28,7 +28,7 @@ import { UploadReceiver } from '../rounds/upload-receiver.js';
 import { SiteSessions } from '../sessions/site-sessions.js';
 import { DatasetSummaries } from '../sites/dataset-summaries.js';
 import { StudiesService } from '../studies/studies.service.js';
-import { checkStudyRef, FederationError, GrpcStatus } from './federation-error.js';
+import { checkStudyRef, FederationError, GrpcStatus, isTransientDatabaseError } from './federation-error.js';
 import type { SiteIdentity } from './site-identity.js';
 
 export const COORDINATOR_VERSION = '0.1.0';
@@ -353,6 +353,11 @@ export class FederationHandlers {
       const details = error.message.length > 2_000 ? `${error.message.slice(0, 2_000)}... (cut)` : error.message;
       this.log.warn({ code: GrpcStatus[error.code], reason: details }, 'call refused');
       return Object.assign(new Error(details), { code: error.code, details });
+    }
+    if (isTransientDatabaseError(error)) {
+      this.log.warn({ reason: (error as Error).message }, 'database unavailable; the site will retry');
+      const details = 'the coordinator\'s database is briefly unavailable; try again shortly';
+      return Object.assign(new Error(details), { code: GrpcStatus.UNAVAILABLE, details });
     }
     this.log.error({ err: error }, 'federation call failed');
     const details = 'internal coordinator error; see the coordinator log';

@@ -96,8 +96,10 @@ async function openPostgres(target: PostgresTarget, options: OpenDatabaseOptions
   const migrations = await migratePostgres(target, options, log);
   // Prisma qualifies table names with `schema`; the pool's search_path covers $queryRaw as well.
   const adapter = new PrismaPg(
-    { connectionString: target.connectionString },
-    { schema: target.schema, onPoolError: (error) => log.error({ err: error }, 'idle PostgreSQL connection failed') },
+    // A database host that drops packets must not hold a call forever: connecting gives up after 10 s (the site
+    // retries). The name shows in pg_stat_activity, so a DBA can tell the coordinator's sessions apart.
+    { connectionString: target.connectionString, connectionTimeoutMillis: 10_000, application_name: 'federa-coordinator' },
+    { schema: target.schema, onPoolError: (error) => log.warn({ reason: error.message }, 'an idle PostgreSQL connection failed; the pool opens a new one') },
   );
   const prisma = new PrismaClient({ adapter });
   try {

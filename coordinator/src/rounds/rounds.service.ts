@@ -45,6 +45,7 @@ export class RoundsService implements OnApplicationBootstrap, OnApplicationShutd
   private readonly deadlineTimers = new Map<string, NodeJS.Timeout>();
   private readonly graceTimers = new Map<string, NodeJS.Timeout[]>();
   private readonly retryTimers = new Map<string, NodeJS.Timeout>();
+  private readonly backgroundTimers = new Set<NodeJS.Timeout>();
   private shuttingDown = false;
 
   constructor(
@@ -61,12 +62,10 @@ export class RoundsService implements OnApplicationBootstrap, OnApplicationShutd
     this.sessions.onConnected((siteId) => {
       this.graceTimers.get(siteId)?.forEach((timer) => clearTimeout(timer));
       this.graceTimers.delete(siteId);
-      void this.handleSiteConnected(siteId).catch((error: unknown) =>
-        this.log.error({ err: error, siteId }, 'failed to hand tasks to a connecting site'),
-      );
+      this.retried(`site ${siteId} connected`, null, () => this.handleSiteConnected(siteId));
     });
     this.sessions.onDisconnected((siteId) => {
-      void this.waitForReturn(siteId).catch((error: unknown) => this.log.error({ err: error, siteId }, 'could not watch a departed site'));
+      this.retried(`site ${siteId} left`, null, () => this.waitForReturn(siteId));
     });
     // Resume what a previous run left: re-arm deadlines of open rounds (closing one whose sites all answered just
     // before a crash), open rounds that were due.
@@ -93,9 +92,7 @@ export class RoundsService implements OnApplicationBootstrap, OnApplicationShutd
     if (rounds.length === 0) return;
     const timers = rounds.map((round) => {
       const timer = setTimeout(() => {
-        void this.locks
-          .run(round.studyId, () => this.markDisconnected(round.id, siteId))
-          .catch((error: unknown) => this.log.error({ err: error, siteId, roundId: round.id }, 'could not stop waiting for a departed site'));
+        this.retried(`site ${siteId} did not come back`, round.studyId, () => this.markDisconnected(round.id, siteId));
       }, this.config.reconnectGraceSeconds * 1000);
       timer.unref();
       return timer;
@@ -124,6 +121,8 @@ export class RoundsService implements OnApplicationBootstrap, OnApplicationShutd
     this.graceTimers.clear();
     for (const timer of this.retryTimers.values()) clearTimeout(timer);
     this.retryTimers.clear();
+    for (const timer of this.backgroundTimers) clearTimeout(timer);
+    this.backgroundTimers.clear();
   }
 
   /** Creates the initial model (round 0) from the study's seed and opens round 1. */
@@ -224,11 +223,31 @@ export class RoundsService implements OnApplicationBootstrap, OnApplicationShutd
     return { cohort: [...round.assignedSites].sort(), contributors: round.receipts.map((r) => r.siteId).sort() };
   }
 
-  /** Asks for the round to be closed once every assigned site has answered; errors are logged. */
+  /** Asks for the round to be closed once every assigned site has answered. */
   closeRoundSoon(studyId: string, roundId: string): void {
-    void this.locks.run(studyId, () => this.closeRoundIfComplete(roundId)).catch((error: unknown) =>
-      this.log.error({ err: error, roundId }, 'closing the round failed'),
-    );
+    this.retried(`closing round ${roundId}`, studyId, () => this.closeRoundIfComplete(roundId));
+  }
+
+  /**
+   * Runs background work (under the study's lock when it has one) and, while it fails, runs it again with backoff
+   * (1 s doubling to a minute) until it succeeds or the coordinator stops: a database that is briefly away must not
+   * leave a round waiting for its deadline, or a site without its tasks. Each step re-reads what it needs, so
+   * running it again is safe.
+   */
+  private retried(what: string, studyId: string | null, step: () => Promise<void>, attempt = 0): void {
+    if (this.shuttingDown) return;
+    const run = studyId ? () => this.locks.run(studyId, step) : step;
+    run().catch((error: unknown) => {
+      if (this.shuttingDown) return;
+      const delayMs = Math.min(60_000, 1_000 * 2 ** attempt);
+      this.log.error({ err: error, what, attempt, retryInMs: delayMs }, 'background step failed; trying again');
+      const timer = setTimeout(() => {
+        this.backgroundTimers.delete(timer);
+        this.retried(what, studyId, step, attempt + 1);
+      }, delayMs);
+      timer.unref();
+      this.backgroundTimers.add(timer);
+    });
   }
 
   private async handleSiteConnected(siteId: string): Promise<void> {
@@ -247,6 +266,7 @@ export class RoundsService implements OnApplicationBootstrap, OnApplicationShutd
     if (this.shuttingDown) return;
     const study = await this.db.prisma.study.findUnique({ where: { id: studyId } });
     if (!study || study.status !== 'running') return;
+    if (await this.findOpenRound(studyId)) return;
     const def = definitionOf(study);
     const last = await this.db.prisma.round.findFirst({ where: { studyId }, orderBy: { number: 'desc' } });
     const number = (last?.number ?? 0) + 1;
@@ -287,7 +307,7 @@ export class RoundsService implements OnApplicationBootstrap, OnApplicationShutd
     const study = await this.db.prisma.study.findUniqueOrThrow({ where: { id: round.studyId } });
     const def = definitionOf(study);
     if (round.receipts.length >= def.minSites) {
-      await this.aggregateOrRetry(round.id);
+      await this.aggregateOrRetry(round.id, round.studyId);
       return;
     }
     const why = round.failures.map((f) => `${f.siteId}: ${f.reason} (${f.message})`).join('; ');
@@ -327,7 +347,7 @@ export class RoundsService implements OnApplicationBootstrap, OnApplicationShutd
         { studyId: study.id, round: round.number, reported: round.receipts.length, assigned: round.assignedSites.length },
         'round deadline passed; closing with the sites that reported',
       );
-      await this.aggregateOrRetry(round.id);
+      await this.aggregateOrRetry(round.id, round.studyId);
       return;
     }
     const silent = round.assignedSites.filter((id) => !round.receipts.some((r) => r.siteId === id) && !round.failures.some((f) => f.siteId === id));
@@ -345,7 +365,7 @@ export class RoundsService implements OnApplicationBootstrap, OnApplicationShutd
    * round `aggregating`, shows the error on the study, and tries again with backoff (5 s doubling to 5 minutes), so
    * the round completes once the cause is fixed, without a restart.
    */
-  private async aggregateOrRetry(roundId: string, attempt = 0): Promise<void> {
+  private async aggregateOrRetry(roundId: string, studyId: string, attempt = 0): Promise<void> {
     try {
       await this.aggregateRound(roundId);
       if (attempt > 0) this.log.info({ roundId, attempt }, 'aggregation succeeded after retrying');
@@ -354,20 +374,19 @@ export class RoundsService implements OnApplicationBootstrap, OnApplicationShutd
       const delayMs = Math.min(300_000, 5_000 * 2 ** attempt);
       const reason = (error as Error).message;
       this.log.error({ err: error, roundId, attempt, retryInMs: delayMs }, 'aggregation failed; retrying');
+      // Shown on the study when the database takes it; the retry is scheduled either way.
       const round = await this.db.prisma.round.findUnique({ where: { id: roundId } }).catch(() => null);
       if (round) {
         await this.db.prisma.study
-          .update({ where: { id: round.studyId }, data: { error: `aggregating round ${round.number} failed (${reason}); retrying in ${Math.round(delayMs / 1000)} s` } })
+          .update({ where: { id: studyId }, data: { error: `aggregating round ${round.number} failed (${reason}); retrying in ${Math.round(delayMs / 1000)} s` } })
           .catch(() => undefined);
-        const timer = setTimeout(() => {
-          this.retryTimers.delete(roundId);
-          void this.locks
-            .run(round.studyId, () => this.aggregateOrRetry(roundId, attempt + 1))
-            .catch((retryError: unknown) => this.log.error({ err: retryError, roundId }, 'retrying the aggregation failed'));
-        }, delayMs);
-        timer.unref();
-        this.retryTimers.set(roundId, timer);
       }
+      const timer = setTimeout(() => {
+        this.retryTimers.delete(roundId);
+        this.retried(`aggregating round ${roundId}`, studyId, () => this.aggregateOrRetry(roundId, studyId, attempt + 1));
+      }, delayMs);
+      timer.unref();
+      this.retryTimers.set(roundId, timer);
     }
   }
 
@@ -377,11 +396,10 @@ export class RoundsService implements OnApplicationBootstrap, OnApplicationShutd
    * from the same inputs and gets the same content-addressed outputs.
    */
   private async aggregateRound(roundId: string): Promise<void> {
-    const round = await this.db.prisma.round.update({
-      where: { id: roundId },
-      data: { status: 'aggregating' },
-      include: { receipts: { orderBy: { receivedAt: 'asc' } } },
-    });
+    // Only a round still collecting or aggregating: a retry that comes after it closed has nothing to do.
+    const marked = await this.db.prisma.round.updateMany({ where: { id: roundId, status: { in: ['open', 'aggregating'] } }, data: { status: 'aggregating' } });
+    if (marked.count === 0) return;
+    const round = await this.db.prisma.round.findUniqueOrThrow({ where: { id: roundId }, include: { receipts: { orderBy: { receivedAt: 'asc' } } } });
     const study = await this.db.prisma.study.findUniqueOrThrow({ where: { id: round.studyId } });
     const def = definitionOf(study);
     const baseRow = await this.db.prisma.modelVersion.findUniqueOrThrow({
@@ -446,7 +464,8 @@ export class RoundsService implements OnApplicationBootstrap, OnApplicationShutd
         round.number,
       );
     } else {
-      await this.openNextRound(study.id);
+      // Its own step: should it fail, it is tried again, while the published round stays as it is.
+      this.retried(`opening the round after round ${round.number} of ${study.id}`, study.id, () => this.openNextRound(study.id));
     }
   }
 
@@ -472,9 +491,7 @@ export class RoundsService implements OnApplicationBootstrap, OnApplicationShutd
   private armDeadline(round: OpenRound): void {
     if (round.status === 'aggregating') {
       // A crash (or a failure) during aggregation: finish it now, from the stored updates.
-      void this.locks
-        .run(round.studyId, () => this.aggregateOrRetry(round.id))
-        .catch((error: unknown) => this.log.error({ err: error, roundId: round.id }, 'resuming the aggregation failed'));
+      this.retried(`resuming the aggregation of round ${round.id}`, round.studyId, () => this.aggregateOrRetry(round.id, round.studyId));
       return;
     }
     if (!round.deadlineAt) return;
@@ -482,9 +499,7 @@ export class RoundsService implements OnApplicationBootstrap, OnApplicationShutd
     const delay = Math.max(0, round.deadlineAt.getTime() - Date.now());
     const timer = setTimeout(() => {
       this.deadlineTimers.delete(round.id);
-      void this.locks.run(round.studyId, () => this.onDeadline(round.id)).catch((error: unknown) =>
-        this.log.error({ err: error, roundId: round.id }, 'handling the round deadline failed'),
-      );
+      this.retried(`the deadline of round ${round.id}`, round.studyId, () => this.onDeadline(round.id));
     }, Math.min(delay, 2_147_000_000));
     timer.unref();
     this.deadlineTimers.set(round.id, timer);

@@ -11,7 +11,7 @@ import {
   type CkksContext,
   type ModelSpec,
 } from '@federa/shared';
-import type { FederationClient } from '../client/index.js';
+import type { CoordinatorRetry, FederationClient } from '../client/index.js';
 import type { SitePolicy } from '../config/index.js';
 import { aggregateClaimRefusal, aggregateContentRefusal, PolicyRefusalError } from '../policy/index.js';
 import type { ModelCache } from './model-cache.js';
@@ -36,6 +36,7 @@ export class GlobalModels {
     private readonly cache: ModelCache,
     private readonly keys: () => Promise<KeyHolder>,
     private readonly policy: SitePolicy,
+    private readonly retry: CoordinatorRetry,
   ) {}
 
   path(studyId: string, round: number): string {
@@ -45,9 +46,10 @@ export class GlobalModels {
   async weights(studyId: string, round: number, spec: ModelSpec, known?: federation.ModelRef): Promise<Float32Array> {
     const cached = await this.cache.read(studyId, round);
     if (cached) return cached;
-    const artifact = known
-      ? { header: known, bytes: await this.client.downloadModel(known) }
-      : await this.client.downloadArtifact(studyId, round);
+    // A download changes nothing at the coordinator, so it is simply made again while the coordinator is away.
+    const artifact = await this.retry.call(`model of round ${round}`, async () =>
+      known ? { header: known, bytes: await this.client.downloadModel(known) } : this.client.downloadArtifact(studyId, round),
+    );
     const header = artifact.header;
     if (round > 0) {
       const claim = aggregateClaimRefusal({ cohort: header.cohort, contributors: header.contributors, round }, this.policy);

@@ -88,6 +88,8 @@ export class RoundWork {
         { studyId: task.studyId, round: task.round, encoding: state.encoding, vectorLength: state.vectorLength, baseModelSha256: state.baseModelSha256 },
         update,
         encrypted && this.encryption ? await this.encryption.ledger() : null,
+        // Retried while the round is open (the coordinator refuses late uploads anyway).
+        task.deadlineUnixMs > 0 ? Number(task.deadlineUnixMs) : undefined,
       );
     } catch (error) {
       // The coordinator already has this exact update (an earlier attempt's receipt was lost in transit).

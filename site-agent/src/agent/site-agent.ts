@@ -10,7 +10,7 @@ import {
   type Logger,
   type SiteKit,
 } from '@federa/shared';
-import { CoordinatorRefusal, FederationClient, isServiceError, type SiteTransport } from '../client/index.js';
+import { CoordinatorRefusal, CoordinatorRetry, FederationClient, isServiceError, type SiteTransport } from '../client/index.js';
 import type { SiteConfig } from '../config/index.js';
 import { ledgerPath, PrivacyLedger } from '../ledger/index.js';
 import { Outbound } from '../outbound/index.js';
@@ -50,6 +50,8 @@ export class SiteAgent {
   private ckks: Promise<KeyHolder> | undefined;
   private backend: BackendInfo | undefined;
   private outbound: Outbound | undefined;
+  /** Calls the coordinator could not take (restarting, database away) are made again; stopping ends the waits. */
+  private readonly retry = new CoordinatorRetry();
   private work: RoundWork | undefined;
   private models: GlobalModels | undefined;
   private queue: Promise<void> = Promise.resolve();
@@ -86,8 +88,8 @@ export class SiteAgent {
       certificateFingerprint: this.kit?.manifest.certificate.fingerprint256 ?? null,
       agentVersion: AGENT_VERSION,
     });
-    const outbound = new Outbound(this.client, ledger, this.config.policy, this.config.site.id, this.kit?.caPem ?? null);
-    const models = new GlobalModels(this.client, new ModelCache(this.config.stateDir), () => this.keys(), this.config.policy);
+    const outbound = new Outbound(this.client, ledger, this.config.policy, this.config.site.id, this.kit?.caPem ?? null, this.retry);
+    const models = new GlobalModels(this.client, new ModelCache(this.config.stateDir), () => this.keys(), this.config.policy, this.retry);
     this.outbound = outbound;
     this.models = models;
     this.backend = await initBackend(this.config.training.backend);
@@ -141,6 +143,7 @@ export class SiteAgent {
 
   stop(): void {
     this.stopped = true;
+    this.retry.stop();
     this.currentStream?.cancel();
   }
 

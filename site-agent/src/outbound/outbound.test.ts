@@ -11,7 +11,8 @@ import {
   sha256Hex,
   signCanonical,
 } from '@federa/shared';
-import type { FederationClient } from '../client/index.js';
+import { status as GrpcStatus } from '@grpc/grpc-js';
+import { CoordinatorRefusal, CoordinatorRetry, type FederationClient } from '../client/index.js';
 import { sitePolicySchema } from '../config/index.js';
 import { ledgerPath, PrivacyLedger, readLedger, verifyLedger } from '../ledger/index.js';
 import { Outbound } from './outbound.js';
@@ -94,5 +95,58 @@ describe('the outbound path', () => {
     expect(entries[2]?.receipt?.auditSeq).toBe(7);
     const verification = await verifyLedger(path, { caPem: ca.certificatePem });
     expect(verification.ok).toBe(true);
+  });
+
+  it('sends again while the coordinator cannot take a message, ledgering every attempt, and gives up on a real refusal at once', async () => {
+    const path = ledgerPath(dir);
+    const ledger = await PrivacyLedger.open(path, { siteId: 'hospital-a', certificateFingerprint: null, agentVersion: 't' });
+    let uploads = 0;
+    let refusals = 0;
+    const client = {
+      uploadUpdate: async () => {
+        uploads++;
+        if (uploads <= 2) throw new CoordinatorRefusal(GrpcStatus.UNAVAILABLE, 'the coordinator\'s database is briefly unavailable');
+        return { siteId: 'hospital-a', studyId: 's', round: 1, sha256: sha256Hex(new Uint8Array(10)), receivedBytes: 10, receivedAtUnixMs: 0, auditSeq: 3, signature: '', certificatePem: '' };
+      },
+      reportRefusal: async () => {
+        refusals++;
+        throw new CoordinatorRefusal(GrpcStatus.FAILED_PRECONDITION, 'round 1 of s is closed');
+      },
+    } as unknown as FederationClient;
+    const outbound = new Outbound(client, ledger, sitePolicySchema.parse({}), 'hospital-a', null, new CoordinatorRetry({ windowMs: 60_000, firstWaitMs: 5, maxWaitMs: 20 }));
+    const header = { studyId: 's', round: 1, encoding: federation.UpdateEncoding.UPDATE_ENCODING_PLAINTEXT_F32, vectorLength: 2, baseModelSha256: '0'.repeat(64) };
+    const receipt = await outbound.uploadUpdate(header, new Uint8Array(10), null);
+    expect(receipt.auditSeq).toBe(3);
+    expect(uploads).toBe(3);
+    const refusal = { studyId: 's', round: 1, task: federation.TaskKind.TASK_KIND_TRAIN, reason: federation.RefusalReason.REFUSAL_REASON_NOT_APPROVED, message: 'no', studyHash: 'h' };
+    await expect(outbound.reportRefusal(refusal)).rejects.toThrow(/closed/);
+    expect(refusals).toBe(1);
+    const { entries } = await readLedger(path);
+    // Each attempt was a send, so each is in the ledger; the receipt belongs to the one that arrived.
+    expect(entries.map((e) => e.kind)).toEqual(['opened', 'update', 'update', 'update', 'receipt', 'refusal']);
+  });
+
+  it('stops retrying when the deadline passes or the agent stops, with the coordinator\'s last answer', async () => {
+    const path = ledgerPath(dir);
+    const ledger = await PrivacyLedger.open(path, { siteId: 'hospital-a', certificateFingerprint: null, agentVersion: 't' });
+    let calls = 0;
+    const client = {
+      reportMetrics: async () => {
+        calls++;
+        throw new CoordinatorRefusal(GrpcStatus.UNAVAILABLE, 'connect ECONNREFUSED');
+      },
+    } as unknown as FederationClient;
+    const header = { studyId: 's', round: 1, encoding: federation.UpdateEncoding.UPDATE_ENCODING_PLAINTEXT_F32, vectorLength: 2, baseModelSha256: '0'.repeat(64) };
+    const quick = new Outbound(client, ledger, sitePolicySchema.parse({}), 'hospital-a', null, new CoordinatorRetry({ windowMs: 60_000, firstWaitMs: 10, maxWaitMs: 10 }));
+    // An upload's window is its round's deadline: already passed, so one attempt only.
+    await expect(quick.uploadUpdate(header, new Uint8Array(4), null, Date.now())).rejects.toThrow();
+    const retry = new CoordinatorRetry({ windowMs: 600_000, firstWaitMs: 60_000, maxWaitMs: 60_000 });
+    const patient = new Outbound(client, ledger, sitePolicySchema.parse({}), 'hospital-a', null, retry);
+    const metrics = { studyId: 's', round: 1, kind: federation.MetricKind.METRIC_KIND_TRAIN, loss: 1, accuracy: 0.5, seconds: 1, backend: 'wasm' };
+    const pending = patient.reportMetrics(metrics);
+    await new Promise((r) => setTimeout(r, 50));
+    retry.stop();
+    await expect(pending).rejects.toThrow(/ECONNREFUSED/);
+    expect(calls).toBe(1);
   });
 });

@@ -10,7 +10,7 @@ import {
   type LedgerEntry,
   type UpdateReceipt,
 } from '@federa/shared';
-import type { FederationClient } from '../client/index.js';
+import { CoordinatorRetry, type FederationClient } from '../client/index.js';
 import type { SitePolicy } from '../config/index.js';
 import type { LedgerEncryption, PrivacyLedger } from '../ledger/index.js';
 import { shareDatasetSummary, shareEvaluation, shareMetricsReport } from '../policy/index.js';
@@ -31,6 +31,8 @@ export class Outbound {
     private readonly siteId: string,
     /** The consortium CA receipts must chain to; null in the insecure development mode (receipts are unsigned). */
     private readonly caPem: string | null,
+    /** Sends again while the coordinator cannot take a message; each attempt is a send, so each is ledgered. */
+    private readonly retry: CoordinatorRetry = new CoordinatorRetry(),
   ) {}
 
   async register(request: federation.RegisterRequest): Promise<federation.RegisterResponse> {
@@ -42,19 +44,23 @@ export class Outbound {
   async reportMetrics(report: federation.MetricsReport): Promise<boolean> {
     const shared = shareMetricsReport(report, this.policy);
     if (!shared) return false;
-    await this.record('metrics', shared.studyId, shared.round, encodeMessage(federation.MetricsReport, shared), {
-      metric: federation.metricKindToJSON(shared.kind),
-      samplesShared: shared.samples !== undefined,
+    await this.retry.call('metrics', async () => {
+      await this.record('metrics', shared.studyId, shared.round, encodeMessage(federation.MetricsReport, shared), {
+        metric: federation.metricKindToJSON(shared.kind),
+        samplesShared: shared.samples !== undefined,
+      });
+      await this.client.reportMetrics(shared);
     });
-    await this.client.reportMetrics(shared);
     return true;
   }
 
   async reportDatasetSummary(summary: federation.DatasetSummary): Promise<boolean> {
     const shared = shareDatasetSummary(summary, this.policy);
     if (!shared) return false;
-    await this.record('dataset-summary', shared.studyId, null, encodeMessage(federation.DatasetSummary, shared), {});
-    await this.client.reportDatasetSummary(shared);
+    await this.retry.call('dataset summary', async () => {
+      await this.record('dataset-summary', shared.studyId, null, encodeMessage(federation.DatasetSummary, shared), {});
+      await this.client.reportDatasetSummary(shared);
+    });
     return true;
   }
 
@@ -77,27 +83,33 @@ export class Outbound {
       return 'withheld';
     }
     const kind = shared.figures ? 'figures' : 'counts';
-    await this.record('evaluation', shared.studyId, shared.round, encodeMessage(federation.EvaluationReport, shared), {
-      shared: kind,
-      ...(kind === 'counts' ? { minCountPerBin: this.policy.minCountPerBin } : {}),
+    await this.retry.call('evaluation', async () => {
+      await this.record('evaluation', shared.studyId, shared.round, encodeMessage(federation.EvaluationReport, shared), {
+        shared: kind,
+        ...(kind === 'counts' ? { minCountPerBin: this.policy.minCountPerBin } : {}),
+      });
+      await this.client.reportEvaluation(shared);
     });
-    await this.client.reportEvaluation(shared);
     return kind;
   }
 
   async reportRefusal(refusal: federation.Refusal): Promise<void> {
-    await this.record('refusal', refusal.studyId, refusal.round, encodeMessage(federation.Refusal, refusal), {
-      task: federation.taskKindToJSON(refusal.task),
-      reason: federation.refusalReasonToJSON(refusal.reason),
+    await this.retry.call('refusal', async () => {
+      await this.record('refusal', refusal.studyId, refusal.round, encodeMessage(federation.Refusal, refusal), {
+        task: federation.taskKindToJSON(refusal.task),
+        reason: federation.refusalReasonToJSON(refusal.reason),
+      });
+      await this.client.reportRefusal(refusal);
     });
-    await this.client.reportRefusal(refusal);
   }
 
   async reportRoundFailure(failure: federation.RoundFailure): Promise<void> {
-    await this.record('refusal', failure.studyId, failure.round, encodeMessage(federation.RoundFailure, failure), {
-      failure: federation.failureReasonToJSON(failure.reason),
+    await this.retry.call('round failure', async () => {
+      await this.record('refusal', failure.studyId, failure.round, encodeMessage(federation.RoundFailure, failure), {
+        failure: federation.failureReasonToJSON(failure.reason),
+      });
+      await this.client.reportRoundFailure(failure);
     });
-    await this.client.reportRoundFailure(failure);
   }
 
   /**
@@ -108,18 +120,23 @@ export class Outbound {
     header: Omit<federation.UpdateHeader, 'totalBytes'>,
     payload: Uint8Array,
     encryption: LedgerEncryption | null,
+    until?: number,
   ): Promise<federation.UploadReceipt> {
-    const entry = await this.ledger.record({
-      kind: 'update',
-      studyId: header.studyId,
-      round: header.round,
-      content: payload,
-      encryption,
-      detail: { encoding: federation.updateEncodingToJSON(header.encoding), vectorLength: header.vectorLength },
-    });
-    const receipt = await this.client.uploadUpdate(header, payload);
-    await this.keepReceipt(entry, receipt);
-    return receipt;
+    const send = async (): Promise<federation.UploadReceipt> => {
+      const entry = await this.ledger.record({
+        kind: 'update',
+        studyId: header.studyId,
+        round: header.round,
+        content: payload,
+        encryption,
+        detail: { encoding: federation.updateEncodingToJSON(header.encoding), vectorLength: header.vectorLength },
+      });
+      const receipt = await this.client.uploadUpdate(header, payload);
+      await this.keepReceipt(entry, receipt);
+      return receipt;
+    };
+    // The coordinator takes an update once (by content hash), so sending it again is safe; late ones it refuses.
+    return this.retry.call('update', send, until);
   }
 
   private async keepReceipt(entry: LedgerEntry, receipt: federation.UploadReceipt): Promise<void> {
