@@ -65,6 +65,20 @@ export class RawSite {
     });
   }
 
+  /** Sends the messages, then cancels the call as a site that died mid-upload would; resolves once it is cancelled. */
+  uploadCancelled(messages: federation.UpdateChunk[]): Promise<void> {
+    return new Promise((resolve) => {
+      const call = this.client.uploadUpdate(this.metadata(), () => resolve());
+      for (const m of messages) call.write(m);
+      // Let the chunks reach the coordinator before the cancellation does.
+      setTimeout(() => call.cancel(), 200);
+    });
+  }
+
+  queryUpload(query: federation.UploadQuery): Promise<{ progress?: federation.UploadProgress; error?: ServiceError }> {
+    return new Promise((resolve) => this.client.queryUpload(query, this.metadata(), (error, progress) => resolve(error ? { error } : { progress })));
+  }
+
   /** Downloads a model artifact; resolves with its header and byte count, or the refusal. */
   download(studyId: string, round: number): Promise<{ header?: federation.ModelRef; bytes: number; error?: ServiceError }> {
     return new Promise((resolve) => {
@@ -146,8 +160,9 @@ export class TaskInbox {
   }
 }
 
-export function headerChunk(value: federation.UpdateHeader): federation.UpdateChunk {
-  return { part: { $case: 'header', value } };
+/** A header as a site sends it; one without `sha256` (and `offset`) is an upload that cannot resume. */
+export function headerChunk(value: Omit<federation.UpdateHeader, 'sha256' | 'offset'> & Partial<Pick<federation.UpdateHeader, 'sha256' | 'offset'>>): federation.UpdateChunk {
+  return { part: { $case: 'header', value: { sha256: '', offset: 0, ...value } } };
 }
 
 export function dataChunk(bytes: Uint8Array): federation.UpdateChunk {
@@ -168,7 +183,7 @@ export function plainUpdate(spec: ModelSpec, cohort: readonly string[], siteId: 
 }
 
 /** Header, one data chunk and a matching trailer: a well-formed upload of `bytes`. */
-export function wholeUpload(header: federation.UpdateHeader, bytes: Uint8Array): federation.UpdateChunk[] {
+export function wholeUpload(header: Parameters<typeof headerChunk>[0], bytes: Uint8Array): federation.UpdateChunk[] {
   return [headerChunk(header), dataChunk(bytes), trailerChunk(bytes)];
 }
 

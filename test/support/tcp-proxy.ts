@@ -7,7 +7,10 @@ import { createServer, connect, type Server, type Socket } from 'node:net';
 export class TcpProxy {
   private readonly open = new Set<Socket>();
   private cut = false;
+  private dropAt: number | undefined;
   refused = 0;
+  /** Bytes relayed from clients to the server so far. */
+  sent = 0;
 
   private constructor(
     private readonly server: Server,
@@ -29,6 +32,15 @@ export class TcpProxy {
         [upstream, client],
       ] as const) {
         pair.open.add(a);
+        if (a === client) {
+          a.on('data', (chunk: Buffer) => {
+            pair.sent += chunk.byteLength;
+            if (pair.dropAt !== undefined && pair.sent >= pair.dropAt) {
+              pair.dropAt = undefined;
+              for (const socket of pair.open) socket.destroy();
+            }
+          });
+        }
         a.pipe(b);
         a.on('error', () => b.destroy());
         a.on('close', () => {
@@ -48,6 +60,11 @@ export class TcpProxy {
   drop(): void {
     this.cut = true;
     for (const socket of this.open) socket.destroy();
+  }
+
+  /** Drops every connection once `bytes` more have gone from clients to the server (new ones are still taken). */
+  dropAfter(bytes: number): void {
+    this.dropAt = this.sent + bytes;
   }
 
   restore(): void {

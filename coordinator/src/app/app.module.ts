@@ -8,7 +8,7 @@ import { AuditCheckpoints } from '../audit/checkpoints.js';
 import { AccessGuard } from '../auth/access.guard.js';
 import { Tokens } from '../auth/tokens.js';
 import { TokensController } from '../auth/tokens.controller.js';
-import { BlobStore } from '../blobs/index.js';
+import { BlobStore, PartialUploads } from '../blobs/index.js';
 import type { CoordinatorConfig } from '../config/index.js';
 import { FederationHandlers } from '../federation/federation.handlers.js';
 import { HealthController } from '../health/health.controller.js';
@@ -63,6 +63,7 @@ export class AppModule {
           useFactory: () => openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir }),
         },
         { provide: BLOB_STORE, useFactory: () => new BlobStore(join(config.dataDir, 'blobs')) },
+        { provide: PartialUploads, useFactory: (blobs: BlobStore) => new PartialUploads(blobs), inject: [BLOB_STORE] },
         { provide: AuditLog, useFactory: (db: Database, s: CoordinatorSigner | null) => new AuditLog(db, s), inject: [DATABASE, COORDINATOR_SIGNER] },
         { provide: Tokens, useFactory: (db: Database, audit: AuditLog) => new Tokens(db, audit), inject: [DATABASE, AuditLog] },
         { provide: Settings, useFactory: (db: Database, audit: AuditLog) => new Settings(db, audit), inject: [DATABASE, AuditLog] },

@@ -96,6 +96,36 @@ export class BlobStore {
     }
   }
 
+  /**
+   * Takes a finished file (an upload assembled in parts) into the store: hashes it, fsyncs it and renames it into
+   * place, so its bytes are never copied. The file must be on the same file system (under rootDir).
+   */
+  async adopt(path: string): Promise<BlobInfo> {
+    const hash = createHash('sha256');
+    let size = 0;
+    const handle = await open(path, 'r+');
+    try {
+      for await (const chunk of handle.createReadStream({ autoClose: false, start: 0, highWaterMark: READ_CHUNK_BYTES })) {
+        hash.update(chunk as Buffer);
+        size += (chunk as Buffer).byteLength;
+      }
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+    const sha256 = hash.digest('hex');
+    const finalPath = this.pathOf(sha256);
+    if (await pathExists(finalPath)) {
+      await rm(path, { force: true });
+      return { sha256, size };
+    }
+    await mkdir(dirname(finalPath), { recursive: true, mode: 0o700 });
+    await chmod(path, 0o400);
+    await rename(path, finalPath);
+    await syncDirectory(dirname(finalPath));
+    return { sha256, size };
+  }
+
   /** The whole blob in memory; use createReadStream for large ones. */
   async get(sha256: string): Promise<Uint8Array> {
     const path = this.pathOf(sha256);

@@ -7,3 +7,4 @@ export {
   type BlobInfo,
   type BlobSource,
 } from './blob-store.js';
+export { PartialUploads, PartialWriter, PartialOffsetError, type PartialKey } from './partial-uploads.js';

@@ -75,14 +75,20 @@ export class FederationHandlers {
   implementation(): federation.FederationServiceServer {
     return {
       register: (call, callback) =>
-        this.unary(call, callback, 'registration', federation.RegisterRequest, (r) => ({ details: registrationFacts(r) }), (siteId) =>
+        this.unary('Register', call, callback, 'registration', federation.RegisterRequest, (r) => ({ details: registrationFacts(r) }), (siteId) =>
           this.register(siteId, call.request),
         ),
       streamTasks: (call) => this.settle(this.streamTasks(call)),
       downloadModel: (call) => this.settle(this.downloadModel(call)),
       uploadUpdate: (call, callback) => this.settle(this.uploadUpdate(call, callback)),
+      queryUpload: (call, callback) =>
+        this.unary('QueryUpload', call, callback, null, federation.UploadQuery, () => ({}), async (siteId) => {
+          await this.requireRegistered(siteId);
+          return this.uploads.progress(siteId, call.request);
+        }),
       reportMetrics: (call, callback) =>
         this.unary(
+          'ReportMetrics',
           call,
           callback,
           'metrics',
@@ -96,6 +102,7 @@ export class FederationHandlers {
         ),
       reportRoundFailure: (call, callback) =>
         this.unary(
+          'ReportRoundFailure',
           call,
           callback,
           'refusal',
@@ -109,6 +116,7 @@ export class FederationHandlers {
         ),
       reportRefusal: (call, callback) =>
         this.unary(
+          'ReportRefusal',
           call,
           callback,
           'refusal',
@@ -126,6 +134,7 @@ export class FederationHandlers {
         ),
       reportEvaluation: (call, callback) =>
         this.unary(
+          'ReportEvaluation',
           call,
           callback,
           'evaluation',
@@ -138,18 +147,18 @@ export class FederationHandlers {
           },
         ),
       reportDatasetSummary: (call, callback) =>
-        this.unary(call, callback, 'dataset-summary', federation.DatasetSummary, (r) => ({ studyId: r.studyId }), async (siteId) => {
+        this.unary('ReportDatasetSummary', call, callback, 'dataset-summary', federation.DatasetSummary, (r) => ({ studyId: r.studyId }), async (siteId) => {
           await this.requireRegistered(siteId);
           await this.datasets.record(siteId, call.request);
           return {};
         }),
       heartbeat: (call, callback) =>
-        this.unary(call, callback, null, federation.HeartbeatRequest, () => ({}), async (siteId) =>
+        this.unary('Heartbeat', call, callback, null, federation.HeartbeatRequest, () => ({}), async (siteId) =>
           this.heartbeat(siteId, agentInstance(call.metadata)),
         ),
       listStudies: (call, callback) =>
         // The certificate says who is asking; a hospital reviews offers before its agent ever registers.
-        this.unary(call, callback, null, federation.ListStudiesRequest, () => ({}), async (siteId) => ({
+        this.unary('ListStudies', call, callback, null, federation.ListStudiesRequest, () => ({}), async (siteId) => ({
           studies: await this.studies.offeredTo(siteId),
         })),
     };
@@ -259,6 +268,7 @@ export class FederationHandlers {
 
   /** A unary call: identify the caller, do the work, and audit the message (kind null: a request that carries no data). */
   private unary<Req, Res>(
+    rpc: string,
     call: ServerUnaryCall<Req, Res>,
     callback: sendUnaryData<Res>,
     kind: SiteMessageKind | null,
@@ -266,10 +276,11 @@ export class FederationHandlers {
     facts: (request: Req) => MessageFacts,
     work: (siteId: string) => Promise<Res>,
   ): void {
-    this.settle(this.answer(call, callback, kind, codec, facts, work));
+    this.settle(this.answer(rpc, call, callback, kind, codec, facts, work));
   }
 
   private async answer<Req, Res>(
+    rpc: string,
     call: ServerUnaryCall<Req, Res>,
     callback: sendUnaryData<Res>,
     kind: SiteMessageKind | null,
@@ -281,7 +292,7 @@ export class FederationHandlers {
     const bytes = kind ? encodeMessage(codec, call.request) : undefined;
     const received = bytes ? { sha256: sha256Hex(bytes), bytes: bytes.byteLength } : null;
     try {
-      siteId = await this.caller(call, kind ?? 'ListStudies');
+      siteId = await this.caller(call, rpc);
       const ref = facts(call.request);
       if (ref.studyId !== undefined) checkStudyRef(ref.studyId, ref.round);
       const response = await work(siteId);

@@ -4,7 +4,7 @@ import { createLogger, federation, float32ToBytes, initialWeights } from '@feder
 import { BLOB_STORE, COORDINATOR_CONFIG, DATABASE } from '../app/tokens.js';
 import type { CoordinatorConfig } from '../config/index.js';
 import { AuditLog } from '../audit/audit-log.js';
-import type { BlobStore } from '../blobs/index.js';
+import { PartialUploads, type BlobStore } from '../blobs/index.js';
 import type { Database } from '../persistence/index.js';
 import { FederationError, GrpcStatus } from '../federation/federation-error.js';
 import { SiteSessions } from '../sessions/site-sessions.js';
@@ -56,6 +56,7 @@ export class RoundsService implements OnApplicationBootstrap, OnApplicationShutd
     @Inject(AuditLog) private readonly audit: AuditLog,
     @Inject(StudyLocks) private readonly locks: StudyLocks,
     @Inject(COORDINATOR_CONFIG) private readonly config: Pick<CoordinatorConfig, 'reconnectGraceSeconds'>,
+    @Inject(PartialUploads) private readonly partials: PartialUploads,
   ) {}
 
   async onApplicationBootstrap(): Promise<void> {
@@ -70,12 +71,21 @@ export class RoundsService implements OnApplicationBootstrap, OnApplicationShutd
     // Resume what a previous run left: re-arm deadlines of open rounds (closing one whose sites all answered just
     // before a crash), open rounds that were due.
     const running = await this.db.prisma.study.findMany({ where: { status: 'running' } });
+    await this.sweepPartials();
     for (const study of running) {
       const open = await this.findOpenRound(study.id);
       if (open) {
         this.armDeadline(open);
         if (open.status === 'open') this.closeRoundSoon(study.id, open.id);
       } else await this.locks.run(study.id, () => this.openNextRound(study.id));
+    }
+  }
+
+  /** Partial uploads of rounds that ended while the coordinator was down are dropped at start-up. */
+  private async sweepPartials(): Promise<void> {
+    for (const held of await this.partials.rounds()) {
+      const round = await this.db.prisma.round.findUnique({ where: { studyId_number: { studyId: held.studyId, number: held.round } } });
+      if (round?.status !== 'open') await this.partials.removeRound(held.studyId, held.round);
     }
   }
 
@@ -173,7 +183,7 @@ export class RoundsService implements OnApplicationBootstrap, OnApplicationShutd
           ],
         };
       });
-      if (open) this.clearDeadline(open.id);
+      if (open) this.roundEnded(open);
       const last = await this.db.prisma.modelVersion.findFirst({ where: { studyId }, orderBy: { round: 'desc' } });
       const sites = open?.assignedSites ?? (await this.db.prisma.round.findFirst({ where: { studyId }, orderBy: { number: 'desc' } }))?.assignedSites ?? [];
       this.broadcastClosed(sites, studyId, federation.StudyOutcome.STUDY_OUTCOME_CANCELLED, message, last?.round ?? 0);
@@ -331,7 +341,7 @@ export class RoundsService implements OnApplicationBootstrap, OnApplicationShutd
         ],
       };
     });
-    this.clearDeadline(round.id);
+    this.roundEnded(round);
     this.log.error({ studyId, round: round.number }, message);
     this.broadcastClosed(round.assignedSites, studyId, federation.StudyOutcome.STUDY_OUTCOME_FAILED, message, round.number - 1);
   }
@@ -448,7 +458,7 @@ export class RoundsService implements OnApplicationBootstrap, OnApplicationShutd
         ],
       };
     });
-    this.clearDeadline(round.id);
+    this.roundEnded(round);
     this.log.info(
       { studyId: study.id, round: round.number, participants: published.sites, model: published.model.sha256, kind: published.kind },
       'round aggregated; new global model published',
@@ -503,6 +513,14 @@ export class RoundsService implements OnApplicationBootstrap, OnApplicationShutd
     }, Math.min(delay, 2_147_000_000));
     timer.unref();
     this.deadlineTimers.set(round.id, timer);
+  }
+
+  /** A round closed, failed or was abandoned: no deadline, and no partial uploads kept for it. */
+  private roundEnded(round: { id: string; studyId: string; number: number }): void {
+    this.clearDeadline(round.id);
+    this.partials
+      .removeRound(round.studyId, round.number)
+      .catch((error: unknown) => this.log.warn({ err: error, studyId: round.studyId, round: round.number }, 'could not remove the partial uploads of a round'));
   }
 
   private clearDeadline(roundId: string): void {

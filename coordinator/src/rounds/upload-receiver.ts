@@ -4,7 +4,7 @@ import { createLogger, federation, parameterCount, receiptSignedBody, SHA256_HEX
 import { BLOB_STORE, COORDINATOR_CONFIG, DATABASE } from '../app/tokens.js';
 import type { CoordinatorConfig } from '../config/index.js';
 import { AuditLog } from '../audit/audit-log.js';
-import type { BlobStore } from '../blobs/index.js';
+import { PartialOffsetError, PartialUploads, type BlobInfo, type BlobStore, type PartialKey } from '../blobs/index.js';
 import { checkStudyRef, FederationError, GrpcStatus } from '../federation/federation-error.js';
 import type { Database } from '../persistence/index.js';
 import { EncryptedAggregation } from './encrypted-aggregation.js';
@@ -42,6 +42,7 @@ export class UploadReceiver {
     @Inject(AuditLog) private readonly audit: AuditLog,
     @Inject(StudyLocks) private readonly locks: StudyLocks,
     @Inject(RoundsService) private readonly rounds: RoundsService,
+    @Inject(PartialUploads) private readonly partials: PartialUploads,
   ) {
     this.slots = new Semaphore(config.maxConcurrentUploads);
   }
@@ -65,8 +66,10 @@ export class UploadReceiver {
   }
 
   /**
-   * The data chunks go straight to a temporary file in the blob store, hashed on the way: memory holds a chunk, not
-   * the upload. A refused upload's blob is removed again (unless the same bytes are stored for a reason).
+   * The data chunks go straight to a file, hashed on the way: memory holds a chunk, not the upload. An upload that
+   * declared its SHA-256 is kept as a partial while it arrives, so a broken stream resumes from the bytes held
+   * (QueryUpload); one that did not goes to a temporary file. A refused upload's bytes are removed again (unless
+   * the same bytes are stored for a reason).
    */
   private async receiveData(
     siteId: string,
@@ -74,7 +77,8 @@ export class UploadReceiver {
     target: UploadTarget,
     iterator: AsyncIterator<federation.UpdateChunk>,
   ): Promise<federation.UploadReceipt> {
-    let received = 0;
+    const offset = header.offset;
+    let received = offset;
     let trailer: federation.UpdateTrailer | undefined;
     async function* data(): AsyncGenerator<Uint8Array> {
       for (let next = await iterator.next(); !next.done; next = await iterator.next()) {
@@ -94,25 +98,26 @@ export class UploadReceiver {
         yield part.value;
       }
     }
-    const blob = await this.blobs.put(data());
+    const truncated = (): FederationError =>
+      new FederationError(
+        GrpcStatus.INVALID_ARGUMENT,
+        `the upload ended without its trailer after ${received} of ${header.totalBytes} bytes (truncated stream); it was not counted`,
+      );
+    const key = { siteId, studyId: target.studyId, round: header.round, sha256: header.sha256 };
+    const blob = header.sha256 === '' ? await this.blobs.put(data()) : await this.receivePartial(key, header.offset, data, () => trailer !== undefined);
+    // A resumable upload that stopped short: its bytes stay held for the resume.
+    if (!blob) throw truncated();
     const refuse = async (error: FederationError): Promise<never> => {
       error.received = { sha256: blob.sha256, bytes: blob.size };
       await this.discard(blob.sha256);
       throw error;
     };
-    if (!trailer) {
-      return refuse(
-        new FederationError(
-          GrpcStatus.INVALID_ARGUMENT,
-          `the upload ended without its trailer after ${received} of ${header.totalBytes} bytes (truncated stream); nothing was stored`,
-        ),
-      );
-    }
+    if (!trailer) return refuse(truncated());
     const claimed: string = trailer.sha256;
     if (received !== header.totalBytes) {
       return refuse(new FederationError(GrpcStatus.INVALID_ARGUMENT, `the upload carried ${received} bytes but its header announced ${header.totalBytes}; nothing was stored`));
     }
-    if (blob.sha256 !== claimed.toLowerCase()) {
+    if (blob.sha256 !== claimed.toLowerCase() || (header.sha256 !== '' && blob.sha256 !== header.sha256)) {
       return refuse(
         new FederationError(
           GrpcStatus.DATA_LOSS,
@@ -126,6 +131,32 @@ export class UploadReceiver {
       if (error instanceof FederationError) return refuse(error);
       throw error;
     }
+  }
+
+  /**
+   * Appends the chunks to the update's partial and, once the trailer came, takes the whole file into the blob store
+   * (null when the stream ended without it). A stream that breaks leaves the partial for the site to resume.
+   */
+  private async receivePartial(key: PartialKey, offset: number, data: () => AsyncGenerator<Uint8Array>, ended: () => boolean): Promise<BlobInfo | null> {
+    let writer;
+    try {
+      writer = await this.partials.openAt(key, offset);
+    } catch (error) {
+      if (error instanceof PartialOffsetError) throw new FederationError(GrpcStatus.FAILED_PRECONDITION, error.message);
+      throw error;
+    }
+    try {
+      for await (const chunk of data()) await writer.write(chunk);
+    } catch (error) {
+      // The site's stream broke (or sent something refused): what arrived stays, for a resume from there.
+      await writer.close();
+      throw error;
+    }
+    if (!ended()) {
+      await writer.close();
+      return null;
+    }
+    return writer.complete();
   }
 
   /** Removes a refused upload's bytes, unless an accepted update or a model is these very bytes. */
@@ -226,28 +257,44 @@ export class UploadReceiver {
     };
   }
 
-  private async checkHeader(siteId: string, header: federation.UpdateHeader): Promise<UploadTarget> {
-    checkStudyRef(header.studyId, header.round);
-    const study = await this.db.prisma.study.findUnique({ where: { id: header.studyId } });
-    if (!study) throw new FederationError(GrpcStatus.NOT_FOUND, `study ${header.studyId} does not exist`);
-    if (study.status !== 'running') {
-      throw new FederationError(GrpcStatus.FAILED_PRECONDITION, `study ${header.studyId} is ${study.status}; it takes no uploads`);
+  /**
+   * How much of an interrupted upload the coordinator holds, for the site to resume from. Asked of a round the site
+   * could upload to (as its upload's header would be checked); the bytes of any other update are none of its business.
+   */
+  async progress(siteId: string, query: federation.UploadQuery): Promise<federation.UploadProgress> {
+    if (!SHA256_HEX.test(query.sha256)) {
+      throw new FederationError(GrpcStatus.INVALID_ARGUMENT, `sha256: "${query.sha256.slice(0, 80)}" is not a SHA-256 digest (64 lower-case hex characters)`);
     }
-    const def = definitionOf(study);
-    const round = await this.db.prisma.round.findUnique({ where: { studyId_number: { studyId: study.id, number: header.round } } });
-    if (!round) throw new FederationError(GrpcStatus.FAILED_PRECONDITION, `round ${header.round} of study ${study.id} has not been opened`);
+    const { study } = await this.roundTakingUploads(siteId, query.studyId, query.round);
+    const key = { siteId, studyId: study.id, round: query.round, sha256: query.sha256 };
+    return { receivedBytes: await this.partials.held(key, Math.min(query.totalBytes, MAX_UPLOAD_BYTES)) };
+  }
+
+  /** The study and round an upload is for, if that round takes this site's upload now; refused otherwise. */
+  private async roundTakingUploads(siteId: string, studyId: string, number: number) {
+    checkStudyRef(studyId, number);
+    const study = await this.db.prisma.study.findUnique({ where: { id: studyId } });
+    if (!study) throw new FederationError(GrpcStatus.NOT_FOUND, `study ${studyId} does not exist`);
+    if (study.status !== 'running') {
+      throw new FederationError(GrpcStatus.FAILED_PRECONDITION, `study ${studyId} is ${study.status}; it takes no uploads`);
+    }
+    const round = await this.db.prisma.round.findUnique({ where: { studyId_number: { studyId: study.id, number } } });
+    if (!round) throw new FederationError(GrpcStatus.FAILED_PRECONDITION, `round ${number} of study ${study.id} has not been opened`);
     if (round.status !== 'open') {
-      throw new FederationError(
-        GrpcStatus.FAILED_PRECONDITION,
-        `round ${header.round} of study ${study.id} is ${round.status}; late uploads are refused, not added`,
-      );
+      throw new FederationError(GrpcStatus.FAILED_PRECONDITION, `round ${number} of study ${study.id} is ${round.status}; late uploads are refused, not added`);
     }
     if (!round.assignedSites.includes(siteId)) {
-      throw new FederationError(GrpcStatus.PERMISSION_DENIED, `site ${siteId} is not a participant of round ${header.round} of study ${study.id}`);
+      throw new FederationError(GrpcStatus.PERMISSION_DENIED, `site ${siteId} is not a participant of round ${number} of study ${study.id}`);
     }
     if (round.deadlineAt && round.deadlineAt.getTime() < Date.now()) {
-      throw new FederationError(GrpcStatus.DEADLINE_EXCEEDED, `round ${header.round} of study ${study.id} passed its deadline`);
+      throw new FederationError(GrpcStatus.DEADLINE_EXCEEDED, `round ${number} of study ${study.id} passed its deadline`);
     }
+    return { study, round };
+  }
+
+  private async checkHeader(siteId: string, header: federation.UpdateHeader): Promise<UploadTarget> {
+    const { study, round } = await this.roundTakingUploads(siteId, header.studyId, header.round);
+    const def = definitionOf(study);
     const expectedEncoding = encodingOf(def);
     if (header.encoding !== expectedEncoding) {
       throw new FederationError(
@@ -281,6 +328,15 @@ export class UploadReceiver {
     }
     if (header.totalBytes <= 0 || header.totalBytes > MAX_UPLOAD_BYTES) {
       throw new FederationError(GrpcStatus.INVALID_ARGUMENT, `upload size ${header.totalBytes} is outside 1..${MAX_UPLOAD_BYTES} bytes`);
+    }
+    if (header.sha256 !== '' && !SHA256_HEX.test(header.sha256)) {
+      throw new FederationError(GrpcStatus.INVALID_ARGUMENT, `sha256: "${header.sha256.slice(0, 80)}" is not a SHA-256 digest (64 lower-case hex characters)`);
+    }
+    if (header.offset > 0 && (header.sha256 === '' || header.offset > header.totalBytes)) {
+      throw new FederationError(
+        GrpcStatus.INVALID_ARGUMENT,
+        header.sha256 === '' ? 'offset: an upload resumes only under the sha256 its header declares' : `offset ${header.offset} is past the update's ${header.totalBytes} bytes`,
+      );
     }
     const base = await this.db.prisma.modelVersion.findUnique({ where: { studyId_round: { studyId: study.id, round: header.round - 1 } } });
     if (!SHA256_HEX.test(header.baseModelSha256) || header.baseModelSha256 !== base?.sha256) {

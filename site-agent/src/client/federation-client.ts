@@ -1,6 +1,6 @@
 import { createHash, randomUUID } from 'node:crypto';
-import { Metadata, status as GrpcStatus, type CallOptions, type ChannelCredentials, type ClientReadableStream, type ServiceError } from '@grpc/grpc-js';
-import { chunkBytes, federation, SHA256_HEX } from '@federa/shared';
+import { Metadata, status as GrpcStatus, type CallOptions, type ChannelCredentials, type ClientReadableStream, type ClientWritableStream, type ServiceError } from '@grpc/grpc-js';
+import { CHUNK_BYTES, chunkBytes, federation, SHA256_HEX } from '@federa/shared';
 
 const SITE_ID_METADATA = 'x-federa-site-id';
 
@@ -14,6 +14,8 @@ export interface FederationClientOptions {
   serverName?: string;
   /** Deadline of every unary call, and how long a download may go without a byte; 60 s by default. */
   callTimeoutMs?: number;
+  /** Size of an upload's data chunks (1 MiB by default): an interrupted upload resumes after the last whole chunk. */
+  uploadChunkBytes?: number;
 }
 
 /** No model artifact is larger: 25M parameters encrypted take about 340 MB. Anything bigger is refused as it comes. */
@@ -37,6 +39,9 @@ function refusal(error: ServiceError): CoordinatorRefusal {
   return new CoordinatorRefusal(error.code, error.details || error.message);
 }
 
+/** What a site says of its update; the client adds its size, hash and resume offset. */
+export type UploadHeader = Pick<federation.UpdateHeader, 'studyId' | 'round' | 'encoding' | 'vectorLength' | 'baseModelSha256'>;
+
 /**
  * The site's side of the FederationService, promise-shaped, with integrity checks on everything it moves. Every
  * call ends: unary calls and uploads have deadlines, a download a watchdog that cancels it when no byte came for
@@ -46,6 +51,7 @@ export class FederationClient {
   private readonly client: federation.FederationServiceClient;
   private readonly metadata = new Metadata();
   private readonly timeoutMs: number;
+  private readonly uploadChunkBytes: number;
 
   constructor(options: FederationClientOptions) {
     this.client = new federation.FederationServiceClient(options.address, options.credentials, {
@@ -58,6 +64,7 @@ export class FederationClient {
     // Tells this process's reconnections apart from a second agent started with the same site id.
     this.metadata.set('x-federa-agent-instance', randomUUID());
     this.timeoutMs = options.callTimeoutMs ?? 60_000;
+    this.uploadChunkBytes = options.uploadChunkBytes ?? CHUNK_BYTES;
   }
 
   private deadline(ms = this.timeoutMs): CallOptions {
@@ -153,22 +160,50 @@ export class FederationClient {
    * Streams an update: header, 1 MiB data chunks, and a trailer carrying the SHA-256 of the data. The deadline allows
    * the call timeout plus a second per MiB.
    */
-  uploadUpdate(header: Omit<federation.UpdateHeader, 'totalBytes'>, payload: Uint8Array): Promise<federation.UploadReceipt> {
+  /**
+   * Sends an update, resuming from the bytes the coordinator already holds of it (an earlier attempt broke off):
+   * the header declares the update's SHA-256, QueryUpload says how much arrived, and only the rest is sent. A
+   * coordinator without QueryUpload gets the whole update. Chunks are written as the transport drains them, so
+   * the update is never copied into gRPC's buffers whole.
+   */
+  async uploadUpdate(header: UploadHeader, payload: Uint8Array): Promise<federation.UploadReceipt & { resumedFrom: number }> {
     const sha256 = createHash('sha256').update(payload).digest('hex');
-    return new Promise((resolve, reject) => {
-      const options = this.deadline(this.timeoutMs + Math.ceil(payload.byteLength / 1024 / 1024) * 1000);
-      const call = this.client.uploadUpdate(this.metadata, options, (error, receipt) => {
+    const totalBytes = payload.byteLength;
+    const offset = await this.queryUpload({ studyId: header.studyId, round: header.round, sha256, totalBytes }).then(
+      (progress) => (progress.receivedBytes <= totalBytes ? progress.receivedBytes : 0),
+      (error: unknown) => {
+        if (error instanceof CoordinatorRefusal && error.code === GrpcStatus.UNIMPLEMENTED) return 0;
+        throw error;
+      },
+    );
+    const receipt = await new Promise<federation.UploadReceipt>((resolve, reject) => {
+      const options = this.deadline(this.timeoutMs + Math.ceil((totalBytes - offset) / 1024 / 1024) * 1000);
+      const call = this.client.uploadUpdate(this.metadata, options, (error, received) => {
         if (error) reject(refusal(error));
-        else if (receipt.sha256 !== sha256 || !SHA256_HEX.test(receipt.sha256)) {
-          reject(new Error(`coordinator receipt hash ${receipt.sha256} does not match the sent update ${sha256}`));
-        } else resolve(receipt);
+        else if (received.sha256 !== sha256 || !SHA256_HEX.test(received.sha256)) {
+          reject(new Error(`coordinator receipt hash ${received.sha256} does not match the sent update ${sha256}`));
+        } else resolve(received);
       });
-      call.write({ part: { $case: 'header', value: { ...header, totalBytes: payload.byteLength } } });
-      for (const chunk of chunkBytes(payload)) {
-        call.write({ part: { $case: 'data', value: Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength) } });
-      }
-      call.write({ part: { $case: 'trailer', value: { sha256 } } });
-      call.end();
+      const chunkSize = this.uploadChunkBytes;
+      const messages = function* (): Generator<federation.UpdateChunk> {
+        yield { part: { $case: 'header', value: { ...header, totalBytes, sha256, offset } } };
+        for (const chunk of chunkBytes(payload.subarray(offset), chunkSize)) {
+          yield { part: { $case: 'data', value: Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength) } };
+        }
+        yield { part: { $case: 'trailer', value: { sha256 } } };
+      };
+      writeDrained(call, messages()).then(
+        () => call.end(),
+        // The call failed while writing: its callback has the status.
+        () => undefined,
+      );
+    });
+    return { ...receipt, resumedFrom: offset };
+  }
+
+  queryUpload(query: federation.UploadQuery): Promise<federation.UploadProgress> {
+    return new Promise((resolve, reject) => {
+      this.client.queryUpload(query, this.metadata, this.deadline(), (error, response) => (error ? reject(refusal(error)) : resolve(response)));
     });
   }
 
@@ -216,4 +251,25 @@ export class FederationClient {
 
 export function isServiceError(error: unknown): error is ServiceError {
   return typeof error === 'object' && error !== null && 'code' in error && 'details' in error;
+}
+
+/** Writes each message as the stream takes it (waits for 'drain' when its buffer is full). */
+async function writeDrained<T>(call: ClientWritableStream<T>, messages: Iterable<T>): Promise<void> {
+  for (const message of messages) {
+    if (!call.write(message)) {
+      await new Promise<void>((resolve, reject) => {
+        const closed = (): void => done(new Error('the upload call closed'));
+        const done = (error?: Error): void => {
+          call.off('drain', done);
+          call.off('error', done);
+          call.off('close', closed);
+          if (error) reject(error);
+          else resolve();
+        };
+        call.on('drain', done);
+        call.on('error', done);
+        call.on('close', closed);
+      });
+    }
+  }
 }

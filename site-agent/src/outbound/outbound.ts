@@ -10,7 +10,7 @@ import {
   type LedgerEntry,
   type UpdateReceipt,
 } from '@federa/shared';
-import { CoordinatorRetry, type FederationClient } from '../client/index.js';
+import { CoordinatorRetry, type FederationClient, type UploadHeader } from '../client/index.js';
 import type { SitePolicy } from '../config/index.js';
 import type { LedgerEncryption, PrivacyLedger } from '../ledger/index.js';
 import { shareDatasetSummary, shareEvaluation, shareMetricsReport } from '../policy/index.js';
@@ -117,7 +117,7 @@ export class Outbound {
    * the coordinator's receipt. A receipt that does not check out is still kept, as evidence, and logged.
    */
   async uploadUpdate(
-    header: Omit<federation.UpdateHeader, 'totalBytes'>,
+    header: UploadHeader,
     payload: Uint8Array,
     encryption: LedgerEncryption | null,
     until?: number,
@@ -132,6 +132,7 @@ export class Outbound {
         detail: { encoding: federation.updateEncodingToJSON(header.encoding), vectorLength: header.vectorLength },
       });
       const receipt = await this.client.uploadUpdate(header, payload);
+      if (receipt.resumedFrom > 0) this.log.info({ studyId: header.studyId, round: header.round, resumedFrom: receipt.resumedFrom, bytes: payload.byteLength }, 'upload resumed where the last attempt stopped');
       await this.keepReceipt(entry, receipt);
       return receipt;
     };

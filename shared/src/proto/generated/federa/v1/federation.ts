@@ -633,6 +633,29 @@ export interface UpdateHeader {
   vectorLength: number;
   /** The global model the update was computed against. */
   baseModelSha256: string;
+  /**
+   * SHA-256 (hex) of the whole update, declared up front so that an interrupted upload can resume: the
+   * coordinator keeps the bytes it received under this hash until the round ends. Empty: it cannot resume.
+   */
+  sha256: string;
+  /**
+   * Bytes of this update the coordinator already holds (see QueryUpload): the data chunks continue from here.
+   * Nonzero only with `sha256`.
+   */
+  offset: number;
+}
+
+export interface UploadQuery {
+  studyId: string;
+  round: number;
+  /** The whole update's SHA-256 and size, as its header declares them. */
+  sha256: string;
+  totalBytes: number;
+}
+
+export interface UploadProgress {
+  /** Bytes of that update the coordinator holds from an interrupted upload; 0 when it holds none. */
+  receivedBytes: number;
 }
 
 export interface UpdateTrailer {
@@ -3030,7 +3053,16 @@ export const ModelChunk: MessageFns<ModelChunk> = {
 };
 
 function createBaseUpdateHeader(): UpdateHeader {
-  return { studyId: "", round: 0, encoding: 0, totalBytes: 0, vectorLength: 0, baseModelSha256: "" };
+  return {
+    studyId: "",
+    round: 0,
+    encoding: 0,
+    totalBytes: 0,
+    vectorLength: 0,
+    baseModelSha256: "",
+    sha256: "",
+    offset: 0,
+  };
 }
 
 export const UpdateHeader: MessageFns<UpdateHeader> = {
@@ -3052,6 +3084,12 @@ export const UpdateHeader: MessageFns<UpdateHeader> = {
     }
     if (message.baseModelSha256 !== "") {
       writer.uint32(50).string(message.baseModelSha256);
+    }
+    if (message.sha256 !== "") {
+      writer.uint32(58).string(message.sha256);
+    }
+    if (message.offset !== 0) {
+      writer.uint32(64).uint64(message.offset);
     }
     return writer;
   },
@@ -3117,6 +3155,22 @@ export const UpdateHeader: MessageFns<UpdateHeader> = {
             message.baseModelSha256 = reader.string();
             continue;
           }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.sha256 = reader.string();
+            continue;
+          }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.offset = longToNumber(reader.uint64());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -3153,6 +3207,8 @@ export const UpdateHeader: MessageFns<UpdateHeader> = {
         : isSet(object.base_model_sha256)
         ? globalThis.String(object.base_model_sha256)
         : "",
+      sha256: isSet(object.sha256) ? globalThis.String(object.sha256) : "",
+      offset: isSet(object.offset) ? globalThis.Number(object.offset) : 0,
     };
   },
 
@@ -3176,6 +3232,12 @@ export const UpdateHeader: MessageFns<UpdateHeader> = {
     if (message.baseModelSha256 !== "") {
       obj.baseModelSha256 = message.baseModelSha256;
     }
+    if (message.sha256 !== "") {
+      obj.sha256 = message.sha256;
+    }
+    if (message.offset !== 0) {
+      obj.offset = Math.round(message.offset);
+    }
     return obj;
   },
 
@@ -3190,6 +3252,206 @@ export const UpdateHeader: MessageFns<UpdateHeader> = {
     message.totalBytes = object.totalBytes ?? 0;
     message.vectorLength = object.vectorLength ?? 0;
     message.baseModelSha256 = object.baseModelSha256 ?? "";
+    message.sha256 = object.sha256 ?? "";
+    message.offset = object.offset ?? 0;
+    return message;
+  },
+};
+
+function createBaseUploadQuery(): UploadQuery {
+  return { studyId: "", round: 0, sha256: "", totalBytes: 0 };
+}
+
+export const UploadQuery: MessageFns<UploadQuery> = {
+  encode(message: UploadQuery, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.studyId !== "") {
+      writer.uint32(10).string(message.studyId);
+    }
+    if (message.round !== 0) {
+      writer.uint32(16).uint32(message.round);
+    }
+    if (message.sha256 !== "") {
+      writer.uint32(26).string(message.sha256);
+    }
+    if (message.totalBytes !== 0) {
+      writer.uint32(32).uint64(message.totalBytes);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): UploadQuery {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseUploadQuery();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.studyId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.round = reader.uint32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.sha256 = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.totalBytes = longToNumber(reader.uint64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): UploadQuery {
+    return {
+      studyId: isSet(object.studyId)
+        ? globalThis.String(object.studyId)
+        : isSet(object.study_id)
+        ? globalThis.String(object.study_id)
+        : "",
+      round: isSet(object.round) ? globalThis.Number(object.round) : 0,
+      sha256: isSet(object.sha256) ? globalThis.String(object.sha256) : "",
+      totalBytes: isSet(object.totalBytes)
+        ? globalThis.Number(object.totalBytes)
+        : isSet(object.total_bytes)
+        ? globalThis.Number(object.total_bytes)
+        : 0,
+    };
+  },
+
+  toJSON(message: UploadQuery): unknown {
+    const obj: any = {};
+    if (message.studyId !== "") {
+      obj.studyId = message.studyId;
+    }
+    if (message.round !== 0) {
+      obj.round = Math.round(message.round);
+    }
+    if (message.sha256 !== "") {
+      obj.sha256 = message.sha256;
+    }
+    if (message.totalBytes !== 0) {
+      obj.totalBytes = Math.round(message.totalBytes);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<UploadQuery>, I>>(base?: I): UploadQuery {
+    return UploadQuery.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<UploadQuery>, I>>(object: I): UploadQuery {
+    const message = createBaseUploadQuery();
+    message.studyId = object.studyId ?? "";
+    message.round = object.round ?? 0;
+    message.sha256 = object.sha256 ?? "";
+    message.totalBytes = object.totalBytes ?? 0;
+    return message;
+  },
+};
+
+function createBaseUploadProgress(): UploadProgress {
+  return { receivedBytes: 0 };
+}
+
+export const UploadProgress: MessageFns<UploadProgress> = {
+  encode(message: UploadProgress, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.receivedBytes !== 0) {
+      writer.uint32(8).uint64(message.receivedBytes);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): UploadProgress {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseUploadProgress();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.receivedBytes = longToNumber(reader.uint64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): UploadProgress {
+    return {
+      receivedBytes: isSet(object.receivedBytes)
+        ? globalThis.Number(object.receivedBytes)
+        : isSet(object.received_bytes)
+        ? globalThis.Number(object.received_bytes)
+        : 0,
+    };
+  },
+
+  toJSON(message: UploadProgress): unknown {
+    const obj: any = {};
+    if (message.receivedBytes !== 0) {
+      obj.receivedBytes = Math.round(message.receivedBytes);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<UploadProgress>, I>>(base?: I): UploadProgress {
+    return UploadProgress.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<UploadProgress>, I>>(object: I): UploadProgress {
+    const message = createBaseUploadProgress();
+    message.receivedBytes = object.receivedBytes ?? 0;
     return message;
   },
 };
@@ -6138,6 +6400,19 @@ export const FederationServiceService = {
     responseSerialize: (value: UploadReceipt): Buffer => Buffer.from(UploadReceipt.encode(value).finish()),
     responseDeserialize: (value: Buffer): UploadReceipt => UploadReceipt.decode(value),
   },
+  /**
+   * QueryUpload says how many bytes of an interrupted upload the coordinator holds (an upload whose header
+   * declared its SHA-256), so the site resumes from there instead of sending the update again from the start.
+   */
+  queryUpload: {
+    path: "/federa.v1.FederationService/QueryUpload" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: UploadQuery): Buffer => Buffer.from(UploadQuery.encode(value).finish()),
+    requestDeserialize: (value: Buffer): UploadQuery => UploadQuery.decode(value),
+    responseSerialize: (value: UploadProgress): Buffer => Buffer.from(UploadProgress.encode(value).finish()),
+    responseDeserialize: (value: Buffer): UploadProgress => UploadProgress.decode(value),
+  },
   /** ReportMetrics records the clear-text metrics a site chooses to share for a round. */
   reportMetrics: {
     path: "/federa.v1.FederationService/ReportMetrics" as const,
@@ -6249,6 +6524,11 @@ export interface FederationServiceServer extends UntypedServiceImplementation {
    * plaintext vector or CKKS ciphertexts, so encryption changes the bytes, not the protocol.
    */
   uploadUpdate: handleClientStreamingCall<UpdateChunk, UploadReceipt>;
+  /**
+   * QueryUpload says how many bytes of an interrupted upload the coordinator holds (an upload whose header
+   * declared its SHA-256), so the site resumes from there instead of sending the update again from the start.
+   */
+  queryUpload: handleUnaryCall<UploadQuery, UploadProgress>;
   /** ReportMetrics records the clear-text metrics a site chooses to share for a round. */
   reportMetrics: handleUnaryCall<MetricsReport, MetricsAck>;
   /**
@@ -6343,6 +6623,25 @@ export interface FederationServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: UploadReceipt) => void,
   ): ClientWritableStream<UpdateChunk>;
+  /**
+   * QueryUpload says how many bytes of an interrupted upload the coordinator holds (an upload whose header
+   * declared its SHA-256), so the site resumes from there instead of sending the update again from the start.
+   */
+  queryUpload(
+    request: UploadQuery,
+    callback: (error: ServiceError | null, response: UploadProgress) => void,
+  ): ClientUnaryCall;
+  queryUpload(
+    request: UploadQuery,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: UploadProgress) => void,
+  ): ClientUnaryCall;
+  queryUpload(
+    request: UploadQuery,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: UploadProgress) => void,
+  ): ClientUnaryCall;
   /** ReportMetrics records the clear-text metrics a site chooses to share for a round. */
   reportMetrics(
     request: MetricsReport,
