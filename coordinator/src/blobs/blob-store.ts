@@ -136,6 +136,29 @@ export class BlobStore {
     }
   }
 
+  /** The whole blob in shared memory, for worker threads to read in place (an encrypted update being summed). */
+  async getShared(sha256: string): Promise<Uint8Array> {
+    const path = this.pathOf(sha256);
+    let handle: FileHandle;
+    try {
+      handle = await open(path, constants.O_RDONLY);
+    } catch (error) {
+      throw notFoundOr(error, sha256);
+    }
+    try {
+      const { size } = await handle.stat();
+      const bytes = new Uint8Array(new SharedArrayBuffer(size));
+      for (let at = 0; at < size; ) {
+        const { bytesRead } = await handle.read(bytes, at, Math.min(READ_CHUNK_BYTES * 16, size - at), at);
+        if (bytesRead === 0) throw new Error(`blob ${sha256} ended after ${at} of ${size} bytes`);
+        at += bytesRead;
+      }
+      return bytes;
+    } finally {
+      await handle.close();
+    }
+  }
+
   /** Throws when a blob could not be written now (a read-only or full disk): what the health check asks. */
   async checkWritable(): Promise<void> {
     const tmpDir = join(this.rootDir, 'tmp');

@@ -1,3 +1,4 @@
+import { availableParallelism } from 'node:os';
 import { parseArgs } from 'node:util';
 import { z } from 'zod';
 import { describeIssues } from '@federa/shared';
@@ -20,6 +21,13 @@ export const coordinatorConfigSchema = z
   trustProxy: z.string().min(1).max(500).default('loopback'),
   /** Uploads received at once; more wait (unread, held back by gRPC flow control). Bounds the memory they take. */
   maxConcurrentUploads: z.coerce.number().int().min(1).max(1000).default(8),
+  /** Threads that check and add encrypted updates (each adds its share of every update's ciphertexts). */
+  aggregationThreads: z.coerce
+    .number()
+    .int()
+    .min(1)
+    .max(64)
+    .default(() => Math.min(16, availableParallelism())),
   /** A site not heard from (heartbeat) for this long is away: not assigned to new rounds. */
   siteAwaySeconds: z.coerce.number().int().min(3).max(3600).default(45),
   /**
@@ -84,6 +92,7 @@ export function configFromCommandLine(argv: string[], env: NodeJS.ProcessEnv): C
       'trust-proxy': { type: 'string' },
       'site-away': { type: 'string' },
       'reconnect-grace': { type: 'string' },
+      'aggregation-threads': { type: 'string' },
       'http-port': { type: 'string' },
       'grpc-port': { type: 'string' },
       'data-dir': { type: 'string' },
@@ -100,6 +109,7 @@ export function configFromCommandLine(argv: string[], env: NodeJS.ProcessEnv): C
     trustProxy: values['trust-proxy'] ?? env.FEDERA_TRUST_PROXY,
     siteAwaySeconds: values['site-away'] ?? env.FEDERA_SITE_AWAY_SECONDS,
     reconnectGraceSeconds: values['reconnect-grace'] ?? env.FEDERA_RECONNECT_GRACE_SECONDS,
+    aggregationThreads: values['aggregation-threads'] ?? env.FEDERA_AGGREGATION_THREADS,
     httpPort: values['http-port'] ?? env.FEDERA_HTTP_PORT,
     grpcPort: values['grpc-port'] ?? env.FEDERA_GRPC_PORT,
     dataDir: values['data-dir'] ?? env.FEDERA_DATA_DIR,

@@ -32,13 +32,20 @@ export class Aggregator {
     return { kind: 'weights', model, sum, sites: accumulator.count };
   }
 
-  /** The encrypted sum is what gets published: only sites can turn it into the next global weights. */
-  async sumEncrypted(receipts: Array<{ sha256: string }>): Promise<PublishedRound> {
-    const blobs = this.blobs;
-    const { bytes, sites } = await this.encrypted.sum(
-      (async function* () {
-        for (const receipt of receipts) yield await blobs.get(receipt.sha256);
-      })(),
+  /** A round that ended holds no running sum any more. */
+  forgetRound(roundId: string): void {
+    this.encrypted.forgetRound(roundId);
+  }
+
+  /**
+   * The encrypted sum is what gets published: only sites can turn it into the next global weights. Usually the
+   * round's running sum (each update was added as it was accepted); summed again from the stored updates otherwise.
+   */
+  async sumEncrypted(roundId: string, receipts: Array<{ sha256: string }>): Promise<PublishedRound> {
+    const { bytes, sites } = await this.encrypted.sumRound(
+      roundId,
+      receipts.map((r) => r.sha256),
+      (sha256) => this.blobs.getShared(sha256),
     );
     const blob = await this.blobs.put(bytes);
     return { kind: 'encrypted_aggregate', model: blob, sum: blob, sites };

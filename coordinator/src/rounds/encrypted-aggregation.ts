@@ -1,40 +1,85 @@
 import { Inject, Injectable, type OnApplicationShutdown } from '@nestjs/common';
-import { CkksContext, CkksError } from '@federa/shared';
-import { CKKS_PUBLIC_PARAMS } from '../app/tokens.js';
+import { CkksContext, CkksError, CkksWorkerPool, createLogger, type ParallelAccumulator } from '@federa/shared';
+import { CKKS_PUBLIC_PARAMS, COORDINATOR_CONFIG } from '../app/tokens.js';
+import type { CoordinatorConfig } from '../config/index.js';
 import { FederationError, GrpcStatus } from '../federation/federation-error.js';
+
+/** A round's sum so far, and which updates (by SHA-256) are in it. */
+interface RunningSum {
+  sum: ParallelAccumulator;
+  added: Set<string>;
+}
 
 /**
  * Sums CKKS-encrypted updates with the consortium's public parameters only: nothing here can decrypt. The
  * parameters come from the coordinator kit; without a kit (insecure development mode) encrypted studies are
  * refused rather than silently run in the clear.
+ *
+ * Each update is checked completely and added to its round's running sum as it is accepted, once, on worker
+ * threads (the event loop keeps serving the other sites meanwhile), so closing a round only serialises the sum.
+ * The running sum lives in memory: after a restart, or if it ever disagrees with the round's receipts, the close
+ * sums the stored updates again.
  */
 @Injectable()
 export class EncryptedAggregation implements OnApplicationShutdown {
+  private readonly log = createLogger('aggregation');
   private context: Promise<CkksContext> | undefined;
+  private pool: Promise<CkksWorkerPool> | undefined;
+  private readonly running = new Map<string, RunningSum>();
 
-  constructor(@Inject(CKKS_PUBLIC_PARAMS) private readonly publicParams: Uint8Array | null) {}
+  constructor(
+    @Inject(CKKS_PUBLIC_PARAMS) private readonly publicParams: Uint8Array | null,
+    @Inject(COORDINATOR_CONFIG) private readonly config: Pick<CoordinatorConfig, 'aggregationThreads'>,
+  ) {}
 
   get available(): boolean {
     return this.publicParams !== null;
   }
 
   /**
-   * Checks an uploaded payload completely (framing, checksum, parameters, key, every coefficient's range, one site's
-   * update of the expected length) once, without summing it: the round's sum at its close adds it.
+   * Checks an accepted update completely (framing, checksum, parameters, key, every coefficient's range, one site's
+   * update of the expected length) and adds it to its round's running sum. Refused with INVALID_ARGUMENT, adding
+   * nothing, when anything is wrong with it. Called under the study's lock, after the round's own checks.
    */
-  async validateUpdate(payload: Uint8Array, vectorLength: number): Promise<void> {
-    const context = await this.contextOrThrow();
+  async addToRound(roundId: string, sha256: string, payload: Uint8Array, vectorLength: number): Promise<void> {
+    let running = this.running.get(roundId);
+    if (!running) {
+      running = { sum: await (await this.poolOrThrow()).createAccumulator(this.key()), added: new Set() };
+      this.running.set(roundId, running);
+    }
     try {
-      const info = context.checkUpdate(payload, this.key());
-      if (info.vectorLength !== vectorLength) {
-        throw new CkksError('LENGTH_MISMATCH', `CKKS payload holds ${info.vectorLength} values, the study's model needs ${vectorLength}`);
-      }
+      await running.sum.add(payload, { vectorLength });
     } catch (error) {
-      if (error instanceof CkksError) {
+      // What is wrong with the update itself was found before anything was added: refused, the sum unchanged.
+      if (error instanceof CkksError && error.code !== 'ACCUMULATOR_FAILED' && error.code !== 'SEAL_ERROR') {
         throw new FederationError(GrpcStatus.INVALID_ARGUMENT, `encrypted update refused (${error.code}): ${error.message}`);
       }
+      // Part of it may be in the sum: drop the sum (the close sums the stored updates) and fail this upload.
+      this.running.delete(roundId);
       throw error;
     }
+    running.added.add(sha256);
+  }
+
+  /** The round's sum no longer matches its receipts (an accepted update was not recorded): the close starts over. */
+  forgetRound(roundId: string): void {
+    this.running.delete(roundId);
+  }
+
+  /**
+   * The encrypted sum of exactly these updates: the running sum when it holds exactly them, otherwise summed again
+   * from `read` (one update at a time, each into shared memory for the threads).
+   */
+  async sumRound(roundId: string, updates: readonly string[], read: (sha256: string) => Promise<Uint8Array>): Promise<{ bytes: Uint8Array; sites: number }> {
+    const running = this.running.get(roundId);
+    this.running.delete(roundId);
+    if (running && running.added.size === updates.length && updates.every((sha) => running.added.has(sha))) {
+      return { bytes: running.sum.result(), sites: running.sum.sites };
+    }
+    if (running) this.log.warn({ roundId, inSum: running.added.size, receipts: updates.length }, 'the running sum does not match the receipts; summing the stored updates again');
+    const sum = await (await this.poolOrThrow()).createAccumulator(this.key());
+    for (const sha256 of updates) await sum.add(await read(sha256));
+    return { bytes: sum.result(), sites: sum.sites };
   }
 
   /** The size of one site's update of `vectorLength` values: checked against an upload's header before its data. */
@@ -47,18 +92,13 @@ export class EncryptedAggregation implements OnApplicationShutdown {
     return (await this.contextOrThrow()).valuesPerCiphertext;
   }
 
-  /** Adds the payloads one at a time (memory is one vector, whatever their number) and returns the encrypted sum. */
-  async sum(payloads: AsyncIterable<Uint8Array>): Promise<{ bytes: Uint8Array; sites: number }> {
-    const context = await this.contextOrThrow();
-    const accumulator = context.createAccumulator(this.key());
-    for await (const payload of payloads) accumulator.add(payload);
-    return { bytes: accumulator.result(), sites: accumulator.sites };
-  }
-
   async onApplicationShutdown(): Promise<void> {
-    const context = this.context;
+    this.running.clear();
+    const [context, pool] = [this.context, this.pool];
     this.context = undefined;
-    if (context) (await context).dispose();
+    this.pool = undefined;
+    if (pool) await (await pool.catch(() => undefined))?.close();
+    if (context) (await context.catch(() => undefined))?.dispose();
   }
 
   private key(): Uint8Array {
@@ -69,6 +109,12 @@ export class EncryptedAggregation implements OnApplicationShutdown {
   private contextOrThrow(): Promise<CkksContext> {
     this.context ??= CkksContext.fromKey(this.key());
     return this.context;
+  }
+
+  private poolOrThrow(): Promise<CkksWorkerPool> {
+    this.key();
+    this.pool ??= CkksWorkerPool.create({ threads: this.config.aggregationThreads });
+    return this.pool;
   }
 }
 

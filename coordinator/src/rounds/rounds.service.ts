@@ -417,7 +417,7 @@ export class RoundsService implements OnApplicationBootstrap, OnApplicationShutd
     });
     const published =
       def.aggregation === 'ckks'
-        ? await this.aggregator.sumEncrypted(round.receipts)
+        ? await this.aggregator.sumEncrypted(round.id, round.receipts)
         : await this.aggregator.averagePlain(baseRow.sha256, round.receipts, round.assignedSites.length);
     const finished = round.number >= study.totalRounds;
     const now = new Date();
@@ -518,6 +518,7 @@ export class RoundsService implements OnApplicationBootstrap, OnApplicationShutd
   /** A round closed, failed or was abandoned: no deadline, and no partial uploads kept for it. */
   private roundEnded(round: { id: string; studyId: string; number: number }): void {
     this.clearDeadline(round.id);
+    this.aggregator.forgetRound(round.id);
     this.partials
       .removeRound(round.studyId, round.number)
       .catch((error: unknown) => this.log.warn({ err: error, studyId: round.studyId, round: round.number }, 'could not remove the partial uploads of a round'));

@@ -126,7 +126,9 @@ export class UploadReceiver {
       );
     }
     try {
-      return await this.accept(siteId, header, target, await this.blobs.get(blob.sha256), blob);
+      // An encrypted update is read into shared memory: the aggregation threads read it there, in place.
+      const payload = header.encoding === federation.UpdateEncoding.UPDATE_ENCODING_CKKS ? await this.blobs.getShared(blob.sha256) : await this.blobs.get(blob.sha256);
+      return await this.accept(siteId, header, target, payload, blob);
     } catch (error) {
       if (error instanceof FederationError) return refuse(error);
       throw error;
@@ -176,11 +178,8 @@ export class UploadReceiver {
     blob: { sha256: string; size: number },
   ): Promise<federation.UploadReceipt> {
     const digest = blob.sha256;
-    if (header.encoding === federation.UpdateEncoding.UPDATE_ENCODING_PLAINTEXT_F32) {
-      validatePlaintextUpdate(payload, target.layout, siteId);
-    } else {
-      await this.encrypted.validateUpdate(payload, target.vectorLength);
-    }
+    const encrypted = header.encoding !== federation.UpdateEncoding.UPDATE_ENCODING_PLAINTEXT_F32;
+    if (!encrypted) validatePlaintextUpdate(payload, target.layout, siteId);
 
     const accepted = await this.locks.run(target.studyId, async () => {
       // Re-check under the study's lock: the round may have closed while the bytes were arriving.
@@ -206,8 +205,10 @@ export class UploadReceiver {
           `this exact update (sha256 ${blob.sha256}) was already uploaded for round ${header.round} of study ${header.studyId}; replays are never added`,
         );
       }
+      // An encrypted update is checked completely and added to the round's running sum here, once.
+      if (encrypted) await this.encrypted.addToRound(round.id, blob.sha256, payload, target.vectorLength);
       const receivedAt = new Date();
-      const { records } = await this.audit.transaction(async (tx) => {
+      const recorded = this.audit.transaction(async (tx) => {
         await tx.updateReceipt.create({
           data: {
             id: randomUUID(),
@@ -230,6 +231,11 @@ export class UploadReceiver {
             details: { message: 'update', sha256: digest, bytes: blob.size, encoding: federation.updateEncodingToJSON(header.encoding) },
           },
         };
+      });
+      const { records } = await recorded.catch((error: unknown) => {
+        // In the sum but not recorded: the close must not use that sum.
+        if (encrypted) this.encrypted.forgetRound(round.id);
+        throw error;
       });
       this.log.info({ siteId, studyId: target.studyId, round: header.round, bytes: blob.size }, 'update received');
       return { receivedAt, auditSeq: records[0]!.seq };

@@ -19,7 +19,9 @@ import {
   type PayloadHeader,
   type PayloadKind,
 } from './payload.js';
-import { allAtMost, Modulus, packBits, packedBytes, unpackBits } from './polyq.js';
+import { CiphertextAccumulator } from './accumulator.js';
+import { Modulus, packBits, packedBytes } from './polyq.js';
+import { CiphertextReader } from './reader.js';
 import { loadSeal, sealCall, type Seal } from './seal.js';
 import { MAX_POLYS, SEED_BYTES, SealLayout } from './seal-format.js';
 
@@ -336,23 +338,6 @@ export class CkksContext {
     );
   }
 
-  /**
-   * Checks one site's update completely without adding it anywhere: framing, checksum, parameters, the key named in
-   * `publicParams`, and every coefficient's range. What the coordinator does once per upload; the sum at the
-   * round's close adds it.
-   */
-  checkUpdate(payload: Uint8Array, publicParams: Uint8Array): CkksPayloadInfo {
-    this.assertLive();
-    const key = readKeyHeader(publicParams);
-    this.checkKeyHeader(key, 'public parameters');
-    const header = this.checkPayload(payload, key.keyId);
-    if (header.kind !== 'update' || header.siteCount !== 1) {
-      throw new CkksError('CORRUPT', `a site uploads one update, not a ${header.kind} of ${header.siteCount} sites`);
-    }
-    new CiphertextReader(this, payload, header).validateAll();
-    return this.inspectPayload(payload);
-  }
-
   /** Checks a payload's framing and header and says what it holds (without decrypting). */
   inspectPayload(payload: Uint8Array): CkksPayloadInfo {
     this.assertLive();
@@ -425,193 +410,6 @@ export class CkksContext {
 
   private assertLive(): void {
     if (this.disposed) throw new CkksError('SEAL_ERROR', 'this CKKS context has been disposed');
-  }
-}
-
-/**
- * Reads the ciphertexts of a checked payload back into SEAL's serialisation, refusing coefficients that a
- * well-formed payload cannot contain (c0 above the compressed range, residues at or above q).
- */
-class CiphertextReader {
-  private readonly n: number;
-  private readonly c0Bytes: number;
-  private readonly c1Bytes: number;
-  private readonly c0At: number;
-  private readonly c1At: number;
-
-  constructor(
-    private readonly ctx: CkksContext,
-    private readonly payload: Uint8Array,
-    private readonly header: PayloadHeader,
-  ) {
-    this.n = ctx.valuesPerCiphertext;
-    this.c0Bytes = packedBytes(this.n, header.c0Bits);
-    this.c1Bytes = header.kind === 'aggregate' ? packedBytes(this.n, header.c1Bits) : 0;
-    this.c0At = PAYLOAD_HEADER_BYTES + (header.kind === 'update' ? header.ciphertextCount * SEED_BYTES : 0);
-    this.c1At = this.c0At + header.ciphertextCount * this.c0Bytes;
-  }
-
-  /** Checks every coefficient's range (before anything is added to a sum). */
-  validateAll(): void {
-    for (let i = 0; i < this.header.ciphertextCount; i++) {
-      this.c0(i);
-      if (this.header.kind === 'aggregate') this.c1(i);
-    }
-  }
-
-  /** c0 of ciphertext i in coefficient form, as residues modulo q. */
-  c0(i: number): Uint32Array {
-    const c0 = new Uint32Array(2 * this.n);
-    unpackBits(this.payload, this.c0At + i * this.c0Bytes, this.header.c0Bits, c0);
-    const ok = this.header.kind === 'update' ? allAtMost(c0, this.ctx.internals.compressedMax) : this.ctx.modulus.allReduced(c0);
-    if (!ok) throw new CkksError('CORRUPT', `CKKS payload is corrupt: ciphertext ${i} has c0 coefficients out of range`);
-    if (this.header.kind === 'update') this.ctx.modulus.decompress(c0, this.ctx.parameters.droppedBits);
-    return c0;
-  }
-
-  /** c1 of ciphertext i of an aggregate, in NTT form. */
-  c1(i: number): Uint32Array {
-    const c1 = new Uint32Array(2 * this.n);
-    unpackBits(this.payload, this.c1At + i * this.c1Bytes, this.header.c1Bits, c1);
-    if (!this.ctx.modulus.allReduced(c1)) throw new CkksError('CORRUPT', `CKKS payload is corrupt: ciphertext ${i} has c1 coefficients out of range`);
-    return c1;
-  }
-
-  /** 64-byte SEAL seed of ciphertext i of an update. */
-  seed(i: number): Uint8Array {
-    return this.payload.subarray(PAYLOAD_HEADER_BYTES + i * SEED_BYTES, PAYLOAD_HEADER_BYTES + (i + 1) * SEED_BYTES);
-  }
-
-  /**
-   * Ciphertext i as SEAL bytes, given its c0 in NTT form: seeded for an update (SEAL regenerates c1 on
-   * load), both polynomials for an aggregate.
-   */
-  sealCiphertext(i: number, c0Ntt: Uint32Array): Uint8Array {
-    const { scale } = this.ctx.internals;
-    if (this.header.kind === 'update') return this.ctx.layout.writeCiphertext(c0Ntt, 2, true, scale, this.seed(i));
-    const both = new Uint32Array(4 * this.n);
-    both.set(c0Ntt, 0);
-    both.set(this.c1(i), 2 * this.n);
-    return this.ctx.layout.writeCiphertext(both, 2, true, scale);
-  }
-}
-
-/**
- * The coordinator's running sum of encrypted vectors. Holds one ciphertext's worth of coefficients per N
- * values whatever the number of sites, never a key that decrypts, and checks every payload completely
- * before adding it, so a refused payload leaves the sum as it was.
- */
-export class CiphertextAccumulator {
-  private readonly keyId: Uint8Array;
-  private sum0: Uint32Array | undefined;
-  private sum1: Uint32Array | undefined;
-  private length: number | undefined;
-  private summed = 0;
-  private readonly seen = new Set<string>();
-  private failed: Error | undefined;
-
-  constructor(
-    private readonly ctx: CkksContext,
-    publicParams: Uint8Array,
-  ) {
-    const header = readKeyHeader(publicParams);
-    ctx.checkKeyHeader(header, 'public parameters');
-    this.keyId = header.keyId;
-  }
-
-  /** Sites summed so far. */
-  get sites(): number {
-    return this.summed;
-  }
-
-  /** Length of the vectors being summed, once the first payload is in. */
-  get vectorLength(): number | undefined {
-    return this.length;
-  }
-
-  /**
-   * Adds a site's update, or a partial aggregate (to resume a sum saved by result()). Throws a CkksError
-   * naming what is wrong with a payload; nothing is added then.
-   */
-  add(payload: Uint8Array): void {
-    if (this.failed !== undefined) throw new CkksError('ACCUMULATOR_FAILED', `this sum is unusable after an earlier failure: ${this.failed.message}`);
-    const header = this.ctx.checkPayload(payload, this.keyId);
-    if (this.length !== undefined && header.vectorLength !== this.length) {
-      throw new CkksError('LENGTH_MISMATCH', `CKKS payload holds ${header.vectorLength} values, this sum holds ${this.length}`);
-    }
-    const { maxSites } = this.ctx.parameters;
-    if (this.summed + header.siteCount > maxSites) {
-      throw new CkksError(
-        'TOO_MANY_SITES',
-        `adding ${header.siteCount} more site(s) to ${this.summed} would exceed the ${maxSites} the CKKS parameters can sum without overflow`,
-      );
-    }
-    const reader = new CiphertextReader(this.ctx, payload, header);
-    // The first seed is 64 random bytes, unique to this update; an aggregate is identified by its digest.
-    const identity =
-      header.kind === 'update' ? hex(reader.seed(0)) : createHash('sha256').update(payload).digest('hex');
-    if (this.seen.has(identity)) throw new CkksError('DUPLICATE', 'this CKKS payload has already been added to the sum');
-    reader.validateAll();
-
-    const n = this.ctx.valuesPerCiphertext;
-    const { seal, context, scratch, scale } = this.ctx.internals;
-    try {
-      this.sum0 ??= new Uint32Array(header.ciphertextCount * 2 * n);
-      this.sum1 ??= new Uint32Array(header.ciphertextCount * 2 * n);
-      // Ciphertext addition is coefficient-wise addition modulo q: c0 (coefficient form) and c1 (NTT form)
-      // are summed separately, so no transform is needed here.
-      const zeroC0 = new Uint32Array(2 * n);
-      for (let i = 0; i < header.ciphertextCount; i++) {
-        const at = i * 2 * n;
-        let c1: Uint32Array;
-        if (header.kind === 'update') {
-          // SEAL regenerates c1 from the seed when it loads a seeded ciphertext (c0 does not matter for that).
-          const bytes = this.ctx.layout.writeCiphertext(zeroC0, 2, true, scale, reader.seed(i));
-          const full = sealCall(seal, 'expanding a ciphertext seed', () => {
-            scratch.loadFromArray(context, bytes);
-            return toBytes(scratch.saveToArray(seal.ComprModeType.none));
-          });
-          c1 = this.ctx.layout.readCiphertext(full, 2).subarray(2 * n);
-        } else {
-          c1 = reader.c1(i);
-        }
-        this.ctx.modulus.addInto(this.sum0.subarray(at, at + 2 * n), reader.c0(i));
-        this.ctx.modulus.addInto(this.sum1.subarray(at, at + 2 * n), c1);
-      }
-    } catch (error) {
-      // Part of the payload may be in the sum: refuse to go on rather than return a wrong aggregate.
-      this.failed = error instanceof Error ? error : new Error(String(error));
-      throw error;
-    }
-    this.length = header.vectorLength;
-    this.summed += header.siteCount;
-    this.seen.add(identity);
-  }
-
-  /** The encrypted sum, serialised: c0 in coefficient form and c1 in NTT form, both at q's bit width. */
-  result(): Uint8Array {
-    if (this.failed !== undefined) throw new CkksError('ACCUMULATOR_FAILED', `this sum is unusable after an earlier failure: ${this.failed.message}`);
-    if (this.length === undefined || this.sum0 === undefined || this.sum1 === undefined) {
-      throw new CkksError('EMPTY_SUM', 'no CKKS payload has been added: there is no sum yet');
-    }
-    const n = this.ctx.valuesPerCiphertext;
-    const bits = this.ctx.modulus.bits;
-    const count = Math.ceil(this.length / n);
-    const header: PayloadHeader = {
-      kind: 'aggregate',
-      c0Bits: bits,
-      c1Bits: bits,
-      vectorLength: this.length,
-      ciphertextCount: count,
-      siteCount: this.summed,
-      fingerprint: Buffer.from(this.ctx.fingerprint, 'hex'),
-      keyId: this.keyId,
-    };
-    const out = startPayload(header, n);
-    const at = packBits(this.sum0, bits, out, PAYLOAD_HEADER_BYTES);
-    const end = packBits(this.sum1, bits, out, at);
-    if (end !== payloadBytes(header, n) - 4) throw new CkksError('SEAL_ERROR', 'internal error: aggregate size');
-    return sealPayload(out);
   }
 }
 

@@ -3,7 +3,8 @@
  * ciphertexts without any key that decrypts, sites decrypt the sum. Parameters and error bound:
  * PARAMETERS.md.
  */
-export { CkksContext, CiphertextAccumulator, type CkksKeys, type CkksPayloadInfo } from './context.js';
+export { CkksContext, type CkksKeys, type CkksPayloadInfo } from './context.js';
+export { CiphertextAccumulator, EncryptedSum, type ExpectedUpdate } from './accumulator.js';
 export { CkksError, type CkksErrorCode } from './errors.js';
 export {
   DEFAULT_CKKS_PARAMETERS,
@@ -16,8 +17,9 @@ export {
   type CkksParameters,
 } from './params.js';
 export type { PayloadKind } from './payload.js';
+export { ckksParametersOf } from './keys.js';
 export { sealHeapBytes } from './seal.js';
-export { CkksWorkerPool, type CkksWorkerPoolOptions } from './pool.js';
+export { CkksWorkerPool, ParallelAccumulator, type CkksWorkerPoolOptions } from './pool.js';
 export {
   TAGS_PER_CIPHERTEXT,
   contributionTag,

@@ -145,3 +145,8 @@ export function readKeyHeader(bytes: Uint8Array): KeyHeader {
   if (bytes.length >= 4 && Buffer.from(bytes.subarray(0, 4)).toString('latin1') === SECRET_MAGIC) return readSecretKey(bytes);
   return readPublicParams(bytes);
 }
+
+/** The CKKS parameters a key blob (secret key or public parameters) was made for. */
+export function ckksParametersOf(key: Uint8Array): CkksParameters {
+  return readKeyHeader(key).params;
+}

@@ -64,4 +64,30 @@ describe('CKKS worker pool', () => {
     const back = await pool.decryptVector(payload, secretKey);
     expect(Math.abs((back[0] as number) - 1)).toBeLessThan(1e-6);
   });
+
+  it('sums on the threads exactly what the single-threaded accumulator sums, refusing a bad update without touching the sum', async () => {
+    const length = 7 * N + 5;
+    const vectors = [0, 1, 2].map((k) => new Float32Array(length).map((_, i) => Math.sin(i + k) * 100));
+    const payloads = vectors.map((v) => context.encryptVector(v, secretKey));
+    const single = context.createAccumulator(publicParams);
+    const parallel = await pool.createAccumulator(publicParams);
+    for (const p of payloads.slice(0, 2)) {
+      single.add(p);
+      await parallel.add(p, { vectorLength: length });
+    }
+    // A coefficient out of range in the last ciphertext, behind a valid checksum: only a thread sees it.
+    const tampered = payloads[2]!.slice();
+    const lastC0 = tampered.length - 4 - 11776;
+    tampered.fill(0xff, lastC0, lastC0 + 6);
+    new DataView(tampered.buffer).setUint32(tampered.length - 4, crc32(tampered.subarray(0, tampered.length - 4)), true);
+    await expect(parallel.add(tampered, { vectorLength: length })).rejects.toMatchObject({ code: 'CORRUPT', message: /ciphertext 6 / });
+    // Not one site's update of the round's length: refused before any thread reads it.
+    await expect(parallel.add(payloads[2]!, { vectorLength: length + 1 })).rejects.toMatchObject({ code: 'LENGTH_MISMATCH' });
+    await expect(parallel.add(single.result(), { vectorLength: length })).rejects.toMatchObject({ code: 'CORRUPT', message: /not an aggregate of 2 sites/ });
+    await expect(parallel.add(payloads[0]!)).rejects.toMatchObject({ code: 'DUPLICATE' });
+    single.add(payloads[2]!);
+    await parallel.add(payloads[2]!);
+    expect(parallel.sites).toBe(3);
+    expect(Buffer.from(parallel.result()).equals(Buffer.from(single.result()))).toBe(true);
+  });
 });

@@ -1,5 +1,6 @@
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
+import { EncryptedSum, type ExpectedUpdate } from './accumulator.js';
 import { CkksContext } from './context.js';
 import { CkksError, type CkksErrorCode } from './errors.js';
 import { readKeyHeader } from './keys.js';
@@ -14,6 +15,9 @@ export interface CkksWorkerPoolOptions {
   workerUrl?: URL;
 }
 
+/** A request before the pool numbers it (Omit on each member of the union). */
+type Unnumbered<T> = T extends unknown ? Omit<T, 'id'> : never;
+
 interface Pending {
   resolve: () => void;
   reject: (error: Error) => void;
@@ -22,8 +26,8 @@ interface Pending {
 /**
  * Encrypts and decrypts large vectors on several threads (each SEAL call uses one core). Output is
  * byte-for-byte the format CkksContext produces and reads; small vectors gain nothing and can stay on
- * CkksContext. The coordinator's accumulator stays single-threaded: it is bounded by seed expansion
- * and memory bandwidth, and adds sites as they arrive.
+ * CkksContext. The coordinator sums on it too (createAccumulator): each thread checks and adds its own
+ * range of every payload's ciphertexts into shared sums.
  */
 export class CkksWorkerPool {
   private readonly pending = new Map<number, Pending>();
@@ -86,6 +90,21 @@ export class CkksWorkerPool {
     return new Float64Array(out);
   }
 
+  /** A running sum whose payloads are checked and added on all threads. */
+  async createAccumulator(publicParams: Uint8Array): Promise<ParallelAccumulator> {
+    return new ParallelAccumulator(await this.contextFor(publicParams), publicParams, this);
+  }
+
+  /** @internal Range-checks every ciphertext of a payload (in shared memory), on all threads. */
+  async checkPayloadRanges(payload: Uint8Array, ciphertexts: number, key: Uint8Array): Promise<void> {
+    await this.spread(ciphertexts, (first, count) => ({ op: 'check', key, input: payload, first, count }));
+  }
+
+  /** @internal Adds every ciphertext of a checked payload (in shared memory) into the shared sums, on all threads. */
+  async addPayloadRanges(payload: Uint8Array, ciphertexts: number, key: Uint8Array, sum0: Uint32Array, sum1: Uint32Array): Promise<void> {
+    await this.spread(ciphertexts, (first, count) => ({ op: 'add', key, input: payload, first, count, sum0, sum1 }));
+  }
+
   /** Stops the threads and frees the pool's SEAL objects. */
   async close(): Promise<void> {
     if (this.closed) return;
@@ -95,9 +114,9 @@ export class CkksWorkerPool {
     for (const context of this.contexts.values()) (await context.catch(() => undefined))?.dispose();
   }
 
-  private contextFor(secretKey: Uint8Array): Promise<CkksContext> {
+  private contextFor(key: Uint8Array): Promise<CkksContext> {
     if (this.closed) return Promise.reject(new CkksError('SEAL_ERROR', 'the CKKS worker pool is closed'));
-    const { params } = readKeyHeader(secretKey);
+    const { params } = readKeyHeader(key);
     const fingerprint = parametersFingerprint(params);
     let context = this.contexts.get(fingerprint);
     if (context === undefined) {
@@ -108,7 +127,7 @@ export class CkksWorkerPool {
   }
 
   /** Splits ciphertexts 0..count-1 into one contiguous range per thread and waits for all of them. */
-  private async spread(count: number, request: (first: number, count: number) => Omit<RangeRequest, 'id'>): Promise<void> {
+  private async spread(count: number, request: (first: number, count: number) => Unnumbered<RangeRequest>): Promise<void> {
     const ranges = Math.min(this.workers.length, count);
     const calls: Promise<void>[] = [];
     for (let r = 0; r < ranges; r++) {
@@ -122,13 +141,13 @@ export class CkksWorkerPool {
     if (failure !== undefined) throw failure.reason;
   }
 
-  private call(worker: Worker, request: Omit<RangeRequest, 'id'>): Promise<void> {
+  private call(worker: Worker, request: Unnumbered<RangeRequest>): Promise<void> {
     if (this.closed) return Promise.reject(new CkksError('SEAL_ERROR', 'the CKKS worker pool is closed'));
     if (this.broken !== undefined) return Promise.reject(this.broken);
     const id = this.nextId++;
     return new Promise<void>((resolve, reject) => {
       this.pending.set(id, { resolve, reject });
-      worker.postMessage({ ...request, id } satisfies RangeRequest);
+      worker.postMessage({ ...request, id } as RangeRequest);
     });
   }
 
@@ -149,4 +168,49 @@ export class CkksWorkerPool {
     for (const pending of this.pending.values()) pending.reject(error);
     this.pending.clear();
   }
+}
+
+/**
+ * The running sum on a worker pool: the calling thread checks a payload's framing and key, the threads check its
+ * coefficients and then add their ranges into sums in shared memory. One payload at a time (adds queue), so the
+ * sum and its checks always agree; a payload refused by any thread leaves the sum as it was.
+ */
+export class ParallelAccumulator extends EncryptedSum {
+  private queue: Promise<unknown> = Promise.resolve();
+
+  constructor(
+    ctx: CkksContext,
+    private readonly publicParams: Uint8Array,
+    private readonly pool: CkksWorkerPool,
+  ) {
+    super(ctx, publicParams);
+  }
+
+  /** Adds a site's update (or a saved partial aggregate); throws a CkksError naming what is wrong, adding nothing. */
+  add(payload: Uint8Array, expected?: ExpectedUpdate): Promise<void> {
+    const next = this.queue.then(() => this.addNow(payload, expected));
+    this.queue = next.catch(() => undefined);
+    return next;
+  }
+
+  private async addNow(payload: Uint8Array, expected: ExpectedUpdate | undefined): Promise<void> {
+    const { header, identity } = this.admit(payload, expected);
+    // Threads read the payload where it is when it already lives in shared memory (the caller may put it there).
+    const shared = payload.buffer instanceof SharedArrayBuffer ? payload : copyToShared(payload);
+    await this.pool.checkPayloadRanges(shared, header.ciphertextCount, this.publicParams);
+    const { sum0, sum1 } = this.sums(header, (words) => new Uint32Array(new SharedArrayBuffer(words * 4)));
+    try {
+      await this.pool.addPayloadRanges(shared, header.ciphertextCount, this.publicParams, sum0, sum1);
+    } catch (error) {
+      this.fail(error);
+      throw error;
+    }
+    this.commit(header, identity);
+  }
+}
+
+function copyToShared(payload: Uint8Array): Uint8Array {
+  const shared = new Uint8Array(new SharedArrayBuffer(payload.byteLength));
+  shared.set(payload);
+  return shared;
 }

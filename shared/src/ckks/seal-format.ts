@@ -119,6 +119,18 @@ export class SealLayout {
     return copyWords(bytes, CT_DATA, words);
   }
 
+  /** Copies polynomial `index` of an uncompressed, unseeded SEAL ciphertext with `size` polynomials into out. */
+  readPolyInto(bytes: Uint8Array, size: number, index: number, out: Uint32Array): void {
+    const v = view(bytes);
+    const words = size * this.n;
+    checkHeader(v, 0, bytes.length);
+    if (bytes.length !== CT_DATA + words * 8) fail(`ciphertext of ${bytes.length} bytes, expected ${CT_DATA + words * 8}`);
+    if (out.length !== 2 * this.n || index < 0 || index >= size) throw new RangeError(`polynomial ${index} of ${size} into ${out.length} words`);
+    this.checkMeta(v, size, words);
+    const at = CT_DATA + index * this.n * 8;
+    new Uint8Array(out.buffer, out.byteOffset, this.n * 8).set(bytes.subarray(at, at + this.n * 8));
+  }
+
   /** Reads c0 and the seed of a seeded SEAL ciphertext. */
   readSeeded(bytes: Uint8Array): { c0: Uint32Array; seed: Uint8Array } {
     const v = view(bytes);

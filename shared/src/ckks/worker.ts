@@ -1,32 +1,40 @@
 import { parentPort } from 'node:worker_threads';
+import { addRange } from './accumulator.js';
 import { CkksContext } from './context.js';
 import { CkksError } from './errors.js';
 import { readKeyHeader } from './keys.js';
 import { parametersFingerprint } from './params.js';
+import { CiphertextReader } from './reader.js';
 
 /**
  * Worker-thread side of CkksWorkerPool: each SEAL call is single-threaded, so the pool gives every thread
  * its own SEAL instance and a contiguous range of ciphertexts. Vectors, payloads and outputs live in
  * SharedArrayBuffers, so a range is written in place and nothing large is copied between threads.
  */
-export interface RangeRequest {
-  id: number;
-  op: 'encrypt' | 'decrypt';
-  secretKey: Uint8Array;
-  /** encrypt: the vector; decrypt: the payload. */
-  input: Float32Array | Float64Array | Uint8Array;
-  first: number;
-  count: number;
-  /** encrypt: the update payload being filled; decrypt: the decrypted vector. */
-  output: Uint8Array | Float64Array;
-}
+export type RangeRequest =
+  | {
+      id: number;
+      op: 'encrypt';
+      secretKey: Uint8Array;
+      /** The vector. */
+      input: Float32Array | Float64Array;
+      first: number;
+      count: number;
+      /** The update payload being filled. */
+      output: Uint8Array;
+    }
+  | { id: number; op: 'decrypt'; secretKey: Uint8Array; input: Uint8Array; first: number; count: number; output: Float64Array }
+  /** Range-checks the coefficients of a payload's ciphertexts (the coordinator's public parameters name the context). */
+  | { id: number; op: 'check'; key: Uint8Array; input: Uint8Array; first: number; count: number }
+  /** Adds a checked payload's ciphertexts into their places in the shared sums. */
+  | { id: number; op: 'add'; key: Uint8Array; input: Uint8Array; first: number; count: number; sum0: Uint32Array; sum1: Uint32Array };
 
 export type RangeReply = { id: number; ok: true } | { id: number; ok: false; code: string | undefined; message: string };
 
 const contexts = new Map<string, Promise<CkksContext>>();
 
-function contextFor(secretKey: Uint8Array): Promise<CkksContext> {
-  const { params } = readKeyHeader(secretKey);
+function contextFor(key: Uint8Array): Promise<CkksContext> {
+  const { params } = readKeyHeader(key);
   const fingerprint = parametersFingerprint(params);
   let context = contexts.get(fingerprint);
   if (context === undefined) {
@@ -37,16 +45,30 @@ function contextFor(secretKey: Uint8Array): Promise<CkksContext> {
 }
 
 async function run(request: RangeRequest): Promise<void> {
-  const context = await contextFor(request.secretKey);
-  if (request.op === 'encrypt') {
-    if (!(request.output instanceof Uint8Array) || request.input instanceof Uint8Array) throw new TypeError('bad encrypt request');
-    // The pool checked the vector and wrote the header; this thread fills its ciphertexts.
-    context.encryptRange(request.input, request.first, request.count, context.secretKeyParts(request.secretKey).sealKey, request.output);
-  } else {
-    if (!(request.input instanceof Uint8Array) || !(request.output instanceof Float64Array)) throw new TypeError('bad decrypt request');
-    // The pool verified the checksum already; the header is re-read here, not trusted from a message.
-    const { parts, header } = context.startDecryption(request.input, request.secretKey, false);
-    context.decryptRange(request.input, header, parts.sealKey, request.first, request.count, request.output);
+  switch (request.op) {
+    case 'encrypt': {
+      const context = await contextFor(request.secretKey);
+      // The pool checked the vector and wrote the header; this thread fills its ciphertexts.
+      context.encryptRange(request.input, request.first, request.count, context.secretKeyParts(request.secretKey).sealKey, request.output);
+      return;
+    }
+    case 'decrypt': {
+      const context = await contextFor(request.secretKey);
+      // The pool verified the checksum already; the header is re-read here, not trusted from a message.
+      const { parts, header } = context.startDecryption(request.input, request.secretKey, false);
+      context.decryptRange(request.input, header, parts.sealKey, request.first, request.count, request.output);
+      return;
+    }
+    case 'check': {
+      const context = await contextFor(request.key);
+      new CiphertextReader(context, request.input, context.checkPayload(request.input, undefined, false)).checkRange(request.first, request.count);
+      return;
+    }
+    case 'add': {
+      const context = await contextFor(request.key);
+      addRange(context, request.input, context.checkPayload(request.input, undefined, false), request.first, request.count, request.sum0, request.sum1);
+      return;
+    }
   }
 }
 
