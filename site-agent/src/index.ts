@@ -4,6 +4,7 @@ export { FederationClient, CoordinatorRefusal, siteTransport, SiteKitError, type
 export { loadLabeledDataset, pipelineHash, preprocessImage, type LoadedDataset, type RejectedFile } from './data/index.js';
 export { evaluateModel, initBackend, trainLocal, type BackendInfo, type LabeledImages } from './train/index.js';
 export { generateConsortium, type ConsortiumSummary } from './sim/index.js';
+export { runSitesCli, SimulatedSite } from './sim/sites/index.js';
 export { runDoctor, formatDoctorReport, type DoctorCheck } from './doctor/index.js';
 export { PrivacyLedger, ledgerPath, readLedger, verifyLedger } from './ledger/index.js';
 export { StudyDecisions, type KnownStudy } from './policy/index.js';

@@ -15,6 +15,9 @@ Options:
   --seed N         random seed; the same seed gives identical files (default 1)
   --force          replace existing hospital/holdout folders in DIR
   --help           show this help
+
+federa-sim sites --count N --kits DIR --coordinator HOST:PORT runs simulated sites against a coordinator
+(federa-sim sites --help).
 `;
 
 const integer = (name: string, min: number, max: number) =>

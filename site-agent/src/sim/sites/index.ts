@@ -1,0 +1,2 @@
+export { SimulatedSite, type SimulatedSiteOptions, type SimulatedUpload } from './simulated-site.js';
+export { runSitesCli, SITES_USAGE } from './sites-cli.js';
