@@ -32,6 +32,11 @@ export type EncodedPixelData =
       readonly bytes: Uint8Array;
       /** VR of the element when the dataset is explicit VR (OB or OW), else undefined. */
       readonly vr: string | undefined;
+      /**
+       * True when the file ends inside the value the element declares. Pixel Data shorter than the image needs is
+       * then a truncated file; otherwise the file is complete and the header and the Pixel Data disagree.
+       */
+      readonly cutShort?: boolean;
     }
   | {
       readonly kind: 'encapsulated';
@@ -69,18 +74,23 @@ export interface PixelCodec {
 
 export type CodecRegistry = ReadonlyMap<string, PixelCodec>;
 
+/**
+ * Native Pixel Data holds fewer bytes than the frames need: the file was cut inside it, or (file complete) the
+ * Pixel Data length and the image size in the header disagree.
+ */
+function shortPixelData(input: CodecInput, held: number, needed: number, what: string, cutShort: boolean | undefined): DicomRejection {
+  const h = input.header;
+  const shape = `${h.numberOfFrames} frame(s) of ${h.rows} x ${h.columns}${what}`;
+  if (cutShort === true) return new DicomRejection(input.file, 'truncated', `file ends inside the Pixel Data: it holds ${held} bytes but ${shape} need ${needed}`);
+  return new DicomRejection(input.file, 'corrupt', `Pixel Data holds ${held} bytes but the header describes ${shape}, which need ${needed}; the header and the pixel data do not match`);
+}
+
 /** One frame of native bit-packed (Bits Allocated 1) data, expanded to one byte per pixel. */
-function nativeBitPackedFrame(input: CodecInput, data: Uint8Array, vr: string | undefined, frameIndex: number): Uint8Array {
+function nativeBitPackedFrame(input: CodecInput, data: Uint8Array, vr: string | undefined, frameIndex: number, cutShort: boolean | undefined): Uint8Array {
   const h = input.header;
   const pixels = h.rows * h.columns;
   const needed = Math.ceil((pixels * h.numberOfFrames) / 8);
-  if (data.length < needed) {
-    throw new DicomRejection(
-      input.file,
-      'truncated',
-      `Pixel Data holds ${data.length} bytes but ${h.numberOfFrames} frame(s) of ${h.rows} x ${h.columns} at 1 bit need ${needed}`,
-    );
-  }
+  if (data.length < needed) throw shortPixelData(input, data.length, needed, ' at 1 bit', cutShort);
   // Big-endian OW is a stream of 16-bit words, so the bit stream's bytes arrive pairwise swapped.
   const ordered = !input.littleEndian && vr === 'OW' ? swapToLittleEndian(data, 2) : data;
   return unpackBits(ordered, frameIndex * pixels, pixels);
@@ -98,16 +108,12 @@ export const nativeCodec: PixelCodec = {
         `encapsulated (undefined-length) Pixel Data under native transfer syntax ${h.transferSyntaxUid} (${h.transferSyntaxName})`,
       );
     }
-    if (h.bitsAllocated === 1) return { bytes: nativeBitPackedFrame(input, pixelData.bytes, pixelData.vr, frameIndex), planar: false };
+    if (h.bitsAllocated === 1) return { bytes: nativeBitPackedFrame(input, pixelData.bytes, pixelData.vr, frameIndex, pixelData.cutShort), planar: false };
     const frameBytes = nativeFrameByteLength(h);
     const needed = frameBytes * h.numberOfFrames;
     // Checked for all frames at once so a short multi-frame file is refused up front, not halfway through.
     if (pixelData.bytes.length < needed) {
-      throw new DicomRejection(
-        file,
-        'truncated',
-        `Pixel Data holds ${pixelData.bytes.length} bytes but ${h.numberOfFrames} frame(s) of ${h.rows} x ${h.columns} x ${h.samplesPerPixel} at ${h.bitsAllocated} bits need ${needed}`,
-      );
+      throw shortPixelData(input, pixelData.bytes.length, needed, ` x ${h.samplesPerPixel} at ${h.bitsAllocated} bits`, pixelData.cutShort);
     }
     const raw = pixelData.bytes.subarray(frameIndex * frameBytes, (frameIndex + 1) * frameBytes);
     let bytes = raw;

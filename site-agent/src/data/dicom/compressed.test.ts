@@ -96,7 +96,7 @@ describe('RLE Lossless (REFERENCE_VALUES.md sections B and G)', () => {
     expect(pixelCrc(await load(name))).toEqual({ crc, bytes, min, max });
   });
 
-  it('rejects an RLE file whose last segment is cut short as truncated', () => {
+  it('rejects an RLE file whose last segment is cut short as corrupt: the file itself is complete', () => {
     const bytes = readFileSync(join(testdata, 'MR_small_RLE.dcm'));
     // Shrink the single fragment's length and drop its tail, keeping the item structure valid.
     const fragmentTag = Buffer.from([0xfe, 0xff, 0x00, 0xe0]);
@@ -108,7 +108,10 @@ describe('RLE Lossless (REFERENCE_VALUES.md sections B and G)', () => {
     damaged.writeUInt32LE(length - cut, fragment + 4);
     const call = () => decodeDicom(damaged, { file: 'cut-rle' });
     expect(call).toThrow(DicomRejection);
-    expect(call).toThrow(expect.objectContaining({ reason: 'truncated' }));
+    expect(call).toThrow(expect.objectContaining({ reason: 'corrupt' }));
+    // Cutting the file itself inside that fragment is truncation.
+    const cutFile = () => decodeDicom(bytes.subarray(0, fragment + 8 + length - cut), { file: 'cut-rle' });
+    expect(cutFile).toThrow(expect.objectContaining({ reason: 'truncated' }));
   });
 });
 
@@ -164,8 +167,8 @@ describe('JPEG-LS (REFERENCE_VALUES.md section D)', () => {
     // Overwrite the middle of the scan data (the file ends with the codestream, EOI and the sequence delimiter).
     bytes.fill(0xff, bytes.length - 2000, bytes.length - 1000);
     const call = () => decodeDicom(bytes, { file: 'bad-jls' });
-    expect(call).toThrow(DicomRejection);
-    expect(call).toThrow(/JPEG-LS frame 0 is corrupt or not decodable by CharLS/);
+    expect(call).toThrow(expect.objectContaining({ reason: 'corrupt' }));
+    expect(call).toThrow(/^bad-jls: the JPEG-LS stream of frame 1 of 1 is damaged and cannot be decoded \(CharLS could not read it\)$/);
     expectMrSmall(decodeDicom(readFileSync(join(testdata, 'MR_small_jpeg_ls_lossless.dcm'))));
   });
 });

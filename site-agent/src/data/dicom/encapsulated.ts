@@ -18,9 +18,10 @@ export function encapsulatedFrame(input: CodecInput, frameIndex: number, codecNa
 export function checkGeometry(file: string, h: DicomHeader, info: WasmFrameInfo, frameIndex: number, codecName: string): void {
   const samples = h.photometricInterpretation === 'YBR_FULL_422' ? 3 : h.samplesPerPixel;
   if (info.width !== h.columns || info.height !== h.rows || info.componentCount !== samples) {
+    // The header and the stream describe different images (a stream that decodes to 0 x 0 is plainly damaged).
     throw new DicomRejection(
       file,
-      'unsupported-pixel-format',
+      'corrupt',
       `${codecName} frame ${frameIndex} is ${info.width} x ${info.height} x ${info.componentCount} but the header declares ${h.columns} x ${h.rows} x ${samples}`,
     );
   }

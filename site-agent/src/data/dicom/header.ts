@@ -155,14 +155,24 @@ function readPaletteLut(dataSet: DataSet, signed: boolean): PaletteColorLut | un
   return { firstMapped, bitsPerEntry: bits, red: r, green: g, blue: b };
 }
 
-export function readHeader(dataSet: DataSet, transferSyntaxUid: string): HeaderResult {
+export interface ReadHeaderOptions {
+  /**
+   * The dataset came without Part 10 file meta, as ACR-NEMA 1.0/2.0 files do. Those standards had no Photometric
+   * Interpretation for single-sample images: they were greyscale with 0 as black, i.e. MONOCHROME2.
+   */
+  readonly acrNema?: boolean;
+}
+
+export function readHeader(dataSet: DataSet, transferSyntaxUid: string, options: ReadHeaderOptions = {}): HeaderResult {
   const rows = dataSet.uint16(TAG.rows);
   if (rows === undefined) return { ok: false, missing: 'Rows (0028,0010)' };
   const columns = dataSet.uint16(TAG.columns);
   if (columns === undefined) return { ok: false, missing: 'Columns (0028,0011)' };
   const bitsAllocated = dataSet.uint16(TAG.bitsAllocated);
   if (bitsAllocated === undefined) return { ok: false, missing: 'Bits Allocated (0028,0100)' };
-  const photometric = nonEmptyString(dataSet.string(TAG.photometricInterpretation));
+  const samplesPerPixel = dataSet.uint16(TAG.samplesPerPixel) ?? 1;
+  const photometric =
+    nonEmptyString(dataSet.string(TAG.photometricInterpretation)) ?? (options.acrNema === true && samplesPerPixel === 1 ? 'MONOCHROME2' : undefined);
   if (photometric === undefined) return { ok: false, missing: 'Photometric Interpretation (0028,0004)' };
 
   // Defaults follow what viewers assume for older files that omit type-1 attributes that have an obvious value.
@@ -188,7 +198,7 @@ export function readHeader(dataSet: DataSet, transferSyntaxUid: string): HeaderR
       modality: nonEmptyString(dataSet.string(TAG.modality)),
       rows,
       columns,
-      samplesPerPixel: dataSet.uint16(TAG.samplesPerPixel) ?? 1,
+      samplesPerPixel,
       photometricInterpretation: decodedPhotometric(photometric.toUpperCase(), transferSyntaxUid),
       planarConfiguration: dataSet.uint16(TAG.planarConfiguration) === 1 ? 1 : 0,
       bitsAllocated,

@@ -29,7 +29,7 @@ const ZIGZAG = Uint8Array.of(
 );
 
 /** Start Of Frame markers this decoder refuses, with the coding process each names (T.81 Table B.1). */
-const UNSUPPORTED_FRAMES: ReadonlyMap<number, string> = new Map([
+export const UNSUPPORTED_FRAMES: ReadonlyMap<number, string> = new Map([
   [0xc2, 'progressive DCT, Huffman coding (SOF2)'],
   [0xc3, 'lossless, Huffman coding (SOF3)'],
   [0xc5, 'differential sequential DCT, Huffman coding (SOF5, hierarchical)'],
@@ -348,12 +348,12 @@ class JpegDecoder {
   }
 
   private corrupt(detail: string): never {
-    return this.fail('unsupported-pixel-format', `is corrupt: ${detail}`);
+    return this.fail('corrupt', `is corrupt: ${detail}`);
   }
 
   decode(): JpegImage {
     const d = this.data;
-    if (this.end < 4 || d[0] !== 0xff || d[1] !== 0xd8) this.fail('unsupported-pixel-format', 'does not start with a JPEG SOI marker (FFD8)');
+    if (this.end < 4 || d[0] !== 0xff || d[1] !== 0xd8) this.fail('corrupt', 'does not start with a JPEG SOI marker (FFD8)');
     // Each pass either consumes a segment or stops, so the loop ends within the stream length.
     for (;;) {
       const marker = this.nextMarker();
@@ -384,8 +384,9 @@ class JpegDecoder {
     }
   }
 
+  /** The stream stops early. Its fragments were complete in the file, so the damage happened before it was stored. */
   private truncated(where: string): never {
-    return this.fail('truncated', `ends ${where}; the frame is cut short`);
+    return this.fail('corrupt', `ends ${where}; the frame is cut short`);
   }
 
   /** Finds the next marker from `pos`, skipping fill bytes and (as libjpeg does) stray bytes between segments. */
@@ -623,7 +624,7 @@ class JpegDecoder {
 
   private dataRanOut(mcu: number, mcuCount: number): never {
     if (this.pos >= this.end) this.truncated(`inside the entropy-coded data of scan ${this.scans}, in MCU ${mcu} of ${mcuCount}`);
-    return this.fail('truncated', `has entropy-coded data that stops at marker ${markerName(this.data[this.pos + 1] ?? 0)} in scan ${this.scans}, MCU ${mcu} of ${mcuCount}; data is missing`);
+    return this.fail('corrupt', `has entropy-coded data that stops at marker ${markerName(this.data[this.pos + 1] ?? 0)} in scan ${this.scans}, MCU ${mcu} of ${mcuCount}; data is missing`);
   }
 
   private decodeSymbol(table: HuffmanTable, mcu: number, mcuCount: number): number {
@@ -683,7 +684,7 @@ class JpegDecoder {
     const frame = this.frame;
     if (frame === undefined) return this.corrupt('no frame header (SOF0 or SOF1) before EOI');
     const missing = frame.components.filter((c) => !c.scanned).map((c) => c.id);
-    if (missing.length > 0) this.fail('truncated', `ends before component(s) ${missing.join(', ')} were coded`);
+    if (missing.length > 0) this.fail('corrupt', `ends before component(s) ${missing.join(', ')} were coded`);
     const { width, height, components } = frame;
     const count = components.length;
     const samples = new Uint16Array(width * height * count);
@@ -783,7 +784,7 @@ function yccToRgb(samples: Uint16Array, precision: number): void {
 
 /**
  * Decodes a sequential DCT, Huffman-coded JPEG stream (8- or 12-bit, 1 or 3 components). Throws DicomRejection
- * ('truncated' when data is missing, 'unsupported-pixel-format' for other coding processes or corrupt data).
+ * ('corrupt' for damaged or missing data, 'unsupported-pixel-format' for coding processes it does not implement).
  */
 export function decodeJpegSequential(stream: Uint8Array, file: string, options: JpegDecodeOptions = {}): JpegImage {
   return new JpegDecoder(stream, file, options).decode();

@@ -1,7 +1,7 @@
 import type { CodecFrame, CodecInput, PixelCodec } from './codecs.js';
 import { checkGeometry, encapsulatedFrame, endsWithEoc, widenSamples } from './encapsulated.js';
-import { DicomRejection } from './rejection.js';
-import { describeWasmError, lazyModule, type EmbindObject, type WasmFrameInfo } from './wasm.js';
+import { damagedStream, DicomRejection, frameLabel } from './rejection.js';
+import { lazyModule, type EmbindObject, type WasmFrameInfo } from './wasm.js';
 
 /** The decoder classes of codec-openjpeg and codec-openjph share this shape. */
 interface J2KLikeDecoder extends EmbindObject {
@@ -21,25 +21,32 @@ interface OpenJphModule {
 const openjpeg = lazyModule<OpenJpegModule>('@cornerstonejs/codec-openjpeg/decodewasmjs', '@cornerstonejs/codec-openjpeg/decodewasm', 'J2KDecoder');
 const openjph = lazyModule<OpenJphModule>('@cornerstonejs/codec-openjph/wasmjs', '@cornerstonejs/codec-openjph/wasm', 'HTJ2KDecoder');
 
-function decodeWith(decoder: J2KLikeDecoder, input: CodecInput, frameIndex: number, label: string): CodecFrame {
+function decodeWith(decoder: J2KLikeDecoder, input: CodecInput, frameIndex: number, label: string, decoderName: string): CodecFrame {
   const { header: h, file } = input;
   const encoded = encapsulatedFrame(input, frameIndex, label);
   if (!endsWithEoc(encoded)) {
-    throw new DicomRejection(file, 'truncated', `${label} frame ${frameIndex} codestream (${encoded.length} bytes) does not end with the EOC marker; the frame is cut short`);
+    // The fragments are complete by now, so the codestream was cut short before it was stored.
+    throw new DicomRejection(
+      file,
+      'corrupt',
+      `the ${label} stream of ${frameLabel(frameIndex, h.numberOfFrames)} (${encoded.length} bytes) does not end with the EOC marker: it was cut short before it was stored, so the image data is damaged`,
+    );
   }
   try {
     decoder.getEncodedBuffer(encoded.length).set(encoded);
     try {
       decoder.decode();
     } catch (error) {
-      throw new DicomRejection(file, 'unsupported-pixel-format', `${label} frame ${frameIndex} is corrupt or not decodable (${describeWasmError(error)})`, { cause: error });
+      throw damagedStream(file, label, frameIndex, h.numberOfFrames, decoderName, error);
     }
     const info = decoder.getFrameInfo();
+    // OpenJPEG reports most damage by decoding nothing rather than by throwing.
+    if (info.width === 0 || info.height === 0 || info.componentCount === 0) throw damagedStream(file, label, frameIndex, h.numberOfFrames, decoderName);
     checkGeometry(file, h, info, frameIndex, label);
     const samples = h.rows * h.columns * info.componentCount;
     const decoded = decoder.getDecodedBuffer();
     if (decoded.length < samples * (info.bitsPerSample <= 8 ? 1 : 2)) {
-      throw new DicomRejection(file, 'truncated', `${label} frame ${frameIndex} decoded to ${decoded.length} bytes, too few for ${samples} samples`);
+      throw new DicomRejection(file, 'corrupt', `the ${label} stream of ${frameLabel(frameIndex, h.numberOfFrames)} decodes to ${decoded.length} bytes, too few for ${samples} samples; the image data is damaged`);
     }
     // Both decoders return components interleaved per pixel, with any multi-component transform already undone.
     return { bytes: widenSamples(decoded, info.bitsPerSample, h, samples), planar: false };
@@ -52,7 +59,7 @@ function decodeWith(decoder: J2KLikeDecoder, input: CodecInput, frameIndex: numb
 export const jpeg2000Codec: PixelCodec = {
   name: 'openjpeg',
   decodeFrame(input: CodecInput, frameIndex: number): CodecFrame {
-    return openjpeg.use((module) => decodeWith(new module.J2KDecoder(), input, frameIndex, 'JPEG 2000'));
+    return openjpeg.use((module) => decodeWith(new module.J2KDecoder(), input, frameIndex, 'JPEG 2000', 'OpenJPEG'));
   },
 };
 
@@ -60,6 +67,6 @@ export const jpeg2000Codec: PixelCodec = {
 export const htj2kCodec: PixelCodec = {
   name: 'openjph',
   decodeFrame(input: CodecInput, frameIndex: number): CodecFrame {
-    return openjph.use((module) => decodeWith(new module.HTJ2KDecoder(), input, frameIndex, 'HTJ2K'));
+    return openjph.use((module) => decodeWith(new module.HTJ2KDecoder(), input, frameIndex, 'HTJ2K', 'OpenJPH'));
   },
 };

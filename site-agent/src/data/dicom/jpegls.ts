@@ -1,7 +1,7 @@
 import type { CodecFrame, CodecInput, PixelCodec } from './codecs.js';
 import { checkGeometry, encapsulatedFrame, widenSamples } from './encapsulated.js';
-import { DicomRejection } from './rejection.js';
-import { describeWasmError, lazyModule, type EmbindObject, type WasmFrameInfo } from './wasm.js';
+import { damagedStream, DicomRejection, frameLabel } from './rejection.js';
+import { lazyModule, type EmbindObject, type WasmFrameInfo } from './wasm.js';
 
 interface JpegLSDecoder extends EmbindObject {
   getEncodedBuffer(length: number): Uint8Array;
@@ -31,14 +31,14 @@ export const jpegLsCodec: PixelCodec = {
         try {
           decoder.decode();
         } catch (error) {
-          throw new DicomRejection(file, 'unsupported-pixel-format', `JPEG-LS frame ${frameIndex} is corrupt or not decodable by CharLS (${describeWasmError(error)})`, { cause: error });
+          throw damagedStream(file, 'JPEG-LS', frameIndex, h.numberOfFrames, 'CharLS', error);
         }
         const info = decoder.getFrameInfo();
         checkGeometry(file, h, info, frameIndex, 'JPEG-LS');
         const samples = h.rows * h.columns * info.componentCount;
         const decoded = decoder.getDecodedBuffer();
         if (decoded.length < samples * (info.bitsPerSample <= 8 ? 1 : 2)) {
-          throw new DicomRejection(file, 'truncated', `JPEG-LS frame ${frameIndex} decoded to ${decoded.length} bytes, too few for ${samples} samples`);
+          throw new DicomRejection(file, 'corrupt', `the JPEG-LS stream of ${frameLabel(frameIndex, h.numberOfFrames)} decodes to ${decoded.length} bytes, too few for ${samples} samples; the image data is damaged`);
         }
         // Interleave mode "none" stores one component after another; line and sample modes come out per pixel.
         return { bytes: widenSamples(decoded, info.bitsPerSample, h, samples), planar: info.componentCount > 1 && decoder.getInterleaveMode() === 0 };

@@ -113,11 +113,15 @@ describe('nativeCodec', () => {
     expect(Array.from(nativeCodec.decodeFrame({ ...base, header: h, pixelData: { kind: 'native', bytes, vr: 'OB' } }, 0).bytes)).toEqual([1, 2, 3, 4]);
   });
 
-  it('rejects pixel data shorter than all declared frames as truncated', () => {
+  it('rejects pixel data shorter than all declared frames: truncated when the file ends inside it, else corrupt', () => {
     const h = header({ columns: 2, numberOfFrames: 3 });
-    const call = () => nativeCodec.decodeFrame({ ...base, littleEndian: true, header: h, pixelData: { kind: 'native', bytes: new Uint8Array(8), vr: 'OW' } }, 0);
-    expect(call).toThrow(DicomRejection);
-    expect(call).toThrow(/holds 8 bytes but 3 frame\(s\)/);
+    const decode = (cutShort: boolean) => () =>
+      nativeCodec.decodeFrame({ ...base, littleEndian: true, header: h, pixelData: { kind: 'native', bytes: new Uint8Array(8), vr: 'OW', cutShort } }, 0);
+    expect(decode(true)).toThrow(expect.objectContaining({ reason: 'truncated' }));
+    expect(decode(true)).toThrow(/file ends inside the Pixel Data: it holds 8 bytes but 3 frame\(s\)/);
+    // A complete file whose Pixel Data is shorter than its header says: the two disagree, nothing was cut off.
+    expect(decode(false)).toThrow(expect.objectContaining({ reason: 'corrupt' }));
+    expect(decode(false)).toThrow(/Pixel Data holds 8 bytes but the header describes 3 frame\(s\).*do not match/);
   });
 });
 
@@ -183,8 +187,10 @@ describe('bit-packed pixels (Bits Allocated 1)', () => {
 
   it('refuses 1-bit data shorter than all frames need, and 1-bit colour or palette', () => {
     const h = oneBit({ rows: 3, columns: 3, numberOfFrames: 2 });
-    const input = { file: 'seg.dcm', header: h, littleEndian: true, pixelData: { kind: 'native' as const, bytes: new Uint8Array(2), vr: 'OB' } };
+    const input = { file: 'seg.dcm', header: h, littleEndian: true, pixelData: { kind: 'native' as const, bytes: new Uint8Array(2), vr: 'OB', cutShort: true } };
     expect(() => nativeCodec.decodeFrame(input, 0)).toThrow(expect.objectContaining({ reason: 'truncated' }));
+    const complete = { ...input, pixelData: { ...input.pixelData, cutShort: false } };
+    expect(() => nativeCodec.decodeFrame(complete, 0)).toThrow(expect.objectContaining({ reason: 'corrupt' }));
     expect(unsupportedPixelFormat(oneBit({}))).toBeUndefined();
     expect(unsupportedPixelFormat(oneBit({ photometricInterpretation: 'PALETTE COLOR' }))).toMatch(/Bits Allocated 1/);
     expect(unsupportedPixelFormat(oneBit({ bitsStored: 1, highBit: 3 }))).toMatch(/High Bit 0/);

@@ -1,19 +1,23 @@
 import { readFile } from 'node:fs/promises';
-import { inflateRawSync } from 'node:zlib';
-import dicomParser from 'dicom-parser';
-import type { DataSet, Element, ParseDicomOptions } from 'dicom-parser';
-import { defaultCodecs, type CodecInput, type CodecRegistry, type EncodedPixelData } from './codecs.js';
+import type { DataSet } from 'dicom-parser';
+import { defaultCodecs, type CodecInput, type CodecRegistry } from './codecs.js';
+import { encodedPixelData } from './fragments.js';
 import { readHeader, TAG, type DicomHeader } from './header.js';
+import { MAX_INFLATED_BYTES, parseStructure } from './parse.js';
 import { unpackFrame, unsupportedPixelFormat, type PixelArray } from './pixels.js';
-import { DicomRejection } from './rejection.js';
-import { endOfFileMeta, guessRawDataset } from './sniff.js';
+import { damagedStream, DicomRejection, frameLabel } from './rejection.js';
+import { elementPastEnd, endsWithCompletePixelData, formatTag, structureDamage } from './structure.js';
 import { lookupTransferSyntax, transferSyntaxName } from './transfer-syntax.js';
+
+export { MAX_INFLATED_BYTES } from './parse.js';
 
 export interface DecodeOptions {
   /** Name used in rejection messages and on the result (usually the path relative to the site's data dir). */
   readonly file?: string;
   /** Codecs by transfer syntax UID; defaults to the native (uncompressed) codecs. */
   readonly codecs?: CodecRegistry;
+  /** Most bytes a deflated dataset may expand to; defaults to MAX_INFLATED_BYTES. */
+  readonly maxInflatedBytes?: number;
 }
 
 /** A decoded DICOM image. Frame 0 is decoded eagerly so an undecodable file is refused when it is read. */
@@ -26,209 +30,33 @@ export interface DicomImage {
   decodeFrame(index: number): PixelArray;
 }
 
-interface ParsedStructure {
-  readonly dataSet: DataSet;
-  readonly transferSyntaxUid: string;
-}
-
-type ParseAttempt = { ok: true; dataSet: DataSet } | { ok: false; error: unknown };
-
-const GZIP_MAGIC = [0x1f, 0x8b] as const;
-const DICM_OFFSET = 128;
-const MISSING_TS = 'missing required meta header attribute 0002,0010';
-/** dicom-parser reports running off the end of the buffer in several wordings; all mean the file is cut short. */
-const TRUNCATION_PATTERN =
-  /buffer overrun|buffer overread|past end of buffer|maxP ?osition|greater than or equal to 'byteArray' length|unexpected end of file/i;
-
-function describeError(error: unknown): string {
-  if (typeof error === 'string') return error;
-  if (error instanceof Error) return error.message;
-  // parseDicom wraps dataset errors as { exception, dataSet } so callers can inspect the partial parse.
-  if (typeof error === 'object' && error !== null && 'exception' in error) return describeError(error.exception);
-  return String(error);
-}
-
-function parseFailure(file: string, error: unknown, context: string): DicomRejection {
-  const message = describeError(error);
-  if (TRUNCATION_PATTERN.test(message)) {
-    return new DicomRejection(file, 'truncated', `file ends before the DICOM data it declares (${context}: ${message})`, { cause: error });
-  }
-  return new DicomRejection(file, 'not-dicom', `could not parse as DICOM (${context}: ${message})`, { cause: error });
-}
-
-/** Deflated Explicit VR LE: dicom-parser hands us the whole buffer and the offset where the deflate stream starts. */
-function inflater(byteArray: Uint8Array, position: number): Uint8Array {
-  const inflated = inflateRawSync(byteArray.subarray(position));
-  const full = new Uint8Array(position + inflated.length);
-  full.set(byteArray.subarray(0, position), 0);
-  full.set(inflated, position);
-  return full;
-}
-
-function attempt(bytes: Uint8Array, options: ParseDicomOptions): ParseAttempt {
-  try {
-    return { ok: true, dataSet: dicomParser.parseDicom(bytes, options) };
-  } catch (error) {
-    return { ok: false, error };
-  }
-}
-
-function hasPart10Prefix(bytes: Uint8Array): boolean {
-  return (
-    bytes.length >= DICM_OFFSET + 4 &&
-    bytes[DICM_OFFSET] === 0x44 &&
-    bytes[DICM_OFFSET + 1] === 0x49 &&
-    bytes[DICM_OFFSET + 2] === 0x43 &&
-    bytes[DICM_OFFSET + 3] === 0x4d
-  );
-}
-
-function rejectUnknownSyntax(file: string, uid: string, codecs: CodecRegistry): void {
-  const info = lookupTransferSyntax(uid);
-  // Without a codec we cannot produce pixels, and for an unknown syntax we cannot even trust the dataset encoding.
-  if (info === undefined || !codecs.has(uid)) {
-    throw new DicomRejection(file, 'unsupported-transfer-syntax', `unsupported transfer syntax ${uid} (${transferSyntaxName(uid)})`);
-  }
-}
-
-function parsePart10(bytes: Uint8Array, file: string, codecs: CodecRegistry): ParsedStructure {
-  let uid: string | undefined;
-  try {
-    uid = dicomParser.readPart10Header(bytes).string(TAG.transferSyntaxUid);
-  } catch (error) {
-    throw parseFailure(file, error, 'file meta header');
-  }
-  if (uid === undefined || uid.length === 0) return parseWithoutSyntax(bytes, file, codecs);
-  rejectUnknownSyntax(file, uid, codecs);
-  const parsed = attempt(bytes, { inflater });
-  if (!parsed.ok) {
-    if (describeError(parsed.error).includes(MISSING_TS)) return parseWithoutSyntax(bytes, file, codecs);
-    throw parseFailure(file, parsed.error, 'dataset');
-  }
-  return { dataSet: parsed.dataSet, transferSyntaxUid: uid };
-}
-
-/** File meta present but without (0002,0010): guess the dataset encoding after the meta group, as pydicom does. */
-function parseWithoutSyntax(bytes: Uint8Array, file: string, codecs: CodecRegistry): ParsedStructure {
-  const datasetStart = endOfFileMeta(bytes, DICM_OFFSET + 4);
-  if (datasetStart >= bytes.length) {
-    throw new DicomRejection(file, 'truncated', `file ends inside the file meta header (${bytes.length} bytes)`);
-  }
-  const rest = bytes.subarray(datasetStart);
-  const guess = guessRawDataset(rest, { afterFileMeta: true });
-  if (guess === undefined) {
-    throw new DicomRejection(file, 'not-dicom', 'file meta has no Transfer Syntax UID (0002,0010) and the dataset encoding is not recognisable');
-  }
-  return parseRaw(rest, guess.transferSyntaxUid, file, codecs);
-}
-
-function parseRaw(bytes: Uint8Array, uid: string, file: string, codecs: CodecRegistry): ParsedStructure {
-  rejectUnknownSyntax(file, uid, codecs);
-  const parsed = attempt(bytes, { TransferSyntaxUID: uid });
-  if (!parsed.ok) throw parseFailure(file, parsed.error, 'dataset without file meta');
-  return { dataSet: parsed.dataSet, transferSyntaxUid: uid };
-}
-
-function parseStructure(bytes: Uint8Array, file: string, codecs: CodecRegistry): ParsedStructure {
-  if (hasPart10Prefix(bytes)) return parsePart10(bytes, file, codecs);
-  if (bytes[0] === GZIP_MAGIC[0] && bytes[1] === GZIP_MAGIC[1]) {
-    throw new DicomRejection(file, 'not-dicom', 'gzip-compressed data, not DICOM (decompress it before import)');
-  }
-  const guess = guessRawDataset(bytes);
-  if (guess === undefined) {
-    throw new DicomRejection(file, 'not-dicom', `not DICOM: no 'DICM' prefix at byte 128 and no recognisable dataset at the start (${bytes.length} bytes)`);
-  }
-  if (guess.startsWithFileMeta) {
-    // Part 10 without the preamble: restore the 128-byte preamble and 'DICM' so the regular path applies.
-    const restored = new Uint8Array(DICM_OFFSET + 4 + bytes.length - guess.offset);
-    restored.set([0x44, 0x49, 0x43, 0x4d], DICM_OFFSET);
-    restored.set(bytes.subarray(guess.offset), DICM_OFFSET + 4);
-    return parsePart10(restored, file, codecs);
-  }
-  return parseRaw(bytes.subarray(guess.offset), guess.transferSyntaxUid, file, codecs);
-}
-
-const SEQUENCE_DELIMITER = [0xfe, 0xff, 0xdd, 0xe0] as const;
-
-function isSequenceDelimiter(bytes: Uint8Array, at: number): boolean {
-  return SEQUENCE_DELIMITER.every((b, i) => bytes[at + i] === b);
-}
-
-/** JPEG / JPEG-LS SOI, JPEG 2000 SOC, and the JP2 signature box that some encoders wrap codestreams in. */
-const CODESTREAM_STARTS: readonly (readonly number[])[] = [
-  [0xff, 0xd8, 0xff],
-  [0xff, 0x4f, 0xff, 0x51],
-  [0x00, 0x00, 0x00, 0x0c, 0x6a, 0x50, 0x20, 0x20],
-];
-
 /**
- * Indices of the fragments that begin a codestream. Without a Basic Offset Table a multi-frame image may still
- * spread frames over several fragments; every JPEG-family frame opens with its start marker, while a
- * continuation fragment almost never does, so these indices are the frame boundaries. The caller only trusts
- * them when their count equals Number of Frames.
+ * Refuses a dataset in which an element other than Pixel Data claims more bytes than the file holds (dicom-parser
+ * allows that in implicit VR, and reading the element later would throw). A file that still ends with its whole
+ * Pixel Data was not cut short: the length is wrong.
  */
-function codestreamStarts(bytes: Uint8Array, fragments: readonly { position: number }[]): number[] {
-  const starts: number[] = [];
-  fragments.forEach((fragment, i) => {
-    if (CODESTREAM_STARTS.some((marker) => marker.every((b, k) => bytes[fragment.position + k] === b))) starts.push(i);
-  });
-  return starts;
+function rejectElementPastEnd(dataSet: DataSet, file: string): void {
+  const past = elementPastEnd(dataSet);
+  if (past === undefined) return;
+  if (endsWithCompletePixelData(dataSet.byteArray)) {
+    const damage = structureDamage(dataSet) ?? `element ${formatTag(past.tag)} declares ${past.missing} bytes more than the rest of the file holds`;
+    throw new DicomRejection(file, 'corrupt', `the DICOM header is damaged although the file is complete: ${damage}`);
+  }
+  throw new DicomRejection(file, 'truncated', `file ends before the DICOM data it declares: element ${formatTag(past.tag)} needs ${past.missing} more bytes`);
 }
 
-function encodedPixelData(dataSet: DataSet, element: Element, header: DicomHeader, file: string): EncodedPixelData {
-  if (element.encapsulatedPixelData !== true) {
-    return {
-      kind: 'native',
-      bytes: dataSet.byteArray.subarray(element.dataOffset, element.dataOffset + element.length),
-      vr: element.vr,
-    };
-  }
-  const fragments = element.fragments ?? [];
-  const last = fragments[fragments.length - 1];
-  if (last !== undefined && !isSequenceDelimiter(dataSet.byteArray, last.position + last.length)) {
-    // dicom-parser quietly clips a fragment that runs past the end of the file and tolerates a missing
-    // Sequence Delimitation Item; either way the file stops inside the Pixel Data, so the frames cannot be trusted.
-    throw new DicomRejection(
-      file,
-      'truncated',
-      `file ends inside the encapsulated Pixel Data: no Sequence Delimitation Item (FFFE,E0DD) after fragment ${fragments.length} of ${fragments.length}`,
-    );
-  }
-  let starts: number[] | undefined;
-  return {
-    kind: 'encapsulated',
-    fragmentCount: fragments.length,
-    frame(index) {
-      if ((element.basicOffsetTable ?? []).length > 0) {
-        return dicomParser.readEncapsulatedImageFrame(dataSet, element, index);
-      }
-      if (header.numberOfFrames === 1) {
-        return dicomParser.readEncapsulatedPixelDataFromFragments(dataSet, element, 0, fragments.length);
-      }
-      // Without an offset table the simple layout is one fragment per frame (always so for RLE).
-      if (fragments.length === header.numberOfFrames) {
-        return dicomParser.readEncapsulatedPixelDataFromFragments(dataSet, element, index, 1);
-      }
-      starts ??= codestreamStarts(dataSet.byteArray, fragments);
-      const first = starts[index];
-      if (starts.length === header.numberOfFrames && starts[0] === 0 && first !== undefined) {
-        const end = starts[index + 1] ?? fragments.length;
-        return dicomParser.readEncapsulatedPixelDataFromFragments(dataSet, element, first, end - first);
-      }
-      throw new DicomRejection(
-        file,
-        'unsupported-pixel-format',
-        `cannot split ${fragments.length} fragments into ${header.numberOfFrames} frames without a Basic Offset Table`,
-      );
-    },
-  };
+/** A mandatory attribute is missing: a wrong length that swallowed it is damage, a file without it is unsupported. */
+function missingAttribute(dataSet: DataSet, file: string, detail: string): DicomRejection {
+  const damage = structureDamage(dataSet);
+  if (damage !== undefined) return new DicomRejection(file, 'corrupt', `the DICOM header is damaged: ${damage} (${detail})`);
+  return new DicomRejection(file, 'unsupported-pixel-format', detail);
 }
 
 /**
  * Float Pixel Data (7FE0,0008, 32-bit IEEE) or Double Float Pixel Data (7FE0,0009, 64-bit), used by parametric
  * maps (PS3.3 C.7.6.3). Always native, single sample, no bit masking. Returns undefined when neither is present.
  */
-function decodeFloatPixelData(dataSet: DataSet, transferSyntaxUid: string, file: string): DicomImage | undefined {
+function decodeFloatPixelData(dataSet: DataSet, transferSyntaxUid: string, file: string, acrNema: boolean): DicomImage | undefined {
   const single = dataSet.elements[TAG.floatPixelData];
   const double = dataSet.elements[TAG.doubleFloatPixelData];
   const element = single ?? double;
@@ -237,10 +65,8 @@ function decodeFloatPixelData(dataSet: DataSet, transferSyntaxUid: string, file:
   if (element.encapsulatedPixelData === true) {
     throw new DicomRejection(file, 'unsupported-pixel-format', 'encapsulated Float / Double Float Pixel Data is not defined by DICOM');
   }
-  const headerResult = readHeader(dataSet, transferSyntaxUid);
-  if (!headerResult.ok) {
-    throw new DicomRejection(file, 'unsupported-pixel-format', `Float Pixel Data present but ${headerResult.missing} is missing`);
-  }
+  const headerResult = readHeader(dataSet, transferSyntaxUid, { acrNema });
+  if (!headerResult.ok) throw missingAttribute(dataSet, file, `Float Pixel Data present but ${headerResult.missing} is missing`);
   // Bits Stored / High Bit / Pixel Representation are absent for float data (PS3.3 C.7.6.3.1), so describe the
   // samples fully here rather than let defaults derived from a missing Bits Allocated leak out.
   const bits = width * 8;
@@ -253,8 +79,14 @@ function decodeFloatPixelData(dataSet: DataSet, transferSyntaxUid: string, file:
   const littleEndian = syntax?.littleEndian ?? true;
   const pixels = header.rows * header.columns;
   const needed = pixels * width * header.numberOfFrames;
-  if (element.length < needed) {
-    throw new DicomRejection(file, 'truncated', `Float Pixel Data holds ${element.length} bytes but ${header.numberOfFrames} frame(s) of ${header.rows} x ${header.columns} at ${bits} bits need ${needed}`);
+  // dicom-parser clips an implicit VR value at the end of the file; what counts is what the buffer holds.
+  const held = Math.min(element.length, dataSet.byteArray.length - element.dataOffset);
+  if (held < needed) {
+    const shape = `${header.numberOfFrames} frame(s) of ${header.rows} x ${header.columns} at ${bits} bits`;
+    if (element.dataOffset + element.length > dataSet.byteArray.length) {
+      throw new DicomRejection(file, 'truncated', `file ends inside the Float Pixel Data: it holds ${held} bytes but ${shape} need ${needed}`);
+    }
+    throw new DicomRejection(file, 'corrupt', `Float Pixel Data holds ${held} bytes but the header describes ${shape}, which need ${needed}; the header and the pixel data do not match`);
   }
   // A DataView copies into a fresh, aligned array and honours the dataset's byte order.
   const view = new DataView(dataSet.byteArray.buffer, dataSet.byteArray.byteOffset + element.dataOffset, needed);
@@ -282,20 +114,25 @@ function decodeFloatPixelData(dataSet: DataSet, transferSyntaxUid: string, file:
 export function decodeDicom(bytes: Uint8Array, options: DecodeOptions = {}): DicomImage {
   const file = options.file ?? '<memory>';
   const codecs = options.codecs ?? defaultCodecs;
-  const { dataSet, transferSyntaxUid } = parseStructure(bytes, file, codecs);
+  const { dataSet, transferSyntaxUid, hasFileMeta } = parseStructure(bytes, { file, codecs, maxInflatedBytes: options.maxInflatedBytes ?? MAX_INFLATED_BYTES });
+  const acrNema = !hasFileMeta;
+  rejectElementPastEnd(dataSet, file);
 
   const element = dataSet.elements[TAG.pixelData];
   if (element === undefined || element.length === 0) {
-    const floatImage = decodeFloatPixelData(dataSet, transferSyntaxUid, file);
+    const floatImage = decodeFloatPixelData(dataSet, transferSyntaxUid, file, acrNema);
     if (floatImage !== undefined) return floatImage;
+    if (endsWithCompletePixelData(dataSet.byteArray)) {
+      // The parser walked past the Pixel Data that the file ends with: a wrong length earlier hid it.
+      const damage = structureDamage(dataSet);
+      throw new DicomRejection(file, 'corrupt', `the DICOM header is damaged: the file ends with Pixel Data (7FE0,0010) but a wrong element length before it hides the image${damage === undefined ? '' : ` (${damage})`}`);
+    }
     const sopClass = dataSet.string(TAG.sopClassUid);
     throw new DicomRejection(file, 'no-pixel-data', `no Pixel Data (7FE0,0010)${sopClass ? ` in SOP Class ${sopClass}` : ''}; not an image`);
   }
 
-  const headerResult = readHeader(dataSet, transferSyntaxUid);
-  if (!headerResult.ok) {
-    throw new DicomRejection(file, 'unsupported-pixel-format', `Pixel Data present but ${headerResult.missing} is missing`);
-  }
+  const headerResult = readHeader(dataSet, transferSyntaxUid, { acrNema });
+  if (!headerResult.ok) throw missingAttribute(dataSet, file, `Pixel Data present but ${headerResult.missing} is missing`);
   const header = headerResult.header;
   const problem = unsupportedPixelFormat(header);
   if (problem !== undefined) throw new DicomRejection(file, 'unsupported-pixel-format', problem);
@@ -322,12 +159,12 @@ export function decodeDicom(bytes: Uint8Array, options: DecodeOptions = {}): Dic
       frame = codec.decodeFrame(input, index);
     } catch (error) {
       if (error instanceof DicomRejection) throw error;
-      throw new DicomRejection(file, 'unsupported-pixel-format', `codec '${codec.name}' failed on frame ${index}: ${describeError(error)}`, { cause: error });
+      throw damagedStream(file, syntax.name, index, header.numberOfFrames, `codec '${codec.name}'`, error);
     }
     try {
       return unpackFrame(frame.bytes, header, frame.planar);
     } catch (error) {
-      throw new DicomRejection(file, 'truncated', `frame ${index} is shorter than its header declares: ${describeError(error)}`, { cause: error });
+      throw new DicomRejection(file, 'corrupt', `${frameLabel(index, header.numberOfFrames)} decodes to fewer samples than the header declares, so the image data is damaged`, { cause: error });
     }
   };
 

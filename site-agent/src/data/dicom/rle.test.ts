@@ -52,12 +52,12 @@ describe('decodeRleFrame', () => {
     expect(() => decodeRleFrame(rleFrame([[1, 1, 2]]), shape16, 'f', 0)).toThrow(/1 segments but 1 sample\(s\) of 16 bits need 2/);
   });
 
-  it('refuses short segments, bad offsets and a missing header as truncated', () => {
+  it('refuses short segments, bad offsets and a missing header as corrupt (the fragment itself is complete)', () => {
     const short = rleFrame([[0, 1], [1, 2, 3]]);
-    expect(() => decodeRleFrame(short, shape16, 'f', 0)).toThrow(expect.objectContaining({ reason: 'truncated' }));
+    expect(() => decodeRleFrame(short, shape16, 'f', 0)).toThrow(expect.objectContaining({ reason: 'corrupt' }));
     const bad = rleFrame([[1, 1, 2], [1, 3, 4]]);
     new DataView(bad.buffer).setUint32(8, 9999, true);
-    expect(() => decodeRleFrame(bad, shape16, 'f', 0)).toThrow(DicomRejection);
+    expect(() => decodeRleFrame(bad, shape16, 'f', 0)).toThrow(expect.objectContaining({ reason: 'corrupt' }));
     expect(() => decodeRleFrame(new Uint8Array(10), shape16, 'f', 0)).toThrow(/less than its 64-byte header/);
   });
 });

@@ -54,15 +54,15 @@ export function decodeRleFrame(
   const bytesPerSample = shape.bitsAllocated / 8;
   const expectedSegments = shape.samplesPerPixel * bytesPerSample;
   if (frame.length < RLE_HEADER_BYTES) {
-    throw new DicomRejection(file, 'truncated', `RLE frame ${frameIndex} has ${frame.length} bytes, less than its 64-byte header`);
+    throw new DicomRejection(file, 'corrupt', `RLE frame ${frameIndex} has ${frame.length} bytes, less than its 64-byte header; the image data is damaged`);
   }
   const view = new DataView(frame.buffer, frame.byteOffset, RLE_HEADER_BYTES);
   const segments = view.getUint32(0, true);
   if (segments !== expectedSegments || segments > MAX_SEGMENTS) {
     throw new DicomRejection(
       file,
-      'unsupported-pixel-format',
-      `RLE frame ${frameIndex} has ${segments} segments but ${shape.samplesPerPixel} sample(s) of ${shape.bitsAllocated} bits need ${expectedSegments}`,
+      'corrupt',
+      `RLE frame ${frameIndex} has ${segments} segments but ${shape.samplesPerPixel} sample(s) of ${shape.bitsAllocated} bits need ${expectedSegments}; the header and the image data do not match`,
     );
   }
   const offsets: number[] = [];
@@ -76,13 +76,13 @@ export function decodeRleFrame(
     const start = offsets[s] ?? 0;
     const end = offsets[s + 1] ?? frame.length;
     if (start < RLE_HEADER_BYTES || start > end || end > frame.length) {
-      throw new DicomRejection(file, 'truncated', `RLE frame ${frameIndex}: segment ${s} offset ${start} lies outside the ${frame.length}-byte frame`);
+      throw new DicomRejection(file, 'corrupt', `RLE frame ${frameIndex}: segment ${s} offset ${start} lies outside the ${frame.length}-byte frame; the image data is damaged`);
     }
     const sample = Math.floor(s / bytesPerSample);
     const plane = scratch ?? out.subarray(sample * pixels, (sample + 1) * pixels);
     const produced = unpackBits(frame.subarray(start, end), plane);
     if (produced < pixels) {
-      throw new DicomRejection(file, 'truncated', `RLE frame ${frameIndex}: segment ${s} decodes to ${produced} bytes, expected ${pixels}`);
+      throw new DicomRejection(file, 'corrupt', `RLE frame ${frameIndex}: segment ${s} decodes to ${produced} bytes, expected ${pixels}; the image data is damaged`);
     }
     if (scratch === undefined) continue;
     const byteInSample = bytesPerSample - 1 - (s % bytesPerSample);

@@ -6,12 +6,13 @@ import { EXPLICIT_VR_LITTLE_ENDIAN, IMPLICIT_VR_LITTLE_ENDIAN } from './transfer
  * walking the first few elements and requiring a consistent structure, which random or text data fails.
  */
 
-const VRS = new Set([
+/** Every value representation PS3.5 6.2 defines. */
+export const DICOM_VRS: ReadonlySet<string> = new Set([
   'AE', 'AS', 'AT', 'CS', 'DA', 'DS', 'DT', 'FD', 'FL', 'IS', 'LO', 'LT', 'OB', 'OD', 'OF', 'OL', 'OV', 'OW',
   'PN', 'SH', 'SL', 'SQ', 'SS', 'ST', 'SV', 'TM', 'UC', 'UI', 'UL', 'UN', 'UR', 'US', 'UT', 'UV',
 ]);
 /** VRs whose explicit encoding has 2 reserved bytes and a 32-bit length (PS3.5 7.1.2). */
-const LONG_VRS = new Set(['OB', 'OD', 'OF', 'OL', 'OV', 'OW', 'SQ', 'SV', 'UC', 'UN', 'UR', 'UT', 'UV']);
+export const LONG_VRS: ReadonlySet<string> = new Set(['OB', 'OD', 'OF', 'OL', 'OV', 'OW', 'SQ', 'SV', 'UC', 'UN', 'UR', 'UT', 'UV']);
 
 const UNDEFINED_LENGTH = 0xffffffff;
 const ELEMENTS_TO_CHECK = 4;
@@ -51,7 +52,7 @@ function plausibleElements(b: Uint8Array, start: number, explicit: boolean, firs
     let length: number;
     if (explicit) {
       const vr = String.fromCharCode(b[pos + 4] ?? 0, b[pos + 5] ?? 0);
-      if (!VRS.has(vr)) return 0;
+      if (!DICOM_VRS.has(vr)) return 0;
       if (LONG_VRS.has(vr)) {
         if (pos + 12 > b.length || u16(b, pos + 6) !== 0) return 0;
         length = u32(b, pos + 8);

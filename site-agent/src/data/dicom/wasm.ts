@@ -81,13 +81,3 @@ export function lazyModule<M extends object>(scriptId: string, wasmId: string, e
     },
   };
 }
-
-/**
- * Embind surfaces a C++ exception as a bare number (a pointer into wasm memory); turn it into words so the
- * rejection says what failed rather than printing an address.
- */
-export function describeWasmError(error: unknown): string {
-  if (typeof error === 'number') return `native exception at 0x${error.toString(16)}`;
-  if (error instanceof Error) return error.message;
-  return String(error);
-}
