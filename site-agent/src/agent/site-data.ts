@@ -60,11 +60,17 @@ export class SiteData {
     if (loaded.rejected.length > 0) {
       this.log.warn({ rejected: loaded.rejected.length, byReason }, 'skipped files this site cannot use; `federa-site data scan` lists them');
     }
+    // Split by patient: the count of groups is logged, never what they are keyed by.
     const split = splitTrainValidation(loaded.images, this.config.data.validationFraction, spec.seed);
+    const groups = new Set(loaded.images.groups).size;
     this.log.info(
-      { train: split.train.count, validation: split.validation.count, rejected: loaded.rejected.length, classCounts: loaded.classCounts, cachedTensors: loaded.cache.hits },
+      { train: split.train.count, validation: split.validation.count, groups, rejected: loaded.rejected.length, classCounts: loaded.classCounts, cachedTensors: loaded.cache.hits },
       'dataset ready',
     );
+    if (this.config.data.validationFraction > 0 && split.validation.count === 0 && loaded.images.count > 1) {
+      // Typically an export that gave every image the same Patient ID: the whole site is one "patient".
+      this.log.warn({ images: loaded.images.count, groups }, 'no validation images: too few patient groups to hold any out; validation metrics will be missing');
+    }
     return { ...split, rejected: loaded.rejected.length, contents: { files: loaded.files, classCounts: loaded.classCounts, rejected: loaded.rejected } };
   }
 }

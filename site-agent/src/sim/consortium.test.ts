@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadLabeledDataset } from '../data/dataset/load.js';
 import { readDicomFile } from '../data/dicom/reader.js';
-import { CLASS_NAMES, generateConsortium, type ConsortiumSummary } from './consortium.js';
+import { CLASS_NAMES, generateConsortium, IMAGES_PER_PATIENT, type ConsortiumSummary } from './consortium.js';
 import { BASE_PROFILES, hospitalProfiles } from './profiles.js';
 
 const INPUT = 48;
@@ -71,6 +71,8 @@ describe('generateConsortium', () => {
       expect(loaded.images.count).toBe(set.images);
       expect(loaded.classCounts).toEqual(set.classCounts);
       expect(loaded.images.images).toHaveLength(set.images * INPUT * INPUT);
+      // Several images per patient, as in a real archive, so the site's split has patients to keep together.
+      expect(new Set(loaded.images.groups).size).toBe(Math.ceil(set.images / IMAGES_PER_PATIENT));
     }
   });
 

@@ -48,6 +48,12 @@ export interface ConsortiumSummary {
   holdout: GeneratedSet | undefined;
 }
 
+/**
+ * Consecutive images of a set belong to one patient, this many at a time (each its own study, like follow-up
+ * visits), so a site's split has to keep a patient's images together as it must with real archives.
+ */
+export const IMAGES_PER_PATIENT = 3;
+
 export interface SynthesizedImage {
   bytes: Uint8Array;
   label: ClassName;
@@ -76,14 +82,15 @@ export function synthesizeImage(profile: HospitalProfile, setId: string, index: 
     pixels[i] = Math.min(maxStored, Math.max(minStored, stored));
   }
   const number = String(index + 1).padStart(4, '0');
+  const patient = String(Math.floor(index / IMAGES_PER_PATIENT) + 1).padStart(4, '0');
   const bytes = writeDicomPart10({
     sopClass: profile.sopClass,
     transferSyntax: profile.transferSyntax,
     sopInstanceUid: syntheticUid(seed, setId, index, 'instance'),
     studyInstanceUid: syntheticUid(seed, setId, index, 'study'),
     seriesInstanceUid: syntheticUid(seed, setId, index, 'series'),
-    patientName: `SIMULATED^${setId.toUpperCase()}^${number}`,
-    patientId: `SIM-${setId.toUpperCase()}-${number}`,
+    patientName: `SIMULATED^${setId.toUpperCase()}^${patient}`,
+    patientId: `SIM-${setId.toUpperCase()}-${patient}`,
     studyDate: '20000101',
     studyId: `SIM${number}`,
     seriesNumber: 1,

@@ -10,10 +10,15 @@ import { parseLabelsCsv, type LabelKey } from './labels-csv.js';
  */
 export type DatasetLayout = { readonly kind: 'labels-csv'; readonly path: string } | { readonly kind: 'folders' };
 
-/** The identifiers a label may be keyed by, read from the file itself. They stay at the site. */
+/**
+ * The identifiers a label may be keyed by, and the patient pseudonym the train/validation split groups by, read
+ * from the file itself. They stay at the site.
+ */
 export interface ImageIdentity {
   readonly sopInstanceUid?: string | undefined;
   readonly studyInstanceUid?: string | undefined;
+  /** patientKeyOf(Patient ID); the loader fills it in (identityOf has only the decoded header, which lacks it). */
+  readonly patientKey?: string | undefined;
 }
 
 export function identityOf(image: ImageSource): ImageIdentity {

@@ -4,11 +4,13 @@ import { join, relative, resolve, sep } from 'node:path';
 import { createLogger, DEFAULT_PREPROCESSING, preprocessingSchema, sha256Hex, type Preprocessing } from '@federa/shared';
 import { z } from 'zod';
 import { DicomRejection, type DicomRejectionReason } from '../dicom/rejection.js';
-import { pipelineHash, preprocessImage } from '../preprocess/preprocess.js';
+import { isRasterImage, pipelineHash, preprocessImage } from '../preprocess/preprocess.js';
 import { ImageRejection, type ImageRejectionReason } from '../preprocess/rejection.js';
 import { decodeImage } from '../preprocess/source.js';
 import { mapWithConcurrency } from './concurrency.js';
+import { assignGroups } from './groups.js';
 import { DatasetLabels, identityOf, type DatasetLayout, type ImageIdentity } from './labels.js';
+import { patientKeyOf, readPatientId } from './patient.js';
 import { TensorCache, type TensorCacheStats } from './tensor-cache.js';
 
 const log = createLogger('site-agent.data');
@@ -25,7 +27,15 @@ export interface LabeledImages {
   height: number;
   width: number;
   channels: number;
+  /**
+   * Group per image (see assignGroups): images of one patient share a value, so a split can keep them together.
+   * Absent for synthetic sets with no patients, where each image stands alone. Pseudonymous, but it stays at the site.
+   */
+  groups?: Uint32Array | undefined;
 }
+
+/** Labelled images that know their patient groups, which is what a train/validation split needs. */
+export type GroupedImages = LabeledImages & { groups: Uint32Array };
 
 /** Dataset-level reasons on top of the decoder's: label bookkeeping, the pipeline, duplicates and I/O. */
 export type DatasetRejectionReason =
@@ -62,7 +72,7 @@ export interface LoadLabeledDatasetOptions {
 }
 
 export interface LoadedDataset {
-  images: LabeledImages;
+  images: GroupedImages;
   rejected: RejectedFile[];
   /** Accepted images per class name (every class present, possibly 0). */
   classCounts: Record<string, number>;
@@ -89,6 +99,17 @@ const optionsSchema = z.object({
 type Outcome =
   | { ok: true; file: string; label: number; pixels: Float32Array; identity: ImageIdentity }
   | { ok: false; rejection: RejectedFile };
+
+/** Patient groups of the accepted images; an image with no SOP Instance UID stands for itself by its path. */
+function groupsOf(accepted: ReadonlyArray<{ file: string; identity: ImageIdentity }>): Uint32Array {
+  return assignGroups(
+    accepted.map(({ file, identity }) => ({
+      patientKey: identity.patientKey,
+      studyInstanceUid: identity.studyInstanceUid,
+      imageKey: identity.sopInstanceUid !== undefined ? `sop:${identity.sopInstanceUid}` : `file:${file}`,
+    })),
+  );
+}
 
 /** Regular files below `root` as POSIX paths relative to it; hidden files and folders are skipped. */
 export async function listFiles(root: string, folder = root): Promise<string[]> {
@@ -176,10 +197,12 @@ export async function loadLabeledDataset(options: LoadLabeledDatasetOptions): Pr
         return { ok: true, file, label: index, pixels: cached.tensor, identity: cached.identity };
       }
       const image = await decodeImage(bytes, file);
-      const identity = identityOf(image);
-      const index = labels.needsIdentity ? labelByIdentity(identity) : label;
+      const uids = identityOf(image);
+      const index = labels.needsIdentity ? labelByIdentity(uids) : label;
       // Checked before preprocessing, so an unlabelled file costs its decode and no more.
       if (typeof index !== 'number') return index ?? reject('missing-label', `${file}: no label`);
+      const patientId = isRasterImage(image) ? undefined : readPatientId(bytes);
+      const identity: ImageIdentity = { ...uids, patientKey: patientId !== undefined ? patientKeyOf(patientId) : undefined };
       const pixels = await preprocessImage(image, pipeline);
       if (key !== undefined) await cache?.write(key, { tensor: pixels, identity });
       return { ok: true, file, label: index, pixels, identity };
@@ -239,7 +262,7 @@ export async function loadLabeledDataset(options: LoadLabeledDatasetOptions): Pr
   log[level]({ dir: options.dir, accepted: accepted.length, rejected: rejected.length, rejectedByReason, classCounts, cache: cacheStats }, 'dataset loaded');
 
   return {
-    images: { images, labels: labelsOut, count: accepted.length, height: inputSize, width: inputSize, channels },
+    images: { images, labels: labelsOut, count: accepted.length, height: inputSize, width: inputSize, channels, groups: groupsOf(accepted) },
     rejected,
     classCounts,
     files: accepted.map((a) => a.file),

@@ -72,6 +72,25 @@ describe('TensorCache', () => {
     await expect(longer.write(FILE_A, { tensor, identity })).rejects.toThrow(RangeError);
   });
 
+  it('keeps the patient pseudonym, and treats an entry from before it (FTC1) as a plain miss', async () => {
+    const cache = new TensorCache(root, PIPELINE, tensor.length);
+    const withPatient = { ...identity, patientKey: 'e'.repeat(64) };
+    await cache.write(FILE_A, { tensor, identity: withPatient });
+    expect((await cache.read(FILE_A))?.identity).toEqual(withPatient);
+
+    // Same entry as the previous format wrote it: its identity could lack a patient, so it is recomputed.
+    const entry = await readFile(cache.path(FILE_A));
+    entry.write('FTC1', 0, 'latin1');
+    await writeFile(cache.path(FILE_A), entry);
+    const before = { ...cache.stats };
+    expect(await cache.read(FILE_A)).toBeUndefined();
+    expect(cache.stats).toEqual({ ...before, misses: before.misses + 1 });
+
+    // Only a pseudonym is stored: anything that is not a SHA-256 hex is refused rather than written.
+    await cache.write(FILE_B, { tensor, identity: { patientKey: 'MRN-4711' } });
+    expect(cache.stats.writeErrors).toBe(1);
+  });
+
   it('counts a write it could not make instead of failing the load', async () => {
     const blocked = join(root, 'blocked');
     await writeFile(blocked, 'not a folder');

@@ -9,17 +9,29 @@ import type { ImageIdentity } from './labels.js';
 const log = createLogger('site-agent.tensor-cache');
 
 /**
- * One entry: "FTC1", meta length (u32 LE), float count (u32 LE), SHA-256 over the key, meta and payload, then
+ * One entry: "FTC2", meta length (u32 LE), float count (u32 LE), SHA-256 over the key, meta and payload, then
  * the meta JSON and the float32 LE payload. The checksum covers the key, so an entry copied under another
  * file's name is caught as well as a torn or bit-flipped one.
  */
-const MAGIC = Buffer.from('FTC1', 'latin1');
+const MAGIC = Buffer.from('FTC2', 'latin1');
+/**
+ * FTC1 entries predate the patient key: trusting one would leave its image ungrouped by patient in the split, so
+ * it is an ordinary miss (recomputed and rewritten), not damage worth a warning.
+ */
+const STALE_MAGIC = Buffer.from('FTC1', 'latin1');
 const HEADER_BYTES = 4 + 4 + 4 + 32;
 const LITTLE_ENDIAN_HOST = endianness() === 'LE';
 
-/** What is stored besides the tensor: the identifiers a UID-keyed labels CSV needs, so a hit needs no decode. */
+/**
+ * What is stored besides the tensor: the identifiers a UID-keyed labels CSV and the patient grouping need, so a
+ * hit needs no decode. The patient is stored as its pseudonym, never as the Patient ID.
+ */
 const metaSchema = z
-  .object({ sopInstanceUid: z.string().max(64).optional(), studyInstanceUid: z.string().max(64).optional() })
+  .object({
+    sopInstanceUid: z.string().max(64).optional(),
+    studyInstanceUid: z.string().max(64).optional(),
+    patientKey: z.string().regex(/^[0-9a-f]{64}$/).optional(),
+  })
   .strict();
 
 export interface CachedTensor {
@@ -62,6 +74,10 @@ export class TensorCache {
       bytes = await readFile(this.path(fileSha256));
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code !== 'ENOENT') log.warn({ err: error }, 'tensor cache entry unreadable; recomputing');
+      this.stats.misses++;
+      return undefined;
+    }
+    if (bytes.subarray(0, 4).equals(STALE_MAGIC)) {
       this.stats.misses++;
       return undefined;
     }
