@@ -1,7 +1,7 @@
 import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { credentials, Metadata, type ServiceError } from '@grpc/grpc-js';
+import { credentials, Metadata, status, type ServiceError } from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   applyAggregate,
@@ -55,7 +55,8 @@ describe('CKKS-encrypted aggregation at the coordinator', () => {
     clients.push(client);
     return client;
   };
-  const upload = (client: InstanceType<typeof federation.FederationServiceClient>, payload: Uint8Array) =>
+  /** Uploads `payload` under a header announcing `declaredBytes` (its own size unless a test lies about it). */
+  const upload = (client: InstanceType<typeof federation.FederationServiceClient>, payload: Uint8Array, declaredBytes = payload.byteLength) =>
     new Promise<{ receipt?: federation.UploadReceipt; error?: ServiceError }>((resolve) => {
       const call = client.uploadUpdate(new Metadata(), (error, receipt) => resolve(error ? { error } : { receipt }));
       call.write(
@@ -63,7 +64,7 @@ describe('CKKS-encrypted aggregation at the coordinator', () => {
           studyId,
           round: 1,
           encoding: federation.UpdateEncoding.UPDATE_ENCODING_CKKS,
-          totalBytes: payload.byteLength,
+          totalBytes: declaredBytes,
           vectorLength,
           baseModelSha256: task.baseModel?.sha256 ?? '',
         }),
@@ -159,9 +160,14 @@ describe('CKKS-encrypted aggregation at the coordinator', () => {
 
     const short = ckks.encryptVector(new Float32Array(vectorLength - 1).fill(1), secretKey);
     expect((await upload(a, short)).error?.details).toMatch(/LENGTH_MISMATCH/);
-    // An oversized ciphertext (a ciphertext more than the round takes) is refused from its header's size.
+    // An oversized payload (one ciphertext more than the round takes): announced honestly, the header's size is
+    // refused; announced as the round's size, the stream is cut off at the first byte past it.
     const oversized = ckks.encryptVector(new Float32Array(vectorLength + ckks.valuesPerCiphertext).fill(0.5), secretKey);
-    expect((await upload(a, oversized)).error?.details).toMatch(/update of \d+ values is \d+ bytes, the header says \d+/);
+    expect(oversized.byteLength).toBeGreaterThan(good.byteLength);
+    expect((await upload(a, oversized)).error?.details).toMatch(new RegExp(`update of \\d+ values is ${good.byteLength} bytes, the header says ${oversized.byteLength}`));
+    const smuggled = await upload(a, oversized, good.byteLength);
+    expect(status[smuggled.error?.code ?? 0]).toBe('INVALID_ARGUMENT');
+    expect(smuggled.error?.details).toMatch(new RegExp(`the upload sent more than the ${good.byteLength} bytes its header announced`));
 
     expect((await upload(a, good)).receipt).toBeDefined();
     // Site b replaying site a's ciphertext would count a's update twice.

@@ -1,6 +1,7 @@
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { connect as tlsConnect } from 'node:tls';
 import { credentials, Metadata, status, type ChannelCredentials, type ServiceError } from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createRootCa, federation, issueSiteCertificate, readSiteKit } from '@federa/shared';
@@ -32,6 +33,28 @@ describe('mutual TLS between sites and the coordinator', () => {
         { deadline: Date.now() + 5_000 },
         (error, response) => resolve(error ? { error } : { siteId: response.siteId }),
       );
+    });
+  /**
+   * The connection alone, without gRPC, with the same key and certificate: how the coordinator answered. A TLS alert
+   * (e.g. a missing client certificate), a close right after the handshake and before any HTTP/2 frame (a
+   * certificate Node's TLS layer refused: it drops the socket without an alert), or HTTP/2 (the server's SETTINGS
+   * came: the certificate was taken). A server that is down or not speaking TLS gives none of these.
+   */
+  const tlsOutcome = (caPem: string, key?: string, cert?: string) =>
+    new Promise<string>((resolve) => {
+      let handshake = false;
+      const socket = tlsConnect({ host: '127.0.0.1', port: coordinator.grpcPort, servername: 'localhost', ca: caPem, key, cert, ALPNProtocols: ['h2'] });
+      socket.on('error', (error) => resolve(`error: ${error.message}`));
+      socket.on('secureConnect', () => {
+        handshake = true;
+        socket.write('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n');
+      });
+      socket.on('data', () => {
+        resolve('http2');
+        socket.destroy();
+      });
+      socket.on('close', () => resolve(handshake ? 'closed after the TLS handshake, before HTTP/2' : 'closed before the TLS handshake ended'));
+      socket.setTimeout(5_000, () => resolve('no answer within 5 s'));
     });
   const siteCredentials = async (siteId: string, caPem?: string): Promise<ChannelCredentials> => {
     const kit = await readSiteKit(join(kits, 'sites', siteId));
@@ -67,8 +90,9 @@ describe('mutual TLS between sites and the coordinator', () => {
   it('refuses a connection without a client certificate', async () => {
     const kit = await readSiteKit(join(kits, 'sites', 'hospital-a'));
     const { error } = await register(credentials.createSsl(Buffer.from(kit.caPem)));
-    expect(error).toBeDefined();
     expect(status[error?.code ?? 0]).toBe('UNAVAILABLE');
+    expect(error?.details).toMatch(/alert certificate required/);
+    expect(await tlsOutcome(kit.caPem)).toMatch(/^error: .*alert certificate required/);
   });
 
   it("refuses a self-signed certificate and another CA's certificate", async () => {
@@ -76,9 +100,13 @@ describe('mutual TLS between sites and the coordinator', () => {
     const stranger = await createRootCa({ commonName: 'mtls test' });
     const selfSigned = credentials.createSsl(Buffer.from(kit.caPem), Buffer.from(stranger.privateKeyPem), Buffer.from(stranger.certificatePem));
     expect(status[(await register(selfSigned)).error?.code ?? 0]).toBe('UNAVAILABLE');
+    expect(await tlsOutcome(kit.caPem, stranger.privateKeyPem, stranger.certificatePem)).toBe('closed after the TLS handshake, before HTTP/2');
     const foreign = await issueSiteCertificate(stranger, { siteId: 'hospital-a' });
     const otherCa = credentials.createSsl(Buffer.from(kit.caPem), Buffer.from(foreign.privateKeyPem), Buffer.from(foreign.certificatePem));
     expect(status[(await register(otherCa)).error?.code ?? 0]).toBe('UNAVAILABLE');
+    expect(await tlsOutcome(kit.caPem, foreign.privateKeyPem, foreign.certificatePem)).toBe('closed after the TLS handshake, before HTTP/2');
+    // The same path with the site's own certificate reaches HTTP/2: the refusals above are the certificates'.
+    expect(await tlsOutcome(kit.caPem, kit.privateKeyPem, kit.certificatePem)).toBe('http2');
   });
 
   it('refuses an expired certificate from the right CA', async () => {
@@ -90,6 +118,9 @@ describe('mutual TLS between sites and the coordinator', () => {
     });
     const creds = credentials.createSsl(Buffer.from(ca.certificatePem), Buffer.from(expired.privateKeyPem), Buffer.from(expired.certificatePem));
     expect(status[(await register(creds)).error?.code ?? 0]).toBe('UNAVAILABLE');
+    expect(await tlsOutcome(ca.certificatePem, expired.privateKeyPem, expired.certificatePem)).toBe('closed after the TLS handshake, before HTTP/2');
+    const valid = await issueSiteCertificate(ca, { siteId: 'hospital-a' });
+    expect(await tlsOutcome(ca.certificatePem, valid.privateKeyPem, valid.certificatePem)).toBe('http2');
   });
 
   it('refuses a revoked certificate within seconds of `federa provision revoke`, and drops its open stream, without a restart', async () => {
@@ -118,5 +149,6 @@ describe('mutual TLS between sites and the coordinator', () => {
     const stranger = await createRootCa({ commonName: 'impostor trust' });
     const { error } = await register(await siteCredentials('hospital-a', stranger.certificatePem));
     expect(status[error?.code ?? 0]).toBe('UNAVAILABLE');
+    expect(error?.details).toMatch(/self-signed certificate in certificate chain/);
   });
 });

@@ -120,15 +120,29 @@ describe('resumable uploads', () => {
     cleanup.push(() => client.close());
     const bytes = plainUpdate(spec, tasks[0]!.cohort, 'site-a', 0.01, 30);
     const header = { studyId, round: 1, encoding: tasks[0]!.encoding, vectorLength: bytes.byteLength / 4, baseModelSha256: tasks[0]!.baseModel?.sha256 ?? '' };
-    await client.queryUpload({ studyId, round: 1, sha256: sha256Hex(bytes), totalBytes: bytes.byteLength });
-    proxy.dropAfter(400_000);
-    const broken = await client.uploadUpdate(header, bytes).catch((error: unknown) => error);
-    expect(broken).toBeInstanceOf(CoordinatorRefusal);
-    expect(status[(broken as CoordinatorRefusal).code]).toBe('UNAVAILABLE');
+    const query = { studyId, round: 1, sha256: sha256Hex(bytes), totalBytes: bytes.byteLength };
+    await client.queryUpload(query);
+    // The link stalls after 400 KB, the coordinator writes what reached it, and then the connection breaks.
+    proxy.holdAfter(400_000);
+    const broken = client.uploadUpdate(header, bytes).catch((error: unknown) => error);
+    const direct = new FederationClient({ address: `127.0.0.1:${coordinator.grpcPort}`, credentials: credentials.createInsecure(), declaredSiteId: 'site-a' });
+    cleanup.push(() => direct.close());
+    let held = -1;
+    await expect
+      .poll(async () => {
+        const now = (await direct.queryUpload(query)).receivedBytes;
+        const settled = now === held && now > 100_000;
+        held = now;
+        return settled;
+      }, { timeout: 20_000, interval: 300 })
+      .toBe(true);
+    proxy.dropConnections();
+    expect(await broken).toBeInstanceOf(CoordinatorRefusal);
+    expect(status[((await broken) as CoordinatorRefusal).code]).toBe('UNAVAILABLE');
     const before = proxy.sent;
     const receipt = await client.uploadUpdate(header, bytes);
     expect(receipt.sha256).toBe(sha256Hex(bytes));
-    expect(receipt.resumedFrom).toBeGreaterThan(100_000);
+    expect(receipt.resumedFrom).toBe(held);
     // The second attempt carried the rest of the update, not all of it again.
     expect(proxy.sent - before).toBeLessThan(bytes.byteLength - receipt.resumedFrom + 50_000);
   });

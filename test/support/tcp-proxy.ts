@@ -8,6 +8,7 @@ export class TcpProxy {
   private readonly open = new Set<Socket>();
   private cut = false;
   private dropAt: number | undefined;
+  private holdAt: number | undefined;
   refused = 0;
   /** Bytes relayed from clients to the server so far. */
   sent = 0;
@@ -39,6 +40,12 @@ export class TcpProxy {
               pair.dropAt = undefined;
               for (const socket of pair.open) socket.destroy();
             }
+            if (pair.holdAt !== undefined && pair.sent >= pair.holdAt) {
+              // Hold the connection open but relay nothing more from the client, as a stalled network does.
+              pair.holdAt = undefined;
+              a.unpipe(b);
+              a.pause();
+            }
           });
         }
         a.pipe(b);
@@ -65,6 +72,16 @@ export class TcpProxy {
   /** Drops every connection once `bytes` more have gone from clients to the server (new ones are still taken). */
   dropAfter(bytes: number): void {
     this.dropAt = this.sent + bytes;
+  }
+
+  /** Stops relaying what clients send once `bytes` more have gone through; connections stay open until dropped. */
+  holdAfter(bytes: number): void {
+    this.holdAt = this.sent + bytes;
+  }
+
+  /** Drops every open connection; new ones are still taken. */
+  dropConnections(): void {
+    for (const socket of this.open) socket.destroy();
   }
 
   restore(): void {

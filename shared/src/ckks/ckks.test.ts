@@ -1,7 +1,10 @@
 import { crc32 } from 'node:zlib';
 import initialize from 'node-seal/throws';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createHash } from 'node:crypto';
 import { createPrng, type Prng } from '../model/index.js';
+import { PAYLOAD_HEADER_BYTES, readPayloadHeader } from './payload.js';
+import { SEED_BYTES } from './seal-format.js';
 import {
   CkksContext,
   CkksError,
@@ -16,6 +19,7 @@ import {
 } from './index.js';
 
 const N = DEFAULT_CKKS_PARAMETERS.polyModulusDegree;
+const sha256 = (bytes: Uint8Array): string => createHash('sha256').update(bytes).digest('hex');
 
 /** A site's update vector as sites build it: (trained - base) * w per parameter, then w. */
 function siteVector(prng: Prng, params: number, weight: number, maxUpdate = 0.1): Float32Array {
@@ -347,6 +351,26 @@ describe('CKKS codec', () => {
       const b = site.encryptVector(v, secretKey);
       expect(Buffer.from(a.subarray(80)).equals(Buffer.from(b.subarray(80)))).toBe(false);
       expect(coordinator.inspectPayload(a)).toMatchObject({ vectorLength: 11, sites: 1 });
+    });
+  });
+
+  describe('seeds', () => {
+    it('draws a fresh seed for every ciphertext of every encryption, so no two ciphertexts share their c1', () => {
+      // A reused seed gives two ciphertexts the same c1 = a: their c0 difference is then the plaintexts'
+      // difference plus noise, readable without the key; and honest uploads of equal updates would look like replays.
+      const v = siteVector(createPrng(2), 3 * N, 10);
+      const payloads = [site.encryptVector(v, secretKey), site.encryptVector(v, secretKey)];
+      const seeds = new Set<string>();
+      for (const payload of payloads) {
+        const header = readPayloadHeader(payload, N, Buffer.from(site.fingerprint, 'hex'));
+        expect(header.ciphertextCount).toBe(4);
+        for (let i = 0; i < header.ciphertextCount; i++) {
+          const at = PAYLOAD_HEADER_BYTES + i * SEED_BYTES;
+          seeds.add(Buffer.from(payload.subarray(at, at + SEED_BYTES)).toString('hex'));
+        }
+      }
+      expect(seeds.size).toBe(8);
+      expect(sha256(payloads[0]!)).not.toBe(sha256(payloads[1]!));
     });
   });
 
