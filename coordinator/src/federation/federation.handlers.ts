@@ -10,7 +10,6 @@ import type {
 import {
   AUDIT_KIND_OF_SITE_MESSAGE,
   AUDIT_KIND_SITE_MESSAGE_REFUSED,
-  CHUNK_BYTES,
   createLogger,
   encodeMessage,
   federation,
@@ -230,10 +229,9 @@ export class FederationHandlers {
         details: { by: siteId, kind: model.kind, sha256: model.sha256, bytes: model.sizeBytes, offset },
       });
       await write(call, { part: { $case: 'header', value: header } });
-      const bytes = await this.blobs.get(model.sha256);
-      for (let at = offset; at < bytes.byteLength; at += CHUNK_BYTES) {
-        const slice = bytes.subarray(at, Math.min(at + CHUNK_BYTES, bytes.byteLength));
-        await write(call, { part: { $case: 'data', value: Buffer.from(slice.buffer, slice.byteOffset, slice.byteLength) } });
+      // Streamed from the file as the site takes it: memory holds a chunk per download, not the model.
+      for await (const chunk of this.blobs.createReadStream(model.sha256, { start: offset })) {
+        await write(call, { part: { $case: 'data', value: chunk as Buffer } });
       }
       call.end();
     } catch (error) {
