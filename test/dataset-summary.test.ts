@@ -61,7 +61,7 @@ describe('dataset summaries', () => {
     expect(sites.find((s) => s.id === 'site-a')?.dataset).toEqual({ studyId, reportedAt: expect.any(String), ...counts });
     expect(sites.find((s) => s.id === 'site-b')?.dataset).toBeNull();
     const study = (await rest(coordinator, 'GET', `/studies/${studyId}`)).body;
-    expect(study.sites).toEqual([{ id: 'site-a', connected: true, dataset: { studyId, reportedAt: expect.any(String), ...counts } }]);
+    expect(study.sites).toEqual([{ id: 'site-a', connected: true, dropped: false, dataset: { studyId, reportedAt: expect.any(String), ...counts } }]);
   });
 
   it('refuses summaries from outsiders, for unknown studies, and with anything but counts by known category', async () => {

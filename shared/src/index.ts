@@ -11,3 +11,4 @@ export * from './metrics/index.js';
 export * from './dataset/index.js';
 export * from './audit/index.js';
 export * from './ledger/index.js';
+export * from './failpoints/index.js';

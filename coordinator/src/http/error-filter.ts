@@ -33,7 +33,11 @@ export class HttpErrorFilter implements ExceptionFilter {
     if (exception instanceof TokenError) return [exception.status, { error: exception.message }];
     if (exception instanceof FederationError) {
       const status =
-        exception.code === GrpcStatus.NOT_FOUND ? 404 : exception.code === GrpcStatus.FAILED_PRECONDITION ? 409 : 400;
+        exception.code === GrpcStatus.NOT_FOUND
+          ? 404
+          : exception.code === GrpcStatus.FAILED_PRECONDITION || exception.code === GrpcStatus.ALREADY_EXISTS
+            ? 409
+            : 400;
       return [status, { error: exception.message }];
     }
     if (exception instanceof HttpException) {

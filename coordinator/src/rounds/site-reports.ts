@@ -6,6 +6,7 @@ import { FederationError, GrpcStatus } from '../federation/federation-error.js';
 import type { Database } from '../persistence/index.js';
 import { validateEvaluationReport } from './evaluation.js';
 import { RoundsService } from './rounds.service.js';
+import { refuseDropped } from './upload-header.js';
 import { definitionOf } from './tasks.js';
 
 const MAX_MESSAGE = 1_000;
@@ -167,10 +168,11 @@ export class SiteReports {
 
   /** The round, if the calling site was assigned to it; reports come only from participants. */
   private async participantRound(siteId: string, studyId: string, number: number) {
-    const round = await this.db.prisma.round.findUnique({ where: { studyId_number: { studyId, number } } });
+    const round = await this.db.prisma.round.findUnique({ where: { studyId_number: { studyId, number } }, include: { study: { select: { id: true, droppedSites: true } } } });
     if (!round || !round.assignedSites.includes(siteId)) {
       throw new FederationError(GrpcStatus.PERMISSION_DENIED, `site ${siteId} is not a participant of round ${number} of study ${studyId}`);
     }
+    refuseDropped(round.study, siteId);
     return round;
   }
 }

@@ -1,26 +1,25 @@
 import { randomUUID } from 'node:crypto';
 import { Inject, Injectable } from '@nestjs/common';
-import { createLogger, federation, parameterCount, receiptSignedBody, SHA256_HEX, signCanonical, taggedLength } from '@federa/shared';
+import { createLogger, failpoint, federation, receiptSignedBody, SHA256_HEX, signCanonical } from '@federa/shared';
 import { BLOB_STORE, COORDINATOR_CONFIG, DATABASE } from '../app/tokens.js';
 import type { CoordinatorConfig } from '../config/index.js';
 import { AuditLog } from '../audit/audit-log.js';
 import { PartialOffsetError, PartialUploads, type BlobInfo, type BlobStore, type PartialKey } from '../blobs/index.js';
-import { checkStudyRef, FederationError, GrpcStatus } from '../federation/federation-error.js';
+import { FederationError, GrpcStatus } from '../federation/federation-error.js';
 import type { Database } from '../persistence/index.js';
 import { EncryptedAggregation } from './encrypted-aggregation.js';
 import { RoundsService } from './rounds.service.js';
 import { StudyLocks } from './study-locks.js';
-import { definitionOf, encodingOf } from './tasks.js';
-import { expectedPayloadBytes, validatePlaintextUpdate, type VectorLayout } from './upload-payload.js';
+import { Semaphore } from './semaphore.js';
+import { checkUploadHeader, MAX_UPLOAD_BYTES, refuseDropped, roundTakingUploads, type UploadTarget } from './upload-header.js';
+import { validatePlaintextUpdate } from './upload-payload.js';
 
-/** An update larger than this is refused before any byte is stored. */
-const MAX_UPLOAD_BYTES = 2 * 1024 ** 3;
-
-interface UploadTarget {
-  studyId: string;
-  roundId: string;
-  layout: VectorLayout;
-  vectorLength: number;
+/** An upload's bytes, stored and checked against its header and trailer, not yet counted. */
+interface StoredUpload {
+  blob: BlobInfo;
+  /** When its first data chunk was awaited and when its trailer arrived (ms since the epoch). */
+  startedAt: number;
+  endedAt: number;
 }
 
 /**
@@ -54,29 +53,45 @@ export class UploadReceiver {
       throw new FederationError(GrpcStatus.INVALID_ARGUMENT, 'an upload must start with an UpdateHeader message');
     }
     const header = first.value.part.value;
-    const target = await this.checkHeader(siteId, header);
+    const target = await checkUploadHeader(this.db, this.encrypted, siteId, header);
 
     // Waits here (reading nothing, so gRPC's flow control holds the sender) while too many uploads are in flight.
+    // The slot is held while bytes arrive and are checked, not while the update waits for its round's sum.
     const release = await this.slots.acquire();
+    let stored: StoredUpload;
     try {
-      return await this.receiveData(siteId, header, target, iterator);
+      stored = await this.receiveData(siteId, header, target, iterator);
     } finally {
       release();
     }
+    try {
+      return await this.accept(siteId, header, target, stored);
+    } catch (error) {
+      if (error instanceof FederationError) return this.refuse(stored.blob, error);
+      throw error;
+    }
+  }
+
+  /** Refuses a stored upload: its bytes are removed again, and the refusal says what was received. */
+  private async refuse(blob: BlobInfo, error: FederationError): Promise<never> {
+    error.received = { sha256: blob.sha256, bytes: blob.size };
+    await this.discard(blob.sha256);
+    throw error;
   }
 
   /**
    * The data chunks go straight to a file, hashed on the way: memory holds a chunk, not the upload. An upload that
    * declared its SHA-256 is kept as a partial while it arrives, so a broken stream resumes from the bytes held
    * (QueryUpload); one that did not goes to a temporary file. A refused upload's bytes are removed again (unless
-   * the same bytes are stored for a reason).
+   * the same bytes are stored for a reason). A plaintext update's values are checked here too.
    */
   private async receiveData(
     siteId: string,
     header: federation.UpdateHeader,
     target: UploadTarget,
     iterator: AsyncIterator<federation.UpdateChunk>,
-  ): Promise<federation.UploadReceipt> {
+  ): Promise<StoredUpload> {
+    const startedAt = Date.now();
     const offset = header.offset;
     let received = offset;
     let trailer: federation.UpdateTrailer | undefined;
@@ -107,11 +122,7 @@ export class UploadReceiver {
     const blob = header.sha256 === '' ? await this.blobs.put(data()) : await this.receivePartial(key, header.offset, data, () => trailer !== undefined);
     // A resumable upload that stopped short: its bytes stay held for the resume.
     if (!blob) throw truncated();
-    const refuse = async (error: FederationError): Promise<never> => {
-      error.received = { sha256: blob.sha256, bytes: blob.size };
-      await this.discard(blob.sha256);
-      throw error;
-    };
+    const refuse = (error: FederationError): Promise<never> => this.refuse(blob, error);
     if (!trailer) return refuse(truncated());
     const claimed: string = trailer.sha256;
     if (received !== header.totalBytes) {
@@ -125,14 +136,16 @@ export class UploadReceiver {
         ),
       );
     }
-    try {
-      // An encrypted update is read into shared memory: the aggregation threads read it there, in place.
-      const payload = header.encoding === federation.UpdateEncoding.UPDATE_ENCODING_CKKS ? await this.blobs.getShared(blob.sha256) : await this.blobs.get(blob.sha256);
-      return await this.accept(siteId, header, target, payload, blob);
-    } catch (error) {
-      if (error instanceof FederationError) return refuse(error);
-      throw error;
+    const endedAt = Date.now();
+    if (header.encoding === federation.UpdateEncoding.UPDATE_ENCODING_PLAINTEXT_F32) {
+      try {
+        validatePlaintextUpdate(await this.blobs.get(blob.sha256), target.layout, siteId);
+      } catch (error) {
+        if (error instanceof FederationError) return refuse(error);
+        throw error;
+      }
     }
+    return { blob, startedAt, endedAt };
   }
 
   /**
@@ -148,7 +161,12 @@ export class UploadReceiver {
       throw error;
     }
     try {
-      for await (const chunk of data()) await writer.write(chunk);
+      let first = true;
+      for await (const chunk of data()) {
+        await writer.write(chunk);
+        if (first) await failpoint('upload.mid-stream');
+        first = false;
+      }
     } catch (error) {
       // The site's stream broke (or sent something refused): what arrived stays, for a resume from there.
       await writer.close();
@@ -174,16 +192,17 @@ export class UploadReceiver {
     siteId: string,
     header: federation.UpdateHeader,
     target: UploadTarget,
-    payload: Uint8Array,
-    blob: { sha256: string; size: number },
+    stored: StoredUpload,
   ): Promise<federation.UploadReceipt> {
+    const { blob } = stored;
     const digest = blob.sha256;
     const encrypted = header.encoding !== federation.UpdateEncoding.UPDATE_ENCODING_PLAINTEXT_F32;
-    if (!encrypted) validatePlaintextUpdate(payload, target.layout, siteId);
+    let addSeconds = 0;
 
     const accepted = await this.locks.run(target.studyId, async () => {
       // Re-check under the study's lock: the round may have closed while the bytes were arriving.
-      const round = await this.db.prisma.round.findUnique({ where: { id: target.roundId } });
+      const round = await this.db.prisma.round.findUnique({ where: { id: target.roundId }, include: { study: { select: { id: true, droppedSites: true } } } });
+      if (round) refuseDropped(round.study, siteId);
       if (!round || round.status !== 'open') {
         throw new FederationError(
           GrpcStatus.FAILED_PRECONDITION,
@@ -205,8 +224,13 @@ export class UploadReceiver {
           `this exact update (sha256 ${blob.sha256}) was already uploaded for round ${header.round} of study ${header.studyId}; replays are never added`,
         );
       }
-      // An encrypted update is checked completely and added to the round's running sum here, once.
-      if (encrypted) await this.encrypted.addToRound(round.id, blob.sha256, payload, target.vectorLength);
+      // An encrypted update is checked completely and added to the round's running sum here, once. It is read only
+      // now, into shared memory where the aggregation threads read it: one study holds one update in memory at a time.
+      if (encrypted) {
+        const began = performance.now();
+        await this.encrypted.addToRound(round.id, blob.sha256, await this.blobs.getShared(blob.sha256), target.vectorLength);
+        addSeconds = (performance.now() - began) / 1000;
+      }
       const receivedAt = new Date();
       const recorded = this.audit.transaction(async (tx) => {
         await tx.updateReceipt.create({
@@ -237,9 +261,14 @@ export class UploadReceiver {
         if (encrypted) this.encrypted.forgetRound(round.id);
         throw error;
       });
-      this.log.info({ siteId, studyId: target.studyId, round: header.round, bytes: blob.size }, 'update received');
+      // The timings feed the scale benchmark: when the bytes arrived, and what adding them to the sum took.
+      this.log.info(
+        { siteId, studyId: target.studyId, round: header.round, bytes: blob.size, receiveStartedAt: stored.startedAt, receiveEndedAt: stored.endedAt, addSeconds },
+        'update received',
+      );
       return { receivedAt, auditSeq: records[0]!.seq };
     });
+    await failpoint('upload.recorded');
     this.rounds.closeRoundSoon(target.studyId, target.roundId);
     const unsigned = {
       siteId,
@@ -271,107 +300,8 @@ export class UploadReceiver {
     if (!SHA256_HEX.test(query.sha256)) {
       throw new FederationError(GrpcStatus.INVALID_ARGUMENT, `sha256: "${query.sha256.slice(0, 80)}" is not a SHA-256 digest (64 lower-case hex characters)`);
     }
-    const { study } = await this.roundTakingUploads(siteId, query.studyId, query.round);
+    const { study } = await roundTakingUploads(this.db, siteId, query.studyId, query.round);
     const key = { siteId, studyId: study.id, round: query.round, sha256: query.sha256 };
     return { receivedBytes: await this.partials.held(key, Math.min(query.totalBytes, MAX_UPLOAD_BYTES)) };
-  }
-
-  /** The study and round an upload is for, if that round takes this site's upload now; refused otherwise. */
-  private async roundTakingUploads(siteId: string, studyId: string, number: number) {
-    checkStudyRef(studyId, number);
-    const study = await this.db.prisma.study.findUnique({ where: { id: studyId } });
-    if (!study) throw new FederationError(GrpcStatus.NOT_FOUND, `study ${studyId} does not exist`);
-    if (study.status !== 'running') {
-      throw new FederationError(GrpcStatus.FAILED_PRECONDITION, `study ${studyId} is ${study.status}; it takes no uploads`);
-    }
-    const round = await this.db.prisma.round.findUnique({ where: { studyId_number: { studyId: study.id, number } } });
-    if (!round) throw new FederationError(GrpcStatus.FAILED_PRECONDITION, `round ${number} of study ${study.id} has not been opened`);
-    if (round.status !== 'open') {
-      throw new FederationError(GrpcStatus.FAILED_PRECONDITION, `round ${number} of study ${study.id} is ${round.status}; late uploads are refused, not added`);
-    }
-    if (!round.assignedSites.includes(siteId)) {
-      throw new FederationError(GrpcStatus.PERMISSION_DENIED, `site ${siteId} is not a participant of round ${number} of study ${study.id}`);
-    }
-    if (round.deadlineAt && round.deadlineAt.getTime() < Date.now()) {
-      throw new FederationError(GrpcStatus.DEADLINE_EXCEEDED, `round ${number} of study ${study.id} passed its deadline`);
-    }
-    return { study, round };
-  }
-
-  private async checkHeader(siteId: string, header: federation.UpdateHeader): Promise<UploadTarget> {
-    const { study, round } = await this.roundTakingUploads(siteId, header.studyId, header.round);
-    const def = definitionOf(study);
-    const expectedEncoding = encodingOf(def);
-    if (header.encoding !== expectedEncoding) {
-      throw new FederationError(
-        GrpcStatus.INVALID_ARGUMENT,
-        `study ${study.id} takes ${federation.updateEncodingToJSON(expectedEncoding)} updates, not ${federation.updateEncodingToJSON(header.encoding)}`,
-      );
-    }
-    const layout: VectorLayout = { parameters: parameterCount(def.model), cohort: [...round.assignedSites].sort() };
-    const payloadLength = layout.parameters + 1 + layout.cohort.length;
-    // An encrypted update is laid out in whole ciphertexts, each ending with the site's contribution tags.
-    const vectorLength =
-      header.encoding === federation.UpdateEncoding.UPDATE_ENCODING_CKKS
-        ? taggedLength(payloadLength, await this.encrypted.valuesPerCiphertext())
-        : payloadLength;
-    if (header.vectorLength !== vectorLength) {
-      throw new FederationError(
-        GrpcStatus.INVALID_ARGUMENT,
-        `update vector length ${header.vectorLength} does not match the round (${vectorLength}: parameters + weight + ${layout.cohort.length} contribution slots${vectorLength !== payloadLength ? ', in whole ciphertexts with their tags' : ''})`,
-      );
-    }
-    // The size is known from the layout: anything else is refused before a byte of data is read.
-    const expectedBytes =
-      header.encoding === federation.UpdateEncoding.UPDATE_ENCODING_CKKS
-        ? await this.encrypted.updateBytes(vectorLength)
-        : expectedPayloadBytes(header.encoding, vectorLength);
-    if (expectedBytes !== undefined && header.totalBytes !== expectedBytes) {
-      throw new FederationError(
-        GrpcStatus.INVALID_ARGUMENT,
-        `a ${federation.updateEncodingToJSON(header.encoding)} update of ${vectorLength} values is ${expectedBytes} bytes, the header says ${header.totalBytes}`,
-      );
-    }
-    if (header.totalBytes <= 0 || header.totalBytes > MAX_UPLOAD_BYTES) {
-      throw new FederationError(GrpcStatus.INVALID_ARGUMENT, `upload size ${header.totalBytes} is outside 1..${MAX_UPLOAD_BYTES} bytes`);
-    }
-    if (header.sha256 !== '' && !SHA256_HEX.test(header.sha256)) {
-      throw new FederationError(GrpcStatus.INVALID_ARGUMENT, `sha256: "${header.sha256.slice(0, 80)}" is not a SHA-256 digest (64 lower-case hex characters)`);
-    }
-    if (header.offset > 0 && (header.sha256 === '' || header.offset > header.totalBytes)) {
-      throw new FederationError(
-        GrpcStatus.INVALID_ARGUMENT,
-        header.sha256 === '' ? 'offset: an upload resumes only under the sha256 its header declares' : `offset ${header.offset} is past the update's ${header.totalBytes} bytes`,
-      );
-    }
-    const base = await this.db.prisma.modelVersion.findUnique({ where: { studyId_round: { studyId: study.id, round: header.round - 1 } } });
-    if (!SHA256_HEX.test(header.baseModelSha256) || header.baseModelSha256 !== base?.sha256) {
-      throw new FederationError(
-        GrpcStatus.FAILED_PRECONDITION,
-        `the update was computed against model ${header.baseModelSha256 || '(none)'}, but round ${header.round} starts from ${base?.sha256 ?? '(missing)'}`,
-      );
-    }
-    return { studyId: study.id, roundId: round.id, layout, vectorLength };
-  }
-}
-
-/** At most `limit` holders at once; the others wait in order. */
-class Semaphore {
-  private active = 0;
-  private readonly waiting: Array<() => void> = [];
-
-  constructor(private readonly limit: number) {}
-
-  async acquire(): Promise<() => void> {
-    if (this.active >= this.limit) await new Promise<void>((resolve) => this.waiting.push(resolve));
-    else this.active++;
-    let released = false;
-    return () => {
-      if (released) return;
-      released = true;
-      const next = this.waiting.shift();
-      if (next) next();
-      else this.active--;
-    };
   }
 }

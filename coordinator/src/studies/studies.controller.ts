@@ -1,13 +1,21 @@
 import { Body, Controller, Get, HttpCode, Inject, Param, Post, Put, Req, Res } from '@nestjs/common';
 import type { Request, Response } from 'express';
 import { z } from 'zod';
+import { textSchema } from '@federa/shared';
 import { BLOB_STORE } from '../app/tokens.js';
 import { Caller } from '../auth/caller.decorator.js';
 import { Roles, type Principal } from '../auth/roles.js';
 import type { BlobStore } from '../blobs/index.js';
 import { StudiesService, StudyInputError } from './studies.service.js';
 
-const stopSchema = z.object({ reason: z.string().trim().min(1).max(500).optional() }).strict();
+const reasonSchema = z.object({ reason: textSchema(500).optional() }).strict();
+
+/** The optional `reason` of a stop, pause, resume or drop (kept in the audit log). */
+function reasonOf(body: unknown): string {
+  const parsed = reasonSchema.safeParse(body ?? {});
+  if (!parsed.success) throw new StudyInputError(parsed.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`));
+  return parsed.data.reason ?? 'no reason given';
+}
 
 /**
  * REST for researchers (define, change, start, stop and watch studies, fetch published artifacts), for auditors
@@ -68,11 +76,33 @@ export class StudiesController {
 
   @Post('studies/:id/stop')
   @HttpCode(200)
-  @Roles('researcher')
+  @Roles('researcher', 'admin')
   stop(@Param('id') id: string, @Body() body: unknown, @Caller() caller: Principal) {
-    const parsed = stopSchema.safeParse(body ?? {});
-    if (!parsed.success) throw new StudyInputError(parsed.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`));
-    return this.studies.stop(id, caller, parsed.data.reason ?? 'no reason given');
+    return this.studies.stop(id, caller, reasonOf(body));
+  }
+
+  /** The round in progress finishes; no new round opens until the study is resumed. */
+  @Post('studies/:id/pause')
+  @HttpCode(200)
+  @Roles('researcher', 'admin')
+  pause(@Param('id') id: string, @Body() body: unknown, @Caller() caller: Principal) {
+    return this.studies.pause(id, caller, reasonOf(body));
+  }
+
+  @Post('studies/:id/resume')
+  @HttpCode(200)
+  @Roles('researcher', 'admin')
+  resume(@Param('id') id: string, @Body() body: unknown, @Caller() caller: Principal) {
+    reasonOf(body);
+    return this.studies.resume(id, caller);
+  }
+
+  /** The site is never assigned again; the round in progress stops waiting for it; it is told the study ended for it. */
+  @Post('studies/:id/sites/:siteId/drop')
+  @HttpCode(200)
+  @Roles('researcher', 'admin')
+  dropSite(@Param('id') id: string, @Param('siteId') siteId: string, @Body() body: unknown, @Caller() caller: Principal) {
+    return this.studies.dropSite(id, siteId, caller, reasonOf(body));
   }
 
   /**

@@ -61,8 +61,9 @@ export interface StudyDefinitionView {
 export interface StudySummary {
   id: string;
   name: string;
-  /** The researcher (token name) who created it; only they change, start or stop it. */
+  /** The researcher (token name) who created it; only they change or start it (admins may also stop, pause, resume it and drop sites). */
   owner: string | null;
+  /** draft, running, paused (the round in progress finishes; no new one opens), completed, failed or cancelled. */
   status: string;
   specHash: string;
   totalRounds: number;
@@ -71,6 +72,8 @@ export interface StudySummary {
   startedAt: string | null;
   finishedAt: string | null;
   error: string | null;
+  /** Sites dropped from the study: never assigned again. */
+  droppedSites: string[];
 }
 
 export interface SiteMetricView {
@@ -95,6 +98,8 @@ export interface RoundView {
   openedAt: string;
   closedAt: string | null;
   deadlineAt: string | null;
+  /** How often the deadline was moved out (deadlineAction 'extend-once'). */
+  extensions: number;
   assignedSites: string[];
   reportedSites: string[];
   participants: number;
@@ -120,7 +125,7 @@ export interface StudyStatus extends StudySummary {
   initialModel: ModelView | null;
   rounds: RoundView[];
   /** Sites the study names or has assigned to a round, with the data each loaded for this study (counts only). */
-  sites: Array<{ id: string; connected: boolean; dataset: DatasetSummaryView | null }>;
+  sites: Array<{ id: string; connected: boolean; dropped: boolean; dataset: DatasetSummaryView | null }>;
   /** Every site policy refusal of this study's tasks, newest first. */
   refusals: RefusalView[];
 }
@@ -191,9 +196,28 @@ export class StudiesService {
   }
 
   async stop(id: string, caller: Principal, reason: string): Promise<StudyStatus> {
-    await this.requireOwned(id, caller);
+    await this.requireSteerable(id, caller);
     await this.rounds.stopStudy(id, caller.actor, reason);
     return this.status(id);
+  }
+
+  async pause(id: string, caller: Principal, reason: string): Promise<StudyStatus> {
+    await this.requireSteerable(id, caller);
+    await this.rounds.pauseStudy(id, caller.actor, reason);
+    return this.status(id);
+  }
+
+  async resume(id: string, caller: Principal): Promise<StudyStatus> {
+    await this.requireSteerable(id, caller);
+    await this.rounds.resumeStudy(id, caller.actor);
+    return this.status(id);
+  }
+
+  /** Drops a site from the study; says whether an update it sent to the round in progress was already counted. */
+  async dropSite(id: string, siteId: string, caller: Principal, reason: string): Promise<StudyStatus & { dropped: { siteId: string; round: number | null; updateCounted: boolean } }> {
+    await this.requireSteerable(id, caller);
+    const { counted, round } = await this.rounds.dropSite(id, siteId, caller.actor, reason);
+    return { ...(await this.status(id)), dropped: { siteId, round, updateCounted: counted } };
   }
 
   async definition(id: string): Promise<StudyDefinitionView> {
@@ -264,6 +288,7 @@ export class StudiesService {
         openedAt: r.openedAt.toISOString(),
         closedAt: r.closedAt?.toISOString() ?? null,
         deadlineAt: r.deadlineAt?.toISOString() ?? null,
+        extensions: r.extensions,
         assignedSites: r.assignedSites,
         reportedSites: r.receipts.map((x) => x.siteId).sort(),
         participants: r.participants,
@@ -280,7 +305,12 @@ export class StudiesService {
       refusals,
       sites: siteIds.map((siteId) => {
         const dataset = datasets.get(siteId);
-        return { id: siteId, connected: this.sessions.isConnected(siteId), dataset: dataset?.studyId === id ? dataset : null };
+        return {
+          id: siteId,
+          connected: this.sessions.isConnected(siteId),
+          dropped: study.droppedSites.includes(siteId),
+          dataset: dataset?.studyId === id ? dataset : null,
+        };
       }),
     };
   }
@@ -344,9 +374,18 @@ export class StudiesService {
   private async requireOwned(id: string, caller: Principal) {
     const study = await this.requireStudy(id);
     if (study.owner !== null && study.owner !== caller.name) {
-      throw new StudyAccessError(`study ${id} belongs to ${study.owner}; only its owner may change, start or stop it`);
+      throw new StudyAccessError(`study ${id} belongs to ${study.owner}; only its owner may change or start it (its owner or an admin may stop, pause or resume it)`);
     }
     return study;
+  }
+
+  /**
+   * Stopping, pausing, resuming and dropping a site steer a running study: its owner may, and so may an admin (who
+   * runs the consortium and may have to halt a study whose owner is away).
+   */
+  private async requireSteerable(id: string, caller: Principal) {
+    if (caller.role === 'admin') return this.requireStudy(id);
+    return this.requireOwned(id, caller);
   }
 
   private parseDefinition(body: unknown): StudyDefinition {
@@ -382,5 +421,6 @@ function summarise(row: StudyRow): StudySummary {
     startedAt: row.startedAt?.toISOString() ?? null,
     finishedAt: row.finishedAt?.toISOString() ?? null,
     error: row.error,
+    droppedSites: row.droppedSites,
   };
 }

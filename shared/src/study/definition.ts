@@ -47,7 +47,13 @@ export const studyDefinitionSchema = z
     model: modelSpecSchema,
     classNames: z.array(textSchema(64)).min(2),
     rounds: z.int().min(1).max(10_000),
+    /** The fewest connected sites a round opens with, and the fewest updates it is aggregated from. */
     minSites: z.int().min(1).max(10_000),
+    /**
+     * The most sites a round invites (all eligible connected sites when unset): with more connected, each round
+     * draws this many, by a hash of the study, round and site, so the work spreads over the consortium.
+     */
+    targetSites: z.int().min(1).max(10_000).optional(),
     /** Local work per round: full passes over the site's training data, or (instead) a number of optimiser steps. */
     localEpochs: z.int().min(1).max(1_000).optional(),
     /**
@@ -81,6 +87,11 @@ export const studyDefinitionSchema = z
     aggregation: z.enum(['ckks', 'plaintext']).default('ckks'),
     /** A round that has not heard from every assigned site by then closes with whoever reported. */
     roundTimeoutSeconds: z.int().min(5).max(7 * 24 * 3600).default(900),
+    /**
+     * At a deadline with fewer than minSites updates: 'fail' the round and the study (when unset), or 'extend-once'
+     * by another roundTimeoutSeconds, then fail if still short.
+     */
+    deadlineAction: z.enum(['fail', 'extend-once']).optional(),
     /** Restrict the study to these sites; by default every site connected when a round opens takes part. */
     sites: z.array(siteIdSchema).min(1).optional(),
   })
@@ -116,6 +127,12 @@ export const studyDefinitionSchema = z
     }
     if (new Set(def.classNames).size !== def.classNames.length) {
       ctx.addIssue({ code: 'custom', path: ['classNames'], message: 'class names must be unique' });
+    }
+    if (def.targetSites !== undefined && def.targetSites < def.minSites) {
+      ctx.addIssue({ code: 'custom', path: ['targetSites'], message: `is ${def.targetSites} but minSites is ${def.minSites}: a round cannot invite fewer sites than it needs` });
+    }
+    if (def.targetSites !== undefined && def.sites && def.targetSites > def.sites.length) {
+      ctx.addIssue({ code: 'custom', path: ['targetSites'], message: `is ${def.targetSites} but only ${def.sites.length} sites are listed` });
     }
     if (def.sites && def.sites.length < def.minSites) {
       ctx.addIssue({

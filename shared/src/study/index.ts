@@ -1,6 +1,7 @@
 export { canonicalJson } from './canonical-json.js';
 export {
   siteIdSchema,
+  textSchema,
   studyDefinitionSchema,
   studyHash,
   STUDY_ID,

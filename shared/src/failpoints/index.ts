@@ -1,0 +1,1 @@
+export { failpoint, FAILPOINTS, type Failpoint } from './failpoints.js';
