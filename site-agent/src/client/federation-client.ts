@@ -1,6 +1,6 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { Metadata, status as GrpcStatus, type CallOptions, type ChannelCredentials, type ClientReadableStream, type ClientWritableStream, type ServiceError } from '@grpc/grpc-js';
-import { CHUNK_BYTES, chunkBytes, federation, SHA256_HEX } from '@federa/shared';
+import { CHUNK_BYTES, chunkBytes, failpoint, federation, SHA256_HEX } from '@federa/shared';
 
 const SITE_ID_METADATA = 'x-federa-site-id';
 
@@ -134,6 +134,14 @@ export class FederationClient {
             return;
           }
           parts.push(part.value);
+          if (parts.length === 1) {
+            // Held here (and killed) by the fault-injection suite; resumes at once otherwise.
+            stream.pause();
+            failpoint('site.download').then(
+              () => stream.resume(),
+              (error: unknown) => fail(error as Error),
+            );
+          }
         }
       });
       stream.on('error', (error: ServiceError) => fail(isServiceError(error) ? refusal(error) : error));
@@ -185,10 +193,13 @@ export class FederationClient {
         } else resolve(received);
       });
       const chunkSize = this.uploadChunkBytes;
-      const messages = function* (): Generator<federation.UpdateChunk> {
+      const messages = async function* (): AsyncGenerator<federation.UpdateChunk> {
         yield { part: { $case: 'header', value: { ...header, totalBytes, sha256, offset } } };
+        let first = true;
         for (const chunk of chunkBytes(payload.subarray(offset), chunkSize)) {
           yield { part: { $case: 'data', value: Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength) } };
+          if (first) await failpoint('site.upload');
+          first = false;
         }
         yield { part: { $case: 'trailer', value: { sha256 } } };
       };
@@ -254,8 +265,8 @@ export function isServiceError(error: unknown): error is ServiceError {
 }
 
 /** Writes each message as the stream takes it (waits for 'drain' when its buffer is full). */
-async function writeDrained<T>(call: ClientWritableStream<T>, messages: Iterable<T>): Promise<void> {
-  for (const message of messages) {
+async function writeDrained<T>(call: ClientWritableStream<T>, messages: AsyncIterable<T>): Promise<void> {
+  for await (const message of messages) {
     if (!call.write(message)) {
       await new Promise<void>((resolve, reject) => {
         const closed = (): void => done(new Error('the upload call closed'));

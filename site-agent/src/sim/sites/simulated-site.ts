@@ -1,8 +1,12 @@
+import { createHash } from 'node:crypto';
+import { mkdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { credentials, status as GrpcStatus, type ClientReadableStream } from '@grpc/grpc-js';
 import {
   ckksParametersOf,
   contributionTagKey,
   createLogger,
+  failpoint,
   federation,
   float32ToBytes,
   parameterCount,
@@ -22,6 +26,8 @@ export interface SimulatedUpload {
   studyId: string;
   round: number;
   bytes: number;
+  /** Bytes the coordinator already held from an interrupted attempt (the upload resumed after them). */
+  resumedFrom: number;
   encryptSeconds: number;
   uploadSeconds: number;
 }
@@ -34,6 +40,8 @@ export interface SimulatedSiteOptions {
   /** Encrypts on all cores; one pool for all the sites of a process. */
   pool: CkksWorkerPool;
   onUpload?: (upload: SimulatedUpload) => void;
+  /** Keeps every update sent, as `<dir>/<site>/<study>-<round>-<sha256>.bin`: what a check of the sums needs. */
+  keepUpdatesDir?: string;
   onError?: (siteId: string, error: Error) => void;
 }
 
@@ -140,6 +148,9 @@ export class SimulatedSite {
   private async handle(task: federation.Task): Promise<void> {
     if (task.kind?.$case !== 'train') return;
     const train = task.kind.value;
+    // The agent starts a round from the global model it names: fetched (and checked) like the agent does.
+    if (train.baseModel) await this.retry.call('model download', () => this.client.downloadModel(train.baseModel!), deadlineOf(train));
+    await failpoint('site.train');
     const def = studyDefinitionSchema.parse(JSON.parse(train.studyDefinitionJson));
     const parameters = parameterCount(def.model);
     const encrypted = train.encoding === federation.UpdateEncoding.UPDATE_ENCODING_CKKS;
@@ -168,16 +179,28 @@ export class SimulatedSite {
       vectorLength,
       baseModelSha256: train.baseModel?.sha256 ?? '',
     };
-    await this.retry.call('update', () => this.client.uploadUpdate(header, payload), train.deadlineUnixMs > 0 ? Number(train.deadlineUnixMs) : undefined);
+    if (this.options.keepUpdatesDir) await keepUpdate(this.options.keepUpdatesDir, this.siteId, train, payload);
+    const receipt = await this.retry.call('update', () => this.client.uploadUpdate(header, payload), deadlineOf(train));
     this.options.onUpload?.({
       siteId: this.siteId,
       studyId: train.studyId,
       round: train.round,
       bytes: payload.byteLength,
+      resumedFrom: receipt.resumedFrom,
       encryptSeconds,
       uploadSeconds: (performance.now() - sent) / 1000,
     });
   }
+}
+
+function deadlineOf(train: federation.TrainTask): number | undefined {
+  return train.deadlineUnixMs > 0 ? Number(train.deadlineUnixMs) : undefined;
+}
+
+async function keepUpdate(dir: string, siteId: string, train: federation.TrainTask, payload: Uint8Array): Promise<void> {
+  const sha256 = createHash('sha256').update(payload).digest('hex');
+  await mkdir(join(dir, siteId), { recursive: true });
+  await writeFile(join(dir, siteId, `${train.studyId}-${train.round}-${sha256}.bin`), payload);
 }
 
 /** FNV-1a: a per-site, per-round seed for the synthetic values. */

@@ -22,6 +22,7 @@ Options:
   --processes P      spread the sites over P processes (default 1)
   --threads T        encryption threads per process (default: the cores available)
   --json             one JSON line per update sent, on stdout
+  --keep-updates D   keep every update sent under D/<site>/ (to check the coordinator's sums)
   --help             show this help
 Only for a consortium's test or staging coordinator: simulated sites send made-up updates.
 `;
@@ -34,6 +35,7 @@ const argsSchema = z.object({
   processes: z.coerce.number().int().min(1, '--processes must be at least 1').max(64, '--processes must be at most 64').default(1),
   threads: z.coerce.number().int().min(1, '--threads must be at least 1').max(256).default(() => availableParallelism()),
   json: z.boolean().default(false),
+  keepUpdates: z.string().min(1).optional(),
   /** Internal: this process runs slice i of n (set by --processes). */
   slice: z
     .string()
@@ -59,6 +61,7 @@ export async function runSitesCli(argv: readonly string[], io: CliIo, signal?: A
         processes: { type: 'string' },
         threads: { type: 'string' },
         json: { type: 'boolean' },
+        'keep-updates': { type: 'string' },
         slice: { type: 'string' },
         help: { type: 'boolean' },
       },
@@ -67,7 +70,7 @@ export async function runSitesCli(argv: readonly string[], io: CliIo, signal?: A
       io.stdout(SITES_USAGE);
       return 0;
     }
-    const parsed = argsSchema.safeParse({ ...values, serverName: values['server-name'] });
+    const parsed = argsSchema.safeParse({ ...values, serverName: values['server-name'], keepUpdates: values['keep-updates'] });
     if (!parsed.success) {
       io.stderr(`federa-sim sites: ${parsed.error.issues.map((i) => i.message).join('; ')}\n\n${SITES_USAGE}`);
       return 2;
@@ -118,6 +121,7 @@ async function runSites(args: SitesArgs, dirs: string[], io: CliIo, stop: Promis
         address: args.coordinator,
         ...(args.serverName ? { serverName: args.serverName } : {}),
         pool,
+        ...(args.keepUpdates ? { keepUpdatesDir: args.keepUpdates } : {}),
         onUpload: (upload: SimulatedUpload) => {
           uploads++;
           if (args.json) io.stdout(`${JSON.stringify({ event: 'upload', ...upload })}\n`);
