@@ -3,8 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import type { ModelSpec } from '@federa/shared';
-import { parseCoordinatorConfig, startCoordinator } from '@federa/coordinator';
-import { plainUpdate, RawSite, rest, studyBody, wholeUpload } from './support/raw-site.js';
+import { coordinatorWithRawSites, plainUpdate, rest, studyBody, wholeUpload } from './support/raw-site.js';
 
 const spec: ModelSpec = { architecture: 'small-cnn', inputSize: 16, channels: 1, classes: 2, seed: 8 };
 
@@ -18,13 +17,7 @@ describe('a blob store that stops taking writes during aggregation', () => {
   it('keeps the round aggregating with the error on the study and /health failing, and finishes once it is writable again', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'federa-faults-'));
     cleanup.push(() => rm(dir, { recursive: true, force: true }));
-    const coordinator = await startCoordinator(parseCoordinatorConfig({ insecure: true, httpPort: 0, grpcPort: 0, dataDir: dir, reconnectGraceSeconds: 3600 }));
-    cleanup.push(() => coordinator.close());
-    const sites = ['site-a', 'site-b'].map((id) => new RawSite(coordinator.grpcPort, id));
-    for (const site of sites) await site.register();
-    const inboxes = sites.map((site) => site.inbox());
-    cleanup.push(() => inboxes.forEach((inbox) => inbox.close()), () => sites.forEach((site) => site.close()));
-    await expect.poll(() => coordinator.connectedSites()).toEqual(['site-a', 'site-b']);
+    const { coordinator, sites, inboxes } = await coordinatorWithRawSites({ dataDir: dir, reconnectGraceSeconds: 3600 }, ['site-a', 'site-b'], cleanup);
     const created = await rest(coordinator, 'POST', '/studies', studyBody(spec, { minSites: 1, aggregation: 'plaintext', roundTimeoutSeconds: 5 }));
     const studyId = created.body.id as string;
     await rest(coordinator, 'POST', `/studies/${studyId}/start`);

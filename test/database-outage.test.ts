@@ -4,9 +4,8 @@ import { join } from 'node:path';
 import { status } from '@grpc/grpc-js';
 import { afterAll, describe, expect, it } from 'vitest';
 import { initialWeights, type ModelSpec } from '@federa/shared';
-import { parseCoordinatorConfig, startCoordinator } from '@federa/coordinator';
 import { isolatedSchema, POSTGRES_URL, postgresReachable } from './postgres.js';
-import { fetchModel, plainUpdate, RawSite, rest, studyBody, wholeUpload } from './support/raw-site.js';
+import { coordinatorWithRawSites, fetchModel, plainUpdate, rest, studyBody, wholeUpload } from './support/raw-site.js';
 import { TcpProxy } from './support/tcp-proxy.js';
 
 const spec: ModelSpec = { architecture: 'small-cnn', inputSize: 16, channels: 1, classes: 2, seed: 12 };
@@ -29,15 +28,7 @@ describe.skipIf(!reachable)('a database outage mid-round', () => {
     url.host = `127.0.0.1:${proxy.port}`;
     const dir = await mkdtemp(join(tmpdir(), 'federa-outage-'));
     cleanup.push(() => rm(dir, { recursive: true, force: true }));
-    const coordinator = await startCoordinator(
-      parseCoordinatorConfig({ insecure: true, httpPort: 0, grpcPort: 0, dataDir: dir, databaseUrl: url.toString(), reconnectGraceSeconds: 3600 }),
-    );
-    cleanup.push(() => coordinator.close());
-    const sites = ['site-a', 'site-b'].map((id) => new RawSite(coordinator.grpcPort, id));
-    for (const site of sites) await site.register();
-    const inboxes = sites.map((site) => site.inbox());
-    cleanup.push(() => inboxes.forEach((inbox) => inbox.close()), () => sites.forEach((site) => site.close()));
-    await expect.poll(() => coordinator.connectedSites()).toEqual(['site-a', 'site-b']);
+    const { coordinator, sites, inboxes } = await coordinatorWithRawSites({ dataDir: dir, databaseUrl: url.toString(), reconnectGraceSeconds: 3600 }, ['site-a', 'site-b'], cleanup);
     const created = await rest(coordinator, 'POST', '/studies', studyBody(spec, { minSites: 2, aggregation: 'plaintext', roundTimeoutSeconds: 600 }));
     const studyId = created.body.id as string;
     await rest(coordinator, 'POST', `/studies/${studyId}/start`);

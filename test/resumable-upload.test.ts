@@ -4,9 +4,9 @@ import { join } from 'node:path';
 import { credentials, status } from '@grpc/grpc-js';
 import { afterAll, describe, expect, it } from 'vitest';
 import { initialWeights, sha256Hex, type federation, type ModelSpec } from '@federa/shared';
-import { parseCoordinatorConfig, startCoordinator, type RunningCoordinator } from '@federa/coordinator';
+import type { RunningCoordinator } from '@federa/coordinator';
 import { CoordinatorRefusal, FederationClient } from '@federa/site-agent';
-import { dataChunk, fetchModel, headerChunk, plainUpdate, RawSite, rest, studyBody, trailerChunk } from './support/raw-site.js';
+import { coordinatorWithRawSites, dataChunk, fetchModel, headerChunk, plainUpdate, RawSite, rest, studyBody, trailerChunk } from './support/raw-site.js';
 import { TcpProxy } from './support/tcp-proxy.js';
 
 // About 174k parameters: a 700 KB plaintext update, sent in several parts below.
@@ -22,13 +22,7 @@ describe('resumable uploads', () => {
   async function roundWithTwoSites(): Promise<{ coordinator: RunningCoordinator; dir: string; studyId: string; tasks: federation.TrainTask[]; sites: RawSite[] }> {
     const dir = await mkdtemp(join(tmpdir(), 'federa-resume-'));
     cleanup.push(() => rm(dir, { recursive: true, force: true }));
-    const coordinator = await startCoordinator(parseCoordinatorConfig({ insecure: true, httpPort: 0, grpcPort: 0, dataDir: dir, reconnectGraceSeconds: 3600 }));
-    cleanup.push(() => coordinator.close());
-    const sites = ['site-a', 'site-b'].map((id) => new RawSite(coordinator.grpcPort, id));
-    for (const site of sites) await site.register();
-    const inboxes = sites.map((site) => site.inbox());
-    cleanup.push(() => inboxes.forEach((inbox) => inbox.close()), () => sites.forEach((site) => site.close()));
-    await expect.poll(() => coordinator.connectedSites()).toEqual(['site-a', 'site-b']);
+    const { coordinator, sites, inboxes } = await coordinatorWithRawSites({ dataDir: dir, reconnectGraceSeconds: 3600 }, ['site-a', 'site-b'], cleanup);
     const created = await rest(coordinator, 'POST', '/studies', studyBody(spec, { minSites: 2, aggregation: 'plaintext', roundTimeoutSeconds: 600 }));
     const studyId = created.body.id as string;
     await rest(coordinator, 'POST', `/studies/${studyId}/start`);

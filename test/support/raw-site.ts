@@ -1,5 +1,6 @@
 import { credentials, Metadata, status, type ClientReadableStream, type ServiceError } from '@grpc/grpc-js';
 import { contributionVector, federation, float32ToBytes, initialWeights, sha256Hex, type ModelSpec } from '@federa/shared';
+import { parseCoordinatorConfig, startCoordinator, type RunningCoordinator } from '@federa/coordinator';
 
 type Client = InstanceType<typeof federation.FederationServiceClient>;
 
@@ -246,4 +247,26 @@ export function studyBody(model: ModelSpec, overrides: Record<string, unknown> =
     learningRate: 0.01,
     ...overrides,
   };
+}
+
+/**
+ * A coordinator in this process (insecure: a raw site is who it says) with `siteIds` registered and their task
+ * streams open; everything started is stopped by `cleanup`, last first.
+ */
+export async function coordinatorWithRawSites(
+  config: Record<string, unknown>,
+  siteIds: string[],
+  cleanup: Array<() => Promise<void> | void>,
+): Promise<{ coordinator: RunningCoordinator; sites: RawSite[]; inboxes: TaskInbox[] }> {
+  const coordinator = await startCoordinator(parseCoordinatorConfig({ insecure: true, httpPort: 0, grpcPort: 0, ...config }));
+  cleanup.push(() => coordinator.close());
+  const sites = siteIds.map((id) => new RawSite(coordinator.grpcPort, id));
+  for (const site of sites) await site.register();
+  const inboxes = sites.map((site) => site.inbox());
+  cleanup.push(() => inboxes.forEach((inbox) => inbox.close()), () => sites.forEach((site) => site.close()));
+  for (const started = Date.now(); coordinator.connectedSites().join() !== [...siteIds].sort().join(); ) {
+    if (Date.now() - started > 10_000) throw new Error(`sites ${siteIds.join(', ')} did not connect; connected: ${coordinator.connectedSites().join(', ')}`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  return { coordinator, sites, inboxes };
 }

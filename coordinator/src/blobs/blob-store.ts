@@ -76,19 +76,7 @@ export class BlobStore {
       await handle.close();
       handle = undefined;
 
-      const sha256 = hash.digest('hex');
-      const finalPath = this.pathOf(sha256);
-      if (await pathExists(finalPath)) {
-        await rm(tmpPath, { force: true });
-        return { sha256, size };
-      }
-      await mkdir(dirname(finalPath), { recursive: true, mode: 0o700 });
-      // Blobs are immutable; read-only (and owner-only) files make accidental in-place edits fail loudly.
-      await chmod(tmpPath, 0o400);
-      // Concurrent puts of the same bytes both rename identical files onto one name: harmless.
-      await rename(tmpPath, finalPath);
-      await syncDirectory(dirname(finalPath));
-      return { sha256, size };
+      return await this.place(tmpPath, hash.digest('hex'), size);
     } catch (error) {
       await handle?.close().catch(() => undefined);
       await rm(tmpPath, { force: true });
@@ -113,14 +101,20 @@ export class BlobStore {
     } finally {
       await handle.close();
     }
-    const sha256 = hash.digest('hex');
+    return this.place(path, hash.digest('hex'), size);
+  }
+
+  /** Moves a written, synced file to its content address (or drops it when those bytes are stored already). */
+  private async place(path: string, sha256: string, size: number): Promise<BlobInfo> {
     const finalPath = this.pathOf(sha256);
     if (await pathExists(finalPath)) {
       await rm(path, { force: true });
       return { sha256, size };
     }
     await mkdir(dirname(finalPath), { recursive: true, mode: 0o700 });
+    // Blobs are immutable; read-only (and owner-only) files make accidental in-place edits fail loudly.
     await chmod(path, 0o400);
+    // Concurrent puts of the same bytes both rename identical files onto one name: harmless.
     await rename(path, finalPath);
     await syncDirectory(dirname(finalPath));
     return { sha256, size };
@@ -138,6 +132,18 @@ export class BlobStore {
 
   /** The whole blob in shared memory, for worker threads to read in place (an encrypted update being summed). */
   async getShared(sha256: string): Promise<Uint8Array> {
+    const size = await this.size(sha256);
+    if (size === undefined) throw new BlobNotFoundError(sha256);
+    const bytes = new Uint8Array(new SharedArrayBuffer(size));
+    await this.readInto(sha256, bytes);
+    return bytes;
+  }
+
+  /**
+   * Reads the blob into `target`, which must be exactly its size: a caller that reads many blobs of one size (a
+   * round's encrypted updates) reuses one buffer instead of leaving one per blob for the garbage collector.
+   */
+  async readInto(sha256: string, target: Uint8Array): Promise<void> {
     const path = this.pathOf(sha256);
     let handle: FileHandle;
     try {
@@ -147,13 +153,12 @@ export class BlobStore {
     }
     try {
       const { size } = await handle.stat();
-      const bytes = new Uint8Array(new SharedArrayBuffer(size));
+      if (size !== target.byteLength) throw new Error(`blob ${sha256} holds ${size} bytes, not the ${target.byteLength} expected`);
       for (let at = 0; at < size; ) {
-        const { bytesRead } = await handle.read(bytes, at, Math.min(READ_CHUNK_BYTES * 16, size - at), at);
+        const { bytesRead } = await handle.read(target, at, Math.min(READ_CHUNK_BYTES * 16, size - at), at);
         if (bytesRead === 0) throw new Error(`blob ${sha256} ended after ${at} of ${size} bytes`);
         at += bytesRead;
       }
-      return bytes;
     } finally {
       await handle.close();
     }

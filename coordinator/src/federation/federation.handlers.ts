@@ -401,11 +401,13 @@ function refuseStream(call: ServerWritableStream<unknown, unknown>, status: Serv
   call.emit('error', status);
 }
 
-/** Writes one message, waiting for the transport to drain so a large model is not buffered whole. */
+/**
+ * Writes one message and waits until the transport took it: one chunk in flight per download. (Waiting only for
+ * 'drain' would let the object-mode stream queue 16 chunks, 4 MiB, per download: a hundred sites fetching a model
+ * at once would hold 400 MiB.)
+ */
 function write<T>(call: ServerWritableStream<unknown, T>, message: T): Promise<void> {
   return new Promise((resolve, reject) => {
-    const ok = call.write(message, (error: Error | null | undefined) => (error ? reject(error) : undefined));
-    if (ok) resolve();
-    else call.once('drain', () => resolve());
+    call.write(message, (error: Error | null | undefined) => (error ? reject(error) : resolve()));
   });
 }

@@ -45,7 +45,10 @@ export class Aggregator {
     const { bytes, sites } = await this.encrypted.sumRound(
       roundId,
       receipts.map((r) => r.sha256),
-      (sha256) => this.blobs.getShared(sha256),
+      {
+        size: async (sha256) => (await this.blobs.size(sha256)) ?? 0,
+        into: (sha256, target) => this.blobs.readInto(sha256, target),
+      },
     );
     const blob = await this.blobs.put(bytes);
     return { kind: 'encrypted_aggregate', model: blob, sum: blob, sites };

@@ -8,6 +8,8 @@ import { FederationError, GrpcStatus } from '../federation/federation-error.js';
 interface RunningSum {
   sum: ParallelAccumulator;
   added: Set<string>;
+  /** Shared memory each update of the round is read into in turn (they are all one size). */
+  buffer?: Uint8Array;
 }
 
 /**
@@ -41,12 +43,16 @@ export class EncryptedAggregation implements OnApplicationShutdown {
    * update of the expected length) and adds it to its round's running sum. Refused with INVALID_ARGUMENT, adding
    * nothing, when anything is wrong with it. Called under the study's lock, after the round's own checks.
    */
-  async addToRound(roundId: string, sha256: string, payload: Uint8Array, vectorLength: number): Promise<void> {
+  async addToRound(roundId: string, sha256: string, bytes: number, read: (target: Uint8Array) => Promise<void>, vectorLength: number): Promise<void> {
     let running = this.running.get(roundId);
     if (!running) {
       running = { sum: await (await this.poolOrThrow()).createAccumulator(this.key()), added: new Set() };
       this.running.set(roundId, running);
     }
+    // One buffer per round, reused: memory holds the sum and one update, however many sites send theirs.
+    if (running.buffer?.byteLength !== bytes) running.buffer = new Uint8Array(new SharedArrayBuffer(bytes));
+    const payload = running.buffer;
+    await read(payload);
     try {
       await running.sum.add(payload, { vectorLength });
     } catch (error) {
@@ -68,9 +74,13 @@ export class EncryptedAggregation implements OnApplicationShutdown {
 
   /**
    * The encrypted sum of exactly these updates: the running sum when it holds exactly them, otherwise summed again
-   * from `read` (one update at a time, each into shared memory for the threads).
+   * from `read` (one update at a time, into one reused piece of shared memory for the threads).
    */
-  async sumRound(roundId: string, updates: readonly string[], read: (sha256: string) => Promise<Uint8Array>): Promise<{ bytes: Uint8Array; sites: number }> {
+  async sumRound(
+    roundId: string,
+    updates: readonly string[],
+    read: { size(sha256: string): Promise<number>; into(sha256: string, target: Uint8Array): Promise<void> },
+  ): Promise<{ bytes: Uint8Array; sites: number }> {
     const running = this.running.get(roundId);
     this.running.delete(roundId);
     if (running && running.added.size === updates.length && updates.every((sha) => running.added.has(sha))) {
@@ -78,7 +88,13 @@ export class EncryptedAggregation implements OnApplicationShutdown {
     }
     if (running) this.log.warn({ roundId, inSum: running.added.size, receipts: updates.length }, 'the running sum does not match the receipts; summing the stored updates again');
     const sum = await (await this.poolOrThrow()).createAccumulator(this.key());
-    for (const sha256 of updates) await sum.add(await read(sha256));
+    let buffer: Uint8Array | undefined;
+    for (const sha256 of updates) {
+      const size = await read.size(sha256);
+      if (buffer?.byteLength !== size) buffer = new Uint8Array(new SharedArrayBuffer(size));
+      await read.into(sha256, buffer);
+      await sum.add(buffer);
+    }
     return { bytes: sum.result(), sites: sum.sites };
   }
 

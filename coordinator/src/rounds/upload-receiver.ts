@@ -47,19 +47,22 @@ export class UploadReceiver {
   }
 
   async receive(siteId: string, messages: AsyncIterable<federation.UpdateChunk>): Promise<federation.UploadReceipt> {
-    const iterator = messages[Symbol.asyncIterator]();
-    const first = await iterator.next();
-    if (first.done || first.value.part?.$case !== 'header') {
-      throw new FederationError(GrpcStatus.INVALID_ARGUMENT, 'an upload must start with an UpdateHeader message');
-    }
-    const header = first.value.part.value;
-    const target = await checkUploadHeader(this.db, this.encrypted, siteId, header);
-
-    // Waits here (reading nothing, so gRPC's flow control holds the sender) while too many uploads are in flight.
-    // The slot is held while bytes arrive and are checked, not while the update waits for its round's sum.
+    // Nothing is read from the stream until a slot is free: meanwhile gRPC's flow control holds the site's bytes
+    // on its side (a stream window), where reading the header first would have let the stream buffer up to 16
+    // messages (16 MiB) per waiting upload here. The slot is held while bytes arrive and are checked, not while the
+    // update waits for its round's sum.
     const release = await this.slots.acquire();
+    let header: federation.UpdateHeader;
+    let target: UploadTarget;
     let stored: StoredUpload;
     try {
+      const iterator = messages[Symbol.asyncIterator]();
+      const first = await iterator.next();
+      if (first.done || first.value.part?.$case !== 'header') {
+        throw new FederationError(GrpcStatus.INVALID_ARGUMENT, 'an upload must start with an UpdateHeader message');
+      }
+      header = first.value.part.value;
+      target = await checkUploadHeader(this.db, this.encrypted, siteId, header);
       stored = await this.receiveData(siteId, header, target, iterator);
     } finally {
       release();
@@ -228,7 +231,7 @@ export class UploadReceiver {
       // now, into shared memory where the aggregation threads read it: one study holds one update in memory at a time.
       if (encrypted) {
         const began = performance.now();
-        await this.encrypted.addToRound(round.id, blob.sha256, await this.blobs.getShared(blob.sha256), target.vectorLength);
+        await this.encrypted.addToRound(round.id, blob.sha256, blob.size, (buffer) => this.blobs.readInto(blob.sha256, buffer), target.vectorLength);
         addSeconds = (performance.now() - began) / 1000;
       }
       const receivedAt = new Date();
