@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { assignGroups, type GroupKeys } from './groups.js';
-import { patientKeyOf } from './patient.js';
+import { patientKeyOf } from '../dicom/patient-key.js';
 
 const A = patientKeyOf('MRN-A');
 const B = patientKeyOf('MRN-B');

@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 
 /** What an image can be grouped by. Only imageKey is always known. */
 export interface GroupKeys {
-  /** Pseudonym of Patient ID (0010,0020), see patientKeyOf. */
+  /** Pseudonym of Patient ID (0010,0020): the header's patientKey. */
   readonly patientKey?: string | undefined;
   readonly studyInstanceUid?: string | undefined;
   /** Stands for the image alone (its SOP Instance UID, else its path) when it has neither of the above. */

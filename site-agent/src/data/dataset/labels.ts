@@ -17,7 +17,7 @@ export type DatasetLayout = { readonly kind: 'labels-csv'; readonly path: string
 export interface ImageIdentity {
   readonly sopInstanceUid?: string | undefined;
   readonly studyInstanceUid?: string | undefined;
-  /** patientKeyOf(Patient ID); the loader fills it in (identityOf has only the decoded header, which lacks it). */
+  /** Pseudonym of the Patient ID (the header's patientKey); the loader fills it in. */
   readonly patientKey?: string | undefined;
 }
 

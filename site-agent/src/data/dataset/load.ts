@@ -10,7 +10,6 @@ import { decodeImage } from '../preprocess/source.js';
 import { mapWithConcurrency } from './concurrency.js';
 import { assignGroups } from './groups.js';
 import { DatasetLabels, identityOf, type DatasetLayout, type ImageIdentity } from './labels.js';
-import { patientKeyOf, readPatientId } from './patient.js';
 import { TensorCache, type TensorCacheStats } from './tensor-cache.js';
 
 const log = createLogger('site-agent.data');
@@ -201,8 +200,7 @@ export async function loadLabeledDataset(options: LoadLabeledDatasetOptions): Pr
       const index = labels.needsIdentity ? labelByIdentity(uids) : label;
       // Checked before preprocessing, so an unlabelled file costs its decode and no more.
       if (typeof index !== 'number') return index ?? reject('missing-label', `${file}: no label`);
-      const patientId = isRasterImage(image) ? undefined : readPatientId(bytes);
-      const identity: ImageIdentity = { ...uids, patientKey: patientId !== undefined ? patientKeyOf(patientId) : undefined };
+      const identity: ImageIdentity = { ...uids, patientKey: isRasterImage(image) ? undefined : image.header.patientKey };
       const pixels = await preprocessImage(image, pipeline);
       if (key !== undefined) await cache?.write(key, { tensor: pixels, identity });
       return { ok: true, file, label: index, pixels, identity };

@@ -1,5 +1,6 @@
 import type { DataSet } from 'dicom-parser';
 import { transferSyntaxName } from './transfer-syntax.js';
+import { patientKeyOf } from './patient-key.js';
 
 /** The image attributes the pipeline needs, normalised (defaults applied, multi-valued fields reduced). */
 export interface DicomHeader {
@@ -8,6 +9,8 @@ export interface DicomHeader {
   readonly sopClassUid: string | undefined;
   readonly sopInstanceUid: string | undefined;
   readonly studyInstanceUid: string | undefined;
+  /** Pseudonym of Patient ID (0010,0020), see patientKeyOf; the ID itself is not kept. */
+  readonly patientKey: string | undefined;
   readonly modality: string | undefined;
   readonly rows: number;
   readonly columns: number;
@@ -51,6 +54,7 @@ export const TAG = {
   sopInstanceUid: 'x00080018',
   modality: 'x00080060',
   studyInstanceUid: 'x0020000d',
+  patientId: 'x00100020',
   samplesPerPixel: 'x00280002',
   photometricInterpretation: 'x00280004',
   planarConfiguration: 'x00280006',
@@ -195,6 +199,7 @@ export function readHeader(dataSet: DataSet, transferSyntaxUid: string, options:
       sopClassUid: nonEmptyString(dataSet.string(TAG.sopClassUid)),
       sopInstanceUid: nonEmptyString(dataSet.string(TAG.sopInstanceUid)),
       studyInstanceUid: nonEmptyString(dataSet.string(TAG.studyInstanceUid)),
+      patientKey: patientKeyOrUndefined(nonEmptyString(dataSet.string(TAG.patientId)?.trim())),
       modality: nonEmptyString(dataSet.string(TAG.modality)),
       rows,
       columns,
@@ -215,4 +220,8 @@ export function readHeader(dataSet: DataSet, transferSyntaxUid: string, options:
       paletteLut: photometric.toUpperCase() === 'PALETTE COLOR' ? readPaletteLut(dataSet, pixelRepresentation === 1) : undefined,
     },
   };
+}
+
+function patientKeyOrUndefined(patientId: string | undefined): string | undefined {
+  return patientId === undefined ? undefined : patientKeyOf(patientId);
 }

@@ -4,9 +4,11 @@ import { fileURLToPath } from 'node:url';
 import { deflateRawSync } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
 import { writeDicomPart10, type SyntheticImageSpec } from '../../sim/writer.js';
-import { decodeDicom } from '../dicom/reader.js';
-import { endOfFileMeta } from '../dicom/sniff.js';
-import { patientKeyOf, readPatientId } from './patient.js';
+import { patientKeyOf } from './patient-key.js';
+import { decodeDicom } from './reader.js';
+import { endOfFileMeta } from './sniff.js';
+
+const patientKey = (bytes: Uint8Array, file = 'test'): string | undefined => decodeDicom(bytes, { file }).header.patientKey;
 
 const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '../../../..');
 const testdata = resolve(repoRoot, '../shared/testdata/dicom');
@@ -59,11 +61,11 @@ function part10(meta: Uint8Array[], dataset: Uint8Array): Uint8Array {
   return Buffer.concat([Buffer.alloc(128), Buffer.from('DICM', 'latin1'), length, ...meta, dataset]);
 }
 
-describe('readPatientId', () => {
+describe('the header\'s patient key', () => {
   const written = writeDicomPart10(spec('SIM-7'));
   const dataset = written.subarray(endOfFileMeta(written, 132));
 
-  it('reads the ID from every encoding the reader accepts', () => {
+  it('is the pseudonym of the Patient ID in every encoding the reader accepts', () => {
     const variants: Record<string, Uint8Array> = {
       'part 10': written,
       'implicit VR': writeDicomPart10({ ...spec('SIM-7'), transferSyntax: 'implicit-vr-little-endian' }),
@@ -72,11 +74,7 @@ describe('readPatientId', () => {
       'file meta without a transfer syntax': part10([uidElement(0x0002, '1.2.840.10008.5.1.4.1.1.7')], dataset),
       deflated: part10([uidElement(0x0010, '1.2.840.10008.1.2.1.99')], deflateRawSync(dataset)),
     };
-    for (const [name, bytes] of Object.entries(variants)) {
-      // Each variant is one the image reader itself takes, so the loader would reach this call with it.
-      expect(decodeDicom(bytes, { file: name }).header.rows, name).toBe(4);
-      expect(readPatientId(bytes), name).toBe('SIM-7');
-    }
+    for (const [name, bytes] of Object.entries(variants)) expect(patientKey(bytes, name), name).toBe(patientKeyOf('SIM-7'));
   });
 
   it('reads real files, big endian and bare datasets included', async () => {
@@ -87,18 +85,19 @@ describe('readPatientId', () => {
       ['no_meta.dcm', '1CT1'],
       ['SC_rgb_rle.dcm', 'ID1'],
     ] as const) {
-      expect(readPatientId(await readFile(join(testdata, file))), file).toBe(id);
+      expect(patientKey(await readFile(join(testdata, file)), file), file).toBe(patientKeyOf(id));
     }
   });
 
-  it('is undefined for an empty or missing ID and for anything that is not DICOM, without throwing', async () => {
-    expect(readPatientId(writeDicomPart10(spec('')))).toBeUndefined();
+  it('is undefined for an empty or missing ID', async () => {
+    expect(patientKey(writeDicomPart10(spec('')))).toBeUndefined();
     // Deflated, with a zero-length Patient ID.
-    expect(readPatientId(await readFile(join(testdata, 'image_dfl.dcm')))).toBeUndefined();
-    expect(readPatientId(await readFile(join(testdata, 'ExplVR_BigEnd.dcm')))).toBeUndefined();
-    expect(readPatientId(Buffer.from('\x89PNG\r\n\x1a\n not really', 'latin1'))).toBeUndefined();
-    expect(readPatientId(written.subarray(0, 140))).toBeUndefined();
-    expect(readPatientId(new Uint8Array(0))).toBeUndefined();
+    expect(patientKey(await readFile(join(testdata, 'image_dfl.dcm')))).toBeUndefined();
+  });
+
+  it('never holds the ID itself', () => {
+    const header = decodeDicom(writeDicomPart10(spec('MRN-4711')), { file: 'x' }).header;
+    expect(JSON.stringify(header)).not.toContain('4711');
   });
 });
 
