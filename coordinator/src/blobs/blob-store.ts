@@ -144,13 +144,7 @@ export class BlobStore {
    * round's encrypted updates) reuses one buffer instead of leaving one per blob for the garbage collector.
    */
   async readInto(sha256: string, target: Uint8Array): Promise<void> {
-    const path = this.pathOf(sha256);
-    let handle: FileHandle;
-    try {
-      handle = await open(path, constants.O_RDONLY);
-    } catch (error) {
-      throw notFoundOr(error, sha256);
-    }
+    const handle = await openBlob(this.pathOf(sha256), sha256);
     try {
       const { size } = await handle.stat();
       if (size !== target.byteLength) throw new Error(`blob ${sha256} holds ${size} bytes, not the ${target.byteLength} expected`);
@@ -226,13 +220,16 @@ async function writeFully(handle: FileHandle, chunk: Uint8Array): Promise<void> 
   }
 }
 
-async function* readChunks(path: string, sha256: string, start: number): AsyncGenerator<Buffer> {
-  let handle: FileHandle;
+async function openBlob(path: string, sha256: string): Promise<FileHandle> {
   try {
-    handle = await open(path, constants.O_RDONLY);
+    return await open(path, constants.O_RDONLY);
   } catch (error) {
     throw notFoundOr(error, sha256);
   }
+}
+
+async function* readChunks(path: string, sha256: string, start: number): AsyncGenerator<Buffer> {
+  const handle = await openBlob(path, sha256);
   try {
     let position = start;
     for (;;) {
