@@ -3,6 +3,7 @@ import { AuditBundleError, LedgerError, ReconcileError } from '@federa/shared';
 import { generateConsortiumCkksKeys, PROVISION_USAGE, runProvisionCli } from '../provision/index.js';
 import { AUDIT_USAGE, auditCommand } from './audit-command.js';
 import { CliUsageError, type CliIo } from './io.js';
+import { STUDY_USAGE, studyCommand } from './study-command.js';
 import { TOKEN_USAGE, tokenCommand } from './token-command.js';
 
 const USAGE = `usage: federa <command> ...
@@ -11,10 +12,12 @@ commands:
   provision   make and maintain the consortium's certificates and keys (federa provision --help)
   token       issue, list and revoke REST tokens offline (the first admin token comes from here)
   audit       verify, export and reconcile the coordinator's audit log
+  study       check a study definition file before submitting it
 
 ${PROVISION_USAGE}
 ${TOKEN_USAGE}
-${AUDIT_USAGE}`;
+${AUDIT_USAGE}
+${STUDY_USAGE}`;
 
 /** The consortium operator's and auditor's tool: one entry point for administrative commands. */
 async function main(argv: string[], io: CliIo): Promise<number> {
@@ -26,6 +29,8 @@ async function main(argv: string[], io: CliIo): Promise<number> {
       return tokenCommand(rest, io);
     case 'audit':
       return auditCommand(rest, io);
+    case 'study':
+      return studyCommand(rest, io);
     case undefined:
     case 'help':
     case '--help':

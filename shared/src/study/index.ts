@@ -1,4 +1,5 @@
 export { canonicalJson } from './canonical-json.js';
+export { MAX_STUDY_FILE_BYTES, parseStudyYaml, StudyFileError } from './yaml.js';
 export {
   siteIdSchema,
   textSchema,

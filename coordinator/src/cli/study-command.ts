@@ -1,0 +1,51 @@
+import { readFile } from 'node:fs/promises';
+import { parseArgs } from 'node:util';
+import { parameterCount, parseStudyYaml, studyDefinitionJson, studyHash, StudyFileError } from '@federa/shared';
+import { CliUsageError, type CliIo } from './io.js';
+
+export const STUDY_USAGE = `federa study validate FILE [--json]
+                    check a study definition file (YAML with comments, or JSON) against the schema the
+                    coordinator uses, offline; prints what it defines and the hash hospitals approve
+                    (examples for every architecture: examples/studies/)
+`;
+
+/** `federa study validate FILE`: a researcher checks a definition (and learns its hash) before submitting it. */
+export async function studyCommand(argv: string[], io: CliIo): Promise<number> {
+  const [action, ...rest] = argv;
+  const { values, positionals } = parseArgs({ args: rest, strict: true, allowPositionals: true, options: { json: { type: 'boolean', default: false } } });
+  if (action !== 'validate') throw new CliUsageError(`study needs "validate", got ${action === undefined ? 'nothing' : `"${action}"`}`, STUDY_USAGE);
+  const [file] = positionals;
+  if (file === undefined || positionals.length !== 1) throw new CliUsageError('study validate needs exactly one FILE', STUDY_USAGE);
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (error) {
+    io.stderr(`federa: cannot read ${file}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}\n`);
+    return 1;
+  }
+  try {
+    const definition = parseStudyYaml(text, file);
+    const specHash = studyHash(definition);
+    const parameters = parameterCount(definition.model);
+    if (values.json) {
+      io.stdout(`${JSON.stringify({ file, specHash, parameters, definition, definitionJson: studyDefinitionJson(definition) })}\n`);
+      return 0;
+    }
+    io.stdout(
+      [
+        `${file}: a valid study definition`,
+        `  name        ${definition.name}`,
+        `  model       ${definition.model.architecture}, ${definition.model.inputSize}x${definition.model.inputSize}x${definition.model.channels}, ${definition.model.classes} classes, ${parameters.toLocaleString('en-US')} parameters`,
+        `  rounds      ${definition.rounds}, at least ${definition.minSites} sites${definition.targetSites !== undefined ? `, at most ${definition.targetSites} per round` : ''}`,
+        `  aggregation ${definition.aggregation}`,
+        `  hash        ${specHash}   (what each hospital approves: federa-site approve <hash>)`,
+        '',
+      ].join('\n'),
+    );
+    return 0;
+  } catch (error) {
+    if (!(error instanceof StudyFileError)) throw error;
+    io.stderr(`federa: ${error.message}\n`);
+    return 1;
+  }
+}
