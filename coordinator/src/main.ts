@@ -1,12 +1,23 @@
 #!/usr/bin/env node
 import { createLogger } from '@federa/shared';
 import { startCoordinator } from './app/bootstrap.js';
-import { ConfigError, configFromCommandLine } from './config/index.js';
+import { readFileSync } from 'node:fs';
+import { ConfigError, configFromCommandLine, COORDINATOR_USAGE } from './config/index.js';
 
 const log = createLogger('coordinator');
 
 async function main(): Promise<void> {
-  const config = configFromCommandLine(process.argv.slice(2), process.env);
+  const argv = process.argv.slice(2);
+  if (argv.includes('--help') || argv.includes('-h')) {
+    process.stdout.write(COORDINATOR_USAGE);
+    return;
+  }
+  if (argv.includes('--version')) {
+    const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
+    process.stdout.write(`federa-coordinator ${pkg.version}\n`);
+    return;
+  }
+  const config = configFromCommandLine(argv, process.env);
   const coordinator = await startCoordinator(config);
   const stop = (signal: string): void => {
     log.info({ signal }, 'shutting down');

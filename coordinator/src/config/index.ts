@@ -3,6 +3,8 @@ import { parseArgs } from 'node:util';
 import { z } from 'zod';
 import { describeIssues } from '@federa/shared';
 
+export { COORDINATOR_USAGE } from './usage.js';
+
 const port = z.coerce.number().int().min(0).max(65535);
 
 export const coordinatorConfigSchema = z
@@ -80,28 +82,33 @@ export function parseCoordinatorConfig(input: unknown): CoordinatorConfig {
   return parsed.data;
 }
 
+/** The coordinator's flags (described in COORDINATOR_USAGE, which a test holds to this list). */
+export const COMMAND_LINE_OPTIONS = {
+  host: { type: 'string' },
+  'http-host': { type: 'string' },
+  'rate-limit': { type: 'string' },
+  'trust-proxy': { type: 'string' },
+  'site-away': { type: 'string' },
+  'reconnect-grace': { type: 'string' },
+  'aggregation-threads': { type: 'string' },
+  'http-port': { type: 'string' },
+  'grpc-port': { type: 'string' },
+  'data-dir': { type: 'string' },
+  'database-url': { type: 'string' },
+  insecure: { type: 'boolean' },
+  kit: { type: 'string' },
+  'ready-file': { type: 'string' },
+} as const;
+
 /** Command-line flags win over FEDERA_* environment variables, which win over defaults. */
 export function configFromCommandLine(argv: string[], env: NodeJS.ProcessEnv): CoordinatorConfig {
-  const { values } = parseArgs({
-    args: argv,
-    strict: true,
-    options: {
-      host: { type: 'string' },
-      'http-host': { type: 'string' },
-      'rate-limit': { type: 'string' },
-      'trust-proxy': { type: 'string' },
-      'site-away': { type: 'string' },
-      'reconnect-grace': { type: 'string' },
-      'aggregation-threads': { type: 'string' },
-      'http-port': { type: 'string' },
-      'grpc-port': { type: 'string' },
-      'data-dir': { type: 'string' },
-      'database-url': { type: 'string' },
-      insecure: { type: 'boolean' },
-      kit: { type: 'string' },
-      'ready-file': { type: 'string' },
-    },
-  });
+  let values;
+  try {
+    ({ values } = parseArgs({ args: argv, strict: true, options: COMMAND_LINE_OPTIONS }));
+  } catch (error) {
+    // parseArgs names the flag; say where the list of flags is.
+    throw new ConfigError(`${(error as Error).message}; see --help for the flags`);
+  }
   return parseCoordinatorConfig({
     host: values.host ?? env.FEDERA_HOST,
     httpHost: values['http-host'] ?? env.FEDERA_HTTP_HOST,
