@@ -12,6 +12,20 @@ import { TcpProxy } from './support/tcp-proxy.js';
 // About 174k parameters: a 700 KB plaintext update, sent in several parts below.
 const spec: ModelSpec = { architecture: 'resnet', inputSize: 64, channels: 1, classes: 2, seed: 21 };
 
+/** The header of a resumable upload of `bytes` for a task's round, resuming at `offset`. */
+function resumableHeader(studyId: string, task: federation.TrainTask, bytes: Uint8Array, offset: number): federation.UpdateHeader {
+  return {
+    studyId,
+    round: 1,
+    encoding: task.encoding,
+    totalBytes: bytes.byteLength,
+    vectorLength: bytes.byteLength / 4,
+    baseModelSha256: task.baseModel?.sha256 ?? '',
+    sha256: sha256Hex(bytes),
+    offset,
+  };
+}
+
 /** An upload that breaks off resumes from the bytes the coordinator holds, and only the declared bytes count. */
 describe('resumable uploads', () => {
   const cleanup: Array<() => Promise<void> | void> = [];
@@ -40,16 +54,7 @@ describe('resumable uploads', () => {
     const [a, b] = sites as [RawSite, RawSite];
     const bytesA = plainUpdate(spec, tasks[0]!.cohort, 'site-a', 0.01, 30);
     const sha256 = sha256Hex(bytesA);
-    const header = (offset: number): federation.UpdateHeader => ({
-      studyId,
-      round: 1,
-      encoding: tasks[0]!.encoding,
-      totalBytes: bytesA.byteLength,
-      vectorLength: bytesA.byteLength / 4,
-      baseModelSha256: tasks[0]!.baseModel?.sha256 ?? '',
-      sha256,
-      offset,
-    });
+    const header = (offset: number) => resumableHeader(studyId, tasks[0]!, bytesA, offset);
     const query = { studyId, round: 1, sha256, totalBytes: bytesA.byteLength };
     expect((await a.queryUpload(query)).progress?.receivedBytes).toBe(0);
 
@@ -85,16 +90,7 @@ describe('resumable uploads', () => {
     const a = sites[0]!;
     const bytes = plainUpdate(spec, tasks[0]!.cohort, 'site-a', 0.01, 30);
     const sha256 = sha256Hex(bytes);
-    const header = (offset: number): federation.UpdateHeader => ({
-      studyId,
-      round: 1,
-      encoding: tasks[0]!.encoding,
-      totalBytes: bytes.byteLength,
-      vectorLength: bytes.byteLength / 4,
-      baseModelSha256: tasks[0]!.baseModel?.sha256 ?? '',
-      sha256,
-      offset,
-    });
+    const header = (offset: number) => resumableHeader(studyId, tasks[0]!, bytes, offset);
     const query = { studyId, round: 1, sha256, totalBytes: bytes.byteLength };
     // The first part sent is not the start of the update it claims to be.
     await a.uploadCancelled([headerChunk(header(0)), dataChunk(new Uint8Array(200_000).fill(9))]);

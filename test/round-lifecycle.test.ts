@@ -194,6 +194,18 @@ describe('round lifecycle', () => {
     expect(dropped.body).toMatchObject({ droppedSites: ['dr-3'], dropped: { siteId: 'dr-3', round: 1, updateCounted: false } });
     expect((await rest(coordinator, 'POST', `/studies/${id}/sites/dr-3/drop`, {})).status).toBe(409);
     expect((await rest(coordinator, 'POST', `/studies/${id}/sites/nobody/drop`, {})).status).toBe(404);
+    // Bad input is refused, naming what is wrong, and changes nothing.
+    const badSite = await rest(coordinator, 'POST', `/studies/${id}/sites/${encodeURIComponent('../DR 1')}/drop`, {});
+    expect(badSite.status).toBe(400);
+    expect(badSite.body.error).toMatch(/^siteId: .* is not a site id/);
+    const badReason = await rest(coordinator, 'POST', `/studies/${id}/sites/dr-1/drop`, { reason: 'bad\u0000reason' });
+    expect(badReason.status).toBe(400);
+    expect(badReason.body.issues).toEqual([expect.stringMatching(/^reason: must not contain control characters/)]);
+    const extra = await rest(coordinator, 'POST', `/studies/${id}/pause`, { reason: 'x', force: true });
+    expect(extra.status).toBe(400);
+    expect((await rest(coordinator, 'POST', '/studies/no-such-study/pause', {})).status).toBe(404);
+    expect((await view(id)).droppedSites).toEqual(['dr-3']);
+    expect((await view(id)).status).toBe('running');
     const told = await sites.get('dr-3')!.inbox.next();
     expect(told.kind?.$case).toBe('studyClosed');
     if (told.kind?.$case === 'studyClosed') {

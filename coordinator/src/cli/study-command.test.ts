@@ -41,6 +41,8 @@ describe('federa study validate', () => {
     expect(await studyCommand(['validate', file], io)).toBe(1);
     expect(err.join('')).toMatch(new RegExp(`${file.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}:2:9: rounds: Too small`));
     expect(err.join('')).toMatch(/:1:1: minSites: is required but missing/);
+    await expect(studyCommand(['submit', file], capture().io)).rejects.toThrow(/study needs "validate", got "submit"/);
+    await expect(studyCommand(['validate'], capture().io)).rejects.toThrow(/exactly one FILE/);
     const missing = capture();
     expect(await studyCommand(['validate', join(dir, 'nope.yaml')], missing.io)).toBe(1);
     expect(missing.err.join('')).toMatch(/cannot read .*nope\.yaml: ENOENT/);
