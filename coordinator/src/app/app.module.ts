@@ -23,13 +23,14 @@ import { Settings } from '../settings/settings.js';
 import { SettingsController } from '../settings/settings.controller.js';
 import { StudiesController } from '../studies/studies.controller.js';
 import { StudiesService } from '../studies/studies.service.js';
+import { StudyEventsController } from '../studies/study-events.controller.js';
 import type { SiteIdentity } from '../federation/site-identity.js';
 import { EncryptedAggregation } from '../rounds/encrypted-aggregation.js';
 import { DatasetSummaries } from '../sites/dataset-summaries.js';
 import { BLOB_STORE, CKKS_PUBLIC_PARAMS, COORDINATOR_CONFIG, COORDINATOR_SIGNER, DATABASE, SITE_IDENTITY } from './tokens.js';
 
 /** Every REST controller: the route table (and its role matrix test) is built from these. */
-export const CONTROLLERS = [StudiesController, TokensController, SettingsController, AuditController, HealthController] as const;
+export const CONTROLLERS = [StudiesController, StudyEventsController, TokensController, SettingsController, AuditController, HealthController] as const;
 
 /** Closes the database last, after every service that uses it has stopped (an open PGlite hangs the process). */
 @Injectable()

@@ -5,7 +5,7 @@ import { ServerCredentials } from '@grpc/grpc-js';
 import { NestFactory } from '@nestjs/core';
 import type { NestExpressApplication } from '@nestjs/platform-express';
 import helmet from 'helmet';
-import { createLogger, KitError, ownerOnlyDir, readCoordinatorKit, type Logger } from '@federa/shared';
+import { createLogger, KitError, MAX_STUDY_FILE_BYTES, ownerOnlyDir, readCoordinatorKit, type Logger } from '@federa/shared';
 import { AuditLog, signerFromKit, type CoordinatorSigner } from '../audit/audit-log.js';
 import { routeTable, type RouteDescription } from '../auth/route-table.js';
 import type { Role } from '../auth/roles.js';
@@ -54,6 +54,8 @@ export async function startCoordinator(config: CoordinatorConfig): Promise<Runni
   // Definitions and settings are small. A site ledger for reconciliation (JSON Lines, possibly large) is read by its
   // handler, after the caller is authenticated, not parsed for anyone who sends one.
   app.useBodyParser('json', { limit: '1mb' });
+  // Study definitions may also be sent as the YAML files researchers write (`federa study create -f`, the dashboard).
+  app.useBodyParser('text', { type: ['application/yaml', 'application/x-yaml', 'text/yaml'], limit: MAX_STUDY_FILE_BYTES });
   app.useGlobalFilters(new HttpErrorFilter());
   app.enableShutdownHooks();
 

@@ -1,5 +1,4 @@
 import { readFile, writeFile } from 'node:fs/promises';
-import { parseArgs } from 'node:util';
 import {
   auditCheckpointSchema,
   auditRecordSchema,
@@ -21,55 +20,28 @@ import {
 import { z } from 'zod';
 import { AuditLog } from '../audit/audit-log.js';
 import { openDatabase } from '../persistence/index.js';
+import { ApiClient } from './api-client.js';
 import { CliUsageError, type CliIo } from './io.js';
 
-export const AUDIT_USAGE = `federa audit verify --ca ca.pem (--bundle FILE | --url URL --token TOKEN | --data-dir DIR [--database-url URL])
-                    [--previous OLDER_BUNDLE] [--json]
-                    check the audit log's hash chain and signed checkpoints; names the first bad record
-                    (exit 1 when anything is wrong). A bundle is checked with nothing but the CA certificate;
-                    --previous checks that the log still holds, unchanged, everything an earlier export held.
-federa audit export --url URL --token TOKEN --out FILE
-                    a signed JSON Lines bundle of every record and checkpoint (auditor or admin token)
-federa audit reconcile --ledger LEDGER (--bundle FILE --ca ca.pem | --url URL --token TOKEN [--ca ca.pem]) [--json]
-                    match a site's privacy ledger with the coordinator's records and signed receipts:
-                    missing, extra (forged) and altered entries with their ledger lines and audit seqs
-URL is the coordinator's REST address (e.g. http://127.0.0.1:8080); TOKEN may come from FEDERA_TOKEN.
-`;
-
-const options = {
-  bundle: { type: 'string' },
-  ca: { type: 'string' },
-  url: { type: 'string' },
-  token: { type: 'string' },
-  'data-dir': { type: 'string' },
-  'database-url': { type: 'string' },
-  ledger: { type: 'string' },
-  out: { type: 'string' },
-  previous: { type: 'string' },
-  json: { type: 'boolean', default: false },
-} as const;
-
-type Values = ReturnType<typeof parseArgs<{ options: typeof options; strict: true }>>['values'];
-
-/** `federa audit ...` for auditors: everything is checked here, with the CA, never taken on the coordinator's word. */
-export async function auditCommand(argv: string[], io: CliIo): Promise<number> {
-  const [action, ...rest] = argv;
-  const { values } = parseArgs({ args: rest, strict: true, options });
-  switch (action) {
-    case 'verify':
-      return verify(values, io);
-    case 'export':
-      return exportBundle(values, io);
-    case 'reconcile':
-      return reconcile(values, io);
-    default:
-      throw new CliUsageError(`audit needs "verify", "export" or "reconcile", got ${action === undefined ? 'nothing' : `"${action}"`}`, AUDIT_USAGE);
-  }
+/** The options of `federa audit verify|export|reconcile` (flag names as typed). */
+export interface AuditOptions {
+  bundle?: string;
+  ca?: string;
+  url?: string;
+  token?: string;
+  'data-dir'?: string;
+  'database-url'?: string;
+  ledger?: string;
+  out?: string;
+  previous?: string;
+  json: boolean;
 }
+type Values = AuditOptions;
 
-async function verify(values: Values, io: CliIo): Promise<number> {
+/** Checks the hash chain and the signed checkpoints, with the CA, never taken on the coordinator's word. */
+export async function auditVerify(values: Values, io: CliIo): Promise<number> {
   // Checkpoints are evidence only when signed by the consortium's coordinator: the CA is not optional.
-  if (!values.ca) throw new CliUsageError('audit verify needs --ca ca.pem (the consortium CA certificate, from any kit)', AUDIT_USAGE);
+  if (!values.ca) throw new CliUsageError('audit verify needs --ca ca.pem (the consortium CA certificate, from any kit)');
   const caPem = await readText(values.ca, 'CA certificate');
   let result: AuditVerification;
   let records: AuditRecord[];
@@ -106,12 +78,9 @@ async function continues(previousPath: string, records: AuditRecord[], caPem: st
   return extendsEarlier(records, earlier.head);
 }
 
-async function exportBundle(values: Values, io: CliIo): Promise<number> {
-  if (!values.out) throw new CliUsageError('audit export needs --out FILE', AUDIT_USAGE);
-  const { url, token } = remote(values, io);
-  const response = await fetch(`${url}/api/v1/audit/export`, { headers: { authorization: `Bearer ${token}` } });
-  if (!response.ok) throw new Error(`the coordinator refused the export: ${response.status} ${await response.text()}`);
-  const text = await response.text();
+export async function auditExport(values: Values, io: CliIo): Promise<number> {
+  if (!values.out) throw new CliUsageError('audit export needs --out FILE');
+  const text = await remote(values, io).text('/api/v1/audit/export');
   const parsed = parseAuditBundle(text);
   await writeFile(values.out, text);
   io.stdout(`wrote ${values.out}: ${parsed.records.length} records and ${parsed.checkpoints.length} checkpoints of consortium ${parsed.header.consortium}, signed at ${parsed.header.exportedAt}\n`);
@@ -119,8 +88,8 @@ async function exportBundle(values: Values, io: CliIo): Promise<number> {
   return 0;
 }
 
-async function reconcile(values: Values, io: CliIo): Promise<number> {
-  if (!values.ledger) throw new CliUsageError('audit reconcile needs --ledger LEDGER (the site\'s ledger.jsonl)', AUDIT_USAGE);
+export async function auditReconcile(values: Values, io: CliIo): Promise<number> {
+  if (!values.ledger) throw new CliUsageError('audit reconcile needs --ledger LEDGER (the site\'s ledger.jsonl)');
   const caPem = values.ca ? await readText(values.ca, 'CA certificate') : undefined;
   const ledgerText = await readText(values.ledger, 'site ledger');
   const parsedLedger = parseLedgerText(ledgerText);
@@ -128,7 +97,7 @@ async function reconcile(values: Values, io: CliIo): Promise<number> {
   let records: AuditRecord[];
   let chain;
   if (values.bundle) {
-    if (!caPem) throw new CliUsageError('audit reconcile --bundle needs --ca ca.pem (the consortium CA certificate)', AUDIT_USAGE);
+    if (!caPem) throw new CliUsageError('audit reconcile --bundle needs --ca ca.pem (the consortium CA certificate)');
     const bundleText = await readText(values.bundle, 'audit bundle');
     chain = verifyAuditBundle(bundleText, caPem);
     records = parseAuditBundle(bundleText).records;
@@ -153,12 +122,8 @@ async function reconcile(values: Values, io: CliIo): Promise<number> {
 /** The audit records and checkpoints, from a running coordinator (REST) or straight from its database. */
 async function auditSource(values: Values, io: CliIo): Promise<{ records: AuditRecord[]; checkpoints: AuditCheckpoint[] }> {
   if (values.url || io.env.FEDERA_URL) {
-    const { url, token } = remote(values, io);
-    const get = async (path: string): Promise<unknown> => {
-      const response = await fetch(`${url}/api/v1/audit/${path}`, { headers: { authorization: `Bearer ${token}` } });
-      if (!response.ok) throw new Error(`GET /api/v1/audit/${path}: ${response.status} ${await response.text()}`);
-      return response.json();
-    };
+    const api = remote(values, io);
+    const get = (path: string): Promise<unknown> => api.json<unknown>(`/api/v1/audit/${path}`);
     const records: AuditRecord[] = [];
     let after = 0;
     for (;;) {
@@ -175,7 +140,7 @@ async function auditSource(values: Values, io: CliIo): Promise<{ records: AuditR
   const dataDir = values['data-dir'] ?? io.env.FEDERA_DATA_DIR;
   const databaseUrl = values['database-url'] ?? io.env.DATABASE_URL;
   if (!dataDir && !databaseUrl) {
-    throw new CliUsageError('give the audit log to check: --bundle FILE, --url URL --token TOKEN, or --data-dir DIR', AUDIT_USAGE);
+    throw new CliUsageError('give the audit log to check: --bundle FILE, --url URL --token TOKEN, or --data-dir DIR');
   }
   const db = await openDatabase({ dataDir: dataDir ?? '.federa/coordinator', databaseUrl });
   try {
@@ -186,12 +151,12 @@ async function auditSource(values: Values, io: CliIo): Promise<{ records: AuditR
   }
 }
 
-function remote(values: Values, io: CliIo): { url: string; token: string } {
-  const url = (values.url ?? io.env.FEDERA_URL)?.replace(/\/+$/, '');
+function remote(values: Values, io: CliIo): ApiClient {
+  const url = values.url ?? io.env.FEDERA_URL;
   const token = values.token ?? io.env.FEDERA_TOKEN;
-  if (!url) throw new CliUsageError('give the coordinator\'s REST address with --url (e.g. http://127.0.0.1:8080)', AUDIT_USAGE);
-  if (!token) throw new CliUsageError('give an auditor or admin token with --token or FEDERA_TOKEN', AUDIT_USAGE);
-  return { url, token };
+  if (!url) throw new CliUsageError('give the coordinator\'s REST address with --url (e.g. http://127.0.0.1:8080), or run federa login');
+  if (!token) throw new CliUsageError('give an auditor or admin token with --token or FEDERA_TOKEN, or run federa login');
+  return new ApiClient({ url, token });
 }
 
 async function readText(path: string, what: string): Promise<string> {

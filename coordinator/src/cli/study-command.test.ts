@@ -5,7 +5,8 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 import { parseStudyYaml, studyHash } from '@federa/shared';
 import { readFile } from 'node:fs/promises';
-import { studyCommand } from './study-command.js';
+import { runFedera } from './program.js';
+import { validateStudy } from './study-command.js';
 
 const examples = resolve(dirname(fileURLToPath(import.meta.url)), '../../../examples/studies');
 
@@ -24,11 +25,11 @@ describe('federa study validate', () => {
   it('prints what a valid file defines and the hash hospitals approve', async () => {
     const file = join(examples, 'small-cnn.yaml');
     const { io, out } = capture();
-    expect(await studyCommand(['validate', file], io)).toBe(0);
+    expect(await validateStudy(file, { json: false }, io)).toBe(0);
     const hash = studyHash(parseStudyYaml(await readFile(file, 'utf8')));
     expect(out.join('')).toContain(`hash        ${hash}`);
     const json = capture();
-    expect(await studyCommand(['validate', file, '--json'], json.io)).toBe(0);
+    expect(await validateStudy(file, { json: true }, json.io)).toBe(0);
     expect(JSON.parse(json.out.join(''))).toMatchObject({ specHash: hash, definition: { model: { architecture: 'small-cnn' } } });
   });
 
@@ -38,13 +39,17 @@ describe('federa study validate', () => {
     const file = join(dir, 'bad.yaml');
     await writeFile(file, 'name: x\nrounds: 0\n');
     const { io, err } = capture();
-    expect(await studyCommand(['validate', file], io)).toBe(1);
+    expect(await validateStudy(file, { json: false }, io)).toBe(1);
     expect(err.join('')).toMatch(new RegExp(`${file.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}:2:9: rounds: Too small`));
     expect(err.join('')).toMatch(/:1:1: minSites: is required but missing/);
-    await expect(studyCommand(['submit', file], capture().io)).rejects.toThrow(/study needs "validate", got "submit"/);
-    await expect(studyCommand(['validate'], capture().io)).rejects.toThrow(/exactly one FILE/);
+    const wrong = capture();
+    expect(await runFedera(['study', 'submit', file], { io: wrong.io, version: '0' })).toBe(2);
+    expect(wrong.err.join('')).toMatch(/unknown command 'submit'/);
+    const none = capture();
+    expect(await runFedera(['study', 'validate'], { io: none.io, version: '0' })).toBe(2);
+    expect(none.err.join('')).toMatch(/missing required argument 'file'/);
     const missing = capture();
-    expect(await studyCommand(['validate', join(dir, 'nope.yaml')], missing.io)).toBe(1);
+    expect(await validateStudy(join(dir, 'nope.yaml'), { json: false }, missing.io)).toBe(1);
     expect(missing.err.join('')).toMatch(/cannot read .*nope\.yaml: ENOENT/);
   });
 });

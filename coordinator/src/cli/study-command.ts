@@ -1,21 +1,9 @@
 import { readFile } from 'node:fs/promises';
-import { parseArgs } from 'node:util';
 import { parameterCount, parseStudyYaml, studyDefinitionJson, studyHash, StudyFileError } from '@federa/shared';
-import { CliUsageError, type CliIo } from './io.js';
-
-export const STUDY_USAGE = `federa study validate FILE [--json]
-                    check a study definition file (YAML with comments, or JSON) against the schema the
-                    coordinator uses, offline; prints what it defines and the hash hospitals approve
-                    (examples for every architecture: examples/studies/)
-`;
+import type { CliIo } from './io.js';
 
 /** `federa study validate FILE`: a researcher checks a definition (and learns its hash) before submitting it. */
-export async function studyCommand(argv: string[], io: CliIo): Promise<number> {
-  const [action, ...rest] = argv;
-  const { values, positionals } = parseArgs({ args: rest, strict: true, allowPositionals: true, options: { json: { type: 'boolean', default: false } } });
-  if (action !== 'validate') throw new CliUsageError(`study needs "validate", got ${action === undefined ? 'nothing' : `"${action}"`}`, STUDY_USAGE);
-  const [file] = positionals;
-  if (file === undefined || positionals.length !== 1) throw new CliUsageError('study validate needs exactly one FILE', STUDY_USAGE);
+export async function validateStudy(file: string, values: { json: boolean }, io: CliIo): Promise<number> {
   let text: string;
   try {
     text = await readFile(file, 'utf8');

@@ -1,7 +1,7 @@
 import { Body, Controller, Get, HttpCode, Inject, Param, Post, Put, Req, Res } from '@nestjs/common';
 import type { Request, Response } from 'express';
 import { z } from 'zod';
-import { textSchema } from '@federa/shared';
+import { parseStudyYaml, StudyFileError, textSchema } from '@federa/shared';
 import { BLOB_STORE } from '../app/tokens.js';
 import { Caller } from '../auth/caller.decorator.js';
 import { Roles, type Principal } from '../auth/roles.js';
@@ -18,6 +18,20 @@ function reasonOf(body: unknown): string {
 }
 
 /**
+ * A definition sent as JSON, or as YAML (content-type application/yaml: the body arrives as text), which is read with
+ * the same parser as `federa study validate`, so its errors carry line and column.
+ */
+function definitionOf(body: unknown): unknown {
+  if (typeof body !== 'string') return body;
+  try {
+    return parseStudyYaml(body, 'the request body');
+  } catch (error) {
+    if (error instanceof StudyFileError) throw new StudyInputError(error.issues);
+    throw error;
+  }
+}
+
+/**
  * REST for researchers (define, change, start, stop and watch studies, fetch published artifacts), for auditors
  * (read studies and their definitions; never artifacts) and admins (read, and the sites).
  */
@@ -31,14 +45,14 @@ export class StudiesController {
   @Post('studies')
   @Roles('researcher')
   create(@Body() body: unknown, @Caller() caller: Principal) {
-    return this.studies.create(body, caller);
+    return this.studies.create(definitionOf(body), caller);
   }
 
   /** Replaces a draft's definition (and so its hash: sites must approve it again). */
   @Put('studies/:id')
   @Roles('researcher')
   change(@Param('id') id: string, @Body() body: unknown, @Caller() caller: Principal) {
-    return this.studies.change(id, body, caller);
+    return this.studies.change(id, definitionOf(body), caller);
   }
 
   @Get('studies')
