@@ -8,3 +8,15 @@ export { runSitesCli, SimulatedSite } from './sim/sites/index.js';
 export { runDoctor, formatDoctorReport, type DoctorCheck } from './doctor/index.js';
 export { PrivacyLedger, ledgerPath, readLedger, verifyLedger } from './ledger/index.js';
 export { StudyDecisions, type KnownStudy } from './policy/index.js';
+export {
+  exportGlobalModel,
+  listSavedModels,
+  loadExportedModel,
+  predictFiles,
+  readExportManifest,
+  ExportedModelError,
+  ModelExportError,
+  type ExportManifest,
+  type ExportResult,
+  type FilePrediction,
+} from './model-export/index.js';

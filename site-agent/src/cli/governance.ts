@@ -8,7 +8,15 @@ import { filterLedger, formatLedger, ledgerPath, readLedger, verifyLedger } from
 import { studyRefusal, StudyDecisions, type KnownStudy } from '../policy/index.js';
 
 /** The hospital's side of governance: review and decide on studies, and read the privacy ledger. */
-export class UsageError extends Error {}
+export class UsageError extends Error {
+  /** The usage text to print with the message: a subcommand's own, or the CLI's when absent. */
+  constructor(
+    message: string,
+    readonly usage?: string,
+  ) {
+    super(message);
+  }
+}
 
 type Out = (text: string) => void;
 

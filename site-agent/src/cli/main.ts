@@ -8,7 +8,10 @@ import { loadSiteConfig, SiteConfigError } from '../config/index.js';
 import { formatDoctorReport, runDoctor } from '../doctor/index.js';
 import { inspectDicomFile, scanDataset, type ScanReport } from '../data/index.js';
 import { DecisionError } from '../policy/index.js';
+import { ExportedModelError, ModelExportError } from '../model-export/index.js';
+import { BackendUnavailableError } from '../train/index.js';
 import { decideCommand, ledgerCommand, studiesCommand, UsageError } from './governance.js';
+import { modelCommand, predictCommand } from './model.js';
 
 const USAGE = `usage: federa-site <command> [options]
 
@@ -37,6 +40,13 @@ commands:
                               (exit 1 when anything is wrong); --ledger FILE instead of --config
   ledger show --config site.yaml [--study ID] [--kind KIND] [--since TIME] [--json]
                               every message this site sent: kind, study, round, bytes, SHA-256, encryption
+  model export --study ID --round N --out DIR [--config site.yaml] [--json]
+                              write a round's global model, as this site decrypted it, as a TensorFlow.js
+                              LayersModel with federa-model.json (study, class names, preprocessing, hashes);
+                              \`model list\` shows the rounds this site holds (federa-site model --help)
+  predict --model DIR FILE|FOLDER... [--json]
+                              class probabilities of an exported model for DICOM, PNG and JPEG files,
+                              preprocessed as the site does for training (federa-site predict --help)
 `;
 
 const log = createLogger('federa-site');
@@ -186,6 +196,12 @@ async function main(): Promise<void> {
     case 'ledger':
       process.exitCode = await ledgerCommand(rest, write);
       return;
+    case 'model':
+      process.exitCode = await modelCommand(rest, write);
+      return;
+    case 'predict':
+      process.exitCode = await predictCommand(rest, write, (text) => process.stderr.write(text));
+      return;
     case undefined:
     case 'help':
     case '--help':
@@ -206,9 +222,12 @@ main().then(
       error instanceof SiteKitError ||
       error instanceof DecisionError ||
       error instanceof LedgerError ||
+      error instanceof ModelExportError ||
+      error instanceof ExportedModelError ||
+      error instanceof BackendUnavailableError ||
       (error instanceof TypeError && 'code' in error)
     ) {
-      process.stderr.write(`federa-site: ${(error as Error).message}\n${error instanceof UsageError ? USAGE : ''}`);
+      process.stderr.write(`federa-site: ${(error as Error).message}\n${error instanceof UsageError ? (error.usage ?? USAGE) : ''}`);
       process.exit(2);
     }
     log.fatal({ err: error }, 'site agent failed');
