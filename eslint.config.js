@@ -5,7 +5,7 @@ import tseslint from 'typescript-eslint';
 export default tseslint.config(
   { ignores: ['**/dist/**', '**/generated/**', '**/node_modules/**', '**/*.test.ts', '**/*.testkit.ts'] },
   {
-    files: ['shared/src/**/*.ts', 'coordinator/src/**/*.ts', 'site-agent/src/**/*.ts', 'demo/src/**/*.ts'],
+    files: ['shared/src/**/*.ts', 'coordinator/src/**/*.ts', 'site-agent/src/**/*.ts', 'demo/src/**/*.ts', 'coordinator/web/src/**/*.ts'],
     languageOptions: {
       parser: tseslint.parser,
       parserOptions: { projectService: true, tsconfigRootDir: import.meta.dirname },

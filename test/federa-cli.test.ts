@@ -2,7 +2,7 @@ import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { federation, type ModelSpec } from '@federa/shared';
+import { createPrng, evaluationCounts, federation, type ModelSpec } from '@federa/shared';
 import { runFedera } from '../coordinator/dist/cli/program.js';
 import { coordinatorWithRawSites, plainUpdate, tokenFor, wholeUpload, type RawSite, type TaskInbox } from './support/raw-site.js';
 import type { RunningCoordinator } from '@federa/coordinator';
@@ -120,6 +120,17 @@ describe('federa CLI over REST', () => {
       await new Promise((resolve) => setTimeout(resolve, 1200));
       expect((await site.upload(wholeUpload(header, bytes))).receipt).toBeDefined();
     }
+    // The study is completed now, but watchers wait for the sites to score its model: the final figures.
+    for (const [i, site] of sites.entries()) {
+      const task = await inboxes[i]!.next();
+      if (task.kind?.$case !== 'evaluate') throw new Error(`expected an evaluate task, got ${task.kind?.$case}`);
+      const evaluate = task.kind.value;
+      const prng = createPrng(i + 1);
+      const scores = Array.from({ length: 20 }, () => prng.nextFloat());
+      const counts = evaluationCounts(scores.flatMap((p) => [1 - p, p]), scores.map((p) => (prng.nextFloat() < p ? 1 : 0)), 2, evaluate.bins);
+      const report = { studyId: evaluate.studyId, round: evaluate.round, classNames: evaluate.classNames, bins: counts.bins, confusion: counts.confusion, positives: counts.positives, negatives: counts.negatives, backend: 'test', seconds: 0.1 };
+      expect(await site.reportEvaluation(report)).toBeNull();
+    }
     const [json, text] = await Promise.all([watchJson, watchText]);
     expect(json.code, json.err).toBe(0);
     const events = json.out.trim().split('\n').map((line) => JSON.parse(line) as { event: string; data: { status?: string } });
@@ -138,6 +149,11 @@ describe('federa CLI over REST', () => {
     expect(lines[0]).toBe('round,site,source,samples,loss,accuracy,balanced_accuracy,sensitivity,specificity,f1,auc');
     expect(lines).toContain('1,site-a,train,10,0.5,0.7,,,,,');
     expect(lines).toContain('1,site-b,train,10,0.6,0.7,,,,,');
+    expect(lines.filter((l) => /^1,(site-a|site-b|global),evaluation,20|^1,global,evaluation,40/.test(l))).toHaveLength(3);
+    // The watchers' last status already had the figures.
+    const last = events.filter((e) => e.event === 'status').at(-1)!.data as { rounds: Array<{ evaluation: { overall: { samples: number } | null } | null }> };
+    expect(last.rounds.at(-1)?.evaluation?.overall?.samples).toBe(40);
+    expect(text.out).toMatch(/round 1 global model: accuracy \d\.\d{3} {2}balanced accuracy/);
 
     const list = await cli(['study', 'list', '--json']);
     expect((JSON.parse(list.out) as Array<{ id: string; status: string }>).find((s) => s.id === study.id)?.status).toBe('completed');
@@ -148,7 +164,8 @@ describe('federa CLI over REST', () => {
     expect((JSON.parse(sitesOut.out) as Array<{ id: string }>).map((s) => s.id)).toEqual(['site-a', 'site-b']);
     const evaluation = await cli(['study', 'evaluation', study.id]);
     expect(evaluation).toMatchObject({ code: 0 });
-    expect(evaluation.out).toMatch(/round 1|no federated evaluation yet/);
+    expect(evaluation.out).toMatch(/round 1 \(pooled-counts, 2 sites\)/);
+    expect(evaluation.out).toMatch(/confusion matrix, round 1, all sites/);
   });
 
   it('draws progress bars and per-site states for a terminal', async () => {

@@ -12,6 +12,7 @@ import { BlobStore, PartialUploads } from '../blobs/index.js';
 import type { CoordinatorConfig } from '../config/index.js';
 import { FederationHandlers } from '../federation/federation.handlers.js';
 import { HealthController } from '../health/health.controller.js';
+import { OpenApiController } from '../openapi/index.js';
 import { openDatabase, type Database } from '../persistence/index.js';
 import { Aggregator } from '../rounds/aggregator.js';
 import { RoundsService } from '../rounds/rounds.service.js';
@@ -27,10 +28,12 @@ import { StudyEventsController } from '../studies/study-events.controller.js';
 import type { SiteIdentity } from '../federation/site-identity.js';
 import { EncryptedAggregation } from '../rounds/encrypted-aggregation.js';
 import { DatasetSummaries } from '../sites/dataset-summaries.js';
+import { SiteActivityService, SitesController } from '../sites/index.js';
+import { DashboardController } from '../dashboard/index.js';
 import { BLOB_STORE, CKKS_PUBLIC_PARAMS, COORDINATOR_CONFIG, COORDINATOR_SIGNER, DATABASE, SITE_IDENTITY } from './tokens.js';
 
 /** Every REST controller: the route table (and its role matrix test) is built from these. */
-export const CONTROLLERS = [StudiesController, StudyEventsController, TokensController, SettingsController, AuditController, HealthController] as const;
+export const CONTROLLERS = [StudiesController, StudyEventsController, TokensController, SettingsController, AuditController, HealthController, SitesController, DashboardController, OpenApiController] as const;
 
 /** Closes the database last, after every service that uses it has stopped (an open PGlite hangs the process). */
 @Injectable()
@@ -80,6 +83,7 @@ export class AppModule {
         UploadReceiver,
         SiteReports,
         DatasetSummaries,
+        SiteActivityService,
         StudiesService,
         FederationHandlers,
       ],

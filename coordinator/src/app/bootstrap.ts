@@ -18,6 +18,7 @@ import { FederationHandlers } from '../federation/federation.handlers.js';
 import { FederationGrpcTransport } from '../federation/grpc-transport.js';
 import { HttpErrorFilter } from '../http/error-filter.js';
 import { PinoNestLogger } from '../logging/nest-logger.js';
+import { serveOpenApi } from '../openapi/index.js';
 import { SiteSessions } from '../sessions/site-sessions.js';
 import { AppModule, CONTROLLERS } from './app.module.js';
 
@@ -57,6 +58,8 @@ export async function startCoordinator(config: CoordinatorConfig): Promise<Runni
   // Study definitions may also be sent as the YAML files researchers write (`federa study create -f`, the dashboard).
   app.useBodyParser('text', { type: ['application/yaml', 'application/x-yaml', 'text/yaml'], limit: MAX_STUDY_FILE_BYTES });
   app.useGlobalFilters(new HttpErrorFilter());
+  // The API's description at /api/docs, built from the controllers' own declarations (routes, roles, schemas).
+  serveOpenApi(app, CONTROLLERS);
   app.enableShutdownHooks();
 
   let grpcPort = -1;

@@ -17,6 +17,8 @@ import {
 import { Caller } from '../auth/caller.decorator.js';
 import { Roles, type Principal } from '../auth/roles.js';
 import { InputError } from '../http/input-error.js';
+import { ApiDoc } from '../openapi/index.js';
+import { auditCheckpointsSchema, auditRecordsPageSchema, auditVerificationSchema, reconciliationSchema } from './audit.api.js';
 import { AuditLog } from './audit-log.js';
 
 /** A site ledger of a long study: a few hundred bytes per message. */
@@ -67,6 +69,12 @@ export class AuditController {
 
   @Get('records')
   @Roles('auditor', 'admin')
+  @ApiDoc({
+    summary: 'Read audit records, oldest first, a page at a time',
+    query: recordsQuerySchema,
+    responses: { 200: { description: 'A page of records.', schema: auditRecordsPageSchema } },
+    errors: { 400: 'A query parameter is invalid (each named in `issues`).' },
+  })
   async records(@Query() query: Record<string, unknown>): Promise<AuditRecordsPage> {
     const parsed = recordsQuerySchema.safeParse(query);
     if (!parsed.success) throw new InputError('invalid audit query', describeIssues(parsed.error));
@@ -78,12 +86,18 @@ export class AuditController {
   /** The coordinator's own check of its chain and checkpoints; auditors re-check offline with `federa audit verify`. */
   @Get('verify')
   @Roles('auditor', 'admin')
+  @ApiDoc({
+    summary: 'Verify the hash chain and the signed checkpoints',
+    description: "The coordinator's own check; auditors re-check offline with `federa audit verify`.",
+    responses: { 200: { description: 'The verification report.', schema: auditVerificationSchema } },
+  })
   async verify(): Promise<AuditVerification> {
     return verifyAuditChain(await this.audit.records(), this.verifyOptions(await this.audit.checkpoints()));
   }
 
   @Get('checkpoints')
   @Roles('auditor', 'admin')
+  @ApiDoc({ summary: 'The signed checkpoints of the chain head', responses: { 200: { description: 'Every checkpoint.', schema: auditCheckpointsSchema } } })
   checkpoints(): Promise<AuditCheckpoint[]> {
     return this.audit.checkpoints();
   }
@@ -94,6 +108,12 @@ export class AuditController {
    */
   @Get('export')
   @Roles('auditor', 'admin')
+  @ApiDoc({
+    summary: 'Export the whole log as a signed bundle',
+    description: 'JSON Lines: every record and checkpoint after a fresh checkpoint, signed with the coordinator kit\'s key. `federa audit verify --bundle FILE --ca ca.pem` checks it.',
+    responses: { 200: { description: 'The bundle (an attachment).', contentType: 'application/x-ndjson' } },
+    errors: { 503: 'The coordinator runs without a kit (--insecure), so it has no key to sign with.' },
+  })
   async export(@Caller() caller: Principal, @Res() res: Response): Promise<void> {
     const signer = this.audit.signer;
     if (!signer) {
@@ -120,6 +140,13 @@ export class AuditController {
   @HttpCode(200)
   @Roles('auditor', 'admin')
   @Header('cache-control', 'no-store')
+  @ApiDoc({
+    summary: "Reconcile a site's ledger with the audit log",
+    description: 'Matches the ledger `federa-site` keeps (the body, JSON Lines) with the records attributed to that site.',
+    body: { description: "The site's ledger file.", contentTypes: ['application/x-ndjson'] },
+    responses: { 200: { description: "The ledger's verification and the reconciliation.", schema: reconciliationSchema } },
+    errors: { 400: 'Not a ledger (wrong content type, empty, unreadable, or one that cannot be reconciled).', 413: 'The ledger is larger than 64 MiB.' },
+  })
   async reconcile(@Req() request: Request): Promise<ReconciliationResult> {
     if (!/^application\/x-ndjson\b/.test(request.headers['content-type'] ?? '')) {
       throw new InputError('invalid reconciliation request', ['body: send the site ledger file as the body with content-type application/x-ndjson']);

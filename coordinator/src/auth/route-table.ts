@@ -11,16 +11,23 @@ export interface RouteDescription {
   access: RouteAccess | null;
 }
 
+/** A route as its controller declares it, with the handler (whose metadata the API document reads). */
+export interface DeclaredRoute extends RouteDescription {
+  handler: (...args: never[]) => unknown;
+}
+
+type ControllerClass = new (...args: never[]) => unknown;
+
 interface ExpressLayer {
   route?: { path: string; methods: Record<string, boolean> };
 }
 
 /**
- * Every route the HTTP server actually serves (read from Express's router), each with the access its handler
- * declares. What the role matrix test runs through, so a route added anywhere is covered without listing it.
+ * Every handler of these controllers with its method, path and declared access (the handler's, else the class's).
+ * The one reading of `@Roles`/`@Public`: the route table and the API document both take access from here.
  */
-export function routeTable(app: INestApplication, controllers: ReadonlyArray<new (...args: never[]) => unknown>): RouteDescription[] {
-  const declared = new Map<string, RouteAccess | null>();
+export function declaredRoutes(controllers: ReadonlyArray<ControllerClass>): DeclaredRoute[] {
+  const routes: DeclaredRoute[] = [];
   for (const controller of controllers) {
     const base = normalise(String(Reflect.getMetadata(PATH_METADATA, controller) ?? ''));
     const classAccess = Reflect.getMetadata(ACCESS_METADATA, controller) as RouteAccess | undefined;
@@ -31,9 +38,18 @@ export function routeTable(app: INestApplication, controllers: ReadonlyArray<new
       const method = Reflect.getMetadata(METHOD_METADATA, handler) as RequestMethod | undefined;
       if (path === undefined || method === undefined) continue;
       const access = (Reflect.getMetadata(ACCESS_METADATA, handler) as RouteAccess | undefined) ?? classAccess ?? null;
-      declared.set(`${RequestMethod[method]} ${normalise(`${base}/${path}`)}`, access);
+      routes.push({ method: RequestMethod[method], path: normalise(`${base}/${path}`), access, handler: handler as DeclaredRoute['handler'] });
     }
   }
+  return routes;
+}
+
+/**
+ * Every route the HTTP server actually serves (read from Express's router), each with the access its handler
+ * declares. What the role matrix test runs through, so a route added anywhere is covered without listing it.
+ */
+export function routeTable(app: INestApplication, controllers: ReadonlyArray<ControllerClass>): RouteDescription[] {
+  const declared = new Map(declaredRoutes(controllers).map((route) => [`${route.method} ${route.path}`, route.access]));
   const express = app.getHttpAdapter().getInstance() as { router: { stack: ExpressLayer[] } };
   const routes: RouteDescription[] = [];
   for (const layer of express.router.stack) {

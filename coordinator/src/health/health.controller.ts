@@ -3,7 +3,9 @@ import type { Response } from 'express';
 import { BLOB_STORE, DATABASE } from '../app/tokens.js';
 import { Public } from '../auth/roles.js';
 import type { BlobStore } from '../blobs/index.js';
+import { ApiDoc } from '../openapi/index.js';
 import type { Database } from '../persistence/index.js';
+import { healthViewSchema } from './health.api.js';
 
 export interface HealthView {
   status: 'ok' | 'failing';
@@ -24,6 +26,14 @@ export class HealthController {
 
   @Get('health')
   @Public()
+  @ApiDoc({
+    summary: 'Health check for load balancers',
+    description: 'Ok only when the database answers and the blob store takes a write.',
+    responses: {
+      200: { description: 'Healthy.', schema: healthViewSchema },
+      503: { description: 'Unhealthy: the same body, saying what is wrong.', schema: healthViewSchema },
+    },
+  })
   async health(@Res() res: Response): Promise<void> {
     const [database, blobStore] = await Promise.all([
       this.db.prisma.$queryRawUnsafe('SELECT 1').then(

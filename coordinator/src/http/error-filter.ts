@@ -5,6 +5,7 @@ import { TokenError } from '../auth/tokens.js';
 import { FederationError, GrpcStatus } from '../federation/federation-error.js';
 import { SettingsInputError } from '../settings/settings.js';
 import { StudyAccessError, StudyInputError, StudyNotFoundError } from '../studies/studies.service.js';
+import type { ErrorBody } from './error-body.js';
 import { InputError } from './input-error.js';
 
 /**
@@ -23,7 +24,7 @@ export class HttpErrorFilter implements ExceptionFilter {
     response.status(status).json(body);
   }
 
-  private describe(exception: unknown): [number, { error: string; issues?: string[] }] {
+  private describe(exception: unknown): [number, ErrorBody] {
     if (exception instanceof StudyInputError) return [400, { error: 'invalid study definition', issues: exception.issues }];
     if (exception instanceof InputError) return [400, { error: exception.summary, issues: exception.issues }];
     if (exception instanceof ReconcileError) return [400, { error: `the ledger cannot be reconciled: ${exception.message}` }];

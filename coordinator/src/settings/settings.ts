@@ -14,7 +14,8 @@ export const settingsSchema = z
   .strict();
 
 export type CoordinatorSettings = z.output<typeof settingsSchema>;
-const updateSchema = settingsSchema.partial().strict();
+/** A change: only the keys given (PATCH /settings). */
+export const settingsUpdateSchema = settingsSchema.partial().strict();
 
 export class SettingsInputError extends Error {
   override readonly name = 'SettingsInputError';
@@ -46,7 +47,7 @@ export class Settings {
 
   /** Applies a partial change; unknown keys and bad values are refused with the field named, nothing is stored. */
   async update(body: unknown, actor: string): Promise<CoordinatorSettings> {
-    const parsed = updateSchema.safeParse(body);
+    const parsed = settingsUpdateSchema.safeParse(body);
     if (!parsed.success) throw new SettingsInputError(describeIssues(parsed.error));
     const before = await this.current();
     const changes = Object.entries(parsed.data).filter(([key, value]) => before[key as keyof CoordinatorSettings] !== value);

@@ -2,6 +2,8 @@ import { Controller, Get, HttpException, HttpStatus, Inject, Param, Req, Res } f
 import type { Request, Response } from 'express';
 import { createLogger } from '@federa/shared';
 import { Roles } from '../auth/roles.js';
+import { ApiDoc } from '../openapi/index.js';
+import { STUDY_PARAMS } from './studies.api.js';
 import { StudiesService } from './studies.service.js';
 
 /** Statuses after which nothing about a study changes: the stream says `end` and closes. */
@@ -10,6 +12,11 @@ export const FINAL_STUDY_STATUSES: ReadonlySet<string> = new Set(['completed', '
 const POLL_MS = 1000;
 /** A comment line now and then, so proxies and idle timeouts do not cut a quiet stream. */
 const KEEP_ALIVE_MS = 15_000;
+/**
+ * After a study ends, its sites still score the last published model: `end` waits for their evaluation (or this
+ * long), so a watcher's final picture has the final figures.
+ */
+const EVALUATION_WAIT_MS = 120_000;
 /** Each open stream reads the database every POLL_MS; past this many, a watcher is told to poll instead. */
 export const MAX_EVENT_STREAMS = 64;
 
@@ -29,6 +36,18 @@ export class StudyEventsController {
 
   @Get('studies/:id/events')
   @Roles('researcher', 'auditor', 'admin')
+  @ApiDoc({
+    summary: "A study's live progress as server-sent events",
+    description:
+      '`event: status` with the JSON of GET /studies/{id}, and `event: sites` with the JSON of GET /sites, each once at ' +
+      'connect and again whenever it changes (read every second); `event: end` with `{"status": ...}` when the study is ' +
+      'completed, failed or cancelled and the sites have scored its last model (or 2 minutes later), after which the server ' +
+      'closes the stream. Comment lines keep a quiet stream open. ' +
+      'A client that loses the stream reconnects and gets the whole status again.',
+    params: STUDY_PARAMS,
+    responses: { 200: { description: 'An endless text/event-stream until the study ends.', contentType: 'text/event-stream' } },
+    errors: { 404: 'No such study.', 429: `The coordinator already serves ${MAX_EVENT_STREAMS} event streams.` },
+  })
   async events(@Param('id') id: string, @Req() req: Request, @Res() res: Response): Promise<void> {
     // Unknown study: a plain 404 before any stream starts.
     const first = await this.studies.status(id);
@@ -51,6 +70,7 @@ export class StudyEventsController {
     let lastStatus = '';
     let lastSites = '';
     let lastWrite = Date.now();
+    let finalSince: number | null = null;
     let timer: NodeJS.Timeout | undefined;
     const send = (event: string, json: string): void => {
       res.write(`event: ${event}\ndata: ${json}\n\n`);
@@ -78,8 +98,12 @@ export class StudyEventsController {
         lastWrite = Date.now();
       }
       if (FINAL_STUDY_STATUSES.has(current.status)) {
-        send('end', JSON.stringify({ status: current.status }));
-        finish();
+        finalSince ??= Date.now();
+        const pending = current.rounds.at(-1)?.evaluation?.pendingSites.length ?? 0;
+        if (pending === 0 || Date.now() - finalSince >= EVALUATION_WAIT_MS) {
+          send('end', JSON.stringify({ status: current.status }));
+          finish();
+        }
       }
     };
     const tick = (): void => {
