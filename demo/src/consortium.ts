@@ -48,6 +48,8 @@ export interface LocalConsortiumOptions {
   seed: number;
   /** PostgreSQL for the coordinator; the embedded PGlite database otherwise. */
   databaseUrl?: string;
+  /** The coordinator's REST port (dashboard and API); 0 or absent: any free port. */
+  httpPort?: number;
   /** Extra environment for every process (e.g. FEDERA_LOG_LEVEL). */
   env?: NodeJS.ProcessEnv;
   /** 'mtls' (default) provisions kits with `federa provision` and runs every connection over mutual TLS. */
@@ -160,7 +162,7 @@ export class LocalConsortium {
       COORDINATOR_MAIN,
       ...(mtls ? ['--kit', join(kitsDir, 'coordinator')] : ['--insecure']),
       '--http-port',
-      '0',
+      String(options.httpPort ?? 0),
       '--grpc-port',
       '0',
       '--data-dir',

@@ -22,8 +22,14 @@ async function main(): Promise<number> {
       rounds: { type: 'string', default: '5' },
       images: { type: 'string', default: '200' },
       keep: { type: 'boolean', default: false },
+      serve: { type: 'boolean', default: false },
+      port: { type: 'string', default: '0' },
     },
   });
+  // Serving the consortium afterwards means keeping its folder: the coordinator's database and the sites' state.
+  const keep = values.keep || values.serve;
+  const port = Number(values.port);
+  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new Error(`--port must be a TCP port (0-65535), got "${values.port}"`);
   const sites = Number(values.sites);
   const rounds = Number(values.rounds);
   const imagesPerSite = Number(values.images);
@@ -39,6 +45,7 @@ async function main(): Promise<number> {
     imagesPerSite,
     holdoutImages: 200,
     seed: 7,
+    httpPort: port,
     env: { FEDERA_LOG_LEVEL: childLogLevel },
   });
   let ok = false;
@@ -122,14 +129,19 @@ async function main(): Promise<number> {
     }
     ok = margin >= 0.15;
     out(ok ? 'The federated model is well above chance.' : 'The federated model is NOT well above chance: something is wrong.');
-    if (values.keep) {
+    if (keep) {
       await consortium.exportAudit(join(workDir, 'audit-export.jsonl'));
       auditorCommands = auditCommands(workDir, consortium.sites);
+    }
+    if (values.serve && ok) {
+      printServeGuide(out, consortium, workDir);
+      await untilInterrupted();
+      out('Stopping the consortium ...');
     }
     return ok ? 0 : 1;
   } finally {
     await consortium.stop();
-    if (ok && !values.keep) await rm(workDir, { recursive: true, force: true });
+    if (ok && !keep) await rm(workDir, { recursive: true, force: true });
     else out(`Logs and data kept in ${workDir}`);
     if (auditorCommands.length > 0) {
       out();
@@ -146,6 +158,29 @@ main().then(
     process.exit(1);
   },
 );
+
+/** `--serve`: the consortium stays up for the dashboard and the CLI; this says how to reach it. */
+function printServeGuide(out: (line?: string) => boolean, consortium: LocalConsortium, workDir: string): void {
+  const url = `http://127.0.0.1:${consortium.httpPort}`;
+  out();
+  out(`The consortium stays up until Ctrl-C. Dashboard: ${url}/  (API reference: ${url}/api/docs)`);
+  out(`  researcher token: ${consortium.tokens.researcher}`);
+  out(`  auditor token:    ${consortium.tokens.auditor}`);
+  out(`  admin token:      ${consortium.tokens.admin}`);
+  out('Run a study from the command line (see "For researchers" in the README):');
+  out(`  npm run -s federa -- login --url ${url} --token ${consortium.tokens.researcher}`);
+  out('  npm run -s federa -- study create -f examples/studies/small-cnn.yaml');
+  out('Each hospital approves the printed hash before its site trains anything:');
+  out(`  for site in ${join(workDir, 'sites')}/*/site.yaml; do npm run -s federa-site -- approve HASH --config $site; done`);
+  out('  npm run -s federa -- study start ID && npm run -s federa -- study watch ID');
+}
+
+function untilInterrupted(): Promise<void> {
+  return new Promise((resolve) => {
+    process.once('SIGINT', () => resolve());
+    process.once('SIGTERM', () => resolve());
+  });
+}
 
 /** What an auditor runs on the kept folder: the export against the CA alone, each ledger, and their reconciliation. */
 function auditCommands(workDir: string, sites: readonly SiteProcess[]): string[] {

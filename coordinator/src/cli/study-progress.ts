@@ -48,7 +48,7 @@ export function siteStates(status: StudyStatus, round: RoundView): Array<{ siteI
 export function evaluationLine(round: RoundView): string | null {
   const overall = round.evaluation?.overall;
   if (!overall) return null;
-  return `accuracy ${figure(overall.accuracy)}  balanced accuracy ${figure(overall.balancedAccuracy)}  AUC ${figure(overall.auc)}  (${overall.sites} sites${overall.samples !== null ? `, ${overall.samples} images` : ''})`;
+  return `accuracy ${figure(overall.accuracy)}  balanced accuracy ${figure(overall.balancedAccuracy)}  AUC ${figure(overall.auc)}  (${overall.sites} site${overall.sites === 1 ? '' : 's'}${overall.samples !== null ? `, ${overall.samples} images` : ''})`;
 }
 
 /** The whole picture, redrawn in place on a terminal. */

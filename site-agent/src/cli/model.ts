@@ -163,14 +163,14 @@ function formatExport(result: ExportResult): string {
 }
 
 function formatPredictions(results: FilePrediction[], classNames: string[]): string {
-  const fileWidth = Math.min(60, Math.max(4, ...results.map((r) => r.file.length)));
+  // The file goes last: paths are long and of any length, and the figures stay aligned in front of them.
   const predictedWidth = Math.max(9, ...classNames.map((c) => c.length));
   const columns = classNames.map((c) => Math.max(8, c.length));
-  const header = ['file'.padEnd(fileWidth), 'predicted'.padEnd(predictedWidth), ...classNames.map((c, i) => c.padStart(columns[i]!))].join('  ');
+  const header = ['predicted'.padEnd(predictedWidth), ...classNames.map((c, i) => c.padStart(columns[i]!)), 'file'].join('  ');
   const rows = results.map((r) =>
     'error' in r
-      ? `${r.file.padEnd(fileWidth)}  error (${r.error.reason}): ${r.error.message}`
-      : [r.file.padEnd(fileWidth), r.predicted.padEnd(predictedWidth), ...classNames.map((c, i) => (r.probabilities[c] ?? NaN).toFixed(4).padStart(columns[i]!))].join('  '),
+      ? `${'error'.padEnd(predictedWidth)}  ${r.file}: (${r.error.reason}) ${r.error.message}`
+      : [r.predicted.padEnd(predictedWidth), ...classNames.map((c, i) => (r.probabilities[c] ?? NaN).toFixed(4).padStart(columns[i]!)), r.file].join('  '),
   );
   return `${[header, ...rows].join('\n')}\n`;
 }

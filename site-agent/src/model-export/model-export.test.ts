@@ -211,7 +211,7 @@ describe('federa-site model export and predict', () => {
 
     const table = await capture((out, err) => predictCommand(['--model', outDir, files[0]!], out, err));
     expect(table.code).toBe(0);
-    expect(table.stdout).toMatch(/^file\s+predicted\s+normal\s+lesion\n/);
+    expect(table.stdout).toMatch(/^predicted\s+normal\s+lesion\s+file\n/);
     expect(table.stdout).toContain(files[0]);
   });
 
