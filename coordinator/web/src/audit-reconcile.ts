@@ -70,6 +70,8 @@ function resultElement(name: string, answer: ReconciliationResult): HTMLElement 
   const verified = ledger.receipts.filter((x) => x.status === 'verified').length;
   const altered: ReconcileItem[] = r.altered.map((a) => ({
     ...a,
+    sha256: a.auditSha256,
+    bytes: a.auditBytes,
     reason: `${a.reason} (ledger ${shortHash(a.ledgerSha256)}, coordinator ${shortHash(a.auditSha256)})`,
   }));
   return h(
