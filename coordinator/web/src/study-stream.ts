@@ -18,8 +18,9 @@ const MAX_BACKOFF_MS = 30_000;
 const POLL_MS = 3_000;
 const POLLS_BEFORE_RETRY = 20;
 /**
- * A study is final before its last round's federated evaluation is in (sites evaluate after the round closes), but
- * the stream ends at the final status: the page then reads the study at this pace until no site is pending.
+ * A study is final before its last round's federated evaluation is in (sites evaluate after the round closes). The
+ * stream waits for it before `end`; a page that learnt the end by polling instead reads the study at this pace until
+ * no site is pending.
  */
 const SETTLE_POLL_MS = 2_000;
 const SETTLE_FOR_MS = 120_000;
@@ -100,7 +101,6 @@ export function watchStudy(studyId: string, handlers: StreamHandlers): { close()
       if (closed) return;
       if (outcome === 'ended') {
         handlers.state('ended', 'the study is finished');
-        await settle();
         return;
       }
       if (outcome === 'busy') {
