@@ -1,7 +1,6 @@
 #!/usr/bin/env node
-import { createLogger } from '@federa/shared';
+import { createLogger, versionLine } from '@federa/shared';
 import { startCoordinator } from './app/bootstrap.js';
-import { readFileSync } from 'node:fs';
 import { ConfigError, configFromCommandLine, COORDINATOR_USAGE } from './config/index.js';
 
 const log = createLogger('coordinator');
@@ -12,9 +11,8 @@ async function main(): Promise<void> {
     process.stdout.write(COORDINATOR_USAGE);
     return;
   }
-  if (argv.includes('--version')) {
-    const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
-    process.stdout.write(`federa-coordinator ${pkg.version}\n`);
+  if (argv.includes('--version') || argv.includes('-V')) {
+    process.stdout.write(versionLine('federa-coordinator', new URL('../package.json', import.meta.url)));
     return;
   }
   const config = configFromCommandLine(argv, process.env);

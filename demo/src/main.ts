@@ -168,11 +168,11 @@ function printServeGuide(out: (line?: string) => boolean, consortium: LocalConso
   out(`  auditor token:    ${consortium.tokens.auditor}`);
   out(`  admin token:      ${consortium.tokens.admin}`);
   out('Run a study from the command line (see "For researchers" in the README):');
-  out(`  npm run -s federa -- login --url ${url} --token ${consortium.tokens.researcher}`);
-  out('  npm run -s federa -- study create -f examples/studies/small-cnn.yaml');
+  out(`  npx federa login --url ${url} --token ${consortium.tokens.researcher}`);
+  out('  npx federa study create -f examples/studies/small-cnn.yaml');
   out('Each hospital approves the printed hash before its site trains anything:');
-  out(`  for site in ${join(workDir, 'sites')}/*/site.yaml; do npm run -s federa-site -- approve HASH --config $site; done`);
-  out('  npm run -s federa -- study start ID && npm run -s federa -- study watch ID');
+  out(`  for site in ${join(workDir, 'sites')}/*/site.yaml; do npx federa-site approve HASH --config $site; done`);
+  out('  npx federa study start ID && npx federa study watch ID');
 }
 
 function untilInterrupted(): Promise<void> {
@@ -188,9 +188,9 @@ function auditCommands(workDir: string, sites: readonly SiteProcess[]): string[]
   const bundle = join(workDir, 'audit-export.jsonl');
   const first = sites[0];
   return [
-    `node coordinator/dist/cli/federa.js audit verify --bundle ${bundle} --ca ${ca}`,
-    ...sites.map((site) => `node site-agent/dist/cli/main.js ledger verify --config ${site.configPath}`),
-    ...sites.map((site) => `node coordinator/dist/cli/federa.js audit reconcile --ledger ${join(site.stateDir, 'ledger', 'ledger.jsonl')} --bundle ${bundle} --ca ${ca}`),
-    ...(first ? [`node site-agent/dist/cli/main.js studies --config ${first.configPath} --offline`] : []),
+    `npx federa audit verify --bundle ${bundle} --ca ${ca}`,
+    ...sites.map((site) => `npx federa-site ledger verify --config ${site.configPath}`),
+    ...sites.map((site) => `npx federa audit reconcile --ledger ${join(site.stateDir, 'ledger', 'ledger.jsonl')} --bundle ${bundle} --ca ${ca}`),
+    ...(first ? [`npx federa-site studies --config ${first.configPath} --offline`] : []),
   ];
 }

@@ -1,4 +1,5 @@
 export * from './logging/index.js';
+export * from './cli/index.js';
 export * from './proto/index.js';
 export * from './fedavg/index.js';
 export * from './chunks/index.js';

@@ -1,6 +1,5 @@
-import { readFileSync } from 'node:fs';
 import { Command, CommanderError, Option } from 'commander';
-import { AuditBundleError, LedgerError, ReconcileError } from '@federa/shared';
+import { AuditBundleError, LedgerError, ReconcileError, versionLine } from '@federa/shared';
 import type { SiteView } from '../studies/studies.service.js';
 import { ApiClient, ApiError, type FetchLike } from './api-client.js';
 import { auditExport, auditReconcile, auditVerify, type AuditOptions } from './audit-command.js';
@@ -33,7 +32,7 @@ export interface FederaCliContext {
 }
 
 export function packageVersion(): string {
-  return (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+  return versionLine('federa', new URL('../../package.json', import.meta.url)).trim().split(' ')[1]!;
 }
 
 /**

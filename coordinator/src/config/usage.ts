@@ -1,5 +1,5 @@
 /** `federa-coordinator --help`: every flag, the environment variable behind it, and its default. */
-export const COORDINATOR_USAGE = `usage: node coordinator/dist/main.js --kit DIR [options]   (federa-coordinator)
+export const COORDINATOR_USAGE = `usage: federa-coordinator --kit DIR [options]   (node coordinator/dist/main.js)
 
 Runs the coordinator: the gRPC federation service for sites (mutual TLS from the kit) and the REST API.
 Flags win over environment variables, which win over defaults.
@@ -20,6 +20,8 @@ Flags win over environment variables, which win over defaults.
   --ready-file FILE         written with the bound ports once both listeners accept connections
   --help, --version
 
-Logs are JSON lines on stderr (FEDERA_LOG_LEVEL=debug for more). The first admin token comes from
+Exit codes: 0 stopped cleanly (SIGINT or SIGTERM); 1 failed at start-up or while running (the log says why);
+2 a flag, an environment variable or the kit is wrong (the message says which).
+Logs are JSON lines on stderr (FEDERA_LOG_LEVEL=debug for more; trace, debug, info, warn, error, fatal, silent). The first admin token comes from
 \`federa token create --role admin\`; see the README ("Running the pieces yourself").
 `;

@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 import { parseArgs } from 'node:util';
 import { SingleBar } from 'cli-progress';
-import { createLogger, LedgerError } from '@federa/shared';
+import { asksForVersion, createLogger, LedgerError, versionLine } from '@federa/shared';
 import { SiteAgent } from '../agent/index.js';
 import { SiteKitError, siteTransport } from '../client/index.js';
 import { loadSiteConfig, SiteConfigError } from '../config/index.js';
@@ -47,7 +47,37 @@ commands:
   predict --model DIR FILE|FOLDER... [--json]
                               class probabilities of an exported model for DICOM, PNG and JPEG files,
                               preprocessed as the site does for training (federa-site predict --help)
+  --version                   print the version
+  --help                      this text (each command also takes --help)
+
+exit codes: 0 done; 1 a check or verification failed (doctor, ledger verify, predict with an unreadable file) or
+the agent stopped on an unexpected error; 2 the command, its flags, the site.yaml or the kit are wrong (the
+message says what to change).
+FEDERA_LOG_LEVEL (trace, debug, info, warn, error, fatal, silent) sets the JSON log lines on stderr.
 `;
+
+/**
+ * `federa-site COMMAND --help`: that command's lines of USAGE (a block starts at a two-space indented command and
+ * runs over its deeper-indented explanation), so each command's help is the overview's text, never a second copy.
+ */
+export function commandUsage(command: string): string | null {
+  const blocks: string[][] = [];
+  for (const line of USAGE.split('\n')) {
+    if (/^ {2}[a-z]/.test(line)) blocks.push([line]);
+    else if (/^ {4,}\S/.test(line) && blocks.length > 0) blocks.at(-1)!.push(line);
+  }
+  // Commands listed together share the explanation under the last of them (approve and reject).
+  const merged: string[][] = [];
+  for (const block of blocks) {
+    const previous = merged.at(-1);
+    // A block without explanation: command lines only, none with its text beside it after a wide gap.
+    if (previous && previous.every((line) => /^ {2}[a-z]/.test(line) && !/\S {3,}\S/.test(line))) previous.push(...block);
+    else merged.push(block);
+  }
+  const names = (block: string[]): string[] => block.filter((line) => /^ {2}[a-z]/.test(line)).map((line) => line.trimStart().split(' ')[0]!);
+  const mine = merged.filter((b) => names(b).includes(command));
+  return mine.length === 0 ? null : `usage: federa-site\n${mine.map((b) => b.join('\n')).join('\n')}\n`;
+}
 
 const log = createLogger('federa-site');
 const write = (text: string): void => {
@@ -177,6 +207,18 @@ async function doctor(argv: string[]): Promise<void> {
 
 async function main(): Promise<void> {
   const [command, ...rest] = process.argv.slice(2);
+  if (asksForVersion(process.argv.slice(2))) {
+    process.stdout.write(versionLine('federa-site', new URL('../../package.json', import.meta.url)));
+    return;
+  }
+  // model and predict have their own detailed help; every other command shows its part of the overview.
+  if (command !== undefined && command !== 'model' && command !== 'predict' && (rest.includes('--help') || rest.includes('-h'))) {
+    const usage = commandUsage(command);
+    if (usage) {
+      process.stdout.write(usage);
+      return;
+    }
+  }
   switch (command) {
     case 'start':
       return start(rest);

@@ -15,7 +15,9 @@ Options:
   --seed N         random seed; the same seed gives identical files (default 1)
   --force          replace existing hospital/holdout folders in DIR
   --help           show this help
+  --version        print the version
 
+Exit codes: 0 written; 1 the files could not be written; 2 a flag is wrong (the message names it).
 federa-sim sites --count N --kits DIR --coordinator HOST:PORT runs simulated sites against a coordinator
 (federa-sim sites --help).
 `;

@@ -1,4 +1,5 @@
 #!/usr/bin/env node
+import { asksForVersion, versionLine } from '@federa/shared';
 import { runSimCli } from './cli.js';
 import { runSitesCli } from './sites/index.js';
 
@@ -9,4 +10,5 @@ const io = {
   stderr: (text: string) => process.stderr.write(text),
 };
 const [command, ...rest] = process.argv.slice(2);
-process.exitCode = command === 'sites' ? await runSitesCli(rest, io) : await runSimCli(process.argv.slice(2), io);
+if (asksForVersion(process.argv.slice(2))) io.stdout(versionLine('federa-sim', new URL('../../package.json', import.meta.url)));
+else process.exitCode = command === 'sites' ? await runSitesCli(rest, io) : await runSimCli(process.argv.slice(2), io);
