@@ -14,7 +14,7 @@ describe('a blob store that stops taking writes during aggregation', () => {
     for (const step of cleanup.reverse()) await step();
   });
 
-  it('keeps the round aggregating with the error on the study and /health failing, and finishes once it is writable again', async () => {
+  it('keeps the round aggregating with the error on the study and /ready failing, and finishes once it is writable again', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'federa-faults-'));
     cleanup.push(() => rm(dir, { recursive: true, force: true }));
     const { coordinator, sites, inboxes } = await coordinatorWithRawSites({ dataDir: dir, reconnectGraceSeconds: 3600 }, ['site-a', 'site-b'], cleanup);
@@ -36,13 +36,15 @@ describe('a blob store that stops taking writes during aggregation', () => {
     await expect.poll(async () => (await study()).error, { timeout: 20_000 }).toMatch(/aggregating round 1 failed .* retrying in \d+ s/);
     expect((await study()).rounds[0]?.status).toBe('aggregating');
     expect((await study()).status).toBe('running');
-    const unhealthy = await fetch(`http://127.0.0.1:${coordinator.httpPort}/api/v1/health`);
-    expect(unhealthy.status).toBe(503);
-    expect(await unhealthy.json()).toMatchObject({ status: 'failing', database: 'ok', blobStore: expect.stringMatching(/not writable/) });
+    const unready = await fetch(`http://127.0.0.1:${coordinator.httpPort}/api/v1/ready`);
+    expect(unready.status).toBe(503);
+    expect(await unready.json()).toMatchObject({ status: 'failing', database: 'ok', blobStore: expect.stringMatching(/not writable/) });
+    // Liveness checks nothing but the process: it stays 200.
+    expect((await fetch(`http://127.0.0.1:${coordinator.httpPort}/api/v1/health`)).status).toBe(200);
 
     await rm(tmp);
     await expect.poll(async () => (await study()).rounds[0]?.status, { timeout: 30_000 }).toBe('closed');
     expect((await study()).error).toBeNull();
-    expect((await fetch(`http://127.0.0.1:${coordinator.httpPort}/api/v1/health`)).status).toBe(200);
+    expect((await fetch(`http://127.0.0.1:${coordinator.httpPort}/api/v1/ready`)).status).toBe(200);
   });
 });

@@ -47,9 +47,11 @@ describe.skipIf(!reachable)('a database outage mid-round', () => {
     const refused = await sites[1]!.upload(uploads[1]!);
     expect(status[refused.error?.code ?? 0]).toBe('UNAVAILABLE');
     expect(refused.error?.details).toMatch(/database is briefly unavailable; try again shortly/);
-    const health = await fetch(`http://127.0.0.1:${coordinator.httpPort}/api/v1/health`);
-    expect(health.status).toBe(503);
-    expect(await health.json()).toMatchObject({ status: 'failing', database: expect.stringMatching(/database does not answer/) });
+    const ready = await fetch(`http://127.0.0.1:${coordinator.httpPort}/api/v1/ready`);
+    expect(ready.status).toBe(503);
+    expect(await ready.json()).toMatchObject({ status: 'failing', database: expect.stringMatching(/database does not answer/) });
+    // Not ready, but alive: a service manager has no reason to restart it.
+    expect((await fetch(`http://127.0.0.1:${coordinator.httpPort}/api/v1/health`)).status).toBe(200);
     expect(proxy.refused).toBeGreaterThan(0);
 
     proxy.restore();

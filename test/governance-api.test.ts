@@ -43,9 +43,10 @@ describe('REST access control', () => {
     expect(routes.length).toBeGreaterThanOrEqual(18);
     const undeclared = routes.filter((r) => r.access === null).map((r) => `${r.method} ${r.path}`);
     expect(undeclared).toEqual([]);
-    // Only the health check, the dashboard's page and files (no data), and the API's description are open.
+    // Only liveness and readiness, the dashboard's page and files (no data), and the API's description are open
+    // (/metrics is not: it shows study activity).
     expect(routes.filter((r) => r.access === 'public').map((r) => `${r.method} ${r.path}`).sort()).toEqual(
-      ['GET /api/v1/health', 'GET /', 'GET /dashboard/*path', 'GET /api/docs', 'GET /api/docs/openapi.json', 'GET /api/docs/assets/:file'].sort(),
+      ['GET /api/v1/health', 'GET /api/v1/ready', 'GET /', 'GET /dashboard/*path', 'GET /api/docs', 'GET /api/docs/openapi.json', 'GET /api/docs/assets/:file'].sort(),
     );
   });
 

@@ -168,6 +168,19 @@ describe('OpenAPI document at /api/docs', () => {
     expect(query).toEqual(expect.arrayContaining(['afterSeq', 'limit', 'kind', 'studyId', 'from', 'to']));
   });
 
+  it('documents liveness, readiness and the Prometheus metrics with their answers and access', () => {
+    const json = (op: Operation | undefined, status: string) => op?.responses?.[status]?.content?.['application/json']?.schema;
+    expect(json(doc.paths['/api/v1/health']?.get, '200')).toEqual({ $ref: '#/components/schemas/Liveness' });
+    const ready = doc.paths['/api/v1/ready']?.get;
+    expect(json(ready, '200')).toEqual({ $ref: '#/components/schemas/Readiness' });
+    expect(json(ready, '503')).toEqual({ $ref: '#/components/schemas/Readiness' });
+    expect(doc.components?.schemas?.Readiness).toMatchObject({ required: expect.arrayContaining(['status', 'database', 'blobStore']) });
+    const metrics = doc.paths['/metrics']?.get;
+    expect(metrics?.['x-federa-roles']).toEqual(['admin', 'auditor']);
+    expect(metrics?.responses?.['200']?.content?.['text/plain; version=0.0.4']).toBeDefined();
+    expect(metrics?.description).toContain('federa_rounds_total');
+  });
+
   it('serves Swagger UI from this server, with no external URL, under the Content-Security-Policy', async () => {
     const page = await get('/api/docs');
     expect(page.status).toBe(200);

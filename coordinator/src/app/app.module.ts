@@ -30,10 +30,11 @@ import { EncryptedAggregation } from '../rounds/encrypted-aggregation.js';
 import { DatasetSummaries } from '../sites/dataset-summaries.js';
 import { SiteActivityService, SitesController } from '../sites/index.js';
 import { DashboardController } from '../dashboard/index.js';
+import { CoordinatorMetrics, MetricsController } from '../metrics/index.js';
 import { BLOB_STORE, CKKS_PUBLIC_PARAMS, COORDINATOR_CONFIG, COORDINATOR_SIGNER, DATABASE, SITE_IDENTITY } from './tokens.js';
 
 /** Every REST controller: the route table (and its role matrix test) is built from these. */
-export const CONTROLLERS = [StudiesController, StudyEventsController, TokensController, SettingsController, AuditController, HealthController, SitesController, DashboardController, OpenApiController] as const;
+export const CONTROLLERS = [StudiesController, StudyEventsController, TokensController, SettingsController, AuditController, HealthController, MetricsController, SitesController, DashboardController, OpenApiController] as const;
 
 /** Closes the database last, after every service that uses it has stopped (an open PGlite hangs the process). */
 @Injectable()
@@ -77,6 +78,7 @@ export class AppModule {
         AuditCheckpoints,
         DatabaseLifecycle,
         SiteSessions,
+        CoordinatorMetrics,
         StudyLocks,
         Aggregator,
         RoundsService,

@@ -8,6 +8,8 @@ export class FederationError extends Error {
   override readonly name = 'FederationError';
   /** For the audit record of the refusal: the SHA-256 and size of what was refused, when the whole of it arrived. */
   received?: { sha256: string; bytes: number };
+  /** For the log line of the refusal: the study and round it concerned, once those were checked to be real ones. */
+  concerns?: { studyId: string; round: number };
 
   constructor(
     readonly code: GrpcStatus,

@@ -20,6 +20,7 @@ import { z } from 'zod';
 import { BLOB_STORE, DATABASE, SITE_IDENTITY } from '../app/tokens.js';
 import { AuditLog } from '../audit/audit-log.js';
 import type { BlobStore } from '../blobs/index.js';
+import { CoordinatorMetrics } from '../metrics/index.js';
 import type { Database } from '../persistence/index.js';
 import { RoundsService } from '../rounds/rounds.service.js';
 import { SiteReports } from '../rounds/site-reports.js';
@@ -41,6 +42,14 @@ const policySummarySchema = z
     shareMetrics: z.enum(['none', 'aggregate', 'full']),
   })
   .strict();
+
+/** The fields of a failed call's log line: the RPC and, where known, the site, study and round it concerned. */
+interface CallFields {
+  rpc?: string;
+  siteId?: string | undefined;
+  studyId?: string | undefined;
+  round?: number | undefined;
+}
 
 /** What the audit record of a site message says besides its hash: which study and round, and a few facts. */
 interface MessageFacts {
@@ -69,6 +78,7 @@ export class FederationHandlers {
     @Inject(DatasetSummaries) private readonly datasets: DatasetSummaries,
     @Inject(StudiesService) private readonly studies: StudiesService,
     @Inject(AuditLog) private readonly audit: AuditLog,
+    @Inject(CoordinatorMetrics) private readonly metrics: CoordinatorMetrics,
   ) {}
 
   implementation(): federation.FederationServiceServer {
@@ -194,21 +204,25 @@ export class FederationHandlers {
   }
 
   private async streamTasks(call: ServerWritableStream<federation.StreamTasksRequest, federation.Task>): Promise<void> {
+    let siteId: string | undefined;
     try {
-      const siteId = await this.caller(call, 'StreamTasks');
+      siteId = await this.caller(call, 'StreamTasks');
       await this.requireRegistered(siteId);
       this.sessions.attach(siteId, call, agentInstance(call.metadata));
     } catch (error) {
-      refuseStream(call, this.toStatus(error));
+      refuseStream(call, this.toStatus(error, { rpc: 'StreamTasks', siteId }));
     }
   }
 
   private async downloadModel(call: ServerWritableStream<federation.DownloadModelRequest, federation.ModelChunk>): Promise<void> {
+    let siteId: string | undefined;
+    let concerns: { studyId: string; round: number } | undefined;
     try {
-      const siteId = await this.caller(call, 'DownloadModel');
+      siteId = await this.caller(call, 'DownloadModel');
       await this.requireRegistered(siteId);
       const { studyId, round, offset } = call.request;
       checkStudyRef(studyId, round);
+      concerns = { studyId, round };
       // Least privilege: a site reads the models of studies it takes part in, and no other.
       const participates = await this.db.prisma.round.count({ where: { studyId, assignedSites: { has: siteId } } });
       if (participates === 0) {
@@ -235,7 +249,7 @@ export class FederationHandlers {
       }
       call.end();
     } catch (error) {
-      refuseStream(call, this.toStatus(error));
+      refuseStream(call, this.toStatus(error, { rpc: 'DownloadModel', siteId, ...concerns }));
     }
   }
 
@@ -247,12 +261,16 @@ export class FederationHandlers {
     try {
       siteId = await this.caller(call, 'UploadUpdate');
       await this.requireRegistered(siteId);
-      callback(null, await this.uploads.receive(siteId, call));
+      const receipt = await this.uploads.receive(siteId, call);
+      this.metrics.uploadAccepted();
+      callback(null, receipt);
     } catch (error) {
       if (siteId && error instanceof FederationError) {
         await this.auditRefused(siteId, 'update', error.received ?? null, {}, error);
       }
-      callback(this.toStatus(error));
+      const status = this.toStatus(error, { rpc: 'UploadUpdate', siteId, ...(error instanceof FederationError ? error.concerns : {}) });
+      this.metrics.uploadRefused(GrpcStatus[status.code ?? GrpcStatus.UNKNOWN] ?? 'UNKNOWN');
+      callback(status);
     }
   }
 
@@ -289,10 +307,13 @@ export class FederationHandlers {
     let siteId: string | undefined;
     const bytes = kind ? encodeMessage(codec, call.request) : undefined;
     const received = bytes ? { sha256: sha256Hex(bytes), bytes: bytes.byteLength } : null;
+    // Which study and round the message concerns, for the log line of a refusal; set once they passed the check.
+    let concerns: { studyId?: string; round?: number } = {};
     try {
       siteId = await this.caller(call, rpc);
       const ref = facts(call.request);
       if (ref.studyId !== undefined) checkStudyRef(ref.studyId, ref.round);
+      concerns = { studyId: ref.studyId, round: ref.round };
       const response = await work(siteId);
       if (kind && received) {
         const { studyId, round, details } = facts(call.request);
@@ -308,7 +329,7 @@ export class FederationHandlers {
       callback(null, response);
     } catch (error) {
       if (kind && siteId && error instanceof FederationError) await this.auditRefused(siteId, kind, received, facts(call.request), error);
-      callback(this.toStatus(error));
+      callback(this.toStatus(error, { rpc, siteId, ...concerns }));
     }
   }
 
@@ -356,19 +377,20 @@ export class FederationHandlers {
     if (!site) throw new FederationError(GrpcStatus.FAILED_PRECONDITION, `site ${siteId} must call Register first`);
   }
 
-  private toStatus(error: unknown): ServerErrorResponse {
+  /** The status a failed call answers with; `about` (the call, and the site, study and round it concerned) goes in the log line. */
+  private toStatus(error: unknown, about: CallFields = {}): ServerErrorResponse {
     if (error instanceof FederationError) {
       // Messages can quote what a site sent: bounded, so a hostile value is neither logged nor echoed whole.
       const details = error.message.length > 2_000 ? `${error.message.slice(0, 2_000)}... (cut)` : error.message;
-      this.log.warn({ code: GrpcStatus[error.code], reason: details }, 'call refused');
+      this.log.warn({ ...about, code: GrpcStatus[error.code], reason: details }, 'call refused');
       return Object.assign(new Error(details), { code: error.code, details });
     }
     if (isTransientDatabaseError(error)) {
-      this.log.warn({ reason: (error as Error).message }, 'database unavailable; the site will retry');
+      this.log.warn({ ...about, reason: (error as Error).message }, 'database unavailable; the site will retry');
       const details = 'the coordinator\'s database is briefly unavailable; try again shortly';
       return Object.assign(new Error(details), { code: GrpcStatus.UNAVAILABLE, details });
     }
-    this.log.error({ err: error }, 'federation call failed');
+    this.log.error({ ...about, err: error }, 'federation call failed');
     const details = 'internal coordinator error; see the coordinator log';
     return Object.assign(new Error(details), { code: GrpcStatus.INTERNAL, details });
   }

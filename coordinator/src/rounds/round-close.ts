@@ -24,14 +24,14 @@ export class RoundClosing {
     const { db, log, steps } = this.ctx;
     try {
       await this.aggregateRound(roundId);
-      if (attempt > 0) log.info({ roundId, attempt }, 'aggregation succeeded after retrying');
+      if (attempt > 0) log.info({ studyId, roundId, attempt }, 'aggregation succeeded after retrying');
     } catch (error) {
       if (steps.shuttingDown) throw error;
       const delayMs = Math.min(300_000, 5_000 * 2 ** attempt);
       const reason = (error as Error).message;
-      log.error({ err: error, roundId, attempt, retryInMs: delayMs }, 'aggregation failed; retrying');
       // Shown on the study when the database takes it; the retry is scheduled either way.
       const round = await db.prisma.round.findUnique({ where: { id: roundId } }).catch(() => null);
+      log.error({ err: error, studyId, round: round?.number, roundId, attempt, retryInMs: delayMs }, 'aggregation failed; retrying');
       if (round) {
         await db.prisma.study
           .update({ where: { id: studyId }, data: { error: `aggregating round ${round.number} failed (${reason}); retrying in ${Math.round(delayMs / 1000)} s` } })
@@ -49,10 +49,11 @@ export class RoundClosing {
    * outputs.
    */
   private async aggregateRound(roundId: string): Promise<void> {
-    const { db, aggregator, steps, log } = this.ctx;
+    const { db, aggregator, steps, log, metrics } = this.ctx;
     // Only a round still collecting or aggregating: a retry that comes after it closed has nothing to do.
     const marked = await db.prisma.round.updateMany({ where: { id: roundId, status: { in: ['open', 'aggregating'] } }, data: { status: 'aggregating' } });
     if (marked.count === 0) return;
+    const summing = performance.now();
     await failpoint('round.aggregate');
     const round = await db.prisma.round.findUniqueOrThrow({ where: { id: roundId }, include: { receipts: { orderBy: { receivedAt: 'asc' } } } });
     const study = await db.prisma.study.findUniqueOrThrow({ where: { id: round.studyId } });
@@ -62,8 +63,12 @@ export class RoundClosing {
       def.aggregation === 'ckks'
         ? await aggregator.sumEncrypted(round.id, round.receipts)
         : await aggregator.averagePlain(baseRow.sha256, round.receipts, round.assignedSites.length);
+    metrics.phase('aggregate', (performance.now() - summing) / 1000);
     await failpoint('round.publish');
+    const publishing = performance.now();
     const finished = await this.publishing.publish(study, def, round, baseRow.parameterCount, published);
+    metrics.phase('publish', (performance.now() - publishing) / 1000);
+    metrics.round('closed');
     this.roundEnded(round);
     if (finished) return;
     if (study.status === 'paused') {
@@ -88,6 +93,7 @@ export class RoundClosing {
         ],
       };
     });
+    this.ctx.metrics.round('failed');
     this.roundEnded(round);
     this.ctx.log.error({ studyId, round: round.number }, message);
     this.publishing.broadcastClosed(round.assignedSites, studyId, federation.StudyOutcome.STUDY_OUTCOME_FAILED, message, round.number - 1);

@@ -5,6 +5,7 @@ import type { RoundPublishing } from './round-publish.js';
 import { definitionOf, trainTask } from './tasks.js';
 
 interface RoundAnswers extends OpenRound {
+  openedAt: Date;
   receipts: Array<{ siteId: string }>;
   failures: Array<{ siteId: string; reason: string; message: string }>;
 }
@@ -35,6 +36,7 @@ export class RoundCollection {
     const study = await this.ctx.db.prisma.study.findUniqueOrThrow({ where: { id: round.studyId } });
     const def = definitionOf(study);
     if (round.receipts.length >= def.minSites) {
+      this.collected(round);
       await this.closing.aggregateOrRetry(round.id, round.studyId);
       return;
     }
@@ -72,6 +74,7 @@ export class RoundCollection {
         { studyId: study.id, round: round.number, reported: round.receipts.length, assigned: round.assignedSites.length, silent },
         'round deadline passed; closing with the sites that reported',
       );
+      this.collected(round);
       await this.closing.aggregateOrRetry(round.id, round.studyId);
       return;
     }
@@ -145,6 +148,11 @@ export class RoundCollection {
     });
     log.warn({ siteId, studyId: round.studyId, round: round.number }, message);
     await this.closeRoundIfComplete(roundId);
+  }
+
+  /** The round stops collecting and goes on to be summed: how long collecting took (a failed round is counted as failed instead). */
+  private collected(round: RoundAnswers): void {
+    this.ctx.metrics.phase('collect', (Date.now() - round.openedAt.getTime()) / 1000);
   }
 
   private answers(roundId: string): Promise<RoundAnswers | null> {

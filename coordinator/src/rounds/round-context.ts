@@ -2,6 +2,7 @@ import type { Logger } from '@federa/shared';
 import type { AuditLog } from '../audit/audit-log.js';
 import type { BlobStore, PartialUploads } from '../blobs/index.js';
 import type { CoordinatorConfig } from '../config/index.js';
+import type { CoordinatorMetrics } from '../metrics/index.js';
 import type { Database } from '../persistence/index.js';
 import type { SiteSessions } from '../sessions/site-sessions.js';
 import type { Aggregator } from './aggregator.js';
@@ -20,6 +21,7 @@ export interface RoundContext {
   readonly config: Pick<CoordinatorConfig, 'reconnectGraceSeconds'>;
   readonly steps: RoundSteps;
   readonly log: Logger;
+  readonly metrics: CoordinatorMetrics;
 }
 
 /** A round that has not ended: collecting (`open`) or being summed (`aggregating`). */

@@ -55,6 +55,7 @@ export class RoundOpening {
         },
       };
     });
+    this.ctx.metrics.round('opened');
     log.info({ studyId, round: number, sites: cohort }, 'round opened');
     await failpoint('round.dispatch');
     this.collection.armDeadline(round);

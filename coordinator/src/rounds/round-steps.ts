@@ -31,7 +31,7 @@ export class RoundSteps {
     run().catch((error: unknown) => {
       if (this.stopped) return;
       const delayMs = Math.min(60_000, 1_000 * 2 ** attempt);
-      this.log.error({ err: error, what, attempt, retryInMs: delayMs }, 'background step failed; trying again');
+      this.log.error({ err: error, what, ...(studyId ? { studyId } : {}), attempt, retryInMs: delayMs }, 'background step failed; trying again');
       const timer = setTimeout(() => {
         this.retryTimers.delete(timer);
         this.run(what, studyId, step, attempt + 1);

@@ -4,6 +4,7 @@ import { BLOB_STORE, COORDINATOR_CONFIG, DATABASE } from '../app/tokens.js';
 import type { CoordinatorConfig } from '../config/index.js';
 import { AuditLog } from '../audit/audit-log.js';
 import { PartialUploads, type BlobStore } from '../blobs/index.js';
+import { CoordinatorMetrics } from '../metrics/index.js';
 import type { Database } from '../persistence/index.js';
 import { SiteSessions } from '../sessions/site-sessions.js';
 import { Aggregator } from './aggregator.js';
@@ -45,9 +46,10 @@ export class RoundsService implements OnApplicationBootstrap, OnApplicationShutd
     @Inject(StudyLocks) locks: StudyLocks,
     @Inject(COORDINATOR_CONFIG) config: Pick<CoordinatorConfig, 'reconnectGraceSeconds'>,
     @Inject(PartialUploads) partials: PartialUploads,
+    @Inject(CoordinatorMetrics) metrics: CoordinatorMetrics,
   ) {
     const log = createLogger('rounds');
-    this.ctx = { db, blobs, sessions, aggregator, audit, locks, partials, config, log, steps: new RoundSteps(locks, log) };
+    this.ctx = { db, blobs, sessions, aggregator, audit, locks, partials, config, log, metrics, steps: new RoundSteps(locks, log) };
     this.publishing = new RoundPublishing(this.ctx);
     this.closing = new RoundClosing(this.ctx, this.publishing, (studyId) => this.opening.openNextRound(studyId));
     this.collection = new RoundCollection(this.ctx, this.closing, this.publishing);

@@ -3,6 +3,7 @@ import { Inject, Injectable } from '@nestjs/common';
 import { createLogger, federation } from '@federa/shared';
 import { DATABASE } from '../app/tokens.js';
 import { FederationError, GrpcStatus } from '../federation/federation-error.js';
+import { CoordinatorMetrics } from '../metrics/index.js';
 import type { Database } from '../persistence/index.js';
 import { validateEvaluationReport } from './evaluation.js';
 import { RoundsService } from './rounds.service.js';
@@ -40,6 +41,7 @@ export class SiteReports {
   constructor(
     @Inject(DATABASE) private readonly db: Database,
     @Inject(RoundsService) private readonly rounds: RoundsService,
+    @Inject(CoordinatorMetrics) private readonly metrics: CoordinatorMetrics,
   ) {}
 
   async recordMetrics(siteId: string, report: federation.MetricsReport): Promise<void> {
@@ -76,6 +78,7 @@ export class SiteReports {
     const reason = FAILURE_REASONS[failure.reason];
     if (!reason) throw new FederationError(GrpcStatus.INVALID_ARGUMENT, 'round failure needs reason DIVERGED, NO_USABLE_DATA, UNSUPPORTED_TASK or SITE_ERROR');
     await this.stopWaitingFor(siteId, failure.studyId, failure.round, reason, failure.message.trim().slice(0, MAX_MESSAGE));
+    this.metrics.siteFailed(reason);
   }
 
   /**
@@ -108,6 +111,7 @@ export class SiteReports {
       create: { id: randomUUID(), studyId: refusal.studyId, round: refusal.round, siteId, task, ...data },
       update: data,
     });
+    this.metrics.siteRefused(task, reason);
     this.log.warn({ siteId, studyId: refusal.studyId, round: refusal.round, task, reason, message }, 'site policy refused a task');
     if (task === 'train') await this.stopWaitingFor(siteId, refusal.studyId, refusal.round, `refused: ${reason}`, message);
   }

@@ -59,7 +59,10 @@ export class StudyControl {
           ],
         };
       });
-      if (open) this.closing.roundEnded(open);
+      if (open) {
+        this.ctx.metrics.round('cancelled');
+        this.closing.roundEnded(open);
+      }
       const last = await db.prisma.modelVersion.findFirst({ where: { studyId }, orderBy: { round: 'desc' } });
       const sites = open?.assignedSites ?? (await db.prisma.round.findFirst({ where: { studyId }, orderBy: { number: 'desc' } }))?.assignedSites ?? [];
       this.publishing.broadcastClosed(sites, studyId, federation.StudyOutcome.STUDY_OUTCOME_CANCELLED, message, last?.round ?? 0);

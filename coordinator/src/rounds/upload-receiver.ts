@@ -6,6 +6,7 @@ import type { CoordinatorConfig } from '../config/index.js';
 import { AuditLog } from '../audit/audit-log.js';
 import { PartialOffsetError, PartialUploads, type BlobInfo, type BlobStore, type PartialKey } from '../blobs/index.js';
 import { FederationError, GrpcStatus } from '../federation/federation-error.js';
+import { CoordinatorMetrics } from '../metrics/index.js';
 import type { Database } from '../persistence/index.js';
 import { EncryptedAggregation } from './encrypted-aggregation.js';
 import { RoundsService } from './rounds.service.js';
@@ -42,11 +43,27 @@ export class UploadReceiver {
     @Inject(StudyLocks) private readonly locks: StudyLocks,
     @Inject(RoundsService) private readonly rounds: RoundsService,
     @Inject(PartialUploads) private readonly partials: PartialUploads,
+    @Inject(CoordinatorMetrics) private readonly metrics: CoordinatorMetrics,
   ) {
     this.slots = new Semaphore(config.maxConcurrentUploads);
   }
 
   async receive(siteId: string, messages: AsyncIterable<federation.UpdateChunk>): Promise<federation.UploadReceipt> {
+    let concerns: { studyId: string; round: number } | undefined;
+    try {
+      return await this.receiveUpload(siteId, messages, (checked) => (concerns = checked));
+    } catch (error) {
+      // The refusal's log line names the study and round, once the header showed them to be real ones.
+      if (error instanceof FederationError && concerns) error.concerns ??= concerns;
+      throw error;
+    }
+  }
+
+  private async receiveUpload(
+    siteId: string,
+    messages: AsyncIterable<federation.UpdateChunk>,
+    checked: (concerns: { studyId: string; round: number }) => void,
+  ): Promise<federation.UploadReceipt> {
     // Nothing is read from the stream until a slot is free: meanwhile gRPC's flow control holds the site's bytes
     // on its side (a stream window), where reading the header first would have let the stream buffer up to 16
     // messages (16 MiB) per waiting upload here. The slot is held while bytes arrive and are checked, not while the
@@ -63,6 +80,7 @@ export class UploadReceiver {
       }
       header = first.value.part.value;
       target = await checkUploadHeader(this.db, this.encrypted, siteId, header);
+      checked({ studyId: target.studyId, round: header.round });
       stored = await this.receiveData(siteId, header, target, iterator);
     } finally {
       release();
@@ -95,6 +113,7 @@ export class UploadReceiver {
     iterator: AsyncIterator<federation.UpdateChunk>,
   ): Promise<StoredUpload> {
     const startedAt = Date.now();
+    const metrics = this.metrics;
     const offset = header.offset;
     let received = offset;
     let trailer: federation.UpdateTrailer | undefined;
@@ -110,6 +129,7 @@ export class UploadReceiver {
           continue;
         }
         received += part.value.length;
+        metrics.bytesReceived(part.value.length);
         if (received > header.totalBytes) {
           throw new FederationError(GrpcStatus.INVALID_ARGUMENT, `the upload sent more than the ${header.totalBytes} bytes its header announced`);
         }

@@ -34,6 +34,8 @@ export class NoUsableDataError extends Error {
 
 export interface RoundWorkEvents {
   onRoundUploaded?: (state: RoundState) => void;
+  /** Called when this process trained a round (not when it resends an update trained before a restart). */
+  onTrained?: (state: RoundState) => void;
 }
 
 /** How this site's updates are encrypted, for the ledger: the scheme, the key's fingerprint, the parameters. */
@@ -72,8 +74,10 @@ export class RoundWork {
       log.info('round already uploaded; not training again');
       return;
     }
-    if (!state) state = await this.trainRound(task, def, log);
-    else log.info('resending the update trained before an interruption');
+    if (!state) {
+      state = await this.trainRound(task, def, log);
+      this.events.onTrained?.(state);
+    } else log.info('resending the update trained before an interruption');
     // Metrics go first so the round's table is complete by the time the last update closes it.
     await this.reportMetrics(state);
 

@@ -15,6 +15,7 @@ import type { SiteConfig } from '../config/index.js';
 import { ledgerPath, PrivacyLedger } from '../ledger/index.js';
 import { Outbound } from '../outbound/index.js';
 import { PolicyRefusalError, StudyDecisions } from '../policy/index.js';
+import { AgentStatus, startStatusServer, type StatusServer } from '../status/index.js';
 import { initBackend, TrainingDivergedError, type BackendInfo } from '../train/index.js';
 import { GlobalModels, type KeyHolder } from './global-models.js';
 import { ModelCache } from './model-cache.js';
@@ -57,6 +58,8 @@ export class SiteAgent {
   private queue: Promise<void> = Promise.resolve();
   private stopped = false;
   private currentStream: { cancel(): void } | undefined;
+  /** Connection, heartbeats, current task and metrics, for the optional status endpoint (`status:` in site.yaml). */
+  readonly status: AgentStatus;
 
   constructor(
     private readonly config: SiteConfig,
@@ -73,6 +76,7 @@ export class SiteAgent {
     this.kit = transport.kit;
     this.decisions = new StudyDecisions(config.stateDir);
     this.gate = new TaskGate(this.decisions, config.policy, config.site.id);
+    this.status = new AgentStatus(config.site.id);
   }
 
   /** Runs until `stop()`; resolves once the agent has shut down. */
@@ -102,8 +106,16 @@ export class SiteAgent {
       new SiteData(this.config, this.events.onDataProgress),
       this.kit ? { keys: () => this.keys(), ledger: async () => this.encryptionRecord(await this.keys()) } : null,
       () => this.backend,
-      this.events.onRoundUploaded ? { onRoundUploaded: this.events.onRoundUploaded } : {},
+      {
+        onTrained: (state) => this.status.trained(state.trainSeconds),
+        onRoundUploaded: (state) => {
+          this.status.updateSent(state.receipt?.receivedBytes ?? 0);
+          this.events.onRoundUploaded?.(state);
+        },
+      },
     );
+    // Started once nothing before the loop can throw, so the loop's end always closes it.
+    const statusServer = await this.startStatus();
     let attempt = 0;
     while (!this.stopped) {
       try {
@@ -124,8 +136,11 @@ export class SiteAgent {
         });
         this.log.info({ coordinatorVersion: registered.coordinatorVersion }, 'registered with the coordinator');
         attempt = 0;
+        this.status.connected(true);
         await this.consumeTasks();
+        this.status.connected(false);
       } catch (error) {
+        this.status.connected(false);
         if (this.stopped) break;
         this.log.warn({ reason: describe(error) }, 'lost the coordinator connection');
       }
@@ -137,6 +152,7 @@ export class SiteAgent {
       await sleep(delay);
     }
     await this.queue;
+    await statusServer?.close();
     this.client.close();
     if (this.ckks) (await this.ckks).context.dispose();
   }
@@ -166,6 +182,7 @@ export class SiteAgent {
       const beat = setInterval(() => {
         this.client.heartbeat().then(
           (answer) => {
+            this.status.heartbeat();
             if (answer.streamAttached || done) return;
             stream.cancel();
             finish(new Error('the coordinator no longer holds this site\'s task stream'));
@@ -196,11 +213,14 @@ export class SiteAgent {
     const value = kind.value;
     const taskKind = kind.$case === 'train' ? federation.TaskKind.TASK_KIND_TRAIN : federation.TaskKind.TASK_KIND_EVALUATE;
     const log = this.log.child({ studyId: value.studyId, round: value.round, task: kind.$case });
+    this.status.taskStarted({ studyId: value.studyId, round: value.round, task: kind.$case });
     try {
       if (kind.$case === 'train') await work.train(kind.value, await this.gate.admitTrain(kind.value));
       else await work.evaluate(kind.value, await this.gate.admitEvaluate(kind.value));
     } catch (error) {
       await this.reportProblem(error, value, taskKind, log);
+    } finally {
+      this.status.taskEnded();
     }
   }
 
@@ -227,6 +247,7 @@ export class SiteAgent {
     try {
       if (error instanceof PolicyRefusalError) {
         log.warn({ reason: federation.refusalReasonToJSON(error.refusal.reason) }, `refused: ${error.message}`);
+        this.status.refused(federation.refusalReasonToJSON(error.refusal.reason));
         await outbound.reportRefusal({
           studyId: task.studyId,
           round: task.round,
@@ -265,6 +286,21 @@ export class SiteAgent {
       }
     }
     this.events.onStudyClosed?.(closed);
+  }
+
+  /**
+   * The status endpoint, when site.yaml asks for one. One that cannot bind (port taken) is logged and left out: the
+   * agent's work matters more than its status page.
+   */
+  private async startStatus(): Promise<StatusServer | undefined> {
+    const options = this.config.status;
+    if (!options) return undefined;
+    try {
+      return await startStatusServer(options, this.status);
+    } catch (error) {
+      this.log.error({ host: options.host, port: options.port, reason: describe(error) }, 'could not start the status endpoint; running without it');
+      return undefined;
+    }
   }
 
   private keys(): Promise<KeyHolder> {

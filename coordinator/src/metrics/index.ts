@@ -1,0 +1,2 @@
+export { CoordinatorMetrics, type RoundOutcome, type RoundPhase } from './coordinator-metrics.js';
+export { MetricsController } from './metrics.controller.js';
