@@ -46,7 +46,7 @@ describe('the installed commands', () => {
   });
 
   it('gives every federa-site command its own --help', async () => {
-    for (const command of ['start', 'doctor', 'data', 'studies', 'approve', 'reject', 'ledger', 'model', 'predict']) {
+    for (const command of ['init', 'start', 'doctor', 'data', 'studies', 'approve', 'reject', 'ledger', 'model', 'predict']) {
       const help = await run('federa-site', [command, '--help']);
       expect(help.code, `${command}: ${help.stderr}`).toBe(0);
       expect(help.stdout, command).toMatch(new RegExp(`federa-site[\\s\\S]*\\b${command}\\b`));

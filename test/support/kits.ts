@@ -9,14 +9,19 @@ import {
 
 /**
  * A provisioned consortium (real CA and CKKS key set, kits under `dir/kits`) and a coordinator running from its
- * kit over mutual TLS, on free loopback ports.
+ * kit over mutual TLS, on free loopback ports. `names` replaces the coordinator certificate's names (DNS localhost
+ * and IP 127.0.0.1 by default), e.g. to test a certificate that does not name the address sites use.
  */
-export async function startProvisionedCoordinator(dir: string, siteIds: string[]): Promise<{ kits: string; coordinator: RunningCoordinator }> {
+export async function startProvisionedCoordinator(
+  dir: string,
+  siteIds: string[],
+  names: { hostnames: string[]; ips: string[] } = { hostnames: ['localhost'], ips: ['127.0.0.1'] },
+): Promise<{ kits: string; coordinator: RunningCoordinator }> {
   const kits = join(dir, 'kits');
   await provisionConsortium({
     config: {
       consortium: { name: 'test consortium' },
-      coordinator: { hostnames: ['localhost'], ips: ['127.0.0.1'] },
+      coordinator: names,
       sites: siteIds.map((id) => ({ id })),
     },
     outDir: kits,

@@ -1,7 +1,7 @@
 import { join } from 'node:path';
 import { createLogger, type ModelSpec, type Preprocessing } from '@federa/shared';
 import type { SiteConfig } from '../config/index.js';
-import { loadLabeledDataset, pipelineHash, type LoadedDataset } from '../data/index.js';
+import { loadLabeledDataset, pipelineHash, prepareSiteDataset, type LoadedDataset } from '../data/index.js';
 import type { LabeledImages } from '../train/index.js';
 import { splitTrainValidation } from './split.js';
 
@@ -43,9 +43,12 @@ export class SiteData {
     classNames: string[],
     shape: { inputSize: number; channels: ModelSpec['channels']; preprocessing: Preprocessing },
   ): Promise<PreparedData> {
+    // A PACS source is synced into its cache first (only new instances are retrieved), then loaded like a folder.
+    const dataset = await prepareSiteDataset(this.config.data);
     const loaded = await loadLabeledDataset({
-      dir: this.config.data.dir,
-      labelsCsv: this.config.data.labels,
+      dir: dataset.dir,
+      labelsCsv: dataset.labelsCsv,
+      files: dataset.files,
       ...shape,
       classNames,
       cacheDir: join(this.config.stateDir, 'tensor-cache'),

@@ -6,19 +6,27 @@ import { SiteAgent } from '../agent/index.js';
 import { SiteKitError, siteTransport } from '../client/index.js';
 import { loadSiteConfig, SiteConfigError } from '../config/index.js';
 import { formatDoctorReport, runDoctor } from '../doctor/index.js';
-import { inspectDicomFile, scanDataset, type ScanReport } from '../data/index.js';
+import { DicomWebError, inspectDicomFile, PacsCredentialsError, prepareSiteDataset, scanDataset, type ScanReport } from '../data/index.js';
 import { DecisionError } from '../policy/index.js';
 import { ExportedModelError, ModelExportError } from '../model-export/index.js';
 import { BackendUnavailableError } from '../train/index.js';
 import { decideCommand, ledgerCommand, studiesCommand, UsageError } from './governance.js';
+import { initCommand } from './init.js';
 import { modelCommand, predictCommand } from './model.js';
 
 const USAGE = `usage: federa-site <command> [options]
 
 commands:
+  init --kit DIR --coordinator HOST:PORT [--server-name NAME] [--out site.yaml] [--data-dir DIR [--labels CSV]]
+       [--state-dir DIR] [--force]
+                              write a commented site.yaml from this site's kit, with absolute paths and the
+                              safe policy defaults (state folder: beside the file, or /var/lib/federa-site when
+                              the file is under /etc); refuses to overwrite a file without --force
   start --config site.yaml    run the site agent: connect to the coordinator and train the rounds it assigns
-  doctor --config site.yaml   check the kit, data, state folder, compute backend and coordinator connection
-                              (--json for machine-readable output; exit 1 when a check fails)
+  doctor --config site.yaml   check the kit, data, state folder (writable, free space), compute backend and
+                              threads, the coordinator's certificate names, the connection and whether this
+                              site's certificate was revoked (--json for machine-readable output; exit 1 when
+                              a check fails)
   data scan (--config site.yaml | --dir DIR [--labels CSV | --folders]) [--json]
                               decode every file (DICOM, PNG, JPEG) and count by class, modality, transfer
                               syntax and size, labelled as the config's data.layout says (--labels: a CSV
@@ -138,8 +146,11 @@ async function scan(argv: string[]): Promise<void> {
   let dir = values.dir;
   let labels = values.labels;
   let folders = values.folders;
+  let files: string[] | undefined;
   if (values.config) {
     const config = await loadSiteConfig(values.config);
+    // A PACS source is copied into its cache first (new instances only); the scan then reads the selection there.
+    if (!dir && config.data.source?.kind === 'dicomweb') files = (await prepareSiteDataset(config.data, { onProgress: progressBar('retrieving from PACS') })).files;
     dir ??= config.data.dir;
     // Options on the command line override the config's layout as a whole, not field by field.
     if (!labels && !folders) {
@@ -148,7 +159,7 @@ async function scan(argv: string[]): Promise<void> {
     }
   }
   if (!dir) throw new UsageError('data scan needs --config <site.yaml> or --dir <folder>');
-  const report = await scanDataset({ dir, labelsCsv: labels, layout: folders ? 'folders' : undefined, onProgress: progressBar('scanning') });
+  const report = await scanDataset({ dir, labelsCsv: labels, layout: folders ? 'folders' : undefined, files, onProgress: progressBar('scanning') });
   process.stdout.write(values.json ? `${JSON.stringify(report, null, 2)}\n` : formatScan(report));
 }
 
@@ -220,6 +231,9 @@ async function main(): Promise<void> {
     }
   }
   switch (command) {
+    case 'init':
+      process.exitCode = await initCommand(rest, write);
+      return;
     case 'start':
       return start(rest);
     case 'doctor':
@@ -267,6 +281,8 @@ main().then(
       error instanceof ModelExportError ||
       error instanceof ExportedModelError ||
       error instanceof BackendUnavailableError ||
+      error instanceof DicomWebError ||
+      error instanceof PacsCredentialsError ||
       (error instanceof TypeError && 'code' in error)
     ) {
       process.stderr.write(`federa-site: ${(error as Error).message}\n${error instanceof UsageError ? (error.usage ?? USAGE) : ''}`);

@@ -3,6 +3,8 @@ import { dirname, resolve } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { describeIssues, siteIdSchema } from '@federa/shared';
+import { dataSourceSchema, pacsCacheDir, resolveSourcePaths, type DataSource } from '../data/pacs/schema.js';
+import { statusConfigSchema } from '../status/schema.js';
 
 const backendSchema = z.enum(['auto', 'tensorflow-gpu', 'tensorflow', 'wasm', 'cpu']);
 
@@ -69,8 +71,13 @@ export const siteConfigSchema = z
       }),
     data: z
       .object({
-        /** Folder tree of DICOM, PNG and JPEG files. */
-        dir: z.string().min(1),
+        /** Folder tree of DICOM, PNG and JPEG files. Not given with a dicomweb source: its cache (in stateDir) is the folder. */
+        dir: z.string().min(1).optional(),
+        /**
+         * Where the images come from: 'folder' (data.dir, the default) or 'dicomweb' (the hospital's PACS, copied
+         * into stateDir/pacs-cache by SOP Instance UID; labels then by sop_instance_uid or study_instance_uid).
+         */
+        source: dataSourceSchema.optional(),
         /**
          * 'csv': a labels CSV (`labels`) keyed by `file` (path relative to `dir`), `sop_instance_uid` or
          * `study_instance_uid`. 'folders': the first folder under `dir` is the class. Defaults to 'csv' when
@@ -83,6 +90,11 @@ export const siteConfigSchema = z
       })
       .strict()
       .superRefine((data, ctx) => {
+        const pacs = data.source?.kind === 'dicomweb';
+        if (!pacs && data.dir === undefined) ctx.addIssue({ code: 'custom', path: ['dir'], message: 'is required: the folder holding the DICOM, PNG or JPEG files' });
+        if (pacs && data.dir !== undefined) {
+          ctx.addIssue({ code: 'custom', path: ['dir'], message: 'cannot be combined with source kind dicomweb: the PACS images are cached under stateDir/pacs-cache' });
+        }
         if (data.layout === 'csv' && data.labels === undefined) {
           ctx.addIssue({ code: 'custom', path: ['labels'], message: 'is required with layout: csv (the labels CSV, keyed by file, sop_instance_uid or study_instance_uid)' });
         }
@@ -90,8 +102,10 @@ export const siteConfigSchema = z
           ctx.addIssue({ code: 'custom', path: ['labels'], message: 'cannot be combined with layout: folders, where each class is a folder under data.dir' });
         }
       })
-      .transform(({ layout, labels, ...rest }): { dir: string; layout: 'csv' | 'folders'; labels: string | undefined; validationFraction: number } => ({
+      // With a dicomweb source, dir is set by parseSiteConfig (the cache in stateDir, known only there).
+      .transform(({ layout, labels, dir, ...rest }): { dir: string; source?: DataSource | undefined; layout: 'csv' | 'folders'; labels: string | undefined; validationFraction: number } => ({
         ...rest,
+        dir: dir ?? '',
         layout: labels !== undefined ? 'csv' : (layout ?? 'folders'),
         labels,
       })),
@@ -102,6 +116,8 @@ export const siteConfigSchema = z
     /** Where the agent keeps round state, copies of everything it sent, its approvals and its privacy ledger. */
     stateDir: z.string().min(1),
     policy: sitePolicySchema.prefault({}),
+    /** Optional status endpoint (GET /health, GET /metrics) for the hospital's monitoring; loopback unless allowRemote. */
+    status: statusConfigSchema.optional(),
   })
   .strict();
 
@@ -127,8 +143,9 @@ export function parseSiteConfig(input: unknown, baseDir: string, source = 'site 
     },
     data: {
       ...config.data,
-      dir: resolve(baseDir, config.data.dir),
+      dir: config.data.source?.kind === 'dicomweb' ? pacsCacheDir(resolve(baseDir, config.stateDir)) : resolve(baseDir, config.data.dir),
       labels: config.data.labels === undefined ? undefined : resolve(baseDir, config.data.labels),
+      ...(config.data.source ? { source: resolveSourcePaths(config.data.source, baseDir) } : {}),
     },
     stateDir: resolve(baseDir, config.stateDir),
   };

@@ -41,3 +41,4 @@ export {
   type RejectedFile,
 } from './dataset/load.js';
 export * from './scan/index.js';
+export * from './pacs/index.js';

@@ -1,42 +1,33 @@
-import { access, constants, mkdir, readFile, stat } from 'node:fs/promises';
+import { access, constants, readFile, stat } from 'node:fs/promises';
+import { availableParallelism } from 'node:os';
 import { resolve } from 'node:path';
-import { makeClientConstructor, type ServiceError } from '@grpc/grpc-js';
-import { service as healthService } from 'grpc-health-check';
 import { formatLedgerVerification, readSiteKit } from '@federa/shared';
 import type { SiteConfig } from '../config/index.js';
-import { siteTransport } from '../client/index.js';
-import { listFiles, parseLabelsCsv } from '../data/index.js';
+import { checkPacsSource, listFiles, parseLabelsCsv } from '../data/index.js';
 import { ledgerPath, verifyLedger } from '../ledger/index.js';
 import { initBackend } from '../train/index.js';
+import { checkCoordinatorAll } from './coordinator.js';
+import { checkDiskSpace, checkStateDir } from './state.js';
+import type { DoctorCheck } from './types.js';
 
-export interface DoctorCheck {
-  name: string;
-  ok: boolean;
-  /** What was found. */
-  detail: string;
-  /** What to do about a failed (or worrying) check. */
-  hint?: string;
-  /** True for findings that work but deserve attention (e.g. a certificate expiring soon). */
-  warning?: boolean;
-}
+export type { DoctorCheck } from './types.js';
+export { judgeFreeSpace, DISK_FAIL_BYTES, DISK_WARN_BYTES } from './state.js';
 
 const CERTIFICATE_WARNING_DAYS = 30;
 
 /**
  * `federa-site doctor`: everything a hospital's IT needs to know before the first round, each with what to do
- * when it fails: the kit (certificates and CKKS key), the data folder and labels, the compute backend, the state
- * folder, and whether the coordinator answers over mutual TLS.
+ * when it fails: the kit (certificates and CKKS key), the data folder and labels, the state folder (writable, free
+ * space), the compute backend, whether the coordinator's certificate names its address, whether it answers over
+ * mutual TLS, and whether it still accepts this site's certificate (not revoked).
  */
 export async function runDoctor(config: SiteConfig): Promise<DoctorCheck[]> {
-  return [
-    await checkKit(config),
-    await checkData(config),
-    await checkStateDir(config),
-    checkPolicy(config),
-    await checkLedger(config),
-    await checkBackend(config),
-    await checkCoordinator(config),
-  ];
+  const kit = await checkKit(config);
+  const data = config.data.source?.kind === 'dicomweb' ? await checkPacsSource(config.data) : await checkData(config);
+  const state = await checkStateDir(config.stateDir);
+  // Free space is only meaningful on a folder that exists, which the write test makes sure of.
+  const disk = state.ok ? await checkDiskSpace(config.stateDir) : { name: 'disk space', ok: false, detail: `not checked: ${config.stateDir} is not usable`, hint: 'fix the state folder first' };
+  return [kit, data, state, disk, checkPolicy(config), await checkLedger(config), await checkBackend(config), ...(await checkCoordinatorAll(config))];
 }
 
 async function checkKit(config: SiteConfig): Promise<DoctorCheck> {
@@ -151,17 +142,6 @@ async function checkData(config: SiteConfig): Promise<DoctorCheck> {
   };
 }
 
-async function checkStateDir(config: SiteConfig): Promise<DoctorCheck> {
-  const name = 'state folder';
-  try {
-    await mkdir(config.stateDir, { recursive: true });
-    await access(config.stateDir, constants.W_OK);
-    return { name, ok: true, detail: `${config.stateDir} is writable` };
-  } catch (error) {
-    return { name, ok: false, detail: (error as Error).message, hint: 'stateDir must be a folder the agent\'s user can write' };
-  }
-}
-
 /** What the hospital's policy lets run and leave; autoApprove is flagged, being for demos and tests only. */
 function checkPolicy(config: SiteConfig): DoctorCheck {
   const p = config.policy;
@@ -209,7 +189,8 @@ async function checkBackend(config: SiteConfig): Promise<DoctorCheck> {
     return {
       name,
       ok: true,
-      detail: `${backend.name}: ${backend.detail}`,
+      // Threads bound CPU training speed (native TensorFlow and the data loading use them; wasm uses one).
+      detail: `${backend.name}: ${backend.detail}; ${gpu ? 'GPU' : 'no GPU'}, ${availableParallelism()} CPU threads on this machine`,
       ...(gpu
         ? {}
         : {
@@ -218,55 +199,6 @@ async function checkBackend(config: SiteConfig): Promise<DoctorCheck> {
     };
   } catch (error) {
     return { name, ok: false, detail: (error as Error).message, hint: 'set training.backend to auto, or install the backend named' };
-  }
-}
-
-type HealthClient = {
-  check(
-    request: { service: string },
-    options: { deadline: number },
-    callback: (error: ServiceError | null, response: { status: string | number }) => void,
-  ): void;
-  close(): void;
-};
-
-async function checkCoordinator(config: SiteConfig): Promise<DoctorCheck> {
-  const name = 'coordinator';
-  let transport;
-  try {
-    transport = await siteTransport(config);
-  } catch (error) {
-    return { name, ok: false, detail: (error as Error).message, hint: 'fix the site kit first' };
-  }
-  const Health = makeClientConstructor(healthService, 'grpc.health.v1.Health');
-  const client = new Health(config.coordinator.address, transport.credentials, {
-    ...(config.coordinator.serverName ? { 'grpc.ssl_target_name_override': config.coordinator.serverName } : {}),
-  }) as unknown as HealthClient;
-  try {
-    const status = await new Promise<string | number>((resolveStatus, reject) =>
-      client.check({ service: 'federa.v1.FederationService' }, { deadline: Date.now() + 5_000 }, (error, response) =>
-        error ? reject(error) : resolveStatus(response.status),
-      ),
-    );
-    const serving = status === 'SERVING' || status === 1;
-    return {
-      name,
-      ok: serving,
-      detail: `${config.coordinator.address} answers over ${transport.kit ? 'mutual TLS' : 'plaintext (insecure mode)'}: ${String(status)}`,
-      ...(serving ? {} : { hint: 'the coordinator is up but not serving the federation service yet; retry shortly' }),
-    };
-  } catch (error) {
-    const details = (error as ServiceError).details ?? (error as Error).message;
-    return {
-      name,
-      ok: false,
-      detail: `${config.coordinator.address}: ${details}`,
-      hint: transport.kit
-        ? 'check the address and firewall, that the coordinator runs with its kit, and that both kits come from the same consortium (a TLS failure shows as UNAVAILABLE)'
-        : 'check the address and that the coordinator runs with --insecure',
-    };
-  } finally {
-    client.close();
   }
 }
 

@@ -57,6 +57,8 @@ export interface LoadLabeledDatasetOptions {
   dir: string;
   /** Labels CSV keyed by file path, SOP Instance UID or Study Instance UID; without one, one folder per class. */
   labelsCsv?: string | undefined;
+  /** Only these files (relative to `dir`) instead of everything under it: a PACS selection within its cache. */
+  files?: readonly string[] | undefined;
   inputSize: number;
   /** Model input channels: 1 (grey) or 3 (RGB). */
   channels: 1 | 3;
@@ -151,7 +153,7 @@ export async function loadLabeledDataset(options: LoadLabeledDatasetOptions): Pr
   const cache = options.cacheDir ? new TensorCache(resolve(options.cacheDir), pipelineHash(pipeline), tensorLength) : undefined;
 
   const classIndex = new Map(classNames.map((name, i) => [name, i]));
-  const onDisk = new Set((await listFiles(dir)).filter((f) => f !== labels.csvInsideDir));
+  const onDisk = new Set((options.files ? [...options.files] : await listFiles(dir)).filter((f) => f !== labels.csvInsideDir));
   const candidates = [...new Set([...onDisk, ...labels.listedFiles()])].sort();
 
   let done = 0;

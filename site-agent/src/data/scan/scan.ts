@@ -39,6 +39,8 @@ export interface ScanOptions {
    * files are checked for decoding only.
    */
   layout?: 'folders' | undefined;
+  /** Only these files (relative to `dir`) instead of everything under it: a PACS selection within its cache. */
+  files?: readonly string[] | undefined;
   onProgress?: ((done: number, total: number) => void) | undefined;
 }
 
@@ -59,7 +61,7 @@ export async function scanDataset(options: ScanOptions): Promise<ScanReport> {
       ? { kind: 'folders' }
       : undefined;
   const labels = layout ? await DatasetLabels.open(options.dir, layout) : undefined;
-  const files = (await listFiles(options.dir)).filter((f) => f !== labels?.csvInsideDir);
+  const files = (options.files ? [...options.files] : await listFiles(options.dir)).filter((f) => f !== labels?.csvInsideDir);
   const report: ScanReport = {
     labelledBy: labels?.keyedBy ?? 'none',
     files: files.length,

@@ -1,0 +1,150 @@
+import { writeFile } from 'node:fs/promises';
+import { isIP } from 'node:net';
+import { dirname, resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import { parse as parseYaml } from 'yaml';
+import { KitError, readSiteKit, type SiteKit } from '@federa/shared';
+import { SiteKitError } from '../client/index.js';
+import { parseSiteConfig, sitePolicySchema, type SitePolicy } from '../config/index.js';
+import { UsageError } from './governance.js';
+
+type Out = (text: string) => void;
+
+/** Where the agent's state goes when --state-dir is not given: beside the config, unless that is /etc (read-only under systemd). */
+export const SYSTEM_STATE_DIR = '/var/lib/federa-site';
+
+export function defaultStateDir(configPath: string): string {
+  const folder = dirname(resolve(configPath));
+  return folder === '/etc' || folder.startsWith('/etc/') ? SYSTEM_STATE_DIR : resolve(folder, 'state');
+}
+
+export interface SiteYamlOptions {
+  kit: SiteKit;
+  /** Absolute kit folder. */
+  kitDir: string;
+  /** host:port of the coordinator's gRPC service. */
+  coordinator: string;
+  serverName?: string;
+  /** Absolute paths. */
+  dataDir: string;
+  labels?: string;
+  stateDir: string;
+}
+
+/** Why each policy field is set as it is; a Record so a new policy field cannot be written without its comment. */
+const POLICY_COMMENTS: Record<keyof SitePolicy, string> = {
+  requireEncryption: 'refuse studies that aggregate in the clear (the coordinator would see this site\'s update)',
+  minParticipants: 'refuse aggregates of fewer sites than this (the sum of one site\'s update is that update); at least 2',
+  maxRounds: 'refuse studies with more rounds (each round releases an aggregate and metrics)',
+  shareMetrics: 'none | aggregate (figures, no counts) | full (also sample counts and the dataset summary)',
+  minCountPerBin: 'under shareMetrics full: every non-empty score-histogram bin holds at least this many images',
+  autoApprove: 'true trains every study without `federa-site approve`: demos and local tests only',
+};
+
+/** JSON strings are valid YAML double-quoted scalars, so any path (spaces, colons, '#') is written safely. */
+const q = (value: string): string => JSON.stringify(value);
+
+/** A commented site.yaml: every path absolute, so it means the same whatever folder the agent starts in. */
+export function renderSiteYaml(options: SiteYamlOptions): string {
+  const { kit } = options;
+  const policy = sitePolicySchema.parse({});
+  const policyLines = (Object.keys(POLICY_COMMENTS) as Array<keyof SitePolicy>).map((key) => `  ${key}: ${String(policy[key])}   # ${POLICY_COMMENTS[key]}`);
+  const host = options.coordinator.slice(0, options.coordinator.lastIndexOf(':'));
+  const serverName = options.serverName
+    ? `  serverName: ${q(options.serverName)}   # the name the coordinator's certificate must carry`
+    : isIP(host)
+      ? '  # serverName: coordinator.example.org   # needed when the certificate does not name this IP: `federa-site doctor` says which'
+      : '  # serverName: coordinator.example.org   # only when the certificate names another host than the address';
+  // Written out, though folder is the default, so the file shows where a PACS (dicomweb) source would go instead.
+  const source = '  source: { kind: folder }   # folder: the files under dir | dicomweb: the hospital\'s PACS (see the README)';
+  const data = options.labels
+    ? [
+        `  dir: ${q(options.dataDir)}   # folder source: DICOM, PNG and JPEG files under this folder`,
+        `  labels: ${q(options.labels)}   # CSV keyed by file (relative to dir), sop_instance_uid or study_instance_uid`,
+      ]
+    : [`  dir: ${q(options.dataDir)}   # folder source: DICOM, PNG and JPEG files, one folder per class`, '  layout: folders'];
+  return [
+    `# Federa site agent configuration, written by \`federa-site init\` on ${new Date().toISOString().slice(0, 10)}.`,
+    `# Site ${kit.siteId} of consortium "${kit.manifest.consortium}". Check it with: federa-site doctor --config <this file>`,
+    '# Relative paths would be taken relative to this file\'s folder; init writes absolute ones.',
+    'site:',
+    `  id: ${kit.siteId}   # must match the kit's certificate`,
+    'coordinator:',
+    `  address: ${q(options.coordinator)}   # host:port of the coordinator's gRPC service`,
+    serverName,
+    `  kit: ${q(options.kitDir)}   # CA, site certificate and key, CKKS secret key (certificate serial ${kit.manifest.certificate.serialNumber})`,
+    'data:',
+    source,
+    ...data,
+    '  validationFraction: 0.2   # share held out by patient for validation, never trained on',
+    'training:',
+    '  backend: auto   # auto | tensorflow-gpu | tensorflow | wasm | cpu (auto: the fastest one installed)',
+    `stateDir: ${q(options.stateDir)}   # round state, every update sent, approvals, privacy ledger: must be writable`,
+    'policy:   # the hospital\'s rules; these are the safe defaults',
+    ...policyLines,
+    '',
+  ].join('\n');
+}
+
+/** `federa-site init`: a site.yaml from the site kit, checked with the same loader the agent uses before it is written. */
+export async function initCommand(argv: string[], out: Out): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    strict: true,
+    allowPositionals: true,
+    options: {
+      kit: { type: 'string' },
+      coordinator: { type: 'string' },
+      'server-name': { type: 'string' },
+      out: { type: 'string', short: 'o', default: 'site.yaml' },
+      'data-dir': { type: 'string' },
+      labels: { type: 'string' },
+      'state-dir': { type: 'string' },
+      force: { type: 'boolean', default: false },
+    },
+  });
+  if (positionals.length > 0) throw new UsageError(`init takes no arguments, got ${positionals.join(' ')}`);
+  if (!values.kit) throw new UsageError('init needs --kit <folder>: this site\'s kit from the consortium operator (`federa provision`)');
+  // The kit holds certificates and keys, not the coordinator's address: the operator tells each site where it runs.
+  if (!values.coordinator) throw new UsageError('init needs --coordinator <host:port>: the coordinator\'s gRPC address, from the consortium operator');
+  const kitDir = resolve(values.kit);
+  let kit: SiteKit;
+  try {
+    kit = await readSiteKit(kitDir);
+  } catch (error) {
+    if (error instanceof KitError) throw new SiteKitError(`${error.message}; --kit must be the unpacked kit folder the consortium operator sent this site`);
+    throw error;
+  }
+  const outPath = resolve(values.out);
+  const defaultData = values['data-dir'] === undefined;
+  const text = renderSiteYaml({
+    kit,
+    kitDir,
+    coordinator: values.coordinator,
+    ...(values['server-name'] ? { serverName: values['server-name'] } : {}),
+    dataDir: resolve(values['data-dir'] ?? resolve(dirname(outPath), 'data')),
+    ...(values.labels ? { labels: resolve(values.labels) } : {}),
+    stateDir: resolve(values['state-dir'] ?? defaultStateDir(outPath)),
+  });
+  // The agent's own loader, before anything is written: init never leaves a site.yaml the agent would refuse.
+  const config = parseSiteConfig(parseYaml(text), dirname(outPath), 'the generated site.yaml (from the options given to init)');
+  try {
+    await writeFile(outPath, text, { flag: values.force ? 'w' : 'wx', mode: 0o644 });
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'EEXIST') {
+      throw new UsageError(`${outPath} already exists: give --force to overwrite it, or --out another file`);
+    }
+    throw new UsageError(`cannot write ${outPath}: ${(error as Error).message}; choose a writable --out`);
+  }
+  out(
+    [
+      `wrote ${outPath} for site ${kit.siteId} of consortium "${kit.manifest.consortium}"`,
+      `  data: ${config.data.dir}${config.data.labels ? ` labelled by ${config.data.labels}` : ' (one folder per class)'}`,
+      `  state folder: ${config.stateDir}`,
+      ...(defaultData ? ['  data.dir was not given (--data-dir): edit it in the file before the first start'] : []),
+      `next: federa-site doctor --config ${outPath}`,
+      '',
+    ].join('\n'),
+  );
+  return 0;
+}

@@ -1,0 +1,120 @@
+import { execFile } from 'node:child_process';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { generateConsortiumCkksKeys, provisionConsortium } from '@federa/coordinator';
+import { loadSiteConfig } from '@federa/site-agent';
+
+const execFileAsync = promisify(execFile);
+const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+const FEDERA_SITE = join(root, 'site-agent/dist/cli/main.js');
+
+/** Runs federa-site; resolves with the exit code instead of rejecting on a non-zero one. */
+async function site(args: string[], cwd: string): Promise<{ code: number; stdout: string; stderr: string }> {
+  try {
+    const { stdout, stderr } = await execFileAsync(process.execPath, [FEDERA_SITE, ...args], { cwd, env: { ...process.env, FEDERA_LOG_LEVEL: 'silent' } });
+    return { code: 0, stdout, stderr };
+  } catch (error) {
+    const failed = error as { code: number; stdout: string; stderr: string };
+    return { code: failed.code, stdout: failed.stdout, stderr: failed.stderr };
+  }
+}
+
+/** `federa-site init`: a hospital gets a working, commented site.yaml from its kit in one command. */
+describe('federa-site init', () => {
+  let dir: string;
+  let kit: string;
+
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'federa-init-'));
+    await provisionConsortium({
+      config: { consortium: { name: 'init consortium' }, coordinator: { hostnames: ['coordinator.example.org'], ips: [] }, sites: [{ id: 'hospital-a' }] },
+      outDir: join(dir, 'kits'),
+      generateCkksKeys: generateConsortiumCkksKeys,
+    });
+    kit = join(dir, 'kits', 'sites', 'hospital-a');
+    await mkdir(join(dir, 'images'));
+    await writeFile(join(dir, 'images', 'labels.csv'), 'file,label\n');
+  });
+
+  afterAll(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('has help of its own', async () => {
+    const help = await site(['init', '--help'], dir);
+    expect(help.code).toBe(0);
+    expect(help.stdout).toMatch(/^usage: federa-site\n {2}init --kit DIR --coordinator HOST:PORT/);
+    expect(help.stdout).toMatch(/refuses to overwrite a file without --force\n$/);
+    expect(help.stdout).not.toMatch(/start --config/);
+  });
+
+  it('writes a commented site.yaml with absolute paths that the agent loads as written', async () => {
+    // Relative options, from a working directory that is not the config's: the file still holds absolute paths.
+    const result = await site(
+      ['init', '--kit', 'kits/sites/hospital-a', '--coordinator', '10.0.0.5:50051', '--server-name', 'coordinator.example.org', '--out', 'conf/site.yaml', '--data-dir', 'images', '--labels', 'images/labels.csv'],
+      dir,
+    );
+    // conf/ does not exist yet: init says it cannot write there.
+    expect(result.code).toBe(2);
+    expect(result.stderr).toMatch(/cannot write .*conf\/site\.yaml: .*choose a writable --out/);
+
+    await mkdir(join(dir, 'conf'));
+    const ok = await site(
+      ['init', '--kit', 'kits/sites/hospital-a', '--coordinator', '10.0.0.5:50051', '--server-name', 'coordinator.example.org', '--out', 'conf/site.yaml', '--data-dir', 'images', '--labels', 'images/labels.csv'],
+      dir,
+    );
+    expect(ok.stderr).toBe('');
+    expect(ok.code).toBe(0);
+    const path = join(dir, 'conf', 'site.yaml');
+    expect(ok.stdout).toContain(`wrote ${path} for site hospital-a of consortium "init consortium"`);
+    expect(ok.stdout).toContain(`next: federa-site doctor --config ${path}`);
+
+    const text = await readFile(path, 'utf8');
+    expect(text).toContain('policy:   # the hospital\'s rules; these are the safe defaults');
+    expect(text).toMatch(/ {2}minParticipants: 3 {3}# refuse aggregates of fewer sites/);
+    expect(text).toMatch(/ {2}autoApprove: false {3}# true trains every study without/);
+    const config = await loadSiteConfig(path);
+    expect(config).toEqual({
+      site: { id: 'hospital-a' },
+      coordinator: { address: '10.0.0.5:50051', serverName: 'coordinator.example.org', kit, insecure: false },
+      data: { source: { kind: 'folder' }, dir: join(dir, 'images'), layout: 'csv', labels: join(dir, 'images', 'labels.csv'), validationFraction: 0.2 },
+      training: { backend: 'auto' },
+      stateDir: join(dir, 'conf', 'state'),
+      policy: { requireEncryption: true, minParticipants: 3, maxRounds: 100, shareMetrics: 'aggregate', minCountPerBin: 5, autoApprove: false },
+    });
+  });
+
+  it('refuses to overwrite a site.yaml without --force', async () => {
+    const path = join(dir, 'existing.yaml');
+    await writeFile(path, '# the hospital\'s own edits\n');
+    const refused = await site(['init', '--kit', kit, '--coordinator', 'coordinator.example.org:50051', '--out', path], dir);
+    expect(refused.code).toBe(2);
+    expect(refused.stderr).toContain(`${path} already exists: give --force to overwrite it, or --out another file`);
+    expect(await readFile(path, 'utf8')).toBe('# the hospital\'s own edits\n');
+
+    const forced = await site(['init', '--kit', kit, '--coordinator', 'coordinator.example.org:50051', '--out', path, '--force'], dir);
+    expect(forced.code).toBe(0);
+    // No --data-dir: one folder per class beside the file, and a reminder to set it.
+    expect(forced.stdout).toMatch(/data\.dir was not given \(--data-dir\): edit it/);
+    const config = await loadSiteConfig(path);
+    expect(config.data).toMatchObject({ dir: join(dir, 'data'), layout: 'folders', labels: undefined });
+    expect(config.coordinator.serverName).toBeUndefined();
+  });
+
+  it('names what is wrong: no kit, a folder that is not a kit, an address without a port', async () => {
+    expect(await site(['init', '--coordinator', 'c:1'], dir)).toMatchObject({ code: 2, stderr: expect.stringMatching(/init needs --kit <folder>/) });
+    expect(await site(['init', '--kit', kit], dir)).toMatchObject({ code: 2, stderr: expect.stringMatching(/init needs --coordinator <host:port>/) });
+    expect(await site(['init', '--kit', join(dir, 'images'), '--coordinator', 'c:1', '--out', join(dir, 'x.yaml')], dir)).toMatchObject({
+      code: 2,
+      stderr: expect.stringMatching(/has no kit\.json; --kit must be the unpacked kit folder/),
+    });
+    expect(await site(['init', '--kit', kit, '--coordinator', 'coordinator.example.org', '--out', join(dir, 'y.yaml')], dir)).toMatchObject({
+      code: 2,
+      stderr: expect.stringMatching(/coordinator\.address: must be host:port/),
+    });
+  });
+});
