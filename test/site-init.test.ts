@@ -117,4 +117,39 @@ describe('federa-site init', () => {
       stderr: expect.stringMatching(/coordinator\.address: must be host:port/),
     });
   });
+  it('writes a PACS (DICOMweb) source instead of a folder, with the selection and the password file, never the password', async () => {
+    const path = join(dir, 'pacs.yaml');
+    const labels = join(dir, 'images', 'labels.csv');
+    const ok = await site(
+      ['init', '--kit', kit, '--coordinator', 'coordinator.example.org:50051', '--out', path, '--pacs', 'https://pacs.example.org/dicom-web', '--labels', labels,
+        '--modality', 'CT', '--study', '1.2.3.4', '--study', '1.2.3.5', '--studies-from', '20240101', '--pacs-user', 'federa', '--pacs-password-file', 'pacs-password'],
+      dir,
+    );
+    expect(ok.stderr).toBe('');
+    expect(ok.code).toBe(0);
+    expect(ok.stdout).toContain('data: the PACS at https://pacs.example.org/dicom-web');
+    const config = await loadSiteConfig(path);
+    expect(config.data.source).toMatchObject({
+      kind: 'dicomweb',
+      url: 'https://pacs.example.org/dicom-web',
+      auth: { basic: { username: 'federa', passwordFile: join(dir, 'pacs-password') } },
+      query: { modality: 'CT', studyInstanceUids: ['1.2.3.4', '1.2.3.5'], studyDateFrom: '20240101' },
+    });
+    expect(config.data.labels).toBe(labels);
+    expect(config.data.dir).toBe(join(config.stateDir, 'pacs-cache'));
+
+    const refusals: Array<[string[], RegExp]> = [
+      [['--pacs', 'https://p/dicom-web', '--modality', 'CT'], /--pacs needs --labels/],
+      [['--pacs', 'https://p/dicom-web', '--labels', labels], /--pacs needs a selection: --modality, --study UID/],
+      [['--pacs', 'https://p/dicom-web', '--labels', labels, '--modality', 'CT', '--data-dir', 'images'], /--pacs and --data-dir exclude each other/],
+      [['--pacs', 'https://p/dicom-web', '--labels', labels, '--modality', 'CT', '--pacs-user', 'x'], /--pacs-user and --pacs-password-file go together/],
+      [['--modality', 'CT'], /--modality only go with --pacs/],
+      [['--pacs', 'ftp://p', '--labels', labels, '--modality', 'CT'], /data\.source\.url: must be an http\(s\) URL/],
+    ];
+    for (const [extra, message] of refusals) {
+      const refused = await site(['init', '--kit', kit, '--coordinator', 'c.example.org:1', '--out', join(dir, 'refused.yaml'), ...extra], dir);
+      expect(refused.code, extra.join(' ')).toBe(2);
+      expect(refused.stderr, extra.join(' ')).toMatch(message);
+    }
+  });
 });

@@ -29,6 +29,40 @@ export interface SiteYamlOptions {
   dataDir: string;
   labels?: string;
   stateDir: string;
+  /** Instead of dataDir: the hospital's PACS over DICOMweb. */
+  pacs?: PacsOptions;
+}
+
+export interface PacsOptions {
+  url: string;
+  username?: string;
+  /** Absolute path of a file holding the password (never the password itself). */
+  passwordFile?: string;
+  modality?: string;
+  studyInstanceUids: string[];
+  studyDateFrom?: string;
+  studyDateTo?: string;
+}
+
+/** The data block for a PACS source: the query says exactly which images the site trains on. */
+function pacsLines(pacs: PacsOptions, labels: string): string[] {
+  const query = [
+    ...(pacs.modality ? [`      modality: ${q(pacs.modality)}`] : []),
+    ...(pacs.studyInstanceUids.length > 0 ? [`      studyInstanceUids: [${pacs.studyInstanceUids.map(q).join(', ')}]`] : []),
+    ...(pacs.studyDateFrom ? [`      studyDateFrom: ${q(pacs.studyDateFrom)}   # YYYYMMDD`] : []),
+    ...(pacs.studyDateTo ? [`      studyDateTo: ${q(pacs.studyDateTo)}`] : []),
+  ];
+  return [
+    '  source:   # the hospital\'s PACS over DICOMweb; retrieved instances are cached in stateDir/pacs-cache',
+    '    kind: dicomweb',
+    `    url: ${q(pacs.url)}   # the DICOMweb root (QIDO-RS and WADO-RS below it)`,
+    ...(pacs.username && pacs.passwordFile
+      ? [`    auth: { basic: { username: ${q(pacs.username)}, passwordFile: ${q(pacs.passwordFile)} } }   # the password stays in that file (mode 600)`]
+      : ['    # auth: { basic: { username: federa, passwordFile: /etc/federa/pacs-password } }   # or { bearerFile: ... }']),
+    '    query:   # which images this site trains on (at least one filter)',
+    ...query,
+    `  labels: ${q(labels)}   # CSV keyed by sop_instance_uid or study_instance_uid`,
+  ];
 }
 
 /** Why each policy field is set as it is; a Record so a new policy field cannot be written without its comment. */
@@ -57,7 +91,9 @@ export function renderSiteYaml(options: SiteYamlOptions): string {
       : '  # serverName: coordinator.example.org   # only when the certificate names another host than the address';
   // Written out, though folder is the default, so the file shows where a PACS (dicomweb) source would go instead.
   const source = '  source: { kind: folder }   # folder: the files under dir | dicomweb: the hospital\'s PACS (see the README)';
-  const data = options.labels
+  const data = options.pacs
+    ? pacsLines(options.pacs, options.labels ?? '')
+    : options.labels
     ? [
         `  dir: ${q(options.dataDir)}   # folder source: DICOM, PNG and JPEG files under this folder`,
         `  labels: ${q(options.labels)}   # CSV keyed by file (relative to dir), sop_instance_uid or study_instance_uid`,
@@ -74,7 +110,7 @@ export function renderSiteYaml(options: SiteYamlOptions): string {
     serverName,
     `  kit: ${q(options.kitDir)}   # CA, site certificate and key, CKKS secret key (certificate serial ${kit.manifest.certificate.serialNumber})`,
     'data:',
-    source,
+    ...(options.pacs ? [] : [source]),
     ...data,
     '  validationFraction: 0.2   # share held out by patient for validation, never trained on',
     'training:',
@@ -84,6 +120,44 @@ export function renderSiteYaml(options: SiteYamlOptions): string {
     ...policyLines,
     '',
   ].join('\n');
+}
+
+/** The --pacs options, checked together: a PACS source needs a query and labels keyed by UID, and no folder. */
+function pacsOptions(values: {
+  pacs?: string;
+  'pacs-user'?: string;
+  'pacs-password-file'?: string;
+  modality?: string;
+  study?: string[];
+  'studies-from'?: string;
+  'studies-to'?: string;
+  'data-dir'?: string;
+  labels?: string;
+}): PacsOptions | undefined {
+  const pacsOnly = ['pacs-user', 'pacs-password-file', 'modality', 'study', 'studies-from', 'studies-to'] as const;
+  if (!values.pacs) {
+    const stray = pacsOnly.filter((k) => values[k] !== undefined);
+    if (stray.length > 0) throw new UsageError(`--${stray.join(', --')} only go with --pacs <DICOMweb URL>`);
+    return undefined;
+  }
+  if (values['data-dir'] !== undefined) throw new UsageError('--pacs and --data-dir exclude each other: the images come from the PACS (cached in the state folder)');
+  if (!values.labels) throw new UsageError('--pacs needs --labels <CSV keyed by sop_instance_uid or study_instance_uid>');
+  if ((values['pacs-user'] === undefined) !== (values['pacs-password-file'] === undefined)) {
+    throw new UsageError('--pacs-user and --pacs-password-file go together (a file holding the password, mode 600)');
+  }
+  const studies = values.study ?? [];
+  if (!values.modality && studies.length === 0 && !values['studies-from'] && !values['studies-to']) {
+    throw new UsageError('--pacs needs a selection: --modality, --study UID (repeatable) or --studies-from/--studies-to YYYYMMDD');
+  }
+  return {
+    url: values.pacs,
+    ...(values['pacs-user'] ? { username: values['pacs-user'] } : {}),
+    ...(values['pacs-password-file'] ? { passwordFile: resolve(values['pacs-password-file']) } : {}),
+    ...(values.modality ? { modality: values.modality } : {}),
+    studyInstanceUids: studies,
+    ...(values['studies-from'] ? { studyDateFrom: values['studies-from'] } : {}),
+    ...(values['studies-to'] ? { studyDateTo: values['studies-to'] } : {}),
+  };
 }
 
 /** `federa-site init`: a site.yaml from the site kit, checked with the same loader the agent uses before it is written. */
@@ -100,9 +174,17 @@ export async function initCommand(argv: string[], out: Out): Promise<number> {
       'data-dir': { type: 'string' },
       labels: { type: 'string' },
       'state-dir': { type: 'string' },
+      pacs: { type: 'string' },
+      'pacs-user': { type: 'string' },
+      'pacs-password-file': { type: 'string' },
+      modality: { type: 'string' },
+      study: { type: 'string', multiple: true },
+      'studies-from': { type: 'string' },
+      'studies-to': { type: 'string' },
       force: { type: 'boolean', default: false },
     },
   });
+  const pacs = pacsOptions(values);
   if (positionals.length > 0) throw new UsageError(`init takes no arguments, got ${positionals.join(' ')}`);
   if (!values.kit) throw new UsageError('init needs --kit <folder>: this site\'s kit from the consortium operator (`federa provision`)');
   // The kit holds certificates and keys, not the coordinator's address: the operator tells each site where it runs.
@@ -116,13 +198,14 @@ export async function initCommand(argv: string[], out: Out): Promise<number> {
     throw error;
   }
   const outPath = resolve(values.out);
-  const defaultData = values['data-dir'] === undefined;
+  const defaultData = values['data-dir'] === undefined && !pacs;
   const text = renderSiteYaml({
     kit,
     kitDir,
     coordinator: values.coordinator,
     ...(values['server-name'] ? { serverName: values['server-name'] } : {}),
     dataDir: resolve(values['data-dir'] ?? resolve(dirname(outPath), 'data')),
+    ...(pacs ? { pacs } : {}),
     ...(values.labels ? { labels: resolve(values.labels) } : {}),
     stateDir: resolve(values['state-dir'] ?? defaultStateDir(outPath)),
   });
@@ -139,7 +222,9 @@ export async function initCommand(argv: string[], out: Out): Promise<number> {
   out(
     [
       `wrote ${outPath} for site ${kit.siteId} of consortium "${kit.manifest.consortium}"`,
-      `  data: ${config.data.dir}${config.data.labels ? ` labelled by ${config.data.labels}` : ' (one folder per class)'}`,
+      pacs
+        ? `  data: the PACS at ${pacs.url}, labelled by ${config.data.labels}, cached in ${config.data.dir}`
+        : `  data: ${config.data.dir}${config.data.labels ? ` labelled by ${config.data.labels}` : ' (one folder per class)'}`,
       `  state folder: ${config.stateDir}`,
       ...(defaultData ? ['  data.dir was not given (--data-dir): edit it in the file before the first start'] : []),
       `next: federa-site doctor --config ${outPath}`,
