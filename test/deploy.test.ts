@@ -364,10 +364,10 @@ describe('deploy/compose', () => {
 
   it('setup provisions from consortium.yaml and its shell script parses', async () => {
     const setup = services.setup!;
-    expect(setup.entrypoint).toEqual(['/bin/sh', '/work/setup.sh']);
+    expect(setup.entrypoint).toEqual(['/bin/sh', '/setup/setup.sh']);
     const script = read(join(dir, 'setup.sh'));
-    expect(script).toContain('federa provision /work/consortium.yaml --out /work/kits');
-    expect(script).toContain('federa-sim --out /work/data --sites 3');
+    expect(script).toContain('federa provision /setup/consortium.yaml --out /setup/kits');
+    expect(script).toContain('federa-sim --out /setup/data --sites 3');
     await run('sh', ['-n', join(dir, 'setup.sh')]);
     expect(read(join(dir, '.gitignore'))).toMatch(/^kits\/$/m);
   });

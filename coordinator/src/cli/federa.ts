@@ -2,7 +2,7 @@
 import { createInterface } from 'node:readline/promises';
 import { generateConsortiumCkksKeys, runProvisionCli } from '../provision/index.js';
 import type { CliIo } from './io.js';
-import { packageVersion, runFedera } from './program.js';
+import { federaVersion, runFedera } from './program.js';
 
 /** Reads a line from a terminal without echoing it (a token must not stay on screen); from a pipe, the first line. */
 async function readSecret(prompt: string): Promise<string | null> {
@@ -42,7 +42,7 @@ async function main(argv: string[]): Promise<number> {
     interrupt.abort();
     setTimeout(() => process.exit(130), 2000).unref();
   });
-  return runFedera(argv, { io, version: packageVersion(), signal: interrupt.signal });
+  return runFedera(argv, { io, version: federaVersion(), signal: interrupt.signal });
 }
 
 main(process.argv.slice(2)).then(

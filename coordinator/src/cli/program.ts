@@ -1,5 +1,5 @@
 import { Command, CommanderError, Option } from 'commander';
-import { AuditBundleError, LedgerError, ReconcileError, versionLine } from '@federa/shared';
+import { AuditBundleError, LedgerError, packageVersion, ReconcileError } from '@federa/shared';
 import type { SiteView } from '../studies/studies.service.js';
 import { ApiClient, ApiError, type FetchLike } from './api-client.js';
 import { auditExport, auditReconcile, auditVerify, type AuditOptions } from './audit-command.js';
@@ -31,8 +31,9 @@ export interface FederaCliContext {
   signal?: AbortSignal;
 }
 
-export function packageVersion(): string {
-  return versionLine('federa', new URL('../../package.json', import.meta.url)).trim().split(' ')[1]!;
+/** The coordinator package's version, which `federa --version` prints. */
+export function federaVersion(): string {
+  return packageVersion(new URL('../../package.json', import.meta.url));
 }
 
 /**

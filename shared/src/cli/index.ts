@@ -5,8 +5,13 @@ import { readFileSync } from 'node:fs';
  * that package's package.json (passed as a URL relative to the caller's module, so it holds in src and dist alike).
  */
 export function versionLine(name: string, packageJson: URL): string {
+  return `${name} ${packageVersion(packageJson)}\n`;
+}
+
+/** The `version` of a package.json, or "unknown" when it has none. */
+export function packageVersion(packageJson: URL): string {
   const { version } = JSON.parse(readFileSync(packageJson, 'utf8')) as { version?: unknown };
-  return `${name} ${typeof version === 'string' ? version : 'unknown'}\n`;
+  return typeof version === 'string' ? version : 'unknown';
 }
 
 /** Whether a command line asks only for the version (`--version`, `-V`, or `version` as the command). */
