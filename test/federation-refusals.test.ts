@@ -148,6 +148,15 @@ describe('the coordinator refuses bad uploads without touching the round', () =>
     const late = await upload('site-b', [header(), data(b), trailer(b)]);
     expect(status[late.error?.code ?? 0]).toBe('FAILED_PRECONDITION');
     expect(late.error?.details).toMatch(/late uploads are refused/);
+    // Refused at its header, an upload that declared its SHA-256 is audited under it, so the site's ledger entry
+    // for it reconciles as refused rather than missing.
+    const declared = sha256Hex(validPayload(4, 'site-b'));
+    const lateDeclared = await upload('site-b', [header({ sha256: declared }), data(validPayload(4, 'site-b')), trailer(validPayload(4, 'site-b'))]);
+    expect(status[lateDeclared.error?.code ?? 0]).toBe('FAILED_PRECONDITION');
+    const refusedRecords = (await rest('GET', '/audit/records?siteId=site-b&kind=site.message-refused', undefined, 'auditor')).body.records as Array<{ details: Record<string, unknown> }>;
+    expect(refusedRecords.find((r) => r.details['sha256'] === declared)).toMatchObject({
+      details: { message: 'update', sha256: declared, bytes: vectorLength * 4, code: 'FAILED_PRECONDITION', declaredByHeader: true },
+    });
 
     // Only the two accepted updates were aggregated: base + (10*0.01 + 10*0.03) / 20 = base + 0.02.
     const model = await fetchModel(coordinator, studyId, 1);
@@ -174,6 +183,18 @@ describe('the coordinator refuses bad uploads without touching the round', () =>
     expect(status[foreign.error?.code ?? 0]).toBe('PERMISSION_DENIED');
     expect(foreign.error?.details).toMatch(/takes no part in study/);
     expect(foreign.bytes).toBe(0);
+    // The refusal is in the audit log, not only the coordinator's log, before the site learns of it.
+    const refused = (await rest('GET', `/audit/records?siteId=site-c&kind=site.refused&studyId=${studyId}`, undefined, 'auditor')).body.records as Array<Record<string, unknown>>;
+    expect(refused).toEqual([
+      expect.objectContaining({
+        actor: 'site:site-c',
+        studyId,
+        round: 0,
+        details: { rpc: 'DownloadModel', studyId, round: 0, code: 'PERMISSION_DENIED', reason: expect.stringMatching(/takes no part in study/) },
+      }),
+    ]);
+    // The site's own model was downloaded, not refused.
+    expect((await rest('GET', '/audit/records?siteId=site-a&kind=site.refused', undefined, 'auditor')).body.records).toEqual([]);
   });
 
   it('refuses metrics for rounds the site is not in, and out-of-range values', async () => {

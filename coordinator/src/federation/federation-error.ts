@@ -8,6 +8,11 @@ export class FederationError extends Error {
   override readonly name = 'FederationError';
   /** For the audit record of the refusal: the SHA-256 and size of what was refused, when the whole of it arrived. */
   received?: { sha256: string; bytes: number };
+  /**
+   * For the audit record of an upload refused before the whole of it arrived: the SHA-256 and size its header
+   * declared, so that an auditor reconciling the site's ledger finds the refusal instead of a missing update.
+   */
+  declared?: { sha256: string; bytes: number };
   /** For the log line of the refusal: the study and round it concerned, once those were checked to be real ones. */
   concerns?: { studyId: string; round: number };
 

@@ -210,6 +210,7 @@ export class FederationHandlers {
       await this.requireRegistered(siteId);
       this.sessions.attach(siteId, call, agentInstance(call.metadata));
     } catch (error) {
+      if (siteId) await this.auditDenied(siteId, 'StreamTasks', {}, error);
       refuseStream(call, this.toStatus(error, { rpc: 'StreamTasks', siteId }));
     }
   }
@@ -249,6 +250,8 @@ export class FederationHandlers {
       }
       call.end();
     } catch (error) {
+      // Audited before the refusal goes back, so whoever sees the refusal finds its record.
+      if (siteId) await this.auditDenied(siteId, 'DownloadModel', concerns ?? {}, error);
       refuseStream(call, this.toStatus(error, { rpc: 'DownloadModel', siteId, ...concerns }));
     }
   }
@@ -266,7 +269,9 @@ export class FederationHandlers {
       callback(null, receipt);
     } catch (error) {
       if (siteId && error instanceof FederationError) {
-        await this.auditRefused(siteId, 'update', error.received ?? null, {}, error);
+        // Refused before the whole of it arrived (a stopped study, a closed round), the update is named by the SHA-256
+        // its header declared: the site's ledger then reconciles it as refused, not as missing.
+        await this.auditRefused(siteId, 'update', error.received ?? error.declared ?? null, error.concerns ?? {}, error, error.received ? undefined : error.declared);
       }
       const status = this.toStatus(error, { rpc: 'UploadUpdate', siteId, ...(error instanceof FederationError ? error.concerns : {}) });
       this.metrics.uploadRefused(GrpcStatus[status.code ?? GrpcStatus.UNKNOWN] ?? 'UNKNOWN');
@@ -329,6 +334,8 @@ export class FederationHandlers {
       callback(null, response);
     } catch (error) {
       if (kind && siteId && error instanceof FederationError) await this.auditRefused(siteId, kind, received, facts(call.request), error);
+      // A call that carries no data has no message record; a denied one is still audited.
+      else if (!kind && siteId) await this.auditDenied(siteId, rpc, concerns, error);
       callback(this.toStatus(error, { rpc, siteId, ...concerns }));
     }
   }
@@ -359,6 +366,7 @@ export class FederationHandlers {
     received: { sha256: string; bytes: number } | null,
     facts: MessageFacts,
     error: FederationError,
+    declaredOnly?: { sha256: string; bytes: number },
   ): Promise<void> {
     await this.audit
       .append({
@@ -367,9 +375,36 @@ export class FederationHandlers {
         siteId,
         studyId: facts.studyId ?? null,
         round: facts.round ?? null,
-        details: { message: kind, sha256: received?.sha256 ?? null, bytes: received?.bytes ?? null, code: GrpcStatus[error.code], reason: error.message },
+        details: {
+          message: kind,
+          sha256: received?.sha256 ?? null,
+          bytes: received?.bytes ?? null,
+          code: GrpcStatus[error.code],
+          reason: error.message,
+          ...(declaredOnly ? { declaredByHeader: true } : {}),
+        },
       })
       .catch((auditError: unknown) => this.log.error({ err: auditError }, 'could not audit a refused site message'));
+  }
+
+  /**
+   * A known site denied something it is not entitled to (another study's model, a round it is not in): audited as a
+   * refused site, like an unknown or revoked identity, not only logged. Other failures are not the site's overreach.
+   */
+  private async auditDenied(siteId: string, rpc: string, concerns: { studyId?: string | undefined; round?: number | undefined }, error: unknown): Promise<void> {
+    if (!(error instanceof FederationError) || error.code !== GrpcStatus.PERMISSION_DENIED) return;
+    const studyId = concerns.studyId ?? error.concerns?.studyId ?? null;
+    const round = concerns.round ?? error.concerns?.round ?? null;
+    await this.audit
+      .append({
+        kind: 'site.refused',
+        actor: `site:${siteId}`,
+        siteId,
+        studyId,
+        round,
+        details: { rpc, studyId, round, code: GrpcStatus[error.code], reason: error.message },
+      })
+      .catch((auditError: unknown) => this.log.error({ err: auditError }, 'could not audit a denied site request'));
   }
 
   private async requireRegistered(siteId: string): Promise<void> {

@@ -26,6 +26,12 @@ export const REFUSAL_REASONS: Partial<Record<federation.RefusalReason, string>> 
   [federation.RefusalReason.REFUSAL_REASON_METRICS_WITHHELD]: 'metrics-withheld',
 };
 
+/** Refusals of a published aggregate: about a round's model, which a site may refuse after the round closed. */
+const AGGREGATE_REFUSALS = new Set([
+  federation.RefusalReason.REFUSAL_REASON_AGGREGATE_TOO_FEW_CONTRIBUTIONS,
+  federation.RefusalReason.REFUSAL_REASON_AGGREGATE_MISMATCH,
+]);
+
 const FAILURE_REASONS: Partial<Record<federation.FailureReason, string>> = {
   [federation.FailureReason.FAILURE_REASON_DIVERGED]: 'diverged',
   [federation.FailureReason.FAILURE_REASON_NO_USABLE_DATA]: 'no-usable-data',
@@ -96,6 +102,9 @@ export class SiteReports {
     }
     const message = refusal.message.trim().slice(0, MAX_MESSAGE);
     const round = await this.participantRound(siteId, refusal.studyId, refusal.round);
+    // A closed round's aggregate refused (the final model of a completed study): recorded, but it is not the site's
+    // answer to the round's task, which stands, and nothing waits for it.
+    const ofClosedRound = task === 'train' && round.status === 'closed' && AGGREGATE_REFUSALS.has(refusal.reason);
     if (task === 'evaluate') {
       const asked = await this.db.prisma.roundEvaluation.updateMany({
         where: { roundId: round.id, siteId, reportedAt: null },
@@ -109,11 +118,11 @@ export class SiteReports {
     await this.db.prisma.siteRefusal.upsert({
       where: { studyId_round_siteId_task: { studyId: refusal.studyId, round: refusal.round, siteId, task } },
       create: { id: randomUUID(), studyId: refusal.studyId, round: refusal.round, siteId, task, ...data },
-      update: data,
+      update: ofClosedRound ? {} : data,
     });
     this.metrics.siteRefused(task, reason);
     this.log.warn({ siteId, studyId: refusal.studyId, round: refusal.round, task, reason, message }, 'site policy refused a task');
-    if (task === 'train') await this.stopWaitingFor(siteId, refusal.studyId, refusal.round, `refused: ${reason}`, message);
+    if (task === 'train' && !ofClosedRound) await this.stopWaitingFor(siteId, refusal.studyId, refusal.round, `refused: ${reason}`, message);
   }
 
   /**

@@ -50,11 +50,15 @@ export class UploadReceiver {
 
   async receive(siteId: string, messages: AsyncIterable<federation.UpdateChunk>): Promise<federation.UploadReceipt> {
     let concerns: { studyId: string; round: number } | undefined;
+    let declared: { sha256: string; bytes: number } | undefined;
     try {
-      return await this.receiveUpload(siteId, messages, (checked) => (concerns = checked));
+      return await this.receiveUpload(siteId, messages, (checked) => (concerns = checked), (header) => {
+        if (SHA256_HEX.test(header.sha256)) declared = { sha256: header.sha256, bytes: header.totalBytes };
+      });
     } catch (error) {
       // The refusal's log line names the study and round, once the header showed them to be real ones.
       if (error instanceof FederationError && concerns) error.concerns ??= concerns;
+      if (error instanceof FederationError && declared && !error.received) error.declared ??= declared;
       throw error;
     }
   }
@@ -63,6 +67,7 @@ export class UploadReceiver {
     siteId: string,
     messages: AsyncIterable<federation.UpdateChunk>,
     checked: (concerns: { studyId: string; round: number }) => void,
+    announced: (header: federation.UpdateHeader) => void,
   ): Promise<federation.UploadReceipt> {
     // Nothing is read from the stream until a slot is free: meanwhile gRPC's flow control holds the site's bytes
     // on its side (a stream window), where reading the header first would have let the stream buffer up to 16
@@ -79,6 +84,7 @@ export class UploadReceiver {
         throw new FederationError(GrpcStatus.INVALID_ARGUMENT, 'an upload must start with an UpdateHeader message');
       }
       header = first.value.part.value;
+      announced(header);
       target = await checkUploadHeader(this.db, this.encrypted, siteId, header);
       checked({ studyId: target.studyId, round: header.round });
       stored = await this.receiveData(siteId, header, target, iterator);

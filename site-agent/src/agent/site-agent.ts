@@ -7,6 +7,7 @@ import {
   InvalidModelSpecError,
   ownerOnlyDir,
   PreprocessingError,
+  studyHash,
   type Logger,
   type SiteKit,
 } from '@federa/shared';
@@ -282,7 +283,14 @@ export class SiteAgent {
         await this.models.weights(closed.studyId, closed.finalRound, def.model);
         this.log.info({ studyId: closed.studyId, path: this.models.path(closed.studyId, closed.finalRound) }, 'final global model saved');
       } catch (error) {
-        this.log.error({ studyId: closed.studyId, reason: describe(error) }, 'could not fetch the final global model');
+        if (error instanceof PolicyRefusalError) {
+          // A final aggregate the policy refuses (too few contributions, slots that disagree) is said to the
+          // coordinator like any refused task, so it reaches the audit log; it names the final round's training.
+          const log = this.log.child({ studyId: closed.studyId, round: closed.finalRound, task: 'final-model' });
+          await this.reportProblem(error, { studyId: closed.studyId, round: closed.finalRound, studyHash: studyHash(def) }, federation.TaskKind.TASK_KIND_TRAIN, log);
+        } else {
+          this.log.error({ studyId: closed.studyId, reason: describe(error) }, 'could not fetch the final global model');
+        }
       }
     }
     this.events.onStudyClosed?.(closed);

@@ -165,25 +165,32 @@ export class FederationClient {
   }
 
   /**
-   * Streams an update: header, 1 MiB data chunks, and a trailer carrying the SHA-256 of the data. The deadline allows
-   * the call timeout plus a second per MiB.
+   * How many bytes of this update the coordinator already holds (an earlier attempt broke off); 0 from a coordinator
+   * without QueryUpload. A round that does not take this site's upload refuses the question, before any byte is sent.
    */
-  /**
-   * Sends an update, resuming from the bytes the coordinator already holds of it (an earlier attempt broke off):
-   * the header declares the update's SHA-256, QueryUpload says how much arrived, and only the rest is sent. A
-   * coordinator without QueryUpload gets the whole update. Chunks are written as the transport drains them, so
-   * the update is never copied into gRPC's buffers whole.
-   */
-  async uploadUpdate(header: UploadHeader, payload: Uint8Array): Promise<federation.UploadReceipt & { resumedFrom: number }> {
+  async uploadOffset(header: UploadHeader, payload: Uint8Array): Promise<number> {
     const sha256 = createHash('sha256').update(payload).digest('hex');
     const totalBytes = payload.byteLength;
-    const offset = await this.queryUpload({ studyId: header.studyId, round: header.round, sha256, totalBytes }).then(
+    return this.queryUpload({ studyId: header.studyId, round: header.round, sha256, totalBytes }).then(
       (progress) => (progress.receivedBytes <= totalBytes ? progress.receivedBytes : 0),
       (error: unknown) => {
         if (error instanceof CoordinatorRefusal && error.code === GrpcStatus.UNIMPLEMENTED) return 0;
         throw error;
       },
     );
+  }
+
+  /**
+   * Streams an update (header, 1 MiB data chunks, a trailer carrying the SHA-256 of the data), resuming from the
+   * bytes the coordinator already holds of it: the header declares the update's SHA-256 and only the rest after
+   * `offset` (from `uploadOffset`, asked here when not given) is sent. Chunks are written as the transport drains
+   * them, so the update is never copied into gRPC's buffers whole. The deadline allows the call timeout plus a
+   * second per MiB.
+   */
+  async uploadUpdate(header: UploadHeader, payload: Uint8Array, knownOffset?: number): Promise<federation.UploadReceipt & { resumedFrom: number }> {
+    const sha256 = createHash('sha256').update(payload).digest('hex');
+    const totalBytes = payload.byteLength;
+    const offset = knownOffset ?? (await this.uploadOffset(header, payload));
     const receipt = await new Promise<federation.UploadReceipt>((resolve, reject) => {
       const options = this.deadline(this.timeoutMs + Math.ceil((totalBytes - offset) / 1024 / 1024) * 1000);
       const call = this.client.uploadUpdate(this.metadata, options, (error, received) => {

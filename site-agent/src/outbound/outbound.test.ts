@@ -30,6 +30,7 @@ function recordingClient(ledgerFile: string, receipt: (payload: Uint8Array) => f
     reportEvaluation: async (m: unknown) => void (await note('evaluation', m)),
     reportRefusal: async (m: unknown) => void (await note('refusal', m)),
     reportRoundFailure: async (m: unknown) => void (await note('failure', m)),
+    uploadOffset: async () => 0,
     uploadUpdate: async (h: unknown, payload: Uint8Array) => (await note('update', h), receipt(payload)),
   };
   return { client: client as unknown as FederationClient, sent };
@@ -103,6 +104,7 @@ describe('the outbound path', () => {
     let uploads = 0;
     let refusals = 0;
     const client = {
+      uploadOffset: async () => 0,
       uploadUpdate: async () => {
         uploads++;
         if (uploads <= 2) throw new CoordinatorRefusal(GrpcStatus.UNAVAILABLE, 'the coordinator\'s database is briefly unavailable');
@@ -124,6 +126,26 @@ describe('the outbound path', () => {
     const { entries } = await readLedger(path);
     // Each attempt was a send, so each is in the ledger; the receipt belongs to the one that arrived.
     expect(entries.map((e) => e.kind)).toEqual(['opened', 'update', 'update', 'update', 'receipt', 'refusal']);
+  });
+
+  it('ledgers no update the coordinator refuses before its bytes leave (a closed round, a stopped study)', async () => {
+    const path = ledgerPath(dir);
+    const ledger = await PrivacyLedger.open(path, { siteId: 'hospital-a', certificateFingerprint: null, agentVersion: 't' });
+    let uploads = 0;
+    const client = {
+      uploadOffset: async () => {
+        throw new CoordinatorRefusal(GrpcStatus.FAILED_PRECONDITION, 'study s is stopped; it takes no more uploads');
+      },
+      uploadUpdate: async () => {
+        uploads++;
+        throw new Error('must not be called');
+      },
+    } as unknown as FederationClient;
+    const outbound = new Outbound(client, ledger, sitePolicySchema.parse({}), 'hospital-a', null);
+    const header = { studyId: 's', round: 1, encoding: federation.UpdateEncoding.UPDATE_ENCODING_PLAINTEXT_F32, vectorLength: 2, baseModelSha256: '0'.repeat(64) };
+    await expect(outbound.uploadUpdate(header, new Uint8Array(8), null)).rejects.toThrow(/stopped/);
+    expect(uploads).toBe(0);
+    expect((await readLedger(path)).entries.map((e) => e.kind)).toEqual(['opened']);
   });
 
   it('stops retrying when the deadline passes or the agent stops, with the coordinator\'s last answer', async () => {

@@ -123,6 +123,9 @@ export class Outbound {
     until?: number,
   ): Promise<federation.UploadReceipt> {
     const send = async (): Promise<federation.UploadReceipt> => {
+      // Asked before the ledger entry: a closed round or a stopped study refuses the question (it carries the update's
+      // hash and size, not its bytes), so the ledger lists only updates whose bytes went out.
+      const offset = await this.client.uploadOffset(header, payload);
       const entry = await this.ledger.record({
         kind: 'update',
         studyId: header.studyId,
@@ -131,7 +134,7 @@ export class Outbound {
         encryption,
         detail: { encoding: federation.updateEncodingToJSON(header.encoding), vectorLength: header.vectorLength },
       });
-      const receipt = await this.client.uploadUpdate(header, payload);
+      const receipt = await this.client.uploadUpdate(header, payload, offset);
       if (receipt.resumedFrom > 0) this.log.info({ studyId: header.studyId, round: header.round, resumedFrom: receipt.resumedFrom, bytes: payload.byteLength }, 'upload resumed where the last attempt stopped');
       await this.keepReceipt(entry, receipt);
       return receipt;
