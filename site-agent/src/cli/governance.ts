@@ -76,10 +76,11 @@ export async function decideCommand(decision: 'approved' | 'rejected', argv: str
   if (positionals.length !== 1) throw new UsageError(`${verb} needs exactly one study HASH (from \`federa-site studies\`)`);
   const config = await requireConfig(values.config, verb);
   const decisions = new StudyDecisions(config.stateDir);
-  // The study may be new: fetch the list first, so a hash read off the coordinator's dashboard can be approved.
-  if (!(await decisions.known()).some((s) => s.hash.startsWith(positionals[0]!.toLowerCase()))) {
-    await fetchOffers(config, decisions).catch(() => undefined);
-  }
+  // Fetch the coordinator's list first: the study may be new (a hash read off the dashboard), or a new run of a
+  // definition decided before, which needs its own decision. Unreachable, the decision is on the studies seen so far.
+  await fetchOffers(config, decisions).catch((error: unknown) =>
+    process.stderr.write(`note: could not reach the coordinator (${(error as Error).message.split('\n')[0]}); deciding among the studies this site has seen\n`),
+  );
   const by = `${userInfo().username}@${hostname()}`;
   const study = await decisions.decide(positionals[0]!, decision, by, values.note, values.study);
   const view = viewOf(study, config);
@@ -158,7 +159,7 @@ async function fetchOffers(config: SiteConfig, decisions: StudyDecisions): Promi
   try {
     const offered = await client.listStudies(10_000);
     for (const study of offered) {
-      await decisions.remember({ hash: study.studyHash, studyId: study.studyId, name: study.name, owner: study.owner, definitionJson: study.studyDefinitionJson });
+      await decisions.remember({ hash: study.studyHash, studyId: study.studyId, name: study.name, owner: study.owner, definitionJson: study.studyDefinitionJson, status: study.status });
     }
   } finally {
     client.close();

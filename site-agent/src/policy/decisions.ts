@@ -29,6 +29,9 @@ const decisionSchema = z
 
 export type DecisionRecord = z.output<typeof decisionSchema>;
 
+/** Study states in which a study can still ask this site for work. */
+const OPEN_STATUSES = new Set(['draft', 'running', 'paused']);
+
 const offerSchema = z
   .object({
     hash: z.string().regex(/^[0-9a-f]{64}$/),
@@ -37,6 +40,8 @@ const offerSchema = z
     owner: z.string().max(200),
     definitionJson: z.string().min(2),
     firstSeenAt: z.iso.datetime(),
+    /** The study's state when the coordinator last listed it (draft, running, completed, ...); tasks carry none. */
+    status: z.string().max(40).optional(),
   })
   .strict();
 
@@ -72,9 +77,11 @@ export class StudyDecisions {
       await this.write({ ...offer, firstSeenAt: new Date().toISOString() });
       return (await this.offer(offer.studyId))!;
     }
-    // A task names no owner; the coordinator's list does: fill it in when it arrives.
-    if (existing && (existing.owner !== '' || offer.owner === '')) return existing;
-    const record: StudyOffer = { ...offer, firstSeenAt: existing?.firstSeenAt ?? new Date().toISOString() };
+    // A task names no owner or state; the coordinator's list does: fill them in when it arrives.
+    const owner = offer.owner !== '' ? offer.owner : (existing?.owner ?? '');
+    const status = offer.status ?? existing?.status;
+    if (existing && existing.owner === owner && existing.status === status) return existing;
+    const record: StudyOffer = { ...offer, owner, ...(status ? { status } : {}), firstSeenAt: existing?.firstSeenAt ?? new Date().toISOString() };
     await this.write(record);
     return record;
   }
@@ -171,6 +178,10 @@ export class StudyDecisions {
         `no study with hash ${wanted}${studyId ? ` and id ${studyId}` : ''} has been offered to this site; run \`federa-site studies\` to fetch the coordinator's list first`,
       );
     }
+    // The same definition run again is another study: a decision names one. When only one of them can still run,
+    // that is the one the hospital is deciding on (the others ended).
+    const stillOpen = matches.filter((m) => m.status !== undefined && OPEN_STATUSES.has(m.status));
+    if (matches.length > 1 && studyId === undefined && stillOpen.length === 1 && new Set(matches.map((m) => m.hash)).size === 1) matches.splice(0, matches.length, stillOpen[0]!);
     if (matches.length > 1) {
       const hashes = new Set(matches.map((m) => m.hash));
       throw new DecisionError(

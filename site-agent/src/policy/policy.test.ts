@@ -208,8 +208,15 @@ describe('the hospital\'s study decisions', () => {
     expect(await decisions.decisionFor('s2', hash)).toBeNull();
     await expect(decisions.decide(hash, 'approved', 'it')).rejects.toThrow(/2 studies share this definition .* --study/);
     expect((await decisions.decide(hash, 'approved', 'it', undefined, 's2')).decision).toMatchObject({ studyId: 's2', decision: 'approved' });
+    // Once the coordinator's list says s1 ended and s2 runs, the hash alone names s2, the one that can still run.
+    await decisions.remember({ hash, studyId: 's1', name: def.name, owner: 'dr who', definitionJson: studyDefinitionJson(def), status: 'completed' });
+    await decisions.remember({ hash, studyId: 's2', name: def.name, owner: 'dr who', definitionJson: studyDefinitionJson(def), status: 'running' });
+    expect((await decisions.decide(hash, 'rejected', 'it')).decision).toMatchObject({ studyId: 's2', decision: 'rejected' });
+    // Two runs still open: the hash is ambiguous again.
+    await decisions.remember({ hash, studyId: 's3', name: def.name, owner: 'dr who', definitionJson: studyDefinitionJson(def), status: 'draft' });
+    await expect(decisions.decide(hash, 'approved', 'it')).rejects.toThrow(/3 studies share this definition .* --study/);
     const lines = (await readFile(decisions.decisionsPath, 'utf8')).trim().split('\n');
-    expect(lines).toHaveLength(3);
+    expect(lines).toHaveLength(4);
     expect((await stat(decisions.decisionsPath)).mode & 0o077).toBe(0);
     const known = (await decisions.known()).find((s) => s.studyId === 's1');
     expect(known?.owner).toBe('dr who');
