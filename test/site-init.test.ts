@@ -54,15 +54,16 @@ describe('federa-site init', () => {
 
   it('writes a commented site.yaml with absolute paths that the agent loads as written', async () => {
     // Relative options, from a working directory that is not the config's: the file still holds absolute paths.
+    // An --out below a file cannot be written: init says so and what to change.
+    await writeFile(join(dir, 'not-a-folder'), '');
     const result = await site(
-      ['init', '--kit', 'kits/sites/hospital-a', '--coordinator', '10.0.0.5:50051', '--server-name', 'coordinator.example.org', '--out', 'conf/site.yaml', '--data-dir', 'images', '--labels', 'images/labels.csv'],
+      ['init', '--kit', 'kits/sites/hospital-a', '--coordinator', '10.0.0.5:50051', '--server-name', 'coordinator.example.org', '--out', 'not-a-folder/site.yaml', '--data-dir', 'images', '--labels', 'images/labels.csv'],
       dir,
     );
-    // conf/ does not exist yet: init says it cannot write there.
     expect(result.code).toBe(2);
-    expect(result.stderr).toMatch(/cannot write .*conf\/site\.yaml: .*choose a writable --out/);
+    expect(result.stderr).toMatch(/cannot write .*not-a-folder\/site\.yaml: .*choose a writable --out/);
 
-    await mkdir(join(dir, 'conf'));
+    // conf/ does not exist yet, as /etc/federa on a fresh host: init creates it.
     const ok = await site(
       ['init', '--kit', 'kits/sites/hospital-a', '--coordinator', '10.0.0.5:50051', '--server-name', 'coordinator.example.org', '--out', 'conf/site.yaml', '--data-dir', 'images', '--labels', 'images/labels.csv'],
       dir,

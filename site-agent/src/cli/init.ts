@@ -1,4 +1,4 @@
-import { writeFile } from 'node:fs/promises';
+import { mkdir, writeFile } from 'node:fs/promises';
 import { isIP } from 'node:net';
 import { dirname, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -211,6 +211,10 @@ export async function initCommand(argv: string[], out: Out): Promise<number> {
   });
   // The agent's own loader, before anything is written: init never leaves a site.yaml the agent would refuse.
   const config = parseSiteConfig(parseYaml(text), dirname(outPath), 'the generated site.yaml (from the options given to init)');
+  // A fresh host has no /etc/federa yet; the file holds no secret (credentials stay in their own files).
+  await mkdir(dirname(outPath), { recursive: true, mode: 0o755 }).catch((error: unknown) => {
+    throw new UsageError(`cannot write ${outPath}: cannot create its folder (${(error as Error).message}); choose a writable --out`);
+  });
   try {
     await writeFile(outPath, text, { flag: values.force ? 'w' : 'wx', mode: 0o644 });
   } catch (error) {
