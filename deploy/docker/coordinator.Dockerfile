@@ -23,7 +23,10 @@ COPY coordinator/package.json coordinator/
 COPY coordinator/bin coordinator/bin
 COPY site-agent/package.json site-agent/
 COPY site-agent/bin site-agent/bin
-RUN npm ci --no-audit --no-fund
+# Behind a TLS-inspecting proxy, give npm the proxy's CA as a build secret (docker build --secret
+# id=npm-ca,src=/etc/ssl/certs/ca-certificates.crt ...); it is mounted for this step only, never stored in a layer.
+RUN --mount=type=secret,id=npm-ca if [ -s /run/secrets/npm-ca ]; then export NPM_CONFIG_CAFILE=/run/secrets/npm-ca; fi \
+  && npm ci --no-audit --no-fund
 COPY tsconfig.base.json tsconfig.json ./
 COPY shared shared
 COPY coordinator coordinator

@@ -40,7 +40,10 @@ COPY coordinator/package.json coordinator/
 COPY coordinator/bin coordinator/bin
 COPY site-agent/package.json site-agent/
 COPY site-agent/bin site-agent/bin
-RUN npm ci --no-audit --no-fund
+# Behind a TLS-inspecting proxy, give npm the proxy's CA as a build secret (docker build --secret
+# id=npm-ca,src=/etc/ssl/certs/ca-certificates.crt ...); it is mounted for this step only, never stored in a layer.
+RUN --mount=type=secret,id=npm-ca if [ -s /run/secrets/npm-ca ]; then export NPM_CONFIG_CAFILE=/run/secrets/npm-ca; fi \
+  && npm ci --no-audit --no-fund
 COPY tsconfig.base.json tsconfig.json ./
 COPY shared shared
 COPY coordinator coordinator
@@ -49,7 +52,8 @@ COPY demo demo
 RUN npm run build && npm prune --omit=dev --no-audit --no-fund
 # Not in package-lock.json on purpose (a 400 MB native download most sites do not want): added here, at the
 # version of the @tensorflow/tfjs-* packages the agent pins. Its install script fetches libtensorflow (GPU).
-RUN if [ -n "$TFJS_NODE_CDN_STORAGE" ]; then export TFJS_NODE_CDN_STORAGE; fi \
+RUN --mount=type=secret,id=npm-ca if [ -s /run/secrets/npm-ca ]; then export NPM_CONFIG_CAFILE=/run/secrets/npm-ca; fi \
+  && if [ -n "$TFJS_NODE_CDN_STORAGE" ]; then export TFJS_NODE_CDN_STORAGE; fi \
   && npm install --no-save --omit=dev --no-audit --no-fund "@tensorflow/tfjs-node-gpu@${TFJS_NODE_GPU_VERSION}" \
   && test -e node_modules/.bin/federa-site && node_modules/.bin/federa-site --version
 
