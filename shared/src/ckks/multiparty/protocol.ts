@@ -1,0 +1,142 @@
+import type { MultipartyParameters } from './params.js';
+import { nttPrimes as nttPrimesBelow, RnsRing, sampleCenteredBinomial, sampleTernary, sampleUniform, sampleWide, SeededStream } from './ring.js';
+
+/**
+ * The arithmetic of multiparty CKKS (see ../PARAMETERS.md, "Multiparty"), one ciphertext of N values at a time,
+ * without the wire: key shares over a common polynomial, the collective public key, encryption under it, the sum,
+ * key-switching shares with smudging noise, and decryption under the sites' model key. Polynomials are RNS,
+ * coefficient form, as `RnsRing` holds them. Who may call what (a share only for a sum of enough certified sites,
+ * never two shares for one ciphertext) is for the callers; this only computes.
+ */
+
+export interface Ciphertext {
+  c0: Uint32Array;
+  c1: Uint32Array;
+}
+
+/** The ring of a parameter set: its primes found once. */
+export function ringOf(params: MultipartyParameters): RnsRing {
+  return RnsRing.create(params.ringDegree, primesOf(params));
+}
+
+const primeCache = new Map<string, number[]>();
+
+/** The largest NTT-friendly primes of each length (distinct, largest first). */
+function primesOf(params: MultipartyParameters): number[] {
+  const key = `${params.ringDegree}:${params.primeBits.join(',')}`;
+  const cached = primeCache.get(key);
+  if (cached) return cached;
+  const chosen: number[] = [];
+  for (const bits of params.primeBits) {
+    // Primes of this length not already taken: ask for as many as have been taken plus one.
+    const candidates = nttPrimesBelow(params.ringDegree, bits, chosen.length + 1).filter((p) => !chosen.includes(p));
+    const next = candidates[0];
+    if (next === undefined || next < 2 ** (bits - 1)) throw new RangeError(`no ${bits}-bit NTT prime left for N = ${params.ringDegree}`);
+    chosen.push(next);
+  }
+  primeCache.set(key, chosen);
+  return chosen;
+}
+
+
+/** The common polynomial a of a key epoch, from the consortium's public seed: every party expands the same. */
+export function commonPolynomial(ring: RnsRing, seed: Uint8Array, epoch: number): Uint32Array {
+  return sampleUniform(ring, new SeededStream(seed, `federa/multiparty/common-a/epoch-${epoch}`));
+}
+
+/** A site's secret share s_i (ternary; it never leaves the site) and its public share p_i = -a s_i + e_i. */
+export function keyShare(ring: RnsRing, a: Uint32Array, random: SeededStream): { secret: Uint32Array; publicShare: Uint32Array } {
+  const secret = sampleTernary(ring, random);
+  const e = sampleCenteredBinomial(ring, random);
+  const publicShare = ring.sub(e, ring.multiply(a, secret));
+  return { secret, publicShare };
+}
+
+/** p = sum p_i: the collective public key every site checks against the signed shares. */
+export function collectivePublicKey(ring: RnsRing, shares: readonly Uint32Array[]): Uint32Array {
+  if (shares.length === 0) throw new RangeError('a collective key needs at least one share');
+  const sum = ring.zero();
+  for (const share of shares) ring.add(sum, share, sum);
+  return sum;
+}
+
+/** Rounds every coefficient to a multiple of 2^bits (centred): what travels drops those low bits. */
+export function roundLowBits(ring: RnsRing, poly: Uint32Array, bits: number): Uint32Array {
+  if (bits === 0) return poly.slice();
+  const step = 1n << BigInt(bits);
+  const half = step >> 1n;
+  const values = ring.toCenteredBigInts(poly).map((v) => {
+    const r = ((v % step) + step) % step;
+    return r >= half ? v - r + step : v - r;
+  });
+  return ring.fromBigInts(values);
+}
+
+/** m = round(Delta v) as RNS residues; Delta = 2^scaleBits may exceed 2^53, so through exact integers. */
+export function encodeValues(ring: RnsRing, params: MultipartyParameters, values: ArrayLike<number>): Uint32Array {
+  if (values.length > ring.n) throw new RangeError(`one ciphertext holds ${ring.n} values, got ${values.length}`);
+  const limit = params.request.maxAbsValue;
+  const integers: bigint[] = new Array<bigint>(ring.n).fill(0n);
+  for (let i = 0; i < values.length; i++) {
+    const v = values[i] as number;
+    if (!Number.isFinite(v) || Math.abs(v) > limit) throw new RangeError(`value ${i} is ${v}, outside +-${limit}`);
+    // v * 2^k is exact in float64 (a power of two only moves the exponent); above 2^53 it is already an integer.
+    integers[i] = BigInt(Math.round(v * 2 ** params.scaleBits));
+  }
+  return ring.fromBigInts(integers);
+}
+
+/** Site j's update under the collective key: (p u + e0 + m, a u + e1), c0 and c1 rounded as the parameters allow. */
+export function encrypt(ring: RnsRing, params: MultipartyParameters, key: { p: Uint32Array; a: Uint32Array }, values: ArrayLike<number>, random: SeededStream): Ciphertext {
+  const m = encodeValues(ring, params, values);
+  const u = sampleTernary(ring, random);
+  const e0 = sampleCenteredBinomial(ring, random);
+  const e1 = sampleCenteredBinomial(ring, random);
+  const c0 = ring.add(ring.add(ring.multiply(key.p, u), e0), m);
+  const c1 = ring.add(ring.multiply(key.a, u), e1);
+  return { c0: roundLowBits(ring, c0, params.droppedBits.c0), c1: roundLowBits(ring, c1, params.droppedBits.c1) };
+}
+
+/** The coordinator's only operation: adding ciphertexts it cannot read. */
+export function addCiphertexts(ring: RnsRing, ciphertexts: readonly Ciphertext[]): Ciphertext {
+  const sum = { c0: ring.zero(), c1: ring.zero() };
+  for (const c of ciphertexts) {
+    ring.add(sum.c0, c.c0, sum.c0);
+    ring.add(sum.c1, c.c1, sum.c1);
+  }
+  return sum;
+}
+
+/**
+ * Site i's key-switching share for the summed C1: h_i = (s_i - t_i) C1 + E_i, where t_i is this site's part of the
+ * model key (the model key itself for the one designated site, none for the others) and E_i smudging noise.
+ */
+export function keySwitchShare(
+  ring: RnsRing,
+  params: MultipartyParameters,
+  secret: Uint32Array,
+  modelKeyPart: Uint32Array | null,
+  c1: Uint32Array,
+  random: SeededStream,
+): Uint32Array {
+  const switching = modelKeyPart ? ring.sub(secret, modelKeyPart) : secret;
+  const smudging = sampleWide(ring, random, 2 ** params.smudgingLog2);
+  return roundLowBits(ring, ring.add(ring.multiply(switching, c1), smudging), params.droppedBits.share);
+}
+
+/** C0' = C0 + sum h_i: the sum now decrypts under the model key, which the coordinator does not hold. */
+export function applyKeySwitch(ring: RnsRing, sum: Ciphertext, shares: readonly Uint32Array[]): Ciphertext {
+  const c0 = sum.c0.slice();
+  for (const h of shares) ring.add(c0, h, c0);
+  return { c0, c1: sum.c1 };
+}
+
+/** Decrypts with a key (the model key after the switch): values = (C0 + C1 s) / Delta. */
+export function decrypt(ring: RnsRing, params: MultipartyParameters, ciphertext: Ciphertext, key: Uint32Array, count = ring.n): Float64Array {
+  const plain = ring.add(ciphertext.c0, ring.multiply(ciphertext.c1, key));
+  const centred = ring.toCenteredNumbers(plain);
+  const scale = 2 ** params.scaleBits;
+  const out = new Float64Array(count);
+  for (let i = 0; i < count; i++) out[i] = (centred[i] as number) / scale;
+  return out;
+}
