@@ -116,6 +116,7 @@ for (const params of sizes) {
   for (let i = 0; i < params; i++) maxAbsError = Math.max(maxAbsError, Math.abs(sum[i] / w - plainSum[i] / plainW));
   const zstdBytes = zstdCompressSync(payloads[0]).length;
   runs.push({
+    mode: 'single-key',
     params,
     sites,
     uploadBytesPerParam: payloads[0].length / params,
@@ -145,9 +146,84 @@ for (const params of sizes) {
 await pool?.close();
 context.dispose();
 
+// Multiparty mode (shared/src/ckks/multiparty): keys no single party holds. One thread, the protocol's own
+// pure-TypeScript arithmetic; bytes are the wire forms' real sizes (c0 and the share rounded, c1 and sums as residues).
+const mp = await import(resolve(here, '../shared/dist/ckks/multiparty/index.js'));
+const mpParams = mp.deriveMultipartyParameters();
+const ring = mp.ringOf(mpParams);
+const randomStream = (label) => new mp.SeededStream(globalThis.crypto.getRandomValues(new Uint8Array(32)), label);
+const a = mp.commonPolynomial(ring, new Uint8Array(32).fill(1), 1);
+const keyShares = Array.from({ length: sites }, () => mp.keyShare(ring, a, randomStream('key')));
+const collective = mp.collectivePublicKey(ring, keyShares.map((k) => k.publicShare));
+const modelKey = mp.sampleTernary(ring, randomStream('model-key'));
+const mpSizes = sizes.filter((n) => n <= Number(process.env.FEDERA_BENCH_MULTIPARTY_MAX ?? 10_000_000));
+for (const params of mpSizes) {
+  const vectors = Array.from({ length: sites }, (_, k) => siteVector(params, weights[k % weights.length], 1000 + k));
+  const plainSum = new Float64Array(params + 1);
+  for (const v of vectors) for (let i = 0; i <= params; i++) plainSum[i] += v[i];
+  const n = ring.n;
+  const count = Math.ceil((params + 1) / n);
+  const chunk = (v, c) => v.subarray(c * n, Math.min((c + 1) * n, params + 1));
+  const bytes = { c0: mp.roundedBytes(ring, mpParams.droppedBits.c0), c1: mp.residueBytes(ring), share: mp.roundedBytes(ring, mpParams.droppedBits.share) };
+  const t = { encrypt: 0, aggregate: 0, share: 0, decrypt: 0 };
+  const sumValues = new Float64Array(params + 1);
+  let uploadBytes = 0;
+  let downloadBytes = 0;
+  for (let c = 0; c < count; c++) {
+    let started = performance.now();
+    const cts = vectors.map((v) => mp.encrypt(ring, mpParams, { p: collective, a }, chunk(v, c), randomStream('enc')));
+    // What one site sends: its ciphertext packed as it travels.
+    const out = new Uint8Array(bytes.c0 + bytes.c1);
+    mp.packResidues(ring, cts[0].c1, out, mp.packRounded(ring, cts[0].c0, mpParams.droppedBits.c0, out, 0));
+    t.encrypt += performance.now() - started;
+    started = performance.now();
+    const sum = mp.addCiphertexts(ring, cts);
+    t.aggregate += performance.now() - started;
+    started = performance.now();
+    const shares = keyShares.map((k, i) => mp.keySwitchShare(ring, mpParams, k.secret, i === 0 ? modelKey : null, sum.c1, randomStream('switch')));
+    const shareOut = new Uint8Array(bytes.share);
+    mp.packRounded(ring, shares[0], mpParams.droppedBits.share, shareOut, 0);
+    t.share += performance.now() - started;
+    started = performance.now();
+    const switched = mp.applyKeySwitch(ring, sum, shares);
+    t.aggregate += performance.now() - started;
+    started = performance.now();
+    const values = mp.decrypt(ring, mpParams, switched, modelKey, chunk(plainSum, c).length);
+    t.decrypt += performance.now() - started;
+    sumValues.set(values, c * n);
+    uploadBytes += out.length + shareOut.length;
+    downloadBytes += bytes.c1 + mp.roundedBytes(ring, mpParams.droppedBits.c0);
+  }
+  let maxAbsError = 0;
+  for (let i = 0; i < params; i++) maxAbsError = Math.max(maxAbsError, Math.abs(sumValues[i] / sumValues[params] - plainSum[i] / plainSum[params]));
+  const s = (ms) => ms / 1000;
+  runs.push({
+    mode: 'multiparty',
+    params,
+    sites,
+    uploadBytesPerParam: uploadBytes / params,
+    downloadBytesPerParam: downloadBytes / params,
+    encryptParamsPerSec: (params * sites) / s(t.encrypt),
+    aggregateParamsPerSec: (params * sites) / s(t.aggregate),
+    keySwitchParamsPerSec: (params * sites) / s(t.share),
+    decryptParamsPerSec: params / s(t.decrypt),
+    maxAbsError,
+    threads: 1,
+    repetitions: 1,
+  });
+  const r = runs.at(-1);
+  console.error(
+    `${String(params).padStart(9)} params x ${sites} sites, multiparty: upload ${r.uploadBytesPerParam.toFixed(3)} B/param (update and share), ` +
+      `download ${r.downloadBytesPerParam.toFixed(3)} B/param, encrypt ${(r.encryptParamsPerSec / 1e6).toFixed(3)} M/s, ` +
+      `aggregate ${(r.aggregateParamsPerSec / 1e6).toFixed(2)} M/s, key switch ${(r.keySwitchParamsPerSec / 1e6).toFixed(3)} M/s, ` +
+      `decrypt ${(r.decryptParamsPerSec / 1e6).toFixed(3)} M/s (one thread), max FedAvg error ${r.maxAbsError.toExponential(2)}`,
+  );
+}
+
 const p = DEFAULT_CKKS_PARAMETERS;
 const results = {
   runs,
+  multiparty: { ...mpParams, primes: ring.primes },
   ckks: {
     ...p,
     encoding: 'coefficient (N values per ciphertext, one per polynomial coefficient)',

@@ -6,8 +6,8 @@
  *
  * Protocol the bounds are for (coefficient encoding, as the single-key codec):
  * - key shares: site i samples a ternary s_i and sends p_i = -a s_i + e_i over the common a; p = sum p_i, s = sum s_i.
- * - encryption by site j: c0 = p u + e0 + round(Delta v), c1 = a u + e1 (u ternary), each rounded to a multiple of
- *   2^d0 and 2^d1 before it travels.
+ * - encryption by site j: c0 = p u + e0 + round(Delta v), c1 = a u + e1 (u ternary); c0 rounded to a multiple of
+ *   2^d0 before it travels, c1 whole (d1 = 0, see below).
  * - the coordinator adds the K ciphertexts: (C0, C1).
  * - key switch to the model key s_m that only sites hold: site i sends h_i = (s_i - t_i) C1 + E_i, E_i wide
  *   "smudging" noise, rounded to 2^dh, with sum t_i = s_m; then C0 + sum h_i + C1 s_m = sum m + noise.
@@ -97,10 +97,11 @@ export function deriveMultipartyParameters(request: MultipartyRequest = DEFAULT_
     // over K sites, and there are K of them). e = sum e_i, s = sum s_i.
     const keyNoiseTimesSmall = NOISE_VARIANCE * kMax * n * TERNARY_VARIANCE; // variance of one coefficient of e*u_j or e1_j*s
     const base = kMax * (2 * keyNoiseTimesSmall + NOISE_VARIANCE);
-    // c1's rounding r1 is multiplied by s in decryption, so it is key-dependent and smudged too: let it at most
-    // double the noise. Its variance is K * n * (2K/3) * 4^d1 / 12.
-    const d1 = droppable(base, kMax * n * kMax * TERNARY_VARIANCE);
-    const r1 = (kMax * n * kMax * TERNARY_VARIANCE * 4 ** d1) / 12;
+    // c1 travels whole, as residues: rounding it (r1) would be multiplied by s in decryption, so it would be
+    // key-dependent and need smudging too; at most 3 bits could go (r1's variance K n (2K/3) 4^d1 / 12 within
+    // the rest), not worth a CRT per coefficient.
+    const d1 = 0;
+    const r1 = 0;
     const ciphertextNoise = tail * Math.sqrt(base + r1);
     // Each honest site's smudging alone must hide that noise up to 2^-lambda (the others may collude).
     const smudging = 2 ** lambda * ciphertextNoise;

@@ -63,6 +63,7 @@ export function collectivePublicKey(ring: RnsRing, shares: readonly Uint32Array[
 /** Rounds every coefficient to a multiple of 2^bits (centred): what travels drops those low bits. */
 export function roundLowBits(ring: RnsRing, poly: Uint32Array, bits: number): Uint32Array {
   if (bits === 0) return poly.slice();
+  if (ring.modulus.toString(2).length - bits <= 52) return roundLowBitsFloat(ring, poly, bits);
   const step = 1n << BigInt(bits);
   const half = step >> 1n;
   const values = ring.toCenteredBigInts(poly).map((v) => {
@@ -72,18 +73,39 @@ export function roundLowBits(ring: RnsRing, poly: Uint32Array, bits: number): Ui
   return ring.fromBigInts(values);
 }
 
-/** m = round(Delta v) as RNS residues; Delta = 2^scaleBits may exceed 2^53, so through exact integers. */
+/**
+ * The same without BigInt when the quotients k = value / 2^bits fit a float64: the float CRT is off by far less
+ * than half a step (2^-50 relative), so k is the nearest multiple, or at worst its neighbour at an exact tie.
+ */
+function roundLowBitsFloat(ring: RnsRing, poly: Uint32Array, bits: number): Uint32Array {
+  const centred = ring.toCenteredNumbers(poly);
+  const step = 2 ** bits;
+  const quotients = new Float64Array(ring.n);
+  for (let i = 0; i < ring.n; i++) quotients[i] = Math.round((centred[i] as number) / step);
+  // k * 2^bits in RNS: the shift as scalar multiplications of at most 2^21 each.
+  const out = ring.fromSigned(quotients);
+  for (let left = bits; left > 0; left -= 21) ring.mulScalar(out, 2 ** Math.min(21, left), out);
+  return out;
+}
+
+/**
+ * m = round(Delta v) as RNS residues. Delta = 2^scaleBits is above 2^53, so v is rounded at the finest scale a float64
+ * holds exactly for |v| <= maxAbsValue, then shifted in RNS: the rounding is then 2^(scaleBits - fine - 1) instead
+ * of 1/2 (2^41 at the defaults, against a total error bound near 2^61).
+ */
 export function encodeValues(ring: RnsRing, params: MultipartyParameters, values: ArrayLike<number>): Uint32Array {
   if (values.length > ring.n) throw new RangeError(`one ciphertext holds ${ring.n} values, got ${values.length}`);
   const limit = params.request.maxAbsValue;
-  const integers: bigint[] = new Array<bigint>(ring.n).fill(0n);
+  const fine = Math.min(params.scaleBits, 52 - Math.ceil(Math.log2(limit + 1)));
+  const scaled = new Float64Array(ring.n);
   for (let i = 0; i < values.length; i++) {
     const v = values[i] as number;
     if (!Number.isFinite(v) || Math.abs(v) > limit) throw new RangeError(`value ${i} is ${v}, outside +-${limit}`);
-    // v * 2^k is exact in float64 (a power of two only moves the exponent); above 2^53 it is already an integer.
-    integers[i] = BigInt(Math.round(v * 2 ** params.scaleBits));
+    scaled[i] = Math.round(v * 2 ** fine);
   }
-  return ring.fromBigInts(integers);
+  const m = ring.fromSigned(scaled);
+  for (let left = params.scaleBits - fine; left > 0; left -= 21) ring.mulScalar(m, 2 ** Math.min(21, left), m);
+  return m;
 }
 
 /** Site j's update under the collective key: (p u + e0 + m, a u + e1), c0 and c1 rounded as the parameters allow. */
@@ -94,7 +116,8 @@ export function encrypt(ring: RnsRing, params: MultipartyParameters, key: { p: U
   const e1 = sampleCenteredBinomial(ring, random);
   const c0 = ring.add(ring.add(ring.multiply(key.p, u), e0), m);
   const c1 = ring.add(ring.multiply(key.a, u), e1);
-  return { c0: roundLowBits(ring, c0, params.droppedBits.c0), c1: roundLowBits(ring, c1, params.droppedBits.c1) };
+  // c1 travels whole (see PARAMETERS.md): rounding it would be key-dependent noise.
+  return { c0: roundLowBits(ring, c0, params.droppedBits.c0), c1 };
 }
 
 /** The coordinator's only operation: adding ciphertexts it cannot read. */

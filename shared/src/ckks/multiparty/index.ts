@@ -1,0 +1,5 @@
+export * from './params.js';
+export * from './protocol.js';
+export * from './ring.js';
+export * from './wire.js';
+export * from './key-shares.js';

@@ -1,0 +1,87 @@
+import { packBits, packedBytes, unpackBits } from '../polyq.js';
+import type { RnsRing } from './ring.js';
+
+/**
+ * How a multiparty polynomial travels. Two forms:
+ * - rounded (c0, key-switching shares): its coefficients are multiples of 2^dropped (see `roundLowBits`), so only
+ *   k = value / 2^dropped goes, offset to unsigned, at (modulusBits - dropped) bits. |k| < q / 2^(dropped+1) stays
+ *   below 2^53 for every derived parameter set, so k is exact in a float64 and nothing here needs BigInt.
+ * - residues (c1, sums): each residue at its prime's bit length; the sum of those lengths is q's bit length, so
+ *   this costs nothing over a packed integer and needs no CRT.
+ */
+
+/** Bits per coefficient of a rounded polynomial. */
+export function roundedBits(ring: RnsRing, dropped: number): number {
+  const bits = ring.modulus.toString(2).length - dropped;
+  if (bits > 53) throw new RangeError(`a polynomial rounded to 2^${dropped} still needs ${bits} bits per coefficient: more than a float64 holds exactly`);
+  return bits;
+}
+
+export function roundedBytes(ring: RnsRing, dropped: number): number {
+  return packedBytes(ring.n, roundedBits(ring, dropped));
+}
+
+export function residueBytes(ring: RnsRing): number {
+  return ring.primes.reduce((sum, p) => sum + packedBytes(ring.n, bitLength(p)), 0);
+}
+
+const bitLength = (p: number): number => Math.ceil(Math.log2(p + 1));
+const TWO_32 = 0x1_0000_0000;
+
+/** Packs a polynomial whose coefficients are multiples of 2^dropped. Refuses one that is not. */
+export function packRounded(ring: RnsRing, poly: Uint32Array, dropped: number, out: Uint8Array, at: number): number {
+  const bits = roundedBits(ring, dropped);
+  const offset = 2 ** (bits - 1);
+  const step = 2 ** dropped;
+  const centred = ring.toCenteredNumbers(poly);
+  const words = new Uint32Array(2 * ring.n);
+  for (let i = 0; i < ring.n; i++) {
+    // toCenteredNumbers is within 2^-50 relative: far below half a step, so the quotient rounds to the exact k.
+    const k = Math.round((centred[i] as number) / step);
+    const u = k + offset;
+    if (u < 0 || u >= 2 * offset) throw new RangeError(`coefficient ${i} is out of range for ${bits} bits`);
+    const hi = Math.floor(u / TWO_32);
+    words[2 * i] = u - hi * TWO_32;
+    words[2 * i + 1] = hi;
+  }
+  return packBits(words, bits, out, at);
+}
+
+export function unpackRounded(ring: RnsRing, input: Uint8Array, at: number, dropped: number): { poly: Uint32Array; next: number } {
+  const bits = roundedBits(ring, dropped);
+  const words = new Uint32Array(2 * ring.n);
+  const next = unpackBits(input, at, bits, words);
+  const offset = 2 ** (bits - 1);
+  const values = new Array<bigint>(ring.n);
+  const shift = BigInt(dropped);
+  for (let i = 0; i < ring.n; i++) {
+    const k = (words[2 * i + 1] as number) * TWO_32 + (words[2 * i] as number) - offset;
+    values[i] = BigInt(k) << shift;
+  }
+  return { poly: ring.fromBigInts(values), next };
+}
+
+export function packResidues(ring: RnsRing, poly: Uint32Array, out: Uint8Array, at: number): number {
+  let pos = at;
+  const words = new Uint32Array(2 * ring.n);
+  ring.primes.forEach((p, j) => {
+    for (let i = 0; i < ring.n; i++) words[2 * i] = poly[j * ring.n + i] as number;
+    pos = packBits(words, bitLength(p), out, pos);
+  });
+  return pos;
+}
+
+export function unpackResidues(ring: RnsRing, input: Uint8Array, at: number): { poly: Uint32Array; next: number } {
+  const poly = ring.zero();
+  const words = new Uint32Array(2 * ring.n);
+  let pos = at;
+  ring.primes.forEach((p, j) => {
+    pos = unpackBits(input, pos, bitLength(p), words);
+    for (let i = 0; i < ring.n; i++) {
+      const r = words[2 * i] as number;
+      if (r >= p) throw new RangeError(`residue ${i} of prime ${j} is ${r}, not below ${p}: corrupt polynomial`);
+      poly[j * ring.n + i] = r;
+    }
+  });
+  return { poly, next: pos };
+}
