@@ -16,6 +16,8 @@ export async function startProvisionedCoordinator(
   dir: string,
   siteIds: string[],
   names: { hostnames: string[]; ips: string[] } = { hostnames: ['localhost'], ips: ['127.0.0.1'] },
+  /** PostgreSQL instead of the embedded database. */
+  databaseUrl?: string,
 ): Promise<{ kits: string; coordinator: RunningCoordinator }> {
   const kits = join(dir, 'kits');
   await provisionConsortium({
@@ -28,7 +30,7 @@ export async function startProvisionedCoordinator(
     generateCkksKeys: generateConsortiumCkksKeys,
   });
   const coordinator = await startCoordinator(
-    parseCoordinatorConfig({ kitDir: join(kits, 'coordinator'), httpPort: 0, grpcPort: 0, dataDir: join(dir, 'coordinator') }),
+    parseCoordinatorConfig({ kitDir: join(kits, 'coordinator'), httpPort: 0, grpcPort: 0, dataDir: join(dir, 'coordinator'), ...(databaseUrl ? { databaseUrl } : {}) }),
   );
   return { kits, coordinator };
 }

@@ -417,6 +417,7 @@ function defineBackendSuite(backend: Backend, unavailable: string | undefined): 
           'api_token',
           'audit_checkpoint',
           'audit_record',
+          'ciphertext_seed',
           'model_version',
           'round',
           'round_evaluation',

@@ -152,9 +152,10 @@ const SCALARS: Record<string, { dataType: string; udt: string }> = {
   Boolean: { dataType: 'boolean', udt: 'bool' },
   DateTime: { dataType: 'timestamp without time zone', udt: 'timestamp' },
   Json: { dataType: 'jsonb', udt: 'jsonb' },
+  Bytes: { dataType: 'bytea', udt: 'bytea' },
 };
 const KNOWN_FIELD_ATTRIBUTES = new Set(['@id', '@default', '@map', '@updatedAt', '@unique', '@relation']);
-const KNOWN_BLOCK_ATTRIBUTES = new Set(['@@map', '@@unique', '@@index']);
+const KNOWN_BLOCK_ATTRIBUTES = new Set(['@@map', '@@id', '@@unique', '@@index']);
 const REFERENTIAL_ACTIONS: Record<string, string> = { Cascade: 'c', Restrict: 'r', NoAction: 'a', SetNull: 'n', SetDefault: 'd' };
 
 interface Column {
@@ -205,6 +206,10 @@ function expectedShape(models: Model[], enums: Enum[]): DatabaseShape {
     const table = tableOf(model);
     for (const a of model.blockAttributes) {
       if (!KNOWN_BLOCK_ATTRIBUTES.has(a.name)) throw new Error(`extend schema-agreement.test.ts for ${a.name} on ${model.name}`);
+      if (a.name === '@@id') {
+        if (!a.args?.startsWith('[') || a.args.includes(':')) throw new Error(`unsupported ${a.name}(${a.args}) on ${model.name}`);
+        shape.indexes.push({ table, name: `${table}_pkey`, columns: list(a.args).map((f) => columnOf(model, f)), unique: true, primary: true });
+      }
       if (a.name === '@@unique' || a.name === '@@index') {
         if (!a.args?.startsWith('[') || a.args.includes(':')) throw new Error(`unsupported ${a.name}(${a.args}) on ${model.name}`);
         const columns = list(a.args).map((f) => columnOf(model, f));
@@ -366,6 +371,6 @@ describe('schema.prisma and the migrations', () => {
     expect(() => expectedShape(parseSchema(schema('v Decimal')).models, [])).toThrow(/extend/);
     expect(() => expectedShape(parseSchema(schema('v String @db.VarChar(10)')).models, [])).toThrow(/extend/);
     expect(() => expectedShape(parseSchema(schema('v String @default(dbgenerated("x"))')).models, [])).toThrow(/extend/);
-    expect(() => expectedShape(parseSchema(schema('@@id([id])')).models, [])).toThrow(/extend/);
+    expect(() => expectedShape(parseSchema(schema('@@schema("other")')).models, [])).toThrow(/extend/);
   });
 });

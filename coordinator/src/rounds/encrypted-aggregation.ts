@@ -1,8 +1,9 @@
 import { Inject, Injectable, type OnApplicationShutdown } from '@nestjs/common';
-import { CkksContext, CkksError, CkksWorkerPool, createLogger, type ParallelAccumulator } from '@federa/shared';
+import { ckksKeyIdOf, CkksContext, CkksError, CkksWorkerPool, createLogger, type ParallelAccumulator } from '@federa/shared';
 import { CKKS_PUBLIC_PARAMS, COORDINATOR_CONFIG } from '../app/tokens.js';
 import type { CoordinatorConfig } from '../config/index.js';
 import { FederationError, GrpcStatus } from '../federation/federation-error.js';
+import { seedDigests, type SeedDigests } from './ciphertext-seeds.js';
 
 /** A round's sum so far, and which updates (by SHA-256) are in it. */
 interface RunningSum {
@@ -40,10 +41,19 @@ export class EncryptedAggregation implements OnApplicationShutdown {
 
   /**
    * Checks an accepted update completely (framing, checksum, parameters, key, every coefficient's range, one site's
-   * update of the expected length) and adds it to its round's running sum. Refused with INVALID_ARGUMENT, adding
-   * nothing, when anything is wrong with it. Called under the study's lock, after the round's own checks.
+   * update of the expected length, seeds all distinct) and adds it to its round's running sum. `vet` sees the update's
+   * seed digests first and may refuse it (a seed used before). Refused with INVALID_ARGUMENT, adding nothing, when
+   * anything is wrong with it; returns the seed digests, for the caller to record. Called under the study's lock,
+   * after the round's own checks.
    */
-  async addToRound(roundId: string, sha256: string, bytes: number, read: (target: Uint8Array) => Promise<void>, vectorLength: number): Promise<void> {
+  async addToRound(
+    roundId: string,
+    sha256: string,
+    bytes: number,
+    read: (target: Uint8Array) => Promise<void>,
+    vectorLength: number,
+    vet: (seeds: SeedDigests) => Promise<void> = () => Promise.resolve(),
+  ): Promise<SeedDigests> {
     let running = this.running.get(roundId);
     if (!running) {
       running = { sum: await (await this.poolOrThrow()).createAccumulator(this.key()), added: new Set() };
@@ -53,18 +63,27 @@ export class EncryptedAggregation implements OnApplicationShutdown {
     if (running.buffer?.byteLength !== bytes) running.buffer = new Uint8Array(new SharedArrayBuffer(bytes));
     const payload = running.buffer;
     await read(payload);
+    const key = this.key();
+    let seeds: SeedDigests;
+    try {
+      // Digested now: the buffer is the next update's once this one is added.
+      seeds = seedDigests(ckksKeyIdOf(key), (await this.contextOrThrow()).updateSeeds(payload, ckksKeyIdOf(key)));
+    } catch (error) {
+      throw refusal(error) ?? error;
+    }
+    await vet(seeds);
     try {
       await running.sum.add(payload, { vectorLength });
     } catch (error) {
       // What is wrong with the update itself was found before anything was added: refused, the sum unchanged.
-      if (error instanceof CkksError && error.code !== 'ACCUMULATOR_FAILED' && error.code !== 'SEAL_ERROR') {
-        throw new FederationError(GrpcStatus.INVALID_ARGUMENT, `encrypted update refused (${error.code}): ${error.message}`);
-      }
+      const refused = refusal(error);
+      if (refused) throw refused;
       // Part of it may be in the sum: drop the sum (the close sums the stored updates) and fail this upload.
       this.running.delete(roundId);
       throw error;
     }
     running.added.add(sha256);
+    return seeds;
   }
 
   /** The round's sum no longer matches its receipts (an accepted update was not recorded): the close starts over. */
@@ -132,6 +151,12 @@ export class EncryptedAggregation implements OnApplicationShutdown {
     this.pool ??= CkksWorkerPool.create({ threads: this.config.aggregationThreads });
     return this.pool;
   }
+}
+
+/** What is wrong with an update itself, as the site's refusal; null for a failure that is not the update's. */
+function refusal(error: unknown): FederationError | null {
+  if (!(error instanceof CkksError) || error.code === 'ACCUMULATOR_FAILED' || error.code === 'SEAL_ERROR') return null;
+  return new FederationError(GrpcStatus.INVALID_ARGUMENT, `encrypted update refused (${error.code}): ${error.message}`);
 }
 
 export const NO_KIT =

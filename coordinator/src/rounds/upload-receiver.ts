@@ -8,6 +8,7 @@ import { PartialOffsetError, PartialUploads, type BlobInfo, type BlobStore, type
 import { FederationError, GrpcStatus } from '../federation/federation-error.js';
 import { CoordinatorMetrics } from '../metrics/index.js';
 import type { Database } from '../persistence/index.js';
+import { recordSeeds, refuseReusedSeeds, seedConflict, type SeedDigests } from './ciphertext-seeds.js';
 import { EncryptedAggregation } from './encrypted-aggregation.js';
 import { RoundsService } from './rounds.service.js';
 import { StudyLocks } from './study-locks.js';
@@ -255,16 +256,26 @@ export class UploadReceiver {
       }
       // An encrypted update is checked completely and added to the round's running sum here, once. It is read only
       // now, into shared memory where the aggregation threads read it: one study holds one update in memory at a time.
+      // Before it is added, its seeds are checked against every seed accepted under the key (any study, any round).
+      let seeds: SeedDigests | undefined;
       if (encrypted) {
         const began = performance.now();
-        await this.encrypted.addToRound(round.id, blob.sha256, blob.size, (buffer) => this.blobs.readInto(blob.sha256, buffer), target.vectorLength);
+        seeds = await this.encrypted.addToRound(
+          round.id,
+          blob.sha256,
+          blob.size,
+          (buffer) => this.blobs.readInto(blob.sha256, buffer),
+          target.vectorLength,
+          (digests) => refuseReusedSeeds(this.db.prisma, digests),
+        );
         addSeconds = (performance.now() - began) / 1000;
       }
       const receivedAt = new Date();
+      const receiptId = randomUUID();
       const recorded = this.audit.transaction(async (tx) => {
         await tx.updateReceipt.create({
           data: {
-            id: randomUUID(),
+            id: receiptId,
             roundId: round.id,
             siteId,
             sha256: blob.sha256,
@@ -273,6 +284,7 @@ export class UploadReceiver {
             receivedAt,
           },
         });
+        if (seeds) await recordSeeds(tx, seeds, receiptId);
         return {
           result: undefined,
           audit: {
@@ -288,7 +300,7 @@ export class UploadReceiver {
       const { records } = await recorded.catch((error: unknown) => {
         // In the sum but not recorded: the close must not use that sum.
         if (encrypted) this.encrypted.forgetRound(round.id);
-        throw error;
+        throw seedConflict(error) ?? error;
       });
       // The timings feed the scale benchmark: when the bytes arrived, and what adding them to the sum took.
       this.log.info(

@@ -81,7 +81,7 @@ export abstract class EncryptedSum {
 
   /**
    * Checks that a payload may join this sum, changing nothing: framing, checksum, key, length, the number of
-   * sites the parameters can sum, and that it was not added before. Its coefficients are checked next, by range.
+   * sites the parameters can sum, that an update's ciphertexts have distinct seeds, and that it was not added before. Its coefficients are checked next, by range.
    */
   protected admit(payload: Uint8Array, expected?: ExpectedUpdate): { header: PayloadHeader; identity: string } {
     if (this.failed !== undefined) throw new CkksError('ACCUMULATOR_FAILED', `this sum is unusable after an earlier failure: ${this.failed.message}`);
@@ -104,8 +104,10 @@ export abstract class EncryptedSum {
         `adding ${header.siteCount} more site(s) to ${this.summed} would exceed the ${maxSites} the CKKS parameters can sum without overflow`,
       );
     }
-    // The first seed is 64 random bytes, unique to this update; an aggregate is identified by its digest.
-    const identity = header.kind === 'update' ? hex(new CiphertextReader(this.ctx, payload, header).seed(0)) : createHash('sha256').update(payload).digest('hex');
+    // An update's seeds are 64 random bytes each, all different, so its first identifies it; an aggregate is
+    // identified by its digest.
+    const identity =
+      header.kind === 'update' ? hex(new CiphertextReader(this.ctx, payload, header).distinctSeeds()[0]!) : createHash('sha256').update(payload).digest('hex');
     if (this.seen.has(identity)) throw new CkksError('DUPLICATE', 'this CKKS payload has already been added to the sum');
     return { header, identity };
   }

@@ -281,6 +281,12 @@ describe('CKKS codec', () => {
       const c0At = 80 + Math.ceil((N + 4) / N) * 64;
       outOfRange.fill(0xff, c0At, c0At + 6); // first c0 coefficient = 2^46 - 1 > round((q-1)/2^8)
       expectCkksError(() => acc.add(withFixedCrc(outOfRange)), 'CORRUPT', /out of range/);
+      // Two ciphertexts of one update under one seed: their difference would be the difference of their plaintexts.
+      const sharedSeed = good.slice();
+      sharedSeed.copyWithin(PAYLOAD_HEADER_BYTES + SEED_BYTES, PAYLOAD_HEADER_BYTES, PAYLOAD_HEADER_BYTES + SEED_BYTES);
+      expectCkksError(() => acc.add(withFixedCrc(sharedSeed)), 'SEED_REUSED', /ciphertext 1 reuses the seed of ciphertext 0/);
+      expectCkksError(() => coordinator.updateSeeds(withFixedCrc(sharedSeed)), 'SEED_REUSED');
+      expect(coordinator.updateSeeds(good).map((seed) => sha256(seed))).toEqual([0, 1].map((i) => sha256(good.subarray(80 + i * 64, 80 + (i + 1) * 64))));
 
       expectCkksError(() => acc.add(site.encryptVector(new Float32Array(10), secretKey)), 'LENGTH_MISMATCH');
       const aggregateSoFar = acc.result();

@@ -353,6 +353,18 @@ export class CkksContext {
     };
   }
 
+  /**
+   * The seeds of a site update's ciphertexts, after checking its framing and (when given) key; its checksum and
+   * coefficients are the sum's to check. Refused (SEED_REUSED) when two of its ciphertexts share a seed. Views into
+   * `payload`, valid while it is. A coordinator keeps digests of them to refuse a seed that comes again.
+   */
+  updateSeeds(payload: Uint8Array, keyId?: Uint8Array): Uint8Array[] {
+    this.assertLive();
+    const header = this.checkPayload(payload, keyId, false);
+    if (header.kind !== 'update') throw new CkksError('CORRUPT', 'a site uploads one update, not an aggregate');
+    return new CiphertextReader(this, payload, header).distinctSeeds();
+  }
+
   /** An accumulator for the coordinator, bound to the key set named in publicParams. */
   createAccumulator(publicParams: Uint8Array): CiphertextAccumulator {
     return new CiphertextAccumulator(this, publicParams);

@@ -24,6 +24,8 @@ export type CkksErrorCode =
   | 'TOO_MANY_SITES'
   /** The same payload added twice to one sum. */
   | 'DUPLICATE'
+  /** A ciphertext seed used twice under one key (it would reveal the difference of the two plaintexts). */
+  | 'SEED_REUSED'
   /** A value outside the range the parameters were sized for (it would wrap around the modulus). */
   | 'VALUE_OUT_OF_RANGE'
   /** The accumulator was left unusable by an earlier internal failure. */

@@ -17,7 +17,7 @@ export {
   type CkksParameters,
 } from './params.js';
 export type { PayloadKind } from './payload.js';
-export { ckksParametersOf } from './keys.js';
+export { ckksKeyIdOf, ckksParametersOf } from './keys.js';
 export { sealHeapBytes } from './seal.js';
 export { CkksWorkerPool, ParallelAccumulator, type CkksWorkerPoolOptions } from './pool.js';
 export {

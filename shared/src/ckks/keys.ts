@@ -150,3 +150,8 @@ export function readKeyHeader(bytes: Uint8Array): KeyHeader {
 export function ckksParametersOf(key: Uint8Array): CkksParameters {
   return readKeyHeader(key).params;
 }
+
+/** The 16-byte id of the key set a key blob (secret key or public parameters) belongs to. */
+export function ckksKeyIdOf(key: Uint8Array): Uint8Array {
+  return readKeyHeader(key).keyId;
+}

@@ -61,6 +61,26 @@ export class CiphertextReader {
   }
 
   /**
+   * Every seed of an update, in ciphertext order, refused (SEED_REUSED) when two of its ciphertexts share one: with
+   * c1 = a(seed) equal, c0 - c0' is the difference of their plaintexts plus small noise, readable without the key.
+   */
+  distinctSeeds(): Uint8Array[] {
+    const seeds: Uint8Array[] = [];
+    const firstUse = new Map<string, number>();
+    for (let i = 0; i < this.header.ciphertextCount; i++) {
+      const seed = this.seed(i);
+      const key = Buffer.from(seed.buffer, seed.byteOffset, seed.byteLength).toString('latin1');
+      const earlier = firstUse.get(key);
+      if (earlier !== undefined) {
+        throw new CkksError('SEED_REUSED', `ciphertext ${i} reuses the seed of ciphertext ${earlier} of the same update; a seed must never encrypt twice`);
+      }
+      firstUse.set(key, i);
+      seeds.push(seed);
+    }
+    return seeds;
+  }
+
+  /**
    * Ciphertext i as SEAL bytes, given its c0 in NTT form: seeded for an update (SEAL regenerates c1 on
    * load), both polynomials for an aggregate.
    */
