@@ -1,11 +1,11 @@
 import { execFile, spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { chmod, cp, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { freePort } from './support/ports.js';
 
 /**
  * Builds the coordinator and site-agent images from deploy/docker with Debian's podman, on a base made from Debian
@@ -70,17 +70,6 @@ async function must(args: string[], what: string, timeoutMs?: number): Promise<s
   const result = await run(args, { timeoutMs });
   if (result.code !== 0) throw new Error(`${what} failed (exit ${result.code}): ${args.join(' ')}\n${result.out.split('\n').slice(-40).join('\n')}`);
   return result.out;
-}
-
-async function freePort(): Promise<number> {
-  return new Promise((done, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      server.close(() => done(typeof address === 'object' && address ? address.port : 0));
-    });
-  });
 }
 
 let runtime = containerRuntime();

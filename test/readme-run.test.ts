@@ -1,13 +1,13 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readDicomFile } from '../site-agent/src/data/index.js';
 import { SKIP_PACS, startOrthanc, type RunningOrthanc } from './support/orthanc.js';
+import { freePort } from './support/ports.js';
 
 /**
  * Runs the README's shell blocks, command by command, against temporary consortia, so the README cannot drift
@@ -113,17 +113,6 @@ const must = <T,>(value: T | undefined, what: string): T => {
   if (value === undefined) throw new Error(`${what} is not known yet: a README command before this one did not run`);
   return value;
 };
-
-async function freePort(): Promise<number> {
-  return new Promise((done, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      server.close(() => done(typeof address === 'object' && address ? address.port : 0));
-    });
-  });
-}
 
 async function until<T>(what: string, probe: () => Promise<T | undefined>, ms = 60_000): Promise<T> {
   const deadline = Date.now() + ms;

@@ -1,19 +1,10 @@
 import { mkdtemp, rm } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { parseCoordinatorConfig, startCoordinator } from '@federa/coordinator';
 import { generateConsortium, parseSiteConfig, SiteAgent, siteTransport } from '@federa/site-agent';
-
-/** A port free right now on loopback (the config takes a fixed port, not 0). */
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as { port: number };
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
+import { freePort } from './support/ports.js';
 
 /** The agent's optional status endpoint, started and stopped with the agent from `status:` in site.yaml. */
 describe('site agent status endpoint', () => {

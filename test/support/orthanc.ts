@@ -1,9 +1,9 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { freePort } from './ports.js';
 
 /**
  * A real PACS for the DICOMweb tests: Debian's Orthanc with its DICOMweb plugin, started in a temp folder on a
@@ -30,18 +30,6 @@ export interface RunningOrthanc {
   /** Uploads Part 10 files (POST /instances); returns the Orthanc instance ids. */
   upload(files: readonly string[]): Promise<string[]>;
   stop(): Promise<void>;
-}
-
-async function freePort(): Promise<number> {
-  return new Promise((resolvePort, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      const port = typeof address === 'object' && address ? address.port : 0;
-      server.close(() => resolvePort(port));
-    });
-  });
 }
 
 export async function startOrthanc(options: { username?: string; password?: string } = {}): Promise<RunningOrthanc> {
