@@ -1,0 +1,81 @@
+import { createHash } from 'node:crypto';
+import { z } from 'zod';
+import { findRevocation, signCanonical, verifyCanonical, verifyCertificate, type RevocationEntry } from '../../pki/index.js';
+import { STUDY_ID } from '../../study/definition.js';
+
+/**
+ * Before a site computes a key-switching share, which lets the sum be read under the model key, it checks what the
+ * sum is made of: at least its policy's minParticipants updates, each signed by a distinct site the consortium CA
+ * certified and did not revoke, all for this epoch, study and round, and the summed c1 it was sent is the one the
+ * request names. A site signs each update it sends (the digests of its c0 and c1), so a coordinator cannot make up
+ * contributors; a sum of one site's update dressed up as many is refused.
+ */
+
+export const contributionStatementSchema = z
+  .object({
+    kind: z.literal('federa.multiparty.contribution'),
+    epoch: z.int().min(1),
+    studyId: z.string().regex(STUDY_ID),
+    round: z.int().min(1),
+    siteId: z.string().regex(/^[a-z0-9][a-z0-9-]{0,62}$/),
+    parameters: z.string().regex(/^[0-9a-f]{64}$/),
+    updateSha256: z.string().regex(/^[0-9a-f]{64}$/),
+  })
+  .strict();
+
+export type ContributionStatement = z.output<typeof contributionStatementSchema>;
+
+export interface SignedContribution {
+  statement: ContributionStatement;
+  signature: string;
+  certificatePem: string;
+}
+
+/** A site signs the update it sends: the statement travels with the update and comes back with a share request. */
+export function signContribution(statement: Omit<ContributionStatement, 'kind'>, privateKeyPem: string, certificatePem: string): SignedContribution {
+  const parsed = contributionStatementSchema.parse({ kind: 'federa.multiparty.contribution', ...statement });
+  return { statement: parsed, signature: signCanonical(parsed, privateKeyPem), certificatePem };
+}
+
+export interface ShareRequest {
+  epoch: number;
+  studyId: string;
+  round: number;
+  parameters: string;
+  /** SHA-256 of the summed c1 (wire bytes) the share is asked for. */
+  sumSha256: string;
+  contributions: readonly SignedContribution[];
+}
+
+export type ShareRequestCheck = { ok: true; sites: string[] } | { ok: false; reason: string };
+
+/** The checks above, against the bytes of C1 the site received and its policy. */
+export function checkShareRequest(
+  request: ShareRequest,
+  input: { sumBytes: Uint8Array; minParticipants: number; caPem: string; revoked: readonly RevocationEntry[]; at?: Date },
+): ShareRequestCheck {
+  const digest = createHash('sha256').update(input.sumBytes).digest('hex');
+  if (digest !== request.sumSha256) return { ok: false, reason: `the sum received hashes to ${digest}, not the ${request.sumSha256} the request names` };
+  const sites = new Set<string>();
+  for (const signed of request.contributions) {
+    const parsed = contributionStatementSchema.safeParse(signed.statement);
+    if (!parsed.success) return { ok: false, reason: `a contribution's statement is malformed: ${parsed.error.issues[0]?.message ?? 'invalid'}` };
+    const s = parsed.data;
+    const refuse = (why: string): ShareRequestCheck => ({ ok: false, reason: `the contribution of ${s.siteId}: ${why}` });
+    if (s.epoch !== request.epoch || s.studyId !== request.studyId || s.round !== request.round) {
+      return refuse(`it is for epoch ${s.epoch}, study ${s.studyId} round ${s.round}, not this sum's`);
+    }
+    if (s.parameters !== request.parameters) return refuse('it is for other CKKS parameters');
+    const trusted = verifyCertificate(signed.certificatePem, input.caPem, { purpose: 'client', ...(input.at ? { at: input.at } : {}) });
+    if (!trusted.ok) return refuse(`its certificate is not one the consortium CA issued to a site (${trusted.reason})`);
+    if (trusted.certificate.siteId !== s.siteId) return refuse(`it is signed with the certificate of ${trusted.certificate.siteId ?? 'no site'}`);
+    if (findRevocation(input.revoked, trusted.certificate)) return refuse('its certificate is revoked');
+    if (!verifyCanonical(s, signed.signature, signed.certificatePem)) return refuse('its signature does not verify');
+    if (sites.has(s.siteId)) return refuse('it is listed twice');
+    sites.add(s.siteId);
+  }
+  if (sites.size < input.minParticipants) {
+    return { ok: false, reason: `the sum holds ${sites.size} site(s)' updates; this site's policy needs at least ${input.minParticipants} (policy.minParticipants)` };
+  }
+  return { ok: true, sites: [...sites].sort() };
+}

@@ -1,0 +1,1 @@
+export { KeySwitchShares } from './key-switch-shares.js';
