@@ -61,7 +61,7 @@ function pacsLines(pacs: PacsOptions, labels: string): string[] {
       : ['    # auth: { basic: { username: federa, passwordFile: /etc/federa/pacs-password } }   # or { bearerFile: ... }']),
     '    query:   # which images this site trains on (at least one filter)',
     ...query,
-    `  labels: ${q(labels)}   # CSV keyed by sop_instance_uid or study_instance_uid`,
+    `  labels: ${q(labels)}   # CSV keyed by sop_instance_uid, series_instance_uid or study_instance_uid`,
   ];
 }
 
@@ -96,7 +96,7 @@ export function renderSiteYaml(options: SiteYamlOptions): string {
     : options.labels
     ? [
         `  dir: ${q(options.dataDir)}   # folder source: DICOM, PNG and JPEG files under this folder`,
-        `  labels: ${q(options.labels)}   # CSV keyed by file (relative to dir), sop_instance_uid or study_instance_uid`,
+        `  labels: ${q(options.labels)}   # CSV keyed by file (relative to dir), sop_instance_uid, series_instance_uid or study_instance_uid`,
       ]
     : [`  dir: ${q(options.dataDir)}   # folder source: DICOM, PNG and JPEG files, one folder per class`, '  layout: folders'];
   return [
@@ -141,7 +141,7 @@ function pacsOptions(values: {
     return undefined;
   }
   if (values['data-dir'] !== undefined) throw new UsageError('--pacs and --data-dir exclude each other: the images come from the PACS (cached in the state folder)');
-  if (!values.labels) throw new UsageError('--pacs needs --labels <CSV keyed by sop_instance_uid or study_instance_uid>');
+  if (!values.labels) throw new UsageError('--pacs needs --labels <CSV keyed by sop_instance_uid, series_instance_uid or study_instance_uid>');
   if ((values['pacs-user'] === undefined) !== (values['pacs-password-file'] === undefined)) {
     throw new UsageError('--pacs-user and --pacs-password-file go together (a file holding the password, mode 600)');
   }

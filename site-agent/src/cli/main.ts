@@ -33,8 +33,8 @@ commands:
   data scan (--config site.yaml | --dir DIR [--labels CSV | --folders]) [--json]
                               decode every file (DICOM, PNG, JPEG) and count by class, modality, transfer
                               syntax and size, labelled as the config's data.layout says (--labels: a CSV
-                              keyed by file, sop_instance_uid or study_instance_uid; --folders: one folder
-                              per class); list every rejected file with its reason
+                              keyed by file, sop_instance_uid, series_instance_uid or study_instance_uid;
+                              --folders: one folder per class); list every rejected file with its reason
   data inspect FILE [--json] [--raw OUT]
                               the header fields that matter (never patient identity) and the decode status;
                               --raw writes the stored pixel values of all frames as little-endian bytes

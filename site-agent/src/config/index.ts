@@ -75,12 +75,13 @@ export const siteConfigSchema = z
         dir: z.string().min(1).optional(),
         /**
          * Where the images come from: 'folder' (data.dir, the default) or 'dicomweb' (the hospital's PACS, copied
-         * into stateDir/pacs-cache by SOP Instance UID; labels then by sop_instance_uid or study_instance_uid).
+         * into stateDir/pacs-cache by SOP Instance UID; labels then by sop_instance_uid, series_instance_uid or
+         * study_instance_uid).
          */
         source: dataSourceSchema.optional(),
         /**
-         * 'csv': a labels CSV (`labels`) keyed by `file` (path relative to `dir`), `sop_instance_uid` or
-         * `study_instance_uid`. 'folders': the first folder under `dir` is the class. Defaults to 'csv' when
+         * 'csv': a labels CSV (`labels`) keyed by `file` (path relative to `dir`), `sop_instance_uid`,
+         * `series_instance_uid` or `study_instance_uid`. 'folders': the first folder under `dir` is the class. Defaults to 'csv' when
          * `labels` is given and to 'folders' when it is not.
          */
         layout: z.enum(['csv', 'folders'], { error: 'must be "csv" or "folders"' }).optional(),
@@ -96,7 +97,7 @@ export const siteConfigSchema = z
           ctx.addIssue({ code: 'custom', path: ['dir'], message: 'cannot be combined with source kind dicomweb: the PACS images are cached under stateDir/pacs-cache' });
         }
         if (data.layout === 'csv' && data.labels === undefined) {
-          ctx.addIssue({ code: 'custom', path: ['labels'], message: 'is required with layout: csv (the labels CSV, keyed by file, sop_instance_uid or study_instance_uid)' });
+          ctx.addIssue({ code: 'custom', path: ['labels'], message: 'is required with layout: csv (the labels CSV, keyed by file, sop_instance_uid, series_instance_uid or study_instance_uid)' });
         }
         if (data.layout === 'folders' && data.labels !== undefined) {
           ctx.addIssue({ code: 'custom', path: ['labels'], message: 'cannot be combined with layout: folders, where each class is a folder under data.dir' });

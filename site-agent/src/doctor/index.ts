@@ -110,13 +110,13 @@ async function checkData(config: SiteConfig): Promise<DoctorCheck> {
       name,
       ok: false,
       detail: (error as Error).message,
-      hint: 'data.labels must be a CSV with a "label" column and one of "file", "sop_instance_uid" or "study_instance_uid"',
+      hint: 'data.labels must be a CSV with a "label" column and one of "file", "sop_instance_uid", "series_instance_uid" or "study_instance_uid"',
     };
   }
   const counts = tally(table.rows.map((r) => r.label));
   if (table.keyedBy !== 'file') {
     // UIDs are only matched once the files' headers are read; that is `data scan`'s job, not a quick check's.
-    const what = table.keyedBy === 'sop_instance_uid' ? 'SOP instances' : 'studies';
+    const what = { sop_instance_uid: 'SOP instances', series_instance_uid: 'series', study_instance_uid: 'studies' }[table.keyedBy];
     return {
       name,
       ok: table.rows.length > 0,

@@ -91,6 +91,8 @@ describe('generateConsortium', () => {
         rescaleIntercept: profile.rescaleIntercept,
         bitsStored: 12,
         modality: profile.modality,
+        // A series UID is what a PACS export labels by; each synthetic image is its own series.
+        seriesInstanceUid: expect.stringMatching(/^2\.25\.[0-9]+$/) as unknown,
       });
     }
     expect(BASE_PROFILES.map((p) => p.imageSize)).toEqual([64, 72, 80, 64]);

@@ -46,6 +46,7 @@ describe('writeDicomPart10', () => {
       transferSyntaxUid: transferSyntax === 'explicit-vr-little-endian' ? '1.2.840.10008.1.2.1' : '1.2.840.10008.1.2',
       sopClassUid: SOP_CLASS_UIDS['secondary-capture'],
       sopInstanceUid: '2.25.1234',
+      seriesInstanceUid: '2.25.89',
       studyInstanceUid: '2.25.4567',
       modality: 'CT',
       rows: 5,

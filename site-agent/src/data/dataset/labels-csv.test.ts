@@ -67,6 +67,21 @@ describe('parseLabelsCsv', () => {
     expect(parseLabelsCsv('label,study_instance_uid\nnormal,1.2.3\n').keyedBy).toBe('study_instance_uid');
   });
 
+  it('keys rows by Series Instance UID, named by the header', () => {
+    expect(parseLabelsCsv('Series_Instance_UID,label,note\n1.2.840.113619.2.55.3.7,lesion,CT chest\n 1.3.6.1.4.1.9328.2 ,normal,\n')).toEqual({
+      keyedBy: 'series_instance_uid',
+      rows: [
+        { key: '1.2.840.113619.2.55.3.7', label: 'lesion', line: 2 },
+        { key: '1.3.6.1.4.1.9328.2', label: 'normal', line: 3 },
+      ],
+    });
+    // One key column only: a series file that also names its study is ambiguous.
+    expect(issuesOf('series_instance_uid,study_instance_uid,label\n1.2.3.4,1.2.3,normal\n')[0]?.message).toBe(
+      'header has key columns "series_instance_uid" and "study_instance_uid"; a labels file is keyed one way only',
+    );
+    expect(issuesOf('series,label\n1.2.3.4,normal\n')[0]?.message).toMatch(/"series_instance_uid"/);
+  });
+
   it('refuses values that are not UIDs, and repeated UIDs, naming line and column', () => {
     expect(issuesOf(`study_instance_uid,label\n1.2.3,normal\nimages/a.dcm,lesion\n,lesion\n${'1.'.repeat(40)}1,normal\n1.2.3,lesion\n`)).toEqual([
       { line: 3, column: 'study_instance_uid', message: 'must be a DICOM UID: digits separated by dots' },
@@ -74,5 +89,12 @@ describe('parseLabelsCsv', () => {
       { line: 5, column: 'study_instance_uid', message: 'must be a DICOM UID of at most 64 characters' },
       { line: 6, column: 'study_instance_uid', message: '"1.2.3" is already labelled on line 2' },
     ]);
+    expect(issuesOf('label,series_instance_uid\nnormal,1.2.3.4\nlesion,1.2.3.x\nlesion,1.2.3.4\n')).toEqual([
+      { line: 3, column: 'series_instance_uid', message: 'must be a DICOM UID: digits separated by dots' },
+      { line: 4, column: 'series_instance_uid', message: '"1.2.3.4" is already labelled on line 2' },
+    ]);
+    expect(() => parseLabelsCsv('series_instance_uid,label\nCT-0001,normal\n', 'site/labels.csv')).toThrow(
+      /line 2, column "series_instance_uid": must be a DICOM UID/,
+    );
   });
 });

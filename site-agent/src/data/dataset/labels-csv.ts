@@ -3,11 +3,12 @@ import { z } from 'zod';
 
 /**
  * What a labels CSV is keyed by, named by its header: a file path relative to the data folder, or a DICOM
- * SOP Instance UID (one image) or Study Instance UID (every image of the study). UIDs are matched against the
+ * SOP Instance UID (one image), Series Instance UID (every image of the series: PACS exports usually label a
+ * scan, which is a series) or Study Instance UID (every image of the study). UIDs are matched against the
  * files' headers at the site and never leave it.
  */
-export type LabelKey = 'file' | 'sop_instance_uid' | 'study_instance_uid';
-export const LABEL_KEYS: readonly LabelKey[] = ['file', 'sop_instance_uid', 'study_instance_uid'];
+export type LabelKey = 'file' | 'sop_instance_uid' | 'series_instance_uid' | 'study_instance_uid';
+export const LABEL_KEYS: readonly LabelKey[] = ['file', 'sop_instance_uid', 'series_instance_uid', 'study_instance_uid'];
 
 /** One labelled key: a normalised POSIX path relative to the dataset directory, or a UID. */
 export interface LabelRow {
@@ -48,7 +49,7 @@ export class LabelsCsvError extends Error {
 }
 
 const MAX_ISSUES_IN_MESSAGE = 20;
-const HEADER_HELP = 'header must name a "label" column and one key column: "file", "sop_instance_uid" or "study_instance_uid"';
+const HEADER_HELP = 'header must name a "label" column and one key column: "file", "sop_instance_uid", "series_instance_uid" or "study_instance_uid"';
 
 /** Relative path that cannot escape the dataset directory once joined to it. */
 const relativeFile = z
@@ -67,7 +68,12 @@ const uid = z
   .max(64, 'must be a DICOM UID of at most 64 characters')
   .regex(/^[0-9]+(\.[0-9]+)*$/, 'must be a DICOM UID: digits separated by dots');
 
-const keySchemas: Record<LabelKey, z.ZodType<string, string>> = { file: relativeFile, sop_instance_uid: uid, study_instance_uid: uid };
+const keySchemas: Record<LabelKey, z.ZodType<string, string>> = {
+  file: relativeFile,
+  sop_instance_uid: uid,
+  series_instance_uid: uid,
+  study_instance_uid: uid,
+};
 const labelSchema = z.string().trim().min(1, 'must not be empty');
 
 interface CsvRecord {
@@ -128,7 +134,7 @@ function parseCsvRecords(text: string): { records: CsvRecord[]; unterminatedQuot
 
 /**
  * Parses and validates a labels CSV whose header names a "label" column and exactly one key column ("file",
- * "sop_instance_uid" or "study_instance_uid"); extra columns are allowed and ignored. Throws LabelsCsvError
+ * "sop_instance_uid", "series_instance_uid" or "study_instance_uid"); extra columns are allowed and ignored. Throws LabelsCsvError
  * listing every bad line; does not check labels against class names, because a row with an unknown class is
  * a per-file rejection, not a broken file.
  */

@@ -5,7 +5,7 @@ import { isRasterImage } from '../preprocess/preprocess.js';
 import { parseLabelsCsv, type LabelKey } from './labels-csv.js';
 
 /**
- * How a site's files get their class: a labels CSV (keyed by file path, SOP Instance UID or Study Instance UID)
+ * How a site's files get their class: a labels CSV (keyed by file path, SOP, Series or Study Instance UID)
  * or, without one, the first folder under the data folder (`normal/a.dcm` is class "normal").
  */
 export type DatasetLayout = { readonly kind: 'labels-csv'; readonly path: string } | { readonly kind: 'folders' };
@@ -16,6 +16,7 @@ export type DatasetLayout = { readonly kind: 'labels-csv'; readonly path: string
  */
 export interface ImageIdentity {
   readonly sopInstanceUid?: string | undefined;
+  readonly seriesInstanceUid?: string | undefined;
   readonly studyInstanceUid?: string | undefined;
   /** Pseudonym of the Patient ID (the header's patientKey); the loader fills it in. */
   readonly patientKey?: string | undefined;
@@ -23,7 +24,11 @@ export interface ImageIdentity {
 
 export function identityOf(image: ImageSource): ImageIdentity {
   if (isRasterImage(image)) return {};
-  return { sopInstanceUid: image.header.sopInstanceUid, studyInstanceUid: image.header.studyInstanceUid };
+  return {
+    sopInstanceUid: image.header.sopInstanceUid,
+    seriesInstanceUid: image.header.seriesInstanceUid,
+    studyInstanceUid: image.header.studyInstanceUid,
+  };
 }
 
 export type LabelLookup = { readonly ok: true; readonly label: string; readonly key: string } | { readonly ok: false; readonly message: string };
@@ -35,7 +40,18 @@ export interface UnmatchedLabel {
   readonly message: string;
 }
 
-const UID_TAGS = { sop_instance_uid: 'SOP Instance UID (0008,0018)', study_instance_uid: 'Study Instance UID (0020,000D)' } as const;
+type UidKey = Exclude<LabelKey, 'file'>;
+
+/** Per UID key: the identity field a file is matched by, and the tag as messages name it. */
+const UID_KEYS: Readonly<Record<UidKey, { readonly field: 'sopInstanceUid' | 'seriesInstanceUid' | 'studyInstanceUid'; readonly tag: string }>> = {
+  sop_instance_uid: { field: 'sopInstanceUid', tag: 'SOP Instance UID (0008,0018)' },
+  series_instance_uid: { field: 'seriesInstanceUid', tag: 'Series Instance UID (0020,000E)' },
+  study_instance_uid: { field: 'studyInstanceUid', tag: 'Study Instance UID (0020,000D)' },
+};
+
+function isUidKey(key: LabelKey | 'folder'): key is UidKey {
+  return Object.hasOwn(UID_KEYS, key);
+}
 
 export class DatasetLabels {
   private readonly byKey: ReadonlyMap<string, { label: string; line: number }>;
@@ -64,7 +80,7 @@ export class DatasetLabels {
 
   /** Labels keyed by UID are only known once the file's header has been read. */
   get needsIdentity(): boolean {
-    return this.keyedBy === 'sop_instance_uid' || this.keyedBy === 'study_instance_uid';
+    return isUidKey(this.keyedBy);
   }
 
   /** Files the CSV names (file-keyed only), so the loader can report listed files that are missing. */
@@ -86,11 +102,9 @@ export class DatasetLabels {
 
   /** The label of a decoded file by the UID its CSV is keyed on. */
   labelForIdentity(file: string, identity: ImageIdentity): LabelLookup {
-    if (this.keyedBy !== 'sop_instance_uid' && this.keyedBy !== 'study_instance_uid') {
-      throw new Error(`labels keyed by ${this.keyedBy} are looked up by path`);
-    }
-    const uid = this.keyedBy === 'sop_instance_uid' ? identity.sopInstanceUid : identity.studyInstanceUid;
-    const tag = UID_TAGS[this.keyedBy];
+    if (!isUidKey(this.keyedBy)) throw new Error(`labels keyed by ${this.keyedBy} are looked up by path`);
+    const { field, tag } = UID_KEYS[this.keyedBy];
+    const uid = identity[field];
     if (uid === undefined) return { ok: false, message: `${file}: has no ${tag} to find its row in ${this.source}; PNG/JPEG files must be labelled by file path` };
     return this.lookup(uid, `${file}: its ${tag} ${uid} has no row in ${this.source}`);
   }
@@ -104,8 +118,8 @@ export class DatasetLabels {
 
   /** UID rows no file matched, after every file has been looked up (file-keyed rows are checked on disk). */
   unmatchedUidRows(): UnmatchedLabel[] {
-    if (!this.needsIdentity) return [];
-    const tag = UID_TAGS[this.keyedBy as 'sop_instance_uid' | 'study_instance_uid'];
+    if (!isUidKey(this.keyedBy)) return [];
+    const { tag } = UID_KEYS[this.keyedBy];
     const name = basename(this.source);
     return [...this.byKey.entries()]
       .filter(([key]) => !this.matched.has(key))

@@ -9,6 +9,8 @@ import { readDicomFile } from '../dicom/reader.js';
 import { preprocessImage } from '../preprocess/preprocess.js';
 import { decodeRaster } from '../preprocess/raster.js';
 import { scanDataset } from '../scan/scan.js';
+import { syntheticUid } from '../../sim/rng.js';
+import { writeDicomPart10 } from '../../sim/writer.js';
 import { loadLabeledDataset } from './load.js';
 
 const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '../../../..');
@@ -171,5 +173,89 @@ describe('labels keyed by UID', () => {
     expect(loaded.files).toEqual(['export/a/IM0001', 'export/a/IM0002', 'export/b/IM0003']);
     expect(loaded.classCounts).toEqual({ normal: 1, lesion: 2 });
     expect(reasons(loaded.rejected)).toEqual({ 'export/IM0004': 'missing-label', 'export/photo.png': 'missing-label' });
+  });
+});
+
+describe('labels keyed by Series Instance UID', () => {
+  // One patient's CT study with three series, as a PACS holds a scan: many instances sharing a series UID.
+  const study = syntheticUid('layouts', 'study');
+  const series = { chest: syntheticUid('layouts', 'chest'), abdomen: syntheticUid('layouts', 'abdomen'), scout: syntheticUid('layouts', 'scout') };
+  let dir: string;
+
+  const instance = (seriesUid: string, number: number): Uint8Array =>
+    writeDicomPart10({
+      sopClass: 'ct',
+      transferSyntax: 'explicit-vr-little-endian',
+      sopInstanceUid: syntheticUid('layouts', seriesUid, number),
+      studyInstanceUid: study,
+      seriesInstanceUid: seriesUid,
+      patientName: 'SIMULATED^SERIES',
+      patientId: 'SIM-SERIES-1',
+      studyDate: '20000101',
+      studyId: 'S1',
+      seriesNumber: 1,
+      instanceNumber: number,
+      modality: 'CT',
+      institutionName: 'Simulated Hospital (synthetic)',
+      rows: 8,
+      columns: 8,
+      photometricInterpretation: 'MONOCHROME2',
+      bitsStored: 12,
+      pixelRepresentation: 0,
+      rescaleSlope: 1,
+      rescaleIntercept: -1024,
+      windowCenter: 40,
+      windowWidth: 400,
+      pixels: Uint16Array.from({ length: 64 }, (_, i) => (i * 61 + number * 17) % 4096),
+    });
+
+  beforeAll(async () => {
+    dir = join(root, 'series');
+    await mkdir(dir, { recursive: true });
+    const files: Array<[string, string, number]> = [
+      ['chest-1.dcm', series.chest, 1],
+      ['chest-2.dcm', series.chest, 2],
+      ['chest-3.dcm', series.chest, 3],
+      ['abdomen-1.dcm', series.abdomen, 1],
+      ['abdomen-2.dcm', series.abdomen, 2],
+      ['scout-1.dcm', series.scout, 1],
+    ];
+    for (const [name, seriesUid, number] of files) await writeFile(join(dir, name), instance(seriesUid, number));
+    await writeFile(join(dir, 'photo.png'), await greyPng());
+  });
+
+  it('reads the Series Instance UID from each header', async () => {
+    expect((await readDicomFile(join(dir, 'chest-2.dcm'))).header).toMatchObject({ seriesInstanceUid: series.chest, studyInstanceUid: study });
+  });
+
+  it('gives every instance of a labelled series its label, rejects instances of other series, and lists rows no file matched', async () => {
+    const csv = join(root, 'by-series.csv');
+    const absent = syntheticUid('layouts', 'absent');
+    await writeFile(csv, `series_instance_uid,label\n${series.chest},lesion\n${series.abdomen},normal\n${absent},lesion\n`);
+    const options = { dir, labelsCsv: csv, inputSize: 8, channels: 1 as const, classNames: ['normal', 'lesion'] };
+    const loaded = await loadLabeledDataset(options);
+    expect(loaded.files).toEqual(['abdomen-1.dcm', 'abdomen-2.dcm', 'chest-1.dcm', 'chest-2.dcm', 'chest-3.dcm']);
+    expect(Array.from(loaded.images.labels)).toEqual([0, 0, 1, 1, 1]);
+    // The same reason as an unlabelled instance or study gets.
+    expect(reasons(loaded.rejected)).toEqual({ 'scout-1.dcm': 'missing-label', 'photo.png': 'missing-label', 'by-series.csv:4': 'missing-file' });
+    expect(loaded.rejected.find((r) => r.file === 'scout-1.dcm')?.message).toBe(
+      `scout-1.dcm: its Series Instance UID (0020,000E) ${series.scout} has no row in ${csv}`,
+    );
+    expect(loaded.rejected.find((r) => r.file === 'by-series.csv:4')?.message).toMatch(/no decodable file has Series Instance UID \(0020,000E\)/);
+    // All series are one patient's study, so the split keeps them in one group.
+    expect(new Set(loaded.images.groups).size).toBe(1);
+
+    // A cache hit labels from the identity stored with the tensor: the series UID must be in it.
+    const cached = { ...options, cacheDir: join(root, 'series-cache') };
+    await loadLabeledDataset(cached);
+    const again = await loadLabeledDataset(cached);
+    expect(again.cache.hits).toBe(5);
+    expect(again.files).toEqual(loaded.files);
+    expect(Array.from(again.images.labels)).toEqual([0, 0, 1, 1, 1]);
+
+    const report = await scanDataset({ dir, labelsCsv: csv });
+    expect(report.labelledBy).toBe('series_instance_uid');
+    expect(report.byClass).toEqual({ normal: 2, lesion: 3 });
+    expect(reasons(report.rejected)).toEqual(reasons(loaded.rejected));
   });
 });

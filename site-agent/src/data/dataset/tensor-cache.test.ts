@@ -16,7 +16,7 @@ describe('TensorCache', () => {
   afterAll(() => rm(root, { recursive: true, force: true }));
 
   const tensor = Float32Array.from([0, 0.25, -1.5, 1e-7, 3]);
-  const identity = { sopInstanceUid: '1.2.3.4', studyInstanceUid: '1.2.3' };
+  const identity = { sopInstanceUid: '1.2.3.4', seriesInstanceUid: '1.2.3.9', studyInstanceUid: '1.2.3' };
 
   it('reads back exactly what it wrote, owner-only, with no temporary file left behind', async () => {
     const cache = new TensorCache(root, PIPELINE, tensor.length);
@@ -72,19 +72,21 @@ describe('TensorCache', () => {
     await expect(longer.write(FILE_A, { tensor, identity })).rejects.toThrow(RangeError);
   });
 
-  it('keeps the patient pseudonym, and treats an entry from before it (FTC1) as a plain miss', async () => {
+  it('keeps the patient pseudonym, and treats entries from before it (FTC1) or the series UID (FTC2) as plain misses', async () => {
     const cache = new TensorCache(root, PIPELINE, tensor.length);
     const withPatient = { ...identity, patientKey: 'e'.repeat(64) };
     await cache.write(FILE_A, { tensor, identity: withPatient });
     expect((await cache.read(FILE_A))?.identity).toEqual(withPatient);
 
-    // Same entry as the previous format wrote it: its identity could lack a patient, so it is recomputed.
-    const entry = await readFile(cache.path(FILE_A));
-    entry.write('FTC1', 0, 'latin1');
-    await writeFile(cache.path(FILE_A), entry);
-    const before = { ...cache.stats };
-    expect(await cache.read(FILE_A)).toBeUndefined();
-    expect(cache.stats).toEqual({ ...before, misses: before.misses + 1 });
+    // Same entry as a previous format wrote it: its identity could lack a patient or a series, so it is recomputed.
+    for (const stale of ['FTC1', 'FTC2']) {
+      const entry = await readFile(cache.path(FILE_A));
+      entry.write(stale, 0, 'latin1');
+      await writeFile(cache.path(FILE_A), entry);
+      const before = { ...cache.stats };
+      expect(await cache.read(FILE_A)).toBeUndefined();
+      expect(cache.stats).toEqual({ ...before, misses: before.misses + 1 });
+    }
 
     // Only a pseudonym is stored: anything that is not a SHA-256 hex is refused rather than written.
     await cache.write(FILE_B, { tensor, identity: { patientKey: 'MRN-4711' } });

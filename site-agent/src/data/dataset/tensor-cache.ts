@@ -9,16 +9,17 @@ import type { ImageIdentity } from './labels.js';
 const log = createLogger('site-agent.tensor-cache');
 
 /**
- * One entry: "FTC2", meta length (u32 LE), float count (u32 LE), SHA-256 over the key, meta and payload, then
+ * One entry: "FTC3", meta length (u32 LE), float count (u32 LE), SHA-256 over the key, meta and payload, then
  * the meta JSON and the float32 LE payload. The checksum covers the key, so an entry copied under another
  * file's name is caught as well as a torn or bit-flipped one.
  */
-const MAGIC = Buffer.from('FTC2', 'latin1');
+const MAGIC = Buffer.from('FTC3', 'latin1');
 /**
- * FTC1 entries predate the patient key: trusting one would leave its image ungrouped by patient in the split, so
- * it is an ordinary miss (recomputed and rewritten), not damage worth a warning.
+ * Older formats lack identifiers the current one stores: FTC1 the patient key (its image would go ungrouped by
+ * patient in the split), FTC2 the Series Instance UID (a series-keyed labels CSV would find it unlabelled). So
+ * they are ordinary misses (recomputed and rewritten), not damage worth a warning.
  */
-const STALE_MAGIC = Buffer.from('FTC1', 'latin1');
+const STALE_MAGICS = [Buffer.from('FTC1', 'latin1'), Buffer.from('FTC2', 'latin1')];
 const HEADER_BYTES = 4 + 4 + 4 + 32;
 const LITTLE_ENDIAN_HOST = endianness() === 'LE';
 
@@ -29,6 +30,7 @@ const LITTLE_ENDIAN_HOST = endianness() === 'LE';
 const metaSchema = z
   .object({
     sopInstanceUid: z.string().max(64).optional(),
+    seriesInstanceUid: z.string().max(64).optional(),
     studyInstanceUid: z.string().max(64).optional(),
     patientKey: z.string().regex(/^[0-9a-f]{64}$/).optional(),
   })
@@ -77,7 +79,7 @@ export class TensorCache {
       this.stats.misses++;
       return undefined;
     }
-    if (bytes.subarray(0, 4).equals(STALE_MAGIC)) {
+    if (STALE_MAGICS.some((stale) => bytes.subarray(0, 4).equals(stale))) {
       this.stats.misses++;
       return undefined;
     }

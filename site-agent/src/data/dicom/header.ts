@@ -8,6 +8,7 @@ export interface DicomHeader {
   readonly transferSyntaxName: string;
   readonly sopClassUid: string | undefined;
   readonly sopInstanceUid: string | undefined;
+  readonly seriesInstanceUid: string | undefined;
   readonly studyInstanceUid: string | undefined;
   /** Pseudonym of Patient ID (0010,0020), see patientKeyOf; the ID itself is not kept. */
   readonly patientKey: string | undefined;
@@ -54,6 +55,7 @@ export const TAG = {
   sopInstanceUid: 'x00080018',
   modality: 'x00080060',
   studyInstanceUid: 'x0020000d',
+  seriesInstanceUid: 'x0020000e',
   patientId: 'x00100020',
   samplesPerPixel: 'x00280002',
   photometricInterpretation: 'x00280004',
@@ -198,6 +200,7 @@ export function readHeader(dataSet: DataSet, transferSyntaxUid: string, options:
       transferSyntaxName: transferSyntaxName(transferSyntaxUid),
       sopClassUid: nonEmptyString(dataSet.string(TAG.sopClassUid)),
       sopInstanceUid: nonEmptyString(dataSet.string(TAG.sopInstanceUid)),
+      seriesInstanceUid: nonEmptyString(dataSet.string(TAG.seriesInstanceUid)),
       studyInstanceUid: nonEmptyString(dataSet.string(TAG.studyInstanceUid)),
       patientKey: patientKeyOrUndefined(nonEmptyString(dataSet.string(TAG.patientId)?.trim())),
       modality: nonEmptyString(dataSet.string(TAG.modality)),

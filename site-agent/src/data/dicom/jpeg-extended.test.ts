@@ -251,6 +251,7 @@ function libjpegDecode(stream: Uint8Array, width: number, height: number, compon
     transferSyntaxName: 'JPEG Baseline (Process 1)',
     sopClassUid: undefined,
     sopInstanceUid: undefined,
+    seriesInstanceUid: undefined,
     studyInstanceUid: undefined,
     modality: undefined,
     rows: height,

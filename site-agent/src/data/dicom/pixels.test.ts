@@ -11,6 +11,7 @@ function header(overrides: Partial<DicomHeader>): DicomHeader {
     transferSyntaxName: 'Explicit VR Little Endian',
     sopClassUid: undefined,
     sopInstanceUid: undefined,
+    seriesInstanceUid: undefined,
     studyInstanceUid: undefined,
     modality: undefined,
     rows: 1,

@@ -41,13 +41,13 @@ export async function checkPacsSource(data: SiteConfig['data'], env: NodeJS.Proc
       ok = table.keyedBy !== 'file';
       labels = ok ? `${table.rows.length} labels keyed by ${table.keyedBy}` : `${data.labels} is keyed by file, which cannot match PACS images`;
     } catch (error) {
-      return { name, ok: false, detail: (error as Error).message, hint: 'data.labels must be a CSV with a "label" column and "sop_instance_uid" or "study_instance_uid"' };
+      return { name, ok: false, detail: (error as Error).message, hint: 'data.labels must be a CSV with a "label" column and "sop_instance_uid", "series_instance_uid" or "study_instance_uid"' };
     }
   }
   return {
     name,
     ok,
     detail: `PACS at ${source.url} answers DICOMweb searches; ${labels}`,
-    ...(ok ? { hint: 'run `federa-site data scan --config site.yaml` to retrieve the selection and check it' } : { hint: 'key data.labels by sop_instance_uid or study_instance_uid' }),
+    ...(ok ? { hint: 'run `federa-site data scan --config site.yaml` to retrieve the selection and check it' } : { hint: 'key data.labels by sop_instance_uid, series_instance_uid or study_instance_uid' }),
   };
 }

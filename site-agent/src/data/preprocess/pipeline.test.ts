@@ -20,6 +20,7 @@ function dicom(pixels: number[], over: Partial<DicomHeader> = {}): FrameSource {
     transferSyntaxName: 'Explicit VR Little Endian',
     sopClassUid: undefined,
     sopInstanceUid: undefined,
+    seriesInstanceUid: undefined,
     studyInstanceUid: undefined,
     modality: 'CT',
     rows: 2,

@@ -18,7 +18,7 @@ export interface ScanRejection {
 
 /** What `federa-site data scan` finds in a dataset folder. */
 export interface ScanReport {
-  /** How files get their class: 'file', 'sop_instance_uid', 'study_instance_uid', 'folder', or 'none'. */
+  /** How files get their class: 'file', 'sop_instance_uid', 'series_instance_uid', 'study_instance_uid', 'folder', or 'none'. */
   labelledBy: string;
   files: number;
   accepted: number;
@@ -32,7 +32,7 @@ export interface ScanReport {
 
 export interface ScanOptions {
   dir: string;
-  /** Labels CSV keyed by file path, SOP Instance UID or Study Instance UID. */
+  /** Labels CSV keyed by file path, SOP, Series or Study Instance UID. */
   labelsCsv?: string | undefined;
   /**
    * 'folders': the first folder under `dir` is the class (used when there is no labels CSV). With neither,
