@@ -1,7 +1,8 @@
 import { createHash } from 'node:crypto';
 import { z } from 'zod';
-import { findRevocation, signCanonical, verifyCanonical, verifyCertificate, type RevocationEntry } from '../../pki/index.js';
+import { signCanonical, type RevocationEntry } from '../../pki/index.js';
 import { STUDY_ID } from '../../study/definition.js';
+import { siteSignatureProblem } from './site-signature.js';
 
 /**
  * Before a site computes a key-switching share, which lets the sum be read under the model key, it checks what the
@@ -66,11 +67,8 @@ export function checkShareRequest(
       return refuse(`it is for epoch ${s.epoch}, study ${s.studyId} round ${s.round}, not this sum's`);
     }
     if (s.parameters !== request.parameters) return refuse('it is for other CKKS parameters');
-    const trusted = verifyCertificate(signed.certificatePem, input.caPem, { purpose: 'client', ...(input.at ? { at: input.at } : {}) });
-    if (!trusted.ok) return refuse(`its certificate is not one the consortium CA issued to a site (${trusted.reason})`);
-    if (trusted.certificate.siteId !== s.siteId) return refuse(`it is signed with the certificate of ${trusted.certificate.siteId ?? 'no site'}`);
-    if (findRevocation(input.revoked, trusted.certificate)) return refuse('its certificate is revoked');
-    if (!verifyCanonical(s, signed.signature, signed.certificatePem)) return refuse('its signature does not verify');
+    const problem = siteSignatureProblem(s, signed, input);
+    if (problem) return refuse(problem);
     if (sites.has(s.siteId)) return refuse('it is listed twice');
     sites.add(s.siteId);
   }

@@ -1,10 +1,11 @@
 import { createHash } from 'node:crypto';
 import { z } from 'zod';
-import { findRevocation, signCanonical, verifyCanonical, verifyCertificate, type RevocationEntry } from '../../pki/index.js';
+import { signCanonical, type RevocationEntry } from '../../pki/index.js';
 import { canonicalJson } from '../../study/canonical-json.js';
 import type { MultipartyParameters } from './params.js';
 import { collectivePublicKey } from './protocol.js';
 import type { RnsRing } from './ring.js';
+import { siteSignatureProblem } from './site-signature.js';
 import { packResidues, residueBytes, unpackResidues } from './wire.js';
 
 /**
@@ -83,11 +84,8 @@ export function verifyCollectiveKey(
     if (!parsed.success) return { ok: false, reason: `a share's statement is malformed: ${parsed.error.issues[0]?.message ?? 'invalid'}`, siteId: null };
     const { siteId, epoch, parameters, shareSha256 } = parsed.data;
     const refuse = (reason: string): CollectiveKeyCheck => ({ ok: false, reason: `the share of ${siteId}: ${reason}`, siteId });
-    const trusted = verifyCertificate(signed.certificatePem, input.caPem, { purpose: 'client', ...(input.at ? { at: input.at } : {}) });
-    if (!trusted.ok) return refuse(`its certificate is not one the consortium CA issued to a site (${trusted.reason})`);
-    if (trusted.certificate.siteId !== siteId) return refuse(`it is signed with the certificate of ${trusted.certificate.siteId ?? 'no site'}`);
-    if (findRevocation(input.revoked, trusted.certificate)) return refuse('its certificate is revoked');
-    if (!verifyCanonical(parsed.data, signed.signature, signed.certificatePem)) return refuse('its signature does not verify');
+    const problem = siteSignatureProblem(parsed.data, signed, input);
+    if (problem) return refuse(problem);
     if (epoch !== input.epoch) return refuse(`it is for epoch ${epoch}, not ${input.epoch}`);
     if (parameters !== fingerprint) return refuse('it is for other CKKS parameters');
     if (sha256(signed.share) !== shareSha256) return refuse('its bytes are not the ones it signed');
