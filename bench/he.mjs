@@ -164,7 +164,7 @@ for (const params of mpSizes) {
   const n = ring.n;
   const count = Math.ceil((params + 1) / n);
   const chunk = (v, c) => v.subarray(c * n, Math.min((c + 1) * n, params + 1));
-  const bytes = { c0: mp.roundedBytes(ring, mpParams.droppedBits.c0), c1: mp.residueBytes(ring), share: mp.roundedBytes(ring, mpParams.droppedBits.share) };
+  const bytes = { c1: mp.residueBytes(ring) };
   const t = { encrypt: 0, aggregate: 0, share: 0, decrypt: 0 };
   const sumValues = new Float64Array(params + 1);
   let uploadBytes = 0;
@@ -172,17 +172,18 @@ for (const params of mpSizes) {
   for (let c = 0; c < count; c++) {
     let started = performance.now();
     const cts = vectors.map((v) => mp.encrypt(ring, mpParams, { p: collective, a }, chunk(v, c), randomStream('enc')));
-    // What one site sends: its ciphertext packed as it travels.
-    const out = new Uint8Array(bytes.c0 + bytes.c1);
-    mp.packResidues(ring, cts[0].c1, out, mp.packRounded(ring, cts[0].c0, mpParams.droppedBits.c0, out, 0));
+    // What one site sends: its ciphertext packed as it travels (c0 and the share only for the values used).
+    const used = chunk(plainSum, c).length;
+    const out = new Uint8Array(mp.roundedBytes(ring, mpParams.droppedBits.c0, used) + bytes.c1);
+    mp.packResidues(ring, cts[0].c1, out, mp.packRounded(ring, cts[0].c0, mpParams.droppedBits.c0, out, 0, used));
     t.encrypt += performance.now() - started;
     started = performance.now();
     const sum = mp.addCiphertexts(ring, cts);
     t.aggregate += performance.now() - started;
     started = performance.now();
     const shares = keyShares.map((k, i) => mp.keySwitchShare(ring, mpParams, k.secret, i === 0 ? modelKey : null, sum.c1, randomStream('switch')));
-    const shareOut = new Uint8Array(bytes.share);
-    mp.packRounded(ring, shares[0], mpParams.droppedBits.share, shareOut, 0);
+    const shareOut = new Uint8Array(mp.roundedBytes(ring, mpParams.droppedBits.share, used));
+    mp.packRounded(ring, shares[0], mpParams.droppedBits.share, shareOut, 0, used);
     t.share += performance.now() - started;
     started = performance.now();
     const switched = mp.applyKeySwitch(ring, sum, shares);
@@ -192,7 +193,7 @@ for (const params of mpSizes) {
     t.decrypt += performance.now() - started;
     sumValues.set(values, c * n);
     uploadBytes += out.length + shareOut.length;
-    downloadBytes += bytes.c1 + mp.roundedBytes(ring, mpParams.droppedBits.c0);
+    downloadBytes += bytes.c1 + mp.roundedBytes(ring, mpParams.droppedBits.c0, used);
   }
   let maxAbsError = 0;
   for (let i = 0; i < params; i++) maxAbsError = Math.max(maxAbsError, Math.abs(sumValues[i] / sumValues[params] - plainSum[i] / plainSum[params]));

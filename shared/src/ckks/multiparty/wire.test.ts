@@ -21,6 +21,20 @@ describe('multiparty wire forms', () => {
     expect(back).toEqual(poly);
   });
 
+  it('sends only the used coefficients of a last, partly filled ciphertext, and the sum still decrypts there', () => {
+    const dropped = params.droppedBits.c0;
+    const poly = roundLowBits(ring, sampleUniform(ring, stream), dropped);
+    const count = 1000;
+    const out = new Uint8Array(roundedBytes(ring, dropped, count));
+    expect(out.length).toBe(Math.ceil((count * (params.modulusBits - dropped)) / 8));
+    expect(packRounded(ring, poly, dropped, out, 0, count)).toBe(out.length);
+    const back = unpackRounded(ring, out, 0, dropped, count).poly;
+    const [sent, read] = [ring.toCenteredBigInts(poly), ring.toCenteredBigInts(back)];
+    expect(read.slice(0, count)).toEqual(sent.slice(0, count));
+    expect(read.slice(count).every((v) => v === 0n)).toBe(true);
+    expect(() => packRounded(ring, poly, dropped, out, 0, ring.n + 1)).toThrow(/count must be/);
+  });
+
   it('refuses to pack a polynomial too wide for a float64 to hold exactly', () => {
     expect(() => roundedBits(ring, 0)).toThrow(/more than a float64 holds/);
   });

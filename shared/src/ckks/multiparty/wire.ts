@@ -17,8 +17,9 @@ export function roundedBits(ring: RnsRing, dropped: number): number {
   return bits;
 }
 
-export function roundedBytes(ring: RnsRing, dropped: number): number {
-  return packedBytes(ring.n, roundedBits(ring, dropped));
+/** Bytes of a rounded polynomial's first `count` coefficients (a model's last ciphertext uses only some). */
+export function roundedBytes(ring: RnsRing, dropped: number, count = ring.n): number {
+  return packedBytes(count, roundedBits(ring, dropped));
 }
 
 export function residueBytes(ring: RnsRing): number {
@@ -28,14 +29,19 @@ export function residueBytes(ring: RnsRing): number {
 const bitLength = (p: number): number => Math.ceil(Math.log2(p + 1));
 const TWO_32 = 0x1_0000_0000;
 
-/** Packs a polynomial whose coefficients are multiples of 2^dropped. Refuses one that is not. */
-export function packRounded(ring: RnsRing, poly: Uint32Array, dropped: number, out: Uint8Array, at: number): number {
+/**
+ * Packs the first `count` coefficients of a polynomial whose coefficients are multiples of 2^dropped. Only c0 and the
+ * shares are ever cut short: value i of a sum depends on c0[i] and the shares' [i] alone (c1 multiplies the key, so
+ * it always travels whole), so a model's last, partly used ciphertext sends only the values it holds.
+ */
+export function packRounded(ring: RnsRing, poly: Uint32Array, dropped: number, out: Uint8Array, at: number, count = ring.n): number {
+  if (!Number.isInteger(count) || count < 1 || count > ring.n) throw new RangeError(`count must be 1..${ring.n}, got ${count}`);
   const bits = roundedBits(ring, dropped);
   const offset = 2 ** (bits - 1);
   const step = 2 ** dropped;
   const centred = ring.toCenteredNumbers(poly);
-  const words = new Uint32Array(2 * ring.n);
-  for (let i = 0; i < ring.n; i++) {
+  const words = new Uint32Array(2 * count);
+  for (let i = 0; i < count; i++) {
     // toCenteredNumbers is within 2^-50 relative: far below half a step, so the quotient rounds to the exact k.
     const k = Math.round((centred[i] as number) / step);
     const u = k + offset;
@@ -47,14 +53,16 @@ export function packRounded(ring: RnsRing, poly: Uint32Array, dropped: number, o
   return packBits(words, bits, out, at);
 }
 
-export function unpackRounded(ring: RnsRing, input: Uint8Array, at: number, dropped: number): { poly: Uint32Array; next: number } {
+/** Inverse of packRounded; coefficients past `count` are zero. */
+export function unpackRounded(ring: RnsRing, input: Uint8Array, at: number, dropped: number, count = ring.n): { poly: Uint32Array; next: number } {
+  if (!Number.isInteger(count) || count < 1 || count > ring.n) throw new RangeError(`count must be 1..${ring.n}, got ${count}`);
   const bits = roundedBits(ring, dropped);
-  const words = new Uint32Array(2 * ring.n);
+  const words = new Uint32Array(2 * count);
   const next = unpackBits(input, at, bits, words);
   const offset = 2 ** (bits - 1);
-  const values = new Array<bigint>(ring.n);
+  const values = new Array<bigint>(ring.n).fill(0n);
   const shift = BigInt(dropped);
-  for (let i = 0; i < ring.n; i++) {
+  for (let i = 0; i < count; i++) {
     const k = (words[2 * i + 1] as number) * TWO_32 + (words[2 * i] as number) - offset;
     values[i] = BigInt(k) << shift;
   }
