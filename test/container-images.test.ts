@@ -1,6 +1,6 @@
 import { execFile, spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { chmod, cp, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { chmod, cp, mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -126,29 +126,41 @@ describe.skipIf(skipReason !== null && !REQUIRE)('container images built from De
     await mkdir(kits);
     await writeFile(join(work, 'consortium.yaml'), 'consortium: { name: image test }\ncoordinator: { hostnames: [localhost], ips: [127.0.0.1] }\nsites: [{ id: hospital-a }]\n');
     const [grpcPort, httpPort] = [await freePort(), await freePort()];
-    const asUser = (image: string, volumes: string[], entry: string, args: string[]): string[] => [
+    /** One `podman run`: the images' own hardening (read-only root, a tmpfs /tmp) unless a setup step runs as root. */
+    const podmanRun = (
+      image: string,
+      options: { volumes: string[]; env?: string[]; detachAs?: string; setupAsRoot?: boolean; entrypoint?: string },
+      args: string[],
+    ): string[] => [
       ...podman,
       'run',
-      '--rm',
+      ...(options.detachAs ? ['--detach', '--name', options.detachAs] : ['--rm']),
       '--network',
       'host',
+      ...(options.setupAsRoot ? ['--user', '0:0'] : ['--read-only', '--tmpfs', '/tmp']),
       ...limits,
-      '--user',
-      '0:0',
-      ...volumes.flatMap((v) => ['-v', v]),
-      '--entrypoint',
-      entry,
+      ...(options.env ?? []).flatMap((e) => ['-e', e]),
+      ...options.volumes.flatMap((v) => ['-v', v]),
+      ...(options.entrypoint ? ['--entrypoint', `/opt/federa/node_modules/.bin/${options.entrypoint}`] : []),
       image,
       ...args,
     ];
-    await must(asUser(COORDINATOR, [`${work}:/work`], '/opt/federa/node_modules/.bin/federa', ['provision', '/work/consortium.yaml', '--out', '/work/kits']), 'provisioning in the image');
+    /** Polls until `probe` says yes, or fails with the container's last log lines. */
+    const until = async (container: string, what: string, probe: () => Promise<boolean>): Promise<void> => {
+      const deadline = Date.now() + 120_000;
+      while (!(await probe().catch(() => false))) {
+        if (Date.now() > deadline) throw new Error(`${what} within 120 s:\n${(await run([...podman, 'logs', '--tail', '40', container])).out}`);
+        await new Promise((r) => setTimeout(r, 500));
+      }
+    };
+    await must(podmanRun(COORDINATOR, { volumes: [`${work}:/setup`], setupAsRoot: true, entrypoint: 'federa' }, ['provision', '/setup/consortium.yaml', '--out', '/setup/kits']), 'provisioning in the image');
     await must(['chown', '-R', '10001:10001', kits], 'handing the kits to uid 10001');
     const data = join(work, 'coordinator-data');
     await mkdir(data, { mode: 0o700 });
     await must(['chown', '10001:10001', data], 'handing the data folder to uid 10001');
     const volumes = [`${join(kits, 'coordinator')}:/etc/federa/kits/coordinator:ro`, `${data}:/var/lib/federa-coordinator`];
     const tokenOut = await must(
-      [...podman, 'run', '--rm', ...limits, ...volumes.flatMap((v) => ['-v', v]), '--entrypoint', '/opt/federa/node_modules/.bin/federa', COORDINATOR, 'token', 'create', '--role', 'admin', '--name', 'image test', '--data-dir', '/var/lib/federa-coordinator'],
+      podmanRun(COORDINATOR, { volumes, entrypoint: 'federa' }, ['token', 'create', '--role', 'admin', '--name', 'image test', '--data-dir', '/var/lib/federa-coordinator']),
       'creating the first admin token in the coordinator image',
     );
     const admin = /fed_[A-Za-z0-9_-]+/.exec(tokenOut)?.[0];
@@ -156,44 +168,13 @@ describe.skipIf(skipReason !== null && !REQUIRE)('container images built from De
 
     const name = `federa-coordinator-test-${process.pid}`;
     containers.push(name);
+    const coordinatorArgs = ['--kit', '/etc/federa/kits/coordinator', '--host', '127.0.0.1', '--grpc-port', String(grpcPort), '--http-port', String(httpPort), '--data-dir', '/var/lib/federa-coordinator'];
     await must(
-      [
-        ...podman,
-        'run',
-        '--detach',
-        '--name',
-        name,
-        '--network',
-        'host',
-        '--read-only',
-        '--tmpfs',
-        '/tmp',
-        ...limits,
-        ...volumes.flatMap((v) => ['-v', v]),
-        '-e',
-        `FEDERA_HEALTHCHECK_URL=http://127.0.0.1:${httpPort}/api/v1/health`,
-        COORDINATOR,
-        '--kit',
-        '/etc/federa/kits/coordinator',
-        '--host',
-        '127.0.0.1',
-        '--grpc-port',
-        String(grpcPort),
-        '--http-port',
-        String(httpPort),
-        '--data-dir',
-        '/var/lib/federa-coordinator',
-      ],
+      podmanRun(COORDINATOR, { volumes, env: [`FEDERA_HEALTHCHECK_URL=http://127.0.0.1:${httpPort}/api/v1/health`], detachAs: name }, coordinatorArgs),
       'starting the coordinator container',
     );
     const url = `http://127.0.0.1:${httpPort}`;
-    const deadline = Date.now() + 120_000;
-    for (;;) {
-      const ready = await fetch(`${url}/api/v1/ready`).catch(() => null);
-      if (ready?.ok) break;
-      if (Date.now() > deadline) throw new Error(`the coordinator container was not ready within 120 s:\n${(await run([...podman, 'logs', '--tail', '40', name])).out}`);
-      await new Promise((r) => setTimeout(r, 500));
-    }
+    await until(name, 'the coordinator container was not ready', async () => (await fetch(`${url}/api/v1/ready`)).ok);
     expect((await fetch(`${url}/api/v1/health`)).status).toBe(200);
     expect((await run([...podman, 'healthcheck', 'run', name])).code).toBe(0);
     expect((await must([...podman, 'exec', name, 'id', '-u'], 'id in the container')).trim()).toBe('10001');
@@ -204,7 +185,10 @@ describe.skipIf(skipReason !== null && !REQUIRE)('container images built from De
     // A site container: its kit and site.yaml read-only, synthetic images read-only, state on its own folder.
     const siteDir = join(work, 'site');
     await mkdir(join(siteDir, 'state'), { recursive: true });
-    await must(asUser(SITE, [`${siteDir}:/site`], '/opt/federa/node_modules/.bin/federa-sim', ['--out', '/site/data', '--sites', '1', '--images', '24', '--holdout', '0', '--seed', '3']), 'synthetic data in the site image');
+    await must(
+      podmanRun(SITE, { volumes: [`${siteDir}:/site`], setupAsRoot: true, entrypoint: 'federa-sim' }, ['--out', '/site/data', '--sites', '1', '--images', '24', '--holdout', '0', '--seed', '3']),
+      'synthetic data in the site image',
+    );
     const siteYaml = [
       'site: { id: hospital-a }',
       `coordinator: { address: "127.0.0.1:${grpcPort}", serverName: localhost, kit: /etc/federa/kit }`,
@@ -215,39 +199,25 @@ describe.skipIf(skipReason !== null && !REQUIRE)('container images built from De
     await writeFile(join(siteDir, 'site.yaml'), siteYaml);
     await must(['chown', '-R', '10001:10001', siteDir, join(kits, 'sites', 'hospital-a')], 'handing the site files to uid 10001');
     await chmod(join(siteDir, 'state'), 0o700);
-    const siteVolumes = [`${join(kits, 'sites', 'hospital-a')}:/etc/federa/kit:ro`, `${join(siteDir, 'site.yaml')}:/etc/federa/site.yaml:ro`, `${join(siteDir, 'data')}:/srv/images:ro`, `${join(siteDir, 'state')}:/var/lib/federa-site`];
-    const siteRun = (args: string[], detach = false, containerName?: string): string[] => [
-      ...podman,
-      'run',
-      ...(detach ? ['--detach', '--name', containerName!] : ['--rm']),
-      '--network',
-      'host',
-      '--read-only',
-      '--tmpfs',
-      '/tmp',
-      ...limits,
-      '-e',
-      'FEDERA_HEALTHCHECK_URL=none',
-      ...siteVolumes.flatMap((v) => ['-v', v]),
-      SITE,
-      ...args,
-    ];
-    const doctor = await run(siteRun(['doctor', '--config', '/etc/federa/site.yaml']));
+    const site = {
+      volumes: [`${join(kits, 'sites', 'hospital-a')}:/etc/federa/kit:ro`, `${join(siteDir, 'site.yaml')}:/etc/federa/site.yaml:ro`, `${join(siteDir, 'data')}:/srv/images:ro`, `${join(siteDir, 'state')}:/var/lib/federa-site`],
+      env: ['FEDERA_HEALTHCHECK_URL=none'],
+    };
+    const doctor = await run(podmanRun(SITE, site, ['doctor', '--config', '/etc/federa/site.yaml']));
     expect(doctor.code, doctor.out).toBe(0);
     expect(doctor.out).toMatch(/coordinator/i);
 
     const siteName = `federa-site-test-${process.pid}`;
     containers.push(siteName);
-    await must(siteRun(['start', '--config', '/etc/federa/site.yaml'], true, siteName), 'starting the site container');
-    const connected = Date.now() + 120_000;
-    for (;;) {
+    await must(podmanRun(SITE, { ...site, detachAs: siteName }, ['start', '--config', '/etc/federa/site.yaml']), 'starting the site container');
+    await until(siteName, 'the site container did not connect', async () => {
       const sites = (await (await fetch(`${url}/api/v1/sites`, { headers: { authorization: `Bearer ${admin!}` } })).json()) as Array<{ id: string; connected: boolean }>;
-      if (sites.some((s) => s.id === 'hospital-a' && s.connected)) break;
-      if (Date.now() > connected) throw new Error(`the site container did not connect within 120 s:\n${(await run([...podman, 'logs', '--tail', '40', siteName])).out}`);
-      await new Promise((r) => setTimeout(r, 500));
-    }
+      return sites.some((s) => s.id === 'hospital-a' && s.connected);
+    });
     expect((await must([...podman, 'exec', siteName, 'id', '-u'], 'id in the site container')).trim()).toBe('10001');
     // What the agent wrote is on the state volume, owner-only.
-    expect((await readFile(join(siteDir, 'state', 'ledger', 'ledger.jsonl'), 'utf8')).split('\n').filter(Boolean).length).toBeGreaterThan(1);
+    const ledger = join(siteDir, 'state', 'ledger', 'ledger.jsonl');
+    expect((await readFile(ledger, 'utf8')).split('\n').filter(Boolean).length).toBeGreaterThan(1);
+    expect((await stat(ledger)).mode & 0o077).toBe(0);
   }, 600_000);
 });
