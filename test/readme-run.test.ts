@@ -307,7 +307,11 @@ const RULES: Rule[] = [
     world: 'demo',
     before: async (ctx) => {
       if (ctx.controlStudy) return;
-      const yaml = await readFile(join(root, 'examples', 'studies', 'small-cnn.yaml'), 'utf8');
+      // minSites 2 and many rounds: dropping hospital-c leaves a quorum, so the study is still running for `stop`
+      // (with the example's minSites 3, a round whose other two sites had reported would fail the study).
+      const example = await readFile(join(root, 'examples', 'studies', 'small-cnn.yaml'), 'utf8');
+      const yaml = example.replace(/^minSites: 3\b/m, 'minSites: 2').replace(/^rounds: 5\b/m, 'rounds: 50');
+      if (yaml === example || !/^minSites: 2\b/m.test(yaml) || !/^rounds: 50\b/m.test(yaml)) throw new Error('examples/studies/small-cnn.yaml no longer declares `minSites: 3` and `rounds: 5`');
       const created = await api<{ id: string; specHash: string }>(ctx.demo.httpPort, ctx.demo.tokens.researcher, '/api/v1/studies', { method: 'POST', body: yaml, headers: { 'content-type': 'application/yaml' } });
       await approveAtDemoSites(ctx, created.specHash);
       await api(ctx.demo.httpPort, ctx.demo.tokens.researcher, `/api/v1/studies/${created.id}/start`, { method: 'POST' });
