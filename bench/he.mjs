@@ -152,7 +152,7 @@ const mp = await import(resolve(here, '../shared/dist/ckks/multiparty/index.js')
 const mpParams = mp.deriveMultipartyParameters();
 const ring = mp.ringOf(mpParams);
 const randomStream = (label) => new mp.SeededStream(globalThis.crypto.getRandomValues(new Uint8Array(32)), label);
-const a = mp.commonPolynomial(ring, new Uint8Array(32).fill(1), 1);
+const a = mp.commonPolynomial(ring, new Uint8Array(32).fill(1), { studyId: '00000000-0000-4000-8000-000000000000', epoch: 1 });
 const keyShares = Array.from({ length: sites }, () => mp.keyShare(ring, a, randomStream('key')));
 const collective = mp.collectivePublicKey(ring, keyShares.map((k) => k.publicShare));
 const modelKey = mp.sampleTernary(ring, randomStream('model-key'));

@@ -18,6 +18,7 @@ import { Aggregator } from '../rounds/aggregator.js';
 import { RoundsService } from '../rounds/rounds.service.js';
 import { SiteReports } from '../rounds/site-reports.js';
 import { StudyLocks } from '../rounds/study-locks.js';
+import { KeyEpochs } from '../multiparty/index.js';
 import { UploadReceiver } from '../rounds/upload-receiver.js';
 import { SiteSessions } from '../sessions/site-sessions.js';
 import { Settings } from '../settings/settings.js';
@@ -80,6 +81,7 @@ export class AppModule {
         SiteSessions,
         CoordinatorMetrics,
         StudyLocks,
+        KeyEpochs,
         Aggregator,
         RoundsService,
         UploadReceiver,

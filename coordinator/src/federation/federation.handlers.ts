@@ -28,6 +28,7 @@ import { UploadReceiver } from '../rounds/upload-receiver.js';
 import { SiteSessions } from '../sessions/site-sessions.js';
 import { DatasetSummaries } from '../sites/dataset-summaries.js';
 import { StudiesService } from '../studies/studies.service.js';
+import { KeyEpochs } from '../multiparty/index.js';
 import { checkStudyRef, FederationError, GrpcStatus, isTransientDatabaseError } from './federation-error.js';
 import type { SiteIdentity } from './site-identity.js';
 
@@ -79,6 +80,7 @@ export class FederationHandlers {
     @Inject(StudiesService) private readonly studies: StudiesService,
     @Inject(AuditLog) private readonly audit: AuditLog,
     @Inject(CoordinatorMetrics) private readonly metrics: CoordinatorMetrics,
+    @Inject(KeyEpochs) private readonly epochs: KeyEpochs,
   ) {}
 
   implementation(): federation.FederationServiceServer {
@@ -165,6 +167,53 @@ export class FederationHandlers {
         this.unary('Heartbeat', call, callback, null, federation.HeartbeatRequest, () => ({}), async (siteId) =>
           this.heartbeat(siteId, agentInstance(call.metadata)),
         ),
+      submitKeyShare: (call, callback) =>
+        this.unary(
+          'SubmitKeyShare',
+          call,
+          callback,
+          'key-share',
+          federation.KeyShareSubmission,
+          (r) => ({ studyId: r.studyId, details: { epoch: r.epoch } }),
+          async (siteId) => {
+            await this.requireRegistered(siteId);
+            await this.epochs.submitShare(siteId, call.request);
+            return { alreadyHeld: false };
+          },
+        ),
+      submitEnvelopes: (call, callback) =>
+        this.unary(
+          'SubmitEnvelopes',
+          call,
+          callback,
+          'key-envelopes',
+          federation.EnvelopeSubmission,
+          (r) => ({ studyId: r.studyId, details: { epoch: r.epoch, envelopes: r.envelopes.length } }),
+          async (siteId) => {
+            await this.requireRegistered(siteId);
+            await this.epochs.submitEnvelopes(siteId, call.request);
+            return { alreadyHeld: false };
+          },
+        ),
+      getKeyEpoch: (call, callback) =>
+        this.unary('GetKeyEpoch', call, callback, null, federation.KeyEpochRequest, (r) => ({ studyId: r.studyId }), async (siteId) => {
+          await this.requireRegistered(siteId);
+          return this.epochs.state(siteId, call.request);
+        }),
+      submitKeySwitchShare: (call, callback) =>
+        this.unary(
+          'SubmitKeySwitchShare',
+          call,
+          callback,
+          'key-switch-share',
+          federation.KeySwitchShareSubmission,
+          (r) => ({ studyId: r.studyId, round: r.round, details: { epoch: r.epoch, sumSha256: r.sumSha256 } }),
+          async (siteId) => {
+            await this.requireRegistered(siteId);
+            return this.rounds.switching.submitShare(siteId, call.request);
+          },
+        ),
+      downloadSum: (call) => this.settle(this.downloadSum(call)),
       listStudies: (call, callback) =>
         // The certificate says who is asking; a hospital reviews offers before its agent ever registers.
         this.unary('ListStudies', call, callback, null, federation.ListStudiesRequest, () => ({}), async (siteId) => ({
@@ -253,6 +302,30 @@ export class FederationHandlers {
       // Audited before the refusal goes back, so whoever sees the refusal finds its record.
       if (siteId) await this.auditDenied(siteId, 'DownloadModel', concerns ?? {}, error);
       refuseStream(call, this.toStatus(error, { rpc: 'DownloadModel', siteId, ...concerns }));
+    }
+  }
+
+  /** The c1 part of a round's sum, for the members of its key epoch to compute their shares from. */
+  private async downloadSum(call: ServerWritableStream<federation.DownloadSumRequest, federation.SumChunk>): Promise<void> {
+    let siteId: string | undefined;
+    let concerns: { studyId: string; round: number } | undefined;
+    try {
+      siteId = await this.caller(call, 'DownloadSum');
+      await this.requireRegistered(siteId);
+      const { studyId, round, offset } = call.request;
+      checkStudyRef(studyId, round);
+      concerns = { studyId, round };
+      const { sha256 } = await this.rounds.switching.sumFor(siteId, studyId, round);
+      const size = (await this.blobs.size(sha256)) ?? 0;
+      if (offset > size) throw new FederationError(GrpcStatus.OUT_OF_RANGE, `offset ${offset} is past the sum's ${size} bytes`);
+      await write(call, { part: { $case: 'header', value: { sha256, sizeBytes: size } } });
+      for await (const chunk of this.blobs.createReadStream(sha256, { start: offset })) {
+        await write(call, { part: { $case: 'data', value: chunk as Buffer } });
+      }
+      call.end();
+    } catch (error) {
+      if (siteId) await this.auditDenied(siteId, 'DownloadSum', concerns ?? {}, error);
+      refuseStream(call, this.toStatus(error, { rpc: 'DownloadSum', siteId, ...concerns }));
     }
   }
 

@@ -28,6 +28,8 @@ export interface SiteIdentity {
   siteOf(call: CallerInfo): string;
   /** Called with the entries a reloaded revocation list adds (for the audit log, and to drop the site). */
   onRevocations?(listener: (added: readonly RevocationEntry[]) => void): void;
+  /** The consortium CA and the revocations in force, which signed key shares and contributions are checked against; none without a kit. */
+  trust?(): { caPem: string; revoked: readonly RevocationEntry[] } | null;
   close?(): void;
 }
 
@@ -58,6 +60,10 @@ export class CertificateSiteIdentity implements SiteIdentity {
       this.watcher = setInterval(() => this.currentRevocations(), REVOCATION_RECHECK_MS);
       this.watcher.unref();
     }
+  }
+
+  trust(): { caPem: string; revoked: readonly RevocationEntry[] } {
+    return { caPem: this.kit.caPem, revoked: this.currentRevocations() };
   }
 
   close(): void {

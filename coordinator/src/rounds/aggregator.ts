@@ -6,10 +6,12 @@ import { EncryptedAggregation } from './encrypted-aggregation.js';
 
 /** What a closed round publishes: the model artifact, the sum behind it, and how many updates went in. */
 export interface PublishedRound {
-  kind: 'weights' | 'encrypted_aggregate';
+  kind: 'weights' | 'encrypted_aggregate' | 'multiparty_aggregate';
   model: { sha256: string; size: number };
   sum: { sha256: string; size: number };
   sites: number;
+  /** multiparty_aggregate: the key epoch whose model key decrypts it. */
+  keyEpoch?: number;
 }
 
 /** FedAvg over a round's stored updates, one at a time so memory does not grow with the number of sites. */

@@ -1,7 +1,9 @@
 import { failpoint, federation } from '@federa/shared';
 import { timerKey, type OpenRound, type RoundContext } from './round-context.js';
+import type { PublishedRound } from './aggregator.js';
 import type { RoundPublishing } from './round-publish.js';
-import { definitionOf } from './tasks.js';
+import type { RoundSwitching } from './round-switch.js';
+import { definitionOf, type StudyRow } from './tasks.js';
 
 /**
  * Closing a round: FedAvg over the accepted updates and publishing the result, or failing the round (and the
@@ -11,6 +13,7 @@ export class RoundClosing {
   constructor(
     private readonly ctx: RoundContext,
     private readonly publishing: RoundPublishing,
+    private readonly switching: RoundSwitching,
     /** Opens the study's next round once a round is published (if the study is running and has rounds left). */
     private readonly openNext: (studyId: string) => Promise<void>,
   ) {}
@@ -58,15 +61,41 @@ export class RoundClosing {
     const round = await db.prisma.round.findUniqueOrThrow({ where: { id: roundId }, include: { receipts: { orderBy: { receivedAt: 'asc' } } } });
     const study = await db.prisma.study.findUniqueOrThrow({ where: { id: round.studyId } });
     const def = definitionOf(study);
+    if (def.aggregation === 'multiparty') {
+      // Summed here; published once every epoch member has sent its key-switching share (RoundSwitching).
+      await this.switching.begin(round, def);
+      metrics.phase('aggregate', (performance.now() - summing) / 1000);
+      return;
+    }
     const baseRow = await db.prisma.modelVersion.findUniqueOrThrow({ where: { studyId_round: { studyId: study.id, round: round.number - 1 } } });
     const published =
       def.aggregation === 'ckks'
         ? await aggregator.sumEncrypted(round.id, round.receipts)
         : await aggregator.averagePlain(baseRow.sha256, round.receipts, round.assignedSites.length);
     metrics.phase('aggregate', (performance.now() - summing) / 1000);
+    await this.publishAndContinue(study, round, baseRow.parameterCount, published);
+  }
+
+  /** A multiparty round's switched sum: published like any round's model. Call under the study's lock. */
+  async publishSwitched(roundId: string, published: PublishedRound): Promise<void> {
+    const { db } = this.ctx;
+    const round = await db.prisma.round.findUniqueOrThrow({ where: { id: roundId }, include: { receipts: { orderBy: { receivedAt: 'asc' } } } });
+    const study = await db.prisma.study.findUniqueOrThrow({ where: { id: round.studyId } });
+    const baseRow = await db.prisma.modelVersion.findUniqueOrThrow({ where: { studyId_round: { studyId: study.id, round: round.number - 1 } } });
+    await this.publishAndContinue(study, round, baseRow.parameterCount, published);
+  }
+
+  private async publishAndContinue(
+    study: StudyRow & { status: string },
+    round: Parameters<RoundPublishing['publish']>[2] & { deadlineAt: Date | null },
+    parameters: number,
+    published: PublishedRound,
+  ): Promise<void> {
+    const { steps, log, metrics } = this.ctx;
+    const def = definitionOf(study);
     await failpoint('round.publish');
     const publishing = performance.now();
-    const finished = await this.publishing.publish(study, def, round, baseRow.parameterCount, published);
+    const finished = await this.publishing.publish(study, def, round, parameters, published);
     metrics.phase('publish', (performance.now() - publishing) / 1000);
     metrics.round('closed');
     this.roundEnded(round);

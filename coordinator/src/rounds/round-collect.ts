@@ -2,10 +2,12 @@ import { randomUUID } from 'node:crypto';
 import { timerKey, type OpenRound, type RoundContext } from './round-context.js';
 import type { RoundClosing } from './round-close.js';
 import type { RoundPublishing } from './round-publish.js';
+import type { RoundSwitching } from './round-switch.js';
 import { definitionOf, trainTask } from './tasks.js';
 
 interface RoundAnswers extends OpenRound {
   openedAt: Date;
+  keyEpoch: number | null;
   receipts: Array<{ siteId: string }>;
   failures: Array<{ siteId: string; reason: string; message: string }>;
 }
@@ -21,6 +23,7 @@ export class RoundCollection {
     private readonly ctx: RoundContext,
     private readonly closing: RoundClosing,
     private readonly publishing: RoundPublishing,
+    private readonly switching: RoundSwitching,
   ) {}
 
   /** Asks for the round to be closed once every assigned site has answered. */
@@ -50,6 +53,10 @@ export class RoundCollection {
   /** Runs the round's deadline (or, for a round found aggregating at start-up, finishes its aggregation). */
   armDeadline(round: OpenRound): void {
     const { steps } = this.ctx;
+    if (round.status === 'switching') {
+      this.switching.armDeadline(round);
+      return;
+    }
     if (round.status === 'aggregating') {
       // A crash (or a failure) during aggregation: finish it now, from the stored updates.
       steps.run(`resuming the aggregation of round ${round.id}`, round.studyId, () => this.closing.aggregateOrRetry(round.id, round.studyId));
@@ -69,6 +76,11 @@ export class RoundCollection {
     if (!study) return;
     const def = definitionOf(study);
     const silent = round.assignedSites.filter((id) => !round.receipts.some((r) => r.siteId === id) && !round.failures.some((f) => f.siteId === id));
+    if (round.keyEpoch !== null && silent.length > 0) {
+      // Every member of a multiparty epoch is needed to decrypt its sum: the round runs again without the silent ones.
+      await this.switching.redo(round.id, silent, `no answer from ${silent.join(', ')} by the round's deadline`);
+      return;
+    }
     if (round.receipts.length >= def.minSites) {
       log.warn(
         { studyId: study.id, round: round.number, reported: round.receipts.length, assigned: round.assignedSites.length, silent },
@@ -122,7 +134,14 @@ export class RoundCollection {
     const { db, steps, config } = this.ctx;
     if (steps.shuttingDown) return;
     const rounds = await db.prisma.round.findMany({
-      where: { status: 'open', assignedSites: { has: siteId }, receipts: { none: { siteId } }, failures: { none: { siteId } } },
+      where: {
+        assignedSites: { has: siteId },
+        OR: [
+          { status: 'open', receipts: { none: { siteId } }, failures: { none: { siteId } } },
+          // A multiparty round needs every epoch member until its sum is switched, whatever it already sent.
+          { status: { in: ['open', 'switching'] }, keyEpoch: { not: null }, keySwitchShares: { none: { siteId } } },
+        ],
+      },
     });
     for (const round of rounds) {
       steps.schedule(timerKey.grace(siteId, round.id), config.reconnectGraceSeconds * 1000, () =>
@@ -140,8 +159,12 @@ export class RoundCollection {
     const { sessions, audit, log, config } = this.ctx;
     if (sessions.isConnected(siteId)) return;
     const round = await this.answers(roundId);
-    if (!round || round.status !== 'open' || round.receipts.some((r) => r.siteId === siteId) || round.failures.some((f) => f.siteId === siteId)) return;
     const message = `site ${siteId} lost its connection during the round and did not come back within ${config.reconnectGraceSeconds} s`;
+    if (round && round.keyEpoch !== null && (round.status === 'open' || round.status === 'switching') && round.assignedSites.includes(siteId)) {
+      await this.switching.redo(roundId, [siteId], message);
+      return;
+    }
+    if (!round || round.status !== 'open' || round.receipts.some((r) => r.siteId === siteId) || round.failures.some((f) => f.siteId === siteId)) return;
     await audit.transaction(async (tx) => {
       await tx.roundFailure.create({ data: { id: randomUUID(), roundId, siteId, reason: 'disconnected', message } });
       return { result: undefined, audit: { kind: 'round.site-lost', actor: 'system', studyId: round.studyId, round: round.number, siteId, details: { reason: message } } };

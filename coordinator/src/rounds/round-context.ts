@@ -24,7 +24,7 @@ export interface RoundContext {
   readonly metrics: CoordinatorMetrics;
 }
 
-/** A round that has not ended: collecting (`open`) or being summed (`aggregating`). */
+/** A round that has not ended: collecting (`open`), being summed (`aggregating`) or key-switched (`switching`, multiparty). */
 export interface OpenRound {
   id: string;
   studyId: string;
@@ -39,7 +39,7 @@ export interface OpenRound {
 export const ACTIVE_STUDY = ['running', 'paused'] as const;
 
 export async function findOpenRound(db: Database, studyId: string): Promise<OpenRound | null> {
-  return db.prisma.round.findFirst({ where: { studyId, status: { in: ['open', 'aggregating'] } } });
+  return db.prisma.round.findFirst({ where: { studyId, status: { in: ['open', 'aggregating', 'switching'] } } });
 }
 
 /** Timer names: one deadline per round, one grace wait per site and round, one aggregation retry per round. */

@@ -2,7 +2,9 @@ import { createHash, randomUUID } from 'node:crypto';
 import { failpoint, type federation } from '@federa/shared';
 import { ACTIVE_STUDY, findOpenRound, type RoundContext } from './round-context.js';
 import type { RoundCollection } from './round-collect.js';
+import type { KeyEpochs } from '../multiparty/index.js';
 import type { RoundPublishing } from './round-publish.js';
+import type { RoundSwitching } from './round-switch.js';
 import { definitionOf, evaluateTask, trainTask } from './tasks.js';
 
 /**
@@ -15,6 +17,8 @@ export class RoundOpening {
     private readonly ctx: RoundContext,
     private readonly collection: RoundCollection,
     private readonly publishing: RoundPublishing,
+    private readonly switching: RoundSwitching,
+    private readonly epochs: KeyEpochs,
   ) {}
 
   /** Call under the study's lock. Opens the next round if the study is running, has none open, and enough sites are connected. */
@@ -37,11 +41,13 @@ export class RoundOpening {
       return;
     }
     const cohort = chooseCohort(studyId, number, eligible, def.targetSites);
+    // Multiparty: the round runs under the epoch whose members are exactly its cohort (a new one if that changed).
+    const keyEpoch = def.aggregation === 'multiparty' ? (await this.epochs.epochFor(studyId, cohort)).number : null;
     const openedAt = new Date();
     const deadlineAt = new Date(openedAt.getTime() + def.roundTimeoutSeconds * 1000);
     const { result: round } = await audit.transaction(async (tx) => {
       const created = await tx.round.create({
-        data: { id: randomUUID(), studyId, number, status: 'open', openedAt, deadlineAt, assignedSites: cohort },
+        data: { id: randomUUID(), studyId, number, status: 'open', openedAt, deadlineAt, assignedSites: cohort, keyEpoch },
       });
       await tx.study.update({ where: { id: studyId }, data: { currentRound: number } });
       return {
@@ -51,7 +57,12 @@ export class RoundOpening {
           actor: 'system',
           studyId,
           round: number,
-          details: { cohort, deadlineAt: deadlineAt.toISOString(), ...(cohort.length < eligible.length ? { eligible: eligible.length } : {}) },
+          details: {
+            cohort,
+            deadlineAt: deadlineAt.toISOString(),
+            ...(cohort.length < eligible.length ? { eligible: eligible.length } : {}),
+            ...(keyEpoch !== null ? { keyEpoch } : {}),
+          },
         },
       };
     });
@@ -87,6 +98,7 @@ export class RoundOpening {
       tasks.push(evaluateTask(round.study, round.number, await this.publishing.modelRef(round.studyId, round.number), evaluation.bins));
     }
     for (const round of rounds) tasks.push(trainTask(round.study, round, await this.publishing.modelRef(round.studyId, round.number - 1)));
+    tasks.push(...(await this.switching.pendingFor(siteId)));
     return tasks;
   }
 

@@ -39,6 +39,7 @@ export class RoundPublishing {
           sha256: published.model.sha256,
           sizeBytes: published.model.size,
           parameterCount: baseParameters,
+          keyEpoch: published.keyEpoch ?? null,
         },
       });
       await tx.round.update({
@@ -56,7 +57,13 @@ export class RoundPublishing {
             actor: 'system',
             studyId: study.id,
             round: round.number,
-            details: { kind: published.kind, sha256: published.model.sha256, bytes: published.model.size, contributors },
+            details: {
+              kind: published.kind,
+              sha256: published.model.sha256,
+              bytes: published.model.size,
+              contributors,
+              ...(published.keyEpoch !== undefined ? { keyEpoch: published.keyEpoch } : {}),
+            },
           },
           ...(finished ? [{ kind: 'study.completed', actor: 'system', studyId: study.id, details: { rounds: study.totalRounds } }] : []),
         ],

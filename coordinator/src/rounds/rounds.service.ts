@@ -16,6 +16,8 @@ import { RoundPublishing } from './round-publish.js';
 import { RoundSteps } from './round-steps.js';
 import { StudyControl } from './study-control.js';
 import { StudyLocks } from './study-locks.js';
+import { KeyEpochs } from '../multiparty/index.js';
+import { RoundSwitching } from './round-switch.js';
 import type { AggregateMembers, ModelRow } from './tasks.js';
 
 /**
@@ -36,6 +38,7 @@ export class RoundsService implements OnApplicationBootstrap, OnApplicationShutd
   private readonly collection: RoundCollection;
   private readonly opening: RoundOpening;
   private readonly control: StudyControl;
+  readonly switching: RoundSwitching;
 
   constructor(
     @Inject(DATABASE) db: Database,
@@ -47,14 +50,21 @@ export class RoundsService implements OnApplicationBootstrap, OnApplicationShutd
     @Inject(COORDINATOR_CONFIG) config: Pick<CoordinatorConfig, 'reconnectGraceSeconds'>,
     @Inject(PartialUploads) partials: PartialUploads,
     @Inject(CoordinatorMetrics) metrics: CoordinatorMetrics,
+    @Inject(KeyEpochs) epochs: KeyEpochs,
   ) {
     const log = createLogger('rounds');
     this.ctx = { db, blobs, sessions, aggregator, audit, locks, partials, config, log, metrics, steps: new RoundSteps(locks, log) };
     this.publishing = new RoundPublishing(this.ctx);
-    this.closing = new RoundClosing(this.ctx, this.publishing, (studyId) => this.opening.openNextRound(studyId));
-    this.collection = new RoundCollection(this.ctx, this.closing, this.publishing);
-    this.opening = new RoundOpening(this.ctx, this.collection, this.publishing);
-    this.control = new StudyControl(this.ctx, this.opening, this.collection, this.closing, this.publishing);
+    this.switching = new RoundSwitching(this.ctx, epochs, {
+      publishSwitched: (roundId, published) => this.closing.publishSwitched(roundId, published),
+      failRound: (round, studyId, message) => this.closing.failRound(round, studyId, message),
+      armOpenDeadline: (round) => this.collection.armDeadline(round),
+      baseRef: (studyId, round) => this.publishing.modelRef(studyId, round),
+    });
+    this.closing = new RoundClosing(this.ctx, this.publishing, this.switching, (studyId) => this.opening.openNextRound(studyId));
+    this.collection = new RoundCollection(this.ctx, this.closing, this.publishing, this.switching);
+    this.opening = new RoundOpening(this.ctx, this.collection, this.publishing, this.switching, epochs);
+    this.control = new StudyControl(this.ctx, this.opening, this.collection, this.closing, this.publishing, this.switching);
   }
 
   async onApplicationBootstrap(): Promise<void> {

@@ -6,6 +6,7 @@ import type { RoundClosing } from './round-close.js';
 import type { RoundCollection } from './round-collect.js';
 import type { RoundOpening } from './round-open.js';
 import type { RoundPublishing } from './round-publish.js';
+import type { RoundSwitching } from './round-switch.js';
 import { definitionOf } from './tasks.js';
 
 /**
@@ -19,6 +20,7 @@ export class StudyControl {
     private readonly collection: RoundCollection,
     private readonly closing: RoundClosing,
     private readonly publishing: RoundPublishing,
+    private readonly switching: RoundSwitching,
   ) {}
 
   /** Creates the initial model (round 0) from the study's seed and opens round 1. */
@@ -118,11 +120,13 @@ export class StudyControl {
         throw new FederationError(GrpcStatus.NOT_FOUND, `site ${siteId} takes no part in study ${studyId}`);
       }
       const open = await db.prisma.round.findFirst({
-        where: { studyId, status: { in: ['open', 'aggregating'] } },
+        where: { studyId, status: { in: ['open', 'aggregating', 'switching'] } },
         include: { receipts: { where: { siteId } }, failures: { where: { siteId } } },
       });
       const counted = (open?.receipts.length ?? 0) > 0;
-      const stopWaiting = open !== null && open.status === 'open' && open.assignedSites.includes(siteId) && !counted && open.failures.length === 0;
+      // A multiparty round cannot finish without every member of its epoch: it runs again without the dropped site.
+      const redo = open !== null && open.keyEpoch !== null && (open.status === 'open' || open.status === 'switching') && open.assignedSites.includes(siteId);
+      const stopWaiting = !redo && open !== null && open.status === 'open' && open.assignedSites.includes(siteId) && !counted && open.failures.length === 0;
       const message = `dropped from the study by ${actor}: ${reason}`;
       await audit.transaction(async (tx) => {
         await tx.study.update({ where: { id: studyId }, data: { droppedSites: { push: siteId } } });
@@ -136,6 +140,7 @@ export class StudyControl {
       const last = await db.prisma.modelVersion.findFirst({ where: { studyId }, orderBy: { round: 'desc' } });
       this.publishing.broadcastClosed([siteId], studyId, federation.StudyOutcome.STUDY_OUTCOME_CANCELLED, `site ${siteId} was ${message}`, last?.round ?? 0);
       if (stopWaiting) await this.collection.closeRoundIfComplete(open.id);
+      if (redo) await this.switching.redo(open.id, [siteId], message);
       return { counted, round: open?.number ?? null };
     });
   }

@@ -1,4 +1,5 @@
 import {
+  consortiumMultipartyFingerprint,
   encodingOfAggregation,
   federation,
   modelSpecToMessage,
@@ -21,7 +22,9 @@ export interface StudyRow {
 
 export interface ModelRow {
   round: number;
-  kind: 'weights' | 'encrypted_aggregate';
+  kind: 'weights' | 'encrypted_aggregate' | 'multiparty_aggregate';
+  /** multiparty_aggregate: the key epoch whose model key decrypts it. */
+  keyEpoch?: number | null;
   sha256: string;
   sizeBytes: number;
   parameterCount: number;
@@ -44,7 +47,8 @@ export function encodingOf(def: StudyDefinition): federation.UpdateEncoding {
 
 /** How a stored model artifact travels on the wire. */
 export function modelKindOf(kind: ModelRow['kind']): federation.ModelKind {
-  return kind === 'weights' ? federation.ModelKind.MODEL_KIND_WEIGHTS : federation.ModelKind.MODEL_KIND_ENCRYPTED_AGGREGATE;
+  if (kind === 'weights') return federation.ModelKind.MODEL_KIND_WEIGHTS;
+  return kind === 'multiparty_aggregate' ? federation.ModelKind.MODEL_KIND_MULTIPARTY_AGGREGATE : federation.ModelKind.MODEL_KIND_ENCRYPTED_AGGREGATE;
 }
 
 /** A stored model version as tasks and downloads carry it. */
@@ -58,15 +62,23 @@ export function modelRefOf(studyId: string, model: ModelRow, members: AggregateM
     parameterCount: model.parameterCount,
     cohort: members?.cohort ?? [],
     contributors: members?.contributors ?? [],
+    keyEpoch: model.keyEpoch ?? 0,
   };
+}
+
+/** A multiparty round's key epoch as its train task carries it: the members are the round's cohort. */
+export function keyEpochRefOf(round: { keyEpoch?: number | null; assignedSites: string[] }): federation.KeyEpochRef | undefined {
+  if (round.keyEpoch == null) return undefined;
+  return { number: round.keyEpoch, members: [...round.assignedSites].sort(), parameters: consortiumMultipartyFingerprint() };
 }
 
 export function trainTask(
   study: StudyRow,
-  round: { number: number; deadlineAt: Date | null; assignedSites: string[] },
+  round: { number: number; deadlineAt: Date | null; assignedSites: string[]; keyEpoch?: number | null },
   base: federation.ModelRef,
 ): federation.Task {
   const def = definitionOf(study);
+  const keyEpoch = keyEpochRefOf(round);
   return {
     taskId: `${study.id}/${round.number}/train`,
     kind: {
@@ -99,6 +111,7 @@ export function trainTask(
         preprocessingJson: preprocessingToJson(def.preprocessing),
         studyDefinitionJson: studyDefinitionJson(def),
         cohort: [...round.assignedSites].sort(),
+        ...(keyEpoch ? { keyEpoch } : {}),
       },
     },
   };

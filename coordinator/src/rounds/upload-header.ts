@@ -1,4 +1,5 @@
-import { federation, parameterCount, SHA256_HEX, taggedLength } from '@federa/shared';
+import { federation, parameterCount, payloadBytes, SHA256_HEX, taggedLength } from '@federa/shared';
+import type { KeyEpochs } from '../multiparty/index.js';
 import { checkStudyRef, FederationError, GrpcStatus } from '../federation/federation-error.js';
 import type { Database } from '../persistence/index.js';
 import type { EncryptedAggregation } from './encrypted-aggregation.js';
@@ -14,6 +15,8 @@ export interface UploadTarget {
   roundId: string;
   layout: VectorLayout;
   vectorLength: number;
+  /** Multiparty: the key epoch the round's updates are encrypted under. */
+  keyEpoch: number | null;
 }
 
 /** The study and round an upload is for, if that round takes this site's upload now; refused otherwise. */
@@ -40,7 +43,13 @@ export async function roundTakingUploads(db: Database, siteId: string, studyId: 
   return { study, round };
 }
 
-export async function checkUploadHeader(db: Database, encrypted: EncryptedAggregation, siteId: string, header: federation.UpdateHeader): Promise<UploadTarget> {
+export async function checkUploadHeader(
+  db: Database,
+  encrypted: EncryptedAggregation,
+  epochs: KeyEpochs,
+  siteId: string,
+  header: federation.UpdateHeader,
+): Promise<UploadTarget> {
   const { study, round } = await roundTakingUploads(db, siteId, header.studyId, header.round);
   const def = definitionOf(study);
   const expectedEncoding = encodingOf(def);
@@ -53,10 +62,13 @@ export async function checkUploadHeader(db: Database, encrypted: EncryptedAggreg
   const layout: VectorLayout = { parameters: parameterCount(def.model), cohort: [...round.assignedSites].sort() };
   const payloadLength = layout.parameters + 1 + layout.cohort.length;
   // An encrypted update is laid out in whole ciphertexts, each ending with the site's contribution tags.
+  const multiparty = header.encoding === federation.UpdateEncoding.UPDATE_ENCODING_MULTIPARTY ? epochs.setup() : null;
   const vectorLength =
     header.encoding === federation.UpdateEncoding.UPDATE_ENCODING_CKKS
       ? taggedLength(payloadLength, await encrypted.valuesPerCiphertext())
-      : payloadLength;
+      : multiparty
+        ? taggedLength(payloadLength, multiparty.ring.n)
+        : payloadLength;
   if (header.vectorLength !== vectorLength) {
     throw new FederationError(
       GrpcStatus.INVALID_ARGUMENT,
@@ -67,7 +79,9 @@ export async function checkUploadHeader(db: Database, encrypted: EncryptedAggreg
   const expectedBytes =
     header.encoding === federation.UpdateEncoding.UPDATE_ENCODING_CKKS
       ? await encrypted.updateBytes(vectorLength)
-      : expectedPayloadBytes(header.encoding, vectorLength);
+      : multiparty
+        ? payloadBytes(multiparty.ring, multiparty.params, 'update', vectorLength)
+        : expectedPayloadBytes(header.encoding, vectorLength);
   if (expectedBytes !== undefined && header.totalBytes !== expectedBytes) {
     throw new FederationError(
       GrpcStatus.INVALID_ARGUMENT,
@@ -93,7 +107,7 @@ export async function checkUploadHeader(db: Database, encrypted: EncryptedAggreg
       `the update was computed against model ${header.baseModelSha256 || '(none)'}, but round ${header.round} starts from ${base?.sha256 ?? '(missing)'}`,
     );
   }
-  return { studyId: study.id, roundId: round.id, layout, vectorLength };
+  return { studyId: study.id, roundId: round.id, layout, vectorLength, keyEpoch: round.keyEpoch };
 }
 
 /** A site dropped from a study sends it nothing more that counts. */

@@ -15,6 +15,7 @@ import { StudyLocks } from './study-locks.js';
 import { Semaphore } from './semaphore.js';
 import { checkUploadHeader, MAX_UPLOAD_BYTES, refuseDropped, roundTakingUploads, type UploadTarget } from './upload-header.js';
 import { validatePlaintextUpdate } from './upload-payload.js';
+import { checkMultipartyUpdate, KeyEpochs, type StoredContribution } from '../multiparty/index.js';
 
 /** An upload's bytes, stored and checked against its header and trailer, not yet counted. */
 interface StoredUpload {
@@ -22,6 +23,8 @@ interface StoredUpload {
   /** When its first data chunk was awaited and when its trailer arrived (ms since the epoch). */
   startedAt: number;
   endedAt: number;
+  /** Multiparty: the site's signed contribution statement, checked, for the receipt. */
+  contribution?: StoredContribution;
 }
 
 /**
@@ -45,6 +48,7 @@ export class UploadReceiver {
     @Inject(RoundsService) private readonly rounds: RoundsService,
     @Inject(PartialUploads) private readonly partials: PartialUploads,
     @Inject(CoordinatorMetrics) private readonly metrics: CoordinatorMetrics,
+    @Inject(KeyEpochs) private readonly epochs: KeyEpochs,
   ) {
     this.slots = new Semaphore(config.maxConcurrentUploads);
   }
@@ -86,7 +90,7 @@ export class UploadReceiver {
       }
       header = first.value.part.value;
       announced(header);
-      target = await checkUploadHeader(this.db, this.encrypted, siteId, header);
+      target = await checkUploadHeader(this.db, this.encrypted, this.epochs, siteId, header);
       checked({ studyId: target.studyId, round: header.round });
       stored = await this.receiveData(siteId, header, target, iterator);
     } finally {
@@ -175,6 +179,22 @@ export class UploadReceiver {
         throw error;
       }
     }
+    if (header.encoding === federation.UpdateEncoding.UPDATE_ENCODING_MULTIPARTY) {
+      try {
+        if (target.keyEpoch === null) throw new FederationError(GrpcStatus.FAILED_PRECONDITION, `round ${header.round} of study ${target.studyId} has no key epoch`);
+        const contribution = checkMultipartyUpdate(
+          this.epochs.setup(),
+          this.epochs.trust(),
+          await this.blobs.get(blob.sha256),
+          { siteId, studyId: target.studyId, round: header.round, epoch: target.keyEpoch, valueCount: target.vectorLength, sha256: blob.sha256 },
+          header.contribution,
+        );
+        return { blob, startedAt, endedAt, contribution };
+      } catch (error) {
+        if (error instanceof FederationError) return refuse(error);
+        throw error;
+      }
+    }
     return { blob, startedAt, endedAt };
   }
 
@@ -226,7 +246,8 @@ export class UploadReceiver {
   ): Promise<federation.UploadReceipt> {
     const { blob } = stored;
     const digest = blob.sha256;
-    const encrypted = header.encoding !== federation.UpdateEncoding.UPDATE_ENCODING_PLAINTEXT_F32;
+    // Summed as it arrives (single-key CKKS); multiparty updates are summed when the round closes.
+    const encrypted = header.encoding === federation.UpdateEncoding.UPDATE_ENCODING_CKKS;
     let addSeconds = 0;
 
     const accepted = await this.locks.run(target.studyId, async () => {
@@ -282,6 +303,7 @@ export class UploadReceiver {
             sizeBytes: blob.size,
             encoding: federation.updateEncodingToJSON(header.encoding),
             receivedAt,
+            ...(stored.contribution ? { contribution: { ...stored.contribution } } : {}),
           },
         });
         if (seeds) await recordSeeds(tx, seeds, receiptId);

@@ -17,6 +17,7 @@ import { EncryptedAggregation, NO_KIT } from '../rounds/encrypted-aggregation.js
 import { summariseEvaluation, type RoundEvaluationView } from '../rounds/evaluation.js';
 import { RoundsService } from '../rounds/rounds.service.js';
 import { StudyLocks } from '../rounds/study-locks.js';
+import { KeyEpochs, NO_MULTIPARTY_KIT } from '../multiparty/index.js';
 import { SiteSessions } from '../sessions/site-sessions.js';
 import { DatasetSummaries, type DatasetSummaryView } from '../sites/dataset-summaries.js';
 
@@ -155,6 +156,7 @@ export class StudiesService {
     @Inject(DatasetSummaries) private readonly datasets: DatasetSummaries,
     @Inject(AuditLog) private readonly audit: AuditLog,
     @Inject(StudyLocks) private readonly locks: StudyLocks,
+    @Inject(KeyEpochs) private readonly epochs: KeyEpochs,
   ) {}
 
   async create(body: unknown, caller: Principal): Promise<StudyStatus> {
@@ -393,6 +395,7 @@ export class StudiesService {
     if (!parsed.success) throw new StudyInputError(describeIssues(parsed.error));
     const def = parsed.data;
     if (def.aggregation === 'ckks' && !this.encrypted.available) throw new StudyInputError([`aggregation: ${NO_KIT}`]);
+    if (def.aggregation === 'multiparty' && !this.epochs.available) throw new StudyInputError([`aggregation: ${NO_MULTIPARTY_KIT}`]);
     return def;
   }
 }

@@ -96,6 +96,9 @@ export const AUDIT_KIND_OF_SITE_MESSAGE = {
   update: 'update.received',
   evaluation: 'site.evaluation',
   refusal: 'site.refusal',
+  'key-share': 'site.key-share',
+  'key-envelopes': 'site.key-envelopes',
+  'key-switch-share': 'site.key-switch-share',
 } as const;
 
 export type SiteMessageKind = keyof typeof AUDIT_KIND_OF_SITE_MESSAGE;

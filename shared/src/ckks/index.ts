@@ -31,3 +31,4 @@ export {
   untagVector,
   type TagScope,
 } from './tags.js';
+export * from './multiparty/index.js';

@@ -19,7 +19,8 @@ const sha256Hex = z.string().regex(/^[0-9a-f]{64}$/, 'must be a lower-case hex S
 /** How an entry's bytes were encrypted: the scheme, the key's fingerprint and the parameters. */
 export const ledgerEncryptionSchema = z
   .object({
-    scheme: z.literal('ckks'),
+    /** ckks: the consortium's shared key; ckks-multiparty: an epoch's collective key (keyFingerprint names the epoch). */
+    scheme: z.enum(['ckks', 'ckks-multiparty']),
     keyFingerprint: z.string().min(1).max(200),
     parameters: z.record(z.string(), z.unknown()),
   })

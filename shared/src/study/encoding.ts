@@ -8,5 +8,7 @@ export function encodingOfAggregation(aggregation: StudyDefinition['aggregation'
       return federation.UpdateEncoding.UPDATE_ENCODING_PLAINTEXT_F32;
     case 'ckks':
       return federation.UpdateEncoding.UPDATE_ENCODING_CKKS;
+    case 'multiparty':
+      return federation.UpdateEncoding.UPDATE_ENCODING_MULTIPARTY;
   }
 }

@@ -14,6 +14,7 @@ import {
 import type { CoordinatorRetry, FederationClient } from '../client/index.js';
 import type { SitePolicy } from '../config/index.js';
 import { aggregateClaimRefusal, aggregateContentRefusal, PolicyRefusalError } from '../policy/index.js';
+import type { MultipartyKeys } from '../multiparty/index.js';
 import type { ModelCache } from './model-cache.js';
 
 export interface KeyHolder {
@@ -37,6 +38,8 @@ export class GlobalModels {
     private readonly keys: () => Promise<KeyHolder>,
     private readonly policy: SitePolicy,
     private readonly retry: CoordinatorRetry,
+    /** Decrypts multiparty aggregates with the model key of their epoch; absent without a kit. */
+    private readonly multiparty?: MultipartyKeys,
   ) {}
 
   path(studyId: string, round: number): string {
@@ -67,9 +70,16 @@ export class GlobalModels {
         weights = bytesToFloat32(artifact.bytes, `global model of round ${round}`);
         if (round === 0) this.checkInitial(weights, spec, studyId);
         break;
-      case federation.ModelKind.MODEL_KIND_ENCRYPTED_AGGREGATE:
-        weights = await this.decryptAggregate(studyId, round, spec, header, artifact.bytes);
+      case federation.ModelKind.MODEL_KIND_ENCRYPTED_AGGREGATE: {
+        const { context, secretKey, tagKey } = await this.keys();
+        weights = await this.checkAggregate(studyId, round, spec, header, { tagged: context.decryptVector(artifact.bytes, secretKey), tagKey, valuesPerCiphertext: context.valuesPerCiphertext });
         break;
+      }
+      case federation.ModelKind.MODEL_KIND_MULTIPARTY_AGGREGATE: {
+        if (!this.multiparty) throw new Error(`round ${round} of study ${studyId} was aggregated with multiparty keys, which needs this site's kit`);
+        weights = await this.checkAggregate(studyId, round, spec, header, await this.multiparty.decryptModel(studyId, header, artifact.bytes));
+        break;
+      }
       default:
         throw new Error(`round ${round} of study ${studyId} published an artifact of unknown kind ${federation.modelKindToJSON(header.kind)}`);
     }
@@ -77,15 +87,21 @@ export class GlobalModels {
     return weights;
   }
 
-  private async decryptAggregate(studyId: string, round: number, spec: ModelSpec, header: federation.ModelRef, bytes: Uint8Array): Promise<Float32Array> {
-    const { context, secretKey, tagKey } = await this.keys();
+  /** A decrypted aggregate is used only when every ciphertext carries exactly the named contributors' tags. */
+  private async checkAggregate(
+    studyId: string,
+    round: number,
+    spec: ModelSpec,
+    header: federation.ModelRef,
+    decrypted: { tagged: Float64Array; tagKey: Uint8Array; valuesPerCiphertext: number },
+  ): Promise<Float32Array> {
+    const { tagged, tagKey, valuesPerCiphertext } = decrypted;
     const parameters = parameterCount(spec);
     const payloadLength = parameters + 1 + header.cohort.length;
-    const tagged = context.decryptVector(bytes, secretKey);
     const ref = { cohort: header.cohort, contributors: header.contributors, round };
     const content = aggregateContentRefusal(
-      tagProblems(tagged, context.valuesPerCiphertext, tagKey, { studyId, round }, header.contributors),
-      untagVector(tagged, payloadLength, context.valuesPerCiphertext).subarray(parameters + 1),
+      tagProblems(tagged, valuesPerCiphertext, tagKey, { studyId, round }, header.contributors),
+      untagVector(tagged, payloadLength, valuesPerCiphertext).subarray(parameters + 1),
       ref,
     );
     if (content) {
@@ -93,7 +109,7 @@ export class GlobalModels {
       throw new PolicyRefusalError(content);
     }
     const previous = await this.weights(studyId, round - 1, spec);
-    return applyAggregate(previous, untagVector(tagged, payloadLength, context.valuesPerCiphertext), header.cohort.length);
+    return applyAggregate(previous, untagVector(tagged, payloadLength, valuesPerCiphertext), header.cohort.length);
   }
 
   /** The initial model carries no data, so the site makes it itself and refuses a coordinator's other one. */

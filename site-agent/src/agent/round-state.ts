@@ -25,6 +25,9 @@ const roundStateSchema = z.object({
   receipt: z
     .object({ sha256: z.string(), receivedBytes: z.number(), receivedAtUnixMs: z.number() })
     .optional(),
+  /** Multiparty: the key epoch the stored update is encrypted under, and its signed contribution statement. */
+  keyEpoch: z.int().min(1).optional(),
+  contribution: z.object({ statementJson: z.string(), signature: z.string(), certificatePem: z.string() }).strict().optional(),
 });
 
 export type RoundState = z.output<typeof roundStateSchema>;
@@ -70,6 +73,12 @@ export class RoundStateStore {
       throw new Error(`round state ${path} is corrupt: ${parsed.error.issues[0]?.message}; move it aside to retrain the round`);
     }
     return parsed.data;
+  }
+
+  /** The clear update vector kept beside an encrypted one (to encrypt it again when its round moves to a new key epoch). */
+  async readPlainUpdate(studyId: string, round: number): Promise<Float32Array> {
+    const bytes = await readFile(this.plainUpdatePath(studyId, round));
+    return new Float32Array(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength));
   }
 
   async readUpdate(studyId: string, round: number): Promise<Uint8Array> {

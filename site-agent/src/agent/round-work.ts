@@ -1,5 +1,7 @@
 import {
+  consortiumMultipartyFingerprint,
   contributionVector,
+  parameterCount,
   createLogger,
   largestChange,
   MAX_WEIGHT_CHANGE,
@@ -18,6 +20,7 @@ import { LabelsCsvError, summariseLoadedDataset } from '../data/index.js';
 import type { LedgerEncryption } from '../ledger/index.js';
 import type { Outbound } from '../outbound/index.js';
 import { evaluateModel, predictProbabilities, trainLocal, type BackendInfo, type TrainOptions } from '../train/index.js';
+import type { MultipartyKeys } from '../multiparty/index.js';
 import type { GlobalModels, KeyHolder } from './global-models.js';
 import type { RoundState, RoundStateStore } from './round-state.js';
 import type { PreparedData, SiteData } from './site-data.js';
@@ -42,6 +45,8 @@ export interface RoundWorkEvents {
 export interface Encryption {
   keys: () => Promise<KeyHolder>;
   ledger: () => Promise<LedgerEncryption>;
+  /** Multiparty aggregation (per-site key shares); null without a kit. */
+  multiparty: MultipartyKeys | null;
 }
 
 /**
@@ -70,13 +75,20 @@ export class RoundWork {
   async train(task: federation.TrainTask, def: StudyDefinition): Promise<void> {
     const log = this.log.child({ studyId: task.studyId, round: task.round });
     let state = await this.rounds.read(task.studyId, task.round);
-    if (state?.status === 'uploaded') {
+    const until = task.deadlineUnixMs > 0 ? Number(task.deadlineUnixMs) : Date.now() + 24 * 3600_000;
+    const epoch = def.aggregation === 'multiparty' ? this.multipartyEpoch(task) : undefined;
+    // Joined first (the share goes out before training), so the epoch's key is ready when the update is.
+    if (epoch) await this.multiparty().join(task.studyId, epoch, until);
+    if (state?.status === 'uploaded' && state.keyEpoch === epoch?.number) {
       log.info('round already uploaded; not training again');
       return;
     }
     if (!state) {
-      state = await this.trainRound(task, def, log);
+      state = await this.trainRound(task, def, log, epoch, until);
       this.events.onTrained?.(state);
+    } else if (epoch && state.keyEpoch !== epoch.number) {
+      log.warn({ epoch: epoch.number, previous: state.keyEpoch }, 'the round runs again under a new key epoch: encrypting the update trained before under its key');
+      state = await this.reencrypt(task, def, state, epoch, until);
     } else log.info('resending the update trained before an interruption');
     // Metrics go first so the round's table is complete by the time the last update closes it.
     await this.reportMetrics(state);
@@ -86,12 +98,25 @@ export class RoundWork {
       throw new Error(`stored update for round ${task.round} does not match its recorded hash; delete ${this.rounds.updatePath(task.studyId, task.round)} to retrain`);
     }
     const encrypted = state.encoding === federation.UpdateEncoding.UPDATE_ENCODING_CKKS;
+    const ledgerEncryption: LedgerEncryption | null =
+      state.keyEpoch !== undefined
+        ? multipartyLedgerEncryption(task.studyId, state.keyEpoch)
+        : encrypted && this.encryption
+          ? await this.encryption.ledger()
+          : null;
     let receipt: Pick<federation.UploadReceipt, 'sha256' | 'receivedBytes' | 'receivedAtUnixMs'>;
     try {
       receipt = await this.outbound.uploadUpdate(
-        { studyId: task.studyId, round: task.round, encoding: state.encoding, vectorLength: state.vectorLength, baseModelSha256: state.baseModelSha256 },
+        {
+          studyId: task.studyId,
+          round: task.round,
+          encoding: state.encoding,
+          vectorLength: state.vectorLength,
+          baseModelSha256: state.baseModelSha256,
+          ...(state.contribution ? { contribution: state.contribution } : {}),
+        },
         update,
-        encrypted && this.encryption ? await this.encryption.ledger() : null,
+        ledgerEncryption,
         // Retried while the round is open (the coordinator refuses late uploads anyway).
         task.deadlineUnixMs > 0 ? Number(task.deadlineUnixMs) : undefined,
       );
@@ -106,7 +131,50 @@ export class RoundWork {
     this.events.onRoundUploaded?.(state);
   }
 
-  private async trainRound(task: federation.TrainTask, def: StudyDefinition, log: Logger): Promise<RoundState> {
+  private multiparty(): MultipartyKeys {
+    const keys = this.encryption?.multiparty;
+    if (!keys) throw new Error('this study aggregates with multiparty keys, which needs the site kit: set coordinator.kit in site.yaml');
+    return keys;
+  }
+
+  private multipartyEpoch(task: federation.TrainTask): federation.KeyEpochRef {
+    if (!task.keyEpoch) throw new Error(`the train task of round ${task.round} of a multiparty study names no key epoch`);
+    return task.keyEpoch;
+  }
+
+  /**
+   * The round runs again under a new key epoch (a member was lost): the update trained before is encrypted again,
+   * with its contribution slots laid out for the new cohort. Nothing is trained twice.
+   */
+  private async reencrypt(task: federation.TrainTask, def: StudyDefinition, state: RoundState, epoch: federation.KeyEpochRef, until: number): Promise<RoundState> {
+    const plain = await this.rounds.readPlainUpdate(task.studyId, task.round);
+    const weighted = parameterCount(def.model) + 1;
+    const vector = new Float32Array(weighted + task.cohort.length);
+    vector.set(plain.subarray(0, weighted));
+    const own = task.cohort.indexOf(this.config.site.id);
+    if (own < 0) throw new Error(`site ${this.config.site.id} is not in the cohort of round ${task.round}`);
+    vector[weighted + own] = 1;
+    const encrypted = await this.multiparty().encryptUpdate({ studyId: task.studyId, round: task.round, keyEpoch: epoch }, vector, until);
+    const next: RoundState = {
+      ...state,
+      status: 'trained',
+      updateSha256: sha256Hex(encrypted.payload),
+      vectorLength: encrypted.vectorLength,
+      keyEpoch: epoch.number,
+      contribution: encrypted.contribution,
+    };
+    delete next.receipt;
+    await this.rounds.saveTrained(next, encrypted.payload, float32ToBytes(vector));
+    return next;
+  }
+
+  private async trainRound(
+    task: federation.TrainTask,
+    def: StudyDefinition,
+    log: Logger,
+    epoch: federation.KeyEpochRef | undefined,
+    until: number,
+  ): Promise<RoundState> {
     if (!task.baseModel) throw new Error('train task is missing its base model');
     const spec = def.model;
     const data = await this.loadForTraining(def, log);
@@ -139,10 +207,16 @@ export class RoundWork {
     // vector, followed by the contribution slots that let every site check what a published aggregate is made of.
     const vector = contributionVector(base, result.weights, sampleWeight(result.samples), task.cohort, this.config.site.id);
     const plain = float32ToBytes(vector);
-    const encrypted = def.aggregation === 'ckks';
+    const encrypted = def.aggregation !== 'plaintext';
     let update = plain;
     let vectorLength = vector.length;
-    if (encrypted) {
+    let contribution: RoundState['contribution'];
+    if (epoch) {
+      const sealed = await this.multiparty().encryptUpdate({ studyId: task.studyId, round: task.round, keyEpoch: epoch }, vector, until);
+      update = sealed.payload;
+      vectorLength = sealed.vectorLength;
+      contribution = sealed.contribution;
+    } else if (encrypted) {
       if (!this.encryption) throw new Error('this study encrypts its updates, which needs the CKKS secret key from the site kit: set coordinator.kit in site.yaml');
       const { context, secretKey, tagKey } = await this.encryption.keys();
       // Every ciphertext also carries this site's contribution tags, which only key holders can make.
@@ -166,6 +240,8 @@ export class RoundWork {
       validationSamples: validation?.samples ?? 0,
       backend: result.backend,
       trainSeconds: result.seconds,
+      ...(epoch ? { keyEpoch: epoch.number } : {}),
+      ...(contribution ? { contribution } : {}),
     };
     await this.rounds.saveTrained(state, update, encrypted ? plain : undefined);
     log.info({ loss: result.loss, accuracy: result.accuracy, validationAccuracy: state.validationAccuracy, seconds: result.seconds }, 'local training done');
@@ -275,6 +351,11 @@ export class RoundWork {
     }
     for (const report of reports) await this.outbound.reportMetrics(report);
   }
+}
+
+/** How a multiparty update is encrypted, for the ledger: the epoch's collective key and the consortium parameters. */
+function multipartyLedgerEncryption(studyId: string, epoch: number): LedgerEncryption {
+  return { scheme: 'ckks-multiparty', keyFingerprint: `study ${studyId} key epoch ${epoch}`, parameters: { fingerprint: consortiumMultipartyFingerprint() } };
 }
 
 /** The study's augmentation, class weighting and FedProx settings, as training options. */

@@ -24,6 +24,7 @@ import { NoUsableDataError, RoundWork, UpdateOutOfRangeError } from './round-wor
 import { RoundStateStore, type RoundState } from './round-state.js';
 import { SiteData } from './site-data.js';
 import { TaskGate } from './task-gate.js';
+import { MultipartyKeys } from '../multiparty/index.js';
 
 export const AGENT_VERSION = '0.1.0';
 /** How often a site says it is alive; the coordinator marks it away after three missed (45 s by default). */
@@ -56,6 +57,7 @@ export class SiteAgent {
   private readonly retry = new CoordinatorRetry();
   private work: RoundWork | undefined;
   private models: GlobalModels | undefined;
+  private multiparty: MultipartyKeys | undefined;
   private queue: Promise<void> = Promise.resolve();
   private stopped = false;
   private currentStream: { cancel(): void } | undefined;
@@ -94,7 +96,18 @@ export class SiteAgent {
       agentVersion: AGENT_VERSION,
     });
     const outbound = new Outbound(this.client, ledger, this.config.policy, this.config.site.id, this.kit?.caPem ?? null, this.retry);
-    const models = new GlobalModels(this.client, new ModelCache(this.config.stateDir), () => this.keys(), this.config.policy, this.retry);
+    const kit = this.kit;
+    this.multiparty = kit
+      ? new MultipartyKeys(
+          this.config.stateDir,
+          { siteId: this.config.site.id, caPem: kit.caPem, certificatePem: kit.certificatePem, privateKeyPem: kit.privateKeyPem },
+          this.client,
+          outbound,
+          this.config.policy,
+          this.retry,
+        )
+      : undefined;
+    const models = new GlobalModels(this.client, new ModelCache(this.config.stateDir), () => this.keys(), this.config.policy, this.retry, this.multiparty);
     this.outbound = outbound;
     this.models = models;
     this.backend = await initBackend(this.config.training.backend);
@@ -105,7 +118,7 @@ export class SiteAgent {
       new RoundStateStore(this.config.stateDir),
       models,
       new SiteData(this.config, this.events.onDataProgress),
-      this.kit ? { keys: () => this.keys(), ledger: async () => this.encryptionRecord(await this.keys()) } : null,
+      this.kit ? { keys: () => this.keys(), ledger: async () => this.encryptionRecord(await this.keys()), multiparty: this.multiparty ?? null } : null,
       () => this.backend,
       {
         onTrained: (state) => this.status.trained(state.trainSeconds),
@@ -125,7 +138,7 @@ export class SiteAgent {
           backend: this.backend.name,
           // Plaintext only when the hospital's policy allows it, so the coordinator cannot switch this site to it.
           supportedEncodings: [
-            ...(this.kit ? [federation.UpdateEncoding.UPDATE_ENCODING_CKKS] : []),
+            ...(this.kit ? [federation.UpdateEncoding.UPDATE_ENCODING_MULTIPARTY, federation.UpdateEncoding.UPDATE_ENCODING_CKKS] : []),
             ...(this.config.policy.requireEncryption ? [] : [federation.UpdateEncoding.UPDATE_ENCODING_PLAINTEXT_F32]),
           ],
           policy: {
@@ -212,12 +225,21 @@ export class SiteAgent {
     if (!kind || this.stopped || !work) return;
     if (kind.$case === 'studyClosed') return this.studyClosed(kind.value);
     const value = kind.value;
-    const taskKind = kind.$case === 'train' ? federation.TaskKind.TASK_KIND_TRAIN : federation.TaskKind.TASK_KIND_EVALUATE;
+    const taskKind =
+      kind.$case === 'train'
+        ? federation.TaskKind.TASK_KIND_TRAIN
+        : kind.$case === 'keySwitch'
+          ? federation.TaskKind.TASK_KIND_KEY_SWITCH
+          : federation.TaskKind.TASK_KIND_EVALUATE;
     const log = this.log.child({ studyId: value.studyId, round: value.round, task: kind.$case });
     this.status.taskStarted({ studyId: value.studyId, round: value.round, task: kind.$case });
     try {
       if (kind.$case === 'train') await work.train(kind.value, await this.gate.admitTrain(kind.value));
-      else await work.evaluate(kind.value, await this.gate.admitEvaluate(kind.value));
+      else if (kind.$case === 'keySwitch') {
+        await this.gate.admitKeySwitch(kind.value);
+        if (!this.multiparty) throw new Error('a key-switch task needs this site\'s kit (coordinator.kit in site.yaml)');
+        await this.multiparty.keySwitch(kind.value);
+      } else await work.evaluate(kind.value, await this.gate.admitEvaluate(kind.value));
     } catch (error) {
       await this.reportProblem(error, value, taskKind, log);
     } finally {

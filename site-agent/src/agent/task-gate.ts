@@ -51,6 +51,19 @@ export class TaskGate {
     return def;
   }
 
+  /** A key-switching share helps decrypt a study's sum: only for a study the hospital approved, by its hash. */
+  async admitKeySwitch(task: federation.KeySwitchTask): Promise<void> {
+    if (!STUDY_ID.test(task.studyId)) {
+      throw new PolicyRefusalError({
+        reason: federation.RefusalReason.REFUSAL_REASON_DEFINITION_MISMATCH,
+        message: `the task names study "${task.studyId.slice(0, 80)}", which is not a study id`,
+      });
+    }
+    const decision = await this.decisions.decisionFor(task.studyId, task.studyHash);
+    const approval = approvalRefusal(task.studyHash, decision, this.policy);
+    if (approval) throw new PolicyRefusalError(approval);
+  }
+
   async admitEvaluate(task: federation.EvaluateTask): Promise<StudyDefinition> {
     return this.admitStudy(task.studyId, task.studyHash, task.studyDefinitionJson);
   }

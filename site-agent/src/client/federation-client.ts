@@ -40,7 +40,8 @@ function refusal(error: ServiceError): CoordinatorRefusal {
 }
 
 /** What a site says of its update; the client adds its size, hash and resume offset. */
-export type UploadHeader = Pick<federation.UpdateHeader, 'studyId' | 'round' | 'encoding' | 'vectorLength' | 'baseModelSha256'>;
+export type UploadHeader = Pick<federation.UpdateHeader, 'studyId' | 'round' | 'encoding' | 'vectorLength' | 'baseModelSha256'> &
+  Partial<Pick<federation.UpdateHeader, 'contribution'>>;
 
 /**
  * The site's side of the FederationService, promise-shaped, with integrity checks on everything it moves. Every
@@ -252,6 +253,68 @@ export class FederationClient {
   reportRefusal(message: federation.Refusal): Promise<void> {
     return new Promise((resolve, reject) => {
       this.client.reportRefusal(message, this.metadata, this.deadline(), (error) => (error ? reject(refusal(error)) : resolve()));
+    });
+  }
+
+  submitKeyShare(submission: federation.KeyShareSubmission): Promise<federation.KeyEpochAck> {
+    return new Promise((resolve, reject) => {
+      this.client.submitKeyShare(submission, this.metadata, this.deadline(), (error, response) => (error ? reject(refusal(error)) : resolve(response)));
+    });
+  }
+
+  submitEnvelopes(submission: federation.EnvelopeSubmission): Promise<federation.KeyEpochAck> {
+    return new Promise((resolve, reject) => {
+      this.client.submitEnvelopes(submission, this.metadata, this.deadline(), (error, response) => (error ? reject(refusal(error)) : resolve(response)));
+    });
+  }
+
+  getKeyEpoch(request: federation.KeyEpochRequest): Promise<federation.KeyEpochState> {
+    return new Promise((resolve, reject) => {
+      this.client.getKeyEpoch(request, this.metadata, this.deadline(), (error, response) => (error ? reject(refusal(error)) : resolve(response)));
+    });
+  }
+
+  submitKeySwitchShare(submission: federation.KeySwitchShareSubmission): Promise<federation.KeyEpochAck> {
+    return new Promise((resolve, reject) => {
+      this.client.submitKeySwitchShare(submission, this.metadata, this.deadline(), (error, response) => (error ? reject(refusal(error)) : resolve(response)));
+    });
+  }
+
+  /** The c1 part of a round's encrypted sum, checked against the SHA-256 the key-switch task names. */
+  downloadSum(studyId: string, round: number, expectedSha256: string): Promise<Uint8Array> {
+    const stream = this.client.downloadSum({ studyId, round, offset: 0 }, this.metadata, this.deadline(this.timeoutMs * 5));
+    return new Promise((resolve, reject) => {
+      const parts: Buffer[] = [];
+      let header: federation.SumHeader | undefined;
+      let received = 0;
+      let failed = false;
+      const fail = (error: Error): void => {
+        if (failed) return;
+        failed = true;
+        stream.cancel();
+        reject(error);
+      };
+      stream.on('data', (message: federation.SumChunk) => {
+        const part = message.part;
+        if (part?.$case === 'header') {
+          header = part.value;
+          if (header.sha256 !== expectedSha256) fail(new Error(`the sum of round ${round} of study ${studyId} is ${header.sha256}, the task named ${expectedSha256}`));
+          else if (header.sizeBytes > MAX_MODEL_BYTES) fail(new Error(`the sum of round ${round} announces ${header.sizeBytes} bytes, more than a site accepts`));
+        } else if (part?.$case === 'data') {
+          received += part.value.length;
+          if (!header || received > header.sizeBytes) return fail(new Error(`the sum download of round ${round} sent more bytes than its header announced`));
+          parts.push(part.value);
+        }
+      });
+      stream.on('error', (error: ServiceError) => fail(isServiceError(error) ? refusal(error) : error));
+      stream.on('end', () => {
+        if (failed) return;
+        if (!header) return fail(new Error(`the sum download of round ${round} carried no header`));
+        const bytes = Buffer.concat(parts, received);
+        const digest = createHash('sha256').update(bytes).digest('hex');
+        if (digest !== expectedSha256) return fail(new Error(`the sum of round ${round} of study ${studyId} failed its integrity check: received ${digest}, expected ${expectedSha256}`));
+        resolve(new Uint8Array(bytes));
+      });
     });
   }
 

@@ -112,6 +112,37 @@ export class Outbound {
     });
   }
 
+  /** Multiparty: this site's signed public-key share for an epoch (its secret share never leaves the site). */
+  async submitKeyShare(submission: federation.KeyShareSubmission): Promise<void> {
+    await this.retry.call('key share', async () => {
+      await this.record('key-share', submission.studyId, null, encodeMessage(federation.KeyShareSubmission, submission), { epoch: submission.epoch });
+      await this.client.submitKeyShare(submission);
+    });
+  }
+
+  /** Multiparty: this site's part of the epoch's model key, sealed to each other member's certificate key. */
+  async submitEnvelopes(submission: federation.EnvelopeSubmission): Promise<void> {
+    await this.retry.call('key envelopes', async () => {
+      await this.record('key-envelopes', submission.studyId, null, encodeMessage(federation.EnvelopeSubmission, submission), {
+        epoch: submission.epoch,
+        recipients: submission.envelopes.map((e) => e.siteId),
+      });
+      await this.client.submitEnvelopes(submission);
+    });
+  }
+
+  /** Multiparty: this site's key-switching share of a round's sum (computed once; a retry sends the same bytes). */
+  async submitKeySwitchShare(submission: federation.KeySwitchShareSubmission, resent: boolean): Promise<federation.KeyEpochAck> {
+    return this.retry.call('key-switching share', async () => {
+      await this.record('key-switch-share', submission.studyId, submission.round, encodeMessage(federation.KeySwitchShareSubmission, submission), {
+        epoch: submission.epoch,
+        sumSha256: submission.sumSha256,
+        resent,
+      });
+      return this.client.submitKeySwitchShare(submission);
+    });
+  }
+
   /**
    * Sends an update (already encrypted, or plaintext for a study the policy lets aggregate in the clear) and keeps
    * the coordinator's receipt. A receipt that does not check out is still kept, as evidence, and logged.
@@ -162,7 +193,7 @@ export class Outbound {
   }
 
   private async record(
-    kind: 'registration' | 'metrics' | 'dataset-summary' | 'evaluation' | 'refusal',
+    kind: 'registration' | 'metrics' | 'dataset-summary' | 'evaluation' | 'refusal' | 'key-share' | 'key-envelopes' | 'key-switch-share',
     studyId: string | null,
     round: number | null,
     bytes: Uint8Array,

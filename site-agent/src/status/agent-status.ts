@@ -4,7 +4,7 @@ import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom
 export interface CurrentTask {
   studyId: string;
   round: number;
-  task: 'train' | 'evaluate';
+  task: 'train' | 'evaluate' | 'keySwitch';
 }
 
 /** GET /health's answer. */

@@ -4,3 +4,7 @@ export * from './ring.js';
 export * from './wire.js';
 export * from './key-shares.js';
 export * from './contributions.js';
+export * from './envelopes.js';
+export * from './payload.js';
+export * from './consortium.js';
+export * from './site-signature.js';

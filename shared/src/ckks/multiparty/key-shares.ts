@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import { z } from 'zod';
 import { signCanonical, type RevocationEntry } from '../../pki/index.js';
 import { canonicalJson } from '../../study/canonical-json.js';
+import { STUDY_ID } from '../../study/definition.js';
 import type { MultipartyParameters } from './params.js';
 import { collectivePublicKey } from './protocol.js';
 import type { RnsRing } from './ring.js';
@@ -15,10 +16,12 @@ import { packResidues, residueBytes, unpackResidues } from './wire.js';
  * revoked site's share, or publish a key that is not the sum of the shares it lists.
  */
 
-/** What a site signs: its share's digest, bound to the epoch, the parameters and the site. */
+/** What a site signs: its share's digest, bound to the study, the epoch, the parameters and the site. */
 export const keyShareStatementSchema = z
   .object({
     kind: z.literal('federa.multiparty.key-share'),
+    // Each study has its own key: a share signed for one cannot be replayed into another's collective key.
+    studyId: z.string().regex(STUDY_ID),
     epoch: z.int().min(1),
     siteId: z.string().regex(/^[a-z0-9][a-z0-9-]{0,62}$/),
     parameters: z.string().regex(/^[0-9a-f]{64}$/),
@@ -44,16 +47,17 @@ export function multipartyFingerprint(params: MultipartyParameters): string {
 
 const sha256 = (bytes: Uint8Array): string => createHash('sha256').update(bytes).digest('hex');
 
-/** A site signs its public-key share for an epoch with the key of its kit. */
+/** A site signs its public-key share for a study's epoch with the key of its kit. */
 export function signKeyShare(
   ring: RnsRing,
   params: MultipartyParameters,
-  input: { epoch: number; siteId: string; publicShare: Uint32Array; privateKeyPem: string; certificatePem: string },
+  input: { studyId: string; epoch: number; siteId: string; publicShare: Uint32Array; privateKeyPem: string; certificatePem: string },
 ): SignedKeyShare {
   const share = new Uint8Array(residueBytes(ring));
   packResidues(ring, input.publicShare, share, 0);
   const statement = keyShareStatementSchema.parse({
     kind: 'federa.multiparty.key-share',
+    studyId: input.studyId,
     epoch: input.epoch,
     siteId: input.siteId,
     parameters: multipartyFingerprint(params),
@@ -68,12 +72,23 @@ export type CollectiveKeyCheck =
 
 /**
  * What a site checks before it encrypts under a published collective key: every share is signed by a distinct,
- * unrevoked site certified by the consortium CA for this epoch and these parameters, and the key is their sum.
+ * unrevoked site certified by the consortium CA for this study, epoch and these parameters, and the key is their
+ * sum. With `members`, the shares must be exactly those sites': a key missing a member's share would let the others
+ * decrypt without it, and an extra site's share would let an outsider take part.
  */
 export function verifyCollectiveKey(
   ring: RnsRing,
   params: MultipartyParameters,
-  input: { epoch: number; shares: readonly SignedKeyShare[]; publicKey: Uint8Array; caPem: string; revoked: readonly RevocationEntry[]; at?: Date },
+  input: {
+    studyId: string;
+    epoch: number;
+    shares: readonly SignedKeyShare[];
+    publicKey: Uint8Array;
+    caPem: string;
+    revoked: readonly RevocationEntry[];
+    members?: readonly string[];
+    at?: Date;
+  },
 ): CollectiveKeyCheck {
   const fingerprint = multipartyFingerprint(params);
   const seen = new Set<string>();
@@ -82,10 +97,11 @@ export function verifyCollectiveKey(
   for (const signed of input.shares) {
     const parsed = keyShareStatementSchema.safeParse(signed.statement);
     if (!parsed.success) return { ok: false, reason: `a share's statement is malformed: ${parsed.error.issues[0]?.message ?? 'invalid'}`, siteId: null };
-    const { siteId, epoch, parameters, shareSha256 } = parsed.data;
+    const { siteId, studyId, epoch, parameters, shareSha256 } = parsed.data;
     const refuse = (reason: string): CollectiveKeyCheck => ({ ok: false, reason: `the share of ${siteId}: ${reason}`, siteId });
     const problem = siteSignatureProblem(parsed.data, signed, input);
     if (problem) return refuse(problem);
+    if (studyId !== input.studyId) return refuse(`it is for study ${studyId}, not ${input.studyId}`);
     if (epoch !== input.epoch) return refuse(`it is for epoch ${epoch}, not ${input.epoch}`);
     if (parameters !== fingerprint) return refuse('it is for other CKKS parameters');
     if (sha256(signed.share) !== shareSha256) return refuse('its bytes are not the ones it signed');
@@ -95,6 +111,17 @@ export function verifyCollectiveKey(
       polys.push(unpackResidues(ring, signed.share, 0).poly);
     } catch (error) {
       return refuse((error as Error).message);
+    }
+  }
+  if (input.members) {
+    const members = new Set(input.members);
+    const extra = [...seen].filter((site) => !members.has(site)).sort();
+    if (extra.length > 0) {
+      return { ok: false, reason: `the key lists a share of ${extra.join(', ')}, not a member of study ${input.studyId}`, siteId: extra[0] ?? null };
+    }
+    const missing = [...members].filter((site) => !seen.has(site)).sort();
+    if (missing.length > 0) {
+      return { ok: false, reason: `the key lacks the share of member ${missing.join(', ')} of study ${input.studyId}`, siteId: missing[0] ?? null };
     }
   }
   let published: Uint32Array;

@@ -50,7 +50,7 @@ describe('multiparty CKKS: keys no single party holds', () => {
     params = deriveMultipartyParameters();
     ring = ringOf(params);
     const consortiumSeed = new Uint8Array(32).fill(7);
-    a = commonPolynomial(ring, consortiumSeed, 1);
+    a = commonPolynomial(ring, consortiumSeed, { studyId: 'study-1', epoch: 1 });
     const shares = Array.from({ length: SITES }, () => keyShare(ring, a, new SeededStream(randomBytes(32), 'key-share')));
     secrets = shares.map((s) => s.secret);
     publicShares = shares.map((s) => s.publicShare);
@@ -64,10 +64,11 @@ describe('multiparty CKKS: keys no single party holds', () => {
     switched = applyKeySwitch(ring, sum, shares2);
   }, 120_000);
 
-  it('every party expands the same common polynomial from the consortium seed, and another epoch gets another', () => {
+  it('every party expands the same common polynomial from the consortium seed, and another epoch or study gets another', () => {
     const seed = new Uint8Array(32).fill(7);
-    expect(commonPolynomial(ring, seed, 1)).toEqual(a);
-    expect(commonPolynomial(ring, seed, 2)).not.toEqual(a);
+    expect(commonPolynomial(ring, seed, { studyId: 'study-1', epoch: 1 })).toEqual(a);
+    expect(commonPolynomial(ring, seed, { studyId: 'study-1', epoch: 2 })).not.toEqual(a);
+    expect(commonPolynomial(ring, seed, { studyId: 'study-2', epoch: 1 })).not.toEqual(a);
   });
 
   it('decrypts the switched sum under the model key to the plaintext sum, FedAvg within 1e-6', () => {

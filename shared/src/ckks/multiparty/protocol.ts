@@ -1,3 +1,4 @@
+import { STUDY_ID } from '../../study/definition.js';
 import type { MultipartyParameters } from './params.js';
 import { nttPrimes as nttPrimesBelow, RnsRing, sampleCenteredBinomial, sampleTernary, sampleUniform, sampleWide, SeededStream } from './ring.js';
 
@@ -39,9 +40,15 @@ function primesOf(params: MultipartyParameters): number[] {
 }
 
 
-/** The common polynomial a of a key epoch, from the consortium's public seed: every party expands the same. */
-export function commonPolynomial(ring: RnsRing, seed: Uint8Array, epoch: number): Uint32Array {
-  return sampleUniform(ring, new SeededStream(seed, `federa/multiparty/common-a/epoch-${epoch}`));
+/**
+ * The common polynomial a of a study's key epoch, from the consortium's public seed: every party expands the same,
+ * and each study's epochs get their own a, so no two collective keys share one.
+ */
+export function commonPolynomial(ring: RnsRing, seed: Uint8Array, scope: { studyId: string; epoch: number }): Uint32Array {
+  // The label must name one (study, epoch) only: a "/" in the id or a fractional epoch could collide with another's.
+  if (!STUDY_ID.test(scope.studyId)) throw new RangeError(`"${scope.studyId.slice(0, 80)}" is not a study id`);
+  if (!Number.isSafeInteger(scope.epoch) || scope.epoch < 1) throw new RangeError(`epoch must be a positive integer, got ${scope.epoch}`);
+  return sampleUniform(ring, new SeededStream(seed, `federa/multiparty/common-a/study-${scope.studyId}/epoch-${scope.epoch}`));
 }
 
 /** A site's secret share s_i (ternary; it never leaves the site) and its public share p_i = -a s_i + e_i. */

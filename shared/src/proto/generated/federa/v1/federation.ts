@@ -119,6 +119,8 @@ export enum ModelKind {
   MODEL_KIND_WEIGHTS = 1,
   /** MODEL_KIND_ENCRYPTED_AGGREGATE - The summed (still encrypted) updates of a round; sites decrypt and apply it to the previous weights. */
   MODEL_KIND_ENCRYPTED_AGGREGATE = 2,
+  /** MODEL_KIND_MULTIPARTY_AGGREGATE - A multiparty round's sum switched to the epoch's model key (ModelRef.key_epoch), which only its member sites hold. */
+  MODEL_KIND_MULTIPARTY_AGGREGATE = 3,
   UNRECOGNIZED = -1,
 }
 
@@ -133,6 +135,9 @@ export function modelKindFromJSON(object: any): ModelKind {
     case 2:
     case "MODEL_KIND_ENCRYPTED_AGGREGATE":
       return ModelKind.MODEL_KIND_ENCRYPTED_AGGREGATE;
+    case 3:
+    case "MODEL_KIND_MULTIPARTY_AGGREGATE":
+      return ModelKind.MODEL_KIND_MULTIPARTY_AGGREGATE;
     case -1:
     case "UNRECOGNIZED":
     default:
@@ -148,6 +153,8 @@ export function modelKindToJSON(object: ModelKind): string {
       return "MODEL_KIND_WEIGHTS";
     case ModelKind.MODEL_KIND_ENCRYPTED_AGGREGATE:
       return "MODEL_KIND_ENCRYPTED_AGGREGATE";
+    case ModelKind.MODEL_KIND_MULTIPARTY_AGGREGATE:
+      return "MODEL_KIND_MULTIPARTY_AGGREGATE";
     case ModelKind.UNRECOGNIZED:
     default:
       return "UNRECOGNIZED";
@@ -163,6 +170,8 @@ export enum UpdateEncoding {
   UPDATE_ENCODING_PLAINTEXT_F32 = 1,
   /** UPDATE_ENCODING_CKKS - The same vector packed into CKKS slots, seeded symmetric encryption, compressed. */
   UPDATE_ENCODING_CKKS = 2,
+  /** UPDATE_ENCODING_MULTIPARTY - The vector encrypted under the epoch's collective public key (shared/src/ckks/multiparty/payload.ts). */
+  UPDATE_ENCODING_MULTIPARTY = 3,
   UNRECOGNIZED = -1,
 }
 
@@ -177,6 +186,9 @@ export function updateEncodingFromJSON(object: any): UpdateEncoding {
     case 2:
     case "UPDATE_ENCODING_CKKS":
       return UpdateEncoding.UPDATE_ENCODING_CKKS;
+    case 3:
+    case "UPDATE_ENCODING_MULTIPARTY":
+      return UpdateEncoding.UPDATE_ENCODING_MULTIPARTY;
     case -1:
     case "UNRECOGNIZED":
     default:
@@ -192,6 +204,8 @@ export function updateEncodingToJSON(object: UpdateEncoding): string {
       return "UPDATE_ENCODING_PLAINTEXT_F32";
     case UpdateEncoding.UPDATE_ENCODING_CKKS:
       return "UPDATE_ENCODING_CKKS";
+    case UpdateEncoding.UPDATE_ENCODING_MULTIPARTY:
+      return "UPDATE_ENCODING_MULTIPARTY";
     case UpdateEncoding.UNRECOGNIZED:
     default:
       return "UNRECOGNIZED";
@@ -301,6 +315,7 @@ export enum TaskKind {
   TASK_KIND_UNSPECIFIED = 0,
   TASK_KIND_TRAIN = 1,
   TASK_KIND_EVALUATE = 2,
+  TASK_KIND_KEY_SWITCH = 3,
   UNRECOGNIZED = -1,
 }
 
@@ -315,6 +330,9 @@ export function taskKindFromJSON(object: any): TaskKind {
     case 2:
     case "TASK_KIND_EVALUATE":
       return TaskKind.TASK_KIND_EVALUATE;
+    case 3:
+    case "TASK_KIND_KEY_SWITCH":
+      return TaskKind.TASK_KIND_KEY_SWITCH;
     case -1:
     case "UNRECOGNIZED":
     default:
@@ -330,6 +348,8 @@ export function taskKindToJSON(object: TaskKind): string {
       return "TASK_KIND_TRAIN";
     case TaskKind.TASK_KIND_EVALUATE:
       return "TASK_KIND_EVALUATE";
+    case TaskKind.TASK_KIND_KEY_SWITCH:
+      return "TASK_KIND_KEY_SWITCH";
     case TaskKind.UNRECOGNIZED:
     default:
       return "UNRECOGNIZED";
@@ -358,6 +378,13 @@ export enum RefusalReason {
   REFUSAL_REASON_NOT_IN_COHORT = 9,
   /** REFUSAL_REASON_METRICS_WITHHELD - The site policy's shareMetrics is "none": no evaluation (nor any other metric) leaves the site. */
   REFUSAL_REASON_METRICS_WITHHELD = 10,
+  /**
+   * REFUSAL_REASON_KEY_EPOCH_INVALID - Multiparty: the published collective key is not the sum of signed shares of exactly the epoch's members, or a
+   * share is not signed by a certified, unrevoked member.
+   */
+  REFUSAL_REASON_KEY_EPOCH_INVALID = 11,
+  /** REFUSAL_REASON_SHARE_REQUEST_INVALID - Multiparty: a key-switching share was asked for a sum whose contributions or bytes do not check out. */
+  REFUSAL_REASON_SHARE_REQUEST_INVALID = 12,
   UNRECOGNIZED = -1,
 }
 
@@ -396,6 +423,12 @@ export function refusalReasonFromJSON(object: any): RefusalReason {
     case 10:
     case "REFUSAL_REASON_METRICS_WITHHELD":
       return RefusalReason.REFUSAL_REASON_METRICS_WITHHELD;
+    case 11:
+    case "REFUSAL_REASON_KEY_EPOCH_INVALID":
+      return RefusalReason.REFUSAL_REASON_KEY_EPOCH_INVALID;
+    case 12:
+    case "REFUSAL_REASON_SHARE_REQUEST_INVALID":
+      return RefusalReason.REFUSAL_REASON_SHARE_REQUEST_INVALID;
     case -1:
     case "UNRECOGNIZED":
     default:
@@ -427,6 +460,10 @@ export function refusalReasonToJSON(object: RefusalReason): string {
       return "REFUSAL_REASON_NOT_IN_COHORT";
     case RefusalReason.REFUSAL_REASON_METRICS_WITHHELD:
       return "REFUSAL_REASON_METRICS_WITHHELD";
+    case RefusalReason.REFUSAL_REASON_KEY_EPOCH_INVALID:
+      return "REFUSAL_REASON_KEY_EPOCH_INVALID";
+    case RefusalReason.REFUSAL_REASON_SHARE_REQUEST_INVALID:
+      return "REFUSAL_REASON_SHARE_REQUEST_INVALID";
     case RefusalReason.UNRECOGNIZED:
     default:
       return "UNRECOGNIZED";
@@ -466,10 +503,12 @@ export interface StreamTasksRequest {
 
 export interface Task {
   taskId: string;
-  kind?: { $case: "train"; value: TrainTask } | { $case: "studyClosed"; value: StudyClosed } | {
-    $case: "evaluate";
-    value: EvaluateTask;
-  } | undefined;
+  kind?:
+    | { $case: "train"; value: TrainTask }
+    | { $case: "studyClosed"; value: StudyClosed }
+    | { $case: "evaluate"; value: EvaluateTask }
+    | { $case: "keySwitch"; value: KeySwitchTask }
+    | undefined;
 }
 
 /**
@@ -561,6 +600,117 @@ export interface TrainTask {
    * tags (shared/src/ckks/tags.ts), so a decrypted aggregate proves which sites, each once, are in it.
    */
   cohort: string[];
+  /** Multiparty aggregation: the key epoch the update is encrypted under (its members are this round's cohort). */
+  keyEpoch?: KeyEpochRef | undefined;
+}
+
+export interface KeyEpochRef {
+  number: number;
+  /** Sorted site ids: every one of them sends a key share, envelopes, and a key-switching share for each sum. */
+  members: string[];
+  /** multipartyFingerprint of the parameters every share and ciphertext of the epoch is bound to. */
+  parameters: string;
+}
+
+/**
+ * KeySwitchTask asks an epoch member for its key-switching share of a round's encrypted sum. The site checks the
+ * contributions (each signed by a distinct certified, unrevoked site; at least its policy's minParticipants) and that
+ * the sum it downloads is the one named, and computes one share per sum: a repeated request gets the stored share.
+ */
+export interface KeySwitchTask {
+  studyId: string;
+  round: number;
+  epoch: number;
+  studyHash: string;
+  /** SHA-256 and size of the sum's c1 blob (DownloadSum). */
+  sumSha256: string;
+  sumSizeBytes: number;
+  contributions: SignedContribution[];
+  parameters: string;
+  /** The round's cohort, sorted (the contribution slots' order). */
+  cohort: string[];
+}
+
+/** A statement signed by a site's certificate key: canonical JSON, base64 DER ECDSA, and the certificate. */
+export interface SignedContribution {
+  statementJson: string;
+  signature: string;
+  certificatePem: string;
+}
+
+export interface KeyShareSubmission {
+  studyId: string;
+  epoch: number;
+  /** shared/src/ckks/multiparty/key-shares.ts: KeyShareStatement as canonical JSON, signed. */
+  statementJson: string;
+  signature: string;
+  certificatePem: string;
+  /** p_i as residues. */
+  share: Buffer;
+}
+
+export interface SealedEnvelope {
+  /** The member it is sealed for (in EnvelopeSubmission) or the member that sealed it (in KeyEpochState). */
+  siteId: string;
+  ephemeralPublicKey: string;
+  iv: string;
+  ciphertext: string;
+}
+
+export interface EnvelopeSubmission {
+  studyId: string;
+  epoch: number;
+  /** One per other member of the epoch. */
+  envelopes: SealedEnvelope[];
+}
+
+export interface KeyEpochAck {
+  /** For SubmitKeySwitchShare: the coordinator already held this exact share. */
+  alreadyHeld: boolean;
+}
+
+export interface KeyEpochRequest {
+  studyId: string;
+  epoch: number;
+}
+
+export interface KeyEpochState {
+  studyId: string;
+  epoch: number;
+  members: string[];
+  parameters: string;
+  /** In members' order, those that have arrived. */
+  shares: KeyShareSubmission[];
+  /** The sum of the shares, as residues; empty until every member's share is in. */
+  collectiveKey: Buffer;
+  /** Sealed for the caller, one per other member that has sent its envelopes. */
+  envelopes: SealedEnvelope[];
+  /** Open while it collects shares and envelopes, active once complete, closed when a member was lost or dropped. */
+  status: string;
+}
+
+export interface DownloadSumRequest {
+  studyId: string;
+  round: number;
+  offset: number;
+}
+
+export interface SumHeader {
+  sha256: string;
+  sizeBytes: number;
+}
+
+export interface SumChunk {
+  part?: { $case: "header"; value: SumHeader } | { $case: "data"; value: Buffer } | undefined;
+}
+
+export interface KeySwitchShareSubmission {
+  studyId: string;
+  round: number;
+  epoch: number;
+  /** The c1 blob the share was computed for. */
+  sumSha256: string;
+  share: Buffer;
 }
 
 /**
@@ -611,6 +761,8 @@ export interface ModelRef {
    */
   cohort: string[];
   contributors: string[];
+  /** MODEL_KIND_MULTIPARTY_AGGREGATE: the key epoch whose model key decrypts it. */
+  keyEpoch: number;
 }
 
 export interface DownloadModelRequest {
@@ -643,6 +795,11 @@ export interface UpdateHeader {
    * Nonzero only with `sha256`.
    */
   offset: number;
+  /**
+   * UPDATE_ENCODING_MULTIPARTY: the site's signed contribution statement (epoch, study, round, the update's SHA-256),
+   * which every member checks before it helps decrypt a sum.
+   */
+  contribution?: SignedContribution | undefined;
 }
 
 export interface UploadQuery {
@@ -1287,6 +1444,9 @@ export const Task: MessageFns<Task> = {
       case "evaluate":
         EvaluateTask.encode(message.kind.value, writer.uint32(34).fork()).join();
         break;
+      case "keySwitch":
+        KeySwitchTask.encode(message.kind.value, writer.uint32(42).fork()).join();
+        break;
     }
     return writer;
   },
@@ -1336,6 +1496,14 @@ export const Task: MessageFns<Task> = {
             message.kind = { $case: "evaluate", value: EvaluateTask.decode(reader, reader.uint32()) };
             continue;
           }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.kind = { $case: "keySwitch", value: KeySwitchTask.decode(reader, reader.uint32()) };
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1363,6 +1531,10 @@ export const Task: MessageFns<Task> = {
         ? { $case: "studyClosed", value: StudyClosed.fromJSON(object.study_closed) }
         : isSet(object.evaluate)
         ? { $case: "evaluate", value: EvaluateTask.fromJSON(object.evaluate) }
+        : isSet(object.keySwitch)
+        ? { $case: "keySwitch", value: KeySwitchTask.fromJSON(object.keySwitch) }
+        : isSet(object.key_switch)
+        ? { $case: "keySwitch", value: KeySwitchTask.fromJSON(object.key_switch) }
         : undefined,
     };
   },
@@ -1378,6 +1550,8 @@ export const Task: MessageFns<Task> = {
       obj.studyClosed = StudyClosed.toJSON(message.kind.value);
     } else if (message.kind?.$case === "evaluate") {
       obj.evaluate = EvaluateTask.toJSON(message.kind.value);
+    } else if (message.kind?.$case === "keySwitch") {
+      obj.keySwitch = KeySwitchTask.toJSON(message.kind.value);
     }
     return obj;
   },
@@ -1404,6 +1578,12 @@ export const Task: MessageFns<Task> = {
       case "evaluate": {
         if (object.kind?.value !== undefined && object.kind?.value !== null) {
           message.kind = { $case: "evaluate", value: EvaluateTask.fromPartial(object.kind.value) };
+        }
+        break;
+      }
+      case "keySwitch": {
+        if (object.kind?.value !== undefined && object.kind?.value !== null) {
+          message.kind = { $case: "keySwitch", value: KeySwitchTask.fromPartial(object.kind.value) };
         }
         break;
       }
@@ -2009,6 +2189,7 @@ function createBaseTrainTask(): TrainTask {
     preprocessingJson: "",
     studyDefinitionJson: "",
     cohort: [],
+    keyEpoch: undefined,
   };
 }
 
@@ -2049,6 +2230,9 @@ export const TrainTask: MessageFns<TrainTask> = {
     }
     for (const v of message.cohort) {
       writer.uint32(98).string(v!);
+    }
+    if (message.keyEpoch !== undefined) {
+      KeyEpochRef.encode(message.keyEpoch, writer.uint32(106).fork()).join();
     }
     return writer;
   },
@@ -2162,6 +2346,14 @@ export const TrainTask: MessageFns<TrainTask> = {
             message.cohort.push(reader.string());
             continue;
           }
+          case 13: {
+            if (tag !== 106) {
+              break;
+            }
+
+            message.keyEpoch = KeyEpochRef.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2218,6 +2410,11 @@ export const TrainTask: MessageFns<TrainTask> = {
       cohort: globalThis.Array.isArray(object?.cohort)
         ? object.cohort.map((e: any) => globalThis.String(e))
         : [],
+      keyEpoch: isSet(object.keyEpoch)
+        ? KeyEpochRef.fromJSON(object.keyEpoch)
+        : isSet(object.key_epoch)
+        ? KeyEpochRef.fromJSON(object.key_epoch)
+        : undefined,
     };
   },
 
@@ -2259,6 +2456,9 @@ export const TrainTask: MessageFns<TrainTask> = {
     if (message.cohort?.length) {
       obj.cohort = message.cohort;
     }
+    if (message.keyEpoch !== undefined) {
+      obj.keyEpoch = KeyEpochRef.toJSON(message.keyEpoch);
+    }
     return obj;
   },
 
@@ -2285,6 +2485,1639 @@ export const TrainTask: MessageFns<TrainTask> = {
     message.preprocessingJson = object.preprocessingJson ?? "";
     message.studyDefinitionJson = object.studyDefinitionJson ?? "";
     message.cohort = object.cohort?.map((e) => e) || [];
+    message.keyEpoch = (object.keyEpoch !== undefined && object.keyEpoch !== null)
+      ? KeyEpochRef.fromPartial(object.keyEpoch)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseKeyEpochRef(): KeyEpochRef {
+  return { number: 0, members: [], parameters: "" };
+}
+
+export const KeyEpochRef: MessageFns<KeyEpochRef> = {
+  encode(message: KeyEpochRef, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.number !== 0) {
+      writer.uint32(8).uint32(message.number);
+    }
+    for (const v of message.members) {
+      writer.uint32(18).string(v!);
+    }
+    if (message.parameters !== "") {
+      writer.uint32(26).string(message.parameters);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): KeyEpochRef {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseKeyEpochRef();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.number = reader.uint32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.members.push(reader.string());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.parameters = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): KeyEpochRef {
+    return {
+      number: isSet(object.number) ? globalThis.Number(object.number) : 0,
+      members: globalThis.Array.isArray(object?.members) ? object.members.map((e: any) => globalThis.String(e)) : [],
+      parameters: isSet(object.parameters) ? globalThis.String(object.parameters) : "",
+    };
+  },
+
+  toJSON(message: KeyEpochRef): unknown {
+    const obj: any = {};
+    if (message.number !== 0) {
+      obj.number = Math.round(message.number);
+    }
+    if (message.members?.length) {
+      obj.members = message.members;
+    }
+    if (message.parameters !== "") {
+      obj.parameters = message.parameters;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<KeyEpochRef>, I>>(base?: I): KeyEpochRef {
+    return KeyEpochRef.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<KeyEpochRef>, I>>(object: I): KeyEpochRef {
+    const message = createBaseKeyEpochRef();
+    message.number = object.number ?? 0;
+    message.members = object.members?.map((e) => e) || [];
+    message.parameters = object.parameters ?? "";
+    return message;
+  },
+};
+
+function createBaseKeySwitchTask(): KeySwitchTask {
+  return {
+    studyId: "",
+    round: 0,
+    epoch: 0,
+    studyHash: "",
+    sumSha256: "",
+    sumSizeBytes: 0,
+    contributions: [],
+    parameters: "",
+    cohort: [],
+  };
+}
+
+export const KeySwitchTask: MessageFns<KeySwitchTask> = {
+  encode(message: KeySwitchTask, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.studyId !== "") {
+      writer.uint32(10).string(message.studyId);
+    }
+    if (message.round !== 0) {
+      writer.uint32(16).uint32(message.round);
+    }
+    if (message.epoch !== 0) {
+      writer.uint32(24).uint32(message.epoch);
+    }
+    if (message.studyHash !== "") {
+      writer.uint32(34).string(message.studyHash);
+    }
+    if (message.sumSha256 !== "") {
+      writer.uint32(42).string(message.sumSha256);
+    }
+    if (message.sumSizeBytes !== 0) {
+      writer.uint32(48).uint64(message.sumSizeBytes);
+    }
+    for (const v of message.contributions) {
+      SignedContribution.encode(v!, writer.uint32(58).fork()).join();
+    }
+    if (message.parameters !== "") {
+      writer.uint32(66).string(message.parameters);
+    }
+    for (const v of message.cohort) {
+      writer.uint32(74).string(v!);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): KeySwitchTask {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseKeySwitchTask();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.studyId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.round = reader.uint32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.epoch = reader.uint32();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.studyHash = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.sumSha256 = reader.string();
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.sumSizeBytes = longToNumber(reader.uint64());
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.contributions.push(SignedContribution.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.parameters = reader.string();
+            continue;
+          }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.cohort.push(reader.string());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): KeySwitchTask {
+    return {
+      studyId: isSet(object.studyId)
+        ? globalThis.String(object.studyId)
+        : isSet(object.study_id)
+        ? globalThis.String(object.study_id)
+        : "",
+      round: isSet(object.round) ? globalThis.Number(object.round) : 0,
+      epoch: isSet(object.epoch) ? globalThis.Number(object.epoch) : 0,
+      studyHash: isSet(object.studyHash)
+        ? globalThis.String(object.studyHash)
+        : isSet(object.study_hash)
+        ? globalThis.String(object.study_hash)
+        : "",
+      sumSha256: isSet(object.sumSha256)
+        ? globalThis.String(object.sumSha256)
+        : isSet(object.sum_sha256)
+        ? globalThis.String(object.sum_sha256)
+        : "",
+      sumSizeBytes: isSet(object.sumSizeBytes)
+        ? globalThis.Number(object.sumSizeBytes)
+        : isSet(object.sum_size_bytes)
+        ? globalThis.Number(object.sum_size_bytes)
+        : 0,
+      contributions: globalThis.Array.isArray(object?.contributions)
+        ? object.contributions.map((e: any) => SignedContribution.fromJSON(e))
+        : [],
+      parameters: isSet(object.parameters) ? globalThis.String(object.parameters) : "",
+      cohort: globalThis.Array.isArray(object?.cohort)
+        ? object.cohort.map((e: any) => globalThis.String(e))
+        : [],
+    };
+  },
+
+  toJSON(message: KeySwitchTask): unknown {
+    const obj: any = {};
+    if (message.studyId !== "") {
+      obj.studyId = message.studyId;
+    }
+    if (message.round !== 0) {
+      obj.round = Math.round(message.round);
+    }
+    if (message.epoch !== 0) {
+      obj.epoch = Math.round(message.epoch);
+    }
+    if (message.studyHash !== "") {
+      obj.studyHash = message.studyHash;
+    }
+    if (message.sumSha256 !== "") {
+      obj.sumSha256 = message.sumSha256;
+    }
+    if (message.sumSizeBytes !== 0) {
+      obj.sumSizeBytes = Math.round(message.sumSizeBytes);
+    }
+    if (message.contributions?.length) {
+      obj.contributions = message.contributions.map((e) => SignedContribution.toJSON(e));
+    }
+    if (message.parameters !== "") {
+      obj.parameters = message.parameters;
+    }
+    if (message.cohort?.length) {
+      obj.cohort = message.cohort;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<KeySwitchTask>, I>>(base?: I): KeySwitchTask {
+    return KeySwitchTask.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<KeySwitchTask>, I>>(object: I): KeySwitchTask {
+    const message = createBaseKeySwitchTask();
+    message.studyId = object.studyId ?? "";
+    message.round = object.round ?? 0;
+    message.epoch = object.epoch ?? 0;
+    message.studyHash = object.studyHash ?? "";
+    message.sumSha256 = object.sumSha256 ?? "";
+    message.sumSizeBytes = object.sumSizeBytes ?? 0;
+    message.contributions = object.contributions?.map((e) => SignedContribution.fromPartial(e)) || [];
+    message.parameters = object.parameters ?? "";
+    message.cohort = object.cohort?.map((e) => e) || [];
+    return message;
+  },
+};
+
+function createBaseSignedContribution(): SignedContribution {
+  return { statementJson: "", signature: "", certificatePem: "" };
+}
+
+export const SignedContribution: MessageFns<SignedContribution> = {
+  encode(message: SignedContribution, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.statementJson !== "") {
+      writer.uint32(10).string(message.statementJson);
+    }
+    if (message.signature !== "") {
+      writer.uint32(18).string(message.signature);
+    }
+    if (message.certificatePem !== "") {
+      writer.uint32(26).string(message.certificatePem);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SignedContribution {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSignedContribution();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.statementJson = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.signature = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.certificatePem = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SignedContribution {
+    return {
+      statementJson: isSet(object.statementJson)
+        ? globalThis.String(object.statementJson)
+        : isSet(object.statement_json)
+        ? globalThis.String(object.statement_json)
+        : "",
+      signature: isSet(object.signature) ? globalThis.String(object.signature) : "",
+      certificatePem: isSet(object.certificatePem)
+        ? globalThis.String(object.certificatePem)
+        : isSet(object.certificate_pem)
+        ? globalThis.String(object.certificate_pem)
+        : "",
+    };
+  },
+
+  toJSON(message: SignedContribution): unknown {
+    const obj: any = {};
+    if (message.statementJson !== "") {
+      obj.statementJson = message.statementJson;
+    }
+    if (message.signature !== "") {
+      obj.signature = message.signature;
+    }
+    if (message.certificatePem !== "") {
+      obj.certificatePem = message.certificatePem;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<SignedContribution>, I>>(base?: I): SignedContribution {
+    return SignedContribution.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SignedContribution>, I>>(object: I): SignedContribution {
+    const message = createBaseSignedContribution();
+    message.statementJson = object.statementJson ?? "";
+    message.signature = object.signature ?? "";
+    message.certificatePem = object.certificatePem ?? "";
+    return message;
+  },
+};
+
+function createBaseKeyShareSubmission(): KeyShareSubmission {
+  return { studyId: "", epoch: 0, statementJson: "", signature: "", certificatePem: "", share: Buffer.alloc(0) };
+}
+
+export const KeyShareSubmission: MessageFns<KeyShareSubmission> = {
+  encode(message: KeyShareSubmission, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.studyId !== "") {
+      writer.uint32(10).string(message.studyId);
+    }
+    if (message.epoch !== 0) {
+      writer.uint32(16).uint32(message.epoch);
+    }
+    if (message.statementJson !== "") {
+      writer.uint32(26).string(message.statementJson);
+    }
+    if (message.signature !== "") {
+      writer.uint32(34).string(message.signature);
+    }
+    if (message.certificatePem !== "") {
+      writer.uint32(42).string(message.certificatePem);
+    }
+    if (message.share.length !== 0) {
+      writer.uint32(50).bytes(message.share);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): KeyShareSubmission {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseKeyShareSubmission();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.studyId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.epoch = reader.uint32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.statementJson = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.signature = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.certificatePem = reader.string();
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.share = Buffer.from(reader.bytes());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): KeyShareSubmission {
+    return {
+      studyId: isSet(object.studyId)
+        ? globalThis.String(object.studyId)
+        : isSet(object.study_id)
+        ? globalThis.String(object.study_id)
+        : "",
+      epoch: isSet(object.epoch) ? globalThis.Number(object.epoch) : 0,
+      statementJson: isSet(object.statementJson)
+        ? globalThis.String(object.statementJson)
+        : isSet(object.statement_json)
+        ? globalThis.String(object.statement_json)
+        : "",
+      signature: isSet(object.signature) ? globalThis.String(object.signature) : "",
+      certificatePem: isSet(object.certificatePem)
+        ? globalThis.String(object.certificatePem)
+        : isSet(object.certificate_pem)
+        ? globalThis.String(object.certificate_pem)
+        : "",
+      share: isSet(object.share) ? Buffer.from(bytesFromBase64(object.share)) : Buffer.alloc(0),
+    };
+  },
+
+  toJSON(message: KeyShareSubmission): unknown {
+    const obj: any = {};
+    if (message.studyId !== "") {
+      obj.studyId = message.studyId;
+    }
+    if (message.epoch !== 0) {
+      obj.epoch = Math.round(message.epoch);
+    }
+    if (message.statementJson !== "") {
+      obj.statementJson = message.statementJson;
+    }
+    if (message.signature !== "") {
+      obj.signature = message.signature;
+    }
+    if (message.certificatePem !== "") {
+      obj.certificatePem = message.certificatePem;
+    }
+    if (message.share.length !== 0) {
+      obj.share = base64FromBytes(message.share);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<KeyShareSubmission>, I>>(base?: I): KeyShareSubmission {
+    return KeyShareSubmission.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<KeyShareSubmission>, I>>(object: I): KeyShareSubmission {
+    const message = createBaseKeyShareSubmission();
+    message.studyId = object.studyId ?? "";
+    message.epoch = object.epoch ?? 0;
+    message.statementJson = object.statementJson ?? "";
+    message.signature = object.signature ?? "";
+    message.certificatePem = object.certificatePem ?? "";
+    message.share = object.share ?? Buffer.alloc(0);
+    return message;
+  },
+};
+
+function createBaseSealedEnvelope(): SealedEnvelope {
+  return { siteId: "", ephemeralPublicKey: "", iv: "", ciphertext: "" };
+}
+
+export const SealedEnvelope: MessageFns<SealedEnvelope> = {
+  encode(message: SealedEnvelope, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.siteId !== "") {
+      writer.uint32(10).string(message.siteId);
+    }
+    if (message.ephemeralPublicKey !== "") {
+      writer.uint32(18).string(message.ephemeralPublicKey);
+    }
+    if (message.iv !== "") {
+      writer.uint32(26).string(message.iv);
+    }
+    if (message.ciphertext !== "") {
+      writer.uint32(34).string(message.ciphertext);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SealedEnvelope {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSealedEnvelope();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.siteId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.ephemeralPublicKey = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.iv = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.ciphertext = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SealedEnvelope {
+    return {
+      siteId: isSet(object.siteId)
+        ? globalThis.String(object.siteId)
+        : isSet(object.site_id)
+        ? globalThis.String(object.site_id)
+        : "",
+      ephemeralPublicKey: isSet(object.ephemeralPublicKey)
+        ? globalThis.String(object.ephemeralPublicKey)
+        : isSet(object.ephemeral_public_key)
+        ? globalThis.String(object.ephemeral_public_key)
+        : "",
+      iv: isSet(object.iv) ? globalThis.String(object.iv) : "",
+      ciphertext: isSet(object.ciphertext) ? globalThis.String(object.ciphertext) : "",
+    };
+  },
+
+  toJSON(message: SealedEnvelope): unknown {
+    const obj: any = {};
+    if (message.siteId !== "") {
+      obj.siteId = message.siteId;
+    }
+    if (message.ephemeralPublicKey !== "") {
+      obj.ephemeralPublicKey = message.ephemeralPublicKey;
+    }
+    if (message.iv !== "") {
+      obj.iv = message.iv;
+    }
+    if (message.ciphertext !== "") {
+      obj.ciphertext = message.ciphertext;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<SealedEnvelope>, I>>(base?: I): SealedEnvelope {
+    return SealedEnvelope.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SealedEnvelope>, I>>(object: I): SealedEnvelope {
+    const message = createBaseSealedEnvelope();
+    message.siteId = object.siteId ?? "";
+    message.ephemeralPublicKey = object.ephemeralPublicKey ?? "";
+    message.iv = object.iv ?? "";
+    message.ciphertext = object.ciphertext ?? "";
+    return message;
+  },
+};
+
+function createBaseEnvelopeSubmission(): EnvelopeSubmission {
+  return { studyId: "", epoch: 0, envelopes: [] };
+}
+
+export const EnvelopeSubmission: MessageFns<EnvelopeSubmission> = {
+  encode(message: EnvelopeSubmission, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.studyId !== "") {
+      writer.uint32(10).string(message.studyId);
+    }
+    if (message.epoch !== 0) {
+      writer.uint32(16).uint32(message.epoch);
+    }
+    for (const v of message.envelopes) {
+      SealedEnvelope.encode(v!, writer.uint32(26).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): EnvelopeSubmission {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseEnvelopeSubmission();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.studyId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.epoch = reader.uint32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.envelopes.push(SealedEnvelope.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): EnvelopeSubmission {
+    return {
+      studyId: isSet(object.studyId)
+        ? globalThis.String(object.studyId)
+        : isSet(object.study_id)
+        ? globalThis.String(object.study_id)
+        : "",
+      epoch: isSet(object.epoch) ? globalThis.Number(object.epoch) : 0,
+      envelopes: globalThis.Array.isArray(object?.envelopes)
+        ? object.envelopes.map((e: any) => SealedEnvelope.fromJSON(e))
+        : [],
+    };
+  },
+
+  toJSON(message: EnvelopeSubmission): unknown {
+    const obj: any = {};
+    if (message.studyId !== "") {
+      obj.studyId = message.studyId;
+    }
+    if (message.epoch !== 0) {
+      obj.epoch = Math.round(message.epoch);
+    }
+    if (message.envelopes?.length) {
+      obj.envelopes = message.envelopes.map((e) => SealedEnvelope.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<EnvelopeSubmission>, I>>(base?: I): EnvelopeSubmission {
+    return EnvelopeSubmission.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<EnvelopeSubmission>, I>>(object: I): EnvelopeSubmission {
+    const message = createBaseEnvelopeSubmission();
+    message.studyId = object.studyId ?? "";
+    message.epoch = object.epoch ?? 0;
+    message.envelopes = object.envelopes?.map((e) => SealedEnvelope.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseKeyEpochAck(): KeyEpochAck {
+  return { alreadyHeld: false };
+}
+
+export const KeyEpochAck: MessageFns<KeyEpochAck> = {
+  encode(message: KeyEpochAck, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.alreadyHeld !== false) {
+      writer.uint32(8).bool(message.alreadyHeld);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): KeyEpochAck {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseKeyEpochAck();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.alreadyHeld = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): KeyEpochAck {
+    return {
+      alreadyHeld: isSet(object.alreadyHeld)
+        ? globalThis.Boolean(object.alreadyHeld)
+        : isSet(object.already_held)
+        ? globalThis.Boolean(object.already_held)
+        : false,
+    };
+  },
+
+  toJSON(message: KeyEpochAck): unknown {
+    const obj: any = {};
+    if (message.alreadyHeld !== false) {
+      obj.alreadyHeld = message.alreadyHeld;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<KeyEpochAck>, I>>(base?: I): KeyEpochAck {
+    return KeyEpochAck.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<KeyEpochAck>, I>>(object: I): KeyEpochAck {
+    const message = createBaseKeyEpochAck();
+    message.alreadyHeld = object.alreadyHeld ?? false;
+    return message;
+  },
+};
+
+function createBaseKeyEpochRequest(): KeyEpochRequest {
+  return { studyId: "", epoch: 0 };
+}
+
+export const KeyEpochRequest: MessageFns<KeyEpochRequest> = {
+  encode(message: KeyEpochRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.studyId !== "") {
+      writer.uint32(10).string(message.studyId);
+    }
+    if (message.epoch !== 0) {
+      writer.uint32(16).uint32(message.epoch);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): KeyEpochRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseKeyEpochRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.studyId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.epoch = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): KeyEpochRequest {
+    return {
+      studyId: isSet(object.studyId)
+        ? globalThis.String(object.studyId)
+        : isSet(object.study_id)
+        ? globalThis.String(object.study_id)
+        : "",
+      epoch: isSet(object.epoch) ? globalThis.Number(object.epoch) : 0,
+    };
+  },
+
+  toJSON(message: KeyEpochRequest): unknown {
+    const obj: any = {};
+    if (message.studyId !== "") {
+      obj.studyId = message.studyId;
+    }
+    if (message.epoch !== 0) {
+      obj.epoch = Math.round(message.epoch);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<KeyEpochRequest>, I>>(base?: I): KeyEpochRequest {
+    return KeyEpochRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<KeyEpochRequest>, I>>(object: I): KeyEpochRequest {
+    const message = createBaseKeyEpochRequest();
+    message.studyId = object.studyId ?? "";
+    message.epoch = object.epoch ?? 0;
+    return message;
+  },
+};
+
+function createBaseKeyEpochState(): KeyEpochState {
+  return {
+    studyId: "",
+    epoch: 0,
+    members: [],
+    parameters: "",
+    shares: [],
+    collectiveKey: Buffer.alloc(0),
+    envelopes: [],
+    status: "",
+  };
+}
+
+export const KeyEpochState: MessageFns<KeyEpochState> = {
+  encode(message: KeyEpochState, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.studyId !== "") {
+      writer.uint32(10).string(message.studyId);
+    }
+    if (message.epoch !== 0) {
+      writer.uint32(16).uint32(message.epoch);
+    }
+    for (const v of message.members) {
+      writer.uint32(26).string(v!);
+    }
+    if (message.parameters !== "") {
+      writer.uint32(34).string(message.parameters);
+    }
+    for (const v of message.shares) {
+      KeyShareSubmission.encode(v!, writer.uint32(42).fork()).join();
+    }
+    if (message.collectiveKey.length !== 0) {
+      writer.uint32(50).bytes(message.collectiveKey);
+    }
+    for (const v of message.envelopes) {
+      SealedEnvelope.encode(v!, writer.uint32(58).fork()).join();
+    }
+    if (message.status !== "") {
+      writer.uint32(66).string(message.status);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): KeyEpochState {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseKeyEpochState();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.studyId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.epoch = reader.uint32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.members.push(reader.string());
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.parameters = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.shares.push(KeyShareSubmission.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.collectiveKey = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.envelopes.push(SealedEnvelope.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.status = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): KeyEpochState {
+    return {
+      studyId: isSet(object.studyId)
+        ? globalThis.String(object.studyId)
+        : isSet(object.study_id)
+        ? globalThis.String(object.study_id)
+        : "",
+      epoch: isSet(object.epoch) ? globalThis.Number(object.epoch) : 0,
+      members: globalThis.Array.isArray(object?.members) ? object.members.map((e: any) => globalThis.String(e)) : [],
+      parameters: isSet(object.parameters) ? globalThis.String(object.parameters) : "",
+      shares: globalThis.Array.isArray(object?.shares)
+        ? object.shares.map((e: any) => KeyShareSubmission.fromJSON(e))
+        : [],
+      collectiveKey: isSet(object.collectiveKey)
+        ? Buffer.from(bytesFromBase64(object.collectiveKey))
+        : isSet(object.collective_key)
+        ? Buffer.from(bytesFromBase64(object.collective_key))
+        : Buffer.alloc(0),
+      envelopes: globalThis.Array.isArray(object?.envelopes)
+        ? object.envelopes.map((e: any) => SealedEnvelope.fromJSON(e))
+        : [],
+      status: isSet(object.status) ? globalThis.String(object.status) : "",
+    };
+  },
+
+  toJSON(message: KeyEpochState): unknown {
+    const obj: any = {};
+    if (message.studyId !== "") {
+      obj.studyId = message.studyId;
+    }
+    if (message.epoch !== 0) {
+      obj.epoch = Math.round(message.epoch);
+    }
+    if (message.members?.length) {
+      obj.members = message.members;
+    }
+    if (message.parameters !== "") {
+      obj.parameters = message.parameters;
+    }
+    if (message.shares?.length) {
+      obj.shares = message.shares.map((e) => KeyShareSubmission.toJSON(e));
+    }
+    if (message.collectiveKey.length !== 0) {
+      obj.collectiveKey = base64FromBytes(message.collectiveKey);
+    }
+    if (message.envelopes?.length) {
+      obj.envelopes = message.envelopes.map((e) => SealedEnvelope.toJSON(e));
+    }
+    if (message.status !== "") {
+      obj.status = message.status;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<KeyEpochState>, I>>(base?: I): KeyEpochState {
+    return KeyEpochState.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<KeyEpochState>, I>>(object: I): KeyEpochState {
+    const message = createBaseKeyEpochState();
+    message.studyId = object.studyId ?? "";
+    message.epoch = object.epoch ?? 0;
+    message.members = object.members?.map((e) => e) || [];
+    message.parameters = object.parameters ?? "";
+    message.shares = object.shares?.map((e) => KeyShareSubmission.fromPartial(e)) || [];
+    message.collectiveKey = object.collectiveKey ?? Buffer.alloc(0);
+    message.envelopes = object.envelopes?.map((e) => SealedEnvelope.fromPartial(e)) || [];
+    message.status = object.status ?? "";
+    return message;
+  },
+};
+
+function createBaseDownloadSumRequest(): DownloadSumRequest {
+  return { studyId: "", round: 0, offset: 0 };
+}
+
+export const DownloadSumRequest: MessageFns<DownloadSumRequest> = {
+  encode(message: DownloadSumRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.studyId !== "") {
+      writer.uint32(10).string(message.studyId);
+    }
+    if (message.round !== 0) {
+      writer.uint32(16).uint32(message.round);
+    }
+    if (message.offset !== 0) {
+      writer.uint32(24).uint64(message.offset);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): DownloadSumRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseDownloadSumRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.studyId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.round = reader.uint32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.offset = longToNumber(reader.uint64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): DownloadSumRequest {
+    return {
+      studyId: isSet(object.studyId)
+        ? globalThis.String(object.studyId)
+        : isSet(object.study_id)
+        ? globalThis.String(object.study_id)
+        : "",
+      round: isSet(object.round) ? globalThis.Number(object.round) : 0,
+      offset: isSet(object.offset) ? globalThis.Number(object.offset) : 0,
+    };
+  },
+
+  toJSON(message: DownloadSumRequest): unknown {
+    const obj: any = {};
+    if (message.studyId !== "") {
+      obj.studyId = message.studyId;
+    }
+    if (message.round !== 0) {
+      obj.round = Math.round(message.round);
+    }
+    if (message.offset !== 0) {
+      obj.offset = Math.round(message.offset);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<DownloadSumRequest>, I>>(base?: I): DownloadSumRequest {
+    return DownloadSumRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<DownloadSumRequest>, I>>(object: I): DownloadSumRequest {
+    const message = createBaseDownloadSumRequest();
+    message.studyId = object.studyId ?? "";
+    message.round = object.round ?? 0;
+    message.offset = object.offset ?? 0;
+    return message;
+  },
+};
+
+function createBaseSumHeader(): SumHeader {
+  return { sha256: "", sizeBytes: 0 };
+}
+
+export const SumHeader: MessageFns<SumHeader> = {
+  encode(message: SumHeader, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.sha256 !== "") {
+      writer.uint32(10).string(message.sha256);
+    }
+    if (message.sizeBytes !== 0) {
+      writer.uint32(16).uint64(message.sizeBytes);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SumHeader {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSumHeader();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.sha256 = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.sizeBytes = longToNumber(reader.uint64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SumHeader {
+    return {
+      sha256: isSet(object.sha256) ? globalThis.String(object.sha256) : "",
+      sizeBytes: isSet(object.sizeBytes)
+        ? globalThis.Number(object.sizeBytes)
+        : isSet(object.size_bytes)
+        ? globalThis.Number(object.size_bytes)
+        : 0,
+    };
+  },
+
+  toJSON(message: SumHeader): unknown {
+    const obj: any = {};
+    if (message.sha256 !== "") {
+      obj.sha256 = message.sha256;
+    }
+    if (message.sizeBytes !== 0) {
+      obj.sizeBytes = Math.round(message.sizeBytes);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<SumHeader>, I>>(base?: I): SumHeader {
+    return SumHeader.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SumHeader>, I>>(object: I): SumHeader {
+    const message = createBaseSumHeader();
+    message.sha256 = object.sha256 ?? "";
+    message.sizeBytes = object.sizeBytes ?? 0;
+    return message;
+  },
+};
+
+function createBaseSumChunk(): SumChunk {
+  return { part: undefined };
+}
+
+export const SumChunk: MessageFns<SumChunk> = {
+  encode(message: SumChunk, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    switch (message.part?.$case) {
+      case "header":
+        SumHeader.encode(message.part.value, writer.uint32(10).fork()).join();
+        break;
+      case "data":
+        writer.uint32(18).bytes(message.part.value);
+        break;
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SumChunk {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSumChunk();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.part = { $case: "header", value: SumHeader.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.part = { $case: "data", value: Buffer.from(reader.bytes()) };
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SumChunk {
+    return {
+      part: isSet(object.header)
+        ? { $case: "header", value: SumHeader.fromJSON(object.header) }
+        : isSet(object.data)
+        ? { $case: "data", value: Buffer.from(bytesFromBase64(object.data)) }
+        : undefined,
+    };
+  },
+
+  toJSON(message: SumChunk): unknown {
+    const obj: any = {};
+    if (message.part?.$case === "header") {
+      obj.header = SumHeader.toJSON(message.part.value);
+    } else if (message.part?.$case === "data") {
+      obj.data = base64FromBytes(message.part.value);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<SumChunk>, I>>(base?: I): SumChunk {
+    return SumChunk.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SumChunk>, I>>(object: I): SumChunk {
+    const message = createBaseSumChunk();
+    switch (object.part?.$case) {
+      case "header": {
+        if (object.part?.value !== undefined && object.part?.value !== null) {
+          message.part = { $case: "header", value: SumHeader.fromPartial(object.part.value) };
+        }
+        break;
+      }
+      case "data": {
+        if (object.part?.value !== undefined && object.part?.value !== null) {
+          message.part = { $case: "data", value: object.part.value };
+        }
+        break;
+      }
+    }
+    return message;
+  },
+};
+
+function createBaseKeySwitchShareSubmission(): KeySwitchShareSubmission {
+  return { studyId: "", round: 0, epoch: 0, sumSha256: "", share: Buffer.alloc(0) };
+}
+
+export const KeySwitchShareSubmission: MessageFns<KeySwitchShareSubmission> = {
+  encode(message: KeySwitchShareSubmission, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.studyId !== "") {
+      writer.uint32(10).string(message.studyId);
+    }
+    if (message.round !== 0) {
+      writer.uint32(16).uint32(message.round);
+    }
+    if (message.epoch !== 0) {
+      writer.uint32(24).uint32(message.epoch);
+    }
+    if (message.sumSha256 !== "") {
+      writer.uint32(34).string(message.sumSha256);
+    }
+    if (message.share.length !== 0) {
+      writer.uint32(42).bytes(message.share);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): KeySwitchShareSubmission {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseKeySwitchShareSubmission();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.studyId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.round = reader.uint32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.epoch = reader.uint32();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.sumSha256 = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.share = Buffer.from(reader.bytes());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): KeySwitchShareSubmission {
+    return {
+      studyId: isSet(object.studyId)
+        ? globalThis.String(object.studyId)
+        : isSet(object.study_id)
+        ? globalThis.String(object.study_id)
+        : "",
+      round: isSet(object.round) ? globalThis.Number(object.round) : 0,
+      epoch: isSet(object.epoch) ? globalThis.Number(object.epoch) : 0,
+      sumSha256: isSet(object.sumSha256)
+        ? globalThis.String(object.sumSha256)
+        : isSet(object.sum_sha256)
+        ? globalThis.String(object.sum_sha256)
+        : "",
+      share: isSet(object.share) ? Buffer.from(bytesFromBase64(object.share)) : Buffer.alloc(0),
+    };
+  },
+
+  toJSON(message: KeySwitchShareSubmission): unknown {
+    const obj: any = {};
+    if (message.studyId !== "") {
+      obj.studyId = message.studyId;
+    }
+    if (message.round !== 0) {
+      obj.round = Math.round(message.round);
+    }
+    if (message.epoch !== 0) {
+      obj.epoch = Math.round(message.epoch);
+    }
+    if (message.sumSha256 !== "") {
+      obj.sumSha256 = message.sumSha256;
+    }
+    if (message.share.length !== 0) {
+      obj.share = base64FromBytes(message.share);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<KeySwitchShareSubmission>, I>>(base?: I): KeySwitchShareSubmission {
+    return KeySwitchShareSubmission.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<KeySwitchShareSubmission>, I>>(object: I): KeySwitchShareSubmission {
+    const message = createBaseKeySwitchShareSubmission();
+    message.studyId = object.studyId ?? "";
+    message.round = object.round ?? 0;
+    message.epoch = object.epoch ?? 0;
+    message.sumSha256 = object.sumSha256 ?? "";
+    message.share = object.share ?? Buffer.alloc(0);
     return message;
   },
 };
@@ -2650,7 +4483,17 @@ export const StudyClosed: MessageFns<StudyClosed> = {
 };
 
 function createBaseModelRef(): ModelRef {
-  return { studyId: "", round: 0, kind: 0, sha256: "", sizeBytes: 0, parameterCount: 0, cohort: [], contributors: [] };
+  return {
+    studyId: "",
+    round: 0,
+    kind: 0,
+    sha256: "",
+    sizeBytes: 0,
+    parameterCount: 0,
+    cohort: [],
+    contributors: [],
+    keyEpoch: 0,
+  };
 }
 
 export const ModelRef: MessageFns<ModelRef> = {
@@ -2678,6 +4521,9 @@ export const ModelRef: MessageFns<ModelRef> = {
     }
     for (const v of message.contributors) {
       writer.uint32(66).string(v!);
+    }
+    if (message.keyEpoch !== 0) {
+      writer.uint32(72).uint32(message.keyEpoch);
     }
     return writer;
   },
@@ -2759,6 +4605,14 @@ export const ModelRef: MessageFns<ModelRef> = {
             message.contributors.push(reader.string());
             continue;
           }
+          case 9: {
+            if (tag !== 72) {
+              break;
+            }
+
+            message.keyEpoch = reader.uint32();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2797,6 +4651,11 @@ export const ModelRef: MessageFns<ModelRef> = {
       contributors: globalThis.Array.isArray(object?.contributors)
         ? object.contributors.map((e: any) => globalThis.String(e))
         : [],
+      keyEpoch: isSet(object.keyEpoch)
+        ? globalThis.Number(object.keyEpoch)
+        : isSet(object.key_epoch)
+        ? globalThis.Number(object.key_epoch)
+        : 0,
     };
   },
 
@@ -2826,6 +4685,9 @@ export const ModelRef: MessageFns<ModelRef> = {
     if (message.contributors?.length) {
       obj.contributors = message.contributors;
     }
+    if (message.keyEpoch !== 0) {
+      obj.keyEpoch = Math.round(message.keyEpoch);
+    }
     return obj;
   },
 
@@ -2842,6 +4704,7 @@ export const ModelRef: MessageFns<ModelRef> = {
     message.parameterCount = object.parameterCount ?? 0;
     message.cohort = object.cohort?.map((e) => e) || [];
     message.contributors = object.contributors?.map((e) => e) || [];
+    message.keyEpoch = object.keyEpoch ?? 0;
     return message;
   },
 };
@@ -3062,6 +4925,7 @@ function createBaseUpdateHeader(): UpdateHeader {
     baseModelSha256: "",
     sha256: "",
     offset: 0,
+    contribution: undefined,
   };
 }
 
@@ -3090,6 +4954,9 @@ export const UpdateHeader: MessageFns<UpdateHeader> = {
     }
     if (message.offset !== 0) {
       writer.uint32(64).uint64(message.offset);
+    }
+    if (message.contribution !== undefined) {
+      SignedContribution.encode(message.contribution, writer.uint32(74).fork()).join();
     }
     return writer;
   },
@@ -3171,6 +5038,14 @@ export const UpdateHeader: MessageFns<UpdateHeader> = {
             message.offset = longToNumber(reader.uint64());
             continue;
           }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.contribution = SignedContribution.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -3209,6 +5084,7 @@ export const UpdateHeader: MessageFns<UpdateHeader> = {
         : "",
       sha256: isSet(object.sha256) ? globalThis.String(object.sha256) : "",
       offset: isSet(object.offset) ? globalThis.Number(object.offset) : 0,
+      contribution: isSet(object.contribution) ? SignedContribution.fromJSON(object.contribution) : undefined,
     };
   },
 
@@ -3238,6 +5114,9 @@ export const UpdateHeader: MessageFns<UpdateHeader> = {
     if (message.offset !== 0) {
       obj.offset = Math.round(message.offset);
     }
+    if (message.contribution !== undefined) {
+      obj.contribution = SignedContribution.toJSON(message.contribution);
+    }
     return obj;
   },
 
@@ -3254,6 +5133,9 @@ export const UpdateHeader: MessageFns<UpdateHeader> = {
     message.baseModelSha256 = object.baseModelSha256 ?? "";
     message.sha256 = object.sha256 ?? "";
     message.offset = object.offset ?? 0;
+    message.contribution = (object.contribution !== undefined && object.contribution !== null)
+      ? SignedContribution.fromPartial(object.contribution)
+      : undefined;
     return message;
   },
 };
@@ -6503,6 +8385,71 @@ export const FederationServiceService = {
     responseSerialize: (value: HeartbeatResponse): Buffer => Buffer.from(HeartbeatResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): HeartbeatResponse => HeartbeatResponse.decode(value),
   },
+  /**
+   * Multiparty aggregation (keys no single party holds; shared/src/ckks/PARAMETERS.md, "Multiparty"). A study's key
+   * epoch is a set of member sites, each holding a secret share s_i that never leaves it.
+   * SubmitKeyShare sends the caller's public-key share p_i = -a s_i + e_i for an epoch it is a member of, signed with
+   * its certificate key. Idempotent for the same bytes; a different share for the same epoch is refused.
+   */
+  submitKeyShare: {
+    path: "/federa.v1.FederationService/SubmitKeyShare" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: KeyShareSubmission): Buffer => Buffer.from(KeyShareSubmission.encode(value).finish()),
+    requestDeserialize: (value: Buffer): KeyShareSubmission => KeyShareSubmission.decode(value),
+    responseSerialize: (value: KeyEpochAck): Buffer => Buffer.from(KeyEpochAck.encode(value).finish()),
+    responseDeserialize: (value: Buffer): KeyEpochAck => KeyEpochAck.decode(value),
+  },
+  /**
+   * SubmitEnvelopes sends the caller's part of the epoch's model key to each other member, sealed to that member's
+   * certificate key (the coordinator relays what it cannot open). Sent once every member's share is in.
+   */
+  submitEnvelopes: {
+    path: "/federa.v1.FederationService/SubmitEnvelopes" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: EnvelopeSubmission): Buffer => Buffer.from(EnvelopeSubmission.encode(value).finish()),
+    requestDeserialize: (value: Buffer): EnvelopeSubmission => EnvelopeSubmission.decode(value),
+    responseSerialize: (value: KeyEpochAck): Buffer => Buffer.from(KeyEpochAck.encode(value).finish()),
+    responseDeserialize: (value: Buffer): KeyEpochAck => KeyEpochAck.decode(value),
+  },
+  /**
+   * GetKeyEpoch returns an epoch as it stands: the signed shares, the collective key (their sum) once every member's
+   * share is in, and the envelopes sealed for the caller.
+   */
+  getKeyEpoch: {
+    path: "/federa.v1.FederationService/GetKeyEpoch" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: KeyEpochRequest): Buffer => Buffer.from(KeyEpochRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): KeyEpochRequest => KeyEpochRequest.decode(value),
+    responseSerialize: (value: KeyEpochState): Buffer => Buffer.from(KeyEpochState.encode(value).finish()),
+    responseDeserialize: (value: Buffer): KeyEpochState => KeyEpochState.decode(value),
+  },
+  /**
+   * DownloadSum streams the c1 part of a round's encrypted sum, which an epoch member needs for its key-switching
+   * share. `offset` resumes an interrupted download.
+   */
+  downloadSum: {
+    path: "/federa.v1.FederationService/DownloadSum" as const,
+    requestStream: false as const,
+    responseStream: true as const,
+    requestSerialize: (value: DownloadSumRequest): Buffer => Buffer.from(DownloadSumRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): DownloadSumRequest => DownloadSumRequest.decode(value),
+    responseSerialize: (value: SumChunk): Buffer => Buffer.from(SumChunk.encode(value).finish()),
+    responseDeserialize: (value: Buffer): SumChunk => SumChunk.decode(value),
+  },
+  /** SubmitKeySwitchShare answers a KeySwitchTask: the caller's share h_i = (s_i - t_i) C1 + E_i for a round's sum. */
+  submitKeySwitchShare: {
+    path: "/federa.v1.FederationService/SubmitKeySwitchShare" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: KeySwitchShareSubmission): Buffer =>
+      Buffer.from(KeySwitchShareSubmission.encode(value).finish()),
+    requestDeserialize: (value: Buffer): KeySwitchShareSubmission => KeySwitchShareSubmission.decode(value),
+    responseSerialize: (value: KeyEpochAck): Buffer => Buffer.from(KeyEpochAck.encode(value).finish()),
+    responseDeserialize: (value: Buffer): KeyEpochAck => KeyEpochAck.decode(value),
+  },
 } as const;
 
 export interface FederationServiceServer extends UntypedServiceImplementation {
@@ -6563,6 +8510,30 @@ export interface FederationServiceServer extends UntypedServiceImplementation {
    * says whether the coordinator still holds the site's task stream, so a site whose stream died silently reconnects.
    */
   heartbeat: handleUnaryCall<HeartbeatRequest, HeartbeatResponse>;
+  /**
+   * Multiparty aggregation (keys no single party holds; shared/src/ckks/PARAMETERS.md, "Multiparty"). A study's key
+   * epoch is a set of member sites, each holding a secret share s_i that never leaves it.
+   * SubmitKeyShare sends the caller's public-key share p_i = -a s_i + e_i for an epoch it is a member of, signed with
+   * its certificate key. Idempotent for the same bytes; a different share for the same epoch is refused.
+   */
+  submitKeyShare: handleUnaryCall<KeyShareSubmission, KeyEpochAck>;
+  /**
+   * SubmitEnvelopes sends the caller's part of the epoch's model key to each other member, sealed to that member's
+   * certificate key (the coordinator relays what it cannot open). Sent once every member's share is in.
+   */
+  submitEnvelopes: handleUnaryCall<EnvelopeSubmission, KeyEpochAck>;
+  /**
+   * GetKeyEpoch returns an epoch as it stands: the signed shares, the collective key (their sum) once every member's
+   * share is in, and the envelopes sealed for the caller.
+   */
+  getKeyEpoch: handleUnaryCall<KeyEpochRequest, KeyEpochState>;
+  /**
+   * DownloadSum streams the c1 part of a round's encrypted sum, which an epoch member needs for its key-switching
+   * share. `offset` resumes an interrupted download.
+   */
+  downloadSum: handleServerStreamingCall<DownloadSumRequest, SumChunk>;
+  /** SubmitKeySwitchShare answers a KeySwitchTask: the caller's share h_i = (s_i - t_i) C1 + E_i for a round's sum. */
+  submitKeySwitchShare: handleUnaryCall<KeySwitchShareSubmission, KeyEpochAck>;
 }
 
 export interface FederationServiceClient extends Client {
@@ -6773,6 +8744,91 @@ export interface FederationServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: HeartbeatResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Multiparty aggregation (keys no single party holds; shared/src/ckks/PARAMETERS.md, "Multiparty"). A study's key
+   * epoch is a set of member sites, each holding a secret share s_i that never leaves it.
+   * SubmitKeyShare sends the caller's public-key share p_i = -a s_i + e_i for an epoch it is a member of, signed with
+   * its certificate key. Idempotent for the same bytes; a different share for the same epoch is refused.
+   */
+  submitKeyShare(
+    request: KeyShareSubmission,
+    callback: (error: ServiceError | null, response: KeyEpochAck) => void,
+  ): ClientUnaryCall;
+  submitKeyShare(
+    request: KeyShareSubmission,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: KeyEpochAck) => void,
+  ): ClientUnaryCall;
+  submitKeyShare(
+    request: KeyShareSubmission,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: KeyEpochAck) => void,
+  ): ClientUnaryCall;
+  /**
+   * SubmitEnvelopes sends the caller's part of the epoch's model key to each other member, sealed to that member's
+   * certificate key (the coordinator relays what it cannot open). Sent once every member's share is in.
+   */
+  submitEnvelopes(
+    request: EnvelopeSubmission,
+    callback: (error: ServiceError | null, response: KeyEpochAck) => void,
+  ): ClientUnaryCall;
+  submitEnvelopes(
+    request: EnvelopeSubmission,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: KeyEpochAck) => void,
+  ): ClientUnaryCall;
+  submitEnvelopes(
+    request: EnvelopeSubmission,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: KeyEpochAck) => void,
+  ): ClientUnaryCall;
+  /**
+   * GetKeyEpoch returns an epoch as it stands: the signed shares, the collective key (their sum) once every member's
+   * share is in, and the envelopes sealed for the caller.
+   */
+  getKeyEpoch(
+    request: KeyEpochRequest,
+    callback: (error: ServiceError | null, response: KeyEpochState) => void,
+  ): ClientUnaryCall;
+  getKeyEpoch(
+    request: KeyEpochRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: KeyEpochState) => void,
+  ): ClientUnaryCall;
+  getKeyEpoch(
+    request: KeyEpochRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: KeyEpochState) => void,
+  ): ClientUnaryCall;
+  /**
+   * DownloadSum streams the c1 part of a round's encrypted sum, which an epoch member needs for its key-switching
+   * share. `offset` resumes an interrupted download.
+   */
+  downloadSum(request: DownloadSumRequest, options?: Partial<CallOptions>): ClientReadableStream<SumChunk>;
+  downloadSum(
+    request: DownloadSumRequest,
+    metadata?: Metadata,
+    options?: Partial<CallOptions>,
+  ): ClientReadableStream<SumChunk>;
+  /** SubmitKeySwitchShare answers a KeySwitchTask: the caller's share h_i = (s_i - t_i) C1 + E_i for a round's sum. */
+  submitKeySwitchShare(
+    request: KeySwitchShareSubmission,
+    callback: (error: ServiceError | null, response: KeyEpochAck) => void,
+  ): ClientUnaryCall;
+  submitKeySwitchShare(
+    request: KeySwitchShareSubmission,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: KeyEpochAck) => void,
+  ): ClientUnaryCall;
+  submitKeySwitchShare(
+    request: KeySwitchShareSubmission,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: KeyEpochAck) => void,
   ): ClientUnaryCall;
 }
 

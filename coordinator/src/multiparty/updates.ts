@@ -1,0 +1,56 @@
+import {
+  contributionStatementSchema,
+  decodeCiphertexts,
+  federation,
+  MultipartyPayloadError,
+  siteSignatureProblem,
+  type MultipartySetup,
+} from '@federa/shared';
+import { FederationError, GrpcStatus } from '../federation/federation-error.js';
+import type { MultipartyTrust } from './key-epochs.js';
+
+/** What an accepted multiparty update's receipt keeps: the site's signed statement, which every member later checks. */
+export type StoredContribution = federation.SignedContribution;
+
+/**
+ * Checks a multiparty update before it is counted: the payload is ciphertexts of this round's epoch and length, every
+ * residue in range, and the signed contribution statement names the uploading site, this study, round and epoch, the
+ * consortium's parameters and exactly these bytes, under a certificate the consortium CA issued to that site and did
+ * not revoke. Members check the same statements before they help decrypt a sum, so the coordinator keeps them.
+ */
+export function checkMultipartyUpdate(
+  setup: MultipartySetup,
+  trust: MultipartyTrust,
+  bytes: Uint8Array,
+  expect: { siteId: string; studyId: string; round: number; epoch: number; valueCount: number; sha256: string },
+  contribution: federation.SignedContribution | undefined,
+): StoredContribution {
+  const refuse = (why: string): never => {
+    throw new FederationError(GrpcStatus.INVALID_ARGUMENT, `multiparty update refused: ${why}`);
+  };
+  if (!contribution || contribution.statementJson === '') return refuse('the upload header carries no signed contribution statement');
+  let value: unknown;
+  try {
+    value = JSON.parse(contribution.statementJson);
+  } catch {
+    return refuse('the contribution statement is not JSON');
+  }
+  const parsed = contributionStatementSchema.safeParse(value);
+  if (!parsed.success) return refuse(`the contribution statement is malformed: ${parsed.error.issues[0]?.path.join('.') ?? ''} ${parsed.error.issues[0]?.message ?? ''}`);
+  const s = parsed.data;
+  if (s.siteId !== expect.siteId) refuse(`the statement names ${s.siteId}, but ${expect.siteId} sent it`);
+  if (s.studyId !== expect.studyId || s.round !== expect.round || s.epoch !== expect.epoch) {
+    refuse(`the statement is for study ${s.studyId} round ${s.round} epoch ${s.epoch}, not study ${expect.studyId} round ${expect.round} epoch ${expect.epoch}`);
+  }
+  if (s.parameters !== setup.fingerprint) refuse('the statement is for other CKKS parameters than the consortium\'s');
+  if (s.updateSha256 !== expect.sha256) refuse(`the statement signs update ${s.updateSha256}, the bytes received hash to ${expect.sha256}`);
+  const problem = siteSignatureProblem(s, contribution, trust);
+  if (problem) refuse(`the contribution statement: ${problem}`);
+  try {
+    decodeCiphertexts(setup.ring, setup.params, 'update', bytes, { epoch: expect.epoch, valueCount: expect.valueCount });
+  } catch (error) {
+    if (error instanceof MultipartyPayloadError) refuse(`${error.code}: ${error.message}`);
+    throw error;
+  }
+  return { statementJson: contribution.statementJson, signature: contribution.signature, certificatePem: contribution.certificatePem };
+}

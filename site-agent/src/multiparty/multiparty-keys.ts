@@ -1,0 +1,309 @@
+import { randomBytes } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
+import {
+  canonicalJson,
+  checkShareRequest,
+  createLogger,
+  decodeCiphertexts,
+  decryptVector,
+  encodeCiphertexts,
+  encryptVector,
+  federation,
+  keyShareStatementSchema,
+  modelKeyOf,
+  modelSeedOf,
+  multipartySetup,
+  multipartyTagKey,
+  openEnvelope,
+  packResidues,
+  residueBytes,
+  sealEnvelope,
+  SeededStream,
+  sha256Hex,
+  shareForSum,
+  signContribution,
+  signKeyShare,
+  tagVector,
+  verifyCollectiveKey,
+  type MultipartySetup,
+  type SignedContribution,
+  type SignedKeyShare,
+} from '@federa/shared';
+import type { CoordinatorRetry, FederationClient } from '../client/index.js';
+import type { SitePolicy } from '../config/index.js';
+import type { Outbound } from '../outbound/index.js';
+import { PolicyRefusalError } from '../policy/index.js';
+import { EpochSecrets, keyPairOf, type EpochSecret } from './epoch-secrets.js';
+import { KeySwitchShares } from './key-switch-shares.js';
+
+/** This site's certified identity: its kit's key signs its shares and contributions and opens envelopes sealed to it. */
+export interface SiteIdentityKeys {
+  siteId: string;
+  caPem: string;
+  certificatePem: string;
+  privateKeyPem: string;
+}
+
+/** An epoch a member left or lost: the round runs again under a new one, so waiting for this one is pointless. */
+export class EpochClosedError extends Error {
+  override readonly name = 'EpochClosedError';
+}
+
+const POLL_MS = 500;
+
+/**
+ * This site's part in multiparty aggregation: it joins a key epoch (its secret share stays here, its signed public
+ * share goes out), checks the published collective key against the signed shares of exactly the epoch's members,
+ * exchanges its part of the model key in envelopes only members can open, encrypts its update under the collective
+ * key with a signed contribution statement, computes one key-switching share per sum after checking what the sum is
+ * made of, and decrypts published models with the model key of their epoch.
+ */
+export class MultipartyKeys {
+  private readonly log = createLogger('multiparty');
+  private readonly secrets: EpochSecrets;
+  private readonly shares: KeySwitchShares;
+  private readonly setup: MultipartySetup;
+  /** The completion of each epoch this process is working on (shares, envelopes, model seed), by study and epoch. */
+  private readonly completing = new Map<string, Promise<EpochSecret>>();
+
+  constructor(
+    stateDir: string,
+    private readonly identity: SiteIdentityKeys,
+    private readonly client: FederationClient,
+    private readonly outbound: Outbound,
+    private readonly policy: SitePolicy,
+    private readonly retry: CoordinatorRetry,
+  ) {
+    this.secrets = new EpochSecrets(stateDir);
+    this.shares = new KeySwitchShares(stateDir);
+    this.setup = multipartySetup(identity.caPem);
+  }
+
+  /**
+   * Joins an epoch and, in the background, completes it (collective key checked, envelopes exchanged, model seed
+   * derived) even if this site's training fails: the other members need its envelopes and, later, its share.
+   */
+  async join(studyId: string, ref: federation.KeyEpochRef, until: number): Promise<void> {
+    this.checkRef(studyId, ref);
+    const secret = await this.secrets.ensure(studyId, ref.number, ref.members);
+    const { publicShare } = keyPairOf(this.setup, secret);
+    const signed = signKeyShare(this.setup.ring, this.setup.params, {
+      studyId,
+      epoch: ref.number,
+      siteId: this.identity.siteId,
+      publicShare,
+      privateKeyPem: this.identity.privateKeyPem,
+      certificatePem: this.identity.certificatePem,
+    });
+    await this.outbound.submitKeyShare({
+      studyId,
+      epoch: ref.number,
+      statementJson: canonicalJson(signed.statement),
+      signature: signed.signature,
+      certificatePem: signed.certificatePem,
+      share: Buffer.from(signed.share),
+    });
+    this.complete(studyId, ref, until).catch((error: unknown) => this.log.warn({ studyId, epoch: ref.number, reason: (error as Error).message }, 'key epoch not completed'));
+  }
+
+  /** The epoch's completion, started once per process. */
+  complete(studyId: string, ref: federation.KeyEpochRef, until: number): Promise<EpochSecret> {
+    const key = `${studyId}/${ref.number}`;
+    let pending = this.completing.get(key);
+    if (!pending) {
+      pending = this.completeEpoch(studyId, ref, until).finally(() => this.completing.delete(key));
+      this.completing.set(key, pending);
+    }
+    return pending;
+  }
+
+  private async completeEpoch(studyId: string, ref: federation.KeyEpochRef, until: number): Promise<EpochSecret> {
+    let secret = await this.secrets.ensure(studyId, ref.number, ref.members);
+    if (secret.modelSeed) return secret;
+    const others = ref.members.filter((m) => m !== this.identity.siteId);
+    let state = await this.waitFor(studyId, ref, until, 'the collective key', (s) => s.collectiveKey.byteLength > 0);
+    const { shares } = this.verifyKey(studyId, ref, secret, state);
+    if (!secret.envelopesSent) {
+      const contribution = Buffer.from(secret.contribution, 'hex');
+      const envelopes = others.map((recipient) => {
+        const share = shares.find((s) => s.statement.siteId === recipient)!;
+        const sealed = sealEnvelope(share.certificatePem, contribution, { studyId, epoch: ref.number, senderId: this.identity.siteId, recipientId: recipient });
+        return { siteId: recipient, ephemeralPublicKey: sealed.ephemeralPublicKey, iv: sealed.iv, ciphertext: sealed.ciphertext };
+      });
+      if (envelopes.length > 0) await this.outbound.submitEnvelopes({ studyId, epoch: ref.number, envelopes });
+      secret = { ...secret, envelopesSent: true };
+      await this.secrets.save(secret);
+    }
+    state = await this.waitFor(studyId, ref, until, "every member's envelope", (s) => others.every((m) => s.envelopes.some((e) => e.siteId === m)));
+    const contributions = ref.members.map((member) => {
+      if (member === this.identity.siteId) return Buffer.from(secret.contribution, 'hex');
+      const e = state.envelopes.find((x) => x.siteId === member)!;
+      return openEnvelope(
+        { recipient: this.identity.siteId, ephemeralPublicKey: e.ephemeralPublicKey, iv: e.iv, ciphertext: e.ciphertext },
+        this.identity.privateKeyPem,
+        { studyId, epoch: ref.number, senderId: member, recipientId: this.identity.siteId },
+      );
+    });
+    secret = { ...secret, modelSeed: Buffer.from(modelSeedOf({ studyId, epoch: ref.number }, contributions)).toString('hex') };
+    await this.secrets.save(secret);
+    this.log.info({ studyId, epoch: ref.number, members: ref.members }, 'key epoch complete: collective key checked, model key derived');
+    return secret;
+  }
+
+  /** The published key must be the sum of signed shares of exactly the epoch's members, this site's own among them. */
+  private verifyKey(studyId: string, ref: federation.KeyEpochRef, secret: EpochSecret, state: federation.KeyEpochState): { shares: SignedKeyShare[]; publicKey: Uint32Array } {
+    const shares: SignedKeyShare[] = state.shares.map((s) => {
+      let statement: unknown;
+      try {
+        statement = JSON.parse(s.statementJson);
+      } catch {
+        statement = null;
+      }
+      const parsed = keyShareStatementSchema.safeParse(statement);
+      return { statement: parsed.success ? parsed.data : (statement as SignedKeyShare['statement']), signature: s.signature, certificatePem: s.certificatePem, share: new Uint8Array(s.share) };
+    });
+    const check = verifyCollectiveKey(this.setup.ring, this.setup.params, {
+      studyId,
+      epoch: ref.number,
+      shares,
+      publicKey: new Uint8Array(state.collectiveKey),
+      caPem: this.identity.caPem,
+      // A site kit carries no revocation list: the coordinator refuses revoked certificates at the TLS handshake.
+      revoked: [],
+      members: ref.members,
+    });
+    const own = new Uint8Array(residueBytes(this.setup.ring));
+    packResidues(this.setup.ring, keyPairOf(this.setup, secret).publicShare, own, 0);
+    const mine = shares.find((s) => s.statement.siteId === this.identity.siteId);
+    const problem = !check.ok ? check.reason : !mine || sha256Hex(mine.share) !== sha256Hex(own) ? "this site's own share is not the one it sent" : null;
+    if (problem || !check.ok) {
+      throw new PolicyRefusalError({
+        reason: federation.RefusalReason.REFUSAL_REASON_KEY_EPOCH_INVALID,
+        message: `the collective key of epoch ${ref.number} of study ${studyId} does not check out: ${problem ?? 'invalid'}`,
+      });
+    }
+    return { shares, publicKey: check.publicKey };
+  }
+
+  private async waitFor(
+    studyId: string,
+    ref: federation.KeyEpochRef,
+    until: number,
+    what: string,
+    ready: (state: federation.KeyEpochState) => boolean,
+  ): Promise<federation.KeyEpochState> {
+    for (;;) {
+      const state = await this.retry.call(`key epoch ${ref.number}`, () => this.client.getKeyEpoch({ studyId, epoch: ref.number }), until);
+      if (ready(state)) return state;
+      if (state.status === 'closed') throw new EpochClosedError(`key epoch ${ref.number} of study ${studyId} was closed before ${what} arrived`);
+      if (Date.now() > until) throw new Error(`key epoch ${ref.number} of study ${studyId}: ${what} did not arrive before the round's deadline`);
+      await sleep(POLL_MS);
+    }
+  }
+
+  /** An update encrypted under the epoch's collective key, tagged with the epoch's tag key, with its signed statement. */
+  async encryptUpdate(
+    task: { studyId: string; round: number; keyEpoch: federation.KeyEpochRef },
+    vector: Float32Array,
+    until: number,
+  ): Promise<{ payload: Uint8Array; vectorLength: number; contribution: federation.SignedContribution }> {
+    const { ring, params, fingerprint } = this.setup;
+    const secret = await this.complete(task.studyId, task.keyEpoch, until);
+    const state = await this.retry.call(`key epoch ${task.keyEpoch.number}`, () => this.client.getKeyEpoch({ studyId: task.studyId, epoch: task.keyEpoch.number }), until);
+    const { publicKey: p } = this.verifyKey(task.studyId, task.keyEpoch, secret, state);
+    const { a } = keyPairOf(this.setup, secret);
+    const tagged = tagVector(vector, ring.n, multipartyTagKey(seedOf(secret)), { studyId: task.studyId, round: task.round }, this.identity.siteId);
+    const ciphertexts = encryptVector(ring, params, { p, a }, tagged, new SeededStream(randomBytes(32), 'federa/multiparty/encrypt'));
+    const payload = encodeCiphertexts(ring, params, 'update', { epoch: task.keyEpoch.number, valueCount: tagged.length }, ciphertexts);
+    const signed = signContribution(
+      { epoch: task.keyEpoch.number, studyId: task.studyId, round: task.round, siteId: this.identity.siteId, parameters: fingerprint, updateSha256: sha256Hex(payload) },
+      this.identity.privateKeyPem,
+      this.identity.certificatePem,
+    );
+    return { payload, vectorLength: tagged.length, contribution: toWire(signed) };
+  }
+
+  /**
+   * Answers a key-switch task: checks the sum is made of at least the policy's minParticipants updates, each signed
+   * by a distinct certified site for this epoch, study and round, and that the c1 downloaded is the one named, then
+   * sends this site's share, computed once per sum (a repeated request gets the stored share).
+   */
+  async keySwitch(task: federation.KeySwitchTask): Promise<void> {
+    const { ring, params, fingerprint } = this.setup;
+    const secret = await this.secrets.read(task.studyId, task.epoch);
+    if (!secret) throw new Error(`this site holds no secret share for key epoch ${task.epoch} of study ${task.studyId}; it cannot help switch round ${task.round}`);
+    const refuse = (message: string, reason = federation.RefusalReason.REFUSAL_REASON_SHARE_REQUEST_INVALID): never => {
+      throw new PolicyRefusalError({ reason, message });
+    };
+    if (task.parameters !== fingerprint) refuse(`round ${task.round} of study ${task.studyId} asks for a share under other CKKS parameters`);
+    const members = [...task.cohort].sort();
+    if (members.length !== secret.members.length || members.some((m, i) => m !== secret.members[i])) {
+      refuse(`round ${task.round} of study ${task.studyId} names members ${members.join(', ')}, but key epoch ${task.epoch} is ${secret.members.join(', ')}`);
+    }
+    const complete = secret.modelSeed ? secret : await this.complete(task.studyId, { number: task.epoch, members: secret.members, parameters: fingerprint }, Date.now() + 60_000);
+    const sum = await this.retry.call(`sum of round ${task.round}`, () => this.client.downloadSum(task.studyId, task.round, task.sumSha256));
+    const contributions: SignedContribution[] = task.contributions.map((c) => {
+      let statement: unknown;
+      try {
+        statement = JSON.parse(c.statementJson);
+      } catch {
+        statement = null;
+      }
+      return { statement: statement as SignedContribution['statement'], signature: c.signature, certificatePem: c.certificatePem };
+    });
+    const check = checkShareRequest(
+      { epoch: task.epoch, studyId: task.studyId, round: task.round, parameters: fingerprint, sumSha256: task.sumSha256, contributions },
+      { sumBytes: sum, minParticipants: this.policy.minParticipants, caPem: this.identity.caPem, revoked: [] },
+    );
+    if (!check.ok) {
+      const tooFew = /policy needs at least/.test(check.reason);
+      refuse(
+        `this site will not help decrypt round ${task.round} of study ${task.studyId}: ${check.reason}`,
+        tooFew ? federation.RefusalReason.REFUSAL_REASON_AGGREGATE_TOO_FEW_CONTRIBUTIONS : federation.RefusalReason.REFUSAL_REASON_SHARE_REQUEST_INVALID,
+      );
+    }
+    const notMembers = check.ok ? check.sites.filter((s) => !members.includes(s)) : [];
+    if (notMembers.length > 0) refuse(`the sum of round ${task.round} holds updates of ${notMembers.join(', ')}, who are not members of epoch ${task.epoch}`);
+    // The first member (sorted) carries the model key in its share; the others only cancel their secret shares.
+    const designated = members[0] === this.identity.siteId;
+    const { secret: s } = keyPairOf(this.setup, complete);
+    const { share, resent } = await this.shares.shareFor({ epoch: task.epoch, sumSha256: task.sumSha256 }, () =>
+      shareForSum(ring, params, s, designated ? modelKeyOf(ring, seedOf(complete)) : null, sum, new SeededStream(randomBytes(32), 'federa/multiparty/smudging')),
+    );
+    await this.outbound.submitKeySwitchShare({ studyId: task.studyId, round: task.round, epoch: task.epoch, sumSha256: task.sumSha256, share: Buffer.from(share) }, resent);
+    this.log.info({ studyId: task.studyId, round: task.round, epoch: task.epoch, contributors: check.ok ? check.sites : [], resent }, 'key-switching share sent');
+  }
+
+  /** A published multiparty model, decrypted with its epoch's model key: the tagged sum, and how to check its tags. */
+  async decryptModel(studyId: string, ref: federation.ModelRef, bytes: Uint8Array): Promise<{ tagged: Float64Array; tagKey: Uint8Array; valuesPerCiphertext: number }> {
+    const secret = await this.secrets.read(studyId, ref.keyEpoch);
+    if (!secret?.modelSeed) {
+      throw new Error(`round ${ref.round} of study ${studyId} was published under key epoch ${ref.keyEpoch}, whose model key this site does not hold (it was not a member)`);
+    }
+    const { ring, params } = this.setup;
+    const { header, ciphertexts } = decodeCiphertexts(ring, params, 'model', bytes, { epoch: ref.keyEpoch });
+    const tagged = decryptVector(ring, params, ciphertexts, modelKeyOf(ring, seedOf(secret)), header.valueCount);
+    return { tagged, tagKey: multipartyTagKey(seedOf(secret)), valuesPerCiphertext: ring.n };
+  }
+
+  private checkRef(studyId: string, ref: federation.KeyEpochRef): void {
+    const problem =
+      ref.parameters !== this.setup.fingerprint
+        ? 'it is for other CKKS parameters than this site derives'
+        : !ref.members.includes(this.identity.siteId)
+          ? 'this site is not one of its members'
+          : null;
+    if (problem) {
+      throw new PolicyRefusalError({ reason: federation.RefusalReason.REFUSAL_REASON_KEY_EPOCH_INVALID, message: `key epoch ${ref.number} of study ${studyId}: ${problem}` });
+    }
+  }
+}
+
+function seedOf(secret: EpochSecret): Uint8Array {
+  if (!secret.modelSeed) throw new Error(`key epoch ${secret.epoch} of study ${secret.studyId} is not complete`);
+  return Buffer.from(secret.modelSeed, 'hex');
+}
+
+function toWire(signed: SignedContribution): federation.SignedContribution {
+  return { statementJson: canonicalJson(signed.statement), signature: signed.signature, certificatePem: signed.certificatePem };
+}

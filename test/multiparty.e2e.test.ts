@@ -1,0 +1,177 @@
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  bytesToFloat32,
+  decodeCiphertexts,
+  decryptVector,
+  keyShare,
+  commonPolynomial,
+  modelKeyOf,
+  multipartySetup,
+  readSiteKit,
+  SeededStream,
+  untagVector,
+} from '@federa/shared';
+import { openDatabase } from '@federa/coordinator';
+import { LocalConsortium, type StudyStatusView } from '../demo/src/consortium.js';
+import { isolatedSchema, postgresReachable } from './postgres.js';
+
+const ROUNDS = 3;
+const withPostgres = await postgresReachable();
+
+interface EpochFile {
+  secretSeed: string;
+  modelSeed?: string;
+}
+
+/**
+ * Multiparty aggregation end to end: three real site processes, each with its own secret key share, and a coordinator
+ * that sums what it cannot read and publishes a sum only the round's sites can decrypt. One site is dropped during the
+ * study: the round in progress runs again under a new key epoch without it, and nothing published after that opens
+ * with what the dropped site and the coordinator hold together.
+ */
+describe.each([
+  { database: 'pglite' as const },
+  ...(withPostgres ? [{ database: 'postgresql' as const }] : []),
+])('multiparty keys in a 3-site consortium over gRPC ($database)', ({ database }) => {
+  let workDir: string;
+  let consortium: LocalConsortium;
+  let study: StudyStatusView;
+  let schema: Awaited<ReturnType<typeof isolatedSchema>> | undefined;
+  let dropped: string;
+
+  const siteDir = (siteId: string) => consortium.sites.find((s) => s.id === siteId)!.stateDir;
+  const epochFile = async (siteId: string, epoch: number): Promise<EpochFile> =>
+    JSON.parse(await readFile(join(siteDir(siteId), 'multiparty', 'epochs', study.id, `${epoch}.json`), 'utf8')) as EpochFile;
+  const siteModel = async (siteId: string, round: number) => bytesToFloat32(await readFile(join(siteDir(siteId), 'models', study.id, `${round}.f32`)));
+  const blob = (sha256: string) => readFile(join(workDir, 'coordinator', 'blobs', 'sha256', sha256.slice(0, 2), sha256));
+
+  beforeAll(async () => {
+    workDir = await mkdtemp(join(tmpdir(), 'federa-multiparty-'));
+    schema = database === 'postgresql' ? await isolatedSchema('federa_mp') : undefined;
+    consortium = await LocalConsortium.start({
+      workDir,
+      sites: 3,
+      imagesPerSite: 30,
+      holdoutImages: 6,
+      seed: 17,
+      // Two sites keep training after one is dropped: each site's policy accepts a sum of two.
+      policy: { minParticipants: 2 },
+      ...(schema ? { databaseUrl: schema.url } : {}),
+    });
+    const created = await consortium.createStudy({
+      name: 'multiparty e2e',
+      model: { architecture: 'small-cnn', inputSize: 32, channels: 1, classes: 2, seed: 5 },
+      classNames: ['normal', 'lesion'],
+      rounds: ROUNDS,
+      minSites: 2,
+      localSteps: 4,
+      batchSize: 8,
+      learningRate: 0.01,
+      aggregation: 'multiparty',
+    });
+    await consortium.approve(created.specHash);
+    await consortium.startStudy(created.id);
+    dropped = consortium.sites[2]!.id;
+    // Dropped once round 1 is published: round 2 (or, if it was quick, round 3) runs under a new epoch without it.
+    for (const started = Date.now(); ; await new Promise((r) => setTimeout(r, 200))) {
+      const view = await consortium.study(created.id);
+      if (view.rounds[0]?.status === 'closed') break;
+      if (view.status === 'failed' || Date.now() - started > 180_000) throw new Error(`round 1 did not close: ${JSON.stringify(view).slice(0, 2000)}`);
+    }
+    await consortium.request('POST', `/studies/${created.id}/sites/${dropped}/drop`, { reason: 'left the consortium' });
+    study = await consortium.follow(created.id, () => undefined, 300_000);
+  }, 420_000);
+
+  afterAll(async () => {
+    await consortium?.stop();
+    await schema?.drop();
+    await rm(workDir, { recursive: true, force: true });
+  });
+
+  it('publishes sums only the sites can decrypt, each equal to plaintext FedAvg of the exact updates within 1e-6', async () => {
+    expect(study.status).toBe('completed');
+    expect(study.rounds.map((r) => r.model?.kind)).toEqual(Array(ROUNDS).fill('multiparty_aggregate'));
+    for (const round of study.rounds) {
+      const members = round.assignedSites;
+      const base = await siteModel(members[0]!, round.number - 1).catch(async () => siteModel(members[1]!, round.number - 1));
+      const sum = new Float64Array(base.length + 1);
+      for (const siteId of round.reportedSites) {
+        const dir = join(siteDir(siteId), 'rounds', study.id, String(round.number));
+        const sent = await readFile(join(dir, 'update.bin'));
+        expect(sent.subarray(0, 4).toString('latin1')).toBe('FMP1');
+        const vector = bytesToFloat32(await readFile(join(dir, 'update.plain.f32')));
+        for (let i = 0; i <= base.length; i++) sum[i] = (sum[i] as number) + (vector[i] as number);
+      }
+      const published = await siteModel(members[0]!, round.number);
+      let maxError = 0;
+      for (let i = 0; i < base.length; i++) {
+        const expected = (base[i] as number) + (sum[i] as number) / (sum[base.length] as number);
+        maxError = Math.max(maxError, Math.abs(expected - (published[i] as number)));
+      }
+      expect(maxError).toBeLessThan(1e-6);
+      // Every member decrypted the same model.
+      for (const siteId of members) expect(Array.from(await siteModel(siteId, round.number))).toEqual(Array.from(published));
+    }
+  });
+
+  it('ran the round the dropped site was in again under a new key epoch without it', () => {
+    const last = study.rounds.at(-1)!;
+    expect(last.assignedSites).not.toContain(dropped);
+    expect(study.rounds[0]!.assignedSites).toContain(dropped);
+  });
+
+  it('gives the coordinator together with one site nothing that opens another site\'s update or a later model', async () => {
+    await consortium.stop();
+    const db = await openDatabase({ dataDir: join(workDir, 'coordinator'), ...(schema ? { databaseUrl: schema.url } : {}) });
+    try {
+      expect(db.kind).toBe(database);
+      const kit = await readSiteKit(join(workDir, 'kits', 'sites', dropped));
+      const setup = multipartySetup(kit.caPem);
+      const { ring, params } = setup;
+      const epochs = await db.prisma.keyEpoch.findMany({ where: { studyId: study.id }, include: { shares: true }, orderBy: { number: 'asc' } });
+      expect(epochs.length).toBeGreaterThanOrEqual(2);
+      expect(epochs[0]!.members).toContain(dropped);
+      const later = epochs.filter((e) => !e.members.includes(dropped));
+      expect(later.length).toBeGreaterThan(0);
+      // No envelope of a later epoch is sealed for the dropped site.
+      for (const epoch of later) {
+        for (const share of epoch.shares) expect(JSON.stringify(share.envelopes ?? [])).not.toContain(`"${dropped}"`);
+      }
+      // The dropped site's secret share of epoch 1 (its kit and its state folder), and everything the coordinator stores.
+      const own = await epochFile(dropped, 1);
+      const a = commonPolynomial(ring, setup.commonSeed, { studyId: study.id, epoch: 1 });
+      const secret = keyShare(ring, a, new SeededStream(Buffer.from(own.secretSeed, 'hex'), 'federa/multiparty/secret-share')).secret;
+      const round1 = await db.prisma.round.findUniqueOrThrow({ where: { studyId_number: { studyId: study.id, number: 1 } }, include: { receipts: true } });
+      const other = round1.receipts.find((r) => r.siteId !== dropped)!;
+      const otherPlain = bytesToFloat32(await readFile(join(siteDir(other.siteId), 'rounds', study.id, '1', 'update.plain.f32')));
+      const update = decodeCiphertexts(ring, params, 'update', await blob(other.sha256));
+      const opened = untagVector(decryptVector(ring, params, update.ciphertexts, secret, update.header.valueCount), otherPlain.length, ring.n);
+      let closest = Infinity;
+      for (let i = 0; i < 200; i++) closest = Math.min(closest, Math.abs((opened[i] as number) - (otherPlain[i] as number)));
+      // Noise: nowhere near the other site's values (which are at most a few units).
+      expect(closest).toBeGreaterThan(1e3);
+
+      // The dropped site's model key of epoch 1 does open round 1's model (it was a member then) ...
+      const models = await db.prisma.modelVersion.findMany({ where: { studyId: study.id, round: { gt: 0 } }, orderBy: { round: 'asc' } });
+      const modelKey = modelKeyOf(ring, Buffer.from(own.modelSeed!, 'hex'));
+      const decryptWith = async (round: number) => {
+        const row = models.find((m) => m.round === round)!;
+        const model = decodeCiphertexts(ring, params, 'model', await blob(row.sha256));
+        return { epoch: row.keyEpoch, values: decryptVector(ring, params, model.ciphertexts, modelKey, model.header.valueCount).subarray(0, 64) };
+      };
+      const first = await decryptWith(1);
+      expect(first.epoch).toBe(1);
+      expect(Math.max(...Array.from(first.values).map(Math.abs))).toBeLessThan(1e3);
+      // ... and nothing published under a later epoch.
+      const lastRound = models.at(-1)!.round;
+      const last = await decryptWith(lastRound);
+      expect(later.map((e) => e.number)).toContain(last.epoch);
+      expect(Math.min(...Array.from(last.values).map(Math.abs))).toBeGreaterThan(1e3);
+    } finally {
+      await db.close();
+    }
+  });
+});
