@@ -20,6 +20,7 @@ import { HttpErrorFilter } from '../http/error-filter.js';
 import { PinoNestLogger } from '../logging/nest-logger.js';
 import { serveOpenApi } from '../openapi/index.js';
 import { SiteSessions } from '../sessions/site-sessions.js';
+import { RoundsService } from '../rounds/rounds.service.js';
 import { AppModule, CONTROLLERS } from './app.module.js';
 
 export interface RunningCoordinator {
@@ -90,6 +91,7 @@ export async function startCoordinator(config: CoordinatorConfig): Promise<Runni
     for (const entry of entries) {
       // A revoked site is dropped at once: its stream ends with the reason and it is assigned nothing more.
       sessions.drop(entry.siteId, `certificate ${entry.serialNumber} of site ${entry.siteId} was revoked`);
+      app.get(RoundsService).siteRevoked(entry.siteId, `the certificate of site ${entry.siteId} was revoked`);
       void audit
         .append({ kind: 'site.revoked', actor: 'system', siteId: entry.siteId, details: { serialNumber: entry.serialNumber, reason: entry.reason ?? null } })
         .catch((error: unknown) => log.error({ err: error }, 'could not audit a revocation'));

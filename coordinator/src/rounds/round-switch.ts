@@ -164,7 +164,7 @@ export class RoundSwitching {
       const existing = await db.prisma.keySwitchShare.findUnique({ where: { roundId_siteId: { roundId: round.id, siteId } } });
       const sha256 = sha256Hex(submission.share);
       if (existing) {
-        if (existing.shareSha256 === sha256 && existing.epoch === submission.epoch) return { alreadyHeld: true };
+        if (existing.shareSha256 === sha256 && existing.epoch === submission.epoch && existing.sumSha256 === submission.sumSha256) return { alreadyHeld: true };
         throw new FederationError(GrpcStatus.ALREADY_EXISTS, `site ${siteId} already sent a different key-switching share for ${where}; one share per sum`);
       }
       if (round.status !== 'switching') throw new FederationError(GrpcStatus.FAILED_PRECONDITION, `${where} is ${round.status}, not waiting for key-switching shares`);
@@ -239,6 +239,8 @@ export class RoundSwitching {
     const { db, audit, log, sessions, steps, aggregator } = this.ctx;
     const round = await db.prisma.round.findUnique({ where: { id: roundId }, include: { receipts: true, study: true } });
     if (!round || (round.status !== 'open' && round.status !== 'switching')) return;
+    // Already running without them (a revocation and a lost connection both report the same site).
+    if (!lost.some((s) => round.assignedSites.includes(s))) return;
     const def = definitionOf(round.study);
     if (round.keyEpoch !== null) await this.epochs.close(round.studyId, round.keyEpoch, `lost ${lost.join(', ')}: ${reason}`);
     const remaining = round.assignedSites.filter((s) => !lost.includes(s)).sort();

@@ -133,6 +133,18 @@ export class RoundsService implements OnApplicationBootstrap, OnApplicationShutd
     return this.publishing.membersOf(studyId, model);
   }
 
+  /**
+   * A site's certificate was revoked: every multiparty round whose key epoch it is in runs again at once under a new
+   * epoch without it, so nothing published from then on is under a key it holds a share of.
+   */
+  siteRevoked(siteId: string, reason: string): void {
+    const { db, locks, steps } = this.ctx;
+    steps.run(`site ${siteId} was revoked`, null, async () => {
+      const rounds = await db.prisma.round.findMany({ where: { status: { in: ['open', 'switching'] }, keyEpoch: { not: null }, assignedSites: { has: siteId } } });
+      for (const round of rounds) await locks.run(round.studyId, () => this.switching.redo(round.id, [siteId], reason));
+    });
+  }
+
   /** Asks for the round to be closed once every assigned site has answered. */
   closeRoundSoon(studyId: string, roundId: string): void {
     this.collection.closeRoundSoon(studyId, roundId);
