@@ -117,7 +117,7 @@ describe.each([{ database: 'pglite' as const }, ...(withPostgres ? [{ database: 
         });
       const tasks = Promise.all([firstTask(await siteClient('site-a')), firstTask(await siteClient('site-b'))]);
       await new Promise((r) => setTimeout(r, 300));
-      const created = await rest(coordinator, 'POST', '/studies', studyBody(spec, { rounds: 2 }));
+      const created = await rest(coordinator, 'POST', '/studies', studyBody(spec, { rounds: 2, aggregation: 'ckks' }));
       expect(created.status).toBe(201);
       studyId = created.body.id as string;
       await rest(coordinator, 'POST', `/studies/${studyId}/start`);

@@ -97,7 +97,7 @@ describe('CKKS-encrypted aggregation at the coordinator', () => {
       });
     const tasks = Promise.all([firstTask(a), firstTask(b)]);
     await new Promise((r) => setTimeout(r, 300));
-    const created = await rest(coordinator, 'POST', '/studies', studyBody(spec));
+    const created = await rest(coordinator, 'POST', '/studies', studyBody(spec, { aggregation: 'ckks' }));
     expect(created.status).toBe(201);
     studyId = created.body.id as string;
     await rest(coordinator, 'POST', `/studies/${studyId}/start`);
@@ -113,7 +113,7 @@ describe('CKKS-encrypted aggregation at the coordinator', () => {
     await rm(dir, { recursive: true, force: true });
   });
 
-  it('asks sites for CKKS updates by default', () => {
+  it('asks sites for CKKS updates under the shared key when the study says ckks', () => {
     expect(task.encoding).toBe(federation.UpdateEncoding.UPDATE_ENCODING_CKKS);
   });
 
@@ -199,9 +199,13 @@ describe('CKKS-encrypted aggregation at the coordinator', () => {
   it('refuses an encrypted study on a coordinator without a kit', async () => {
     const bare = await startCoordinator(parseCoordinatorConfig({ insecure: true, httpPort: 0, grpcPort: 0, dataDir: join(dir, 'bare') }));
     try {
-      const response = await rest(bare, 'POST', '/studies', studyBody(spec, { minSites: 1 }));
+      const response = await rest(bare, 'POST', '/studies', studyBody(spec, { minSites: 1, aggregation: 'ckks' }));
       expect(response.status).toBe(400);
       expect((response.body.issues as string[])[0]).toMatch(/^aggregation: encrypted aggregation needs the CKKS public parameters/);
+      // Multiparty (the default) needs the consortium CA from a kit just the same.
+      const multiparty = await rest(bare, 'POST', '/studies', studyBody(spec, { minSites: 1 }));
+      expect(multiparty.status).toBe(400);
+      expect((multiparty.body.issues as string[])[0]).toMatch(/^aggregation: multiparty aggregation needs the consortium CA/);
     } finally {
       await bare.close();
     }

@@ -123,7 +123,7 @@ describe('governance with real site agents', () => {
     for (const site of consortium.sites) {
       const own = registrations.filter((r) => r.siteId === site.id);
       expect(own.length).toBeGreaterThan(0);
-      expect(own.every((r) => JSON.stringify(r.details.encodings) === '["UPDATE_ENCODING_CKKS"]')).toBe(true);
+      expect(own.every((r) => JSON.stringify(r.details.encodings) === '["UPDATE_ENCODING_MULTIPARTY","UPDATE_ENCODING_CKKS"]')).toBe(true);
     }
     const ca = join(workDir, 'kits', 'coordinator', 'ca.pem');
     const bundle = join(workDir, 'audit-export.jsonl');

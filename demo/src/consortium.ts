@@ -284,7 +284,9 @@ export class LocalConsortium {
 
   /**
    * The global weights after `round` (0 = initial). For an encrypted study the coordinator cannot produce them:
-   * this decrypts the published aggregates with the first site's CKKS secret key, as any key-holding site does.
+   * a single-key (ckks) aggregate is decrypted here with the first site's CKKS secret key, as any key-holding site
+   * does; a multiparty one only the round's sites can decrypt, so this reads what one of them decrypted (its model
+   * cache), waiting for it to evaluate the round.
    */
   async globalWeights(id: string, round: number): Promise<Float32Array> {
     const key = `${id}/${round}`;
@@ -294,6 +296,8 @@ export class LocalConsortium {
     let weights: Float32Array;
     if (kind === 'weights') {
       weights = bytesToFloat32(bytes, `model ${round}`);
+    } else if (kind === 'multiparty_aggregate') {
+      weights = await this.decryptedAtSite(id, round);
     } else {
       const previous = await this.globalWeights(id, round - 1);
       const { context, secretKey } = await this.keyHolder();
@@ -304,6 +308,18 @@ export class LocalConsortium {
     }
     this.weightCache.set(key, weights);
     return weights;
+  }
+
+  private async decryptedAtSite(id: string, round: number): Promise<Float32Array> {
+    const members = (await this.study(id)).rounds.find((r) => r.number === round)?.assignedSites ?? [];
+    const paths = this.sites.filter((s) => members.includes(s.id)).map((s) => join(s.stateDir, 'models', id, `${round}.f32`));
+    for (const started = Date.now(); Date.now() - started < 120_000; await new Promise((r) => setTimeout(r, 250))) {
+      for (const path of paths) {
+        const bytes = await readFile(path).catch(() => null);
+        if (bytes) return bytesToFloat32(bytes, `model ${round} decrypted at a site`);
+      }
+    }
+    throw new Error(`no site of round ${round} of study ${id} decrypted its model within 120 s`);
   }
 
   private readonly weightCache = new Map<string, Float32Array>();

@@ -64,7 +64,7 @@ async function main(): Promise<number> {
       // The hospitals' lesion shares run from 30% to 70% while the held-out set is 50/50; unweighted, each round's
       // average pulls the decision threshold towards whichever prevalence dominated, and accuracy swings.
       classWeights: 'balanced',
-      aggregation: 'ckks',
+      aggregation: 'multiparty',
       roundTimeoutSeconds: 600,
     };
     const backend = await initBackend('auto');

@@ -9,7 +9,7 @@ const issues = (value: unknown): string[] => schemaIssues(studyDefinitionSchema,
 describe('study definition', () => {
   it('defaults to encrypted aggregation, Adam, no FedProx and a 15-minute round deadline', () => {
     const def = studyDefinitionSchema.parse(input);
-    expect(def).toMatchObject({ aggregation: 'ckks', optimizer: 'adam', fedProxMu: 0, roundTimeoutSeconds: 900 });
+    expect(def).toMatchObject({ aggregation: 'multiparty', optimizer: 'adam', fedProxMu: 0, roundTimeoutSeconds: 900 });
     expect(def.augmentation).toBeUndefined();
     expect(def.classWeights).toBeUndefined();
   });

@@ -81,13 +81,13 @@ export const studyDefinitionSchema = z
     /** How every site turns its images into model input; the defaults are the pipeline from before it was declarable. */
     preprocessing: preprocessingSchema.prefault({}),
     /**
-     * How updates are combined. 'ckks' (the default): sites send CKKS ciphertexts under the consortium's shared key,
-     * which the coordinator can add but not read. 'multiparty': each site holds its own key share, updates are
-     * encrypted under the collective key and the sum is switched to a key only the round's sites hold, so no single
-     * party (site or coordinator) can decrypt another site's update. 'plaintext' sums clear vectors; for development
-     * only, and recorded as such in the study.
+     * How updates are combined. 'multiparty' (the default): each site holds its own key share, updates are encrypted
+     * under the collective key, the coordinator adds them, and the sum is switched to a key only the round's sites
+     * hold, so no single party (site or coordinator) can decrypt another site's update. 'ckks': one CKKS key shared
+     * by every site (smaller uploads, no key-switching step; any site with the coordinator can read every update).
+     * 'plaintext' sums clear vectors; for development only, and recorded as such in the study.
      */
-    aggregation: z.enum(['ckks', 'multiparty', 'plaintext']).default('ckks'),
+    aggregation: z.enum(['multiparty', 'ckks', 'plaintext']).default('multiparty'),
     /** A round that has not heard from every assigned site by then closes with whoever reported. */
     roundTimeoutSeconds: z.int().min(5).max(7 * 24 * 3600).default(900),
     /**

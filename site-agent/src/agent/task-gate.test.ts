@@ -15,7 +15,7 @@ const trainTask = (definition: StudyDefinition, overrides: Partial<federation.Tr
   round: 1,
   studyHash: studyHash(definition),
   classNames: definition.classNames,
-  encoding: federation.UpdateEncoding.UPDATE_ENCODING_CKKS,
+  encoding: federation.UpdateEncoding.UPDATE_ENCODING_MULTIPARTY,
   deadlineUnixMs: 0,
   preprocessingJson: '',
   studyDefinitionJson: studyDefinitionJson(definition),
