@@ -29,6 +29,8 @@ describe.each([
       imagesPerSite: 40,
       holdoutImages: 10,
       seed: 11,
+      // The single-key mode needs its shared key in the kits.
+      sharedKey: true,
       ...(schema ? { databaseUrl: schema.url } : {}),
       // Counts leave the sites, so the evaluation can be checked against them; the default shares figures only.
       policy: { shareMetrics: 'full' },

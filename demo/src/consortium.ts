@@ -54,6 +54,8 @@ export interface LocalConsortiumOptions {
   env?: NodeJS.ProcessEnv;
   /** 'mtls' (default) provisions kits with `federa provision` and runs every connection over mutual TLS. */
   transport?: 'mtls' | 'insecure';
+  /** Provisions the consortium's one shared CKKS key too (`--shared-key`), for studies with aggregation ckks. */
+  sharedKey?: boolean;
   /**
    * Every site's policy. By default the secure defaults, with minParticipants lowered to the number of sites when
    * the consortium has fewer than three (it cannot go below 2).
@@ -154,7 +156,7 @@ export class LocalConsortium {
     });
     const mtls = (options.transport ?? 'mtls') === 'mtls';
     const kitsDir = join(options.workDir, 'kits');
-    if (mtls) await provisionKits(options.workDir, kitsDir, data.sites.map((s) => s.id), join(logs, 'provision.log'));
+    if (mtls) await provisionKits(options.workDir, kitsDir, data.sites.map((s) => s.id), join(logs, 'provision.log'), options.sharedKey ?? false);
     // The first admin token is made offline, into the database the coordinator is about to open.
     const adminToken = await offlineAdminToken(join(options.workDir, 'coordinator'), options.databaseUrl, join(logs, 'token.log'));
     const readyFile = join(options.workDir, 'coordinator.ready.json');
@@ -330,7 +332,9 @@ export class LocalConsortium {
       const first = this.sites[0];
       if (!first || (this.options.transport ?? 'mtls') !== 'mtls') throw new Error('decrypting needs a site kit (mtls transport)');
       const kit = await readSiteKit(join(this.options.workDir, 'kits', 'sites', first.id));
-      return { context: await CkksContext.fromKey(kit.ckksSecretKey), secretKey: kit.ckksSecretKey };
+      const secretKey = kit.ckksSecretKey;
+      if (!secretKey) throw new Error('a ckks study needs kits with the shared key: start the consortium with sharedKey: true');
+      return { context: await CkksContext.fromKey(secretKey), secretKey };
     })();
     return this.ckks;
   }

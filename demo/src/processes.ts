@@ -42,7 +42,7 @@ export async function issueToken(httpPort: number, adminToken: string, role: Api
 }
 
 /** What a consortium operator does first: `federa provision` writes a kit per participant. */
-export async function provisionKits(workDir: string, kitsDir: string, siteIds: string[], logPath: string): Promise<void> {
+export async function provisionKits(workDir: string, kitsDir: string, siteIds: string[], logPath: string, sharedKey = false): Promise<void> {
   const config = join(workDir, 'consortium.yaml');
   await writeFile(
     config,
@@ -52,7 +52,7 @@ export async function provisionKits(workDir: string, kitsDir: string, siteIds: s
       sites: siteIds.map((id) => ({ id })),
     }),
   );
-  const child = launch('provision', [FEDERA_MAIN, 'provision', config, '--out', kitsDir], logPath);
+  const child = launch('provision', [FEDERA_MAIN, 'provision', config, '--out', kitsDir, ...(sharedKey ? ['--shared-key'] : [])], logPath);
   const code = await new Promise<number | null>((resolve) => child.once('exit', (c) => resolve(c)));
   if (code !== 0) {
     const tail = (await readFile(logPath, 'utf8').catch(() => '')).split('\n').slice(-15).join('\n');

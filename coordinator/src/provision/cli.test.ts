@@ -48,11 +48,11 @@ afterEach(async () => {
 
 describe('federa provision', () => {
   it('provisions, refuses to provision again, adds, renews and revokes', async () => {
-    const first = await run('consortium.yaml', '--out', 'kits/');
+    const first = await run('consortium.yaml', '--out', 'kits/', '--shared-key');
     expect(first).toMatchObject({ code: 0, stderr: '' });
     expect(first.stdout).toContain('Provisioned consortium "North imaging"');
     expect(first.stdout).toMatch(/root CA sha256 ([0-9A-F]{2}:){31}[0-9A-F]{2}/);
-    expect(first.stdout).toContain('CKKS key set ckks-test-1');
+    expect(first.stdout).toContain('shared CKKS key set ckks-test-1');
     expect(first.stdout).toContain(`Keep ${join(work, 'kits', 'ca')} offline`);
 
     const again = await run('consortium.yaml', '--out', 'kits');

@@ -7,10 +7,12 @@ import { ProvisionError } from './errors.js';
 import { addSite, provisionConsortium, renewParticipant, revokeSite, type ParticipantKitSummary } from './provision.js';
 
 export const PROVISION_USAGE = `Usage:
-  federa provision <consortium.yaml> --out <dir>
-      Mint the consortium's root CA and CKKS key set once, and write one kit per participant.
+  federa provision <consortium.yaml> --out <dir> [--shared-key]
+      Mint the consortium's root CA once and write one kit per participant. No kit holds a CKKS secret: studies use
+      multiparty keys, made at each site. --shared-key also mints one CKKS key set shared by every site, for studies
+      with aggregation: ckks (smaller uploads; any site with the coordinator can read every update).
   federa provision add-site <site-id> --out <dir> [--days <n>]
-      Issue a kit for a new site from the existing CA and CKKS key set.
+      Issue a kit for a new site from the existing CA (and shared key set, if there is one).
   federa provision renew <coordinator|site-id> --out <dir> [--days <n>] [--hostname <name>]... [--ip <address>]...
       Reissue one participant's key and certificate from the same CA (--hostname/--ip: coordinator only).
   federa provision revoke <site-id> --out <dir> [--reason <text>]
@@ -61,6 +63,7 @@ export async function runProvisionCli(argv: readonly string[], io: ProvisionCliI
         hostname: { type: 'string', multiple: true },
         ip: { type: 'string', multiple: true },
         reason: { type: 'string' },
+        'shared-key': { type: 'boolean' },
         help: { type: 'boolean', short: 'h' },
       },
     });
@@ -95,18 +98,20 @@ export async function runProvisionCli(argv: readonly string[], io: ProvisionCliI
       throw new UsageError('--days applies to add-site and renew; for a new consortium set validityDays in consortium.yaml');
     }
     if (values.reason !== undefined && subcommand !== 'revoke') throw new UsageError('--reason only applies to revoke');
+    if (values['shared-key'] === true && subcommand !== null) throw new UsageError('--shared-key applies when provisioning a new consortium');
 
     switch (subcommand) {
       case null: {
         const config = await loadConsortiumFile(resolve(io.cwd ?? process.cwd(), first));
-        const result = await provisionConsortium({ config, outDir, generateCkksKeys: io.generateCkksKeys });
+        const shared = values['shared-key'] === true;
+        const result = await provisionConsortium({ config, outDir, ...(shared ? { generateCkksKeys: io.generateCkksKeys } : {}) });
         io.stdout.write(
           `Provisioned consortium "${config.consortium.name}" in ${result.outDir}\n` +
             `  root CA sha256 ${result.caFingerprint256}, valid until ${date(result.caNotAfter)}\n` +
-            `  CKKS key set ${result.ckksFingerprint}\n` +
+            (result.ckksFingerprint ? `  shared CKKS key set ${result.ckksFingerprint}\n` : `  no shared CKKS key: each site makes its own multiparty key shares\n`) +
             `  coordinator: ${describeKit(result.coordinator)}` +
             result.sites.map((site) => `  site ${site.participant}: ${describeKit(site)}`).join('') +
-            `Keep ${result.caDir} offline: it holds the CA key and the CKKS secret key and is needed for add-site, renew and revoke.\n` +
+            `Keep ${result.caDir} offline: it holds the CA key${result.ckksFingerprint ? ' and the shared CKKS secret key' : ''} and is needed for add-site, renew and revoke.\n` +
             `Send each participant only its own kit folder.\n`,
         );
         return 0;

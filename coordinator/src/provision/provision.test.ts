@@ -164,6 +164,20 @@ describe('provisionConsortium', () => {
     }
   });
 
+  it('without a shared key (the default), puts no CKKS secret in any kit, and adds sites the same way', async () => {
+    await provisionConsortium({ config, outDir: out });
+    const files = [...(await snapshot(out)).keys()];
+    expect(files.filter((f) => f.includes('ckks'))).toEqual([]);
+    const site = await readSiteKit(join(out, 'sites', 'hospital-a'));
+    expect(site.ckksSecretKey).toBeNull();
+    expect(site.manifest.ckks).toBeUndefined();
+    const coordinator = await readCoordinatorKit(join(out, 'coordinator'));
+    expect(coordinator.ckksPublicParams).toBeNull();
+    const added = await addSite({ outDir: out, siteId: 'hospital-c' });
+    expect((await readdir(added.kitDir)).sort()).toEqual(['ca.pem', 'kit.json', 'site-key.pem', 'site.pem']);
+    expect((await readSiteKit(added.kitDir)).ckksSecretKey).toBeNull();
+  });
+
   it('refuses to run again on the same folder and changes nothing, naming the commands to use instead', async () => {
     const ckks = fakeCkks();
     await provisionConsortium({ config, outDir: out, generateCkksKeys: ckks.generate });

@@ -75,7 +75,8 @@ export interface ProvisionResult {
   caDir: string;
   caFingerprint256: string;
   caNotAfter: Date;
-  ckksFingerprint: string;
+  /** The shared CKKS key's fingerprint; null without one (multiparty keys only, the default). */
+  ckksFingerprint: string | null;
   coordinator: ParticipantKitSummary;
   sites: ParticipantKitSummary[];
 }
@@ -84,8 +85,11 @@ export interface ProvisionConsortiumOptions {
   /** consortium.yaml contents, parsed (validated again here). */
   config: ConsortiumConfig;
   outDir: string;
-  /** Makes the consortium's one CKKS key set; called once, before anything is written. */
-  generateCkksKeys: CkksKeyGenerator;
+  /**
+   * Makes the consortium's one shared CKKS key set (`--shared-key`), called once before anything is written; absent,
+   * the kits hold no CKKS secret at all and studies use multiparty keys, made at each site.
+   */
+  generateCkksKeys?: CkksKeyGenerator;
 }
 
 export interface AddSiteOptions {
@@ -134,7 +138,7 @@ interface OperatorState {
   consortium: ConsortiumState;
   ledger: IssuedLedger;
   ca: CertificateAuthorityPem;
-  ckks: CkksFiles;
+  ckks: CkksFiles | null;
 }
 
 function summary(participant: string, kitDir: string, issued: IssuedCertificate): ParticipantKitSummary {
@@ -178,22 +182,28 @@ async function writeSiteKit(dir: string, state: Omit<OperatorState, 'ledger' | '
     siteId,
     ca: caRecord(state),
     certificate: certificateRecord(KIT_FILES.siteCertificate, KIT_FILES.siteKey, issued),
-    ckks: {
-      fingerprint: state.ckks.fingerprint,
-      secretKeyFile: KIT_FILES.ckksSecretKey,
-      secretKeySha256: sha256HexOf(state.ckks.secretKey),
-      publicParamsFile: KIT_FILES.ckksPublicParams,
-      publicParamsSha256: sha256HexOf(state.ckks.publicParams),
-    },
+    ...(state.ckks
+      ? {
+          ckks: {
+            fingerprint: state.ckks.fingerprint,
+            secretKeyFile: KIT_FILES.ckksSecretKey,
+            secretKeySha256: sha256HexOf(state.ckks.secretKey),
+            publicParamsFile: KIT_FILES.ckksPublicParams,
+            publicParamsSha256: sha256HexOf(state.ckks.publicParams),
+          },
+        }
+      : {}),
     updatedAt: new Date().toISOString(),
   };
   await makeKitDir(dir);
   await writeNewFile(join(dir, KIT_FILES.ca), state.ca.certificatePem, PUBLIC_FILE_MODE);
   await writeNewFile(join(dir, KIT_FILES.siteCertificate), issued.certificatePem, PUBLIC_FILE_MODE);
   await writeNewFile(join(dir, KIT_FILES.siteKey), issued.privateKeyPem, SECRET_FILE_MODE);
-  await writeNewFile(join(dir, KIT_FILES.ckksSecretKey), state.ckks.secretKey, SECRET_FILE_MODE);
-  // Sites need the encryption parameters to build the CKKS context the secret key belongs to.
-  await writeNewFile(join(dir, KIT_FILES.ckksPublicParams), state.ckks.publicParams, PUBLIC_FILE_MODE);
+  if (state.ckks) {
+    await writeNewFile(join(dir, KIT_FILES.ckksSecretKey), state.ckks.secretKey, SECRET_FILE_MODE);
+    // Sites need the encryption parameters to build the CKKS context the secret key belongs to.
+    await writeNewFile(join(dir, KIT_FILES.ckksPublicParams), state.ckks.publicParams, PUBLIC_FILE_MODE);
+  }
   await writeNewFile(join(dir, KIT_FILES.manifest), toJsonFile(manifest), PUBLIC_FILE_MODE);
 }
 
@@ -209,11 +219,9 @@ async function writeCoordinatorKit(
     consortium: state.consortium.name,
     ca: caRecord(state),
     certificate: { ...certificateRecord(KIT_FILES.serverCertificate, KIT_FILES.serverKey, issued), ...sans },
-    ckks: {
-      fingerprint: state.ckks.fingerprint,
-      publicParamsFile: KIT_FILES.ckksPublicParams,
-      publicParamsSha256: sha256HexOf(state.ckks.publicParams),
-    },
+    ...(state.ckks
+      ? { ckks: { fingerprint: state.ckks.fingerprint, publicParamsFile: KIT_FILES.ckksPublicParams, publicParamsSha256: sha256HexOf(state.ckks.publicParams) } }
+      : {}),
     revokedFile: KIT_FILES.revoked,
     updatedAt: new Date().toISOString(),
   };
@@ -222,7 +230,7 @@ async function writeCoordinatorKit(
   await writeNewFile(join(dir, KIT_FILES.serverCertificate), issued.certificatePem, PUBLIC_FILE_MODE);
   await writeNewFile(join(dir, KIT_FILES.serverKey), issued.privateKeyPem, SECRET_FILE_MODE);
   // The coordinator gets the public parameters only: it must never be able to decrypt an update or a model.
-  await writeNewFile(join(dir, KIT_FILES.ckksPublicParams), state.ckks.publicParams, PUBLIC_FILE_MODE);
+  if (state.ckks) await writeNewFile(join(dir, KIT_FILES.ckksPublicParams), state.ckks.publicParams, PUBLIC_FILE_MODE);
   await writeNewFile(join(dir, KIT_FILES.revoked), toJsonFile(revocationListFromLedger(state.ledger)), PUBLIC_FILE_MODE);
   await writeNewFile(join(dir, KIT_FILES.manifest), toJsonFile(manifest), PUBLIC_FILE_MODE);
 }
@@ -231,9 +239,11 @@ async function writeOperatorFiles(layout: KitsLayout, state: Omit<OperatorState,
   await makeKitDir(layout.caDir);
   await writeNewFile(layout.caFile('caCertificate'), state.ca.certificatePem, PUBLIC_FILE_MODE);
   await writeNewFile(layout.caFile('caKey'), state.ca.privateKeyPem, SECRET_FILE_MODE);
-  // Kept with the CA key so add-site can hand the same CKKS key set to a new site after the others shipped.
-  await writeNewFile(layout.caFile('ckksSecretKey'), state.ckks.secretKey, SECRET_FILE_MODE);
-  await writeNewFile(layout.caFile('ckksPublicParams'), state.ckks.publicParams, PUBLIC_FILE_MODE);
+  // Kept with the CA key so add-site can hand the same shared key set to a new site after the others shipped.
+  if (state.ckks) {
+    await writeNewFile(layout.caFile('ckksSecretKey'), state.ckks.secretKey, SECRET_FILE_MODE);
+    await writeNewFile(layout.caFile('ckksPublicParams'), state.ckks.publicParams, PUBLIC_FILE_MODE);
+  }
   await writeNewFile(layout.caFile('consortium'), toJsonFile(state.consortium), PUBLIC_FILE_MODE);
   await writeNewFile(layout.caFile('issued'), toJsonFile(state.ledger), PUBLIC_FILE_MODE);
 }
@@ -281,8 +291,8 @@ export async function provisionConsortium(options: ProvisionConsortiumOptions): 
   const outDir = options.outDir;
   await refuseExistingOutput(outDir, config);
 
-  const material = validateCkksKeyMaterial(await options.generateCkksKeys());
-  const ckks: CkksFiles = { fingerprint: material.fingerprint, secretKey: material.secretKey, publicParams: material.publicParams };
+  const material = options.generateCkksKeys ? validateCkksKeyMaterial(await options.generateCkksKeys()) : null;
+  const ckks: CkksFiles | null = material ? { fingerprint: material.fingerprint, secretKey: material.secretKey, publicParams: material.publicParams } : null;
   const root = await createRootCa({ organization: config.consortium.name, validityDays: config.validityDays.ca });
   const ca: CertificateAuthorityPem = { certificatePem: root.certificatePem, privateKeyPem: root.privateKeyPem };
   const now = new Date();
@@ -308,7 +318,7 @@ export async function provisionConsortium(options: ProvisionConsortiumOptions): 
     caFingerprint256: root.fingerprint256,
     coordinator: { hostnames: config.coordinator.hostnames, ips: config.coordinator.ips },
     validityDays: config.validityDays,
-    ckks: { fingerprint: ckks.fingerprint, secretKeySha256: sha256HexOf(ckks.secretKey), publicParamsSha256: sha256HexOf(ckks.publicParams) },
+    ...(ckks ? { ckks: { fingerprint: ckks.fingerprint, secretKeySha256: sha256HexOf(ckks.secretKey), publicParamsSha256: sha256HexOf(ckks.publicParams) } } : {}),
   };
   const ledger: IssuedLedger = {
     format: 'federa-issued/1',
@@ -349,7 +359,7 @@ export async function provisionConsortium(options: ProvisionConsortiumOptions): 
     caDir: layout.caDir,
     caFingerprint256: root.fingerprint256,
     caNotAfter: root.notAfter,
-    ckksFingerprint: ckks.fingerprint,
+    ckksFingerprint: ckks?.fingerprint ?? null,
     coordinator: summary(COORDINATOR_PARTICIPANT, layout.coordinatorDir, server),
     sites: sites.map((site) => summary(site.id, layout.siteDir(site.id), site.issued)),
   };
@@ -394,11 +404,13 @@ async function loadOperatorState(outDir: string): Promise<OperatorState> {
       `${layout.caFile('caCertificate')} is not this consortium's CA (fingerprint ${caFingerprint}, ${OPERATOR_FILES.consortium} records ${consortium.caFingerprint256})`,
     );
   }
+  const shared = consortium.ckks;
+  if (!shared) return { layout, consortium, ledger, ca, ckks: null };
   const secretKey = await readOperatorFile(layout.caFile('ckksSecretKey'), restore);
   const publicParams = await readOperatorFile(layout.caFile('ckksPublicParams'), restore);
   for (const [file, data, expected] of [
-    [layout.caFile('ckksSecretKey'), secretKey, consortium.ckks.secretKeySha256],
-    [layout.caFile('ckksPublicParams'), publicParams, consortium.ckks.publicParamsSha256],
+    [layout.caFile('ckksSecretKey'), secretKey, shared.secretKeySha256],
+    [layout.caFile('ckksPublicParams'), publicParams, shared.publicParamsSha256],
   ] as const) {
     if (sha256HexOf(data) !== expected) {
       throw new ProvisionError(`${file} is damaged or replaced (its SHA-256 differs from ${OPERATOR_FILES.consortium}); ${restore}`);
@@ -409,7 +421,7 @@ async function loadOperatorState(outDir: string): Promise<OperatorState> {
     consortium,
     ledger,
     ca,
-    ckks: { fingerprint: consortium.ckks.fingerprint, secretKey: new Uint8Array(secretKey), publicParams: new Uint8Array(publicParams) },
+    ckks: { fingerprint: shared.fingerprint, secretKey: new Uint8Array(secretKey), publicParams: new Uint8Array(publicParams) },
   };
 }
 

@@ -55,7 +55,8 @@ export const consortiumStateSchema = z
     caFingerprint256: fingerprint256Schema,
     coordinator: z.object({ hostnames: z.array(z.string()).min(1), ips: z.array(z.string()) }).strict(),
     validityDays: z.object({ ca: validityDaysSchema, server: validityDaysSchema, site: validityDaysSchema }).strict(),
-    ckks: z.object({ fingerprint: z.string().min(1), secretKeySha256: sha256HexSchema, publicParamsSha256: sha256HexSchema }).strict(),
+    /** The one shared CKKS key (`--shared-key`, for aggregation: ckks); absent for a consortium of multiparty keys only. */
+    ckks: z.object({ fingerprint: z.string().min(1), secretKeySha256: sha256HexSchema, publicParamsSha256: sha256HexSchema }).strict().optional(),
   })
   .strict();
 

@@ -160,4 +160,4 @@ function refusal(error: unknown): FederationError | null {
 }
 
 export const NO_KIT =
-  "encrypted aggregation needs the CKKS public parameters from the coordinator kit; start the coordinator with --kit (or create the study with aggregation 'plaintext' for development)";
+  "encrypted aggregation needs the CKKS public parameters of the consortium's shared key from the coordinator kit (aggregation 'ckks'): provision with `federa provision --shared-key` and start the coordinator with --kit, or use aggregation 'multiparty' (the default), which needs no shared key";

@@ -56,10 +56,12 @@ export const coordinatorKitManifestSchema = z
         ipAddresses: z.array(z.string()),
       })
       .strict(),
-    // Public parameters only: the coordinator kit has no field, and no file, for a CKKS secret key.
+    // Public parameters only: the coordinator kit has no field, and no file, for a CKKS secret key. Absent when the
+    // consortium was provisioned without a shared key (multiparty keys only).
     ckks: z
       .object({ fingerprint: z.string().min(1), publicParamsFile: z.literal(KIT_FILES.ckksPublicParams), publicParamsSha256: sha256HexSchema })
-      .strict(),
+      .strict()
+      .optional(),
     revokedFile: z.literal(KIT_FILES.revoked),
     updatedAt: isoDate,
   })
@@ -73,6 +75,8 @@ export const siteKitManifestSchema = z
     siteId: siteIdSchema,
     ca: caRecordSchema,
     certificate: z.object(certificateRecordShape(KIT_FILES.siteCertificate, KIT_FILES.siteKey)).strict(),
+    // The consortium's one shared CKKS key, only when it was provisioned with --shared-key (aggregation: ckks);
+    // multiparty keys are made at each site and are in no kit.
     ckks: z
       .object({
         fingerprint: z.string().min(1),
@@ -81,7 +85,8 @@ export const siteKitManifestSchema = z
         publicParamsFile: z.literal(KIT_FILES.ckksPublicParams),
         publicParamsSha256: sha256HexSchema,
       })
-      .strict(),
+      .strict()
+      .optional(),
     updatedAt: isoDate,
   })
   .strict();
@@ -113,7 +118,8 @@ export interface CoordinatorKit {
   caPem: string;
   certificatePem: string;
   privateKeyPem: string;
-  ckksPublicParams: Uint8Array;
+  /** The shared key's public parameters; null without a shared key. */
+  ckksPublicParams: Uint8Array | null;
   revoked: RevocationEntry[];
   /** Usable-but-wrong findings, e.g. a private key readable by other users. */
   warnings: string[];
@@ -126,8 +132,9 @@ export interface SiteKit {
   caPem: string;
   certificatePem: string;
   privateKeyPem: string;
-  ckksSecretKey: Uint8Array;
-  ckksPublicParams: Uint8Array;
+  /** The consortium's shared CKKS key (aggregation: ckks); null when it was provisioned without one. */
+  ckksSecretKey: Uint8Array | null;
+  ckksPublicParams: Uint8Array | null;
   warnings: string[];
 }
 
@@ -229,7 +236,7 @@ export async function readCoordinatorKit(dir: string, options: KitReadOptions = 
     );
   }
   const files = await readCertificateFiles(dir, manifest, 'server', options.at ?? new Date());
-  const ckksPublicParams = await readHashedFile(dir, manifest.ckks.publicParamsFile, manifest.ckks.publicParamsSha256);
+  const ckksPublicParams = manifest.ckks ? await readHashedFile(dir, manifest.ckks.publicParamsFile, manifest.ckks.publicParamsSha256) : null;
   let revoked: RevocationEntry[];
   try {
     revoked = parseRevocationList((await readKitFile(dir, KIT_FILES.revoked)).toString('utf8'), join(dir, KIT_FILES.revoked));
@@ -255,8 +262,8 @@ export async function readSiteKit(dir: string, options: KitReadOptions = {}): Pr
   if (files.siteId !== manifest.siteId) {
     throw new KitError(`kit ${dir}: ${KIT_FILES.siteCertificate} is for site "${files.siteId}" but ${KIT_FILES.manifest} says "${manifest.siteId}"`);
   }
-  const ckksSecretKey = await readHashedFile(dir, manifest.ckks.secretKeyFile, manifest.ckks.secretKeySha256);
-  const ckksPublicParams = await readHashedFile(dir, manifest.ckks.publicParamsFile, manifest.ckks.publicParamsSha256);
+  const ckksSecretKey = manifest.ckks ? await readHashedFile(dir, manifest.ckks.secretKeyFile, manifest.ckks.secretKeySha256) : null;
+  const ckksPublicParams = manifest.ckks ? await readHashedFile(dir, manifest.ckks.publicParamsFile, manifest.ckks.publicParamsSha256) : null;
   return {
     dir,
     manifest,
@@ -268,7 +275,7 @@ export async function readSiteKit(dir: string, options: KitReadOptions = {}): Pr
     ckksPublicParams,
     warnings: [
       ...(await keyModeWarning(dir, manifest.certificate.keyFile)),
-      ...(await keyModeWarning(dir, manifest.ckks.secretKeyFile)),
+      ...(manifest.ckks ? await keyModeWarning(dir, manifest.ckks.secretKeyFile) : []),
     ],
   };
 }

@@ -138,7 +138,8 @@ export class SiteAgent {
           backend: this.backend.name,
           // Plaintext only when the hospital's policy allows it, so the coordinator cannot switch this site to it.
           supportedEncodings: [
-            ...(this.kit ? [federation.UpdateEncoding.UPDATE_ENCODING_MULTIPARTY, federation.UpdateEncoding.UPDATE_ENCODING_CKKS] : []),
+            ...(this.kit ? [federation.UpdateEncoding.UPDATE_ENCODING_MULTIPARTY] : []),
+            ...(this.kit?.ckksSecretKey ? [federation.UpdateEncoding.UPDATE_ENCODING_CKKS] : []),
             ...(this.config.policy.requireEncryption ? [] : [federation.UpdateEncoding.UPDATE_ENCODING_PLAINTEXT_F32]),
           ],
           policy: {
@@ -335,17 +336,15 @@ export class SiteAgent {
 
   private keys(): Promise<KeyHolder> {
     const kit = this.kit;
-    if (!kit) return Promise.reject(new Error('this study encrypts its updates, which needs the CKKS secret key from the site kit: set coordinator.kit in site.yaml'));
-    this.ckks ??= CkksContext.fromKey(kit.ckksSecretKey).then((context) => ({
-      context,
-      secretKey: kit.ckksSecretKey,
-      tagKey: contributionTagKey(kit.ckksSecretKey),
-    }));
-    return this.ckks;
+    if (!kit) return Promise.reject(new Error('this study encrypts its updates, which needs the site kit: set coordinator.kit in site.yaml'));
+    const secretKey = kit.ckksSecretKey;
+    if (!secretKey) return Promise.reject(new Error("this study uses the consortium's one shared CKKS key (aggregation: ckks), and this site's kit has none: the consortium was provisioned without `--shared-key`; ask the operator, or run the study with aggregation multiparty"));
+    const holder = (this.ckks ??= CkksContext.fromKey(secretKey).then((context) => ({ context, secretKey, tagKey: contributionTagKey(secretKey) })));
+    return holder;
   }
 
   private encryptionRecord(keys: KeyHolder): { scheme: 'ckks'; keyFingerprint: string; parameters: Record<string, unknown> } {
-    return { scheme: 'ckks', keyFingerprint: this.kit?.manifest.ckks.fingerprint ?? keys.context.fingerprint, parameters: { ...keys.context.parameters } };
+    return { scheme: 'ckks', keyFingerprint: this.kit?.manifest.ckks?.fingerprint ?? keys.context.fingerprint, parameters: { ...keys.context.parameters } };
   }
 }
 

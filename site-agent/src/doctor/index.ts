@@ -59,7 +59,7 @@ async function checkKit(config: SiteConfig): Promise<DoctorCheck> {
       name,
       ok: true,
       ...(warnings.length > 0 ? { warning: true, hint: `${warnings.join('; ')}; ask the consortium operator for \`federa provision renew ${kit.siteId}\`` } : {}),
-      detail: `site ${kit.siteId} of consortium "${kit.manifest.consortium}", certificate valid until ${expires.toISOString().slice(0, 10)}, CKKS key set ${kit.manifest.ckks.fingerprint.slice(0, 16)}`,
+      detail: `site ${kit.siteId} of consortium "${kit.manifest.consortium}", certificate valid until ${expires.toISOString().slice(0, 10)}, ${kit.manifest.ckks ? `shared CKKS key ${kit.manifest.ckks.fingerprint.slice(0, 16)}` : 'no shared CKKS key (multiparty keys only)'}`,
     };
   } catch (error) {
     return {

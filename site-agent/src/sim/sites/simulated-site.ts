@@ -53,6 +53,7 @@ export interface SimulatedSiteOptions {
  * what they are. Evaluation tasks are left unanswered (evaluation is reported, never a gate).
  */
 export class SimulatedSite {
+  private readonly secretKey: Uint8Array;
   private readonly log;
   private readonly client: FederationClient;
   private readonly retry = new CoordinatorRetry();
@@ -74,8 +75,11 @@ export class SimulatedSite {
       credentials: credentials.createSsl(Buffer.from(kit.caPem), Buffer.from(kit.privateKeyPem), Buffer.from(kit.certificatePem)),
       ...(options.serverName ? { serverName: options.serverName } : {}),
     });
-    this.tagKey = contributionTagKey(kit.ckksSecretKey);
-    this.valuesPerCiphertext = ckksParametersOf(kit.ckksSecretKey).polyModulusDegree;
+    // Simulated sites send single-key updates: they need a consortium provisioned with --shared-key.
+    if (!kit.ckksSecretKey) throw new Error(`the kit of ${kit.siteId} has no shared CKKS key: federa-sim sends single-key (aggregation: ckks) updates; provision with --shared-key`);
+    this.secretKey = kit.ckksSecretKey;
+    this.tagKey = contributionTagKey(this.secretKey);
+    this.valuesPerCiphertext = ckksParametersOf(this.secretKey).polyModulusDegree;
   }
 
   get siteId(): string {
@@ -168,7 +172,7 @@ export class SimulatedSite {
       // Every ciphertext ends with this site's contribution tags, as the agent's do.
       const tagged = tagVector(vector, this.valuesPerCiphertext, this.tagKey, { studyId: train.studyId, round: train.round }, this.siteId);
       vectorLength = tagged.length;
-      payload = await this.options.pool.encryptVector(tagged, this.kit.ckksSecretKey);
+      payload = await this.options.pool.encryptVector(tagged, this.secretKey);
     }
     const encryptSeconds = (performance.now() - began) / 1000;
     const sent = performance.now();
