@@ -24,8 +24,14 @@ async function main(): Promise<number> {
       keep: { type: 'boolean', default: false },
       serve: { type: 'boolean', default: false },
       port: { type: 'string', default: '0' },
+      // multiparty (default): keys no single party holds; ckks: one shared key; plaintext: development only.
+      aggregation: { type: 'string', default: 'multiparty' },
     },
   });
+  const aggregation = values.aggregation;
+  if (aggregation !== 'multiparty' && aggregation !== 'ckks' && aggregation !== 'plaintext') {
+    throw new Error(`--aggregation must be multiparty, ckks or plaintext, got "${aggregation}"`);
+  }
   // Serving the consortium afterwards means keeping its folder: the coordinator's database and the sites' state.
   const keep = values.keep || values.serve;
   const port = Number(values.port);
@@ -47,6 +53,8 @@ async function main(): Promise<number> {
     seed: 7,
     httpPort: port,
     env: { FEDERA_LOG_LEVEL: childLogLevel },
+    sharedKey: aggregation === 'ckks',
+    ...(aggregation === 'plaintext' ? { policy: { requireEncryption: false } } : {}),
   });
   let ok = false;
   try {
@@ -64,7 +72,7 @@ async function main(): Promise<number> {
       // The hospitals' lesion shares run from 30% to 70% while the held-out set is 50/50; unweighted, each round's
       // average pulls the decision threshold towards whichever prevalence dominated, and accuracy swings.
       classWeights: 'balanced',
-      aggregation: 'multiparty',
+      aggregation,
       roundTimeoutSeconds: 600,
     };
     const backend = await initBackend('auto');
@@ -83,11 +91,12 @@ async function main(): Promise<number> {
     const lesions = holdout.images.labels.reduce((n, label) => n + (label === 1 ? 1 : 0), 0);
     const chance = Math.max(lesions, holdout.images.count - lesions) / holdout.images.count;
     const study = await consortium.createStudy(definition);
-    out(`Study ${study.id} created by a researcher token (model small-cnn 64x64, ${rounds} rounds, FedAvg over CKKS-encrypted updates).`);
+    out(`Study ${study.id} created by a researcher token (model small-cnn 64x64, ${rounds} rounds, FedAvg over ${aggregation === 'multiparty' ? 'CKKS updates under keys no single party holds' : aggregation === 'ckks' ? 'CKKS updates under one shared key' : 'plaintext updates (development only)'}).`);
     // Each hospital's IT reviews the study and approves it by the hash of its definition; nothing runs before that.
     await consortium.approve(study.specHash);
     out(`Each hospital approved study hash ${study.specHash.slice(0, 16)}... with \`federa-site approve\`; starting.`);
-    out('The coordinator only ever holds ciphertexts; the global model below is decrypted with a hospital\'s key.');
+    if (aggregation === 'multiparty') out('The coordinator only ever holds ciphertexts; the global model below is what a hospital decrypted with the model key only the round\'s hospitals hold.');
+    else if (aggregation === 'ckks') out('The coordinator only ever holds ciphertexts; the global model below is decrypted with a hospital\'s key.');
     await consortium.startStudy(study.id);
     let roundStarted = Date.now();
     let finalAccuracy = 0;

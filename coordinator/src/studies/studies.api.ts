@@ -73,7 +73,7 @@ export const roundEvaluationSchema = apiSchema(
 const modelViewSchema = apiSchema(
   'Model',
   z.object({
-    kind: z.string().describe("'weights' (readable global weights) or 'encrypted_aggregate' (only sites can decrypt it)."),
+    kind: z.string().describe("'weights' (readable global weights), 'encrypted_aggregate' (single-key CKKS: only sites can decrypt it) or 'multiparty_aggregate' (only the round's key epoch members can decrypt it)."),
     sha256,
     sizeBytes: z.int(),
     parameterCount: z.int(),

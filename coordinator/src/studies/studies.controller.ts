@@ -230,7 +230,7 @@ export class StudiesController {
       200: {
         description: 'The artifact.',
         contentType: 'application/octet-stream',
-        headers: { 'x-federa-sha256': 'SHA-256 of the body.', 'x-federa-model-kind': "'weights' or 'encrypted_aggregate'." },
+        headers: { 'x-federa-sha256': 'SHA-256 of the body.', 'x-federa-model-kind': "'weights', 'encrypted_aggregate' or 'multiparty_aggregate'." },
       },
     },
     errors: { 400: 'The round is not a whole number.', 404: 'No such study, or no model for that round (yet).' },

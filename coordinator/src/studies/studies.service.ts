@@ -86,7 +86,7 @@ export interface SiteMetricView {
 }
 
 export interface ModelView {
-  /** 'weights' (readable global weights) or 'encrypted_aggregate' (only sites can decrypt it). */
+  /** 'weights' (readable global weights), 'encrypted_aggregate' or 'multiparty_aggregate' (only sites can decrypt those). */
   kind: string;
   sha256: string;
   sizeBytes: number;

@@ -45,7 +45,7 @@ export function badge(text: string, tone: 'ok' | 'bad' | 'warn' | 'info' | 'mute
 export function statusTone(status: string): 'ok' | 'bad' | 'warn' | 'info' | 'muted' {
   if (status === 'completed' || status === 'closed' || status === 'reported') return 'ok';
   if (status === 'failed' || status === 'cancelled' || status === 'refused' || status === 'dropped') return 'bad';
-  if (status === 'paused' || status === 'aggregating' || status === 'waiting') return 'warn';
+  if (status === 'paused' || status === 'aggregating' || status === 'switching' || status === 'waiting') return 'warn';
   if (status === 'running' || status === 'open') return 'info';
   return 'muted';
 }

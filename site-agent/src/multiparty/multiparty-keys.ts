@@ -49,7 +49,8 @@ export class EpochClosedError extends Error {
   override readonly name = 'EpochClosedError';
 }
 
-const POLL_MS = 500;
+/** How often a member asks for the epoch's missing shares or envelopes (the call is small and cheap). */
+const POLL_MS = 100;
 
 /**
  * This site's part in multiparty aggregation: it joins a key epoch (its secret share stays here, its signed public

@@ -60,13 +60,13 @@ export function unpackRounded(ring: RnsRing, input: Uint8Array, at: number, drop
   const words = new Uint32Array(2 * count);
   const next = unpackBits(input, at, bits, words);
   const offset = 2 ** (bits - 1);
-  const values = new Array<bigint>(ring.n).fill(0n);
-  const shift = BigInt(dropped);
-  for (let i = 0; i < count; i++) {
-    const k = (words[2 * i + 1] as number) * TWO_32 + (words[2 * i] as number) - offset;
-    values[i] = BigInt(k) << shift;
-  }
-  return { poly: ring.fromBigInts(values), next };
+  // k < 2^52 is exact in a float64: residues of k, then k * 2^dropped as scalar multiplications of at most 2^21
+  // each, without BigInt (what every key-switching share and update's c0 goes through).
+  const quotients = new Float64Array(ring.n);
+  for (let i = 0; i < count; i++) quotients[i] = (words[2 * i + 1] as number) * TWO_32 + (words[2 * i] as number) - offset;
+  const poly = ring.fromSigned(quotients);
+  for (let left = dropped; left > 0; left -= 21) ring.mulScalar(poly, 2 ** Math.min(21, left), poly);
+  return { poly, next };
 }
 
 export function packResidues(ring: RnsRing, poly: Uint32Array, out: Uint8Array, at: number): number {
