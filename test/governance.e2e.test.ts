@@ -118,12 +118,12 @@ describe('governance with real site agents', () => {
     expect(study.refusals).toEqual([]);
     // shareMetrics aggregate (the default): no sample counts reached the coordinator.
     expect(study.rounds[0]?.metrics.every((m) => m.samples === null)).toBe(true);
-    // Registration shows each site's policy, and no site offered plaintext updates.
+    // Registration shows each site's policy, and no site offered plaintext updates (nor single-key ones: its kit has no shared key).
     const registrations = await auditRecords('kind=site.registered');
     for (const site of consortium.sites) {
       const own = registrations.filter((r) => r.siteId === site.id);
       expect(own.length).toBeGreaterThan(0);
-      expect(own.every((r) => JSON.stringify(r.details.encodings) === '["UPDATE_ENCODING_MULTIPARTY","UPDATE_ENCODING_CKKS"]')).toBe(true);
+      expect(own.every((r) => JSON.stringify(r.details.encodings) === '["UPDATE_ENCODING_MULTIPARTY"]')).toBe(true);
     }
     const ca = join(workDir, 'kits', 'coordinator', 'ca.pem');
     const bundle = join(workDir, 'audit-export.jsonl');

@@ -5,6 +5,7 @@ import {
   checkShareRequest,
   createLogger,
   decodeCiphertexts,
+  decodePolys,
   decryptVector,
   encodeCiphertexts,
   encryptVector,
@@ -262,6 +263,12 @@ export class MultipartyKeys {
         `this site will not help decrypt round ${task.round} of study ${task.studyId}: ${check.reason}`,
         tooFew ? federation.RefusalReason.REFUSAL_REASON_AGGREGATE_TOO_FEW_CONTRIBUTIONS : federation.RefusalReason.REFUSAL_REASON_SHARE_REQUEST_INVALID,
       );
+    }
+    // The sum must be labelled with this epoch before a secret of the epoch touches it.
+    try {
+      decodePolys(ring, params, 'sum-c1', sum, { epoch: task.epoch });
+    } catch (error) {
+      refuse(`the sum of round ${task.round} of study ${task.studyId} is not a sum of key epoch ${task.epoch}: ${(error as Error).message}`);
     }
     const notMembers = check.ok ? check.sites.filter((s) => !members.includes(s)) : [];
     if (notMembers.length > 0) refuse(`the sum of round ${task.round} holds updates of ${notMembers.join(', ')}, who are not members of epoch ${task.epoch}`);

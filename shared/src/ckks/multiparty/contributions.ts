@@ -8,8 +8,9 @@ import { siteSignatureProblem } from './site-signature.js';
  * Before a site computes a key-switching share, which lets the sum be read under the model key, it checks what the
  * sum is made of: at least its policy's minParticipants updates, each signed by a distinct site the consortium CA
  * certified and did not revoke, all for this epoch, study and round, and the summed c1 it was sent is the one the
- * request names. A site signs each update it sends (the digests of its c0 and c1), so a coordinator cannot make up
- * contributors; a sum of one site's update dressed up as many is refused.
+ * request names. A site signs each update it sends (the SHA-256 of its payload), so a coordinator cannot make up
+ * contributors. Whether the c1 sent is really the sum of those updates is not checked (it would take every update):
+ * see PARAMETERS.md, "Threat model".
  */
 
 export const contributionStatementSchema = z
