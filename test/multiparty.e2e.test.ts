@@ -1,4 +1,4 @@
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -195,3 +195,68 @@ function median(values: number[]): number {
   const sorted = [...values].sort((x, y) => x - y);
   return sorted[Math.floor(sorted.length / 2)] as number;
 }
+
+/**
+ * Cohorts that rotate (targetSites below the sites connected): each round draws its sites, so a round's key epoch
+ * often has a member that was not in the previous one. Members that were hand it the base model's key in their
+ * envelopes, so it trains from the same model as everyone else.
+ */
+describe('multiparty keys with a rotating cohort (pglite)', () => {
+  let workDir: string;
+  let consortium: LocalConsortium;
+  let study: StudyStatusView;
+
+  beforeAll(async () => {
+    workDir = await mkdtemp(join(tmpdir(), 'federa-multiparty-rotating-'));
+    consortium = await LocalConsortium.start({ workDir, sites: 3, imagesPerSite: 30, holdoutImages: 6, seed: 23, policy: { minParticipants: 2 } });
+    const created = await consortium.createStudy({
+      name: 'multiparty rotating cohort',
+      model: { architecture: 'small-cnn', inputSize: 32, channels: 1, classes: 2, seed: 9 },
+      classNames: ['normal', 'lesion'],
+      rounds: 4,
+      minSites: 2,
+      targetSites: 2,
+      localSteps: 3,
+      batchSize: 8,
+      learningRate: 0.01,
+    });
+    await consortium.approve(created.specHash);
+    await consortium.startStudy(created.id);
+    study = await consortium.follow(created.id, () => undefined, 300_000);
+  }, 420_000);
+
+  afterAll(async () => {
+    await consortium?.stop();
+    if (!process.env.FEDERA_KEEP_TEST_DIR) await rm(workDir, { recursive: true, force: true });
+  });
+
+  it('has every round\'s sites, new ones included, decrypt the same model, equal to plaintext FedAvg within 1e-6', async () => {
+    expect(study.status).toBe('completed');
+    const model = async (siteId: string, round: number) =>
+      bytesToFloat32(await readFile(join(consortium.sites.find((s) => s.id === siteId)!.stateDir, 'models', study.id, `${round}.f32`)));
+    for (const round of study.rounds) {
+      const previous = study.rounds.find((r) => r.number === round.number - 1);
+      // A site new since the last round holds the base model's key only because a member handed it over.
+      for (const siteId of previous ? round.assignedSites.filter((s) => !previous.assignedSites.includes(s)) : []) {
+        const stateDir = consortium.sites.find((s) => s.id === siteId)!.stateDir;
+        const epochs = await readdir(join(stateDir, 'multiparty', 'epochs', study.id));
+        const files = await Promise.all(epochs.map(async (f) => JSON.parse(await readFile(join(stateDir, 'multiparty', 'epochs', study.id, f), 'utf8')) as EpochFile & { inheritedModelSeeds?: Record<string, string> }));
+        expect(files.some((f) => Object.keys(f.inheritedModelSeeds ?? {}).length > 0)).toBe(true);
+      }
+      const base = await model(round.assignedSites[0]!, round.number - 1);
+      const sum = new Float64Array(base.length + 1);
+      for (const siteId of round.reportedSites) {
+        const dir = join(consortium.sites.find((s) => s.id === siteId)!.stateDir, 'rounds', study.id, String(round.number));
+        const vector = bytesToFloat32(await readFile(join(dir, 'update.plain.f32')));
+        for (let i = 0; i <= base.length; i++) sum[i] = (sum[i] as number) + (vector[i] as number);
+      }
+      const published = await model(round.assignedSites[0]!, round.number);
+      let maxError = 0;
+      for (let i = 0; i < base.length; i++) {
+        maxError = Math.max(maxError, Math.abs((base[i] as number) + (sum[i] as number) / (sum[base.length] as number) - (published[i] as number)));
+      }
+      expect(maxError).toBeLessThan(1e-6);
+      for (const siteId of round.assignedSites) expect(Array.from(await model(siteId, round.number))).toEqual(Array.from(published));
+    }
+  });
+});

@@ -78,7 +78,7 @@ export class RoundWork {
     const until = task.deadlineUnixMs > 0 ? Number(task.deadlineUnixMs) : Date.now() + 24 * 3600_000;
     const epoch = def.aggregation === 'multiparty' ? this.multipartyEpoch(task) : undefined;
     // Joined first (the share goes out before training), so the epoch's key is ready when the update is.
-    if (epoch) await this.multiparty().join(task.studyId, epoch, until);
+    if (epoch) await this.multiparty().join(task.studyId, epoch, until, task.baseModel?.keyEpoch ?? 0);
     if (state?.status === 'uploaded' && state.keyEpoch === epoch?.number) {
       log.info('round already uploaded; not training again');
       return;

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { mkdir, readFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { z } from 'zod';
 import { assertStudyId, commonPolynomial, keyShare, replaceFile, SECRET_FILE_MODE, SeededStream, type MultipartySetup } from '@federa/shared';
@@ -18,6 +18,11 @@ const epochSecretSchema = z
     envelopesSent: z.boolean(),
     /** Once every member's contribution is in: the seed of the model key (and of the contribution tags). */
     modelSeed: hex32.optional(),
+    /**
+     * Model key seeds of earlier epochs this site was not a member of, handed over in this epoch's envelopes by
+     * members that were, so a site that joins a study can decrypt the model its first round starts from.
+     */
+    inheritedModelSeeds: z.record(z.string().regex(/^[1-9][0-9]*$/), hex32).optional(),
   })
   .strict();
 
@@ -67,6 +72,25 @@ export class EpochSecrets {
     };
     await this.save(fresh);
     return fresh;
+  }
+
+  /** The model key seed of an epoch: this site's own, or one a member of that epoch handed over in a later epoch. */
+  async modelSeedOf(studyId: string, epoch: number): Promise<string | undefined> {
+    const own = await this.read(studyId, epoch);
+    if (own?.modelSeed) return own.modelSeed;
+    let names: string[];
+    try {
+      names = await readdir(join(this.dir, assertStudyId(studyId, 'key epoch')));
+    } catch {
+      return undefined;
+    }
+    for (const name of names) {
+      const match = /^([1-9][0-9]*)\.json$/.exec(name);
+      if (!match) continue;
+      const inherited = (await this.read(studyId, Number(match[1])))?.inheritedModelSeeds?.[String(epoch)];
+      if (inherited) return inherited;
+    }
+    return undefined;
   }
 
   async save(secret: EpochSecret): Promise<void> {

@@ -85,7 +85,7 @@ export class MultipartyKeys {
    * Joins an epoch and, in the background, completes it (collective key checked, envelopes exchanged, model seed
    * derived) even if this site's training fails: the other members need its envelopes and, later, its share.
    */
-  async join(studyId: string, ref: federation.KeyEpochRef, until: number): Promise<void> {
+  async join(studyId: string, ref: federation.KeyEpochRef, until: number, baseEpoch = 0): Promise<void> {
     this.checkRef(studyId, ref);
     const secret = await this.secrets.ensure(studyId, ref.number, ref.members);
     const { publicShare } = keyPairOf(this.setup, secret);
@@ -105,21 +105,32 @@ export class MultipartyKeys {
       certificatePem: signed.certificatePem,
       share: Buffer.from(signed.share),
     });
-    this.complete(studyId, ref, until).catch((error: unknown) => this.log.warn({ studyId, epoch: ref.number, reason: (error as Error).message }, 'key epoch not completed'));
+    this.complete(studyId, ref, until, baseEpoch).catch((error: unknown) => this.log.warn({ studyId, epoch: ref.number, reason: (error as Error).message }, 'key epoch not completed'));
   }
 
-  /** The epoch's completion, started once per process. */
-  complete(studyId: string, ref: federation.KeyEpochRef, until: number): Promise<EpochSecret> {
+  /**
+   * The epoch's completion, started once per process. `baseEpoch`: the epoch whose model key decrypts the model the
+   * round starts from; this site hands that key's seed to members that were not in it.
+   */
+  complete(studyId: string, ref: federation.KeyEpochRef, until: number, baseEpoch = 0): Promise<EpochSecret> {
     const key = `${studyId}/${ref.number}`;
     let pending = this.completing.get(key);
     if (!pending) {
-      pending = this.completeEpoch(studyId, ref, until).finally(() => this.completing.delete(key));
+      pending = this.completeEpoch(studyId, ref, until, baseEpoch).finally(() => this.completing.delete(key));
       this.completing.set(key, pending);
     }
     return pending;
   }
 
-  private async completeEpoch(studyId: string, ref: federation.KeyEpochRef, until: number): Promise<EpochSecret> {
+  /** The base epoch's model seed and members, when this site holds it and the epoch is not this one. */
+  private async handOver(studyId: string, epoch: number, baseEpoch: number): Promise<{ seed: Buffer; members: string[] } | null> {
+    if (baseEpoch <= 0 || baseEpoch === epoch) return null;
+    const base = await this.secrets.read(studyId, baseEpoch);
+    const seed = await this.secrets.modelSeedOf(studyId, baseEpoch);
+    return seed ? { seed: Buffer.from(seed, 'hex'), members: base?.members ?? [this.identity.siteId] } : null;
+  }
+
+  private async completeEpoch(studyId: string, ref: federation.KeyEpochRef, until: number, baseEpoch: number): Promise<EpochSecret> {
     let secret = await this.secrets.ensure(studyId, ref.number, ref.members);
     if (secret.modelSeed) return secret;
     const others = ref.members.filter((m) => m !== this.identity.siteId);
@@ -127,9 +138,12 @@ export class MultipartyKeys {
     const { shares } = this.verifyKey(studyId, ref, secret, state);
     if (!secret.envelopesSent) {
       const contribution = Buffer.from(secret.contribution, 'hex');
+      const base = await this.handOver(studyId, ref.number, baseEpoch);
       const envelopes = others.map((recipient) => {
         const share = shares.find((s) => s.statement.siteId === recipient)!;
-        const sealed = sealEnvelope(share.certificatePem, contribution, { studyId, epoch: ref.number, senderId: this.identity.siteId, recipientId: recipient });
+        // A member new since the base epoch also gets that epoch's model seed: the model the round starts from.
+        const plaintext = base && !base.members.includes(recipient) ? Buffer.concat([contribution, base.seed]) : contribution;
+        const sealed = sealEnvelope(share.certificatePem, plaintext, { studyId, epoch: ref.number, senderId: this.identity.siteId, recipientId: recipient });
         return { siteId: recipient, ephemeralPublicKey: sealed.ephemeralPublicKey, iv: sealed.iv, ciphertext: sealed.ciphertext };
       });
       if (envelopes.length > 0) await this.outbound.submitEnvelopes({ studyId, epoch: ref.number, envelopes });
@@ -137,16 +151,25 @@ export class MultipartyKeys {
       await this.secrets.save(secret);
     }
     state = await this.waitFor(studyId, ref, until, "every member's envelope", (s) => others.every((m) => s.envelopes.some((e) => e.siteId === m)));
+    let handedOver: string | undefined;
     const contributions = ref.members.map((member) => {
       if (member === this.identity.siteId) return Buffer.from(secret.contribution, 'hex');
       const e = state.envelopes.find((x) => x.siteId === member)!;
-      return openEnvelope(
+      const opened = openEnvelope(
         { recipient: this.identity.siteId, ephemeralPublicKey: e.ephemeralPublicKey, iv: e.iv, ciphertext: e.ciphertext },
         this.identity.privateKeyPem,
         { studyId, epoch: ref.number, senderId: member, recipientId: this.identity.siteId },
       );
+      if (opened.length === 64) handedOver ??= Buffer.from(opened.subarray(32)).toString('hex');
+      else if (opened.length !== 32) throw new Error(`the envelope from ${member} for epoch ${ref.number} holds ${opened.length} bytes, not 32 or 64`);
+      return opened.subarray(0, 32);
     });
-    secret = { ...secret, modelSeed: Buffer.from(modelSeedOf({ studyId, epoch: ref.number }, contributions)).toString('hex') };
+    const inherited = handedOver && baseEpoch > 0 && !(await this.secrets.modelSeedOf(studyId, baseEpoch)) ? { [String(baseEpoch)]: handedOver } : undefined;
+    secret = {
+      ...secret,
+      modelSeed: Buffer.from(modelSeedOf({ studyId, epoch: ref.number }, contributions)).toString('hex'),
+      ...(inherited ? { inheritedModelSeeds: { ...secret.inheritedModelSeeds, ...inherited } } : {}),
+    };
     await this.secrets.save(secret);
     this.log.info({ studyId, epoch: ref.number, members: ref.members }, 'key epoch complete: collective key checked, model key derived');
     return secret;
@@ -284,14 +307,20 @@ export class MultipartyKeys {
 
   /** A published multiparty model, decrypted with its epoch's model key: the tagged sum, and how to check its tags. */
   async decryptModel(studyId: string, ref: federation.ModelRef, bytes: Uint8Array): Promise<{ tagged: Float64Array; tagKey: Uint8Array; valuesPerCiphertext: number }> {
-    const secret = await this.secrets.read(studyId, ref.keyEpoch);
-    if (!secret?.modelSeed) {
-      throw new Error(`round ${ref.round} of study ${studyId} was published under key epoch ${ref.keyEpoch}, whose model key this site does not hold (it was not a member)`);
+    let hex = await this.secrets.modelSeedOf(studyId, ref.keyEpoch);
+    // A site new to the study gets the base model's key in the envelopes of the epoch it is joining.
+    if (!hex) {
+      await Promise.allSettled([...this.completing.entries()].filter(([key]) => key.startsWith(`${studyId}/`)).map(([, pending]) => pending));
+      hex = await this.secrets.modelSeedOf(studyId, ref.keyEpoch);
     }
+    if (!hex) {
+      throw new Error(`round ${ref.round} of study ${studyId} was published under key epoch ${ref.keyEpoch}, whose model key this site does not hold (it was not a member, and no member handed it over)`);
+    }
+    const seed = Buffer.from(hex, 'hex');
     const { ring, params } = this.setup;
     const { header, ciphertexts } = decodeCiphertexts(ring, params, 'model', bytes, { epoch: ref.keyEpoch });
-    const tagged = decryptVector(ring, params, ciphertexts, modelKeyOf(ring, seedOf(secret)), header.valueCount);
-    return { tagged, tagKey: multipartyTagKey(seedOf(secret)), valuesPerCiphertext: ring.n };
+    const tagged = decryptVector(ring, params, ciphertexts, modelKeyOf(ring, seed), header.valueCount);
+    return { tagged, tagKey: multipartyTagKey(seed), valuesPerCiphertext: ring.n };
   }
 
   private checkRef(studyId: string, ref: federation.KeyEpochRef): void {
