@@ -24,7 +24,7 @@ import { NoUsableDataError, RoundWork, UpdateOutOfRangeError } from './round-wor
 import { RoundStateStore, type RoundState } from './round-state.js';
 import { SiteData } from './site-data.js';
 import { TaskGate } from './task-gate.js';
-import { MultipartyKeys } from '../multiparty/index.js';
+import { EpochClosedError, MultipartyKeys } from '../multiparty/index.js';
 
 export const AGENT_VERSION = '0.1.0';
 /** How often a site says it is alive; the coordinator marks it away after three missed (45 s by default). */
@@ -264,7 +264,9 @@ export class SiteAgent {
           ? federation.FailureReason.FAILURE_REASON_NO_USABLE_DATA
           : error instanceof InvalidModelSpecError || error instanceof PreprocessingError
             ? federation.FailureReason.FAILURE_REASON_UNSUPPORTED_TASK
-            : error instanceof CoordinatorRefusal || isServiceError(error)
+            : // A refusal, a transport error, or a key epoch closed under the task (its round runs again under a new
+              // one, whose task follows): nothing to report, the coordinator already knows.
+              error instanceof CoordinatorRefusal || isServiceError(error) || error instanceof EpochClosedError
               ? undefined
               : // Anything else that stops this site's round is said too, so the round does not wait for it.
                 federation.FailureReason.FAILURE_REASON_SITE_ERROR;
