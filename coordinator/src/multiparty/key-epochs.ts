@@ -8,6 +8,7 @@ import {
   keyShareStatementSchema,
   multipartySetup,
   packResidues,
+  parseStatementJson,
   residueBytes,
   sha256Hex,
   siteSignatureProblem,
@@ -267,12 +268,8 @@ function sameMembers(a: readonly string[], b: readonly string[]): boolean {
 }
 
 function parseStatement(json: string): { success: boolean; data?: ReturnType<typeof keyShareStatementSchema.parse>; error?: string } {
-  let value: unknown;
-  try {
-    value = JSON.parse(json);
-  } catch {
-    return { success: false, error: 'not JSON' };
-  }
-  const parsed = keyShareStatementSchema.safeParse(value);
+  const travelled = parseStatementJson(json);
+  if (!travelled) return { success: false, error: 'not JSON' };
+  const parsed = keyShareStatementSchema.safeParse(travelled.value);
   return parsed.success ? { success: true, data: parsed.data } : { success: false, error: parsed.error.issues[0]?.message ?? 'invalid' };
 }

@@ -3,6 +3,7 @@ import {
   decodeCiphertexts,
   federation,
   MultipartyPayloadError,
+  parseStatementJson,
   siteSignatureProblem,
   type MultipartySetup,
 } from '@federa/shared';
@@ -29,13 +30,9 @@ export function checkMultipartyUpdate(
     throw new FederationError(GrpcStatus.INVALID_ARGUMENT, `multiparty update refused: ${why}`);
   };
   if (!contribution || contribution.statementJson === '') return refuse('the upload header carries no signed contribution statement');
-  let value: unknown;
-  try {
-    value = JSON.parse(contribution.statementJson);
-  } catch {
-    return refuse('the contribution statement is not JSON');
-  }
-  const parsed = contributionStatementSchema.safeParse(value);
+  const json = parseStatementJson(contribution.statementJson);
+  if (!json) return refuse('the contribution statement is not JSON');
+  const parsed = contributionStatementSchema.safeParse(json.value);
   if (!parsed.success) return refuse(`the contribution statement is malformed: ${parsed.error.issues[0]?.path.join('.') ?? ''} ${parsed.error.issues[0]?.message ?? ''}`);
   const s = parsed.data;
   if (s.siteId !== expect.siteId) refuse(`the statement names ${s.siteId}, but ${expect.siteId} sent it`);

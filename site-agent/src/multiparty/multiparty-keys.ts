@@ -17,6 +17,7 @@ import {
   multipartyTagKey,
   openEnvelope,
   packResidues,
+  parseStatementJson,
   residueBytes,
   sealEnvelope,
   SeededStream,
@@ -178,12 +179,7 @@ export class MultipartyKeys {
   /** The published key must be the sum of signed shares of exactly the epoch's members, this site's own among them. */
   private verifyKey(studyId: string, ref: federation.KeyEpochRef, secret: EpochSecret, state: federation.KeyEpochState): { shares: SignedKeyShare[]; publicKey: Uint32Array } {
     const shares: SignedKeyShare[] = state.shares.map((s) => {
-      let statement: unknown;
-      try {
-        statement = JSON.parse(s.statementJson);
-      } catch {
-        statement = null;
-      }
+      const statement = parseStatementJson(s.statementJson)?.value ?? null;
       const parsed = keyShareStatementSchema.safeParse(statement);
       return { statement: parsed.success ? parsed.data : (statement as SignedKeyShare['statement']), signature: s.signature, certificatePem: s.certificatePem, share: new Uint8Array(s.share) };
     });
@@ -267,15 +263,12 @@ export class MultipartyKeys {
     }
     const complete = secret.modelSeed ? secret : await this.complete(task.studyId, { number: task.epoch, members: secret.members, parameters: fingerprint }, Date.now() + 60_000);
     const sum = await this.retry.call(`sum of round ${task.round}`, () => this.client.downloadSum(task.studyId, task.round, task.sumSha256));
-    const contributions: SignedContribution[] = task.contributions.map((c) => {
-      let statement: unknown;
-      try {
-        statement = JSON.parse(c.statementJson);
-      } catch {
-        statement = null;
-      }
-      return { statement: statement as SignedContribution['statement'], signature: c.signature, certificatePem: c.certificatePem };
-    });
+    // Checked by checkShareRequest, which refuses a statement that is not one.
+    const contributions: SignedContribution[] = task.contributions.map((c) => ({
+      statement: (parseStatementJson(c.statementJson)?.value ?? null) as SignedContribution['statement'],
+      signature: c.signature,
+      certificatePem: c.certificatePem,
+    }));
     const check = checkShareRequest(
       { epoch: task.epoch, studyId: task.studyId, round: task.round, parameters: fingerprint, sumSha256: task.sumSha256, contributions },
       { sumBytes: sum, minParticipants: this.policy.minParticipants, caPem: this.identity.caPem, revoked: [] },

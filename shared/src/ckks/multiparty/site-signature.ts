@@ -17,3 +17,12 @@ export function siteSignatureProblem(
   if (!verifyCanonical(statement, signed.signature, signed.certificatePem)) return 'its signature does not verify';
   return null;
 }
+
+/** A signed statement's JSON as it travels; null when it is not JSON (each caller says so in its own words). */
+export function parseStatementJson(json: string): { value: unknown } | null {
+  try {
+    return { value: JSON.parse(json) as unknown };
+  } catch {
+    return null;
+  }
+}
