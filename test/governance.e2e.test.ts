@@ -61,7 +61,7 @@ describe('governance with real site agents', () => {
   const refusalsOf = (study: StudyStatusView) => study.refusals.map((r) => [r.siteId, r.task, r.reason]).sort();
   const everySite = (reason: string) => consortium.sites.map((s) => [s.id, 'train', reason]).sort();
   const auditRecords = async (query: string) =>
-    (await consortium.request<{ records: Array<{ kind: string; siteId: string | null; details: Record<string, unknown> }> }>('GET', `/audit/records?${query}&limit=1000`, undefined, 'auditor')).records;
+    (await consortium.request<{ records: Array<{ kind: string; siteId: string | null; actor: string; round: number | null; details: Record<string, unknown> }> }>('GET', `/audit/records?${query}&limit=1000`, undefined, 'auditor')).records;
 
   it('refuses an anonymous caller at the API, and audits it', async () => {
     const response = await fetch(`${consortium.baseUrl}/studies`, {
@@ -125,6 +125,20 @@ describe('governance with real site agents', () => {
       expect(own.length).toBeGreaterThan(0);
       expect(own.every((r) => JSON.stringify(r.details.encodings) === '["UPDATE_ENCODING_MULTIPARTY"]')).toBe(true);
     }
+    // The researcher downloads the last global model: the audit log names the token that did.
+    const download = await fetch(`${consortium.baseUrl}/studies/${created.id}/models/${study.rounds.length}`, { headers: { authorization: `Bearer ${consortium.tokens.researcher}` } });
+    expect(download.status).toBe(200);
+    await download.arrayBuffer();
+    const trail = await auditRecords(`studyId=${created.id}`);
+    expect(trail.map((r) => r.kind)).toEqual(expect.arrayContaining(['study.created', 'study.started', 'key.epoch-opened', 'round.opened', 'round.closed', 'aggregate.published', 'study.completed']));
+    for (const round of study.rounds) {
+      const received = trail.filter((r) => r.kind === 'update.received' && r.round === round.number);
+      expect(received.map((r) => r.siteId).sort()).toEqual([...round.reportedSites].sort());
+      for (const r of received) expect(r.details).toMatchObject({ sha256: expect.stringMatching(/^[0-9a-f]{64}$/), bytes: expect.any(Number) });
+    }
+    const whoami = await consortium.request<{ actor: string; name: string }>('GET', '/whoami');
+    const downloaded = trail.filter((r) => r.kind === 'model.downloaded' && r.actor === whoami.actor);
+    expect(downloaded.map((r) => r.details.by)).toEqual([whoami.name]);
     const ca = join(workDir, 'kits', 'coordinator', 'ca.pem');
     const bundle = join(workDir, 'audit-export.jsonl');
     const url = consortium.baseUrl.replace(/\/api\/v1$/, '');
