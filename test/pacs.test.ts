@@ -8,29 +8,12 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { stringify as toYaml } from 'yaml';
 import { generateConsortium, parseSiteConfig, type SiteConfig } from '@federa/site-agent';
 import { checkPacsSource, DicomWebClient, prepareSiteDataset, readDicomFile, scanDataset } from '../site-agent/src/data/index.js';
-import { SKIP_PACS, startOrthanc, type RunningOrthanc } from './support/orthanc.js';
+import { countingFetch, SKIP_PACS, startOrthanc, type RunningOrthanc } from './support/orthanc.js';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const TESTDATA = join(ROOT, '../shared/testdata/dicom');
 // Native, native and JPEG 2000: the last shows instances come back as stored, not transcoded.
 const REAL_FILES = ['CT_small.dcm', 'JPEG2000.dcm', 'MR_small.dcm'];
-
-/** A fetch that counts requests by kind and can fail the next ones with a given status. */
-function countingFetch(): { fetch: typeof fetch; counts: { qido: number; wado: number }; failNext: (status: number, times: number) => void } {
-  const counts = { qido: 0, wado: 0 };
-  let failures: { status: number; left: number } | undefined;
-  const wrapped: typeof fetch = async (input, init) => {
-    const url = String(input instanceof Request ? input.url : input);
-    if (/\/instances\/[0-9.]+$/.test(new URL(url).pathname)) counts.wado++;
-    else counts.qido++;
-    if (failures && failures.left > 0) {
-      failures.left--;
-      return new Response('busy', { status: failures.status });
-    }
-    return fetch(input, init);
-  };
-  return { fetch: wrapped, counts, failNext: (status, times) => (failures = { status, left: times }) };
-}
 
 describe.skipIf(SKIP_PACS)('PACS over DICOMweb (Orthanc)', () => {
   let dir: string;

@@ -50,6 +50,7 @@ describe('federa-site init', () => {
     expect(help.stdout).toMatch(/^usage: federa-site\n {2}init --kit DIR --coordinator HOST:PORT/);
     expect(help.stdout).toMatch(/refuses to overwrite a file without --force\n$/);
     expect(help.stdout).not.toMatch(/start --config/);
+    expect(help.stdout).toMatch(/--from-labels \| --modality CT \| --study UID\.\.\. \| --series UID\.\.\./);
   });
 
   it('writes a commented site.yaml with absolute paths that the agent loads as written', async () => {
@@ -141,12 +142,38 @@ describe('federa-site init', () => {
 
     const refusals: Array<[string[], RegExp]> = [
       [['--pacs', 'https://p/dicom-web', '--modality', 'CT'], /--pacs needs --labels/],
-      [['--pacs', 'https://p/dicom-web', '--labels', labels], /--pacs needs a selection: --modality, --study UID/],
+      [['--pacs', 'https://p/dicom-web', '--labels', labels], /--pacs needs a selection: --from-labels, --modality, --study UID, --series UID/],
+      [['--pacs', 'https://p/dicom-web', '--labels', labels, '--from-labels', '--series', '1.2.3'], /--from-labels selects the UIDs in --labels/],
+      [['--pacs', 'https://p/dicom-web', '--labels', labels, '--series', '1.2.3,x'], /data\.source\.query\.seriesInstanceUids\.1: must be a DICOM UID/],
+      [['--series', '1.2.3'], /--series only go with --pacs/],
+      [['--from-labels'], /--from-labels only go with --pacs/],
       [['--pacs', 'https://p/dicom-web', '--labels', labels, '--modality', 'CT', '--data-dir', 'images'], /--pacs and --data-dir exclude each other/],
       [['--pacs', 'https://p/dicom-web', '--labels', labels, '--modality', 'CT', '--pacs-user', 'x'], /--pacs-user and --pacs-password-file go together/],
       [['--modality', 'CT'], /--modality only go with --pacs/],
       [['--pacs', 'ftp://p', '--labels', labels, '--modality', 'CT'], /data\.source\.url: must be an http\(s\) URL/],
     ];
+
+    // Series as a repeated option and a comma list; or the selection taken from the labels CSV, narrowed to CT.
+    const bySeries = join(dir, 'pacs-series.yaml');
+    const series = await site(
+      ['init', '--kit', kit, '--coordinator', 'coordinator.example.org:50051', '--out', bySeries, '--pacs', 'https://pacs.example.org/dicom-web', '--labels', labels,
+        '--series', '1.2.3.4.1,1.2.3.4.2', '--series', '1.2.3.5.1', '--study', '1.2.3.4, 1.2.3.5'],
+      dir,
+    );
+    expect(series).toMatchObject({ code: 0, stderr: '' });
+    expect((await loadSiteConfig(bySeries)).data.source).toMatchObject({ query: { seriesInstanceUids: ['1.2.3.4.1', '1.2.3.4.2', '1.2.3.5.1'], studyInstanceUids: ['1.2.3.4', '1.2.3.5'] } });
+    const fromLabels = join(dir, 'pacs-labels.yaml');
+    const labelled = await site(
+      ['init', '--kit', kit, '--coordinator', 'coordinator.example.org:50051', '--out', fromLabels, '--pacs', 'https://pacs.example.org/dicom-web', '--labels', labels, '--from-labels', '--modality', 'CT'],
+      dir,
+    );
+    expect(labelled).toMatchObject({ code: 0, stderr: '' });
+    expect(labelled.stdout).toContain(`selected and labelled by ${labels}`);
+    expect(await readFile(fromLabels, 'utf8')).toMatch(/\n {6}fromLabels: true {3}# one search per UID in the labels CSV/);
+    const fromLabelsSource = (await loadSiteConfig(fromLabels)).data.source;
+    expect(fromLabelsSource).toMatchObject({ query: { fromLabels: true, modality: 'CT' } });
+    expect(fromLabelsSource?.kind === 'dicomweb' ? fromLabelsSource.query : undefined).not.toHaveProperty('studyInstanceUids');
+
     for (const [extra, message] of refusals) {
       const refused = await site(['init', '--kit', kit, '--coordinator', 'c.example.org:1', '--out', join(dir, 'refused.yaml'), ...extra], dir);
       expect(refused.code, extra.join(' ')).toBe(2);

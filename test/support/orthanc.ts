@@ -100,3 +100,38 @@ export async function startOrthanc(options: { username?: string; password?: stri
     },
   };
 }
+
+/** Requests a test made to the PACS, by kind, and the most QIDO-RS searches it had in flight at once. */
+export interface CountingFetch {
+  fetch: typeof fetch;
+  counts: { qido: number; wado: number; maxQidoInFlight: number };
+  /** Answers the next `times` requests with `status` instead of asking the PACS. */
+  failNext: (status: number, times: number) => void;
+}
+
+/** A fetch for DicomWebClient that counts requests by kind and can fail the next ones with a given status. */
+export function countingFetch(): CountingFetch {
+  const counts = { qido: 0, wado: 0, maxQidoInFlight: 0 };
+  let inFlight = 0;
+  let failures: { status: number; left: number } | undefined;
+  const wrapped: typeof fetch = async (input, init) => {
+    const url = String(input instanceof Request ? input.url : input);
+    const wado = /\/instances\/[0-9.]+$/.test(new URL(url).pathname);
+    if (wado) counts.wado++;
+    else counts.qido++;
+    if (failures && failures.left > 0) {
+      failures.left--;
+      return new Response('busy', { status: failures.status });
+    }
+    if (wado) return fetch(input, init);
+    counts.maxQidoInFlight = Math.max(counts.maxQidoInFlight, ++inFlight);
+    try {
+      // The body is read here so the search counts as in flight until its answer is complete.
+      const response = await fetch(input, init);
+      return new Response(await response.arrayBuffer(), { status: response.status, headers: response.headers });
+    } finally {
+      inFlight--;
+    }
+  };
+  return { fetch: wrapped, counts, failNext: (status, times) => (failures = { status, left: times }) };
+}

@@ -40,15 +40,20 @@ export interface PacsOptions {
   passwordFile?: string;
   modality?: string;
   studyInstanceUids: string[];
+  seriesInstanceUids: string[];
   studyDateFrom?: string;
   studyDateTo?: string;
+  /** The selection is the UIDs of the labels CSV (modality and dates may narrow it). */
+  fromLabels: boolean;
 }
 
 /** The data block for a PACS source: the query says exactly which images the site trains on. */
 function pacsLines(pacs: PacsOptions, labels: string): string[] {
   const query = [
+    ...(pacs.fromLabels ? ['      fromLabels: true   # one search per UID in the labels CSV; unlabelled images are never retrieved'] : []),
     ...(pacs.modality ? [`      modality: ${q(pacs.modality)}`] : []),
     ...(pacs.studyInstanceUids.length > 0 ? [`      studyInstanceUids: [${pacs.studyInstanceUids.map(q).join(', ')}]`] : []),
+    ...(pacs.seriesInstanceUids.length > 0 ? [`      seriesInstanceUids: [${pacs.seriesInstanceUids.map(q).join(', ')}]`] : []),
     ...(pacs.studyDateFrom ? [`      studyDateFrom: ${q(pacs.studyDateFrom)}   # YYYYMMDD`] : []),
     ...(pacs.studyDateTo ? [`      studyDateTo: ${q(pacs.studyDateTo)}`] : []),
   ];
@@ -59,7 +64,7 @@ function pacsLines(pacs: PacsOptions, labels: string): string[] {
     ...(pacs.username && pacs.passwordFile
       ? [`    auth: { basic: { username: ${q(pacs.username)}, passwordFile: ${q(pacs.passwordFile)} } }   # the password stays in that file (mode 600)`]
       : ['    # auth: { basic: { username: federa, passwordFile: /etc/federa/pacs-password } }   # or { bearerFile: ... }']),
-    '    query:   # which images this site trains on (at least one filter)',
+    '    query:   # which images this site trains on: at least one filter, or fromLabels: true (the labels CSV\'s UIDs)',
     ...query,
     `  labels: ${q(labels)}   # CSV keyed by sop_instance_uid, series_instance_uid or study_instance_uid`,
   ];
@@ -122,6 +127,9 @@ export function renderSiteYaml(options: SiteYamlOptions): string {
   ].join('\n');
 }
 
+/** UIDs given as repeated options, each possibly a comma-separated list (UIDs hold no commas). */
+const uidList = (values: string[] | undefined): string[] => (values ?? []).flatMap((v) => v.split(',')).map((v) => v.trim()).filter((v) => v !== '');
+
 /** The --pacs options, checked together: a PACS source needs a query and labels keyed by UID, and no folder. */
 function pacsOptions(values: {
   pacs?: string;
@@ -129,14 +137,16 @@ function pacsOptions(values: {
   'pacs-password-file'?: string;
   modality?: string;
   study?: string[];
+  series?: string[];
+  'from-labels'?: boolean;
   'studies-from'?: string;
   'studies-to'?: string;
   'data-dir'?: string;
   labels?: string;
 }): PacsOptions | undefined {
-  const pacsOnly = ['pacs-user', 'pacs-password-file', 'modality', 'study', 'studies-from', 'studies-to'] as const;
+  const pacsOnly = ['pacs-user', 'pacs-password-file', 'modality', 'study', 'series', 'from-labels', 'studies-from', 'studies-to'] as const;
   if (!values.pacs) {
-    const stray = pacsOnly.filter((k) => values[k] !== undefined);
+    const stray = pacsOnly.filter((k) => values[k] !== undefined && values[k] !== false);
     if (stray.length > 0) throw new UsageError(`--${stray.join(', --')} only go with --pacs <DICOMweb URL>`);
     return undefined;
   }
@@ -145,9 +155,14 @@ function pacsOptions(values: {
   if ((values['pacs-user'] === undefined) !== (values['pacs-password-file'] === undefined)) {
     throw new UsageError('--pacs-user and --pacs-password-file go together (a file holding the password, mode 600)');
   }
-  const studies = values.study ?? [];
-  if (!values.modality && studies.length === 0 && !values['studies-from'] && !values['studies-to']) {
-    throw new UsageError('--pacs needs a selection: --modality, --study UID (repeatable) or --studies-from/--studies-to YYYYMMDD');
+  const studies = uidList(values.study);
+  const series = uidList(values.series);
+  const fromLabels = values['from-labels'] === true;
+  if (fromLabels && (studies.length > 0 || series.length > 0)) {
+    throw new UsageError('--from-labels selects the UIDs in --labels: list studies or series there instead of --study/--series');
+  }
+  if (!fromLabels && !values.modality && studies.length === 0 && series.length === 0 && !values['studies-from'] && !values['studies-to']) {
+    throw new UsageError('--pacs needs a selection: --from-labels, --modality, --study UID, --series UID (repeatable or comma-separated) or --studies-from/--studies-to YYYYMMDD');
   }
   return {
     url: values.pacs,
@@ -155,6 +170,8 @@ function pacsOptions(values: {
     ...(values['pacs-password-file'] ? { passwordFile: resolve(values['pacs-password-file']) } : {}),
     ...(values.modality ? { modality: values.modality } : {}),
     studyInstanceUids: studies,
+    seriesInstanceUids: series,
+    fromLabels,
     ...(values['studies-from'] ? { studyDateFrom: values['studies-from'] } : {}),
     ...(values['studies-to'] ? { studyDateTo: values['studies-to'] } : {}),
   };
@@ -179,6 +196,8 @@ export async function initCommand(argv: string[], out: Out): Promise<number> {
       'pacs-password-file': { type: 'string' },
       modality: { type: 'string' },
       study: { type: 'string', multiple: true },
+      series: { type: 'string', multiple: true },
+      'from-labels': { type: 'boolean' },
       'studies-from': { type: 'string' },
       'studies-to': { type: 'string' },
       force: { type: 'boolean', default: false },
@@ -227,7 +246,7 @@ export async function initCommand(argv: string[], out: Out): Promise<number> {
     [
       `wrote ${outPath} for site ${kit.siteId} of consortium "${kit.manifest.consortium}"`,
       pacs
-        ? `  data: the PACS at ${pacs.url}, labelled by ${config.data.labels}, cached in ${config.data.dir}`
+        ? `  data: the PACS at ${pacs.url}, ${pacs.fromLabels ? 'selected and labelled' : 'labelled'} by ${config.data.labels}, cached in ${config.data.dir}`
         : `  data: ${config.data.dir}${config.data.labels ? ` labelled by ${config.data.labels}` : ' (one folder per class)'}`,
       `  state folder: ${config.stateDir}`,
       ...(defaultData ? ['  data.dir was not given (--data-dir): edit it in the file before the first start'] : []),

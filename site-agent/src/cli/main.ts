@@ -19,12 +19,15 @@ const USAGE = `usage: federa-site <command> [options]
 commands:
   init --kit DIR --coordinator HOST:PORT [--server-name NAME] [--out site.yaml] [--data-dir DIR [--labels CSV]]
        [--state-dir DIR] [--force]
-       [--pacs URL --labels CSV (--modality CT | --study UID... | --studies-from/--studies-to YYYYMMDD)
-        [--pacs-user NAME --pacs-password-file FILE]]
+       [--pacs URL --labels CSV (--from-labels | --modality CT | --study UID... | --series UID...
+        | --studies-from/--studies-to YYYYMMDD) [--pacs-user NAME --pacs-password-file FILE]]
                               write a commented site.yaml from this site's kit, with absolute paths and the
                               safe policy defaults (state folder: beside the file, or /var/lib/federa-site when
                               the file is under /etc); --pacs reads the images from the hospital's PACS over
-                              DICOMweb instead of a folder; refuses to overwrite a file without --force
+                              DICOMweb instead of a folder: --from-labels retrieves exactly the studies, series
+                              or instances the labels CSV names (--modality and dates may narrow it), --study
+                              and --series repeat or take comma-separated UIDs;
+                              refuses to overwrite a file without --force
   start --config site.yaml    run the site agent: connect to the coordinator and train the rounds it assigns
   doctor --config site.yaml   check the kit, data, state folder (writable, free space), compute backend and
                               threads, the coordinator's certificate names, the connection and whether this

@@ -99,6 +99,9 @@ export const siteConfigSchema = z
         if (data.layout === 'csv' && data.labels === undefined) {
           ctx.addIssue({ code: 'custom', path: ['labels'], message: 'is required with layout: csv (the labels CSV, keyed by file, sop_instance_uid, series_instance_uid or study_instance_uid)' });
         }
+        if (data.source?.kind === 'dicomweb' && data.source.query.fromLabels === true && data.labels === undefined) {
+          ctx.addIssue({ code: 'custom', path: ['labels'], message: 'is required with source.query.fromLabels: the CSV whose study, series or SOP Instance UIDs select the PACS images' });
+        }
         if (data.layout === 'folders' && data.labels !== undefined) {
           ctx.addIssue({ code: 'custom', path: ['labels'], message: 'cannot be combined with layout: folders, where each class is a folder under data.dir' });
         }

@@ -2,7 +2,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { createLogger } from '@federa/shared';
 import { z } from 'zod';
 import { mediaType, parseMultipart } from './multipart.js';
-import { dicomUidSchema, type DicomWebQuery } from './schema.js';
+import { dicomUidSchema, type DicomWebFilters } from './schema.js';
 
 const log = createLogger('site-agent.pacs');
 
@@ -47,6 +47,22 @@ const qidoAnswerSchema = z.array(
 );
 
 const TAGS = { studyInstanceUid: '0020000D', seriesInstanceUid: '0020000E', sopInstanceUid: '00080018' } as const;
+
+/** Per UID a labels CSV may be keyed by: the QIDO-RS attribute to search by and the field a match carries it in. */
+export const UID_LEVELS = {
+  study_instance_uid: { attribute: 'StudyInstanceUID', field: 'studyInstanceUid', tag: 'Study Instance UID (0020,000D)' },
+  series_instance_uid: { attribute: 'SeriesInstanceUID', field: 'seriesInstanceUid', tag: 'Series Instance UID (0020,000E)' },
+  sop_instance_uid: { attribute: 'SOPInstanceUID', field: 'sopInstanceUid', tag: 'SOP Instance UID (0008,0018)' },
+} as const;
+export type UidLevel = keyof typeof UID_LEVELS;
+
+/** The query parameters every search of a query shares: modality and study date range. */
+function commonFilters(query: DicomWebFilters): Record<string, string> {
+  const common: Record<string, string> = {};
+  if (query.modality !== undefined) common['Modality'] = query.modality;
+  if (query.studyDateFrom !== undefined || query.studyDateTo !== undefined) common['StudyDate'] = `${query.studyDateFrom ?? ''}-${query.studyDateTo ?? ''}`;
+  return common;
+}
 const PAGE = 500;
 // As stored: without transfer-syntax=* a PACS must transcode to Explicit VR Little Endian, so the cache would
 // not hold what a folder export holds (and lossy images would be re-encoded, or refused).
@@ -77,10 +93,10 @@ export class DicomWebClient {
   }
 
   /** Instances matching the query, each once (QIDO-RS at instance level, paged, one search per listed UID). */
-  async searchInstances(query: DicomWebQuery): Promise<InstanceRef[]> {
-    const common: Record<string, string> = {};
-    if (query.modality !== undefined) common['Modality'] = query.modality;
-    if (query.studyDateFrom !== undefined || query.studyDateTo !== undefined) common['StudyDate'] = `${query.studyDateFrom ?? ''}-${query.studyDateTo ?? ''}`;
+  async searchInstances(query: DicomWebFilters): Promise<InstanceRef[]> {
+    // A fromLabels query has no filter of its own: searching it here would select the whole PACS.
+    if ('fromLabels' in query && query.fromLabels === true) throw new TypeError('a fromLabels query is searched UID by UID (selectPacsInstances), not by searchInstances');
+    const common = commonFilters(query);
     // UID lists are searched one by one: not every PACS takes a backslash-separated UID list in QIDO.
     const byStudy = query.studyInstanceUids ?? [undefined];
     const bySeries = query.seriesInstanceUids ?? [undefined];
@@ -97,6 +113,14 @@ export class DicomWebClient {
       }
     }
     return [...found.values()].sort((a, b) => a.sopInstanceUid.localeCompare(b.sopInstanceUid));
+  }
+
+  /** Instances with this study, series or SOP Instance UID that also match the filters (one QIDO-RS search, paged). */
+  async searchByUid(level: UidLevel, uid: string, filters: DicomWebFilters = {}): Promise<InstanceRef[]> {
+    const { attribute, field } = UID_LEVELS[level];
+    const refs = await this.searchPaged({ ...commonFilters(filters), [attribute]: uid });
+    // As above: a PACS that ignores the attribute must not make every instance count as labelled.
+    return refs.filter((ref) => ref[field] === uid).sort((a, b) => a.sopInstanceUid.localeCompare(b.sopInstanceUid));
   }
 
   private async searchPaged(filters: Record<string, string>): Promise<InstanceRef[]> {

@@ -1,9 +1,14 @@
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { parseSiteConfig, SiteConfigError } from '../../config/index.js';
 import { DicomWebClient, DicomWebError } from './client.js';
 import { authorizationHeader } from './credentials.js';
 import { contentTypeParameter, parseMultipart } from './multipart.js';
+import { dicomWebSourceSchema } from './schema.js';
+import { syncPacsSelection } from './sync.js';
 
 const multipart = (boundary: string, parts: Array<{ body: Uint8Array; length?: boolean }>, preamble = ''): Buffer =>
   Buffer.concat([
@@ -113,6 +118,44 @@ describe('dicomweb source in the site config', () => {
     expect(bad({ auth: { basic: { username: 'u', password: 'inline' } } })).toMatch(/auth/);
     expect(bad({}, { dir: 'images' })).toMatch(/cannot be combined with source kind dicomweb/);
     expect(parseSiteConfig({ ...base, data: { dir: 'images' } }, '/').data.source).toBeUndefined();
+  });
+
+  it('selects by the labels CSV only with labels, and not beside a UID list', () => {
+    const message = (data: Record<string, unknown>): string => {
+      try {
+        parseSiteConfig({ ...base, data }, '/');
+      } catch (error) {
+        if (error instanceof SiteConfigError) return error.message;
+      }
+      return 'accepted';
+    };
+    const source = (query: Record<string, unknown>): Record<string, unknown> => ({ kind: 'dicomweb', url: 'https://pacs/dicom-web', query });
+    expect(message({ source: source({ fromLabels: true }), labels: 'l.csv' })).toBe('accepted');
+    expect(message({ source: source({ fromLabels: true, modality: 'CT' }), labels: 'l.csv' })).toBe('accepted');
+    expect(message({ source: source({ fromLabels: true }) })).toMatch(/data\.labels: is required with source\.query\.fromLabels/);
+    expect(message({ source: source({ fromLabels: true, seriesInstanceUids: ['1.2.3'] }), labels: 'l.csv' })).toMatch(/fromLabels selects the UIDs of the labels CSV: drop studyInstanceUids and seriesInstanceUids/);
+    expect(message({ source: source({ fromLabels: false }), labels: 'l.csv' })).toMatch(/needs at least one filter .* or fromLabels: true/);
+  });
+
+  it('refuses a file-keyed or unreadable labels CSV as the selection before asking the PACS', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'federa-pacs-labels-'));
+    try {
+      const csv = join(dir, 'labels.csv');
+      await writeFile(csv, 'file,label\na.dcm,normal\n');
+      const source = dicomWebSourceSchema.parse({ kind: 'dicomweb', url: 'http://127.0.0.1:9/dicom-web', query: { fromLabels: true } });
+      let requests = 0;
+      const fetch: typeof globalThis.fetch = () => {
+        requests++;
+        return Promise.reject(new Error('no PACS here'));
+      };
+      const sync = (labelsCsv: string): Promise<unknown> => syncPacsSelection({ source, cacheDir: join(dir, 'cache'), labelsCsv, client: { fetch } });
+      await expect(sync(csv)).rejects.toThrow(/labels\.csv is keyed by file, which cannot select PACS images/);
+      await expect(sync(join(dir, 'missing.csv'))).rejects.toThrow(/cannot read the labels CSV .*missing\.csv .*ENOENT/);
+      await expect(sync(join(dir, 'missing.csv'))).rejects.toBeInstanceOf(SiteConfigError);
+      expect(requests).toBe(0);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 
   it('reads secrets from a variable without showing them', async () => {

@@ -40,10 +40,23 @@ export const dicomWebQuerySchema = z
     modality: z.string().regex(/^[A-Z0-9_ ]{1,16}$/, 'must be a DICOM modality code, e.g. CT, MR, DX').optional(),
     studyDateFrom: dicomDateSchema.optional(),
     studyDateTo: dicomDateSchema.optional(),
+    /**
+     * Select the UIDs the labels CSV (data.labels) is keyed by: one search per labelled study, series or instance,
+     * so unlabelled images are never retrieved. modality and the date range may narrow it further.
+     */
+    fromLabels: z.boolean().optional(),
   })
   .strict()
   // An empty query would copy the whole PACS into the state folder: the site must say what it trains on.
-  .refine((q) => Object.values(q).some((v) => v !== undefined), 'needs at least one filter (studyInstanceUids, seriesInstanceUids, modality or a study date range)')
+  .refine(
+    (q) => Object.values(q).some((v) => v !== undefined && v !== false),
+    'needs at least one filter (studyInstanceUids, seriesInstanceUids, modality, a study date range) or fromLabels: true',
+  )
+  // The CSV is the UID list in that mode; a second list beside it would leave it unclear which one selects.
+  .refine(
+    (q) => q.fromLabels !== true || (q.studyInstanceUids === undefined && q.seriesInstanceUids === undefined),
+    'fromLabels selects the UIDs of the labels CSV: drop studyInstanceUids and seriesInstanceUids (or list those UIDs in the CSV)',
+  )
   .refine((q) => q.studyDateFrom === undefined || q.studyDateTo === undefined || q.studyDateFrom <= q.studyDateTo, 'studyDateFrom must not be after studyDateTo');
 
 export const dicomWebSourceSchema = z
@@ -73,6 +86,8 @@ export const dataSourceSchema = z.discriminatedUnion('kind', [z.object({ kind: z
 
 export type DicomWebAuth = z.output<typeof dicomWebAuthSchema>;
 export type DicomWebQuery = z.output<typeof dicomWebQuerySchema>;
+/** What the client searches by: the query's filters (fromLabels is resolved into UID searches before it). */
+export type DicomWebFilters = Omit<DicomWebQuery, 'fromLabels'>;
 export type DicomWebSource = z.output<typeof dicomWebSourceSchema>;
 export type DataSource = z.output<typeof dataSourceSchema>;
 

@@ -22,6 +22,6 @@ export async function prepareSiteDataset(
 ): Promise<SiteDataset> {
   const base = { dir: data.dir, labelsCsv: data.labels, layout: data.layout };
   if (data.source?.kind !== 'dicomweb') return { ...base, files: undefined, pacs: undefined };
-  const pacs = await syncPacsSelection({ source: data.source, cacheDir: data.dir, ...options });
+  const pacs = await syncPacsSelection({ source: data.source, cacheDir: data.dir, labelsCsv: data.labels, ...options });
   return { ...base, files: pacs.files, pacs };
 }

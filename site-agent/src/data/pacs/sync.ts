@@ -5,6 +5,7 @@ import { mapWithConcurrency } from '../dataset/concurrency.js';
 import { DicomWebClient, type DicomWebClientOptions, type InstanceRef } from './client.js';
 import { authorizationHeader, describeAuth } from './credentials.js';
 import type { DicomWebSource } from './schema.js';
+import { selectPacsInstances, type NotInPacs } from './select.js';
 
 const log = createLogger('site-agent.pacs');
 
@@ -12,6 +13,8 @@ export interface PacsSyncOptions {
   source: DicomWebSource;
   /** Folder of retrieved instances, one `<SOP Instance UID>.dcm` each (under the site's state folder). */
   cacheDir: string;
+  /** The labels CSV (data.labels): with query.fromLabels, its UIDs are the selection. */
+  labelsCsv?: string | undefined;
   /** Overrides for the client (tests count or fail requests through `fetch`, shorten the backoff). */
   client?: Partial<Pick<DicomWebClientOptions, 'fetch' | 'backoffMs'>>;
   env?: NodeJS.ProcessEnv;
@@ -31,6 +34,8 @@ export interface PacsSyncResult {
   cached: number;
   /** HTTP requests made, retries included. */
   requests: number;
+  /** With query.fromLabels: labelled UIDs the PACS has no instance for (the scan reports their rows as missing-file). */
+  notInPacs: NotInPacs[];
 }
 
 /** The cache file of an instance; SOP Instance UIDs are validated (digits and dots), so this is a plain name. */
@@ -67,10 +72,10 @@ export async function syncPacsSelection(options: PacsSyncOptions): Promise<PacsS
   const client = await dicomWebClientFor(source, options.client, options.env);
   await mkdir(cacheDir, { recursive: true, mode: 0o700 });
   await chmod(cacheDir, 0o700);
-  const refs = await client.searchInstances(source.query);
+  const { refs, notInPacs } = await selectPacsInstances(client, source, options.labelsCsv);
   const missing: InstanceRef[] = [];
   for (const ref of refs) if (!(await exists(join(cacheDir, cacheFileOf(ref.sopInstanceUid))))) missing.push(ref);
-  log.info({ url: source.url, found: refs.length, cached: refs.length - missing.length, toFetch: missing.length }, 'PACS selection found');
+  log.info({ url: source.url, found: refs.length, cached: refs.length - missing.length, toFetch: missing.length, notInPacs: notInPacs.length }, 'PACS selection found');
   let done = 0;
   await mapWithConcurrency(missing, source.concurrency, async (ref) => {
     const bytes = await client.retrieveInstance(ref);
@@ -93,5 +98,5 @@ export async function syncPacsSelection(options: PacsSyncOptions): Promise<PacsS
   });
   const files = refs.map((r) => cacheFileOf(r.sopInstanceUid)).sort();
   log.info({ url: source.url, found: refs.length, fetched: missing.length, requests: client.requests }, 'PACS selection cached');
-  return { dir: cacheDir, files, found: refs.length, fetched: missing.length, cached: refs.length - missing.length, requests: client.requests };
+  return { dir: cacheDir, files, found: refs.length, fetched: missing.length, cached: refs.length - missing.length, requests: client.requests, notInPacs };
 }
