@@ -58,7 +58,7 @@ export class CoordinatorMetrics implements OnApplicationShutdown {
 
   private readonly refusals = new Counter({
     name: 'federa_site_refusals_total',
-    help: "Tasks refused by a site's policy, by task (train, evaluate) and reason code.",
+    help: "Tasks refused by a site's policy, by task (train, evaluate, key-switch) and reason code.",
     labelNames: ['task', 'reason'] as const,
     registers: [this.registry],
   });
@@ -124,7 +124,7 @@ export class CoordinatorMetrics implements OnApplicationShutdown {
     if (bytes > 0) this.bytes.inc(bytes);
   }
 
-  siteRefused(task: 'train' | 'evaluate', reason: string): void {
+  siteRefused(task: 'train' | 'evaluate' | 'key-switch', reason: string): void {
     this.refusals.inc({ task, reason });
   }
 

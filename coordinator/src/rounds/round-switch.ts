@@ -213,6 +213,48 @@ export class RoundSwitching {
     });
   }
 
+  /**
+   * A member refused the round's key epoch (its collective key does not check out) or its key-switch task (the sum
+   * is not one it will help decrypt). N-of-N keys: the sum can then never be switched, so the round goes the way of
+   * a member lost at the deadline, without waiting for it. Checked under the study's lock; `record` stores the
+   * refusal once the checks pass, and the redo follows as a step (retried if the database is briefly away).
+   */
+  async memberRefused(
+    siteId: string,
+    studyId: string,
+    number: number,
+    refused: { task: 'train' | 'key-switch'; reason: string },
+    record: () => Promise<void>,
+  ): Promise<void> {
+    checkStudyRef(studyId, number);
+    const { db, locks, steps } = this.ctx;
+    await locks.run(studyId, async () => {
+      const where = `round ${number} of study ${studyId}`;
+      const round = await db.prisma.round.findUnique({ where: { studyId_number: { studyId, number } }, include: { keySwitchShares: { select: { siteId: true } } } });
+      if (!round) throw new FederationError(GrpcStatus.NOT_FOUND, `${where} does not exist`);
+      if (round.keyEpoch === null) {
+        throw new FederationError(GrpcStatus.FAILED_PRECONDITION, `${where} runs under no key epoch (its study does not aggregate multiparty): there is no key epoch or key-switch task to refuse`);
+      }
+      const epoch = await db.prisma.keyEpoch.findUnique({ where: { studyId_number: { studyId, number: round.keyEpoch } } });
+      if (!epoch?.members.includes(siteId) || !round.assignedSites.includes(siteId)) {
+        throw new FederationError(GrpcStatus.PERMISSION_DENIED, `site ${siteId} is not a member of key epoch ${round.keyEpoch} of ${where}`);
+      }
+      if (refused.task === 'key-switch') {
+        if (round.status !== 'switching') throw new FederationError(GrpcStatus.FAILED_PRECONDITION, `${where} is ${round.status}, not waiting for key-switching shares`);
+        if (round.keySwitchShares.some((s) => s.siteId === siteId)) {
+          throw new FederationError(GrpcStatus.FAILED_PRECONDITION, `site ${siteId} already sent its key-switching share for ${where}; the share stands`);
+        }
+      } else if (!['open', 'aggregating', 'switching'].includes(round.status)) {
+        throw new FederationError(GrpcStatus.FAILED_PRECONDITION, `${where} is ${round.status}; its key epoch is no longer in use`);
+      }
+      await record();
+      const what = refused.task === 'key-switch' ? `the key-switch task of key epoch ${round.keyEpoch}` : `key epoch ${round.keyEpoch}`;
+      // A round whose aggregation is being retried is left to finish it (redo skips it): the key-switch task that
+      // follows goes to this member too, and its refusal of that redoes the round.
+      steps.run(`site ${siteId} refused ${what} of ${where}`, studyId, () => this.redo(round.id, [siteId], `${siteId} refused ${what} (${refused.reason})`));
+    });
+  }
+
   /** A switching round's deadline: the members that sent no share are lost, and the round runs again without them. */
   armDeadline(round: Pick<SwitchingRound, 'id' | 'studyId' | 'deadlineAt'>): void {
     const { steps } = this.ctx;

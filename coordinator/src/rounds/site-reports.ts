@@ -24,7 +24,31 @@ export const REFUSAL_REASONS: Partial<Record<federation.RefusalReason, string>> 
   [federation.RefusalReason.REFUSAL_REASON_AGGREGATE_MISMATCH]: 'aggregate-mismatch',
   [federation.RefusalReason.REFUSAL_REASON_NOT_IN_COHORT]: 'not-in-cohort',
   [federation.RefusalReason.REFUSAL_REASON_METRICS_WITHHELD]: 'metrics-withheld',
+  [federation.RefusalReason.REFUSAL_REASON_KEY_EPOCH_INVALID]: 'key-epoch-invalid',
+  [federation.RefusalReason.REFUSAL_REASON_SHARE_REQUEST_INVALID]: 'share-request-invalid',
 };
+
+/** The tasks a site may refuse, as the coordinator stores and shows them. */
+type RefusedTask = 'train' | 'evaluate' | 'key-switch';
+
+const REFUSED_TASKS: Partial<Record<federation.TaskKind, RefusedTask>> = {
+  [federation.TaskKind.TASK_KIND_TRAIN]: 'train',
+  [federation.TaskKind.TASK_KIND_EVALUATE]: 'evaluate',
+  [federation.TaskKind.TASK_KIND_KEY_SWITCH]: 'key-switch',
+};
+
+/**
+ * What a site refuses a key-switch task for (site-agent task-gate.ts and multiparty-keys.ts): its approval of the
+ * study, the epoch's collective key, or the sum it is asked to help decrypt.
+ */
+const KEY_SWITCH_REFUSALS = new Set([
+  federation.RefusalReason.REFUSAL_REASON_NOT_APPROVED,
+  federation.RefusalReason.REFUSAL_REASON_REJECTED,
+  federation.RefusalReason.REFUSAL_REASON_DEFINITION_MISMATCH,
+  federation.RefusalReason.REFUSAL_REASON_KEY_EPOCH_INVALID,
+  federation.RefusalReason.REFUSAL_REASON_SHARE_REQUEST_INVALID,
+  federation.RefusalReason.REFUSAL_REASON_AGGREGATE_TOO_FEW_CONTRIBUTIONS,
+]);
 
 /** Refusals of a published aggregate: about a round's model, which a site may refuse after the round closed. */
 const AGGREGATE_REFUSALS = new Set([
@@ -89,19 +113,38 @@ export class SiteReports {
 
   /**
    * A site's policy refused a task. A refused train task is the site's answer for the round (it closes without
-   * it); a refused evaluation is not asked again. The refusal shows in the study's status.
+   * it); a refused evaluation is not asked again. A member refusing a multiparty round's key epoch or key-switch
+   * task leaves a sum that can never be switched: the round runs again without it at once (RoundSwitching). The
+   * refusal shows in the study's status.
    */
   async recordRefusal(siteId: string, refusal: federation.Refusal): Promise<void> {
     const reason = REFUSAL_REASONS[refusal.reason];
     if (!reason) throw new FederationError(GrpcStatus.INVALID_ARGUMENT, 'refusal needs a reason (NOT_APPROVED, REJECTED, DEFINITION_MISMATCH, ...)');
-    const task =
-      refusal.task === federation.TaskKind.TASK_KIND_TRAIN ? 'train' : refusal.task === federation.TaskKind.TASK_KIND_EVALUATE ? 'evaluate' : undefined;
-    if (!task) throw new FederationError(GrpcStatus.INVALID_ARGUMENT, 'refusal needs task TRAIN or EVALUATE');
+    const task = REFUSED_TASKS[refusal.task];
+    if (!task) throw new FederationError(GrpcStatus.INVALID_ARGUMENT, 'refusal needs task TRAIN, EVALUATE or KEY_SWITCH');
+    const reasonName = federation.refusalReasonToJSON(refusal.reason);
+    if (task === 'key-switch' && !KEY_SWITCH_REFUSALS.has(refusal.reason)) {
+      throw new FederationError(
+        GrpcStatus.INVALID_ARGUMENT,
+        `a key-switch task is refused for NOT_APPROVED, REJECTED, DEFINITION_MISMATCH, KEY_EPOCH_INVALID, SHARE_REQUEST_INVALID or AGGREGATE_TOO_FEW_CONTRIBUTIONS, not ${reasonName}`,
+      );
+    }
+    if (refusal.reason === federation.RefusalReason.REFUSAL_REASON_SHARE_REQUEST_INVALID && task !== 'key-switch') {
+      throw new FederationError(GrpcStatus.INVALID_ARGUMENT, `${reasonName} refuses a key-switch task, not a ${task} task`);
+    }
+    if (refusal.reason === federation.RefusalReason.REFUSAL_REASON_KEY_EPOCH_INVALID && task === 'evaluate') {
+      throw new FederationError(GrpcStatus.INVALID_ARGUMENT, `${reasonName} refuses a train or key-switch task, not an evaluate task`);
+    }
     if (refusal.studyHash !== '' && !/^[0-9a-f]{64}$/.test(refusal.studyHash)) {
       throw new FederationError(GrpcStatus.INVALID_ARGUMENT, 'refusal study_hash must be empty or a lower-case hex SHA-256');
     }
     const message = refusal.message.trim().slice(0, MAX_MESSAGE);
     const round = await this.participantRound(siteId, refusal.studyId, refusal.round);
+    const store = (update: boolean) => this.storeRefusal(siteId, refusal, task, reason, message, update);
+    if (task === 'key-switch' || refusal.reason === federation.RefusalReason.REFUSAL_REASON_KEY_EPOCH_INVALID) {
+      await this.rounds.switching.memberRefused(siteId, refusal.studyId, refusal.round, { task: task === 'key-switch' ? task : 'train', reason }, () => store(true));
+      return;
+    }
     // A closed round's aggregate refused (the final model of a completed study): recorded, but it is not the site's
     // answer to the round's task, which stands, and nothing waits for it.
     const ofClosedRound = task === 'train' && round.status === 'closed' && AGGREGATE_REFUSALS.has(refusal.reason);
@@ -114,15 +157,20 @@ export class SiteReports {
         throw new FederationError(GrpcStatus.FAILED_PRECONDITION, `site ${siteId} has no open evaluation of round ${refusal.round} of study ${refusal.studyId} to refuse`);
       }
     }
+    await store(!ofClosedRound);
+    if (task === 'train' && !ofClosedRound) await this.stopWaitingFor(siteId, refusal.studyId, refusal.round, `refused: ${reason}`, message);
+  }
+
+  /** The refusal as the study's status shows it; `update`: a second refusal of the same task replaces the first. */
+  private async storeRefusal(siteId: string, refusal: federation.Refusal, task: RefusedTask, reason: string, message: string, update: boolean): Promise<void> {
     const data = { reason, message, studyHash: refusal.studyHash, reportedAt: new Date() };
     await this.db.prisma.siteRefusal.upsert({
       where: { studyId_round_siteId_task: { studyId: refusal.studyId, round: refusal.round, siteId, task } },
       create: { id: randomUUID(), studyId: refusal.studyId, round: refusal.round, siteId, task, ...data },
-      update: ofClosedRound ? {} : data,
+      update: update ? data : {},
     });
     this.metrics.siteRefused(task, reason);
     this.log.warn({ siteId, studyId: refusal.studyId, round: refusal.round, task, reason, message }, 'site policy refused a task');
-    if (task === 'train' && !ofClosedRound) await this.stopWaitingFor(siteId, refusal.studyId, refusal.round, `refused: ${reason}`, message);
   }
 
   /**

@@ -108,7 +108,7 @@ export interface RoundView {
   metrics: SiteMetricView[];
   /** Sites that said they could not contribute (or whose policy refused), and why. */
   failures: Array<{ siteId: string; reason: string; message: string }>;
-  /** Site policy refusals of this round's tasks (train and evaluate). */
+  /** Site policy refusals of this round's tasks (train, evaluate and key-switch). */
   refusals: RefusalView[];
   /** The round's published model scored on the contributing sites' held-out data; null until it is published. */
   evaluation: RoundEvaluationView | null;

@@ -51,6 +51,8 @@ describe('MultipartyKeys.keySwitch: what a member checks before it sends its key
   let downloads: { studyId: string; round: number; sha: string }[];
   /** What the coordinator stub serves as the sum (the named sum unless a test swaps it). */
   let served: Uint8Array;
+  /** What the coordinator stub serves as a key epoch's state (none unless a test sets it). */
+  let epochState: federation.KeyEpochState | null;
 
   const contribution = (siteId: string, cert: IssuedCertificate, over: Partial<{ epoch: number; round: number; parameters: string }> = {}): federation.SignedContribution => {
     const signed = signContribution(
@@ -80,7 +82,8 @@ describe('MultipartyKeys.keySwitch: what a member checks before it sends its key
         downloads.push({ studyId, round, sha });
         return Promise.resolve(served);
       },
-      getKeyEpoch: (): Promise<federation.KeyEpochState> => Promise.reject(new Error('keySwitch must not need the network to complete an epoch whose model seed it holds')),
+      getKeyEpoch: (): Promise<federation.KeyEpochState> =>
+        epochState ? Promise.resolve(epochState) : Promise.reject(new Error('keySwitch must not need the network to complete an epoch whose model seed it holds')),
     } as unknown as FederationClient;
     const outbound = {
       submitKeySwitchShare: (submission: federation.KeySwitchShareSubmission, resent: boolean): Promise<federation.KeyEpochAck> => {
@@ -132,6 +135,7 @@ describe('MultipartyKeys.keySwitch: what a member checks before it sends its key
     sent = [];
     downloads = [];
     served = sum;
+    epochState = null;
     // A completed epoch: the model seed is already derived, so keySwitch never has to finish the epoch over the network.
     await new EpochSecrets(stateDir).save({
       studyId: STUDY,
@@ -253,6 +257,37 @@ describe('MultipartyKeys.keySwitch: what a member checks before it sends its key
     // The cohort's order does not matter: the members are compared sorted.
     await keysFor().keySwitch(task({ cohort: ['site-c', 'site-a', 'site-b'] }));
     expect(sent).toHaveLength(1);
+  });
+
+  it('refuses to help switch under an epoch whose published collective key does not check out, with KEY_EPOCH_INVALID, before downloading the sum', async () => {
+    // An epoch this site joined but has not completed: it checks the published key before its secret touches a sum.
+    await new EpochSecrets(stateDir).save({
+      studyId: STUDY,
+      epoch: 2,
+      members: [...sites],
+      secretSeed: randomBytes(32).toString('hex'),
+      contribution: randomBytes(32).toString('hex'),
+      envelopesSent: false,
+    });
+    epochState = { studyId: STUDY, epoch: 2, members: [...sites], parameters: setup.fingerprint, shares: [], collectiveKey: randomBytes(16), envelopes: [], status: 'open' };
+    const refusal = await refusalOf(keysFor(), task({ epoch: 2 }));
+    expect(refusal.refusal.reason).toBe(RefusalReason.REFUSAL_REASON_KEY_EPOCH_INVALID);
+    expect(refusal.message).toBe(`the collective key of epoch 2 of study ${STUDY} does not check out: the key lists no shares`);
+    expect(downloads).toEqual([]);
+    expect(sent).toEqual([]);
+    expect(await storedShares()).toEqual([]);
+  });
+
+  it('refuses to join an epoch that does not name this site, with KEY_EPOCH_INVALID, and sends no key share', async () => {
+    const error = await keysFor()
+      .join(STUDY, { number: 3, members: ['site-b', 'site-c'], parameters: setup.fingerprint }, Date.now() + 5_000)
+      .then(
+        () => null,
+        (e: unknown) => e,
+      );
+    expect(error).toBeInstanceOf(PolicyRefusalError);
+    expect((error as PolicyRefusalError).refusal.reason).toBe(RefusalReason.REFUSAL_REASON_KEY_EPOCH_INVALID);
+    expect((error as PolicyRefusalError).message).toBe(`key epoch 3 of study ${STUDY}: this site is not one of its members`);
   });
 
   it('cannot help with an epoch it holds no secret for', async () => {

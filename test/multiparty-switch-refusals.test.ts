@@ -1,0 +1,407 @@
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { credentials, Metadata, status, type ServiceError } from '@grpc/grpc-js';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  canonicalJson,
+  commonPolynomial,
+  contributionVector,
+  encodeCiphertexts,
+  encryptVector,
+  federation,
+  initialWeights,
+  keyShare,
+  modelKeyOf,
+  modelSeedOf,
+  multipartySetup,
+  multipartyTagKey,
+  readSiteKit,
+  sealEnvelope,
+  SeededStream,
+  sha256Hex,
+  shareForSum,
+  signContribution,
+  signKeyShare,
+  tagVector,
+  unpackResidues,
+  type ModelSpec,
+  type MultipartySetup,
+} from '@federa/shared';
+import type { RunningCoordinator } from '@federa/coordinator';
+import { startProvisionedCoordinator } from './support/kits.js';
+import { dataChunk, headerChunk, rest, studyBody, trailerChunk, TaskInbox } from './support/raw-site.js';
+
+const spec: ModelSpec = { architecture: 'small-cnn', inputSize: 16, channels: 1, classes: 2, seed: 23 };
+const SITES = ['site-a', 'site-b', 'site-c'] as const;
+type SiteId = (typeof SITES)[number];
+
+type Client = InstanceType<typeof federation.FederationServiceClient>;
+type Kit = Awaited<ReturnType<typeof readSiteKit>>;
+type Reply<T> = { response?: T; error?: ServiceError };
+type AuditRecord = { kind: string; siteId: string | null; studyId: string | null; round: number | null; details: Record<string, unknown> };
+type RefusalView = { siteId: string; round: number; task: string; reason: string; message: string; studyHash: string };
+type RoundView = { number: number; status: string; assignedSites: string[]; refusals: RefusalView[] };
+
+/** One key epoch as its members hold it (secret shares never sent), once its collective key and model key exist. */
+interface Epoch {
+  number: number;
+  members: SiteId[];
+  a: Uint32Array;
+  secrets: Partial<Record<SiteId, Uint32Array>>;
+  collectiveKey: Uint32Array;
+  modelSeed: Uint8Array;
+}
+
+const reply = <T>(invoke: (callback: (error: ServiceError | null, response: T) => void) => void): Promise<Reply<T>> =>
+  new Promise((resolve) => invoke((error, response) => resolve(error ? { error } : { response })));
+
+/**
+ * A member of a multiparty round refusing its key epoch or its key-switch task (over gRPC, mutual TLS): the refusal
+ * is acknowledged, shows in the study's status with the site's reason and message, is in the audit log as a site
+ * refusal, and the round does not wait for its deadline (15 minutes here): it runs again under a new epoch without
+ * the site, or fails when fewer than minSites would be left.
+ */
+describe('a multiparty member refusing its key epoch or key-switch task', () => {
+  let dir: string;
+  let coordinator: RunningCoordinator;
+  let setup: MultipartySetup;
+  const kit = {} as Record<SiteId, Kit>;
+  const client = {} as Record<SiteId, Client>;
+  const inbox = {} as Record<SiteId, TaskInbox>;
+
+  const reportRefusal = (siteId: SiteId, refusal: federation.Refusal) => reply<federation.RefusalAck>((cb) => client[siteId].reportRefusal(refusal, cb));
+
+  const auditRecords = async (query: string): Promise<AuditRecord[]> => {
+    const response = await rest(coordinator, 'GET', `/audit/records?limit=1000&${query}`, undefined, 'auditor');
+    expect(response.status).toBe(200);
+    return response.body.records as AuditRecord[];
+  };
+  const study = async (studyId: string) => {
+    const response = await rest(coordinator, 'GET', `/studies/${studyId}`);
+    expect(response.status).toBe(200);
+    return response.body as { status: string; rounds: RoundView[]; refusals: RefusalView[] };
+  };
+
+  /** The next task of `kind` for this study at this site; others (another study's) are passed over. */
+  const nextTask = async <K extends 'train' | 'keySwitch' | 'studyClosed'>(siteId: SiteId, studyId: string, kind: K, timeoutMs = 20_000) => {
+    const until = Date.now() + timeoutMs;
+    for (;;) {
+      const task = await inbox[siteId].next(Math.max(1, until - Date.now()));
+      if (task.kind?.$case === kind && task.kind.value.studyId === studyId) return task.kind.value as Extract<federation.Task['kind'], { $case: K }>['value'];
+    }
+  };
+
+  /** Every member sends its signed public share, then its envelopes; the epoch is then complete. */
+  const completeEpoch = async (studyId: string, ref: federation.KeyEpochRef): Promise<Epoch> => {
+    const members = ref.members as SiteId[];
+    const a = commonPolynomial(setup.ring, setup.commonSeed, { studyId, epoch: ref.number });
+    const secrets: Epoch['secrets'] = {};
+    const contributions = new Map<SiteId, Uint8Array>();
+    for (const siteId of members) {
+      const pair = keyShare(setup.ring, a, new SeededStream(randomBytes(32), 'federa/multiparty/secret-share'));
+      secrets[siteId] = pair.secret;
+      contributions.set(siteId, randomBytes(32));
+      const signed = signKeyShare(setup.ring, setup.params, {
+        studyId,
+        epoch: ref.number,
+        siteId,
+        publicShare: pair.publicShare,
+        privateKeyPem: kit[siteId].privateKeyPem,
+        certificatePem: kit[siteId].certificatePem,
+      });
+      const sent = await reply<federation.KeyEpochAck>((cb) =>
+        client[siteId].submitKeyShare(
+          { studyId, epoch: ref.number, statementJson: canonicalJson(signed.statement), signature: signed.signature, certificatePem: signed.certificatePem, share: Buffer.from(signed.share) },
+          cb,
+        ),
+      );
+      expect(sent.error).toBeUndefined();
+    }
+    for (const sender of members) {
+      const envelopes = members
+        .filter((m) => m !== sender)
+        .map((recipient) => {
+          const sealed = sealEnvelope(kit[recipient].certificatePem, contributions.get(sender)!, { studyId, epoch: ref.number, senderId: sender, recipientId: recipient });
+          return { siteId: recipient, ephemeralPublicKey: sealed.ephemeralPublicKey, iv: sealed.iv, ciphertext: sealed.ciphertext };
+        });
+      expect((await reply<federation.KeyEpochAck>((cb) => client[sender].submitEnvelopes({ studyId, epoch: ref.number, envelopes }, cb))).error).toBeUndefined();
+    }
+    const state = await reply<federation.KeyEpochState>((cb) => client[members[0]!].getKeyEpoch({ studyId, epoch: ref.number }, cb));
+    expect(state.response?.status).toBe('active');
+    return {
+      number: ref.number,
+      members,
+      a,
+      secrets,
+      collectiveKey: unpackResidues(setup.ring, new Uint8Array(state.response!.collectiveKey), 0).poly,
+      modelSeed: modelSeedOf({ studyId, epoch: ref.number }, members.map((m) => contributions.get(m)!)),
+    };
+  };
+
+  /** A member's honest update for the task: encrypted under the epoch's collective key, with its signed statement. */
+  const upload = async (siteId: SiteId, task: federation.TrainTask, epoch: Epoch): Promise<void> => {
+    const base = initialWeights(spec);
+    const vector = contributionVector(base, base.map((w) => w + 0.01), 10, task.cohort, siteId);
+    const tagged = tagVector(vector, setup.ring.n, multipartyTagKey(epoch.modelSeed), { studyId: task.studyId, round: task.round }, siteId);
+    const cts = encryptVector(setup.ring, setup.params, { p: epoch.collectiveKey, a: epoch.a }, tagged, new SeededStream(randomBytes(32), 'federa/multiparty/encrypt'));
+    const payload = encodeCiphertexts(setup.ring, setup.params, 'update', { epoch: epoch.number, valueCount: tagged.length }, cts);
+    const signed = signContribution(
+      { epoch: epoch.number, studyId: task.studyId, round: task.round, siteId, parameters: setup.fingerprint, updateSha256: sha256Hex(payload) },
+      kit[siteId].privateKeyPem,
+      kit[siteId].certificatePem,
+    );
+    const contribution = { statementJson: canonicalJson(signed.statement), signature: signed.signature, certificatePem: signed.certificatePem };
+    const receipt = await reply<federation.UploadReceipt>((cb) => {
+      const call = client[siteId].uploadUpdate(new Metadata(), cb);
+      call.write(
+        headerChunk({
+          studyId: task.studyId,
+          round: task.round,
+          encoding: federation.UpdateEncoding.UPDATE_ENCODING_MULTIPARTY,
+          totalBytes: payload.byteLength,
+          vectorLength: tagged.length,
+          baseModelSha256: task.baseModel?.sha256 ?? '',
+          contribution,
+        }),
+      );
+      call.write(dataChunk(payload));
+      call.write(trailerChunk(payload));
+      call.end();
+    });
+    expect(receipt.error).toBeUndefined();
+  };
+
+  const downloadSum = (siteId: SiteId, studyId: string, round: number): Promise<Uint8Array> =>
+    new Promise((resolve, reject) => {
+      const chunks: Buffer[] = [];
+      const stream = client[siteId].downloadSum({ studyId, round, offset: 0 }, { deadline: Date.now() + 20_000 });
+      stream.on('data', (chunk: federation.SumChunk) => {
+        if (chunk.part?.$case === 'data') chunks.push(Buffer.from(chunk.part.value));
+      });
+      stream.on('error', reject);
+      stream.on('end', () => resolve(Buffer.concat(chunks)));
+    });
+
+  const expectRefusedCall = (result: Reply<unknown>, code: keyof typeof status, details: RegExp): void => {
+    expect(result.response).toBeUndefined();
+    expect(status[result.error?.code ?? status.OK]).toBe(code);
+    expect(result.error?.details).toMatch(details);
+  };
+
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'federa-mp-switch-refusals-'));
+    let kits: string;
+    ({ kits, coordinator } = await startProvisionedCoordinator(dir, [...SITES]));
+    for (const siteId of SITES) {
+      kit[siteId] = await readSiteKit(join(kits, 'sites', siteId));
+      client[siteId] = new federation.FederationServiceClient(
+        `127.0.0.1:${coordinator.grpcPort}`,
+        credentials.createSsl(Buffer.from(kit[siteId].caPem), Buffer.from(kit[siteId].privateKeyPem), Buffer.from(kit[siteId].certificatePem)),
+        { 'grpc.ssl_target_name_override': 'localhost', 'grpc.use_local_subchannel_pool': 1 },
+      );
+      const registered = await reply<federation.RegisterResponse>((cb) =>
+        client[siteId].register({ agentVersion: 'test', backend: 'none', supportedEncodings: [federation.UpdateEncoding.UPDATE_ENCODING_MULTIPARTY] }, cb),
+      );
+      expect(registered.error).toBeUndefined();
+      inbox[siteId] = new TaskInbox(client[siteId].streamTasks({}));
+    }
+    setup = multipartySetup(kit['site-a'].caPem);
+    for (const started = Date.now(); coordinator.connectedSites().join() !== SITES.join(); await new Promise((r) => setTimeout(r, 50))) {
+      if (Date.now() - started > 10_000) throw new Error(`sites did not connect: ${coordinator.connectedSites().join(', ')}`);
+    }
+  }, 120_000);
+
+  afterAll(async () => {
+    for (const siteId of SITES) inbox[siteId]?.close();
+    for (const c of Object.values(client)) c.close();
+    await coordinator?.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  describe('key-switch tasks', () => {
+    let studyId: string;
+    let round1: federation.TrainTask;
+    let keySwitch: federation.KeySwitchTask;
+
+    it('runs round 1 to its key-switch task under epoch 1 of the three sites', async () => {
+      const created = await rest(coordinator, 'POST', '/studies', studyBody(spec, { aggregation: 'multiparty', minSites: 2, sites: [...SITES] }));
+      expect(created.status, JSON.stringify(created.body)).toBe(201);
+      studyId = created.body.id as string;
+      expect((await rest(coordinator, 'POST', `/studies/${studyId}/start`)).status).toBe(200);
+      const tasks = await Promise.all(SITES.map((s) => nextTask(s, studyId, 'train')));
+      round1 = tasks[0]!;
+      expect(round1.keyEpoch).toEqual({ number: 1, members: [...SITES], parameters: setup.fingerprint });
+      const epoch = await completeEpoch(studyId, round1.keyEpoch!);
+      for (const siteId of SITES) await upload(siteId, round1, epoch);
+      const switches = await Promise.all(SITES.map((s) => nextTask(s, studyId, 'keySwitch')));
+      keySwitch = switches[0]!;
+      expect(keySwitch).toMatchObject({ round: 1, epoch: 1, cohort: [...SITES] });
+      // Site a sends its share: it may no longer refuse the task.
+      const share = shareForSum(setup.ring, setup.params, epoch.secrets['site-a']!, modelKeyOf(setup.ring, epoch.modelSeed), await downloadSum('site-a', studyId, 1), new SeededStream(randomBytes(32), 'federa/multiparty/smudging'));
+      const sent = await reply<federation.KeyEpochAck>((cb) => client['site-a'].submitKeySwitchShare({ studyId, round: 1, epoch: 1, sumSha256: keySwitch.sumSha256, share: Buffer.from(share) }, cb));
+      expect(sent.error).toBeUndefined();
+    });
+
+    it('refuses garbage: a reason no key-switch task is refused for, a share-request refusal of a train task, a member whose share stands', async () => {
+      const base = { studyId, round: 1, message: 'no', studyHash: keySwitch.studyHash };
+      expectRefusedCall(
+        await reportRefusal('site-b', { ...base, task: federation.TaskKind.TASK_KIND_KEY_SWITCH, reason: federation.RefusalReason.REFUSAL_REASON_METRICS_WITHHELD }),
+        'INVALID_ARGUMENT',
+        /^a key-switch task is refused for .*, not REFUSAL_REASON_METRICS_WITHHELD$/,
+      );
+      expectRefusedCall(
+        await reportRefusal('site-b', { ...base, task: federation.TaskKind.TASK_KIND_TRAIN, reason: federation.RefusalReason.REFUSAL_REASON_SHARE_REQUEST_INVALID }),
+        'INVALID_ARGUMENT',
+        /^REFUSAL_REASON_SHARE_REQUEST_INVALID refuses a key-switch task, not a train task$/,
+      );
+      expectRefusedCall(
+        await reportRefusal('site-b', { ...base, task: federation.TaskKind.TASK_KIND_EVALUATE, reason: federation.RefusalReason.REFUSAL_REASON_KEY_EPOCH_INVALID }),
+        'INVALID_ARGUMENT',
+        /^REFUSAL_REASON_KEY_EPOCH_INVALID refuses a train or key-switch task, not an evaluate task$/,
+      );
+      expectRefusedCall(
+        await reportRefusal('site-b', { ...base, round: 7, task: federation.TaskKind.TASK_KIND_KEY_SWITCH, reason: federation.RefusalReason.REFUSAL_REASON_SHARE_REQUEST_INVALID }),
+        'PERMISSION_DENIED',
+        new RegExp(`^site site-b is not a participant of round 7 of study ${studyId}$`),
+      );
+      expectRefusedCall(
+        await reportRefusal('site-a', { ...base, task: federation.TaskKind.TASK_KIND_KEY_SWITCH, reason: federation.RefusalReason.REFUSAL_REASON_SHARE_REQUEST_INVALID }),
+        'FAILED_PRECONDITION',
+        new RegExp(`^site site-a already sent its key-switching share for round 1 of study ${studyId}; the share stands$`),
+      );
+      // None of them is a refusal the study shows, and the round still waits for b's and c's shares.
+      const view = await study(studyId);
+      expect(view.refusals).toEqual([]);
+      expect(view.rounds[0]).toMatchObject({ status: 'switching', assignedSites: [...SITES] });
+    });
+
+    it('takes a SHARE_REQUEST_INVALID refusal, shows and audits it, and runs the round again at once without the site', async () => {
+      const message = 'this site will not help decrypt round 1: the sum holds updates of site-x, who are not members of epoch 1';
+      const refused = await reportRefusal('site-c', {
+        studyId,
+        round: 1,
+        task: federation.TaskKind.TASK_KIND_KEY_SWITCH,
+        reason: federation.RefusalReason.REFUSAL_REASON_SHARE_REQUEST_INVALID,
+        message,
+        studyHash: keySwitch.studyHash,
+      });
+      expect(refused.error).toBeUndefined();
+      expect(refused.response).toEqual({});
+
+      // Well before the 15-minute deadline: sites a and b are asked to train round 1 again, under a new epoch of the two.
+      const again = await Promise.all((['site-a', 'site-b'] as const).map((s) => nextTask(s, studyId, 'train', 15_000)));
+      for (const task of again) expect(task).toMatchObject({ round: 1, cohort: ['site-a', 'site-b'], keyEpoch: { number: 2, members: ['site-a', 'site-b'] } });
+
+      const view = await study(studyId);
+      const shown = { siteId: 'site-c', round: 1, task: 'key-switch', reason: 'share-request-invalid', message, studyHash: keySwitch.studyHash };
+      expect(view.refusals).toEqual([expect.objectContaining(shown)]);
+      expect(view.rounds[0]).toMatchObject({ status: 'open', assignedSites: ['site-a', 'site-b'], refusals: [expect.objectContaining(shown)] });
+
+      expect(await auditRecords(`siteId=site-c&kind=site.refusal&studyId=${studyId}`)).toEqual([
+        expect.objectContaining({
+          round: 1,
+          details: expect.objectContaining({ message: 'refusal', task: 'TASK_KIND_KEY_SWITCH', reason: 'REFUSAL_REASON_SHARE_REQUEST_INVALID', reasonMessage: message }),
+        }),
+      ]);
+      expect(await auditRecords(`siteId=site-c&kind=site.message-refused&studyId=${studyId}`)).toEqual([]);
+      const closed = (await auditRecords(`kind=key.epoch-closed&studyId=${studyId}`)).map((r) => r.details);
+      expect(closed).toEqual([expect.objectContaining({ epoch: 1, reason: expect.stringMatching(/^lost site-c: site-c refused the key-switch task of key epoch 1 \(share-request-invalid\)$/) })]);
+      const redone = (await auditRecords(`kind=round.redone&studyId=${studyId}`)).map((r) => r.details);
+      expect(redone).toEqual([expect.objectContaining({ lost: ['site-c'], epoch: 2, cohort: ['site-a', 'site-b'] })]);
+
+      // The site left the round: a second refusal from it is not a member's.
+      expectRefusedCall(
+        await reportRefusal('site-c', { studyId, round: 1, task: federation.TaskKind.TASK_KIND_KEY_SWITCH, reason: federation.RefusalReason.REFUSAL_REASON_SHARE_REQUEST_INVALID, message, studyHash: keySwitch.studyHash }),
+        'PERMISSION_DENIED',
+        /is not a participant of round 1/,
+      );
+      // Nor does the round, open again, take a key-switch refusal from a member.
+      expectRefusedCall(
+        await reportRefusal('site-a', { studyId, round: 1, task: federation.TaskKind.TASK_KIND_KEY_SWITCH, reason: federation.RefusalReason.REFUSAL_REASON_SHARE_REQUEST_INVALID, message, studyHash: keySwitch.studyHash }),
+        'FAILED_PRECONDITION',
+        new RegExp(`^round 1 of study ${studyId} is open, not waiting for key-switching shares$`),
+      );
+      round1 = again[0]!;
+    });
+
+    it('takes an AGGREGATE_TOO_FEW_CONTRIBUTIONS refusal and fails the round at once when fewer than minSites would be left', async () => {
+      const epoch = await completeEpoch(studyId, round1.keyEpoch!);
+      for (const siteId of ['site-a', 'site-b'] as const) await upload(siteId, round1, epoch);
+      const task = await nextTask('site-b', studyId, 'keySwitch');
+      expect(task).toMatchObject({ round: 1, epoch: 2, cohort: ['site-a', 'site-b'] });
+      const message = "this site will not help decrypt round 1: the sum holds 2 site(s)' updates; this site's policy needs at least 3 (minParticipants)";
+      const refused = await reportRefusal('site-b', {
+        studyId,
+        round: 1,
+        task: federation.TaskKind.TASK_KIND_KEY_SWITCH,
+        reason: federation.RefusalReason.REFUSAL_REASON_AGGREGATE_TOO_FEW_CONTRIBUTIONS,
+        message,
+        studyHash: task.studyHash,
+      });
+      expect(refused.error).toBeUndefined();
+
+      const closed = await nextTask('site-a', studyId, 'studyClosed', 15_000);
+      expect(closed.outcome).toBe(federation.StudyOutcome.STUDY_OUTCOME_FAILED);
+      expect(closed.message).toMatch(/^round 1 lost site-b \(site-b refused the key-switch task of key epoch 2 \(aggregate-too-few-contributions\)\); 1 site\(s\) are left, the study needs 2/);
+      const view = await study(studyId);
+      expect(view.status).toBe('failed');
+      expect(view.rounds[0]?.status).toBe('failed');
+      expect(view.refusals).toContainEqual(expect.objectContaining({ siteId: 'site-b', round: 1, task: 'key-switch', reason: 'aggregate-too-few-contributions', message }));
+      expect(await auditRecords(`siteId=site-b&kind=site.refusal&studyId=${studyId}`)).toEqual([
+        expect.objectContaining({ details: expect.objectContaining({ task: 'TASK_KIND_KEY_SWITCH', reason: 'REFUSAL_REASON_AGGREGATE_TOO_FEW_CONTRIBUTIONS', reasonMessage: message }) }),
+      ]);
+      expect((await auditRecords(`kind=round.failed&studyId=${studyId}`)).map((r) => r.details['reason'])).toEqual([closed.message]);
+    });
+  });
+
+  describe('key epochs', () => {
+    it('takes a KEY_EPOCH_INVALID refusal of a train task and runs the round again at once under an epoch without the site', async () => {
+      const created = await rest(coordinator, 'POST', '/studies', studyBody(spec, { aggregation: 'multiparty', minSites: 2, sites: [...SITES] }));
+      expect(created.status, JSON.stringify(created.body)).toBe(201);
+      const studyId = created.body.id as string;
+      expect((await rest(coordinator, 'POST', `/studies/${studyId}/start`)).status).toBe(200);
+      const tasks = await Promise.all(SITES.map((s) => nextTask(s, studyId, 'train')));
+      const first = tasks[0]!;
+      expect(first.keyEpoch).toMatchObject({ number: 1, members: [...SITES] });
+
+      const message = 'the collective key of epoch 1 does not check out: it is not the sum of the members\' signed shares';
+      const refused = await reportRefusal('site-b', {
+        studyId,
+        round: 1,
+        task: federation.TaskKind.TASK_KIND_TRAIN,
+        reason: federation.RefusalReason.REFUSAL_REASON_KEY_EPOCH_INVALID,
+        message,
+        studyHash: first.studyHash,
+      });
+      expect(refused.error).toBeUndefined();
+
+      const again = await Promise.all((['site-a', 'site-c'] as const).map((s) => nextTask(s, studyId, 'train', 15_000)));
+      for (const task of again) expect(task).toMatchObject({ round: 1, cohort: ['site-a', 'site-c'], keyEpoch: { number: 2, members: ['site-a', 'site-c'] } });
+      const view = await study(studyId);
+      expect(view.refusals).toEqual([expect.objectContaining({ siteId: 'site-b', round: 1, task: 'train', reason: 'key-epoch-invalid', message })]);
+      expect(view.rounds[0]).toMatchObject({ status: 'open', assignedSites: ['site-a', 'site-c'] });
+      expect(await auditRecords(`siteId=site-b&kind=site.refusal&studyId=${studyId}`)).toEqual([
+        expect.objectContaining({ details: expect.objectContaining({ task: 'TASK_KIND_TRAIN', reason: 'REFUSAL_REASON_KEY_EPOCH_INVALID', reasonMessage: message }) }),
+      ]);
+      expect((await auditRecords(`kind=key.epoch-closed&studyId=${studyId}`)).map((r) => r.details['reason'])).toEqual(['lost site-b: site-b refused key epoch 1 (key-epoch-invalid)']);
+      expect((await rest(coordinator, 'POST', `/studies/${studyId}/stop`, { reason: 'test over' })).status).toBe(200);
+    });
+
+    it('refuses a key-switch refusal of a round that runs under no key epoch', async () => {
+      const created = await rest(coordinator, 'POST', '/studies', studyBody(spec, { aggregation: 'plaintext', minSites: 2, sites: [...SITES] }));
+      expect(created.status, JSON.stringify(created.body)).toBe(201);
+      const studyId = created.body.id as string;
+      expect((await rest(coordinator, 'POST', `/studies/${studyId}/start`)).status).toBe(200);
+      const task = await nextTask('site-a', studyId, 'train');
+      expectRefusedCall(
+        await reportRefusal('site-a', { studyId, round: 1, task: federation.TaskKind.TASK_KIND_KEY_SWITCH, reason: federation.RefusalReason.REFUSAL_REASON_SHARE_REQUEST_INVALID, message: 'no', studyHash: task.studyHash }),
+        'FAILED_PRECONDITION',
+        new RegExp(`^round 1 of study ${studyId} runs under no key epoch`),
+      );
+      expect((await study(studyId)).refusals).toEqual([]);
+      expect((await rest(coordinator, 'POST', `/studies/${studyId}/stop`, { reason: 'test over' })).status).toBe(200);
+    });
+  });
+});
