@@ -519,8 +519,11 @@ interface K8sObject {
 
 const chartDir = join(deploy, 'helm', 'federa-coordinator');
 
-/** Renders the chart like `helm template RELEASE chart --set ...` for our subset: objects, and NOTES.txt. */
-function renderChart(overrides: Values = {}): { objects: K8sObject[]; notes: string } {
+/**
+ * Renders the chart like `helm template RELEASE chart --set ...` for our subset: objects, NOTES.txt, and the
+ * rendered text of every template (what would reach the cluster, for the no-secret checks).
+ */
+function renderChart(overrides: Values = {}): { objects: K8sObject[]; notes: string; texts: string[] } {
   const chart = parseYaml(read(join(chartDir, 'Chart.yaml'))) as { name: string; version: string; appVersion: string };
   const ctx: Context = {
     Values: deepMerge(parseYaml(read(join(chartDir, 'values.yaml'))) as Values, overrides),
@@ -531,8 +534,10 @@ function renderChart(overrides: Values = {}): { objects: K8sObject[]; notes: str
   const templates = readdirSync(join(chartDir, 'templates')).sort();
   for (const file of templates.filter((f) => f.endsWith('.tpl'))) renderNodes(parseTemplate(read(join(chartDir, 'templates', file))), ctx, defines);
   const objects: K8sObject[] = [];
+  const texts: string[] = [];
   for (const file of templates.filter((f) => f.endsWith('.yaml'))) {
     const text = renderNodes(parseTemplate(read(join(chartDir, 'templates', file))), ctx, defines);
+    texts.push(text);
     for (const doc of parseAllDocuments(text)) {
       if (doc.errors.length) throw new Error(`${file}: ${doc.errors.map((e) => e.message).join('; ')}\n${text}`);
       const object = doc.toJS() as K8sObject | null;
@@ -540,21 +545,38 @@ function renderChart(overrides: Values = {}): { objects: K8sObject[]; notes: str
     }
   }
   const notes = renderNodes(parseTemplate(read(join(chartDir, 'templates', 'NOTES.txt'))), ctx, defines);
-  return { objects, notes };
+  return { objects, notes, texts };
 }
 
 describe('deploy/helm/federa-coordinator', () => {
   const byKind = (objects: K8sObject[], kind: string): K8sObject[] => objects.filter((o) => o.kind === kind);
 
-  it('renders with the default values into a Deployment, two Services and a PVC', () => {
+  it('renders with the default values into a Deployment, two Services, a PVC and PostgreSQL (StatefulSet and Service)', () => {
     const { objects } = renderChart();
     expect(objects.map((o) => `${o.kind}/${o.metadata.name}`).sort()).toEqual([
       'Deployment/fed-federa-coordinator',
       'PersistentVolumeClaim/fed-federa-coordinator-data',
       'Service/fed-federa-coordinator-grpc',
       'Service/fed-federa-coordinator-http',
+      'Service/fed-federa-coordinator-postgresql',
+      'StatefulSet/fed-federa-coordinator-postgresql',
     ]);
     for (const o of objects) expect(o.metadata.labels?.['app.kubernetes.io/instance']).toBe('fed');
+    // No Secret or ConfigMap: the operator creates every secret, so the chart can hold none.
+    expect(objects.filter((o) => o.kind === 'Secret' || o.kind === 'ConfigMap')).toEqual([]);
+  });
+
+  it('renders without PostgreSQL when postgresql.enabled=false (the embedded database, as chart 0.1.0 did)', () => {
+    const { objects } = renderChart({ postgresql: { enabled: false } });
+    expect(objects.map((o) => `${o.kind}/${o.metadata.name}`).sort()).toEqual([
+      'Deployment/fed-federa-coordinator',
+      'PersistentVolumeClaim/fed-federa-coordinator-data',
+      'Service/fed-federa-coordinator-grpc',
+      'Service/fed-federa-coordinator-http',
+    ]);
+    const pod = byKind(objects, 'Deployment')[0]!.spec.template.spec;
+    expect((pod.containers[0].env as { name: string }[]).map((e) => e.name)).toEqual(['FEDERA_LOG_LEVEL', 'FEDERA_TRUST_PROXY']);
+    expect(pod.initContainers).toBeUndefined();
   });
 
   it('runs the coordinator non-root, read-only, without capabilities, probed on the right paths and ports', () => {
@@ -579,8 +601,8 @@ describe('deploy/helm/federa-coordinator', () => {
     expect(container.resources.requests).toEqual({ cpu: '500m', memory: '1Gi' });
     expect(container.args).toEqual(['--kit', '/etc/federa/kits/coordinator', '--host', '0.0.0.0', '--http-host', '0.0.0.0', '--data-dir', '/var/lib/federa-coordinator']);
     expect(container.image).toBe('registry.example.org/federa/federa-coordinator:0.1.0');
-    // Without database.existingSecret: no DATABASE_URL, the embedded database on the data volume.
-    expect((container.env as { name: string }[]).map((e) => e.name)).toEqual(['FEDERA_LOG_LEVEL', 'FEDERA_TRUST_PROXY']);
+    // By default the in-chart PostgreSQL: its password first (for $(POSTGRES_PASSWORD)), then the URL, then values.env.
+    expect((container.env as { name: string }[]).map((e) => e.name)).toEqual(['POSTGRES_PASSWORD', 'DATABASE_URL', 'FEDERA_LOG_LEVEL', 'FEDERA_TRUST_PROXY']);
   });
 
   it('mounts the kit Secret read-only, the data PVC and an in-memory /tmp', () => {
@@ -626,12 +648,194 @@ describe('deploy/helm/federa-coordinator', () => {
     ]);
   });
 
-  it('NOTES.txt renders and documents the kit Secret and the first admin token', () => {
+  type EnvVar = { name: string; value?: string; valueFrom?: { secretKeyRef?: { name: string; key: string } } };
+  const podOf = (objects: K8sObject[], kind: 'Deployment' | 'StatefulSet') => byKind(objects, kind)[0]!.spec.template;
+  /** Kubernetes' $(VAR) expansion: a reference to a variable defined earlier in the list is replaced, others stay. */
+  const expandEnv = (env: EnvVar[], given: Record<string, string>): Record<string, string> => {
+    const out: Record<string, string> = {};
+    for (const e of env) {
+      const raw = e.value ?? given[e.name] ?? '';
+      out[e.name] = raw.replace(/\$\(([A-Za-z_][A-Za-z0-9_]*)\)/g, (ref, name: string) => (name in out ? out[name]! : ref));
+    }
+    return out;
+  };
+
+  it('PostgreSQL: a StatefulSet of one with its own claim, behind a headless Service that only it matches', () => {
+    const { objects } = renderChart();
+    const [statefulSet] = byKind(objects, 'StatefulSet');
+    const service = byKind(objects, 'Service').find((s) => s.metadata.name === 'fed-federa-coordinator-postgresql')!;
+    expect(service.spec).toMatchObject({ type: 'ClusterIP', clusterIP: 'None', ports: [{ name: 'postgresql', port: 5432, targetPort: 'postgresql', protocol: 'TCP' }] });
+    expect(statefulSet!.spec.serviceName).toBe(service.metadata.name);
+    expect(statefulSet!.spec.replicas).toBe(1);
+    const pod = podOf(objects, 'StatefulSet');
+    expect(statefulSet!.spec.selector.matchLabels).toEqual(pod.metadata.labels);
+    expect(service.spec.selector).toEqual(pod.metadata.labels);
+    // The coordinator's and the database's selectors never pick each other's pods (Services route by them).
+    const coordinatorPod = podOf(objects, 'Deployment');
+    const matches = (selector: Record<string, string>, labels: Record<string, string>): boolean => Object.entries(selector).every(([k, v]) => labels[k] === v);
+    for (const s of byKind(objects, 'Service')) {
+      const forDatabase = s === service;
+      expect(matches(s.spec.selector, pod.metadata.labels), s.metadata.name).toBe(forDatabase);
+      expect(matches(s.spec.selector, coordinatorPod.metadata.labels), s.metadata.name).toBe(!forDatabase);
+    }
+    expect(matches(byKind(objects, 'Deployment')[0]!.spec.selector.matchLabels, pod.metadata.labels)).toBe(false);
+    expect(matches(statefulSet!.spec.selector.matchLabels, coordinatorPod.metadata.labels)).toBe(false);
+    expect(statefulSet!.spec.volumeClaimTemplates).toEqual([
+      { metadata: { name: 'data', labels: pod.metadata.labels }, spec: { accessModes: ['ReadWriteOnce'], resources: { requests: { storage: '20Gi' } } } },
+    ]);
+    const withClass = byKind(renderChart({ postgresql: { persistence: { storageClassName: 'fast-ssd', size: '50Gi' } } }).objects, 'StatefulSet')[0]!;
+    expect(withClass.spec.volumeClaimTemplates[0].spec).toMatchObject({ storageClassName: 'fast-ssd', resources: { requests: { storage: '50Gi' } } });
+  });
+
+  it('PostgreSQL: non-root (uid 999), read-only root with emptyDirs, probed by pg_isready, with resources', () => {
+    const pod = podOf(renderChart().objects, 'StatefulSet').spec;
+    expect(pod.securityContext).toMatchObject({ runAsNonRoot: true, runAsUser: 999, runAsGroup: 999, fsGroup: 999, seccompProfile: { type: 'RuntimeDefault' } });
+    expect(pod.automountServiceAccountToken).toBe(false);
+    const [container] = pod.containers;
+    expect(container.image).toBe('registry.example.org/federa/postgres:17-bookworm');
+    expect(container.securityContext).toMatchObject({
+      runAsNonRoot: true,
+      runAsUser: 999,
+      readOnlyRootFilesystem: true,
+      allowPrivilegeEscalation: false,
+      privileged: false,
+      capabilities: { drop: ['ALL'] },
+    });
+    const mounts = Object.fromEntries((container.volumeMounts as { name: string; mountPath: string }[]).map((m) => [m.mountPath, m.name]));
+    expect(mounts).toEqual({ '/var/lib/postgresql/data': 'data', '/var/run/postgresql': 'run', '/tmp': 'tmp', '/dev/shm': 'shm' });
+    const volumes = Object.fromEntries((pod.volumes as { name: string }[]).map((v) => [v.name, v]));
+    for (const name of ['run', 'tmp', 'shm']) expect(volumes[name], name).toMatchObject({ emptyDir: { medium: 'Memory' } });
+    expect(volumes.data).toBeUndefined(); // the claim template provides it
+    const env = Object.fromEntries((container.env as EnvVar[]).map((e) => [e.name, e]));
+    expect(env.POSTGRES_PASSWORD).toEqual({ name: 'POSTGRES_PASSWORD', valueFrom: { secretKeyRef: { name: 'federa-postgresql', key: 'password' } } });
+    expect(env.POSTGRES_USER?.value).toBe('federa');
+    expect(env.POSTGRES_DB?.value).toBe('federa');
+    expect(env.PGDATA?.value).toMatch(/^\/var\/lib\/postgresql\/data\/[^/]+$/); // below the mount point (lost+found)
+    const isReady = ['pg_isready', '-h', '127.0.0.1', '-p', '5432', '-U', 'federa', '-d', 'federa'];
+    for (const probe of ['startupProbe', 'livenessProbe', 'readinessProbe']) expect(container[probe].exec.command, probe).toEqual(isReady);
+    expect(container.livenessProbe).toMatchObject({ periodSeconds: 15, timeoutSeconds: 5, failureThreshold: 4 });
+    expect(container.ports).toEqual([{ name: 'postgresql', containerPort: 5432, protocol: 'TCP' }]);
+    expect(container.resources).toEqual({ requests: { cpu: '250m', memory: '512Mi' }, limits: { cpu: '2', memory: '2Gi' } });
+  });
+
+  it('the coordinator composes DATABASE_URL from the Service name, user, database and the password Secret', () => {
+    const { objects } = renderChart({ postgresql: { username: 'fl', database: 'consortium', auth: { existingSecret: 'pg-auth', secretKey: 'pw' } } });
+    const pod = podOf(objects, 'Deployment').spec;
+    const env = pod.containers[0].env as EnvVar[];
+    const password = env.findIndex((e) => e.name === 'POSTGRES_PASSWORD');
+    const url = env.findIndex((e) => e.name === 'DATABASE_URL');
+    expect(env[password]).toEqual({ name: 'POSTGRES_PASSWORD', valueFrom: { secretKeyRef: { name: 'pg-auth', key: 'pw' } } });
+    // $(VAR) expands only variables defined before it.
+    expect(password).toBeGreaterThanOrEqual(0);
+    expect(password).toBeLessThan(url);
+    expect(env[url]!.valueFrom).toBeUndefined();
+    // What the container sees once Kubernetes expands it, with a password as the NOTES make it (hex).
+    const secret = 'a3f9'.repeat(16);
+    const parsed = new URL(expandEnv(env, { POSTGRES_PASSWORD: secret }).DATABASE_URL!);
+    expect(parsed.protocol).toBe('postgresql:');
+    expect([parsed.username, parsed.password, parsed.hostname, parsed.port, parsed.pathname]).toEqual(['fl', secret, 'fed-federa-coordinator-postgresql', '5432', '/consortium']);
+    expect(parsed.searchParams.get('sslmode')).toBe('disable');
+    expect(byKind(objects, 'Service').find((s) => s.metadata.name === parsed.hostname)?.spec.ports[0].port).toBe(5432);
+    // It waits for the database with pg_isready, as the database's non-root user.
+    const [wait] = pod.initContainers;
+    expect(wait.image).toBe('registry.example.org/federa/postgres:17-bookworm');
+    expect(wait.command.join(' ')).toContain('pg_isready -q -t 5 -h fed-federa-coordinator-postgresql -p 5432');
+    expect(wait.securityContext).toMatchObject({ runAsNonRoot: true, readOnlyRootFilesystem: true, capabilities: { drop: ['ALL'] } });
+    expect(wait.resources.limits).toBeDefined();
+  });
+
+  it('database.existingSecret wins over postgresql.enabled: no in-chart database, the URL from that Secret', () => {
+    const { objects, notes } = renderChart({ database: { existingSecret: 'federa-database' }, postgresql: { enabled: true } });
+    expect(byKind(objects, 'StatefulSet')).toEqual([]);
+    expect(objects.map((o) => o.metadata.name)).not.toContain('fed-federa-coordinator-postgresql');
+    const pod = podOf(objects, 'Deployment').spec;
+    expect(pod.initContainers).toBeUndefined();
+    const env = pod.containers[0].env as EnvVar[];
+    expect(env.filter((e) => e.name === 'DATABASE_URL')).toEqual([{ name: 'DATABASE_URL', valueFrom: { secretKeyRef: { name: 'federa-database', key: 'url' } } }]);
+    expect(env.map((e) => e.name)).not.toContain('POSTGRES_PASSWORD');
+    expect(notes).toContain('an existing PostgreSQL, its URL in the Secret federa-database');
+    expect(notes).not.toContain('federa-postgresql');
+  });
+
+  /** Literal credentials in rendered text: a URL with a password, or a secret-looking env var with a value. */
+  const credentialsIn = (text: string): string[] => {
+    const found: string[] = [];
+    for (const m of text.matchAll(/postgres(?:ql)?:\/\/[^:@\s/'"]+:([^@\s'"]*)@/g)) if (m[1] !== '$(POSTGRES_PASSWORD)' && m[1] !== '...') found.push(m[0]); // '...': a placeholder in a comment
+    for (const doc of parseAllDocuments(text)) {
+      const visit = (node: unknown): void => {
+        if (Array.isArray(node)) node.forEach(visit);
+        else if (node && typeof node === 'object') {
+          const o = node as Record<string, unknown>;
+          if (typeof o.name === 'string' && /PASSWORD|SECRET|TOKEN|KEY/i.test(o.name) && 'value' in o) found.push(`${o.name}=${String(o.value)}`);
+          for (const [k, v] of Object.entries(o)) {
+            if (/^(password|passwd|token)$/i.test(k) && typeof v === 'string' && v !== '') found.push(`${k}: ${v}`);
+            visit(v);
+          }
+        }
+      };
+      visit(doc.toJS());
+    }
+    return found;
+  };
+
+  it('no password or token is in the values or in any rendered manifest, whichever database is chosen', () => {
+    // The check itself finds what it looks for.
+    expect(credentialsIn('url: postgresql://federa:hunter2@db:5432/federa')).toHaveLength(1);
+    expect(credentialsIn('env:\n  - name: POSTGRES_PASSWORD\n    value: hunter2\n')).toHaveLength(1);
+    expect(credentialsIn('stringData:\n  password: hunter2\n')).toHaveLength(1);
+    expect(credentialsIn('value: "postgresql://federa:$(POSTGRES_PASSWORD)@db:5432/federa"')).toEqual([]);
+    expect(credentialsIn(read(join(chartDir, 'values.yaml')))).toEqual([]);
+    for (const overrides of [{}, { postgresql: { enabled: false } }, { database: { existingSecret: 'federa-database' } }, { metrics: { serviceMonitor: { enabled: true } } }] as Values[]) {
+      const { texts, notes } = renderChart(overrides);
+      for (const text of texts) expect(credentialsIn(text), JSON.stringify(overrides)).toEqual([]);
+      expect(notes).not.toMatch(/postgres(?:ql)?:\/\/[^:@\s/]+:[^@\s$]+@/);
+    }
+  });
+
+  it('NOTES.txt renders and documents the kit Secret, the database password Secret and the first admin token', () => {
     const { notes } = renderChart();
     expect(notes).not.toContain('{{');
     expect(notes).toContain('create secret generic federa-coordinator-kit --from-file=kits/coordinator/');
+    expect(notes).toContain('create secret generic federa-postgresql --from-literal=password="$(openssl rand -hex 32)"');
     expect(notes).toContain('federa token create --role admin');
     expect(notes).toContain('exec deploy/fed-federa-coordinator');
+  });
+
+  it('NOTES.txt: with the embedded database, the admin token is made offline with --data-dir on the stopped coordinator\'s claim', () => {
+    const { notes } = renderChart({ postgresql: { enabled: false } });
+    expect(notes).not.toContain('exec deploy/');
+    expect(notes).not.toContain('federa-postgresql');
+    expect(notes).toContain('scale deploy/fed-federa-coordinator --replicas=0');
+    const overrides = /--overrides='([^']+)'/.exec(notes)?.[1];
+    const pod = JSON.parse(overrides!) as { spec: { containers: { command: string[]; volumeMounts: { mountPath: string }[] }[]; volumes: { persistentVolumeClaim: { claimName: string } }[] } };
+    const [container] = pod.spec.containers;
+    expect(container!.command.slice(0, 3)).toEqual(['/opt/federa/node_modules/.bin/federa', 'token', 'create']);
+    expect(container!.command.slice(container!.command.indexOf('--data-dir'))).toEqual(['--data-dir', '/var/lib/federa-coordinator']);
+    expect(container!.volumeMounts[0]!.mountPath).toBe('/var/lib/federa-coordinator');
+    expect(pod.spec.volumes[0]!.persistentVolumeClaim.claimName).toBe('fed-federa-coordinator-data');
+    expect(renderChart({ postgresql: { enabled: false }, persistence: { enabled: false } }).notes).toContain('no admin token can be made offline');
+  });
+
+  it('the token commands in NOTES.txt use only flags that `federa token create --help` documents', async () => {
+    const { stdout } = await run(bundledNode, [join(root, 'node_modules', '.bin', 'federa'), 'token', 'create', '--help']);
+    const flags = new Set<string>();
+    for (const overrides of [{}, { postgresql: { enabled: false } }] as Values[]) {
+      const { notes } = renderChart(overrides);
+      const text = notes.replace(/\\\n\s*/g, ' ').replace(/","/g, ' ');
+      for (const m of text.matchAll(/federa["\s]+token\s+create\s+([^\n]*)/g)) for (const f of m[1]!.match(/--[a-z-]+/g) ?? []) flags.add(f);
+    }
+    expect([...flags].sort()).toEqual(['--data-dir', '--name', '--role']);
+    // The sentence naming the offline flags, too.
+    expect(renderChart().notes).toContain('(--database-url, or DATABASE_URL from the environment; --data-dir for the embedded one)');
+    for (const flag of [...flags, '--database-url']) expect(stdout).toContain(`${flag} <`);
+  });
+
+  it('the renderer refuses what the chart does not use (so an unsupported construct cannot slip through)', () => {
+    const ctx: Context = { Values: { a: 'x' }, Release: { Name: 'r', Namespace: 'n', Service: 'Helm' }, Chart: { Name: 'c', Version: '1', AppVersion: '1' } };
+    for (const source of ['{{ default "y" .Values.a }}', '{{ .Values.a | b64enc }}', '{{ if .Values.a }}1{{ else if .Values.a }}2{{ end }}', '{{ range .Values.a }}{{ end }}', '{{ printf "%s" .Values.a }}', '{{ .Values.b }}', '{{ if .Values.a }}']) {
+      expect(() => renderNodes(parseTemplate(source), ctx, new Map()), source).toThrow();
+    }
+    expect(renderNodes(parseTemplate('{{ if not .Values.a }}1{{ else }}{{ .Values.a | quote }}{{ end }}'), ctx, new Map())).toBe('"x"');
   });
 });
 
