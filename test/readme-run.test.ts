@@ -276,18 +276,21 @@ const RULES: Rule[] = [
   { match: /^sudo useradd /, skip: ROOT_ONLY },
   { match: /^sudo mkdir -p \/opt\/federa /, skip: ROOT_ONLY },
   { match: /^sudo git clone /, skip: 'clones from the hospital\'s own mirror; this test runs in the clone CI made, after its `npm ci` and build' },
-  { match: /^cd \/opt\/federa && npm ci && npm run build/, skip: 'the same install .ci/run does on a clean clone before the tests' },
+  { match: /^cd \/opt\/federa && sudo npm ci && sudo npm run build/, skip: 'the same install .ci/run does on a clean clone before the tests' },
+  { match: /^sudo install -o federa -m 0400 (pacs-password\.txt|labels\.csv) /, skip: `${ROOT_ONLY}; the test writes the PACS password and the labels (keyed by SOP Instance UID) itself` },
   { match: /^sudo cp deploy\/systemd\/federa-site\.service/, skip: ROOT_ONLY },
   {
     match: /^sudo cp -r hospital-a-kit \/etc\/federa\/kit/,
     world: 'pacs',
     replace: (ctx) => [
+      // Owned by the service's user, who exists only on a host where the block above ran as root.
+      [' && sudo chown -R federa: /etc/federa/kit', ''],
       ['hospital-a-kit', join(ctx.demo.dir, 'kits', 'sites', 'hospital-a')],
       [/\/etc\/federa/g, join(must(ctx.pacs, 'the PACS').dir, 'etc', 'federa')],
     ],
   },
   {
-    match: /^npx federa-site (init --kit \/etc\/federa\/kit|doctor --config \/etc\/federa\/site\.yaml|data scan --config \/etc\/federa\/site\.yaml)/,
+    match: /^sudo (-u federa )?npx federa-site (init --kit \/etc\/federa\/kit|doctor --config \/etc\/federa\/site\.yaml|data scan --config \/etc\/federa\/site\.yaml)/,
     world: 'pacs',
     replace: (ctx) => {
       const pacs = must(ctx.pacs, 'the PACS');
@@ -398,7 +401,7 @@ function rememberCliStudy(ctx: Context, stdout: string): void {
 const PRELUDE = `set -o pipefail
 npx() { case "$1" in federa|federa-site|federa-sim|federa-coordinator) local b="$1"; shift; "$FEDERA_BIN/$b" "$@";; *) echo "npx $1: not one of Federa's commands" >&2; return 127;; esac; }
 curl() { command curl --silent --show-error --fail-with-body "$@"; }
-sudo() { "$@"; }
+sudo() { if [ "$1" = "-u" ]; then shift 2; fi; "$@"; }
 `;
 
 interface Background {
