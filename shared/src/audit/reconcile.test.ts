@@ -244,11 +244,21 @@ describe('reconcileLedger', () => {
     s.send('update', { round: 3, payload: 'update round 3', t: 100, audit: 'none' });
     const { ledger, audit } = s.build();
     const report = reconcileLedger(ledger, audit, {});
-    // Within the clock slack of the extract's end the coordinator should have it.
-    expect(report.missing).toEqual([expect.objectContaining({ ledgerLine: 9, kind: 'metrics' })]);
+    // Sent within the clock slack of the extract's end, after everything it holds: it may have arrived after the
+    // export, so it is not judged; one well after the end is not covered either.
+    expect(report.missing).toEqual([]);
     expect(report.notCovered).toEqual([
+      expect.objectContaining({ ledgerLine: 9, kind: 'metrics', reason: expect.stringMatching(/sent as the audit extract ends .* export again to judge it$/) }),
       expect.objectContaining({ ledgerLine: 10, kind: 'update', reason: expect.stringMatching(/after the audit extract ends \(its last record is at 2025-06-01T10:00:30.000Z\)$/) }),
     ]);
+
+    // A message the extract holds that was sent after the dropped one makes it missing, however close to the end.
+    const { s: dropped } = standard();
+    dropped.send('metrics', { round: 2, payload: 'metrics round 2', t: 29, audit: 'none' });
+    dropped.send('metrics', { round: 2, payload: 'validation round 2', t: 29.5 });
+    const droppedReport = reconcileLedger(dropped.build().ledger, dropped.build().audit, {});
+    expect(droppedReport.missing).toEqual([expect.objectContaining({ ledgerLine: 9, kind: 'metrics', reason: expect.stringMatching(/the coordinator has no record of it$/) })]);
+    expect(droppedReport.notCovered).toEqual([]);
 
     // An extract cut short leaves later messages and receipts unjudged.
     const early = reconcileLedger(ledger, audit.slice(0, 3), {});
@@ -258,7 +268,7 @@ describe('reconcileLedger', () => {
 
     // One that starts late leaves earlier messages unjudged too.
     const late = reconcileLedger(ledger, audit.slice(4), {});
-    expect(late.notCovered.map((item) => item.ledgerLine)).toEqual([2, 3, 10]);
+    expect(late.notCovered.map((item) => item.ledgerLine)).toEqual([2, 3, 9, 10]);
     expect(late.notCovered[0]!.reason).toMatch(/before the audit extract starts \(at seq 5, /);
   });
 

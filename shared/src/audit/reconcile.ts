@@ -262,7 +262,9 @@ export function reconcileLedger(ledger: LedgerEntry[], audit: AuditRecord[], opt
     else altered.push(alteredItem(message, found));
   }
 
-  const { missing, notCovered, auditRange } = classifyUnmatched(unmatched, audit);
+  const unanswered = new Set(unmatched);
+  const lastAnsweredSeq = Math.max(0, ...ledgerMessages.filter((m) => !unanswered.has(m)).map((m) => m.entry.seq));
+  const { missing, notCovered, auditRange } = classifyUnmatched(unmatched, audit, lastAnsweredSeq);
   const extra: ReconcileItem[] = accepted
     .filter((message) => !message.used)
     .map((message) => {
@@ -302,10 +304,16 @@ export function reconcileLedger(ledger: LedgerEntry[], audit: AuditRecord[], opt
   };
 }
 
-/** A ledger message with no audit record at all is missing, unless the extract does not reach its time. */
+/**
+ * A ledger message with no audit record at all is missing, unless the extract does not reach it: sent before the
+ * extract starts, or after every message the extract answers and at (or within the clock slack of) its end, as when
+ * a study still running sends metrics while the extract is being written. A later message that is in the extract
+ * makes an earlier one missing whatever the clocks say.
+ */
 function classifyUnmatched(
   unmatched: LedgerMessage[],
   audit: AuditRecord[],
+  lastAnsweredSeq: number,
 ): { missing: ReconcileItem[]; notCovered: ReconcileItem[]; auditRange: ReconcileReport['auditRange'] } {
   const missing: ReconcileItem[] = [];
   const notCovered: ReconcileItem[] = [];
@@ -328,8 +336,13 @@ function classifyUnmatched(
   const startMs = first.seq === 1 ? Number.NEGATIVE_INFINITY : Date.parse(first.at) - CLOCK_SLACK_MS;
   for (const m of unmatched) {
     const at = Date.parse(m.entry.at);
-    if (at > lastMs + CLOCK_SLACK_MS) {
+    const inTail = m.entry.seq > lastAnsweredSeq;
+    if (inTail && at > lastMs + CLOCK_SLACK_MS) {
       notCovered.push(ledgerItem(m, null, `${describe(m)}; after the audit extract ends (its last record is at ${lastAt})`));
+    } else if (inTail && at > lastMs - CLOCK_SLACK_MS) {
+      notCovered.push(
+        ledgerItem(m, null, `${describe(m)}; sent as the audit extract ends (its last record is at ${lastAt}) and after every message it holds: export again to judge it`),
+      );
     } else if (at < startMs) {
       notCovered.push(ledgerItem(m, null, `${describe(m)}; before the audit extract starts (at seq ${first.seq}, ${first.at})`));
     } else {
