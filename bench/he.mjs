@@ -3,7 +3,7 @@
 // 100k, 1M and 10M-parameter models summed over a few sites. Run after `npx tsc -b shared`:
 //   node bench/he.mjs [--sites 3] [--sizes 100000,1000000,10000000] [--out bench/results/he.json]
 // Writes bench/results/he.json and prints one line per size. Times are medians over the repetitions;
-// encrypt and decrypt are timed on all cores (CkksWorkerPool) and on one thread.
+// encrypt and decrypt (and every multiparty operation) are timed on all cores (CkksWorkerPool) and on one thread.
 import { mkdir, writeFile } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
 import { dirname, resolve } from 'node:path';
@@ -143,83 +143,111 @@ for (const params of sizes) {
   );
 }
 
-await pool?.close();
 context.dispose();
 
-// Multiparty mode (shared/src/ckks/multiparty): keys no single party holds. One thread, the protocol's own
-// pure-TypeScript arithmetic; bytes are the wire forms' real sizes (c0 and the share rounded, c1 and sums as residues).
+// Multiparty mode (shared/src/ckks/multiparty): keys no single party holds, the protocol's own pure-TypeScript
+// arithmetic on the blobs as they travel. Each operation runs on the worker pool's threads (the *Threaded functions,
+// as the site agent and the coordinator call them) and on one thread; the two must agree byte for byte, so the same
+// seeds go into both. Bytes per parameter are the wire forms' sizes (c0 and the share rounded, c1 and sums as residues).
 const mp = await import(resolve(here, '../shared/dist/ckks/multiparty/index.js'));
 const mpParams = mp.deriveMultipartyParameters();
 const ring = mp.ringOf(mpParams);
-const randomStream = (label) => new mp.SeededStream(globalThis.crypto.getRandomValues(new Uint8Array(32)), label);
+const randomSeed = () => globalThis.crypto.getRandomValues(new Uint8Array(32));
 const a = mp.commonPolynomial(ring, new Uint8Array(32).fill(1), { studyId: '00000000-0000-4000-8000-000000000000', epoch: 1 });
-const keyShares = Array.from({ length: sites }, () => mp.keyShare(ring, a, randomStream('key')));
-const collective = mp.collectivePublicKey(ring, keyShares.map((k) => k.publicShare));
-const modelKey = mp.sampleTernary(ring, randomStream('model-key'));
+const keyShares = Array.from({ length: sites }, () => mp.keyShare(ring, a, new mp.SeededStream(randomSeed(), 'key')));
+const collective = { p: mp.collectivePublicKey(ring, keyShares.map((k) => k.publicShare)), a };
+const modelKey = mp.sampleTernary(ring, new mp.SeededStream(randomSeed(), 'model-key'));
+// Every vector of a benchmark is large enough for the threads: no minimum.
+const threading = pool ? { threads, pool: () => Promise.resolve(pool), minCiphertexts: 1 } : undefined;
 const mpSizes = sizes.filter((n) => n <= Number(process.env.FEDERA_BENCH_MULTIPARTY_MAX ?? 10_000_000));
+
+/** Runs `op` on the threads and on one thread; returns the result and both times, after checking they agree. */
+async function both(name, op) {
+  const pooled = await timed(() => op(threading));
+  const single = await timed(() => op(undefined));
+  const bytes = (r) => (r instanceof Float64Array ? new Uint8Array(r.buffer) : r);
+  const same = [pooled.result].flat().every((r, i) => Buffer.from(bytes(r)).equals(Buffer.from(bytes([single.result].flat()[i]))));
+  if (!same) throw new Error(`multiparty ${name}: the threads' result differs from one thread's`);
+  return { result: single.result, seconds: pooled.seconds, oneThread: single.seconds };
+}
+
+/** Every operation of a round, on the threads and on one thread: the times, and the decrypted sum. */
+async function multipartyRound(vectors) {
+  const header = { epoch: 1, valueCount: vectors[0].length };
+  const encryptSeeds = vectors.map(() => randomSeed());
+  const encrypt = await both('encrypt', (t) =>
+    Promise.all(vectors.map((v, i) => mp.encryptUpdateThreaded(ring, mpParams, collective, header.epoch, v, new mp.SeededStream(encryptSeeds[i], 'enc'), t))),
+  );
+  const updates = encrypt.result;
+  const sum = await both('sum', async (t) => {
+    const s = await mp.sumUpdatesThreaded(ring, mpParams, header, updates, t);
+    return [s.c0, s.c1];
+  });
+  const [c0, c1] = sum.result;
+  const shareSeeds = keyShares.map(() => randomSeed());
+  const share = await both('key-switching share', (t) =>
+    Promise.all(keyShares.map((k, i) => mp.shareForSumThreaded(ring, mpParams, k.secret, i === 0 ? modelKey : null, c1, new mp.SeededStream(shareSeeds[i], 'switch'), t))),
+  );
+  const shares = share.result;
+  const switched = await both('switch', (t) => mp.switchedModelThreaded(ring, mpParams, header, c0, c1, shares, t));
+  const decrypt = await both('decrypt', (t) => mp.decryptModelThreaded(ring, mpParams, switched.result, modelKey, { epoch: header.epoch }, t));
+  // The coordinator's part: summing the updates and switching the sum with the shares.
+  const aggregate = { seconds: sum.seconds + switched.seconds, oneThread: sum.oneThread + switched.oneThread };
+  return { encrypt, aggregate, share, decrypt, sumValues: decrypt.result };
+}
+
+// Untimed: the threads and this one build the ring's tables and compile every operation once.
+if (mpSizes.length > 0) await multipartyRound(Array.from({ length: sites }, (_, k) => siteVector(4 * ring.n, weights[k % weights.length], 1000 + k)));
+
 for (const params of mpSizes) {
   const vectors = Array.from({ length: sites }, (_, k) => siteVector(params, weights[k % weights.length], 1000 + k));
   const plainSum = new Float64Array(params + 1);
   for (const v of vectors) for (let i = 0; i <= params; i++) plainSum[i] += v[i];
-  const n = ring.n;
-  const count = Math.ceil((params + 1) / n);
-  const chunk = (v, c) => v.subarray(c * n, Math.min((c + 1) * n, params + 1));
-  const bytes = { c1: mp.residueBytes(ring) };
-  const t = { encrypt: 0, aggregate: 0, share: 0, decrypt: 0 };
-  const sumValues = new Float64Array(params + 1);
+  const rounds = [];
+  for (let rep = 0; rep < repetitionsFor(params); rep++) rounds.push(await multipartyRound(vectors));
+  // Medians over the repetitions, on the threads and on one thread.
+  const medians = (op) => ({ seconds: median(rounds.map((r) => r[op].seconds)), oneThread: median(rounds.map((r) => r[op].oneThread)) });
+  const [encrypt, aggregate, share, decrypt] = ['encrypt', 'aggregate', 'share', 'decrypt'].map(medians);
+  const { sumValues } = rounds[0];
+  // Per ciphertext: what one site sends (its update and its share, c0 and the share only for the values used) and
+  // downloads (the summed c1 for its share, and the switched c0).
   let uploadBytes = 0;
   let downloadBytes = 0;
-  for (let c = 0; c < count; c++) {
-    let started = performance.now();
-    const cts = vectors.map((v) => mp.encrypt(ring, mpParams, { p: collective, a }, chunk(v, c), randomStream('enc')));
-    // What one site sends: its ciphertext packed as it travels (c0 and the share only for the values used).
-    const used = chunk(plainSum, c).length;
-    const out = new Uint8Array(mp.roundedBytes(ring, mpParams.droppedBits.c0, used) + bytes.c1);
-    mp.packResidues(ring, cts[0].c1, out, mp.packRounded(ring, cts[0].c0, mpParams.droppedBits.c0, out, 0, used));
-    t.encrypt += performance.now() - started;
-    started = performance.now();
-    const sum = mp.addCiphertexts(ring, cts);
-    t.aggregate += performance.now() - started;
-    started = performance.now();
-    const shares = keyShares.map((k, i) => mp.keySwitchShare(ring, mpParams, k.secret, i === 0 ? modelKey : null, sum.c1, randomStream('switch')));
-    const shareOut = new Uint8Array(mp.roundedBytes(ring, mpParams.droppedBits.share, used));
-    mp.packRounded(ring, shares[0], mpParams.droppedBits.share, shareOut, 0, used);
-    t.share += performance.now() - started;
-    started = performance.now();
-    const switched = mp.applyKeySwitch(ring, sum, shares);
-    t.aggregate += performance.now() - started;
-    started = performance.now();
-    const values = mp.decrypt(ring, mpParams, switched, modelKey, chunk(plainSum, c).length);
-    t.decrypt += performance.now() - started;
-    sumValues.set(values, c * n);
-    uploadBytes += out.length + shareOut.length;
-    downloadBytes += bytes.c1 + mp.roundedBytes(ring, mpParams.droppedBits.c0, used);
+  for (let used = params + 1; used > 0; used -= ring.n) {
+    const n = Math.min(ring.n, used);
+    uploadBytes += mp.roundedBytes(ring, mpParams.droppedBits.c0, n) + mp.residueBytes(ring) + mp.roundedBytes(ring, mpParams.droppedBits.share, n);
+    downloadBytes += mp.residueBytes(ring) + mp.roundedBytes(ring, mpParams.droppedBits.c0, n);
   }
   let maxAbsError = 0;
   for (let i = 0; i < params; i++) maxAbsError = Math.max(maxAbsError, Math.abs(sumValues[i] / sumValues[params] - plainSum[i] / plainSum[params]));
-  const s = (ms) => ms / 1000;
   runs.push({
     mode: 'multiparty',
     params,
     sites,
     uploadBytesPerParam: uploadBytes / params,
     downloadBytesPerParam: downloadBytes / params,
-    encryptParamsPerSec: (params * sites) / s(t.encrypt),
-    aggregateParamsPerSec: (params * sites) / s(t.aggregate),
-    keySwitchParamsPerSec: (params * sites) / s(t.share),
-    decryptParamsPerSec: params / s(t.decrypt),
+    encryptParamsPerSec: (params * sites) / encrypt.seconds,
+    aggregateParamsPerSec: (params * sites) / aggregate.seconds,
+    keySwitchParamsPerSec: (params * sites) / share.seconds,
+    decryptParamsPerSec: params / decrypt.seconds,
     maxAbsError,
-    threads: 1,
-    repetitions: 1,
+    threads: pool ? threads : 1,
+    encryptParamsPerSecOneThread: (params * sites) / encrypt.oneThread,
+    aggregateParamsPerSecOneThread: (params * sites) / aggregate.oneThread,
+    keySwitchParamsPerSecOneThread: (params * sites) / share.oneThread,
+    decryptParamsPerSecOneThread: params / decrypt.oneThread,
+    repetitions: repetitionsFor(params),
   });
   const r = runs.at(-1);
+  const rate = (x, x1) => `${(x / 1e6).toFixed(3)} M/s (1 thread ${(x1 / 1e6).toFixed(3)})`;
   console.error(
     `${String(params).padStart(9)} params x ${sites} sites, multiparty: upload ${r.uploadBytesPerParam.toFixed(3)} B/param (update and share), ` +
-      `download ${r.downloadBytesPerParam.toFixed(3)} B/param, encrypt ${(r.encryptParamsPerSec / 1e6).toFixed(3)} M/s, ` +
-      `aggregate ${(r.aggregateParamsPerSec / 1e6).toFixed(2)} M/s, key switch ${(r.keySwitchParamsPerSec / 1e6).toFixed(3)} M/s, ` +
-      `decrypt ${(r.decryptParamsPerSec / 1e6).toFixed(3)} M/s (one thread), max FedAvg error ${r.maxAbsError.toExponential(2)}`,
+      `download ${r.downloadBytesPerParam.toFixed(3)} B/param, encrypt ${rate(r.encryptParamsPerSec, r.encryptParamsPerSecOneThread)}, ` +
+      `aggregate ${rate(r.aggregateParamsPerSec, r.aggregateParamsPerSecOneThread)}, key switch ${rate(r.keySwitchParamsPerSec, r.keySwitchParamsPerSecOneThread)}, ` +
+      `decrypt ${rate(r.decryptParamsPerSec, r.decryptParamsPerSecOneThread)}, ${r.threads} threads, max FedAvg error ${r.maxAbsError.toExponential(2)}`,
   );
 }
+await pool?.close();
 
 const p = DEFAULT_CKKS_PARAMETERS;
 const results = {

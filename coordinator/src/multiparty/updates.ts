@@ -1,11 +1,12 @@
 import {
+  checkUpdateThreaded,
   contributionStatementSchema,
-  decodeCiphertexts,
   federation,
   MultipartyPayloadError,
   parseStatementJson,
   siteSignatureProblem,
   type MultipartySetup,
+  type MultipartyThreading,
 } from '@federa/shared';
 import { FederationError, GrpcStatus } from '../federation/federation-error.js';
 import type { MultipartyTrust } from './key-epochs.js';
@@ -18,14 +19,16 @@ export type StoredContribution = federation.SignedContribution;
  * residue in range, and the signed contribution statement names the uploading site, this study, round and epoch, the
  * consortium's parameters and exactly these bytes, under a certificate the consortium CA issued to that site and did
  * not revoke. Members check the same statements before they help decrypt a sum, so the coordinator keeps them.
+ * A large update's residues are checked on `threading`'s worker threads.
  */
-export function checkMultipartyUpdate(
+export async function checkMultipartyUpdate(
   setup: MultipartySetup,
   trust: MultipartyTrust,
   bytes: Uint8Array,
   expect: { siteId: string; studyId: string; round: number; epoch: number; valueCount: number; sha256: string },
   contribution: federation.SignedContribution | undefined,
-): StoredContribution {
+  threading?: MultipartyThreading,
+): Promise<StoredContribution> {
   const refuse = (why: string): never => {
     throw new FederationError(GrpcStatus.INVALID_ARGUMENT, `multiparty update refused: ${why}`);
   };
@@ -44,7 +47,7 @@ export function checkMultipartyUpdate(
   const problem = siteSignatureProblem(s, contribution, trust);
   if (problem) refuse(`the contribution statement: ${problem}`);
   try {
-    decodeCiphertexts(setup.ring, setup.params, 'update', bytes, { epoch: expect.epoch, valueCount: expect.valueCount });
+    await checkUpdateThreaded(setup.ring, setup.params, bytes, { epoch: expect.epoch, valueCount: expect.valueCount }, threading);
   } catch (error) {
     if (error instanceof MultipartyPayloadError) refuse(`${error.code}: ${error.message}`);
     throw error;

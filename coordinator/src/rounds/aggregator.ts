@@ -1,5 +1,5 @@
 import { Inject, Injectable } from '@nestjs/common';
-import { applyAggregate, bytesToFloat32, float32ToBytes, UpdateAccumulator } from '@federa/shared';
+import { applyAggregate, bytesToFloat32, float32ToBytes, UpdateAccumulator, type MultipartyThreading } from '@federa/shared';
 import { BLOB_STORE } from '../app/tokens.js';
 import type { BlobStore } from '../blobs/index.js';
 import { EncryptedAggregation } from './encrypted-aggregation.js';
@@ -32,6 +32,11 @@ export class Aggregator {
     const sum = await this.blobs.put(new Uint8Array(accumulator.sum.buffer));
     const model = await this.blobs.put(float32ToBytes(applyAggregate(base, accumulator.sum, cohortSize)));
     return { kind: 'weights', model, sum, sites: accumulator.count };
+  }
+
+  /** Where multiparty sums and switches run: the encrypted aggregation's worker threads. */
+  multipartyThreading(): MultipartyThreading {
+    return this.encrypted.multipartyThreading();
   }
 
   /** A round that ended holds no running sum any more. */

@@ -1,5 +1,5 @@
 import { Inject, Injectable, type OnApplicationShutdown } from '@nestjs/common';
-import { ckksKeyIdOf, CkksContext, CkksError, CkksWorkerPool, createLogger, type ParallelAccumulator } from '@federa/shared';
+import { ckksKeyIdOf, CkksContext, CkksError, CkksWorkerPool, createLogger, type MultipartyThreading, type ParallelAccumulator } from '@federa/shared';
 import { CKKS_PUBLIC_PARAMS, COORDINATOR_CONFIG } from '../app/tokens.js';
 import type { CoordinatorConfig } from '../config/index.js';
 import { FederationError, GrpcStatus } from '../federation/federation-error.js';
@@ -122,6 +122,14 @@ export class EncryptedAggregation implements OnApplicationShutdown {
     return (await this.contextOrThrow()).updatePayloadBytes(vectorLength);
   }
 
+  /**
+   * Where multiparty updates are checked, summed and switched: this pool's threads (multiparty needs no kit), started
+   * by the first vector large enough to need them.
+   */
+  multipartyThreading(): MultipartyThreading {
+    return { threads: this.config.aggregationThreads, pool: () => this.workers() };
+  }
+
   /** Values each ciphertext carries (N): with the contribution tags, what an update's length is made of. */
   async valuesPerCiphertext(): Promise<number> {
     return (await this.contextOrThrow()).valuesPerCiphertext;
@@ -148,6 +156,10 @@ export class EncryptedAggregation implements OnApplicationShutdown {
 
   private poolOrThrow(): Promise<CkksWorkerPool> {
     this.key();
+    return this.workers();
+  }
+
+  private workers(): Promise<CkksWorkerPool> {
     this.pool ??= CkksWorkerPool.create({ threads: this.config.aggregationThreads });
     return this.pool;
   }

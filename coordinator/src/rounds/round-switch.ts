@@ -6,8 +6,8 @@ import {
   parameterCount,
   payloadBytes,
   sha256Hex,
-  sumUpdates,
-  switchedModel,
+  sumUpdatesThreaded,
+  switchedModelThreaded,
   taggedLength,
   type StudyDefinition,
 } from '@federa/shared';
@@ -68,7 +68,7 @@ export class RoundSwitching {
     const header = { epoch, valueCount: this.valueCount(def, round.assignedSites) };
     const updates: Uint8Array[] = [];
     for (const receipt of round.receipts) updates.push(await blobs.get(receipt.sha256));
-    const sum = sumUpdates(ring, params, header, updates);
+    const sum = await sumUpdatesThreaded(ring, params, header, updates, this.ctx.aggregator.multipartyThreading());
     const c0 = await blobs.put(sum.c0);
     const c1 = await blobs.put(sum.c1);
     const deadlineAt = new Date(Date.now() + def.roundTimeoutSeconds * 1000);
@@ -200,7 +200,8 @@ export class RoundSwitching {
     const header = { epoch, valueCount: this.valueCount(definitionOf(round.study), round.assignedSites) };
     const shares: Uint8Array[] = [];
     for (const member of [...round.assignedSites].sort()) shares.push(await blobs.get(round.keySwitchShares.find((s) => s.siteId === member)!.shareSha256));
-    const model = switchedModel(ring, params, header, await blobs.get(round.sumC0Sha256), await blobs.get(round.sumC1Sha256), shares);
+    const [c0, c1] = [await blobs.get(round.sumC0Sha256), await blobs.get(round.sumC1Sha256)];
+    const model = await switchedModelThreaded(ring, params, header, c0, c1, shares, this.ctx.aggregator.multipartyThreading());
     const blob = await blobs.put(model);
     log.info({ studyId: round.studyId, round: round.number, epoch }, 'every member sent its share; the sum is switched to the epoch\'s model key');
     this.ctx.steps.cancel(timerKey.deadline(round.id));

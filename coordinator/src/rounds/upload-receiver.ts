@@ -182,12 +182,13 @@ export class UploadReceiver {
     if (header.encoding === federation.UpdateEncoding.UPDATE_ENCODING_MULTIPARTY) {
       try {
         if (target.keyEpoch === null) throw new FederationError(GrpcStatus.FAILED_PRECONDITION, `round ${header.round} of study ${target.studyId} has no key epoch`);
-        const contribution = checkMultipartyUpdate(
+        const contribution = await checkMultipartyUpdate(
           this.epochs.setup(),
           this.epochs.trust(),
           await this.blobs.get(blob.sha256),
           { siteId, studyId: target.studyId, round: header.round, epoch: target.keyEpoch, valueCount: target.vectorLength, sha256: blob.sha256 },
           header.contribution,
+          this.encrypted.multipartyThreading(),
         );
         return { blob, startedAt, endedAt, contribution };
       } catch (error) {

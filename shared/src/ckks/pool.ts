@@ -4,6 +4,8 @@ import { EncryptedSum, type ExpectedUpdate } from './accumulator.js';
 import { CkksContext } from './context.js';
 import { CkksError, type CkksErrorCode } from './errors.js';
 import { readKeyHeader } from './keys.js';
+import { MultipartyPayloadError, type PayloadErrorCode } from './multiparty/payload.js';
+import type { MultipartyRange } from './multiparty/ranges.js';
 import { parametersFingerprint } from './params.js';
 import { sealPayload } from './payload.js';
 import type { RangeReply, RangeRequest } from './worker.js';
@@ -27,7 +29,7 @@ interface Pending {
  * Encrypts and decrypts large vectors on several threads (each SEAL call uses one core). Output is
  * byte-for-byte the format CkksContext produces and reads; small vectors gain nothing and can stay on
  * CkksContext. The coordinator sums on it too (createAccumulator): each thread checks and adds its own
- * range of every payload's ciphertexts into shared sums.
+ * range of every payload's ciphertexts into shared sums. Multiparty vectors use the same threads (multiparty/threads.ts).
  */
 export class CkksWorkerPool {
   private readonly pending = new Map<number, Pending>();
@@ -105,6 +107,11 @@ export class CkksWorkerPool {
     await this.spread(ciphertexts, (first, count) => ({ op: 'add', key, input: payload, first, count, sum0, sum1 }));
   }
 
+  /** @internal Multiparty work on ciphertexts 0..count-1 of a vector (in shared memory), one contiguous range per thread. */
+  async multipartyRanges(count: number, range: Omit<MultipartyRange, 'first' | 'count'>): Promise<void> {
+    await this.spread(count, (first, n) => ({ op: 'multiparty', range: { ...range, first, count: n } }));
+  }
+
   /** Stops the threads and frees the pool's SEAL objects. */
   async close(): Promise<void> {
     if (this.closed) return;
@@ -156,7 +163,7 @@ export class CkksWorkerPool {
     if (pending === undefined) return;
     this.pending.delete(reply.id);
     if (reply.ok) pending.resolve();
-    else pending.reject(reply.code !== undefined ? new CkksError(reply.code as CkksErrorCode, reply.message) : new Error(reply.message));
+    else pending.reject(errorOf(reply));
   }
 
   private fail(error: Error): void {
@@ -196,7 +203,7 @@ export class ParallelAccumulator extends EncryptedSum {
   private async addNow(payload: Uint8Array, expected: ExpectedUpdate | undefined): Promise<void> {
     const { header, identity } = this.admit(payload, expected);
     // Threads read the payload where it is when it already lives in shared memory (the caller may put it there).
-    const shared = payload.buffer instanceof SharedArrayBuffer ? payload : copyToShared(payload);
+    const shared = inSharedMemory(payload);
     await this.pool.checkPayloadRanges(shared, header.ciphertextCount, this.publicParams);
     const { sum0, sum1 } = this.sums(header, (words) => new Uint32Array(new SharedArrayBuffer(words * 4)));
     try {
@@ -209,7 +216,16 @@ export class ParallelAccumulator extends EncryptedSum {
   }
 }
 
-function copyToShared(payload: Uint8Array): Uint8Array {
+/** The error a thread threw, as the class the calling thread would have thrown. */
+function errorOf(reply: Extract<RangeReply, { ok: false }>): Error {
+  if (reply.name === 'MultipartyPayloadError' && reply.code !== undefined) return new MultipartyPayloadError(reply.code as PayloadErrorCode, reply.message);
+  if (reply.code !== undefined) return new CkksError(reply.code as CkksErrorCode, reply.message);
+  return reply.name === 'RangeError' ? new RangeError(reply.message) : new Error(reply.message);
+}
+
+/** @internal The bytes where every thread can read them: as they are when they already live in shared memory. */
+export function inSharedMemory(payload: Uint8Array): Uint8Array {
+  if (payload.buffer instanceof SharedArrayBuffer) return payload;
   const shared = new Uint8Array(new SharedArrayBuffer(payload.byteLength));
   shared.set(payload);
   return shared;

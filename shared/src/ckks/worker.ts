@@ -4,6 +4,8 @@ import { CkksContext } from './context.js';
 import { CkksError } from './errors.js';
 import { readKeyHeader } from './keys.js';
 import { parametersFingerprint } from './params.js';
+import { MultipartyPayloadError } from './multiparty/payload.js';
+import { runMultipartyRange, type MultipartyRange } from './multiparty/ranges.js';
 import { CiphertextReader } from './reader.js';
 
 /**
@@ -27,9 +29,12 @@ export type RangeRequest =
   /** Range-checks the coefficients of a payload's ciphertexts (the coordinator's public parameters name the context). */
   | { id: number; op: 'check'; key: Uint8Array; input: Uint8Array; first: number; count: number }
   /** Adds a checked payload's ciphertexts into their places in the shared sums. */
-  | { id: number; op: 'add'; key: Uint8Array; input: Uint8Array; first: number; count: number; sum0: Uint32Array; sum1: Uint32Array };
+  | { id: number; op: 'add'; key: Uint8Array; input: Uint8Array; first: number; count: number; sum0: Uint32Array; sum1: Uint32Array }
+  /** Multiparty work on a range of a vector's ciphertexts (multiparty/ranges.ts): pure TypeScript, no SEAL. */
+  | { id: number; op: 'multiparty'; range: MultipartyRange };
 
-export type RangeReply = { id: number; ok: true } | { id: number; ok: false; code: string | undefined; message: string };
+/** A failure names its class, so the pool throws the same kind of error the calling thread would have. */
+export type RangeReply = { id: number; ok: true } | { id: number; ok: false; name: string | undefined; code: string | undefined; message: string };
 
 const contexts = new Map<string, Promise<CkksContext>>();
 
@@ -69,6 +74,9 @@ async function run(request: RangeRequest): Promise<void> {
       addRange(context, request.input, context.checkPayload(request.input, undefined, false), request.first, request.count, request.sum0, request.sum1);
       return;
     }
+    case 'multiparty':
+      runMultipartyRange(request.range);
+      return;
   }
 }
 
@@ -81,7 +89,8 @@ if (port !== null) {
         port.postMessage({
           id: request.id,
           ok: false,
-          code: error instanceof CkksError ? error.code : undefined,
+          name: error instanceof Error ? error.name : undefined,
+          code: error instanceof CkksError || error instanceof MultipartyPayloadError ? error.code : undefined,
           message: error instanceof Error ? error.message : String(error),
         } satisfies RangeReply),
     );

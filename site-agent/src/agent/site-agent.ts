@@ -167,6 +167,7 @@ export class SiteAgent {
       await sleep(delay);
     }
     await this.queue;
+    await this.multiparty?.close();
     await statusServer?.close();
     this.client.close();
     if (this.ckks) (await this.ckks).context.dispose();

@@ -1,14 +1,14 @@
 import { randomBytes } from 'node:crypto';
+import { availableParallelism } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 import {
   canonicalJson,
   checkShareRequest,
+  CkksWorkerPool,
   createLogger,
-  decodeCiphertexts,
   decodePolys,
-  decryptVector,
-  encodeCiphertexts,
-  encryptVector,
+  decryptModelThreaded,
+  encryptUpdateThreaded,
   federation,
   keyShareStatementSchema,
   modelKeyOf,
@@ -22,12 +22,13 @@ import {
   sealEnvelope,
   SeededStream,
   sha256Hex,
-  shareForSum,
+  shareForSumThreaded,
   signContribution,
   signKeyShare,
   tagVector,
   verifyCollectiveKey,
   type MultipartySetup,
+  type MultipartyThreading,
   type SignedContribution,
   type SignedKeyShare,
 } from '@federa/shared';
@@ -44,6 +45,11 @@ export interface SiteIdentityKeys {
   caPem: string;
   certificatePem: string;
   privateKeyPem: string;
+}
+
+export interface MultipartyKeysOptions {
+  /** Threads that encrypt updates, compute key-switching shares and decrypt models of large vectors; the cores by default. */
+  threads?: number;
 }
 
 /** An epoch a member left or lost: the round runs again under a new one, so waiting for this one is pointless. */
@@ -68,6 +74,8 @@ export class MultipartyKeys {
   private readonly setup: MultipartySetup;
   /** The completion of each epoch this process is working on (shares, envelopes, model seed), by study and epoch. */
   private readonly completing = new Map<string, Promise<EpochSecret>>();
+  private readonly threading: MultipartyThreading;
+  private pool: Promise<CkksWorkerPool> | undefined;
 
   constructor(
     stateDir: string,
@@ -76,10 +84,21 @@ export class MultipartyKeys {
     private readonly outbound: Outbound,
     private readonly policy: SitePolicy,
     private readonly retry: CoordinatorRetry,
+    options: MultipartyKeysOptions = {},
   ) {
     this.secrets = new EpochSecrets(stateDir);
     this.shares = new KeySwitchShares(stateDir);
     this.setup = multipartySetup(identity.caPem);
+    const threads = options.threads ?? availableParallelism();
+    // Started by the first vector large enough to need it.
+    this.threading = { threads, pool: () => (this.pool ??= CkksWorkerPool.create({ threads })) };
+  }
+
+  /** Stops the worker threads, if any were started; a later vector starts them again. */
+  async close(): Promise<void> {
+    const pool = this.pool;
+    this.pool = undefined;
+    if (pool) await (await pool.catch(() => undefined))?.close();
   }
 
   /**
@@ -234,8 +253,8 @@ export class MultipartyKeys {
     const { publicKey: p } = this.verifyKey(task.studyId, task.keyEpoch, secret, state);
     const { a } = keyPairOf(this.setup, secret);
     const tagged = tagVector(vector, ring.n, multipartyTagKey(seedOf(secret)), { studyId: task.studyId, round: task.round }, this.identity.siteId);
-    const ciphertexts = encryptVector(ring, params, { p, a }, tagged, new SeededStream(randomBytes(32), 'federa/multiparty/encrypt'));
-    const payload = encodeCiphertexts(ring, params, 'update', { epoch: task.keyEpoch.number, valueCount: tagged.length }, ciphertexts);
+    const random = new SeededStream(randomBytes(32), 'federa/multiparty/encrypt');
+    const payload = await encryptUpdateThreaded(ring, params, { p, a }, task.keyEpoch.number, tagged, random, this.threading);
     const signed = signContribution(
       { epoch: task.keyEpoch.number, studyId: task.studyId, round: task.round, siteId: this.identity.siteId, parameters: fingerprint, updateSha256: sha256Hex(payload) },
       this.identity.privateKeyPem,
@@ -292,7 +311,7 @@ export class MultipartyKeys {
     const designated = members[0] === this.identity.siteId;
     const { secret: s } = keyPairOf(this.setup, complete);
     const { share, resent } = await this.shares.shareFor({ epoch: task.epoch, sumSha256: task.sumSha256 }, () =>
-      shareForSum(ring, params, s, designated ? modelKeyOf(ring, seedOf(complete)) : null, sum, new SeededStream(randomBytes(32), 'federa/multiparty/smudging')),
+      shareForSumThreaded(ring, params, s, designated ? modelKeyOf(ring, seedOf(complete)) : null, sum, new SeededStream(randomBytes(32), 'federa/multiparty/smudging'), this.threading),
     );
     await this.outbound.submitKeySwitchShare({ studyId: task.studyId, round: task.round, epoch: task.epoch, sumSha256: task.sumSha256, share: Buffer.from(share) }, resent);
     this.log.info({ studyId: task.studyId, round: task.round, epoch: task.epoch, contributors: check.ok ? check.sites : [], resent }, 'key-switching share sent');
@@ -311,8 +330,7 @@ export class MultipartyKeys {
     }
     const seed = Buffer.from(hex, 'hex');
     const { ring, params } = this.setup;
-    const { header, ciphertexts } = decodeCiphertexts(ring, params, 'model', bytes, { epoch: ref.keyEpoch });
-    const tagged = decryptVector(ring, params, ciphertexts, modelKeyOf(ring, seed), header.valueCount);
+    const tagged = await decryptModelThreaded(ring, params, bytes, modelKeyOf(ring, seed), { epoch: ref.keyEpoch }, this.threading);
     return { tagged, tagKey: multipartyTagKey(seed), valuesPerCiphertext: ring.n };
   }
 

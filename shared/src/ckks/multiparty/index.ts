@@ -8,3 +8,4 @@ export * from './envelopes.js';
 export * from './payload.js';
 export * from './consortium.js';
 export * from './site-signature.js';
+export * from './threads.js';

@@ -73,7 +73,7 @@ export function ciphertextCount(ring: RnsRing, valueCount: number): number {
 }
 
 /** Values held by ciphertext k of a vector of valueCount values. */
-const usedIn = (ring: RnsRing, valueCount: number, k: number): number => Math.min(ring.n, valueCount - k * ring.n);
+export const usedIn = (ring: RnsRing, valueCount: number, k: number): number => Math.min(ring.n, valueCount - k * ring.n);
 
 /** Bytes of one ciphertext's body of `kind` holding `used` values. */
 function bodyBytes(ring: RnsRing, params: MultipartyParameters, kind: PayloadKind, used: number): number {
@@ -95,6 +95,25 @@ export function payloadBytes(ring: RnsRing, params: MultipartyParameters, kind: 
   const count = ciphertextCount(ring, valueCount);
   // Every ciphertext but the last is full.
   return HEADER_BYTES + (count - 1) * bodyBytes(ring, params, kind, ring.n) + bodyBytes(ring, params, kind, usedIn(ring, valueCount, count - 1));
+}
+
+/** Where ciphertext k's body starts: every body before it is a full one. */
+function bodyOffset(ring: RnsRing, params: MultipartyParameters, kind: PayloadKind, k: number): number {
+  return HEADER_BYTES + k * bodyBytes(ring, params, kind, ring.n);
+}
+
+/** A zeroed blob of `kind` for `header`, its header written: the bodies are written one ciphertext at a time. */
+export function allocatePayload(
+  ring: RnsRing,
+  params: MultipartyParameters,
+  kind: PayloadKind,
+  header: { epoch: number; valueCount: number },
+  allocate: (bytes: number) => Uint8Array = (bytes) => new Uint8Array(bytes),
+): Uint8Array {
+  checkCounts(header);
+  const out = allocate(payloadBytes(ring, params, kind, header.valueCount));
+  writeHeader(params, kind, header, out);
+  return out;
 }
 
 function writeHeader(params: MultipartyParameters, kind: PayloadKind, header: { epoch: number; valueCount: number }, out: Uint8Array): void {
@@ -126,7 +145,7 @@ export function readPayloadHeader(params: MultipartyParameters, bytes: Uint8Arra
 }
 
 /** The header, checked against the kind and expectations, and the blob's exact length. */
-function openPayload(ring: RnsRing, params: MultipartyParameters, kind: PayloadKind, bytes: Uint8Array, expect: { epoch?: number; valueCount?: number }): PayloadHeader {
+export function openPayload(ring: RnsRing, params: MultipartyParameters, kind: PayloadKind, bytes: Uint8Array, expect: { epoch?: number; valueCount?: number }): PayloadHeader {
   const header = readPayloadHeader(params, bytes);
   if (header.kind !== kind) throw new MultipartyPayloadError('WRONG_KIND', `expected ${aPayload(kind)}, got ${aPayload(header.kind)}`);
   if (expect.epoch !== undefined && header.epoch !== expect.epoch) throw new MultipartyPayloadError('WRONG_EPOCH', `the ${kind} payload is for epoch ${header.epoch}, not ${expect.epoch}`);
@@ -159,6 +178,49 @@ function readRounded(ring: RnsRing, bytes: Uint8Array, at: number, dropped: numb
   const padBits = 8 * (read.next - at) - used * roundedBits(ring, dropped);
   if (padBits > 0 && (bytes[read.next - 1] as number) >>> (8 - padBits) !== 0) throw new MultipartyPayloadError('CORRUPT', `${where}: the padding bits after the last coefficient are not zero`);
   return read;
+}
+
+/** Runs `read`, a refusal in it prefixed with which blob it was about ("update 2: ..."). */
+export function labelled<T>(label: string, read: () => T): T {
+  try {
+    return read();
+  } catch (error) {
+    if (error instanceof MultipartyPayloadError) throw new MultipartyPayloadError(error.code, `${label}: ${error.message}`);
+    throw error;
+  }
+}
+
+/** Ciphertext k of an update or model blob whose header openPayload checked. */
+export function readCiphertext(ring: RnsRing, params: MultipartyParameters, kind: 'update' | 'model', bytes: Uint8Array, valueCount: number, k: number): Ciphertext {
+  const at = bodyOffset(ring, params, kind, k);
+  const c0 =
+    kind === 'update'
+      ? readRounded(ring, bytes, at, params.droppedBits.c0, usedIn(ring, valueCount, k), `ciphertext ${k}, c0`)
+      : readResidues(ring, bytes, at, `ciphertext ${k}, c0`);
+  return { c0: c0.poly, c1: readResidues(ring, bytes, c0.next, `ciphertext ${k}, c1`).poly };
+}
+
+/** Writes ciphertext k into its place in a blob from allocatePayload (an update's c0 rounded as encrypt() makes it). */
+export function writeCiphertext(ring: RnsRing, params: MultipartyParameters, kind: 'update' | 'model', valueCount: number, k: number, ct: Ciphertext, out: Uint8Array): void {
+  const at = bodyOffset(ring, params, kind, k);
+  const next = kind === 'update' ? packRounded(ring, ct.c0, params.droppedBits.c0, out, at, usedIn(ring, valueCount, k)) : packResidues(ring, ct.c0, out, at);
+  packResidues(ring, ct.c1, out, next);
+}
+
+/** Polynomial k of a sum or share blob whose header openPayload checked. */
+export function readPoly(ring: RnsRing, params: MultipartyParameters, kind: 'sum-c0' | 'sum-c1' | 'share', bytes: Uint8Array, valueCount: number, k: number): Uint32Array {
+  const at = bodyOffset(ring, params, kind, k);
+  const read =
+    kind === 'share'
+      ? readRounded(ring, bytes, at, params.droppedBits.share, usedIn(ring, valueCount, k), `ciphertext ${k}`)
+      : readResidues(ring, bytes, at, `ciphertext ${k}`);
+  return read.poly;
+}
+
+export function writePoly(ring: RnsRing, params: MultipartyParameters, kind: 'sum-c0' | 'sum-c1' | 'share', valueCount: number, k: number, poly: Uint32Array, out: Uint8Array): void {
+  const at = bodyOffset(ring, params, kind, k);
+  if (kind === 'share') packRounded(ring, poly, params.droppedBits.share, out, at, usedIn(ring, valueCount, k));
+  else packResidues(ring, poly, out, at);
 }
 
 function checkVectorLength(ring: RnsRing, what: string, got: number, valueCount: number): void {
@@ -205,13 +267,8 @@ export function encodeCiphertexts(
 ): Uint8Array {
   checkCounts(header);
   checkVectorLength(ring, 'ciphertexts', cts.length, header.valueCount);
-  const out = new Uint8Array(payloadBytes(ring, params, kind, header.valueCount));
-  writeHeader(params, kind, header, out);
-  let at = HEADER_BYTES;
-  cts.forEach((ct, k) => {
-    at = kind === 'update' ? packRounded(ring, ct.c0, params.droppedBits.c0, out, at, usedIn(ring, header.valueCount, k)) : packResidues(ring, ct.c0, out, at);
-    at = packResidues(ring, ct.c1, out, at);
-  });
+  const out = allocatePayload(ring, params, kind, header);
+  cts.forEach((ct, k) => writeCiphertext(ring, params, kind, header.valueCount, k, ct, out));
   return out;
 }
 
@@ -223,17 +280,7 @@ export function decodeCiphertexts(
   expect: { epoch?: number; valueCount?: number } = {},
 ): { header: PayloadHeader; ciphertexts: Ciphertext[] } {
   const header = openPayload(ring, params, kind, bytes, expect);
-  const ciphertexts: Ciphertext[] = [];
-  let at = HEADER_BYTES;
-  for (let k = 0; k < ciphertextCount(ring, header.valueCount); k++) {
-    const c0 =
-      kind === 'update'
-        ? readRounded(ring, bytes, at, params.droppedBits.c0, usedIn(ring, header.valueCount, k), `ciphertext ${k}, c0`)
-        : readResidues(ring, bytes, at, `ciphertext ${k}, c0`);
-    const c1 = readResidues(ring, bytes, c0.next, `ciphertext ${k}, c1`);
-    ciphertexts.push({ c0: c0.poly, c1: c1.poly });
-    at = c1.next;
-  }
+  const ciphertexts = Array.from({ length: ciphertextCount(ring, header.valueCount) }, (_, k) => readCiphertext(ring, params, kind, bytes, header.valueCount, k));
   return { header, ciphertexts };
 }
 
@@ -247,12 +294,8 @@ export function encodePolys(
 ): Uint8Array {
   checkCounts(header);
   checkVectorLength(ring, 'polynomials', polys.length, header.valueCount);
-  const out = new Uint8Array(payloadBytes(ring, params, kind, header.valueCount));
-  writeHeader(params, kind, header, out);
-  let at = HEADER_BYTES;
-  polys.forEach((poly, k) => {
-    at = kind === 'share' ? packRounded(ring, poly, params.droppedBits.share, out, at, usedIn(ring, header.valueCount, k)) : packResidues(ring, poly, out, at);
-  });
+  const out = allocatePayload(ring, params, kind, header);
+  polys.forEach((poly, k) => writePoly(ring, params, kind, header.valueCount, k, poly, out));
   return out;
 }
 
@@ -264,16 +307,7 @@ export function decodePolys(
   expect: { epoch?: number; valueCount?: number } = {},
 ): { header: PayloadHeader; polys: Uint32Array[] } {
   const header = openPayload(ring, params, kind, bytes, expect);
-  const polys: Uint32Array[] = [];
-  let at = HEADER_BYTES;
-  for (let k = 0; k < ciphertextCount(ring, header.valueCount); k++) {
-    const read =
-      kind === 'share'
-        ? readRounded(ring, bytes, at, params.droppedBits.share, usedIn(ring, header.valueCount, k), `ciphertext ${k}`)
-        : readResidues(ring, bytes, at, `ciphertext ${k}`);
-    polys.push(read.poly);
-    at = read.next;
-  }
+  const polys = Array.from({ length: ciphertextCount(ring, header.valueCount) }, (_, k) => readPoly(ring, params, kind, bytes, header.valueCount, k));
   return { header, polys };
 }
 
@@ -290,14 +324,8 @@ export function sumUpdates(
   const c1 = Array.from({ length: cts }, () => ring.zero());
   let count = 0;
   for (const update of updates) {
-    let decoded: Ciphertext[];
-    try {
-      decoded = decodeCiphertexts(ring, params, 'update', update, header).ciphertexts;
-    } catch (error) {
-      // Which of the updates was refused, for the coordinator's log.
-      if (error instanceof MultipartyPayloadError) throw new MultipartyPayloadError(error.code, `update ${count}: ${error.message}`);
-      throw error;
-    }
+    // Which of the updates was refused, for the coordinator's log.
+    const decoded = labelled(`update ${count}`, () => decodeCiphertexts(ring, params, 'update', update, header).ciphertexts);
     for (let k = 0; k < cts; k++) {
       const [sum0, sum1, ct] = [c0[k], c1[k], decoded[k]];
       if (!sum0 || !sum1 || !ct) throw new RangeError(`ciphertext ${k} is missing`);
@@ -323,14 +351,7 @@ export function switchedModel(
   if (shareBlobs.length === 0) throw new RangeError('a key switch needs at least one share');
   const c0 = decodePolys(ring, params, 'sum-c0', c0Blob, header).polys;
   const c1 = decodePolys(ring, params, 'sum-c1', c1Blob, header).polys;
-  const shares = shareBlobs.map((blob, i) => {
-    try {
-      return decodePolys(ring, params, 'share', blob, header).polys;
-    } catch (error) {
-      if (error instanceof MultipartyPayloadError) throw new MultipartyPayloadError(error.code, `share ${i}: ${error.message}`);
-      throw error;
-    }
-  });
+  const shares = shareBlobs.map((blob, i) => labelled(`share ${i}`, () => decodePolys(ring, params, 'share', blob, header).polys));
   const model = c0.map((sum, k) =>
     applyKeySwitch(
       ring,

@@ -1,6 +1,16 @@
 import { STUDY_ID } from '../../study/definition.js';
 import type { MultipartyParameters } from './params.js';
-import { nttPrimes as nttPrimesBelow, RnsRing, sampleCenteredBinomial, sampleTernary, sampleUniform, sampleWide, SeededStream } from './ring.js';
+import {
+  centeredBinomialWords,
+  nttPrimes as nttPrimesBelow,
+  RnsRing,
+  sampleCenteredBinomial,
+  sampleTernary,
+  sampleUniform,
+  sampleWide,
+  SeededStream,
+  wideNoiseWords,
+} from './ring.js';
 
 /**
  * The arithmetic of multiparty CKKS (see ../PARAMETERS.md, "Multiparty"), one ciphertext of N values at a time,
@@ -127,6 +137,16 @@ export function encrypt(ring: RnsRing, params: MultipartyParameters, key: { p: U
   return { c0: roundLowBits(ring, c0, params.droppedBits.c0), c1 };
 }
 
+/**
+ * Moves `random` past what one encrypt() draws (u, e0, e1 in that order) without encrypting: where the next
+ * ciphertext's randomness starts, so threads can encrypt a vector's ciphertexts exactly as one thread would.
+ */
+export function skipEncryptionRandomness(ring: RnsRing, random: SeededStream): void {
+  // u is rejection-sampled, so how far it reads depends on the bytes; the two noises read a fixed count.
+  sampleTernary(ring, random);
+  random.skip(2 * 4 * centeredBinomialWords(ring.n));
+}
+
 /** The coordinator's only operation: adding ciphertexts it cannot read. */
 export function addCiphertexts(ring: RnsRing, ciphertexts: readonly Ciphertext[]): Ciphertext {
   const sum = { c0: ring.zero(), c1: ring.zero() };
@@ -152,6 +172,11 @@ export function keySwitchShare(
   const switching = modelKeyPart ? ring.sub(secret, modelKeyPart) : secret;
   const smudging = sampleWide(ring, random, 2 ** params.smudgingLog2);
   return roundLowBits(ring, ring.add(ring.multiply(switching, c1), smudging), params.droppedBits.share);
+}
+
+/** Moves `random` past what one keySwitchShare() draws (its smudging noise). */
+export function skipSmudgingRandomness(ring: RnsRing, params: MultipartyParameters, random: SeededStream): void {
+  random.skip(4 * wideNoiseWords(ring.n, 2 ** params.smudgingLog2));
 }
 
 /** C0' = C0 + sum h_i: the sum now decrypts under the model key, which the coordinator does not hold. */

@@ -513,19 +513,32 @@ export class RnsRing {
 const STREAM_BLOCK = 1 << 14;
 const STREAM_DOMAIN = 'federa/ckks-multiparty/seeded-stream/v1';
 
+/** Where a stream stands, for a stream on another thread to carry on from: it holds the seed, a secret. */
+export interface SeededStreamState {
+  seed: Uint8Array;
+  label: string;
+  /** Bytes read or skipped so far. */
+  offset: number;
+}
+
 /**
  * Deterministic randomness from a seed: block c is SHAKE256(domain || len(label) || label || len(seed) || seed || c),
- * so the output is one infinite stream per (seed, label) however bytes() calls split it.
+ * so the output is one infinite stream per (seed, label) however bytes() calls split it, and any part of it can be
+ * read without the parts before (threads each encrypt some ciphertexts of one vector from where its stream is).
  */
 export class SeededStream {
+  private readonly seed: Uint8Array;
+  private readonly label: string;
   private readonly prefix: Hash;
   private block: Uint8Array = new Uint8Array(0);
-  private pos = 0;
-  private counter = 0;
+  private blockIndex = -1;
+  private offset = 0;
 
   constructor(seed: Uint8Array, label: string) {
     // A short seed is a guessable key; secrets come from crypto.randomBytes(32).
     if (!(seed instanceof Uint8Array) || seed.length < 16) throw new RangeError('seed must be a Uint8Array of at least 16 bytes');
+    this.seed = seed.slice();
+    this.label = label;
     const labelBytes = Buffer.from(label, 'utf8');
     const lengths = Buffer.alloc(8);
     lengths.writeUInt32LE(labelBytes.length, 0);
@@ -538,13 +551,34 @@ export class SeededStream {
       .update(seed);
   }
 
-  private refill(): void {
+  /** The stream at `state.offset`: what the stream it was taken from reads next. */
+  static resume(state: SeededStreamState): SeededStream {
+    const stream = new SeededStream(state.seed, state.label);
+    stream.skip(state.offset);
+    return stream;
+  }
+
+  state(): SeededStreamState {
+    return { seed: this.seed.slice(), label: this.label, offset: this.offset };
+  }
+
+  /** Bytes read or skipped so far. */
+  get position(): number {
+    return this.offset;
+  }
+
+  /** Moves on `count` bytes without reading them (blocks wholly skipped are never hashed). */
+  skip(count: number): void {
+    if (!Number.isSafeInteger(count) || count < 0) throw new RangeError(`count must be a non-negative integer, got ${count}`);
+    this.offset += count;
+  }
+
+  private load(index: number): void {
     const c = Buffer.alloc(8);
-    c.writeUInt32LE(this.counter % TWO_32, 0);
-    c.writeUInt32LE(Math.floor(this.counter / TWO_32), 4);
-    this.counter++;
+    c.writeUInt32LE(index % TWO_32, 0);
+    c.writeUInt32LE(Math.floor(index / TWO_32), 4);
     this.block = this.prefix.copy({ outputLength: STREAM_BLOCK }).update(c).digest();
-    this.pos = 0;
+    this.blockIndex = index;
   }
 
   bytes(count: number): Uint8Array {
@@ -552,10 +586,12 @@ export class SeededStream {
     const out = new Uint8Array(count);
     let filled = 0;
     while (filled < count) {
-      if (this.pos === this.block.length) this.refill();
-      const take = Math.min(count - filled, this.block.length - this.pos);
-      out.set(this.block.subarray(this.pos, this.pos + take), filled);
-      this.pos += take;
+      const index = Math.floor(this.offset / STREAM_BLOCK);
+      if (index !== this.blockIndex) this.load(index);
+      const at = this.offset - index * STREAM_BLOCK;
+      const take = Math.min(count - filled, STREAM_BLOCK - at);
+      out.set(this.block.subarray(at, at + take), filled);
+      this.offset += take;
       filled += take;
     }
     return out;
@@ -632,12 +668,17 @@ function popcount(x: number): number {
   return (Math.imul((v + (v >>> 4)) & 0x0f0f_0f0f, 0x0101_0101) >>> 24) & 0xff;
 }
 
+/** Words sampleCenteredBinomial reads: a fixed count, so a stream can skip past it. */
+export function centeredBinomialWords(n: number, k = 21): number {
+  if (!Number.isInteger(k) || k < 1 || k > 1024) throw new RangeError(`k must be an integer in [1, 1024], got ${k}`);
+  return 2 * Math.ceil(k / 32) * n;
+}
+
 /** Sum of k coin differences, as SEAL does: |e| <= k, variance k/2. */
 export function sampleCenteredBinomial(ring: RnsRing, stream: SeededStream, k = 21): Uint32Array {
-  if (!Number.isInteger(k) || k < 1 || k > 1024) throw new RangeError(`k must be an integer in [1, 1024], got ${k}`);
   const n = ring.n;
   const chunks = Math.ceil(k / 32);
-  const words = stream.words(2 * chunks * n);
+  const words = stream.words(centeredBinomialWords(n, k));
   const values = new Int32Array(n);
   let w = 0;
   for (let i = 0; i < n; i++) {
@@ -649,6 +690,15 @@ export function sampleCenteredBinomial(ring: RnsRing, stream: SeededStream, k = 
     values[i] = e;
   }
   return fromSmall(ring, values);
+}
+
+/** Low bits below sampleWide's cells of width 2^shift. */
+const wideShift = (sigma: number): number => Math.max(0, Math.floor(Math.log2(sigma)) - 24);
+
+/** Words sampleWide reads: a fixed count, so a stream can skip past it. */
+export function wideNoiseWords(n: number, sigma: number): number {
+  // Four words per pair of normals (two 53-bit uniforms), plus two low-bits words per coefficient when cells are used.
+  return 4 * Math.ceil(n / 2) + (wideShift(sigma) > 0 ? 2 * n : 0);
 }
 
 /**
@@ -666,11 +716,9 @@ export function sampleWide(ring: RnsRing, stream: SeededStream, sigma: number): 
   // Noise that can wrap around q would be meaningless rather than wide.
   if (9 * sigma >= Number(ring.modulus) / 2) throw new RangeError(`sigma ${sigma} is too large for a ${ring.modulus.toString(2).length}-bit modulus`);
   const n = ring.n;
-  const shift = Math.max(0, Math.floor(Math.log2(sigma)) - 24);
+  const shift = wideShift(sigma);
   const cell = 2 ** shift;
-  // Four words per pair of normals (two 53-bit uniforms), plus a low-bits word per coefficient when cells are used.
-  const pairs = Math.ceil(n / 2);
-  const words = stream.words(4 * pairs + (shift > 0 ? 2 * n : 0));
+  const words = stream.words(wideNoiseWords(n, sigma));
   const hi = new Float64Array(n);
   const lo = new Float64Array(n);
   let w = 0;
