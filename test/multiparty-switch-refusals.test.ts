@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { credentials, Metadata, status, type ServiceError } from '@grpc/grpc-js';
@@ -29,7 +29,7 @@ import {
   type ModelSpec,
   type MultipartySetup,
 } from '@federa/shared';
-import type { RunningCoordinator } from '@federa/coordinator';
+import { revokeSite, type RunningCoordinator } from '@federa/coordinator';
 import { startProvisionedCoordinator } from './support/kits.js';
 import { dataChunk, headerChunk, rest, studyBody, trailerChunk, TaskInbox } from './support/raw-site.js';
 
@@ -141,7 +141,7 @@ describe('a multiparty member refusing its key epoch or key-switch task', () => 
   };
 
   /** A member's honest update for the task: encrypted under the epoch's collective key, with its signed statement. */
-  const upload = async (siteId: SiteId, task: federation.TrainTask, epoch: Epoch): Promise<void> => {
+  const upload = async (siteId: SiteId, task: federation.TrainTask, epoch: Epoch, options: { resumable?: boolean } = {}): Promise<void> => {
     const base = initialWeights(spec);
     const vector = contributionVector(base, base.map((w) => w + 0.01), 10, task.cohort, siteId);
     const tagged = tagVector(vector, setup.ring.n, multipartyTagKey(epoch.modelSeed), { studyId: task.studyId, round: task.round }, siteId);
@@ -164,6 +164,7 @@ describe('a multiparty member refusing its key epoch or key-switch task', () => 
           vectorLength: tagged.length,
           baseModelSha256: task.baseModel?.sha256 ?? '',
           contribution,
+          ...(options.resumable ? { sha256: sha256Hex(payload), offset: 0 } : {}),
         }),
       );
       call.write(dataChunk(payload));
@@ -190,9 +191,10 @@ describe('a multiparty member refusing its key epoch or key-switch task', () => 
     expect(result.error?.details).toMatch(details);
   };
 
+  let kits: string;
+
   beforeAll(async () => {
     dir = await mkdtemp(join(tmpdir(), 'federa-mp-switch-refusals-'));
-    let kits: string;
     ({ kits, coordinator } = await startProvisionedCoordinator(dir, [...SITES]));
     for (const siteId of SITES) {
       kit[siteId] = await readSiteKit(join(kits, 'sites', siteId));
@@ -401,6 +403,43 @@ describe('a multiparty member refusing its key epoch or key-switch task', () => 
         new RegExp(`^round 1 of study ${studyId} runs under no key epoch`),
       );
       expect((await study(studyId)).refusals).toEqual([]);
+      expect((await rest(coordinator, 'POST', `/studies/${studyId}/stop`, { reason: 'test over' })).status).toBe(200);
+    });
+  });
+
+  // Last: it revokes site-b for good.
+  describe('a member lost while the round\'s sum is being made', () => {
+    it('runs the round again without a site revoked while its round aggregates, instead of waiting for its share until the deadline', async () => {
+      const created = await rest(coordinator, 'POST', '/studies', studyBody(spec, { aggregation: 'multiparty', minSites: 2, sites: [...SITES] }));
+      expect(created.status, JSON.stringify(created.body)).toBe(201);
+      const studyId = created.body.id as string;
+      expect((await rest(coordinator, 'POST', `/studies/${studyId}/start`)).status).toBe(200);
+      const tasks = {} as Record<SiteId, federation.TrainTask>;
+      for (const siteId of SITES) tasks[siteId] = await nextTask(siteId, studyId, 'train');
+      const epoch = await completeEpoch(studyId, tasks['site-a'].keyEpoch!);
+      await upload('site-a', tasks['site-a'], epoch);
+      await upload('site-b', tasks['site-b'], epoch);
+      // The blob store's working folder becomes unusable (a file where it was). site-c's update still lands: it is
+      // sent as a resumable upload (its SHA-256 declared), assembled apart from that folder. The sum cannot be
+      // stored, so the round stays aggregating, retrying, until the folder is back.
+      const tmp = join(dir, 'coordinator', 'blobs', 'tmp');
+      await rm(tmp, { recursive: true, force: true });
+      await writeFile(tmp, 'in the way');
+      await upload('site-c', tasks['site-c'], epoch, { resumable: true });
+      await expect.poll(async () => (await rest(coordinator, 'GET', `/studies/${studyId}`)).body.error as string | null, { timeout: 20_000 }).toMatch(/aggregating round 1 failed/);
+      expect((await study(studyId)).rounds[0]?.status).toBe('aggregating');
+
+      await revokeSite({ outDir: kits, siteId: 'site-b', reason: 'left while its round was summed' });
+      await expect.poll(async () => (await auditRecords('kind=site.revoked&siteId=site-b')).length, { timeout: 15_000 }).toBe(1);
+      // Still aggregating well after the revocation was taken in: the next retry fails too.
+      await expect.poll(async () => (await rest(coordinator, 'GET', `/studies/${studyId}`)).body.error as string | null, { timeout: 20_000 }).toMatch(/retrying in 10 s/);
+      await rm(tmp);
+      // Once the sum is stored the round is redone for the revocation at once, not at the switching deadline for a
+      // share site-b can never send.
+      await expect.poll(async () => (await auditRecords(`studyId=${studyId}&kind=round.redone`)).length, { timeout: 30_000 }).toBe(1);
+      const [redone] = await auditRecords(`studyId=${studyId}&kind=round.redone`);
+      expect(redone!.details).toMatchObject({ lost: ['site-b'], reason: expect.stringMatching(/certificate of site site-b was revoked/), epoch: 2, cohort: ['site-a', 'site-c'] });
+      expect((await study(studyId)).rounds[0]).toMatchObject({ status: 'open', assignedSites: ['site-a', 'site-c'] });
       expect((await rest(coordinator, 'POST', `/studies/${studyId}/stop`, { reason: 'test over' })).status).toBe(200);
     });
   });

@@ -139,7 +139,7 @@ export class RoundCollection {
         OR: [
           { status: 'open', receipts: { none: { siteId } }, failures: { none: { siteId } } },
           // A multiparty round needs every epoch member until its sum is switched, whatever it already sent.
-          { status: { in: ['open', 'switching'] }, keyEpoch: { not: null }, keySwitchShares: { none: { siteId } } },
+          { status: { in: ['open', 'aggregating', 'switching'] }, keyEpoch: { not: null }, keySwitchShares: { none: { siteId } } },
         ],
       },
     });
@@ -160,7 +160,7 @@ export class RoundCollection {
     if (sessions.isConnected(siteId)) return;
     const round = await this.answers(roundId);
     const message = `site ${siteId} lost its connection during the round and did not come back within ${config.reconnectGraceSeconds} s`;
-    if (round && round.keyEpoch !== null && (round.status === 'open' || round.status === 'switching') && round.assignedSites.includes(siteId)) {
+    if (round && round.keyEpoch !== null && ['open', 'aggregating', 'switching'].includes(round.status) && round.assignedSites.includes(siteId)) {
       await this.switching.redo(roundId, [siteId], message);
       return;
     }

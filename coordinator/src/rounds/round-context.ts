@@ -48,4 +48,5 @@ export const timerKey = {
   grace: (siteId: string, roundId: string) => `grace:${siteId}:${roundId}`,
   graceOf: (siteId: string) => `grace:${siteId}:`,
   aggregationRetry: (roundId: string) => `aggregate:${roundId}`,
+  redoLater: (roundId: string, lost: readonly string[]) => `redo:${roundId}:${[...lost].sort().join(',')}`,
 };

@@ -281,9 +281,17 @@ export class RoundSwitching {
   async redo(roundId: string, lost: readonly string[], reason: string): Promise<void> {
     const { db, audit, log, sessions, steps, aggregator } = this.ctx;
     const round = await db.prisma.round.findUnique({ where: { id: roundId }, include: { receipts: true, study: true } });
-    if (!round || (round.status !== 'open' && round.status !== 'switching')) return;
     // Already running without them (a revocation and a lost connection both report the same site).
-    if (!lost.some((s) => round.assignedSites.includes(s))) return;
+    if (!round || !lost.some((s) => round.assignedSites.includes(s))) return;
+    if (round.status === 'aggregating') {
+      // The sum is being made; left alone, it would then wait for a share the lost member never sends. Try again
+      // once the round is switching (or has failed, when this does nothing).
+      steps.schedule(timerKey.redoLater(roundId, lost), REDO_RETRY_MS, () =>
+        steps.run(`round ${round.number} of study ${round.studyId} lost ${lost.join(', ')}`, round.studyId, () => this.redo(roundId, lost, reason)),
+      );
+      return;
+    }
+    if (round.status !== 'open' && round.status !== 'switching') return;
     const def = definitionOf(round.study);
     if (round.keyEpoch !== null) await this.epochs.close(round.studyId, round.keyEpoch, `lost ${lost.join(', ')}: ${reason}`);
     const remaining = round.assignedSites.filter((s) => !lost.includes(s)).sort();
@@ -327,6 +335,9 @@ export class RoundSwitching {
     for (const siteId of remaining) if (!updated.failures.some((f) => f.siteId === siteId)) sessions.send(siteId, task);
   }
 }
+
+/** How soon a redo asked for while a round's sum is being made is tried again. */
+const REDO_RETRY_MS = 500;
 
 function requireEpoch(round: { keyEpoch: number | null; number: number; studyId: string }): number {
   if (round.keyEpoch === null) throw new Error(`round ${round.number} of study ${round.studyId} has no key epoch`);

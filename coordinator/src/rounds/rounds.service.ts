@@ -140,7 +140,7 @@ export class RoundsService implements OnApplicationBootstrap, OnApplicationShutd
   siteRevoked(siteId: string, reason: string): void {
     const { db, locks, steps } = this.ctx;
     steps.run(`site ${siteId} was revoked`, null, async () => {
-      const rounds = await db.prisma.round.findMany({ where: { status: { in: ['open', 'switching'] }, keyEpoch: { not: null }, assignedSites: { has: siteId } } });
+      const rounds = await db.prisma.round.findMany({ where: { status: { in: ['open', 'aggregating', 'switching'] }, keyEpoch: { not: null }, assignedSites: { has: siteId } } });
       for (const round of rounds) await locks.run(round.studyId, () => this.switching.redo(round.id, [siteId], reason));
     });
   }
