@@ -73,6 +73,12 @@ describe('federa-site doctor', () => {
     const intact = await runDoctor(config({ stateDir, policy: { autoApprove: true } }));
     expect(intact.find((c) => c.name === 'privacy ledger')).toMatchObject({ ok: true, detail: expect.stringMatching(/^ledger OK: 2 entries/) });
     expect(intact.find((c) => c.name === 'site policy')).toMatchObject({ warning: true, hint: expect.stringMatching(/autoApprove is for demos/) });
+    const unverified = await runDoctor(config({ stateDir, policy: { verifySum: false } }));
+    expect(unverified.find((c) => c.name === 'site policy')).toMatchObject({
+      warning: true,
+      detail: expect.stringMatching(/trusts the coordinator's multiparty sums unchecked/),
+      hint: expect.stringMatching(/^policy\.verifySum: false lets a dishonest coordinator/),
+    });
     const lines = (await readFile(path, 'utf8')).split('\n');
     lines[1] = lines[1]!.replace('"registration"', '"metrics"');
     await writeFile(path, lines.join('\n'));

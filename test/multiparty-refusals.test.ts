@@ -33,6 +33,7 @@ import {
   tagVector,
   unpackResidues,
   untagVector,
+  updateC1Sha256,
   type ModelSpec,
   type MultipartySetup,
 } from '@federa/shared';
@@ -155,9 +156,18 @@ describe('multiparty aggregation refuses forged, foreign and repeated site messa
     const cts = encryptVector(setup.ring, setup.params, { p: collectiveKey, a }, tagged, new SeededStream(randomBytes(32), 'federa/multiparty/encrypt'));
     return { payload: encodeCiphertexts(setup.ring, setup.params, 'update', { epoch, valueCount: tagged.length }, cts), vectorLength: tagged.length };
   };
-  const contributionOf = (siteId: Member, statement: { round?: number; updateSha256: string }): federation.SignedContribution => {
+  /** The statement of `payload` (its SHA-256 and its c1 part's), unless `statement` says otherwise. */
+  const contributionOf = (siteId: Member, payload: Uint8Array, statement: { round?: number; updateSha256?: string } = {}): federation.SignedContribution => {
     const signed = signContribution(
-      { epoch, studyId, round: statement.round ?? 1, siteId, parameters: setup.fingerprint, updateSha256: statement.updateSha256 },
+      {
+        epoch,
+        studyId,
+        round: statement.round ?? 1,
+        siteId,
+        parameters: setup.fingerprint,
+        updateSha256: statement.updateSha256 ?? sha256Hex(payload),
+        c1Sha256: updateC1Sha256(setup.ring, setup.params, payload),
+      },
       kit[siteId].privateKeyPem,
       kit[siteId].certificatePem,
     );
@@ -417,7 +427,7 @@ describe('multiparty aggregation refuses forged, foreign and repeated site messa
     it('refuses an update whose contribution statement names another round or other bytes', async () => {
       const { payload, vectorLength } = encryptedUpdate('site-a', 0.01, 30);
       const sha256 = sha256Hex(payload);
-      const anotherRound = await upload('site-a', payload, vectorLength, contributionOf('site-a', { round: 2, updateSha256: sha256 }));
+      const anotherRound = await upload('site-a', payload, vectorLength, contributionOf('site-a', payload, { round: 2 }));
       await expectRefused('site-a', anotherRound, {
         code: 'INVALID_ARGUMENT',
         reason: new RegExp(`^multiparty update refused: the statement is for study ${studyId} round 2 epoch ${epoch}, not study ${studyId} round 1 epoch ${epoch}$`),
@@ -425,15 +435,15 @@ describe('multiparty aggregation refuses forged, foreign and repeated site messa
         sha256,
       });
       const otherBytes = sha256Hex(randomBytes(16));
-      const wrongSha = await upload('site-a', payload, vectorLength, contributionOf('site-a', { updateSha256: otherBytes }));
+      const wrongSha = await upload('site-a', payload, vectorLength, contributionOf('site-a', payload, { updateSha256: otherBytes }));
       expect(status[wrongSha.error?.code ?? status.OK]).toBe('INVALID_ARGUMENT');
       expect(wrongSha.error?.details).toBe(`multiparty update refused: the statement signs update ${otherBytes}, the bytes received hash to ${sha256}`);
       // Site b's statement (for site b's bytes) riding on site a's upload.
-      const borrowed = await upload('site-a', payload, vectorLength, contributionOf('site-b', { updateSha256: sha256 }));
+      const borrowed = await upload('site-a', payload, vectorLength, contributionOf('site-b', payload));
       expect(borrowed.error?.details).toBe('multiparty update refused: the statement names site-b, but site-a sent it');
       // Site a's own statement, signed by site c under site c's certificate.
       const signedByC = signContribution(
-        { epoch, studyId, round: 1, siteId: 'site-a', parameters: setup.fingerprint, updateSha256: sha256 },
+        { epoch, studyId, round: 1, siteId: 'site-a', parameters: setup.fingerprint, updateSha256: sha256, c1Sha256: updateC1Sha256(setup.ring, setup.params, payload) },
         kit['site-c'].privateKeyPem,
         kit['site-c'].certificatePem,
       );
@@ -450,7 +460,7 @@ describe('multiparty aggregation refuses forged, foreign and repeated site messa
     it('takes the honest updates and a failure, then asks every member for its key-switching share', async () => {
       for (const [siteId, shift, weight] of [['site-a', 0.01, 30], ['site-b', 0.05, 10]] as const) {
         const { payload, vectorLength } = encryptedUpdate(siteId, shift, weight);
-        const accepted = await upload(siteId, payload, vectorLength, contributionOf(siteId, { updateSha256: sha256Hex(payload) }));
+        const accepted = await upload(siteId, payload, vectorLength, contributionOf(siteId, payload));
         expect(accepted.error).toBeUndefined();
         expect(accepted.response?.sha256).toBe(sha256Hex(payload));
         weights[siteId] = weight;

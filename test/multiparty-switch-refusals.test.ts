@@ -2,60 +2,21 @@ import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { credentials, Metadata, status, type ServiceError } from '@grpc/grpc-js';
+import { status } from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  canonicalJson,
-  commonPolynomial,
-  contributionVector,
-  encodeCiphertexts,
-  encryptVector,
-  federation,
-  initialWeights,
-  keyShare,
-  modelKeyOf,
-  modelSeedOf,
-  multipartySetup,
-  multipartyTagKey,
-  readSiteKit,
-  sealEnvelope,
-  SeededStream,
-  sha256Hex,
-  shareForSum,
-  signContribution,
-  signKeyShare,
-  tagVector,
-  unpackResidues,
-  type ModelSpec,
-  type MultipartySetup,
-} from '@federa/shared';
+import { federation, modelKeyOf, SeededStream, shareForSum, type ModelSpec } from '@federa/shared';
 import { revokeSite, type RunningCoordinator } from '@federa/coordinator';
 import { startProvisionedCoordinator } from './support/kits.js';
-import { dataChunk, headerChunk, rest, studyBody, trailerChunk, TaskInbox } from './support/raw-site.js';
+import { MultipartyMembers, reply, type Epoch, type Reply } from './support/multiparty-members.js';
+import { rest, studyBody } from './support/raw-site.js';
 
 const spec: ModelSpec = { architecture: 'small-cnn', inputSize: 16, channels: 1, classes: 2, seed: 23 };
 const SITES = ['site-a', 'site-b', 'site-c'] as const;
 type SiteId = (typeof SITES)[number];
 
-type Client = InstanceType<typeof federation.FederationServiceClient>;
-type Kit = Awaited<ReturnType<typeof readSiteKit>>;
-type Reply<T> = { response?: T; error?: ServiceError };
 type AuditRecord = { kind: string; siteId: string | null; studyId: string | null; round: number | null; details: Record<string, unknown> };
 type RefusalView = { siteId: string; round: number; task: string; reason: string; message: string; studyHash: string };
 type RoundView = { number: number; status: string; assignedSites: string[]; refusals: RefusalView[] };
-
-/** One key epoch as its members hold it (secret shares never sent), once its collective key and model key exist. */
-interface Epoch {
-  number: number;
-  members: SiteId[];
-  a: Uint32Array;
-  secrets: Partial<Record<SiteId, Uint32Array>>;
-  collectiveKey: Uint32Array;
-  modelSeed: Uint8Array;
-}
-
-const reply = <T>(invoke: (callback: (error: ServiceError | null, response: T) => void) => void): Promise<Reply<T>> =>
-  new Promise((resolve) => invoke((error, response) => resolve(error ? { error } : { response })));
 
 /**
  * A member of a multiparty round refusing its key epoch or its key-switch task (over gRPC, mutual TLS): the refusal
@@ -66,12 +27,9 @@ const reply = <T>(invoke: (callback: (error: ServiceError | null, response: T) =
 describe('a multiparty member refusing its key epoch or key-switch task', () => {
   let dir: string;
   let coordinator: RunningCoordinator;
-  let setup: MultipartySetup;
-  const kit = {} as Record<SiteId, Kit>;
-  const client = {} as Record<SiteId, Client>;
-  const inbox = {} as Record<SiteId, TaskInbox>;
+  let members: MultipartyMembers;
 
-  const reportRefusal = (siteId: SiteId, refusal: federation.Refusal) => reply<federation.RefusalAck>((cb) => client[siteId].reportRefusal(refusal, cb));
+  const reportRefusal = (siteId: SiteId, refusal: federation.Refusal) => reply<federation.RefusalAck>((cb) => members.client[siteId]!.reportRefusal(refusal, cb));
 
   const auditRecords = async (query: string): Promise<AuditRecord[]> => {
     const response = await rest(coordinator, 'GET', `/audit/records?limit=1000&${query}`, undefined, 'auditor');
@@ -84,106 +42,21 @@ describe('a multiparty member refusing its key epoch or key-switch task', () => 
     return response.body as { status: string; rounds: RoundView[]; refusals: RefusalView[] };
   };
 
-  /** The next task of `kind` for this study at this site; others (another study's) are passed over. */
-  const nextTask = async <K extends 'train' | 'keySwitch' | 'studyClosed'>(siteId: SiteId, studyId: string, kind: K, timeoutMs = 20_000) => {
-    const until = Date.now() + timeoutMs;
-    for (;;) {
-      const task = await inbox[siteId].next(Math.max(1, until - Date.now()));
-      if (task.kind?.$case === kind && task.kind.value.studyId === studyId) return task.kind.value as Extract<federation.Task['kind'], { $case: K }>['value'];
-    }
-  };
-
-  /** Every member sends its signed public share, then its envelopes; the epoch is then complete. */
-  const completeEpoch = async (studyId: string, ref: federation.KeyEpochRef): Promise<Epoch> => {
-    const members = ref.members as SiteId[];
-    const a = commonPolynomial(setup.ring, setup.commonSeed, { studyId, epoch: ref.number });
-    const secrets: Epoch['secrets'] = {};
-    const contributions = new Map<SiteId, Uint8Array>();
-    for (const siteId of members) {
-      const pair = keyShare(setup.ring, a, new SeededStream(randomBytes(32), 'federa/multiparty/secret-share'));
-      secrets[siteId] = pair.secret;
-      contributions.set(siteId, randomBytes(32));
-      const signed = signKeyShare(setup.ring, setup.params, {
-        studyId,
-        epoch: ref.number,
-        siteId,
-        publicShare: pair.publicShare,
-        privateKeyPem: kit[siteId].privateKeyPem,
-        certificatePem: kit[siteId].certificatePem,
-      });
-      const sent = await reply<federation.KeyEpochAck>((cb) =>
-        client[siteId].submitKeyShare(
-          { studyId, epoch: ref.number, statementJson: canonicalJson(signed.statement), signature: signed.signature, certificatePem: signed.certificatePem, share: Buffer.from(signed.share) },
-          cb,
-        ),
-      );
-      expect(sent.error).toBeUndefined();
-    }
-    for (const sender of members) {
-      const envelopes = members
-        .filter((m) => m !== sender)
-        .map((recipient) => {
-          const sealed = sealEnvelope(kit[recipient].certificatePem, contributions.get(sender)!, { studyId, epoch: ref.number, senderId: sender, recipientId: recipient });
-          return { siteId: recipient, ephemeralPublicKey: sealed.ephemeralPublicKey, iv: sealed.iv, ciphertext: sealed.ciphertext };
-        });
-      expect((await reply<federation.KeyEpochAck>((cb) => client[sender].submitEnvelopes({ studyId, epoch: ref.number, envelopes }, cb))).error).toBeUndefined();
-    }
-    const state = await reply<federation.KeyEpochState>((cb) => client[members[0]!].getKeyEpoch({ studyId, epoch: ref.number }, cb));
-    expect(state.response?.status).toBe('active');
-    return {
-      number: ref.number,
-      members,
-      a,
-      secrets,
-      collectiveKey: unpackResidues(setup.ring, new Uint8Array(state.response!.collectiveKey), 0).poly,
-      modelSeed: modelSeedOf({ studyId, epoch: ref.number }, members.map((m) => contributions.get(m)!)),
-    };
-  };
+  const nextTask = <K extends 'train' | 'keySwitch' | 'studyClosed'>(siteId: SiteId, studyId: string, kind: K, timeoutMs = 20_000) => members.nextTask(siteId, studyId, kind, timeoutMs);
+  const completeEpoch = (studyId: string, ref: federation.KeyEpochRef): Promise<Epoch> => members.completeEpoch(studyId, ref);
 
   /** A member's honest update for the task: encrypted under the epoch's collective key, with its signed statement. */
   const upload = async (siteId: SiteId, task: federation.TrainTask, epoch: Epoch, options: { resumable?: boolean } = {}): Promise<void> => {
-    const base = initialWeights(spec);
-    const vector = contributionVector(base, base.map((w) => w + 0.01), 10, task.cohort, siteId);
-    const tagged = tagVector(vector, setup.ring.n, multipartyTagKey(epoch.modelSeed), { studyId: task.studyId, round: task.round }, siteId);
-    const cts = encryptVector(setup.ring, setup.params, { p: epoch.collectiveKey, a: epoch.a }, tagged, new SeededStream(randomBytes(32), 'federa/multiparty/encrypt'));
-    const payload = encodeCiphertexts(setup.ring, setup.params, 'update', { epoch: epoch.number, valueCount: tagged.length }, cts);
-    const signed = signContribution(
-      { epoch: epoch.number, studyId: task.studyId, round: task.round, siteId, parameters: setup.fingerprint, updateSha256: sha256Hex(payload) },
-      kit[siteId].privateKeyPem,
-      kit[siteId].certificatePem,
-    );
-    const contribution = { statementJson: canonicalJson(signed.statement), signature: signed.signature, certificatePem: signed.certificatePem };
-    const receipt = await reply<federation.UploadReceipt>((cb) => {
-      const call = client[siteId].uploadUpdate(new Metadata(), cb);
-      call.write(
-        headerChunk({
-          studyId: task.studyId,
-          round: task.round,
-          encoding: federation.UpdateEncoding.UPDATE_ENCODING_MULTIPARTY,
-          totalBytes: payload.byteLength,
-          vectorLength: tagged.length,
-          baseModelSha256: task.baseModel?.sha256 ?? '',
-          contribution,
-          ...(options.resumable ? { sha256: sha256Hex(payload), offset: 0 } : {}),
-        }),
-      );
-      call.write(dataChunk(payload));
-      call.write(trailerChunk(payload));
-      call.end();
-    });
+    const update = members.encryptedUpdate(spec, siteId, task, epoch);
+    const receipt = await members.upload(siteId, task, update, members.contribution(siteId, task, epoch, update.payload), options);
     expect(receipt.error).toBeUndefined();
   };
 
-  const downloadSum = (siteId: SiteId, studyId: string, round: number): Promise<Uint8Array> =>
-    new Promise((resolve, reject) => {
-      const chunks: Buffer[] = [];
-      const stream = client[siteId].downloadSum({ studyId, round, offset: 0 }, { deadline: Date.now() + 20_000 });
-      stream.on('data', (chunk: federation.SumChunk) => {
-        if (chunk.part?.$case === 'data') chunks.push(Buffer.from(chunk.part.value));
-      });
-      stream.on('error', reject);
-      stream.on('end', () => resolve(Buffer.concat(chunks)));
-    });
+  const downloadSum = async (siteId: SiteId, studyId: string, round: number): Promise<Uint8Array> => {
+    const sum = await members.downloadSum(siteId, { studyId, round, offset: 0 });
+    if (sum.error) throw sum.error;
+    return sum.bytes;
+  };
 
   const expectRefusedCall = (result: Reply<unknown>, code: keyof typeof status, details: RegExp): void => {
     expect(result.response).toBeUndefined();
@@ -196,28 +69,11 @@ describe('a multiparty member refusing its key epoch or key-switch task', () => 
   beforeAll(async () => {
     dir = await mkdtemp(join(tmpdir(), 'federa-mp-switch-refusals-'));
     ({ kits, coordinator } = await startProvisionedCoordinator(dir, [...SITES]));
-    for (const siteId of SITES) {
-      kit[siteId] = await readSiteKit(join(kits, 'sites', siteId));
-      client[siteId] = new federation.FederationServiceClient(
-        `127.0.0.1:${coordinator.grpcPort}`,
-        credentials.createSsl(Buffer.from(kit[siteId].caPem), Buffer.from(kit[siteId].privateKeyPem), Buffer.from(kit[siteId].certificatePem)),
-        { 'grpc.ssl_target_name_override': 'localhost', 'grpc.use_local_subchannel_pool': 1 },
-      );
-      const registered = await reply<federation.RegisterResponse>((cb) =>
-        client[siteId].register({ agentVersion: 'test', backend: 'none', supportedEncodings: [federation.UpdateEncoding.UPDATE_ENCODING_MULTIPARTY] }, cb),
-      );
-      expect(registered.error).toBeUndefined();
-      inbox[siteId] = new TaskInbox(client[siteId].streamTasks({}));
-    }
-    setup = multipartySetup(kit['site-a'].caPem);
-    for (const started = Date.now(); coordinator.connectedSites().join() !== SITES.join(); await new Promise((r) => setTimeout(r, 50))) {
-      if (Date.now() - started > 10_000) throw new Error(`sites did not connect: ${coordinator.connectedSites().join(', ')}`);
-    }
+    members = await MultipartyMembers.connect(coordinator, kits, SITES);
   }, 120_000);
 
   afterAll(async () => {
-    for (const siteId of SITES) inbox[siteId]?.close();
-    for (const c of Object.values(client)) c.close();
+    members?.close();
     await coordinator?.close();
     await rm(dir, { recursive: true, force: true });
   });
@@ -234,15 +90,16 @@ describe('a multiparty member refusing its key epoch or key-switch task', () => 
       expect((await rest(coordinator, 'POST', `/studies/${studyId}/start`)).status).toBe(200);
       const tasks = await Promise.all(SITES.map((s) => nextTask(s, studyId, 'train')));
       round1 = tasks[0]!;
-      expect(round1.keyEpoch).toEqual({ number: 1, members: [...SITES], parameters: setup.fingerprint });
+      expect(round1.keyEpoch).toEqual({ number: 1, members: [...SITES], parameters: members.setup.fingerprint });
       const epoch = await completeEpoch(studyId, round1.keyEpoch!);
       for (const siteId of SITES) await upload(siteId, round1, epoch);
       const switches = await Promise.all(SITES.map((s) => nextTask(s, studyId, 'keySwitch')));
       keySwitch = switches[0]!;
       expect(keySwitch).toMatchObject({ round: 1, epoch: 1, cohort: [...SITES] });
       // Site a sends its share: it may no longer refuse the task.
-      const share = shareForSum(setup.ring, setup.params, epoch.secrets['site-a']!, modelKeyOf(setup.ring, epoch.modelSeed), await downloadSum('site-a', studyId, 1), new SeededStream(randomBytes(32), 'federa/multiparty/smudging'));
-      const sent = await reply<federation.KeyEpochAck>((cb) => client['site-a'].submitKeySwitchShare({ studyId, round: 1, epoch: 1, sumSha256: keySwitch.sumSha256, share: Buffer.from(share) }, cb));
+      const { ring, params } = members.setup;
+      const share = shareForSum(ring, params, epoch.secrets['site-a']!, modelKeyOf(ring, epoch.modelSeed), await downloadSum('site-a', studyId, 1), new SeededStream(randomBytes(32), 'federa/multiparty/smudging'));
+      const sent = await reply<federation.KeyEpochAck>((cb) => members.client['site-a']!.submitKeySwitchShare({ studyId, round: 1, epoch: 1, sumSha256: keySwitch.sumSha256, share: Buffer.from(share) }, cb));
       expect(sent.error).toBeUndefined();
     });
 

@@ -78,6 +78,7 @@ describe('federa-site init', () => {
     const text = await readFile(path, 'utf8');
     expect(text).toContain('policy:   # the hospital\'s rules; these are the safe defaults');
     expect(text).toMatch(/ {2}minParticipants: 3 {3}# refuse aggregates of fewer sites/);
+    expect(text).toMatch(/ {2}verifySum: true {3}# multiparty: check each sum/);
     expect(text).toMatch(/ {2}autoApprove: false {3}# true trains every study without/);
     const config = await loadSiteConfig(path);
     expect(config).toEqual({
@@ -86,7 +87,7 @@ describe('federa-site init', () => {
       data: { source: { kind: 'folder' }, dir: join(dir, 'images'), layout: 'csv', labels: join(dir, 'images', 'labels.csv'), validationFraction: 0.2 },
       training: { backend: 'auto' },
       stateDir: join(dir, 'conf', 'state'),
-      policy: { requireEncryption: true, minParticipants: 3, maxRounds: 100, shareMetrics: 'aggregate', minCountPerBin: 5, autoApprove: false },
+      policy: { requireEncryption: true, minParticipants: 3, maxRounds: 100, shareMetrics: 'aggregate', minCountPerBin: 5, verifySum: true, autoApprove: false },
     });
   });
 

@@ -35,6 +35,7 @@ export interface SitePolicyInput {
   maxRounds?: number;
   shareMetrics?: 'none' | 'aggregate' | 'full';
   minCountPerBin?: number;
+  verifySum?: boolean;
   autoApprove?: boolean;
 }
 

@@ -28,11 +28,13 @@ import { UploadReceiver } from '../rounds/upload-receiver.js';
 import { SiteSessions } from '../sessions/site-sessions.js';
 import { DatasetSummaries } from '../sites/dataset-summaries.js';
 import { StudiesService } from '../studies/studies.service.js';
-import { KeyEpochs } from '../multiparty/index.js';
+import { KeyEpochs, listedUpdateC1 } from '../multiparty/index.js';
 import { checkStudyRef, FederationError, GrpcStatus, isTransientDatabaseError } from './federation-error.js';
 import type { SiteIdentity } from './site-identity.js';
 
 export const COORDINATOR_VERSION = '0.1.0';
+/** Data chunks of a download made in memory (an update's c1 part): the size the blob store streams files in. */
+const DOWNLOAD_CHUNK_BYTES = 256 * 1024;
 export const AGENT_INSTANCE_METADATA = 'x-federa-agent-instance';
 
 const policySummarySchema = z
@@ -214,6 +216,7 @@ export class FederationHandlers {
           },
         ),
       downloadSum: (call) => this.settle(this.downloadSum(call)),
+      downloadUpdateC1: (call) => this.settle(this.downloadUpdateC1(call)),
       listStudies: (call, callback) =>
         // The certificate says who is asking; a hospital reviews offers before its agent ever registers.
         this.unary('ListStudies', call, callback, null, federation.ListStudiesRequest, () => ({}), async (siteId) => ({
@@ -306,26 +309,46 @@ export class FederationHandlers {
   }
 
   /** The c1 part of a round's sum, for the members of its key epoch to compute their shares from. */
-  private async downloadSum(call: ServerWritableStream<federation.DownloadSumRequest, federation.SumChunk>): Promise<void> {
+  private downloadSum(call: ServerWritableStream<federation.DownloadSumRequest, federation.SumChunk>): Promise<void> {
+    return this.streamSwitchPart(call, 'DownloadSum', async (siteId) => {
+      const { sha256 } = await this.rounds.switching.sumFor(siteId, call.request.studyId, call.request.round);
+      const size = (await this.blobs.size(sha256)) ?? 0;
+      return { what: 'the sum', sha256, size, chunks: (offset) => this.blobs.createReadStream(sha256, { start: offset }) };
+    });
+  }
+
+  /** The c1 part of an update a switching round lists, for a member of its key epoch to check the sum with. */
+  private downloadUpdateC1(call: ServerWritableStream<federation.DownloadUpdateC1Request, federation.SumChunk>): Promise<void> {
+    return this.streamSwitchPart(call, 'DownloadUpdateC1', async (siteId) => {
+      const { sha256, bytes } = await listedUpdateC1({ db: this.db, blobs: this.blobs, setup: this.epochs.setup() }, siteId, call.request);
+      return { what: 'the c1 part', sha256, size: bytes.byteLength, chunks: (offset) => chunksOf(bytes, offset) };
+    });
+  }
+
+  /** A download of a switching round's part (a header, then data from `offset`); a refusal is audited as DownloadModel's. */
+  private async streamSwitchPart(
+    call: ServerWritableStream<{ studyId: string; round: number; offset: number }, federation.SumChunk>,
+    rpc: string,
+    source: (siteId: string) => Promise<{ what: string; sha256: string; size: number; chunks: (offset: number) => AsyncIterable<unknown> | Iterable<unknown> }>,
+  ): Promise<void> {
     let siteId: string | undefined;
     let concerns: { studyId: string; round: number } | undefined;
     try {
-      siteId = await this.caller(call, 'DownloadSum');
+      siteId = await this.caller(call, rpc);
       await this.requireRegistered(siteId);
       const { studyId, round, offset } = call.request;
       checkStudyRef(studyId, round);
       concerns = { studyId, round };
-      const { sha256 } = await this.rounds.switching.sumFor(siteId, studyId, round);
-      const size = (await this.blobs.size(sha256)) ?? 0;
-      if (offset > size) throw new FederationError(GrpcStatus.OUT_OF_RANGE, `offset ${offset} is past the sum's ${size} bytes`);
+      const { what, sha256, size, chunks } = await source(siteId);
+      if (offset > size) throw new FederationError(GrpcStatus.OUT_OF_RANGE, `offset ${offset} is past ${what}'s ${size} bytes`);
       await write(call, { part: { $case: 'header', value: { sha256, sizeBytes: size } } });
-      for await (const chunk of this.blobs.createReadStream(sha256, { start: offset })) {
+      for await (const chunk of chunks(offset)) {
         await write(call, { part: { $case: 'data', value: chunk as Buffer } });
       }
       call.end();
     } catch (error) {
-      if (siteId) await this.auditDenied(siteId, 'DownloadSum', concerns ?? {}, error);
-      refuseStream(call, this.toStatus(error, { rpc: 'DownloadSum', siteId, ...concerns }));
+      if (siteId) await this.auditDenied(siteId, rpc, concerns ?? {}, error);
+      refuseStream(call, this.toStatus(error, { rpc, siteId, ...concerns }));
     }
   }
 
@@ -540,4 +563,11 @@ function write<T>(call: ServerWritableStream<unknown, T>, message: T): Promise<v
   return new Promise((resolve, reject) => {
     call.write(message, (error: Error | null | undefined) => (error ? reject(error) : resolve()));
   });
+}
+
+/** `bytes` from `offset` in DOWNLOAD_CHUNK_BYTES views (no copies). */
+function* chunksOf(bytes: Uint8Array, offset: number): Generator<Buffer> {
+  for (let at = offset; at < bytes.byteLength; at += DOWNLOAD_CHUNK_BYTES) {
+    yield Buffer.from(bytes.buffer, bytes.byteOffset + at, Math.min(DOWNLOAD_CHUNK_BYTES, bytes.byteLength - at));
+  }
 }

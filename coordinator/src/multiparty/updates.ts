@@ -7,6 +7,7 @@ import {
   siteSignatureProblem,
   type MultipartySetup,
   type MultipartyThreading,
+  updateC1Sha256,
 } from '@federa/shared';
 import { FederationError, GrpcStatus } from '../federation/federation-error.js';
 import type { MultipartyTrust } from './key-epochs.js';
@@ -17,7 +18,7 @@ export type StoredContribution = federation.SignedContribution;
 /**
  * Checks a multiparty update before it is counted: the payload is ciphertexts of this round's epoch and length, every
  * residue in range, and the signed contribution statement names the uploading site, this study, round and epoch, the
- * consortium's parameters and exactly these bytes, under a certificate the consortium CA issued to that site and did
+ * consortium's parameters and exactly these bytes (the whole payload, and its c1 part: c1-parts.ts), under a certificate the consortium CA issued to that site and did
  * not revoke. Members check the same statements before they help decrypt a sum, so the coordinator keeps them.
  * A large update's residues are checked on `threading`'s worker threads.
  */
@@ -52,5 +53,8 @@ export async function checkMultipartyUpdate(
     if (error instanceof MultipartyPayloadError) refuse(`${error.code}: ${error.message}`);
     throw error;
   }
+  // After the residue check: the part is then the one members decode and sum, and the one DownloadUpdateC1 serves.
+  const c1Sha256 = updateC1Sha256(setup.ring, setup.params, bytes);
+  if (s.c1Sha256 !== c1Sha256) refuse(`the statement's c1Sha256 signs c1 part ${s.c1Sha256}, the update's c1 part hashes to ${c1Sha256}`);
   return { statementJson: contribution.statementJson, signature: contribution.signature, certificatePem: contribution.certificatePem };
 }

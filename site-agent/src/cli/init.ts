@@ -77,6 +77,7 @@ const POLICY_COMMENTS: Record<keyof SitePolicy, string> = {
   maxRounds: 'refuse studies with more rounds (each round releases an aggregate and metrics)',
   shareMetrics: 'none | aggregate (figures, no counts) | full (also sample counts and the dataset summary)',
   minCountPerBin: 'under shareMetrics full: every non-empty score-histogram bin holds at least this many images',
+  verifySum: 'multiparty: check each sum this site helps decrypt is the sum of the signed updates it lists (downloads their c1 parts)',
   autoApprove: 'true trains every study without `federa-site approve`: demos and local tests only',
 };
 

@@ -281,41 +281,23 @@ export class FederationClient {
   }
 
   /** The c1 part of a round's encrypted sum, checked against the SHA-256 the key-switch task names. */
-  downloadSum(studyId: string, round: number, expectedSha256: string): Promise<Uint8Array> {
+  async downloadSum(studyId: string, round: number, expectedSha256: string): Promise<Uint8Array> {
+    const what = `the sum of round ${round} of study ${studyId}`;
     const stream = this.client.downloadSum({ studyId, round, offset: 0 }, this.metadata, this.deadline(this.timeoutMs * 5));
-    return new Promise((resolve, reject) => {
-      const parts: Buffer[] = [];
-      let header: federation.SumHeader | undefined;
-      let received = 0;
-      let failed = false;
-      const fail = (error: Error): void => {
-        if (failed) return;
-        failed = true;
-        stream.cancel();
-        reject(error);
-      };
-      stream.on('data', (message: federation.SumChunk) => {
-        const part = message.part;
-        if (part?.$case === 'header') {
-          header = part.value;
-          if (header.sha256 !== expectedSha256) fail(new Error(`the sum of round ${round} of study ${studyId} is ${header.sha256}, the task named ${expectedSha256}`));
-          else if (header.sizeBytes > MAX_MODEL_BYTES) fail(new Error(`the sum of round ${round} announces ${header.sizeBytes} bytes, more than a site accepts`));
-        } else if (part?.$case === 'data') {
-          received += part.value.length;
-          if (!header || received > header.sizeBytes) return fail(new Error(`the sum download of round ${round} sent more bytes than its header announced`));
-          parts.push(part.value);
-        }
-      });
-      stream.on('error', (error: ServiceError) => fail(isServiceError(error) ? refusal(error) : error));
-      stream.on('end', () => {
-        if (failed) return;
-        if (!header) return fail(new Error(`the sum download of round ${round} carried no header`));
-        const bytes = Buffer.concat(parts, received);
-        const digest = createHash('sha256').update(bytes).digest('hex');
-        if (digest !== expectedSha256) return fail(new Error(`the sum of round ${round} of study ${studyId} failed its integrity check: received ${digest}, expected ${expectedSha256}`));
-        resolve(new Uint8Array(bytes));
-      });
-    });
+    const bytes = await collectSwitchPart(stream, what, MAX_MODEL_BYTES, (header) => (header.sha256 !== expectedSha256 ? `${what} is ${header.sha256}, the task named ${expectedSha256}` : null));
+    const digest = createHash('sha256').update(bytes).digest('hex');
+    if (digest !== expectedSha256) throw new Error(`${what} failed its integrity check: received ${digest}, expected ${expectedSha256}`);
+    return bytes;
+  }
+
+  /**
+   * The c1 part of an update a switching round lists (DownloadUpdateC1), refused past `maxBytes` (a part's exact
+   * size) as it arrives. Its SHA-256 is the caller's to check, against the c1Sha256 the contributor signed.
+   */
+  downloadUpdateC1(studyId: string, round: number, siteId: string, maxBytes: number): Promise<Uint8Array> {
+    const what = `the c1 part of ${siteId}'s update in round ${round} of study ${studyId}`;
+    const stream = this.client.downloadUpdateC1({ studyId, round, siteId, offset: 0 }, this.metadata, this.deadline(this.timeoutMs * 5));
+    return collectSwitchPart(stream, what, maxBytes, () => null);
   }
 
   /** The studies the coordinator offers this site, each with its canonical definition and hash. */
@@ -332,6 +314,52 @@ export class FederationClient {
 
 export function isServiceError(error: unknown): error is ServiceError {
   return typeof error === 'object' && error !== null && 'code' in error && 'details' in error;
+}
+
+/**
+ * The bytes of a DownloadSum or DownloadUpdateC1 stream: a header, then data up to its size. More than the header
+ * announced, or than `maxBytes`, fails as it arrives; `refuseHeader` says why a header is not the one expected.
+ */
+function collectSwitchPart(
+  stream: ClientReadableStream<federation.SumChunk>,
+  what: string,
+  maxBytes: number,
+  refuseHeader: (header: federation.SumHeader) => string | null,
+): Promise<Uint8Array> {
+  return new Promise((resolve, reject) => {
+    const parts: Buffer[] = [];
+    let header: federation.SumHeader | undefined;
+    let received = 0;
+    let failed = false;
+    const fail = (error: Error): void => {
+      if (failed) return;
+      failed = true;
+      stream.cancel();
+      reject(error);
+    };
+    stream.on('data', (message: federation.SumChunk) => {
+      const part = message.part;
+      if (part?.$case === 'header') {
+        header = part.value;
+        const refused = refuseHeader(header);
+        if (refused) fail(new Error(refused));
+        else if (header.sizeBytes > maxBytes) fail(new Error(`${what} announces ${header.sizeBytes} bytes, more than the ${maxBytes} expected`));
+      } else if (part?.$case === 'data') {
+        received += part.value.length;
+        if (!header || received > header.sizeBytes) return fail(new Error(`the download of ${what} sent more bytes than its header announced`));
+        parts.push(part.value);
+      }
+    });
+    stream.on('error', (error: ServiceError) => fail(isServiceError(error) ? refusal(error) : error));
+    stream.on('end', () => {
+      if (failed) return;
+      if (!header) return fail(new Error(`the download of ${what} carried no header`));
+      if (received !== header.sizeBytes) return fail(new Error(`the download of ${what} ended after ${received} of the ${header.sizeBytes} bytes its header announced`));
+      const bytes = Buffer.concat(parts, received);
+      // A plain Uint8Array view, not a second copy.
+      resolve(new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength));
+    });
+  });
 }
 
 /** Writes each message as the stream takes it (waits for 'drain' when its buffer is full). */

@@ -61,8 +61,14 @@ describe('site policy', () => {
       maxRounds: 100,
       shareMetrics: 'aggregate',
       minCountPerBin: 5,
+      verifySum: true,
       autoApprove: false,
     });
+  });
+
+  it('checks multiparty sums unless verifySum is turned off, and takes only a boolean for it', () => {
+    expect(parseSiteConfig({ ...valid, policy: { verifySum: false } }, '/x').policy.verifySum).toBe(false);
+    expect(() => parseSiteConfig({ ...valid, policy: { verifySum: 'no' } }, '/x')).toThrow(/policy\.verifySum/);
   });
 
   it('names what is wrong in the policy block and refuses a cohort of one', () => {

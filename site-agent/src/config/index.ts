@@ -32,6 +32,13 @@ export const sitePolicySchema = z
     shareMetrics: z.enum(['none', 'aggregate', 'full'], { error: 'must be none, aggregate or full' }).default('aggregate'),
     /** Under shareMetrics full: every non-empty score-histogram bin holds at least this many images. */
     minCountPerBin: z.int().min(1).max(1_000).default(5),
+    /**
+     * Multiparty: before helping decrypt a sum, download the c1 part of every update it lists (DownloadUpdateC1),
+     * check each against the c1Sha256 its site signed, and check the c1 sent is their sum. Costs a download the size
+     * of the summed c1 (about 13 bytes per parameter) per listed site and round; false trusts the coordinator to send
+     * the real sum, which lets a dishonest coordinator have one site's update decrypted for a colluding member.
+     */
+    verifySum: z.boolean().default(true),
     /** Train any study without asking. For the demo and local tests only: says so loudly in the log. */
     autoApprove: z.boolean().default(false),
   })

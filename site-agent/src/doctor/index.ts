@@ -148,14 +148,22 @@ function checkPolicy(config: SiteConfig): DoctorCheck {
   const detail =
     `${p.requireEncryption ? 'encrypted studies only' : 'plaintext studies allowed'}, at least ${p.minParticipants} sites per aggregate, ` +
     `at most ${p.maxRounds} rounds, shares ${p.shareMetrics === 'none' ? 'no metrics' : p.shareMetrics === 'aggregate' ? 'figures without counts' : `counts (at least ${p.minCountPerBin} images per histogram bin)`}, ` +
+    `${p.verifySum ? 'checks every multiparty sum it helps decrypt' : 'trusts the coordinator\'s multiparty sums unchecked'}, ` +
     `${p.autoApprove ? 'approves every study automatically' : 'runs only studies approved with `federa-site approve`'}`;
-  const worrying = p.autoApprove || !p.requireEncryption;
+  const worrying = p.autoApprove || !p.requireEncryption || !p.verifySum;
   return {
     name: 'site policy',
     ok: true,
     detail,
     ...(worrying
-      ? { warning: true, hint: `${p.autoApprove ? 'policy.autoApprove is for demos and local tests only; ' : ''}${p.requireEncryption ? '' : 'policy.requireEncryption: false lets the coordinator see this site\'s updates; '}set the defaults for real data` }
+      ? {
+          warning: true,
+          hint:
+            `${p.autoApprove ? 'policy.autoApprove is for demos and local tests only; ' : ''}` +
+            `${p.requireEncryption ? '' : 'policy.requireEncryption: false lets the coordinator see this site\'s updates; '}` +
+            `${p.verifySum ? '' : 'policy.verifySum: false lets a dishonest coordinator have one site\'s update decrypted instead of a sum; '}` +
+            'set the defaults for real data',
+        }
       : {}),
   };
 }

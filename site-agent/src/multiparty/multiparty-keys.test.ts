@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import {
+  C1PartSum,
   canonicalJson,
   createRootCa,
   decodePolys,
@@ -44,19 +45,23 @@ describe('MultipartyKeys.keySwitch: what a member checks before it sends its key
   let setup: MultipartySetup;
   let sum: Uint8Array;
   let sumSha256: string;
+  /** Each member's update's c1 part: the sum is theirs. */
+  let parts: Record<string, Uint8Array>;
   let contributions: Record<string, federation.SignedContribution>;
 
   let stateDir: string;
   let sent: Sent[];
   let downloads: { studyId: string; round: number; sha: string }[];
+  let partDownloads: string[];
   /** What the coordinator stub serves as the sum (the named sum unless a test swaps it). */
   let served: Uint8Array;
   /** What the coordinator stub serves as a key epoch's state (none unless a test sets it). */
   let epochState: federation.KeyEpochState | null;
 
   const contribution = (siteId: string, cert: IssuedCertificate, over: Partial<{ epoch: number; round: number; parameters: string }> = {}): federation.SignedContribution => {
+    const c1Sha256 = parts[siteId] ? sha256Hex(parts[siteId]) : sha256Hex(randomBytes(16));
     const signed = signContribution(
-      { epoch: over.epoch ?? EPOCH, studyId: STUDY, round: over.round ?? ROUND, siteId, parameters: over.parameters ?? setup.fingerprint, updateSha256: sha256Hex(randomBytes(16)) },
+      { epoch: over.epoch ?? EPOCH, studyId: STUDY, round: over.round ?? ROUND, siteId, parameters: over.parameters ?? setup.fingerprint, updateSha256: sha256Hex(randomBytes(16)), c1Sha256 },
       cert.privateKeyPem,
       cert.certificatePem,
     );
@@ -82,6 +87,10 @@ describe('MultipartyKeys.keySwitch: what a member checks before it sends its key
         downloads.push({ studyId, round, sha });
         return Promise.resolve(served);
       },
+      downloadUpdateC1: (studyId: string, round: number, siteId: string): Promise<Uint8Array> => {
+        partDownloads.push(siteId);
+        return parts[siteId] ? Promise.resolve(parts[siteId]) : Promise.reject(new Error(`no update of ${siteId} in round ${round} of ${studyId}`));
+      },
       getKeyEpoch: (): Promise<federation.KeyEpochState> =>
         epochState ? Promise.resolve(epochState) : Promise.reject(new Error('keySwitch must not need the network to complete an epoch whose model seed it holds')),
     } as unknown as FederationClient;
@@ -92,7 +101,7 @@ describe('MultipartyKeys.keySwitch: what a member checks before it sends its key
       },
     } as unknown as Outbound;
     const retry = { call: <T>(_what: string, fn: () => Promise<T>): Promise<T> => fn() } as unknown as CoordinatorRetry;
-    const fullPolicy = { requireEncryption: true, minParticipants: 3, maxRounds: 100, shareMetrics: 'aggregate', minCountPerBin: 5, autoApprove: false, ...policy } as SitePolicy;
+    const fullPolicy = { requireEncryption: true, minParticipants: 3, maxRounds: 100, shareMetrics: 'aggregate', minCountPerBin: 5, verifySum: true, autoApprove: false, ...policy } as SitePolicy;
     const a = certs['site-a']!;
     return new MultipartyKeys(stateDir, { siteId: 'site-a', caPem: ca.certificatePem, certificatePem: a.certificatePem, privateKeyPem: a.privateKeyPem }, client, outbound, fullPolicy, retry);
   };
@@ -124,8 +133,14 @@ describe('MultipartyKeys.keySwitch: what a member checks before it sends its key
     setup = multipartySetup(ca.certificatePem);
     const { ring, params } = setup;
     const stream = new SeededStream(randomBytes(32), 'test/sum-c1');
-    const polys = Array.from({ length: Math.ceil(VALUE_COUNT / ring.n) }, () => sampleUniform(ring, stream));
-    sum = encodePolys(ring, params, 'sum-c1', { epoch: EPOCH, valueCount: VALUE_COUNT }, polys);
+    const header = { epoch: EPOCH, valueCount: VALUE_COUNT };
+    const total = new C1PartSum(ring, params, header);
+    parts = {};
+    for (const siteId of sites) {
+      parts[siteId] = encodePolys(ring, params, 'update-c1', header, Array.from({ length: Math.ceil(VALUE_COUNT / ring.n) }, () => sampleUniform(ring, stream)));
+      total.add(parts[siteId]);
+    }
+    sum = total.encode();
     sumSha256 = sha256Hex(sum);
     contributions = Object.fromEntries(sites.map((s) => [s, contribution(s, certs[s]!)]));
   }, 60_000);
@@ -134,6 +149,7 @@ describe('MultipartyKeys.keySwitch: what a member checks before it sends its key
     stateDir = await mkdtemp(join(tmpdir(), 'federa-multiparty-keys-'));
     sent = [];
     downloads = [];
+    partDownloads = [];
     served = sum;
     epochState = null;
     // A completed epoch: the model seed is already derived, so keySwitch never has to finish the epoch over the network.
@@ -157,8 +173,13 @@ describe('MultipartyKeys.keySwitch: what a member checks before it sends its key
     expect(refusal.message).toMatch(/holds 2 site\(s\)' updates; .*at least 3/);
     expect(sent).toEqual([]);
     expect(await storedShares()).toEqual([]);
-    // A policy of two lets the same two contributions through.
-    await keysFor({ minParticipants: 2 }).keySwitch(task({ contributions: [contributions['site-a']!, contributions['site-b']!] }));
+    // A policy of two lets the same two contributions through, for a sum of those two.
+    const { ring, params } = setup;
+    const two = new C1PartSum(ring, params, { epoch: EPOCH, valueCount: VALUE_COUNT });
+    two.add(parts['site-a']!);
+    two.add(parts['site-b']!);
+    served = two.encode();
+    await keysFor({ minParticipants: 2 }).keySwitch(task({ sumSha256: sha256Hex(served), contributions: [contributions['site-a']!, contributions['site-b']!] }));
     expect(sent).toHaveLength(1);
   });
 
@@ -234,6 +255,26 @@ describe('MultipartyKeys.keySwitch: what a member checks before it sends its key
       expect(Buffer.compare(again.submission.share, first.submission.share)).toBe(0);
     }
     expect(await storedShares()).toHaveLength(1);
+    // The sum was checked once, when the share was computed: each listed update's c1 part downloaded once.
+    expect(partDownloads).toEqual([...sites]);
+  });
+
+  it('checks the sum is the sum of the listed updates\' c1 parts before computing a share, unless policy.verifySum is false', async () => {
+    const { ring, params } = setup;
+    // The coordinator lists all three contributions but sends site-b's c1 alone as "the sum", as a sum-c1 blob.
+    const alone = encodePolys(ring, params, 'sum-c1', { epoch: EPOCH, valueCount: VALUE_COUNT }, decodePolys(ring, params, 'update-c1', parts['site-b']!).polys);
+    served = alone;
+    const refusal = await refusalOf(keysFor(), task({ sumSha256: sha256Hex(alone) }));
+    expect(refusal.refusal.reason).toBe(RefusalReason.REFUSAL_REASON_SHARE_REQUEST_INVALID);
+    expect(refusal.message).toMatch(/the c1 sent is not the sum of the c1 parts of the 3 listed updates \(site-a, site-b, site-c\): 1 of its 1 ciphertexts differ \(0\)/);
+    expect(partDownloads).toEqual([...sites]);
+    expect(sent).toEqual([]);
+    expect(await storedShares()).toEqual([]);
+    // Trusted as sent when the hospital turned the check off: no part is downloaded.
+    partDownloads = [];
+    await keysFor({ verifySum: false }).keySwitch(task({ sumSha256: sha256Hex(alone) }));
+    expect(partDownloads).toEqual([]);
+    expect(sent).toHaveLength(1);
   });
 
   it('refuses a task naming other members than the epoch\'s, or other parameters, before downloading the sum', async () => {

@@ -31,6 +31,7 @@ import {
   type MultipartyThreading,
   type SignedContribution,
   type SignedKeyShare,
+  updateC1Sha256,
 } from '@federa/shared';
 import type { CoordinatorRetry, FederationClient } from '../client/index.js';
 import type { SitePolicy } from '../config/index.js';
@@ -38,6 +39,7 @@ import type { Outbound } from '../outbound/index.js';
 import { PolicyRefusalError } from '../policy/index.js';
 import { EpochSecrets, keyPairOf, type EpochSecret } from './epoch-secrets.js';
 import { KeySwitchShares } from './key-switch-shares.js';
+import { SumVerifier } from './sum-verification.js';
 
 /** This site's certified identity: its kit's key signs its shares and contributions and opens envelopes sealed to it. */
 export interface SiteIdentityKeys {
@@ -71,6 +73,7 @@ export class MultipartyKeys {
   private readonly log = createLogger('multiparty');
   private readonly secrets: EpochSecrets;
   private readonly shares: KeySwitchShares;
+  private readonly sums: SumVerifier;
   private readonly setup: MultipartySetup;
   /** The completion of each epoch this process is working on (shares, envelopes, model seed), by study and epoch. */
   private readonly completing = new Map<string, Promise<EpochSecret>>();
@@ -88,6 +91,7 @@ export class MultipartyKeys {
   ) {
     this.secrets = new EpochSecrets(stateDir);
     this.shares = new KeySwitchShares(stateDir);
+    this.sums = new SumVerifier(client, retry, policy);
     this.setup = multipartySetup(identity.caPem);
     const threads = options.threads ?? availableParallelism();
     // Started by the first vector large enough to need it.
@@ -256,7 +260,15 @@ export class MultipartyKeys {
     const random = new SeededStream(randomBytes(32), 'federa/multiparty/encrypt');
     const payload = await encryptUpdateThreaded(ring, params, { p, a }, task.keyEpoch.number, tagged, random, this.threading);
     const signed = signContribution(
-      { epoch: task.keyEpoch.number, studyId: task.studyId, round: task.round, siteId: this.identity.siteId, parameters: fingerprint, updateSha256: sha256Hex(payload) },
+      {
+        epoch: task.keyEpoch.number,
+        studyId: task.studyId,
+        round: task.round,
+        siteId: this.identity.siteId,
+        parameters: fingerprint,
+        updateSha256: sha256Hex(payload),
+        c1Sha256: updateC1Sha256(ring, params, payload),
+      },
       this.identity.privateKeyPem,
       this.identity.certificatePem,
     );
@@ -265,8 +277,9 @@ export class MultipartyKeys {
 
   /**
    * Answers a key-switch task: checks the sum is made of at least the policy's minParticipants updates, each signed
-   * by a distinct certified site for this epoch, study and round, and that the c1 downloaded is the one named, then
-   * sends this site's share, computed once per sum (a repeated request gets the stored share).
+   * by a distinct certified site for this epoch, study and round, that the c1 downloaded is the one named and (policy
+   * verifySum) the sum of those updates' c1 parts, then sends this site's share, computed once per sum (a repeated
+   * request gets the stored share).
    */
   async keySwitch(task: federation.KeySwitchTask): Promise<void> {
     const { ring, params, fingerprint } = this.setup;
@@ -310,9 +323,11 @@ export class MultipartyKeys {
     // The first member (sorted) carries the model key in its share; the others only cancel their secret shares.
     const designated = members[0] === this.identity.siteId;
     const { secret: s } = keyPairOf(this.setup, complete);
-    const { share, resent } = await this.shares.shareFor({ epoch: task.epoch, sumSha256: task.sumSha256 }, () =>
-      shareForSumThreaded(ring, params, s, designated ? modelKeyOf(ring, seedOf(complete)) : null, sum, new SeededStream(randomBytes(32), 'federa/multiparty/smudging'), this.threading),
-    );
+    // A stored share was for a sum checked when it was computed: a repeated request downloads no part again.
+    const { share, resent } = await this.shares.shareFor({ epoch: task.epoch, sumSha256: task.sumSha256 }, async () => {
+      await this.sums.verify(task, { ring, params, sum, contributions: check.ok ? check.statements : [] });
+      return shareForSumThreaded(ring, params, s, designated ? modelKeyOf(ring, seedOf(complete)) : null, sum, new SeededStream(randomBytes(32), 'federa/multiparty/smudging'), this.threading);
+    });
     await this.outbound.submitKeySwitchShare({ studyId: task.studyId, round: task.round, epoch: task.epoch, sumSha256: task.sumSha256, share: Buffer.from(share) }, resent);
     this.log.info({ studyId: task.studyId, round: task.round, epoch: task.epoch, contributors: check.ok ? check.sites : [], resent }, 'key-switching share sent');
   }

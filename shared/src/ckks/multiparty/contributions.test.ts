@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { createRootCa, issueSiteCertificate, type IssuedCertificate } from '../../pki/index.js';
+import { createRootCa, issueSiteCertificate, signCanonical, type IssuedCertificate } from '../../pki/index.js';
 import { checkShareRequest, signContribution, type ShareRequest, type SignedContribution } from './contributions.js';
 
 describe('what a site checks before it sends a key-switching share', () => {
@@ -26,12 +26,21 @@ describe('what a site checks before it sends a key-switching share', () => {
     ca = await createRootCa({ commonName: 'contributions CA' });
     certs = await Promise.all(sites.map((siteId) => issueSiteCertificate(ca, { siteId })));
     signed = sites.map((siteId, i) =>
-      signContribution({ epoch: 1, studyId: 'study-1', round: 2, siteId, parameters, updateSha256: String(i).repeat(64) }, certs[i]!.privateKeyPem, certs[i]!.certificatePem),
+      signContribution({ epoch: 1, studyId: 'study-1', round: 2, siteId, parameters, updateSha256: String(i).repeat(64), c1Sha256: String(i + 3).repeat(64) }, certs[i]!.privateKeyPem, certs[i]!.certificatePem),
     );
   }, 60_000);
 
   it('shares for a sum of at least minParticipants updates signed by distinct certified sites', () => {
-    expect(check(request(signed))).toEqual({ ok: true, sites });
+    expect(check(request(signed))).toEqual({ ok: true, sites, statements: signed.map((s) => s.statement) });
+    // Listed in any order, the statements come back in the sites' order.
+    expect(check(request([...signed].reverse()))).toEqual({ ok: true, sites, statements: signed.map((s) => s.statement) });
+  });
+
+  it('refuses a statement without c1Sha256 (one signed before the c1 part was signed), however well signed', () => {
+    const { c1Sha256: _dropped, ...older } = signed[1]!.statement;
+    const resigned = { statement: older as SignedContribution['statement'], signature: signCanonical(older, certs[1]!.privateKeyPem), certificatePem: certs[1]!.certificatePem };
+    expect(check(request([signed[0]!, resigned, signed[2]!]))).toMatchObject({ ok: false, reason: expect.stringMatching(/statement is malformed/) as unknown });
+    expect(() => signContribution(older as unknown as Parameters<typeof signContribution>[0], certs[1]!.privateKeyPem, certs[1]!.certificatePem)).toThrow(/c1Sha256/);
   });
 
   it('refuses a sum of fewer sites than its policy allows, one site counted twice, or one posing as another', () => {

@@ -8,9 +8,9 @@ import { siteSignatureProblem } from './site-signature.js';
  * Before a site computes a key-switching share, which lets the sum be read under the model key, it checks what the
  * sum is made of: at least its policy's minParticipants updates, each signed by a distinct site the consortium CA
  * certified and did not revoke, all for this epoch, study and round, and the summed c1 it was sent is the one the
- * request names. A site signs each update it sends (the SHA-256 of its payload), so a coordinator cannot make up
- * contributors. Whether the c1 sent is really the sum of those updates is not checked (it would take every update):
- * see PARAMETERS.md, "Threat model".
+ * request names. A site signs each update it sends (the SHA-256 of its payload, and of its c1 part: c1-parts.ts), so
+ * a coordinator cannot make up contributors. Whether the c1 sent is really the sum of those updates' c1 parts is
+ * checked apart (the site agent's policy.verifySum: it downloads every part): see PARAMETERS.md, "Threat model".
  */
 
 export const contributionStatementSchema = z
@@ -22,6 +22,8 @@ export const contributionStatementSchema = z
     siteId: z.string().regex(/^[a-z0-9][a-z0-9-]{0,62}$/),
     parameters: z.string().regex(/^[0-9a-f]{64}$/),
     updateSha256: z.string().regex(/^[0-9a-f]{64}$/),
+    /** SHA-256 of the update's c1 part (c1-parts.ts), which members sum to check the c1 they switch. */
+    c1Sha256: z.string().regex(/^[0-9a-f]{64}$/),
   })
   .strict();
 
@@ -49,7 +51,8 @@ export interface ShareRequest {
   contributions: readonly SignedContribution[];
 }
 
-export type ShareRequestCheck = { ok: true; sites: string[] } | { ok: false; reason: string };
+/** Passed: the contributors, sorted, and their statements in that order. */
+export type ShareRequestCheck = { ok: true; sites: string[]; statements: ContributionStatement[] } | { ok: false; reason: string };
 
 /** The checks above, against the bytes of C1 the site received and its policy. */
 export function checkShareRequest(
@@ -59,6 +62,7 @@ export function checkShareRequest(
   const digest = createHash('sha256').update(input.sumBytes).digest('hex');
   if (digest !== request.sumSha256) return { ok: false, reason: `the sum received hashes to ${digest}, not the ${request.sumSha256} the request names` };
   const sites = new Set<string>();
+  const statements: ContributionStatement[] = [];
   for (const signed of request.contributions) {
     const parsed = contributionStatementSchema.safeParse(signed.statement);
     if (!parsed.success) return { ok: false, reason: `a contribution's statement is malformed: ${parsed.error.issues[0]?.message ?? 'invalid'}` };
@@ -72,9 +76,11 @@ export function checkShareRequest(
     if (problem) return refuse(problem);
     if (sites.has(s.siteId)) return refuse('it is listed twice');
     sites.add(s.siteId);
+    statements.push(s);
   }
   if (sites.size < input.minParticipants) {
     return { ok: false, reason: `the sum holds ${sites.size} site(s)' updates; this site's policy needs at least ${input.minParticipants} (policy.minParticipants)` };
   }
-  return { ok: true, sites: [...sites].sort() };
+  statements.sort((a, b) => (a.siteId < b.siteId ? -1 : 1));
+  return { ok: true, sites: statements.map((s) => s.siteId), statements };
 }

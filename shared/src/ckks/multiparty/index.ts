@@ -9,3 +9,4 @@ export * from './payload.js';
 export * from './consortium.js';
 export * from './site-signature.js';
 export * from './threads.js';
+export * from './c1-parts.js';

@@ -16,10 +16,14 @@ import { packResidues, packRounded, residueBytes, roundedBits, roundedBytes, unp
  * - sum-c0, sum-c1: the coordinator's sums as residues
  * - share: a key-switching share rounded (used_k coefficients)
  * - model: c0' = C0 + sum h_i and C1, both as residues
+ * - update-c1: an update's c1 residues alone (c1-parts.ts), what a member sums to check the sum-c1 it is sent
  * A blob binds its kind, parameters, epoch and length, so one is never read as another.
  */
 
-export type PayloadKind = 'update' | 'sum-c0' | 'sum-c1' | 'share' | 'model';
+export type PayloadKind = 'update' | 'sum-c0' | 'sum-c1' | 'share' | 'model' | 'update-c1';
+
+/** The kinds whose bodies are one polynomial per ciphertext. */
+export type PolyKind = 'sum-c0' | 'sum-c1' | 'share' | 'update-c1';
 
 export type PayloadErrorCode = 'TRUNCATED' | 'BAD_MAGIC' | 'WRONG_KIND' | 'WRONG_PARAMETERS' | 'WRONG_EPOCH' | 'WRONG_LENGTH' | 'CORRUPT';
 
@@ -41,12 +45,12 @@ export interface PayloadHeader {
 
 const HEADER_BYTES = 48;
 const MAGIC = [0x46, 0x4d, 0x50, 0x31]; // 'FMP1'
-const KIND_BYTE: Readonly<Record<PayloadKind, number>> = { update: 1, 'sum-c0': 2, 'sum-c1': 3, share: 4, model: 5 };
+const KIND_BYTE: Readonly<Record<PayloadKind, number>> = { update: 1, 'sum-c0': 2, 'sum-c1': 3, share: 4, model: 5, 'update-c1': 6 };
 const KIND_OF_BYTE = new Map<number, PayloadKind>(Object.entries(KIND_BYTE).map(([kind, byte]) => [byte, kind as PayloadKind]));
 const U32_MAX = 0xffff_ffff;
 
 /** "an update payload", "a share payload". */
-const aPayload = (kind: PayloadKind): string => `${kind === 'update' ? 'an' : 'a'} ${kind} payload`;
+const aPayload = (kind: PayloadKind): string => `${kind.startsWith('update') ? 'an' : 'a'} ${kind} payload`;
 
 const fingerprints = new WeakMap<MultipartyParameters, Uint8Array>();
 
@@ -82,6 +86,7 @@ function bodyBytes(ring: RnsRing, params: MultipartyParameters, kind: PayloadKin
       return roundedBytes(ring, params.droppedBits.c0, used) + residueBytes(ring);
     case 'sum-c0':
     case 'sum-c1':
+    case 'update-c1':
       return residueBytes(ring);
     case 'share':
       return roundedBytes(ring, params.droppedBits.share, used);
@@ -98,7 +103,7 @@ export function payloadBytes(ring: RnsRing, params: MultipartyParameters, kind: 
 }
 
 /** Where ciphertext k's body starts: every body before it is a full one. */
-function bodyOffset(ring: RnsRing, params: MultipartyParameters, kind: PayloadKind, k: number): number {
+export function bodyOffset(ring: RnsRing, params: MultipartyParameters, kind: PayloadKind, k: number): number {
   return HEADER_BYTES + k * bodyBytes(ring, params, kind, ring.n);
 }
 
@@ -207,8 +212,8 @@ export function writeCiphertext(ring: RnsRing, params: MultipartyParameters, kin
   packResidues(ring, ct.c1, out, next);
 }
 
-/** Polynomial k of a sum or share blob whose header openPayload checked. */
-export function readPoly(ring: RnsRing, params: MultipartyParameters, kind: 'sum-c0' | 'sum-c1' | 'share', bytes: Uint8Array, valueCount: number, k: number): Uint32Array {
+/** Polynomial k of a sum, share or update-c1 blob whose header openPayload checked. */
+export function readPoly(ring: RnsRing, params: MultipartyParameters, kind: PolyKind, bytes: Uint8Array, valueCount: number, k: number): Uint32Array {
   const at = bodyOffset(ring, params, kind, k);
   const read =
     kind === 'share'
@@ -217,7 +222,7 @@ export function readPoly(ring: RnsRing, params: MultipartyParameters, kind: 'sum
   return read.poly;
 }
 
-export function writePoly(ring: RnsRing, params: MultipartyParameters, kind: 'sum-c0' | 'sum-c1' | 'share', valueCount: number, k: number, poly: Uint32Array, out: Uint8Array): void {
+export function writePoly(ring: RnsRing, params: MultipartyParameters, kind: PolyKind, valueCount: number, k: number, poly: Uint32Array, out: Uint8Array): void {
   const at = bodyOffset(ring, params, kind, k);
   if (kind === 'share') packRounded(ring, poly, params.droppedBits.share, out, at, usedIn(ring, valueCount, k));
   else packResidues(ring, poly, out, at);
@@ -284,11 +289,11 @@ export function decodeCiphertexts(
   return { header, ciphertexts };
 }
 
-/** Sums (residues) or key-switching shares (rounded to 2^droppedBits.share, as keySwitchShare makes them). */
+/** Sums and c1 parts (residues) or key-switching shares (rounded to 2^droppedBits.share, as keySwitchShare makes them). */
 export function encodePolys(
   ring: RnsRing,
   params: MultipartyParameters,
-  kind: 'sum-c0' | 'sum-c1' | 'share',
+  kind: PolyKind,
   header: { epoch: number; valueCount: number },
   polys: readonly Uint32Array[],
 ): Uint8Array {
@@ -302,7 +307,7 @@ export function encodePolys(
 export function decodePolys(
   ring: RnsRing,
   params: MultipartyParameters,
-  kind: 'sum-c0' | 'sum-c1' | 'share',
+  kind: PolyKind,
   bytes: Uint8Array,
   expect: { epoch?: number; valueCount?: number } = {},
 ): { header: PayloadHeader; polys: Uint32Array[] } {

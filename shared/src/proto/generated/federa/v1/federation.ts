@@ -614,8 +614,9 @@ export interface KeyEpochRef {
 
 /**
  * KeySwitchTask asks an epoch member for its key-switching share of a round's encrypted sum. The site checks the
- * contributions (each signed by a distinct certified, unrevoked site; at least its policy's minParticipants) and that
- * the sum it downloads is the one named, and computes one share per sum: a repeated request gets the stored share.
+ * contributions (each signed by a distinct certified, unrevoked site; at least its policy's minParticipants), that
+ * the sum it downloads is the one named and (its policy's verifySum) that it is the sum of the contributions' c1
+ * parts (DownloadUpdateC1), and computes one share per sum: a repeated request gets the stored share.
  */
 export interface KeySwitchTask {
   studyId: string;
@@ -702,6 +703,14 @@ export interface SumHeader {
 
 export interface SumChunk {
   part?: { $case: "header"; value: SumHeader } | { $case: "data"; value: Buffer } | undefined;
+}
+
+export interface DownloadUpdateC1Request {
+  studyId: string;
+  round: number;
+  /** The contributor whose update's c1 part is asked for: one of the key-switch task's contributions. */
+  siteId: string;
+  offset: number;
 }
 
 export interface KeySwitchShareSubmission {
@@ -796,8 +805,8 @@ export interface UpdateHeader {
    */
   offset: number;
   /**
-   * UPDATE_ENCODING_MULTIPARTY: the site's signed contribution statement (epoch, study, round, the update's SHA-256),
-   * which every member checks before it helps decrypt a sum.
+   * UPDATE_ENCODING_MULTIPARTY: the site's signed contribution statement (epoch, study, round, the SHA-256 of the
+   * update and of its c1 part), which every member checks before it helps decrypt a sum.
    */
   contribution?: SignedContribution | undefined;
 }
@@ -3977,6 +3986,131 @@ export const SumChunk: MessageFns<SumChunk> = {
         break;
       }
     }
+    return message;
+  },
+};
+
+function createBaseDownloadUpdateC1Request(): DownloadUpdateC1Request {
+  return { studyId: "", round: 0, siteId: "", offset: 0 };
+}
+
+export const DownloadUpdateC1Request: MessageFns<DownloadUpdateC1Request> = {
+  encode(message: DownloadUpdateC1Request, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.studyId !== "") {
+      writer.uint32(10).string(message.studyId);
+    }
+    if (message.round !== 0) {
+      writer.uint32(16).uint32(message.round);
+    }
+    if (message.siteId !== "") {
+      writer.uint32(26).string(message.siteId);
+    }
+    if (message.offset !== 0) {
+      writer.uint32(32).uint64(message.offset);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): DownloadUpdateC1Request {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseDownloadUpdateC1Request();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.studyId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.round = reader.uint32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.siteId = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.offset = longToNumber(reader.uint64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): DownloadUpdateC1Request {
+    return {
+      studyId: isSet(object.studyId)
+        ? globalThis.String(object.studyId)
+        : isSet(object.study_id)
+        ? globalThis.String(object.study_id)
+        : "",
+      round: isSet(object.round) ? globalThis.Number(object.round) : 0,
+      siteId: isSet(object.siteId)
+        ? globalThis.String(object.siteId)
+        : isSet(object.site_id)
+        ? globalThis.String(object.site_id)
+        : "",
+      offset: isSet(object.offset) ? globalThis.Number(object.offset) : 0,
+    };
+  },
+
+  toJSON(message: DownloadUpdateC1Request): unknown {
+    const obj: any = {};
+    if (message.studyId !== "") {
+      obj.studyId = message.studyId;
+    }
+    if (message.round !== 0) {
+      obj.round = Math.round(message.round);
+    }
+    if (message.siteId !== "") {
+      obj.siteId = message.siteId;
+    }
+    if (message.offset !== 0) {
+      obj.offset = Math.round(message.offset);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<DownloadUpdateC1Request>, I>>(base?: I): DownloadUpdateC1Request {
+    return DownloadUpdateC1Request.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<DownloadUpdateC1Request>, I>>(object: I): DownloadUpdateC1Request {
+    const message = createBaseDownloadUpdateC1Request();
+    message.studyId = object.studyId ?? "";
+    message.round = object.round ?? 0;
+    message.siteId = object.siteId ?? "";
+    message.offset = object.offset ?? 0;
     return message;
   },
 };
@@ -8439,6 +8573,22 @@ export const FederationServiceService = {
     responseSerialize: (value: SumChunk): Buffer => Buffer.from(SumChunk.encode(value).finish()),
     responseDeserialize: (value: Buffer): SumChunk => SumChunk.decode(value),
   },
+  /**
+   * DownloadUpdateC1 streams the c1 part of one update listed in a round's key-switch task (an update-c1 blob,
+   * shared/src/ckks/multiparty/c1-parts.ts; its SHA-256 is the c1_sha256 the contributor signed), in the chunks
+   * DownloadSum sends. A member sums the listed parts to check that the c1 it is asked to switch is their sum. Only
+   * for members of the round's key epoch while the round waits for key-switching shares. `offset` resumes.
+   */
+  downloadUpdateC1: {
+    path: "/federa.v1.FederationService/DownloadUpdateC1" as const,
+    requestStream: false as const,
+    responseStream: true as const,
+    requestSerialize: (value: DownloadUpdateC1Request): Buffer =>
+      Buffer.from(DownloadUpdateC1Request.encode(value).finish()),
+    requestDeserialize: (value: Buffer): DownloadUpdateC1Request => DownloadUpdateC1Request.decode(value),
+    responseSerialize: (value: SumChunk): Buffer => Buffer.from(SumChunk.encode(value).finish()),
+    responseDeserialize: (value: Buffer): SumChunk => SumChunk.decode(value),
+  },
   /** SubmitKeySwitchShare answers a KeySwitchTask: the caller's share h_i = (s_i - t_i) C1 + E_i for a round's sum. */
   submitKeySwitchShare: {
     path: "/federa.v1.FederationService/SubmitKeySwitchShare" as const,
@@ -8532,6 +8682,13 @@ export interface FederationServiceServer extends UntypedServiceImplementation {
    * share. `offset` resumes an interrupted download.
    */
   downloadSum: handleServerStreamingCall<DownloadSumRequest, SumChunk>;
+  /**
+   * DownloadUpdateC1 streams the c1 part of one update listed in a round's key-switch task (an update-c1 blob,
+   * shared/src/ckks/multiparty/c1-parts.ts; its SHA-256 is the c1_sha256 the contributor signed), in the chunks
+   * DownloadSum sends. A member sums the listed parts to check that the c1 it is asked to switch is their sum. Only
+   * for members of the round's key epoch while the round waits for key-switching shares. `offset` resumes.
+   */
+  downloadUpdateC1: handleServerStreamingCall<DownloadUpdateC1Request, SumChunk>;
   /** SubmitKeySwitchShare answers a KeySwitchTask: the caller's share h_i = (s_i - t_i) C1 + E_i for a round's sum. */
   submitKeySwitchShare: handleUnaryCall<KeySwitchShareSubmission, KeyEpochAck>;
 }
@@ -8811,6 +8968,18 @@ export interface FederationServiceClient extends Client {
   downloadSum(request: DownloadSumRequest, options?: Partial<CallOptions>): ClientReadableStream<SumChunk>;
   downloadSum(
     request: DownloadSumRequest,
+    metadata?: Metadata,
+    options?: Partial<CallOptions>,
+  ): ClientReadableStream<SumChunk>;
+  /**
+   * DownloadUpdateC1 streams the c1 part of one update listed in a round's key-switch task (an update-c1 blob,
+   * shared/src/ckks/multiparty/c1-parts.ts; its SHA-256 is the c1_sha256 the contributor signed), in the chunks
+   * DownloadSum sends. A member sums the listed parts to check that the c1 it is asked to switch is their sum. Only
+   * for members of the round's key epoch while the round waits for key-switching shares. `offset` resumes.
+   */
+  downloadUpdateC1(request: DownloadUpdateC1Request, options?: Partial<CallOptions>): ClientReadableStream<SumChunk>;
+  downloadUpdateC1(
+    request: DownloadUpdateC1Request,
     metadata?: Metadata,
     options?: Partial<CallOptions>,
   ): ClientReadableStream<SumChunk>;
