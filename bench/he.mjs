@@ -191,9 +191,17 @@ async function multipartyRound(vectors) {
   const shares = share.result;
   const switched = await both('switch', (t) => mp.switchedModelThreaded(ring, mpParams, header, c0, c1, shares, t));
   const decrypt = await both('decrypt', (t) => mp.decryptModelThreaded(ring, mpParams, switched.result, modelKey, { epoch: header.epoch }, t));
+  // A member's verifySum (the default policy): the c1 part of every summed update, added and compared with the sum
+  // it is asked to switch (one thread, as the site does it; the parts are cut here, at the coordinator, untimed).
+  const parts = updates.map((u) => mp.updateC1Part(ring, mpParams, u, header));
+  const verifyStart = performance.now();
+  const check = new mp.C1PartSum(ring, mpParams, header);
+  for (const part of parts) check.add(part);
+  if (check.differingCiphertexts(c1).length > 0) throw new Error('multiparty verifySum: the c1 parts do not add up to the sum');
+  const verify = { seconds: (performance.now() - verifyStart) / 1000, partBytes: parts.reduce((n, p) => n + p.byteLength, 0) };
   // The coordinator's part: summing the updates and switching the sum with the shares.
   const aggregate = { seconds: sum.seconds + switched.seconds, oneThread: sum.oneThread + switched.oneThread };
-  return { encrypt, aggregate, share, decrypt, sumValues: decrypt.result };
+  return { encrypt, aggregate, share, decrypt, verify, sumValues: decrypt.result };
 }
 
 // Untimed: the threads and this one build the ring's tables and compile every operation once.
@@ -208,9 +216,10 @@ for (const params of mpSizes) {
   // Medians over the repetitions, on the threads and on one thread.
   const medians = (op) => ({ seconds: median(rounds.map((r) => r[op].seconds)), oneThread: median(rounds.map((r) => r[op].oneThread)) });
   const [encrypt, aggregate, share, decrypt] = ['encrypt', 'aggregate', 'share', 'decrypt'].map(medians);
-  const { sumValues } = rounds[0];
+  const { sumValues, verify } = rounds[0];
+  const verifySeconds = median(rounds.map((r) => r.verify.seconds));
   // Per ciphertext: what one site sends (its update and its share, c0 and the share only for the values used) and
-  // downloads (the summed c1 for its share, and the switched c0).
+  // downloads (the summed c1 for its share, and the switched c0); with verifySum, also every summed update's c1 part.
   let uploadBytes = 0;
   let downloadBytes = 0;
   for (let used = params + 1; used > 0; used -= ring.n) {
@@ -225,7 +234,9 @@ for (const params of mpSizes) {
     params,
     sites,
     uploadBytesPerParam: uploadBytes / params,
-    downloadBytesPerParam: downloadBytes / params,
+    downloadBytesPerParam: (downloadBytes + verify.partBytes) / params,
+    downloadBytesPerParamTrustingSum: downloadBytes / params,
+    verifySumParamsPerSec: (params * sites) / verifySeconds,
     encryptParamsPerSec: (params * sites) / encrypt.seconds,
     aggregateParamsPerSec: (params * sites) / aggregate.seconds,
     keySwitchParamsPerSec: (params * sites) / share.seconds,
@@ -242,7 +253,8 @@ for (const params of mpSizes) {
   const rate = (x, x1) => `${(x / 1e6).toFixed(3)} M/s (1 thread ${(x1 / 1e6).toFixed(3)})`;
   console.error(
     `${String(params).padStart(9)} params x ${sites} sites, multiparty: upload ${r.uploadBytesPerParam.toFixed(3)} B/param (update and share), ` +
-      `download ${r.downloadBytesPerParam.toFixed(3)} B/param, encrypt ${rate(r.encryptParamsPerSec, r.encryptParamsPerSecOneThread)}, ` +
+      `download ${r.downloadBytesPerParam.toFixed(3)} B/param (${r.downloadBytesPerParamTrustingSum.toFixed(3)} without verifySum), ` +
+      `verifySum ${(r.verifySumParamsPerSec / 1e6).toFixed(3)} M/s, encrypt ${rate(r.encryptParamsPerSec, r.encryptParamsPerSecOneThread)}, ` +
       `aggregate ${rate(r.aggregateParamsPerSec, r.aggregateParamsPerSecOneThread)}, key switch ${rate(r.keySwitchParamsPerSec, r.keySwitchParamsPerSecOneThread)}, ` +
       `decrypt ${rate(r.decryptParamsPerSec, r.decryptParamsPerSecOneThread)}, ${r.threads} threads, max FedAvg error ${r.maxAbsError.toExponential(2)}`,
   );
