@@ -7,7 +7,7 @@ import { collectivePublicKey, commonPolynomial, keyShare, ringOf } from './proto
 import { SeededStream } from './ring.js';
 
 /** The c1Sha256 of the first update below (fixed seeds): pins the part's format, which sites sign. */
-const PINNED_C1_SHA256 = 'e0f54ff680261bec362bb76505f0d30b412c4359d8453a78495398667a29bff8';
+const PINNED_C1_SHA256 = 'aee63d046df9ef22e0ad4fa806a68d869260cb577bacd292f6fd8023f91e1a99';
 
 const sha256 = (bytes: Uint8Array): string => createHash('sha256').update(bytes).digest('hex');
 

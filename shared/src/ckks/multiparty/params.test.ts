@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { ringOf } from './protocol.js';
 import { DEFAULT_MULTIPARTY_REQUEST, deriveMultipartyParameters, MAX_MODULUS_BITS_128, MultipartyParameterError } from './params.js';
 
 describe('multiparty CKKS parameters, derived', () => {
@@ -10,15 +11,19 @@ describe('multiparty CKKS parameters, derived', () => {
     expect(p.bytesPerParameter.upload).toBeLessThanOrEqual(24);
     // The error at the smallest cohort, over Delta * W with W >= minSites, is within the accuracy asked for.
     expect(2 ** p.bounds.totalErrorLog2 / (2 ** p.scaleBits * DEFAULT_MULTIPARTY_REQUEST.minSites)).toBeLessThanOrEqual(1e-6);
-    // No wrap-around: the largest sum and its error stay below q / 2.
-    expect(p.bounds.largestSumLog2 + 1).toBeLessThan(p.modulusBits);
+    // No wrap-around: the largest sum and its error stay below q / 2, for q the product of the primes chosen.
+    const q = ringOf(p).modulus;
+    expect(p.bounds.largestSumLog2 + 1).toBeLessThan(Math.log2(Number(q)));
+    expect(q.toString(2).length).toBe(p.modulusBits);
+    // And no bit more: one bit less of modulus could not hold that sum.
+    expect(p.bounds.largestSumLog2 + 1).toBeGreaterThan(p.modulusBits - 1);
     // Each site's smudging is 2^lambda times the ciphertext noise it hides.
     expect(p.smudgingLog2 - p.bounds.ciphertextNoiseLog2).toBeCloseTo(40, 6);
   });
 
   it('grows with what is asked: more sites or more statistical security cost bits, and N = 8192 when 4096 cannot hold them', () => {
     const small = deriveMultipartyParameters({ ...DEFAULT_MULTIPARTY_REQUEST, maxSites: 16 });
-    const big = deriveMultipartyParameters({ ...DEFAULT_MULTIPARTY_REQUEST, maxSites: 1000 });
+    const big = deriveMultipartyParameters({ ...DEFAULT_MULTIPARTY_REQUEST, maxSites: 2000 });
     const weaker = deriveMultipartyParameters({ ...DEFAULT_MULTIPARTY_REQUEST, statisticalSecurity: 30 });
     expect(small.modulusBits).toBeLessThan(deriveMultipartyParameters().modulusBits);
     expect(big.ringDegree).toBe(8192);

@@ -1,3 +1,5 @@
+import { nttPrimes } from './ring.js';
+
 /**
  * Parameters of multiparty CKKS, derived from what a consortium asks for rather than chosen by hand: the ring,
  * the modulus, the scale, how many low bits each transmitted polynomial may drop, and the smudging noise of a
@@ -10,7 +12,8 @@
  *   2^d0 before it travels, c1 whole (d1 = 0, see below).
  * - the coordinator adds the K ciphertexts: (C0, C1).
  * - key switch to the model key s_m that only sites hold: site i sends h_i = (s_i - t_i) C1 + E_i, E_i wide
- *   "smudging" noise, rounded to 2^dh, with sum t_i = s_m; then C0 + sum h_i + C1 s_m = sum m + noise.
+ *   "smudging" noise, rounded to 2^dh, with sum t_i = s_m; then C0 + sum h_i + C1 s_m = sum m + noise; the model is
+ *   published with C0' = C0 + sum h_i rounded like c0.
  */
 
 /** SEAL's centered binomial noise (21 coin differences): variance 10.5, |e| <= 21. */
@@ -77,6 +80,33 @@ function droppable(variance: number, copies: number): number {
   return Math.max(0, Math.floor(0.5 * log2((12 * variance) / copies)));
 }
 
+/** The fewest primes for a modulus of `bits` bits, their lengths as even as the bits allow (largest first). */
+function splitModulus(bits: number): number[] {
+  const count = Math.ceil(bits / MAX_PRIME_BITS);
+  return Array.from({ length: count }, (_, i) => Math.floor(bits / count) + (i < bits % count ? 1 : 0));
+}
+
+const log2Product = (primes: readonly number[]): number => primes.reduce((sum, p) => sum + log2(p), 0);
+
+const primeCache = new Map<string, number[]>();
+
+/** The largest NTT-friendly primes of each length for ring degree n (distinct, in the order of `primeBits`). */
+export function primesFor(n: number, primeBits: readonly number[]): number[] {
+  const key = `${n}:${primeBits.join(',')}`;
+  const cached = primeCache.get(key);
+  if (cached) return cached;
+  const chosen: number[] = [];
+  for (const bits of primeBits) {
+    // Primes of this length not already taken: ask for as many as have been taken plus one.
+    const candidates = nttPrimes(n, bits, chosen.length + 1).filter((p) => !chosen.includes(p));
+    const next = candidates[0];
+    if (next === undefined || next < 2 ** (bits - 1)) throw new RangeError(`no ${bits}-bit NTT prime left for N = ${n}`);
+    chosen.push(next);
+  }
+  primeCache.set(key, chosen);
+  return chosen;
+}
+
 /** Derives the parameters, or says which request cannot be met and what to change. */
 export function deriveMultipartyParameters(request: MultipartyRequest = DEFAULT_MULTIPARTY_REQUEST): MultipartyParameters {
   const { maxSites: kMax, minSites: kMin, maxAbsValue, accuracy, statisticalSecurity: lambda } = request;
@@ -110,20 +140,21 @@ export function deriveMultipartyParameters(request: MultipartyRequest = DEFAULT_
     const smudgeVariance = kMin * smudging ** 2;
     const d0 = droppable(smudgeVariance, kMin);
     const dh = droppable(smudgeVariance, kMin);
-    const roundings = (kMin * (4 ** d0 + 4 ** dh)) / 12;
+    // Each update's c0 and each share rounded, and the published C0' = C0 + sum h_i rounded once more like c0.
+    const roundings = (kMin * (4 ** d0 + 4 ** dh) + 4 ** d0) / 12;
     const totalError = tail * Math.sqrt(smudgeVariance + roundings + base + r1);
     // FedAvg divides by W >= K (every weight is at least 1): the error of a value is at most totalError / (Delta K).
     const scaleBits = Math.ceil(log2(totalError / (accuracy * kMin)));
-    const largestSum = kMax * maxAbsValue * 2 ** scaleBits + tail * Math.sqrt(kMax * smudging ** 2 + kMax * (4 ** d0 + 4 ** dh) / 12 + base + r1);
-    // Decryption reads residues centred in (-q/2, q/2]: q > 2 * largestSum, and one bit of margin.
-    const modulusBits = Math.ceil(log2(2 * largestSum)) + 1;
+    const largestSum = kMax * maxAbsValue * 2 ** scaleBits + tail * Math.sqrt(kMax * smudging ** 2 + (kMax * (4 ** d0 + 4 ** dh) + 4 ** d0) / 12 + base + r1);
+    // Decryption reads residues centred in (-q/2, q/2]: q > 2 * largestSum. The primes of b bits sit just below 2^b,
+    // so q is checked as the product of the primes actually chosen: a bit is added only where that falls short.
+    let modulusBits = Math.ceil(log2(2 * largestSum));
+    let primeBits = splitModulus(modulusBits);
+    while (modulusBits <= maxBits && log2Product(primesFor(n, primeBits)) <= log2(2 * largestSum)) primeBits = splitModulus(++modulusBits);
     if (modulusBits > maxBits) {
       refusals.push(`N = ${n} needs a ${modulusBits}-bit modulus, above the ${maxBits} bits that keep 128-bit security`);
       continue;
     }
-    // The fewest primes, their lengths as even as the bits allow (a prime of b bits adds about b bits to q).
-    const primeCount = Math.ceil(modulusBits / MAX_PRIME_BITS);
-    const primeBits = Array.from({ length: primeCount }, (_, i) => Math.floor(modulusBits / primeCount) + (i < modulusBits % primeCount ? 1 : 0));
     const qBits = modulusBits;
     const sent = (dropped: number): number => (qBits - dropped) / 8;
     return {
@@ -136,8 +167,9 @@ export function deriveMultipartyParameters(request: MultipartyRequest = DEFAULT_
       smudgingLog2: log2(smudging),
       bounds: { ciphertextNoiseLog2: log2(ciphertextNoise), totalErrorLog2: log2(totalError), largestSumLog2: log2(largestSum) },
       // Upload: c0 and c1 of the update, and one key-switching share. Download: the summed C1 (to compute the
-      // share; sums of rounded values are exact) and the switched C0', rounded like c0.
-      bytesPerParameter: { upload: sent(d0) + sent(d1) + sent(dh), download: qBits / 8 + sent(d0) },
+      // share; sums of rounded values are exact) and the published model, C0' rounded like c0 and C1 whole. A member
+      // that checks the sum (verifySum) downloads the K updates' c1 parts instead of the summed C1.
+      bytesPerParameter: { upload: sent(d0) + sent(d1) + sent(dh), download: qBits / 8 + sent(d0) + sent(d1) },
     };
   }
   throw new MultipartyParameterError(

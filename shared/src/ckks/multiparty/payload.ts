@@ -15,7 +15,7 @@ import { packResidues, packRounded, residueBytes, roundedBits, roundedBytes, unp
  * - update: c0 rounded (used_k coefficients), c1 as residues (whole: it multiplies the key)
  * - sum-c0, sum-c1: the coordinator's sums as residues
  * - share: a key-switching share rounded (used_k coefficients)
- * - model: c0' = C0 + sum h_i and C1, both as residues
+ * - model: c0' = C0 + sum h_i rounded like an update's c0 (used_k coefficients), and C1 as residues
  * - update-c1: an update's c1 residues alone (c1-parts.ts), what a member sums to check the sum-c1 it is sent
  * A blob binds its kind, parameters, epoch and length, so one is never read as another.
  */
@@ -83,6 +83,7 @@ export const usedIn = (ring: RnsRing, valueCount: number, k: number): number => 
 function bodyBytes(ring: RnsRing, params: MultipartyParameters, kind: PayloadKind, used: number): number {
   switch (kind) {
     case 'update':
+    case 'model':
       return roundedBytes(ring, params.droppedBits.c0, used) + residueBytes(ring);
     case 'sum-c0':
     case 'sum-c1':
@@ -90,8 +91,6 @@ function bodyBytes(ring: RnsRing, params: MultipartyParameters, kind: PayloadKin
       return residueBytes(ring);
     case 'share':
       return roundedBytes(ring, params.droppedBits.share, used);
-    case 'model':
-      return 2 * residueBytes(ring);
   }
 }
 
@@ -198,17 +197,18 @@ export function labelled<T>(label: string, read: () => T): T {
 /** Ciphertext k of an update or model blob whose header openPayload checked. */
 export function readCiphertext(ring: RnsRing, params: MultipartyParameters, kind: 'update' | 'model', bytes: Uint8Array, valueCount: number, k: number): Ciphertext {
   const at = bodyOffset(ring, params, kind, k);
-  const c0 =
-    kind === 'update'
-      ? readRounded(ring, bytes, at, params.droppedBits.c0, usedIn(ring, valueCount, k), `ciphertext ${k}, c0`)
-      : readResidues(ring, bytes, at, `ciphertext ${k}, c0`);
+  const c0 = readRounded(ring, bytes, at, params.droppedBits.c0, usedIn(ring, valueCount, k), `ciphertext ${k}, c0`);
   return { c0: c0.poly, c1: readResidues(ring, bytes, c0.next, `ciphertext ${k}, c1`).poly };
 }
 
-/** Writes ciphertext k into its place in a blob from allocatePayload (an update's c0 rounded as encrypt() makes it). */
+/**
+ * Writes ciphertext k into its place in a blob from allocatePayload. c0 travels rounded to 2^droppedBits.c0: an
+ * update's is a multiple already (encrypt() makes it so); a model's C0' is rounded here, an error the parameters
+ * count (PARAMETERS.md) and that needs no smudging, since it is a function of C0', which the coordinator computed.
+ */
 export function writeCiphertext(ring: RnsRing, params: MultipartyParameters, kind: 'update' | 'model', valueCount: number, k: number, ct: Ciphertext, out: Uint8Array): void {
   const at = bodyOffset(ring, params, kind, k);
-  const next = kind === 'update' ? packRounded(ring, ct.c0, params.droppedBits.c0, out, at, usedIn(ring, valueCount, k)) : packResidues(ring, ct.c0, out, at);
+  const next = packRounded(ring, ct.c0, params.droppedBits.c0, out, at, usedIn(ring, valueCount, k));
   packResidues(ring, ct.c1, out, next);
 }
 
@@ -260,8 +260,8 @@ export function decryptVector(ring: RnsRing, params: MultipartyParameters, ciphe
 }
 
 /**
- * An update (c0 rounded, c1 whole) or a model (both as residues). An update's c0 must be a multiple of
- * 2^droppedBits.c0, as encrypt() makes it: the rest would be rounded away.
+ * An update or a model: c0 rounded, c1 whole. An update's c0 must be a multiple of 2^droppedBits.c0, as encrypt()
+ * makes it: the rest would be rounded away. A model's C0' is rounded here.
  */
 export function encodeCiphertexts(
   ring: RnsRing,

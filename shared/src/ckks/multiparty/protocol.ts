@@ -1,8 +1,7 @@
 import { STUDY_ID } from '../../study/definition.js';
-import type { MultipartyParameters } from './params.js';
+import { primesFor, type MultipartyParameters } from './params.js';
 import {
   centeredBinomialWords,
-  nttPrimes as nttPrimesBelow,
   RnsRing,
   sampleCenteredBinomial,
   sampleTernary,
@@ -27,28 +26,8 @@ export interface Ciphertext {
 
 /** The ring of a parameter set: its primes found once. */
 export function ringOf(params: MultipartyParameters): RnsRing {
-  return RnsRing.create(params.ringDegree, primesOf(params));
+  return RnsRing.create(params.ringDegree, primesFor(params.ringDegree, params.primeBits));
 }
-
-const primeCache = new Map<string, number[]>();
-
-/** The largest NTT-friendly primes of each length (distinct, largest first). */
-function primesOf(params: MultipartyParameters): number[] {
-  const key = `${params.ringDegree}:${params.primeBits.join(',')}`;
-  const cached = primeCache.get(key);
-  if (cached) return cached;
-  const chosen: number[] = [];
-  for (const bits of params.primeBits) {
-    // Primes of this length not already taken: ask for as many as have been taken plus one.
-    const candidates = nttPrimesBelow(params.ringDegree, bits, chosen.length + 1).filter((p) => !chosen.includes(p));
-    const next = candidates[0];
-    if (next === undefined || next < 2 ** (bits - 1)) throw new RangeError(`no ${bits}-bit NTT prime left for N = ${params.ringDegree}`);
-    chosen.push(next);
-  }
-  primeCache.set(key, chosen);
-  return chosen;
-}
-
 
 /**
  * The common polynomial a of a study's key epoch, from the consortium's public seed: every party expands the same,
