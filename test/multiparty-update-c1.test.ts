@@ -98,6 +98,8 @@ describe('multiparty c1 parts: signed with each update, served to the members th
     }));
     const sum = await members.downloadSum('site-b', { studyId, round: 1, offset: 0 });
     expect(sha256Hex(sum.bytes)).toBe(keySwitch.sumSha256);
+    // The task names the sum's size: a member that builds the sum from the parts downloads no sum to learn it.
+    expect(keySwitch.sumSizeBytes).toBe(sum.bytes.byteLength);
     const total = new C1PartSum(ring, params, readPayloadHeader(params, sum.bytes));
     for (const siteId of MEMBERS) {
       const part = await partOf('site-b', siteId);

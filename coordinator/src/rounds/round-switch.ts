@@ -93,12 +93,15 @@ export class RoundSwitching {
     log.info({ studyId: round.studyId, round: round.number, epoch, contributors }, 'updates summed; asking every epoch member for its key-switching share');
     this.armDeadline(updated);
     const study = await this.ctx.db.prisma.study.findUniqueOrThrow({ where: { id: round.studyId } });
-    const task = this.task(study, updated);
+    const task = this.task(study, updated, c1.size);
     for (const siteId of updated.assignedSites) this.ctx.sessions.send(siteId, task);
   }
 
-  /** The task asking for a share, with the signed contributions every member checks before it computes one. */
-  task(study: Pick<StudyRow, 'id' | 'specHash'>, round: SwitchingRound): federation.Task {
+  /**
+   * The task asking for a share, with the signed contributions every member checks before it computes one, and the
+   * sum-c1 blob's hash and size (a member that checks the sum builds it from the contributions' c1 parts).
+   */
+  task(study: Pick<StudyRow, 'id' | 'specHash'>, round: SwitchingRound, sumSizeBytes: number): federation.Task {
     const epoch = requireEpoch(round);
     if (!round.sumC1Sha256) throw new Error(`round ${round.number} of study ${round.studyId} has no sum to switch`);
     return {
@@ -111,7 +114,7 @@ export class RoundSwitching {
           epoch,
           studyHash: study.specHash,
           sumSha256: round.sumC1Sha256,
-          sumSizeBytes: 0,
+          sumSizeBytes,
           contributions: round.receipts.map((r) => contributionOf(r.contribution)),
           parameters: this.epochs.setup().fingerprint,
           cohort: [...round.assignedSites].sort(),
@@ -129,10 +132,8 @@ export class RoundSwitching {
     });
     const tasks: federation.Task[] = [];
     for (const round of rounds) {
-      const size = round.sumC1Sha256 ? await this.ctx.blobs.size(round.sumC1Sha256) : null;
-      const task = this.task(round.study, round);
-      if (task.kind?.$case === 'keySwitch') task.kind.value.sumSizeBytes = size ?? 0;
-      tasks.push(task);
+      const size = round.sumC1Sha256 ? await this.ctx.blobs.size(round.sumC1Sha256) : undefined;
+      tasks.push(this.task(round.study, round, size ?? 0));
     }
     return tasks;
   }

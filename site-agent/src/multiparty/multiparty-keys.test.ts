@@ -217,14 +217,20 @@ describe('MultipartyKeys.keySwitch: what a member checks before it sends its key
     expect(await storedShares()).toEqual([]);
   });
 
-  it('refuses a sum whose bytes do not hash to the sumSha256 the task names', async () => {
-    const keys = keysFor();
+  it('refuses a task naming a sum that is not the sum of the listed parts (verifySum) or, trusting the sum, whose bytes are not the ones named', async () => {
     const other = sum.slice();
     other[other.length - 1]! ^= 1;
+    const built = await refusalOf(keysFor(), task({ sumSha256: sha256Hex(other) }));
+    expect(built.refusal.reason).toBe(RefusalReason.REFUSAL_REASON_SHARE_REQUEST_INVALID);
+    expect(built.message).toMatch(new RegExp(`those add up to ${sumSha256}, the task names ${sha256Hex(other)}`));
+    // The member built the sum itself: the coordinator's was never downloaded.
+    expect(partDownloads).toEqual([...sites]);
+    expect(downloads).toEqual([]);
+    // A member that trusts the sum downloads it, and still checks its bytes are the ones the task names.
     served = other;
-    const refusal = await refusalOf(keys, task());
-    expect(refusal.refusal.reason).toBe(RefusalReason.REFUSAL_REASON_SHARE_REQUEST_INVALID);
-    expect(refusal.message).toMatch(new RegExp(`hashes to ${sha256Hex(other)}, not the ${sumSha256}`));
+    const trusting = await refusalOf(keysFor({ verifySum: false }), task());
+    expect(trusting.refusal.reason).toBe(RefusalReason.REFUSAL_REASON_SHARE_REQUEST_INVALID);
+    expect(trusting.message).toMatch(new RegExp(`hashes to ${sha256Hex(other)}, not the ${sumSha256}`));
     expect(downloads).toEqual([{ studyId: STUDY, round: ROUND, sha: sumSha256 }]);
     expect(sent).toEqual([]);
     expect(await storedShares()).toEqual([]);
@@ -266,18 +272,20 @@ describe('MultipartyKeys.keySwitch: what a member checks before it sends its key
     served = alone;
     const refusal = await refusalOf(keysFor(), task({ sumSha256: sha256Hex(alone) }));
     expect(refusal.refusal.reason).toBe(RefusalReason.REFUSAL_REASON_SHARE_REQUEST_INVALID);
-    expect(refusal.message).toMatch(/the c1 sent is not the sum of the c1 parts of the 3 listed updates \(site-a, site-b, site-c\): 1 of its 1 ciphertexts differ \(0\)/);
+    expect(refusal.message).toMatch(/the sum named is not the sum of the c1 parts of the 3 listed updates \(site-a, site-b, site-c\): those add up to/);
     expect(partDownloads).toEqual([...sites]);
+    expect(downloads).toEqual([]);
     expect(sent).toEqual([]);
     expect(await storedShares()).toEqual([]);
-    // Trusted as sent when the hospital turned the check off: no part is downloaded.
+    // Trusted as sent when the hospital turned the check off: the sum is downloaded, no part is.
     partDownloads = [];
     await keysFor({ verifySum: false }).keySwitch(task({ sumSha256: sha256Hex(alone) }));
     expect(partDownloads).toEqual([]);
+    expect(downloads).toEqual([{ studyId: STUDY, round: ROUND, sha: sha256Hex(alone) }]);
     expect(sent).toHaveLength(1);
   });
 
-  it('refuses a task naming other members than the epoch\'s, or other parameters, before downloading the sum', async () => {
+  it('refuses a task naming other members than the epoch\'s, or other parameters, before downloading anything', async () => {
     const keys = keysFor();
     for (const cohort of [['site-a', 'site-b'], ['site-a', 'site-b', 'site-c', 'site-d'], ['site-a', 'site-b', 'site-d']]) {
       const refusal = await refusalOf(keys, task({ cohort }));
@@ -291,7 +299,8 @@ describe('MultipartyKeys.keySwitch: what a member checks before it sends its key
     const signedOther = await refusalOf(keys, task({ contributions: sites.map((s) => contribution(s, certs[s]!, { parameters: 'cd'.repeat(32) })) }));
     expect(signedOther.refusal.reason).toBe(RefusalReason.REFUSAL_REASON_SHARE_REQUEST_INVALID);
     expect(signedOther.message).toMatch(/other CKKS parameters/);
-    expect(downloads).toHaveLength(1);
+    expect(downloads).toEqual([]);
+    expect(partDownloads).toEqual([]);
     expect(sent).toEqual([]);
     expect(await storedShares()).toEqual([]);
 

@@ -61,6 +61,8 @@ export class EpochClosedError extends Error {
 
 /** How often a member asks for the epoch's missing shares or envelopes (the call is small and cheap). */
 const POLL_MS = 100;
+/** Checked collective keys kept in memory (64 KiB each at the default parameters). */
+const KEPT_KEYS = 16;
 
 /**
  * This site's part in multiparty aggregation: it joins a key epoch (its secret share stays here, its signed public
@@ -77,6 +79,8 @@ export class MultipartyKeys {
   private readonly setup: MultipartySetup;
   /** The completion of each epoch this process is working on (shares, envelopes, model seed), by study and epoch. */
   private readonly completing = new Map<string, Promise<EpochSecret>>();
+  /** Collective keys checked against their signed shares, by study and epoch, oldest first. */
+  private readonly verifiedKeys = new Map<string, Uint32Array>();
   private readonly threading: MultipartyThreading;
   private pool: Promise<CkksWorkerPool> | undefined;
 
@@ -159,7 +163,8 @@ export class MultipartyKeys {
     if (secret.modelSeed) return secret;
     const others = ref.members.filter((m) => m !== this.identity.siteId);
     let state = await this.waitFor(studyId, ref, until, 'the collective key', (s) => s.collectiveKey.byteLength > 0);
-    const { shares } = this.verifyKey(studyId, ref, secret, state);
+    const { shares, publicKey } = this.verifyKey(studyId, ref, secret, state);
+    this.keepKey(studyId, ref.number, publicKey);
     if (!secret.envelopesSent) {
       const contribution = Buffer.from(secret.contribution, 'hex');
       const base = await this.handOver(studyId, ref.number, baseEpoch);
@@ -229,6 +234,25 @@ export class MultipartyKeys {
     return { shares, publicKey: check.publicKey };
   }
 
+  /**
+   * The epoch's collective key, checked against the signed shares the first time this process encrypts under it and
+   * then kept: a published key never changes, so later rounds of the epoch skip the download and the signatures.
+   */
+  private async collectiveKey(studyId: string, ref: federation.KeyEpochRef, secret: EpochSecret, until: number): Promise<Uint32Array> {
+    const kept = this.verifiedKeys.get(`${studyId}/${ref.number}`);
+    if (kept) return kept;
+    const state = await this.retry.call(`key epoch ${ref.number}`, () => this.client.getKeyEpoch({ studyId, epoch: ref.number }), until);
+    const { publicKey } = this.verifyKey(studyId, ref, secret, state);
+    this.keepKey(studyId, ref.number, publicKey);
+    return publicKey;
+  }
+
+  private keepKey(studyId: string, epoch: number, publicKey: Uint32Array): void {
+    // A few epochs are enough: a study works under one at a time.
+    if (this.verifiedKeys.size >= KEPT_KEYS) this.verifiedKeys.delete(this.verifiedKeys.keys().next().value as string);
+    this.verifiedKeys.set(`${studyId}/${epoch}`, publicKey);
+  }
+
   private async waitFor(
     studyId: string,
     ref: federation.KeyEpochRef,
@@ -253,8 +277,8 @@ export class MultipartyKeys {
   ): Promise<{ payload: Uint8Array; vectorLength: number; contribution: federation.SignedContribution }> {
     const { ring, params, fingerprint } = this.setup;
     const secret = await this.complete(task.studyId, task.keyEpoch, until);
-    const state = await this.retry.call(`key epoch ${task.keyEpoch.number}`, () => this.client.getKeyEpoch({ studyId: task.studyId, epoch: task.keyEpoch.number }), until);
-    const { publicKey: p } = this.verifyKey(task.studyId, task.keyEpoch, secret, state);
+    const started = performance.now();
+    const p = await this.collectiveKey(task.studyId, task.keyEpoch, secret, until);
     const { a } = keyPairOf(this.setup, secret);
     const tagged = tagVector(vector, ring.n, multipartyTagKey(seedOf(secret)), { studyId: task.studyId, round: task.round }, this.identity.siteId);
     const random = new SeededStream(randomBytes(32), 'federa/multiparty/encrypt');
@@ -272,14 +296,15 @@ export class MultipartyKeys {
       this.identity.privateKeyPem,
       this.identity.certificatePem,
     );
+    this.log.info({ studyId: task.studyId, round: task.round, epoch: task.keyEpoch.number, seconds: secondsSince(started) }, 'update encrypted under the collective key');
     return { payload, vectorLength: tagged.length, contribution: toWire(signed) };
   }
 
   /**
    * Answers a key-switch task: checks the sum is made of at least the policy's minParticipants updates, each signed
-   * by a distinct certified site for this epoch, study and round, that the c1 downloaded is the one named and (policy
-   * verifySum) the sum of those updates' c1 parts, then sends this site's share, computed once per sum (a repeated
-   * request gets the stored share).
+   * by a distinct certified site of this epoch for this study and round, that the sum named is the sum of those
+   * updates' signed c1 parts (built from them; policy verifySum, or else downloaded and trusted), then sends this
+   * site's share, computed once per sum (a repeated request gets the stored share).
    */
   async keySwitch(task: federation.KeySwitchTask): Promise<void> {
     const { ring, params, fingerprint } = this.setup;
@@ -294,7 +319,6 @@ export class MultipartyKeys {
       refuse(`round ${task.round} of study ${task.studyId} names members ${members.join(', ')}, but key epoch ${task.epoch} is ${secret.members.join(', ')}`);
     }
     const complete = secret.modelSeed ? secret : await this.complete(task.studyId, { number: task.epoch, members: secret.members, parameters: fingerprint }, Date.now() + 60_000);
-    const sum = await this.retry.call(`sum of round ${task.round}`, () => this.client.downloadSum(task.studyId, task.round, task.sumSha256));
     // Checked by checkShareRequest, which refuses a statement that is not one.
     const contributions: SignedContribution[] = task.contributions.map((c) => ({
       statement: (parseStatementJson(c.statementJson)?.value ?? null) as SignedContribution['statement'],
@@ -303,7 +327,7 @@ export class MultipartyKeys {
     }));
     const check = checkShareRequest(
       { epoch: task.epoch, studyId: task.studyId, round: task.round, parameters: fingerprint, sumSha256: task.sumSha256, contributions },
-      { sumBytes: sum, minParticipants: this.policy.minParticipants, caPem: this.identity.caPem, revoked: [] },
+      { minParticipants: this.policy.minParticipants, caPem: this.identity.caPem, revoked: [] },
     );
     if (!check.ok) {
       const tooFew = /policy needs at least/.test(check.reason);
@@ -312,24 +336,36 @@ export class MultipartyKeys {
         tooFew ? federation.RefusalReason.REFUSAL_REASON_AGGREGATE_TOO_FEW_CONTRIBUTIONS : federation.RefusalReason.REFUSAL_REASON_SHARE_REQUEST_INVALID,
       );
     }
-    // The sum must be labelled with this epoch before a secret of the epoch touches it.
-    try {
-      decodePolys(ring, params, 'sum-c1', sum, { epoch: task.epoch });
-    } catch (error) {
-      refuse(`the sum of round ${task.round} of study ${task.studyId} is not a sum of key epoch ${task.epoch}: ${(error as Error).message}`);
-    }
     const notMembers = check.ok ? check.sites.filter((s) => !members.includes(s)) : [];
     if (notMembers.length > 0) refuse(`the sum of round ${task.round} holds updates of ${notMembers.join(', ')}, who are not members of epoch ${task.epoch}`);
     // The first member (sorted) carries the model key in its share; the others only cancel their secret shares.
     const designated = members[0] === this.identity.siteId;
     const { secret: s } = keyPairOf(this.setup, complete);
-    // A stored share was for a sum checked when it was computed: a repeated request downloads no part again.
+    // Where a round's switch spends its time, for the log: the sum (built from the parts, or downloaded), the share,
+    // sending it.
+    const seconds = { sum: 0, share: 0, send: 0 };
+    let mark = performance.now();
+    const lap = (step: keyof typeof seconds): void => {
+      const now = performance.now();
+      seconds[step] = Number(((now - mark) / 1000).toFixed(3));
+      mark = now;
+    };
+    // A stored share was for a sum checked when it was computed: a repeated request downloads nothing again.
     const { share, resent } = await this.shares.shareFor({ epoch: task.epoch, sumSha256: task.sumSha256 }, async () => {
-      await this.sums.verify(task, { ring, params, sum, contributions: check.ok ? check.statements : [] });
+      const sum = await this.sums.sumFor(task, { ring, params, contributions: check.ok ? check.statements : [] });
+      // The sum must be labelled with this epoch before a secret of the epoch touches it.
+      try {
+        decodePolys(ring, params, 'sum-c1', sum, { epoch: task.epoch });
+      } catch (error) {
+        refuse(`the sum of round ${task.round} of study ${task.studyId} is not a sum of key epoch ${task.epoch}: ${(error as Error).message}`);
+      }
+      lap('sum');
       return shareForSumThreaded(ring, params, s, designated ? modelKeyOf(ring, seedOf(complete)) : null, sum, new SeededStream(randomBytes(32), 'federa/multiparty/smudging'), this.threading);
     });
+    lap('share');
     await this.outbound.submitKeySwitchShare({ studyId: task.studyId, round: task.round, epoch: task.epoch, sumSha256: task.sumSha256, share: Buffer.from(share) }, resent);
-    this.log.info({ studyId: task.studyId, round: task.round, epoch: task.epoch, contributors: check.ok ? check.sites : [], resent }, 'key-switching share sent');
+    lap('send');
+    this.log.info({ studyId: task.studyId, round: task.round, epoch: task.epoch, contributors: check.ok ? check.sites : [], resent, seconds }, 'key-switching share sent');
   }
 
   /** A published multiparty model, decrypted with its epoch's model key: the tagged sum, and how to check its tags. */
@@ -345,7 +381,9 @@ export class MultipartyKeys {
     }
     const seed = Buffer.from(hex, 'hex');
     const { ring, params } = this.setup;
+    const started = performance.now();
     const tagged = await decryptModelThreaded(ring, params, bytes, modelKeyOf(ring, seed), { epoch: ref.keyEpoch }, this.threading);
+    this.log.info({ studyId, round: ref.round, epoch: ref.keyEpoch, seconds: secondsSince(started) }, 'global model decrypted with the model key');
     return { tagged, tagKey: multipartyTagKey(seed), valuesPerCiphertext: ring.n };
   }
 
@@ -361,6 +399,8 @@ export class MultipartyKeys {
     }
   }
 }
+
+const secondsSince = (start: number): number => Number(((performance.now() - start) / 1000).toFixed(3));
 
 function seedOf(secret: EpochSecret): Uint8Array {
   if (!secret.modelSeed) throw new Error(`key epoch ${secret.epoch} of study ${secret.studyId} is not complete`);

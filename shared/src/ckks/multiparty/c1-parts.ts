@@ -76,21 +76,4 @@ export class C1PartSum {
   encode(): Uint8Array {
     return encodePolys(this.ring, this.params, 'sum-c1', { epoch: this.header.epoch, valueCount: this.header.valueCount }, this.polys);
   }
-
-  /**
-   * The ciphertexts whose c1 in `sum` (a sum-c1 blob) differs from this sum's, in order; every one of them when
-   * the blobs' headers or lengths differ. None: `sum` is byte for byte this sum.
-   */
-  differingCiphertexts(sum: Uint8Array): number[] {
-    const { ring, params, header } = this;
-    const mine = this.encode();
-    const all = this.polys.map((_, k) => k);
-    const headerBytes = bodyOffset(ring, params, 'sum-c1', 0);
-    if (sum.byteLength !== mine.byteLength || Buffer.compare(sum.subarray(0, headerBytes), mine.subarray(0, headerBytes)) !== 0) return all;
-    const size = residueBytes(ring);
-    return all.filter((k) => {
-      const at = bodyOffset(ring, params, 'sum-c1', k);
-      return Buffer.compare(sum.subarray(at, at + size), mine.subarray(at, at + size)) !== 0;
-    });
-  }
 }

@@ -54,13 +54,18 @@ export interface ShareRequest {
 /** Passed: the contributors, sorted, and their statements in that order. */
 export type ShareRequestCheck = { ok: true; sites: string[]; statements: ContributionStatement[] } | { ok: false; reason: string };
 
-/** The checks above, against the bytes of C1 the site received and its policy. */
+/**
+ * The checks above, against the site's policy and, when given, the bytes of C1 the site received. A member that
+ * builds the sum from the listed updates' c1 parts checks the built sum's hash itself, after these pass.
+ */
 export function checkShareRequest(
   request: ShareRequest,
-  input: { sumBytes: Uint8Array; minParticipants: number; caPem: string; revoked: readonly RevocationEntry[]; at?: Date },
+  input: { sumBytes?: Uint8Array; minParticipants: number; caPem: string; revoked: readonly RevocationEntry[]; at?: Date },
 ): ShareRequestCheck {
-  const digest = createHash('sha256').update(input.sumBytes).digest('hex');
-  if (digest !== request.sumSha256) return { ok: false, reason: `the sum received hashes to ${digest}, not the ${request.sumSha256} the request names` };
+  if (input.sumBytes) {
+    const digest = createHash('sha256').update(input.sumBytes).digest('hex');
+    if (digest !== request.sumSha256) return { ok: false, reason: `the sum received hashes to ${digest}, not the ${request.sumSha256} the request names` };
+  }
   const sites = new Set<string>();
   const statements: ContributionStatement[] = [];
   for (const signed of request.contributions) {
