@@ -264,6 +264,45 @@ describe('a multiparty member refusing its key epoch or key-switch task', () => 
     });
   });
 
+  describe('a member that cannot compute its key-switching share', () => {
+    it('takes its SITE_ERROR round failure and runs the round again at once without it; a member whose share stands cannot fail', async () => {
+      const created = await rest(coordinator, 'POST', '/studies', studyBody(spec, { aggregation: 'multiparty', minSites: 2, sites: [...SITES] }));
+      expect(created.status, JSON.stringify(created.body)).toBe(201);
+      const studyId = created.body.id as string;
+      expect((await rest(coordinator, 'POST', `/studies/${studyId}/start`)).status).toBe(200);
+      const tasks = await Promise.all(SITES.map((s) => nextTask(s, studyId, 'train')));
+      const epoch = await completeEpoch(studyId, tasks[0]!.keyEpoch!);
+      for (const [i, siteId] of SITES.entries()) await upload(siteId, tasks[i]!, epoch);
+      const keySwitch = (await Promise.all(SITES.map((s) => nextTask(s, studyId, 'keySwitch'))))[0]!;
+      const { ring, params } = members.setup;
+      const share = shareForSum(ring, params, epoch.secrets['site-a']!, modelKeyOf(ring, epoch.modelSeed), await downloadSum('site-a', studyId, 1), new SeededStream(randomBytes(32), 'federa/multiparty/smudging'));
+      expect((await reply<federation.KeyEpochAck>((cb) => members.client['site-a']!.submitKeySwitchShare({ studyId, round: 1, epoch: 1, sumSha256: keySwitch.sumSha256, share: Buffer.from(share) }, cb))).error).toBeUndefined();
+
+      const failure = (siteId: SiteId) =>
+        reply<federation.RoundFailureAck>((cb) =>
+          members.client[siteId]!.reportRoundFailure(
+            { studyId, round: 1, reason: federation.FailureReason.FAILURE_REASON_SITE_ERROR, message: 'the site could not compute its key-switching share (Error); its log says why' },
+            cb,
+          ),
+        );
+      expectRefusedCall(await failure('site-a'), 'FAILED_PRECONDITION', new RegExp(`^site site-a already sent its key-switching share for round 1 of study ${studyId}; the share stands$`));
+      expect((await study(studyId)).rounds[0]).toMatchObject({ status: 'switching', assignedSites: [...SITES] });
+
+      expect((await failure('site-b')).error).toBeUndefined();
+      // Well before the switch's 15-minute deadline: a and c train round 1 again under an epoch of the two.
+      const again = await Promise.all((['site-a', 'site-c'] as const).map((s) => nextTask(s, studyId, 'train', 15_000)));
+      for (const task of again) expect(task).toMatchObject({ round: 1, cohort: ['site-a', 'site-c'], keyEpoch: { number: 2, members: ['site-a', 'site-c'] } });
+      const [redone] = await auditRecords(`studyId=${studyId}&kind=round.redone`);
+      expect(redone!.details).toMatchObject({ lost: ['site-b'], reason: 'site-b failed the key-switch task of key epoch 1 (site-error)', epoch: 2, cohort: ['site-a', 'site-c'] });
+      // The failure is in the audit log as the site's message; it is not a policy refusal.
+      expect(await auditRecords(`siteId=site-b&kind=site.refusal&studyId=${studyId}`)).toEqual([
+        expect.objectContaining({ round: 1, details: expect.objectContaining({ failure: 'FAILURE_REASON_SITE_ERROR' }) }),
+      ]);
+      expect((await study(studyId)).refusals).toEqual([]);
+      expect((await rest(coordinator, 'POST', `/studies/${studyId}/stop`, { reason: 'test over' })).status).toBe(200);
+    });
+  });
+
   // Last: it revokes site-b for good.
   describe('a member lost while the round\'s sum is being made', () => {
     it('runs the round again without a site revoked while its round aggregates, instead of waiting for its share until the deadline', async () => {

@@ -225,7 +225,8 @@ export class RoundSwitching {
     siteId: string,
     studyId: string,
     number: number,
-    refused: { task: 'train' | 'key-switch'; reason: string },
+    /** What the member refused (or, `failed`, could not do: a site error computing its share), and why. */
+    refused: { task: 'train' | 'key-switch'; reason: string; failed?: boolean },
     record: () => Promise<void>,
   ): Promise<void> {
     checkStudyRef(studyId, number);
@@ -251,9 +252,10 @@ export class RoundSwitching {
       }
       await record();
       const what = refused.task === 'key-switch' ? `the key-switch task of key epoch ${round.keyEpoch}` : `key epoch ${round.keyEpoch}`;
+      const did = refused.failed ? 'failed' : 'refused';
       // A round whose aggregation is being retried is left to finish it (redo skips it): the key-switch task that
       // follows goes to this member too, and its refusal of that redoes the round.
-      steps.run(`site ${siteId} refused ${what} of ${where}`, studyId, () => this.redo(round.id, [siteId], `${siteId} refused ${what} (${refused.reason})`));
+      steps.run(`site ${siteId} ${did} ${what} of ${where}`, studyId, () => this.redo(round.id, [siteId], `${siteId} ${did} ${what} (${refused.reason})`));
     });
   }
 

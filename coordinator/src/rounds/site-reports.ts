@@ -107,7 +107,15 @@ export class SiteReports {
   async recordFailure(siteId: string, failure: federation.RoundFailure): Promise<void> {
     const reason = FAILURE_REASONS[failure.reason];
     if (!reason) throw new FederationError(GrpcStatus.INVALID_ARGUMENT, 'round failure needs reason DIVERGED, NO_USABLE_DATA, UNSUPPORTED_TASK or SITE_ERROR');
-    await this.stopWaitingFor(siteId, failure.studyId, failure.round, reason, failure.message.trim().slice(0, MAX_MESSAGE));
+    const message = failure.message.trim().slice(0, MAX_MESSAGE);
+    const round = await this.participantRound(siteId, failure.studyId, failure.round);
+    // A member that cannot compute its key-switching share leaves a sum that can never be switched: the round runs
+    // again at once without it (RoundSwitching), rather than waiting for the switch's deadline.
+    if (round.status === 'switching') {
+      await this.rounds.switching.memberRefused(siteId, failure.studyId, failure.round, { task: 'key-switch', reason, failed: true }, async () => {
+        this.log.warn({ siteId, studyId: failure.studyId, round: failure.round, reason, message }, 'member cannot compute its key-switching share');
+      });
+    } else await this.stopWaitingFor(siteId, round, reason, message);
     this.metrics.siteFailed(reason);
   }
 
@@ -158,7 +166,7 @@ export class SiteReports {
       }
     }
     await store(!ofClosedRound);
-    if (task === 'train' && !ofClosedRound) await this.stopWaitingFor(siteId, refusal.studyId, refusal.round, `refused: ${reason}`, message);
+    if (task === 'train' && !ofClosedRound) await this.stopWaitingFor(siteId, round, `refused: ${reason}`, message);
   }
 
   /** The refusal as the study's status shows it; `update`: a second refusal of the same task replaces the first. */
@@ -209,8 +217,8 @@ export class SiteReports {
     this.log.info({ siteId, studyId: study.id, round: report.round, shared: validated.kind }, 'evaluation received');
   }
 
-  private async stopWaitingFor(siteId: string, studyId: string, number: number, reason: string, message: string): Promise<void> {
-    const round = await this.participantRound(siteId, studyId, number);
+  private async stopWaitingFor(siteId: string, round: Awaited<ReturnType<SiteReports['participantRound']>>, reason: string, message: string): Promise<void> {
+    const { studyId, number } = round;
     if (round.status !== 'open') {
       throw new FederationError(GrpcStatus.FAILED_PRECONDITION, `round ${number} of study ${studyId} is ${round.status}`);
     }

@@ -4,9 +4,7 @@ import {
   contributionTagKey,
   createLogger,
   federation,
-  InvalidModelSpecError,
   ownerOnlyDir,
-  PreprocessingError,
   studyHash,
   type Logger,
   type SiteKit,
@@ -17,14 +15,15 @@ import { ledgerPath, PrivacyLedger } from '../ledger/index.js';
 import { Outbound } from '../outbound/index.js';
 import { PolicyRefusalError, StudyDecisions } from '../policy/index.js';
 import { AgentStatus, startStatusServer, type StatusServer } from '../status/index.js';
-import { initBackend, TrainingDivergedError, type BackendInfo } from '../train/index.js';
+import { initBackend, type BackendInfo } from '../train/index.js';
 import { GlobalModels, type KeyHolder } from './global-models.js';
 import { ModelCache } from './model-cache.js';
-import { NoUsableDataError, RoundWork, UpdateOutOfRangeError } from './round-work.js';
+import { NoUsableDataError, RoundWork } from './round-work.js';
 import { RoundStateStore, type RoundState } from './round-state.js';
 import { SiteData } from './site-data.js';
+import { problemReport } from './problem-report.js';
 import { TaskGate } from './task-gate.js';
-import { EpochClosedError, MultipartyKeys } from '../multiparty/index.js';
+import { MultipartyKeys } from '../multiparty/index.js';
 
 export const AGENT_VERSION = '0.1.0';
 /** How often a site says it is alive; the coordinator marks it away after three missed (45 s by default). */
@@ -258,39 +257,15 @@ export class SiteAgent {
   ): Promise<void> {
     const outbound = this.outbound;
     if (!outbound) return;
-    const failure =
-      error instanceof TrainingDivergedError || error instanceof UpdateOutOfRangeError
-        ? federation.FailureReason.FAILURE_REASON_DIVERGED
-        : error instanceof NoUsableDataError
-          ? federation.FailureReason.FAILURE_REASON_NO_USABLE_DATA
-          : error instanceof InvalidModelSpecError || error instanceof PreprocessingError
-            ? federation.FailureReason.FAILURE_REASON_UNSUPPORTED_TASK
-            : // A refusal, a transport error, or a key epoch closed under the task (its round runs again under a new
-              // one, whose task follows): nothing to report, the coordinator already knows.
-              error instanceof CoordinatorRefusal || isServiceError(error) || error instanceof EpochClosedError
-              ? undefined
-              : // Anything else that stops this site's round is said too, so the round does not wait for it.
-                federation.FailureReason.FAILURE_REASON_SITE_ERROR;
+    const report = problemReport(error, taskKind);
     try {
-      if (error instanceof PolicyRefusalError) {
-        log.warn({ reason: federation.refusalReasonToJSON(error.refusal.reason) }, `refused: ${error.message}`);
-        this.status.refused(federation.refusalReasonToJSON(error.refusal.reason));
-        await outbound.reportRefusal({
-          studyId: task.studyId,
-          round: task.round,
-          task: taskKind,
-          reason: error.refusal.reason,
-          message: error.message,
-          studyHash: task.studyHash,
-        });
-      } else if (failure !== undefined && taskKind === federation.TaskKind.TASK_KIND_TRAIN) {
-        log.error({ reason: federation.failureReasonToJSON(failure), err: error }, (error as Error).message);
-        // A site error's own message can carry local paths: the coordinator gets its kind only.
-        const message =
-          failure === federation.FailureReason.FAILURE_REASON_SITE_ERROR
-            ? `the site could not complete the round (${(error as Error).name}); its log says why`
-            : (error as Error).message;
-        await outbound.reportRoundFailure({ studyId: task.studyId, round: task.round, reason: failure, message });
+      if (report.kind === 'refusal') {
+        log.warn({ reason: federation.refusalReasonToJSON(report.reason) }, `refused: ${report.message}`);
+        this.status.refused(federation.refusalReasonToJSON(report.reason));
+        await outbound.reportRefusal({ studyId: task.studyId, round: task.round, task: taskKind, reason: report.reason, message: report.message, studyHash: task.studyHash });
+      } else if (report.kind === 'failure') {
+        log.error({ reason: federation.failureReasonToJSON(report.reason), err: error }, (error as Error).message);
+        await outbound.reportRoundFailure({ studyId: task.studyId, round: task.round, reason: report.reason, message: report.message });
       } else if (error instanceof CoordinatorRefusal) {
         log.warn({ status: error.statusName, reason: error.message }, 'coordinator refused');
       } else {
