@@ -4,6 +4,7 @@
 //   node bench/he.mjs [--sites 3] [--sizes 100000,1000000,10000000] [--out bench/results/he.json]
 // Writes bench/results/he.json and prints one line per size. Times are medians over the repetitions;
 // encrypt and decrypt (and every multiparty operation) are timed on all cores (CkksWorkerPool) and on one thread.
+import { createHash } from 'node:crypto';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
 import { dirname, resolve } from 'node:path';
@@ -191,13 +192,19 @@ async function multipartyRound(vectors) {
   const shares = share.result;
   const switched = await both('switch', (t) => mp.switchedModelThreaded(ring, mpParams, header, c0, c1, shares, t));
   const decrypt = await both('decrypt', (t) => mp.decryptModelThreaded(ring, mpParams, switched.result, modelKey, { epoch: header.epoch }, t));
-  // A member's verifySum (the default policy): the c1 part of every summed update, added and compared with the sum
-  // it is asked to switch (one thread, as the site does it; the parts are cut here, at the coordinator, untimed).
+  // A member's verifySum (the default policy): the c1 part of every summed update, each hashed (against the c1Sha256
+  // its site signed) and added, and the built sum hashed against the one the task names, as
+  // site-agent/src/multiparty/sum-verification.ts does (one thread; the parts are cut here, at the coordinator, untimed).
   const parts = updates.map((u) => mp.updateC1Part(ring, mpParams, u, header));
+  const sha256 = (bytes) => createHash('sha256').update(bytes).digest('hex');
+  const signed = parts.map(sha256);
   const verifyStart = performance.now();
   const check = new mp.C1PartSum(ring, mpParams, header);
-  for (const part of parts) check.add(part);
-  if (check.differingCiphertexts(c1).length > 0) throw new Error('multiparty verifySum: the c1 parts do not add up to the sum');
+  for (const [i, part] of parts.entries()) {
+    if (sha256(part) !== signed[i]) throw new Error('multiparty verifySum: a c1 part is not the one signed');
+    check.add(part);
+  }
+  if (sha256(check.encode()) !== sha256(c1)) throw new Error('multiparty verifySum: the c1 parts do not add up to the sum');
   const verify = { seconds: (performance.now() - verifyStart) / 1000, partBytes: parts.reduce((n, p) => n + p.byteLength, 0) };
   // The coordinator's part: summing the updates and switching the sum with the shares.
   const aggregate = { seconds: sum.seconds + switched.seconds, oneThread: sum.oneThread + switched.oneThread };
@@ -218,15 +225,16 @@ for (const params of mpSizes) {
   const [encrypt, aggregate, share, decrypt] = ['encrypt', 'aggregate', 'share', 'decrypt'].map(medians);
   const { sumValues, verify } = rounds[0];
   const verifySeconds = median(rounds.map((r) => r.verify.seconds));
-  // Per ciphertext: what one site sends (its update and its share, c0 and the share only for the values used) and
-  // downloads (the summed c1 for its share, and the switched c0); with verifySum, also every summed update's c1 part.
-  let uploadBytes = 0;
-  let downloadBytes = 0;
-  for (let used = params + 1; used > 0; used -= ring.n) {
-    const n = Math.min(ring.n, used);
-    uploadBytes += mp.roundedBytes(ring, mpParams.droppedBits.c0, n) + mp.residueBytes(ring) + mp.roundedBytes(ring, mpParams.droppedBits.share, n);
-    downloadBytes += mp.residueBytes(ring) + mp.roundedBytes(ring, mpParams.droppedBits.c0, n);
-  }
+  // What one site sends (its update and its share) and downloads (the published model, and the sum it switches: the
+  // summed c1 when it trusts the coordinator, every summed update's c1 part when it checks the sum, verifySum), as
+  // the blobs that travel, headers included.
+  const header = { epoch: 1, valueCount: params + 1 };
+  const blob = (kind) => mp.payloadBytes(ring, mpParams, kind, header.valueCount);
+  const uploadBytes = blob('update') + blob('share');
+  const modelBytes = blob('model');
+  const downloadBytes = modelBytes + blob('sum-c1');
+  const downloadVerifyingBytes = modelBytes + sites * blob('update-c1');
+  if (verify.partBytes !== sites * blob('update-c1')) throw new Error('multiparty: the c1 parts are not the size payloadBytes says');
   let maxAbsError = 0;
   for (let i = 0; i < params; i++) maxAbsError = Math.max(maxAbsError, Math.abs(sumValues[i] / sumValues[params] - plainSum[i] / plainSum[params]));
   runs.push({
@@ -234,8 +242,9 @@ for (const params of mpSizes) {
     params,
     sites,
     uploadBytesPerParam: uploadBytes / params,
-    downloadBytesPerParam: (downloadBytes + verify.partBytes) / params,
+    downloadBytesPerParam: downloadVerifyingBytes / params,
     downloadBytesPerParamTrustingSum: downloadBytes / params,
+    modelBytesPerParam: modelBytes / params,
     verifySumParamsPerSec: (params * sites) / verifySeconds,
     encryptParamsPerSec: (params * sites) / encrypt.seconds,
     aggregateParamsPerSec: (params * sites) / aggregate.seconds,

@@ -2,7 +2,7 @@
 // Local training benchmark: training and inference images per second for each registered architecture (at its
 // default options) at 64x64 and 128x128 on wasm and at 64x64 on the plain cpu backend (whose convolution gradients
 // are two orders of magnitude slower), and one round's time split into data (decode and preprocess), training,
-// encryption and upload (to a coordinator on loopback, over mutual TLS).
+// encryption and upload (to a coordinator on loopback, over mutual TLS), with the site's multiparty work beside it.
 //   npm run bench -- train [--images 128] [--cpu-images 4] [--backends wasm,cpu] [--sizes 64,128] [--cpu-sizes 64]
 //                          [--out bench/results/train.json]
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
@@ -97,6 +97,7 @@ async function roundSplit() {
       const payload = ckks.encryptVector(shared.weightedUpdateVector(base, result.weights, result.samples), kit.ckksSecretKey);
       const t3 = performance.now();
       ckks.dispose();
+      const multiparty = await multipartySiteWork(base, result);
       // Upload as a site does (mutual TLS, 1 MiB chunks, SHA-256 trailer); the coordinator has no study for it,
       // so the refusal arrives after the whole stream was received and checked.
       const transport = await client.siteTransport({
@@ -125,6 +126,7 @@ async function roundSplit() {
         encryptSeconds: (t3 - t2) / 1000,
         uploadSeconds: (t5 - t4) / 1000,
         uploadBytes: payload.byteLength,
+        multiparty: { ...multiparty, fractionOfTraining: multiparty.totalSeconds / ((t2 - t1) / 1000) },
       };
     } finally {
       await coordinator.close();
@@ -132,6 +134,82 @@ async function roundSplit() {
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
+}
+
+/**
+ * One site's multiparty work for the round just trained (the default aggregation), in a consortium of three: what it
+ * does besides training, on its cores as the site agent does it (worker threads only for vectors of 8 ciphertexts or
+ * more). Timed: encrypting its update under the collective key (contribution tags, the c1 part's hash, the signed
+ * statement), checking the sum it is asked to switch (each site's c1 part hashed and added, the built sum hashed:
+ * verifySum), its key-switching share, and decrypting the published model with its tags checked. The other two
+ * sites' updates and shares, the coordinator's sum and switch, and the transfers (loopback: milliseconds at this
+ * size) are not timed.
+ */
+async function multipartySiteWork(base, result) {
+  const mp = shared;
+  const params = mp.deriveMultipartyParameters();
+  const ring = mp.ringOf(params);
+  const sites = ['hospital-a', 'hospital-b', 'hospital-c'];
+  const seed = () => globalThis.crypto.getRandomValues(new Uint8Array(32));
+  const scope = { studyId: '00000000-0000-4000-8000-00000000b001', round: 1 };
+  const a = mp.commonPolynomial(ring, seed(), { studyId: scope.studyId, epoch: 1 });
+  const keys = sites.map(() => mp.keyShare(ring, a, new mp.SeededStream(seed(), 'key')));
+  const key = { p: mp.collectivePublicKey(ring, keys.map((k) => k.publicShare)), a };
+  const modelSeed = seed();
+  const modelKey = mp.modelKeyOf(ring, modelSeed);
+  const tagKey = mp.multipartyTagKey(modelSeed);
+  const ca = await mp.createRootCa({ commonName: 'bench CA' });
+  const certificate = await mp.issueSiteCertificate(ca, { siteId: sites[0] });
+  const threading = { threads: availableParallelism(), pool: () => (pool ??= mp.CkksWorkerPool.create({ threads: availableParallelism() })) };
+  let pool;
+  const sha256 = (bytes) => shared.sha256Hex(bytes);
+  const encryptOne = async (siteId, vector) => {
+    const tagged = mp.tagVector(vector, ring.n, tagKey, scope, siteId);
+    const update = await mp.encryptUpdateThreaded(ring, params, key, 1, tagged, new mp.SeededStream(seed(), 'encrypt'), threading);
+    const statement = { epoch: 1, ...scope, siteId, parameters: mp.multipartyFingerprint(params), updateSha256: sha256(update), c1Sha256: mp.updateC1Sha256(ring, params, update) };
+    mp.signContribution(statement, certificate.privateKeyPem, certificate.certificatePem);
+    return update;
+  };
+  const own = mp.contributionVector(base, result.weights, mp.sampleWeight(result.samples), sites, sites[0]);
+  const others = sites.slice(1).map((siteId) => mp.contributionVector(base, result.weights, mp.sampleWeight(result.samples), sites, siteId));
+  // Untimed: the first call of each operation compiles it.
+  await encryptOne(sites[0], own);
+  const t0 = performance.now();
+  const update = await encryptOne(sites[0], own);
+  const t1 = performance.now();
+  const updates = [update, ...(await Promise.all(others.map((v, i) => encryptOne(sites[i + 1], v))))];
+  const header = { epoch: 1, valueCount: mp.readPayloadHeader(params, update).valueCount };
+  const sum = await mp.sumUpdatesThreaded(ring, params, header, updates, threading);
+  const parts = updates.map((u) => mp.updateC1Part(ring, params, u, header));
+  const signed = parts.map(sha256);
+  const t2 = performance.now();
+  const total = new mp.C1PartSum(ring, params, header);
+  for (const [i, part] of parts.entries()) {
+    if (sha256(part) !== signed[i]) throw new Error('a c1 part is not the one signed');
+    total.add(part);
+  }
+  const built = total.encode();
+  if (sha256(built) !== sha256(sum.c1)) throw new Error('the c1 parts do not add up to the sum');
+  const t3 = performance.now();
+  const share = await mp.shareForSumThreaded(ring, params, keys[0].secret, modelKey, built, new mp.SeededStream(seed(), 'switch'), threading);
+  const t4 = performance.now();
+  const shares = [share, ...(await Promise.all(keys.slice(1).map((k) => mp.shareForSumThreaded(ring, params, k.secret, null, sum.c1, new mp.SeededStream(seed(), 'switch'), threading))))];
+  const model = await mp.switchedModelThreaded(ring, params, header, sum.c0, sum.c1, shares, threading);
+  const t5 = performance.now();
+  const tagged = await mp.decryptModelThreaded(ring, params, model, modelKey, { epoch: 1 }, threading);
+  const problems = mp.tagProblems(tagged, ring.n, tagKey, scope, sites);
+  const t6 = performance.now();
+  if (problems.length > 0) throw new Error(`the decrypted model's tags do not check out: ${problems[0]}`);
+  await (await pool)?.close();
+  const seconds = { encryptSeconds: (t1 - t0) / 1000, verifySumSeconds: (t3 - t2) / 1000, keySwitchSeconds: (t4 - t3) / 1000, decryptSeconds: (t6 - t5) / 1000 };
+  return {
+    sites: sites.length,
+    parameters: base.length,
+    ...seconds,
+    totalSeconds: Object.values(seconds).reduce((a, b) => a + b, 0),
+    uploadBytes: update.byteLength + share.byteLength,
+    downloadBytes: parts.reduce((n, p) => n + p.byteLength, 0) + model.byteLength,
+  };
 }
 
 const started = performance.now();
@@ -176,9 +254,13 @@ const architectures = shared.ARCHITECTURE_NAMES.map((model) => {
 });
 await train.initBackend('wasm');
 const round = await roundSplit();
+const m = round.multiparty;
 process.stdout.write(
   `one round (${round.images} images, ${round.epochs} epochs, ${round.backend}): data ${round.dataSeconds.toFixed(2)} s, ` +
-    `training ${round.trainSeconds.toFixed(2)} s, encryption ${round.encryptSeconds.toFixed(3)} s, upload ${round.uploadSeconds.toFixed(3)} s\n`,
+    `training ${round.trainSeconds.toFixed(2)} s, encryption ${round.encryptSeconds.toFixed(3)} s (one shared key), upload ${round.uploadSeconds.toFixed(3)} s\n` +
+    `  multiparty site work (${m.sites} sites): encrypt ${m.encryptSeconds.toFixed(3)} s, verifySum ${m.verifySumSeconds.toFixed(3)} s, ` +
+    `key switch ${m.keySwitchSeconds.toFixed(3)} s, decrypt ${m.decryptSeconds.toFixed(3)} s: ${m.totalSeconds.toFixed(3)} s, ` +
+    `${(100 * m.fractionOfTraining).toFixed(1)}% of the round's training\n`,
 );
 await mkdir(dirname(args.out), { recursive: true });
 const conditions = {
