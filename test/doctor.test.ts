@@ -59,7 +59,7 @@ describe('federa-site doctor', () => {
     expect(checks.find((c) => c.name === 'revocation')?.detail).toMatch(/^the coordinator accepts this site's certificate \(serial [0-9A-F]+\)/);
     expect(checks.find((c) => c.name === 'state folder')?.detail).toMatch(/is writable \(a test file was created and deleted\)/);
     expect(checks.find((c) => c.name === 'disk space')?.detail).toMatch(/ free in /);
-    expect(checks.find((c) => c.name === 'compute backend')?.detail).toMatch(/; no GPU, \d+ CPU threads on this machine$/);
+    expect(checks.find((c) => c.name === 'compute backend')?.detail).toMatch(/; no GPU, \d+ CPU threads on this machine, training on \d+ threads? \(training\.threads: auto\)$/);
     expect(checks.find((c) => c.name === 'data')?.detail).toMatch(/^6 labelled files/);
     expect(checks.find((c) => c.name === 'compute backend')?.detail).toMatch(/^wasm/);
     expect(checks.find((c) => c.name === 'site policy')).toEqual({ name: 'site policy', ok: true, detail: expect.stringMatching(/^encrypted studies only, at least 3 sites/) });

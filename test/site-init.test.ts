@@ -85,7 +85,7 @@ describe('federa-site init', () => {
       site: { id: 'hospital-a' },
       coordinator: { address: '10.0.0.5:50051', serverName: 'coordinator.example.org', kit, insecure: false },
       data: { source: { kind: 'folder' }, dir: join(dir, 'images'), layout: 'csv', labels: join(dir, 'images', 'labels.csv'), validationFraction: 0.2 },
-      training: { backend: 'auto' },
+      training: { backend: 'auto', threads: 'auto' },
       stateDir: join(dir, 'conf', 'state'),
       policy: { requireEncryption: true, minParticipants: 3, maxRounds: 100, shareMetrics: 'aggregate', minCountPerBin: 5, verifySum: true, autoApprove: false },
     });

@@ -22,6 +22,8 @@ const roundStateSchema = z.object({
   validationSamples: z.int(),
   backend: z.string(),
   trainSeconds: z.number(),
+  /** Threads the gradients were computed on (absent in a state written before data-parallel training). */
+  trainThreads: z.int().min(1).optional(),
   receipt: z
     .object({ sha256: z.string(), receivedBytes: z.number(), receivedAtUnixMs: z.number() })
     .optional(),

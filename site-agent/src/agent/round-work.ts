@@ -19,7 +19,7 @@ import type { SiteConfig } from '../config/index.js';
 import { LabelsCsvError, summariseLoadedDataset } from '../data/index.js';
 import type { LedgerEncryption } from '../ledger/index.js';
 import type { Outbound } from '../outbound/index.js';
-import { evaluateModel, predictProbabilities, trainLocal, type BackendInfo, type TrainOptions } from '../train/index.js';
+import { configuredThreads, evaluateModel, predictProbabilities, trainLocal, type BackendInfo, type TrainOptions } from '../train/index.js';
 import type { MultipartyKeys } from '../multiparty/index.js';
 import type { GlobalModels, KeyHolder } from './global-models.js';
 import type { RoundState, RoundStateStore } from './round-state.js';
@@ -194,6 +194,7 @@ export class RoundWork {
       learningRate: def.learningRate,
       optimizer: def.optimizer,
       seed: (spec.seed + task.round * 7919) >>> 0,
+      threads: configuredThreads(this.config.training.threads),
       ...trainingOptionsOf(def),
     });
     const validation = data.validation.count > 0 ? await evaluateModel(spec, result.weights, data.validation) : undefined;
@@ -240,11 +241,12 @@ export class RoundWork {
       validationSamples: validation?.samples ?? 0,
       backend: result.backend,
       trainSeconds: result.seconds,
+      trainThreads: result.threads,
       ...(epoch ? { keyEpoch: epoch.number } : {}),
       ...(contribution ? { contribution } : {}),
     };
     await this.rounds.saveTrained(state, update, encrypted ? plain : undefined);
-    log.info({ loss: result.loss, accuracy: result.accuracy, validationAccuracy: state.validationAccuracy, seconds: result.seconds }, 'local training done');
+    log.info({ loss: result.loss, accuracy: result.accuracy, validationAccuracy: state.validationAccuracy, seconds: result.seconds, threads: result.threads }, 'local training done');
     return state;
   }
 
@@ -335,6 +337,7 @@ export class RoundWork {
         samples: state.samples,
         seconds: state.trainSeconds,
         backend: state.backend,
+        threads: state.trainThreads ?? 0,
       },
     ];
     if (state.validationLoss !== null && state.validationAccuracy !== null) {
@@ -347,6 +350,7 @@ export class RoundWork {
         samples: state.validationSamples,
         seconds: 0,
         backend: state.backend,
+        threads: 0,
       });
     }
     for (const report of reports) await this.outbound.reportMetrics(report);

@@ -15,7 +15,7 @@ import { ledgerPath, PrivacyLedger } from '../ledger/index.js';
 import { Outbound } from '../outbound/index.js';
 import { PolicyRefusalError, StudyDecisions } from '../policy/index.js';
 import { AgentStatus, startStatusServer, type StatusServer } from '../status/index.js';
-import { initBackend, type BackendInfo } from '../train/index.js';
+import { closeTrainingThreads, initBackend, type BackendInfo } from '../train/index.js';
 import { GlobalModels, type KeyHolder } from './global-models.js';
 import { ModelCache } from './model-cache.js';
 import { NoUsableDataError, RoundWork } from './round-work.js';
@@ -166,6 +166,7 @@ export class SiteAgent {
       await sleep(delay);
     }
     await this.queue;
+    await closeTrainingThreads();
     await this.multiparty?.close();
     await statusServer?.close();
     this.client.close();

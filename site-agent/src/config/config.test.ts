@@ -71,6 +71,12 @@ describe('site policy', () => {
     expect(() => parseSiteConfig({ ...valid, policy: { verifySum: 'no' } }, '/x')).toThrow(/policy\.verifySum/);
   });
 
+  it('trains on every core unless training.threads says how many, and names a bad count', () => {
+    expect(parseSiteConfig(valid, '/x').training).toEqual({ backend: 'auto', threads: 'auto' });
+    expect(parseSiteConfig({ ...valid, training: { threads: 3 } }, '/x').training).toEqual({ backend: 'auto', threads: 3 });
+    for (const threads of [0, 1.5, 'many', 257]) expect(() => parseSiteConfig({ ...valid, training: { threads } }, '/x')).toThrow(/training\.threads/);
+  });
+
   it('names what is wrong in the policy block and refuses a cohort of one', () => {
     expect(() => parseSiteConfig({ ...valid, policy: { minParticipants: 1 } }, '/x')).toThrow(/policy\.minParticipants: must be at least 2/);
     expect(() => parseSiteConfig({ ...valid, policy: { shareMetrics: 'some' } }, '/x')).toThrow(/policy\.shareMetrics: must be none, aggregate or full/);

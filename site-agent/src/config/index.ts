@@ -121,9 +121,17 @@ export const siteConfigSchema = z
         labels,
       })),
     training: z
-      .object({ backend: backendSchema.default('auto') })
+      .object({
+        backend: backendSchema.default('auto'),
+        /**
+         * Threads that train data-parallel (each computes the gradient of a slice of every batch): 'auto' uses every
+         * core on the wasm and cpu backends; the native TensorFlow backends use one (they spread each kernel
+         * themselves).
+         */
+        threads: z.union([z.literal('auto'), z.int().min(1).max(256)]).default('auto'),
+      })
       .strict()
-      .default({ backend: 'auto' }),
+      .default({ backend: 'auto', threads: 'auto' }),
     /** Where the agent keeps round state, copies of everything it sent, its approvals and its privacy ledger. */
     stateDir: z.string().min(1),
     policy: sitePolicySchema.prefault({}),

@@ -5,7 +5,7 @@ import { formatLedgerVerification, readSiteKit } from '@federa/shared';
 import type { SiteConfig } from '../config/index.js';
 import { checkPacsSource, listFiles, parseLabelsCsv } from '../data/index.js';
 import { ledgerPath, verifyLedger } from '../ledger/index.js';
-import { initBackend } from '../train/index.js';
+import { configuredThreads, initBackend, trainingThreads } from '../train/index.js';
 import { checkCoordinatorAll } from './coordinator.js';
 import { checkDiskSpace, checkStateDir } from './state.js';
 import type { DoctorCheck } from './types.js';
@@ -194,11 +194,13 @@ async function checkBackend(config: SiteConfig): Promise<DoctorCheck> {
   try {
     const backend = await initBackend(config.training.backend);
     const gpu = backend.name === 'tensorflow-gpu';
+    const threads = trainingThreads(configuredThreads(config.training.threads), backend.name);
+    const native = backend.name === 'tensorflow' || backend.name === 'tensorflow-gpu';
+    const used = native ? 'training on 1 thread (native TensorFlow spreads each kernel over the cores)' : `training on ${threads} thread${threads === 1 ? '' : 's'} (training.threads: ${config.training.threads})`;
     return {
       name,
       ok: true,
-      // Threads bound CPU training speed (native TensorFlow and the data loading use them; wasm uses one).
-      detail: `${backend.name}: ${backend.detail}; ${gpu ? 'GPU' : 'no GPU'}, ${availableParallelism()} CPU threads on this machine`,
+      detail: `${backend.name}: ${backend.detail}; ${gpu ? 'GPU' : 'no GPU'}, ${availableParallelism()} CPU threads on this machine, ${used}`,
       ...(gpu
         ? {}
         : {

@@ -12,5 +12,6 @@ export type {
 export { BackendUnavailableError, currentBackend, initBackend } from './backend.js';
 export { registerWasmTrainingKernels } from './wasm-kernels.js';
 export { buildModel, getFlatWeights, setFlatWeights } from './model.js';
-export { TrainingDataError, TrainingDivergedError, evaluateModel, predictProbabilities, trainLocal } from './train.js';
+export { TrainingDataError, TrainingDivergedError, evaluateModel, predictProbabilities, configuredThreads, trainingThreads, trainLocal } from './train.js';
+export { closeTrainingThreads, TrainingThreadError } from './parallel/index.js';
 export { brightSquareImages } from './synthetic.js';

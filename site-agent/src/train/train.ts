@@ -1,16 +1,17 @@
+import { availableParallelism } from 'node:os';
 import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
 import { createLogger, createPrng, deriveSeed, parseModelSpec, type ModelSpec, type Prng } from '@federa/shared';
 import * as tf from '@tensorflow/tfjs-core';
-import type * as tfl from '@tensorflow/tfjs-layers';
 import { initBackend } from './backend.js';
-import { augmentBatch, augmentationProblems } from './augment.js';
-import { buildModel, getFlatWeights } from './model.js';
-import type { EvaluationResult, LabeledImages, Optimizer, TrainOptions, TrainResult } from './types.js';
+import { augmentationProblems } from './augment.js';
+import { buildModel } from './model.js';
+import { createFlatOptimizer } from './parallel/flat-optimizer.js';
+import { EPSILON } from './parallel/slice-gradients.js';
+import { fillBatch, LocalSteps, ThreadedSteps, type Augment } from './parallel/steps.js';
+import type { BackendName, EvaluationResult, LabeledImages, Optimizer, TrainOptions, TrainResult } from './types.js';
 
 const log = createLogger('site-agent.train');
 
-/** Keras' epsilon: probabilities are clipped to [EPSILON, 1 - EPSILON] before the log in cross-entropy. */
-const EPSILON = 1e-7;
 /** Forward-only batches can be larger than training batches; this bounds peak memory on 512x512 inputs. */
 const EVAL_BATCH_SIZE = 64;
 /** deriveSeed stream of the augmentation PRNG, kept apart from the shuffle stream so shuffling is unchanged by it. */
@@ -57,21 +58,14 @@ export async function trainLocal(
   validateData(valid, data);
   validateOptions(opts, valid.classes);
   const backend = await initBackend();
-
-  const model = buildModel(valid, weights);
-  const optimizer = createOptimizer(opts);
-  const constants: tf.Tensor[] = [];
+  const threads = trainingThreads(opts.threads ?? 1, backend.name);
+  const classWeights = classWeightVector(opts, data, valid.classes);
+  const maxBatch = Math.min(opts.batchSize, data.count);
+  const runner = threads > 1 ? await ThreadedSteps.start(threads, backend.name, valid, weights, maxBatch, classWeights) : new LocalSteps(valid, weights, maxBatch, classWeights);
   try {
-    const variables = model.trainableWeights.map((w) => w.read() as tf.Variable);
-    const extras: LossExtras = {};
-    const weightsPerClass = classWeightVector(opts, data, valid.classes);
-    if (weightsPerClass) constants.push((extras.classWeights = tf.tensor1d(weightsPerClass, 'float32')));
-    // mu = 0 skips the term entirely, so the graph (and the result, bit for bit) is today's.
-    if (opts.proximalMu !== undefined && opts.proximalMu > 0) {
-      const globals = variables.map((v) => tf.clone(v));
-      constants.push(...globals);
-      extras.proximal = { mu: opts.proximalMu, globals };
-    }
+    const optimizer = createFlatOptimizer(opts.optimizer ?? 'sgd', opts.learningRate, weights.length);
+    // mu = 0 skips the term entirely, so the result is bit for bit that of no term.
+    const proximal = opts.proximalMu !== undefined && opts.proximalMu > 0 ? { mu: opts.proximalMu, globals: weights.slice() } : undefined;
     const augment: Augment | undefined = opts.augmentation
       ? { options: opts.augmentation, prng: createPrng(deriveSeed(opts.seed, AUGMENTATION_STREAM)) }
       : undefined;
@@ -82,41 +76,55 @@ export async function trainLocal(
     // The reported figures cover the last epoch's worth of steps; a ring keeps them in the order they were taken.
     const window = Math.min(totalSteps, batchesPerEpoch);
     const recent: WindowStats[] = [];
-    let epoch = -1;
-    let batch = 0;
-    for (let step = 0; step < totalSteps; step++) {
-      batch = step % batchesPerEpoch;
-      if (batch === 0) {
-        epoch++;
-        shuffle(order, prng);
-      }
+    /** Step s's batch: the epoch's order reshuffled at its first batch, as the seed dictates. */
+    const batchOf = (s: number): { epoch: number; batch: number; count: number } => {
+      const batch = s % batchesPerEpoch;
+      if (batch === 0) shuffle(order, prng);
       const start = batch * opts.batchSize;
       const indices = order.subarray(start, Math.min(start + opts.batchSize, data.count));
-      const outcome = trainStep(model, optimizer, variables, valid.classes, data, indices, extras, augment);
-      if (outcome.nonFinite) throw new TrainingDivergedError(epoch, batch, NaN, 'the model output NaN or infinite probabilities');
-      if (!Number.isFinite(outcome.loss)) throw new TrainingDivergedError(epoch, batch, outcome.loss);
-      recent[step % window] = { loss: outcome.loss * indices.length, correct: outcome.correct, samples: indices.length };
-      if (batch === batchesPerEpoch - 1) {
+      fillBatch(runner.batch((s % 2) as 0 | 1), data, indices, augment);
+      return { epoch: Math.floor(s / batchesPerEpoch), batch, count: indices.length };
+    };
+    let next = batchOf(0);
+    let last = next;
+    for (let step = 0; step < totalSteps; step++) {
+      const current = next;
+      last = current;
+      const running = runner.run((step % 2) as 0 | 1, current.count);
+      // The next batch is gathered (and augmented) while the threads work on this one.
+      if (step + 1 < totalSteps) next = batchOf(step + 1);
+      const { gradient, stats } = await running;
+      const loss = stats.loss / current.count;
+      if (stats.nonFinite > 0) throw new TrainingDivergedError(current.epoch, current.batch, NaN, 'the model output NaN or infinite probabilities');
+      if (!Number.isFinite(loss)) throw new TrainingDivergedError(current.epoch, current.batch, loss);
+      // The batch's mean gradient (the slices' sum over the batch size), plus FedProx's mu·(w − w_global).
+      const w = runner.weights;
+      for (let i = 0; i < gradient.length; i++) gradient[i] = (gradient[i] as number) / current.count;
+      if (proximal) for (let i = 0; i < gradient.length; i++) gradient[i] = (gradient[i] as number) + proximal.mu * ((w[i] as number) - (proximal.globals[i] as number));
+      optimizer.step(w, gradient);
+      recent[step % window] = { loss: stats.loss, correct: stats.correct, samples: current.count };
+      if (current.batch === batchesPerEpoch - 1) {
         // A completed epoch implies window = batches per epoch, so the window is exactly this epoch.
         const epochStats = windowStats(recent, step + 1, window);
-        log.debug({ epoch: epoch + 1, loss: epochStats.loss / epochStats.samples, accuracy: epochStats.correct / epochStats.samples }, 'epoch finished');
+        log.debug({ epoch: current.epoch + 1, loss: epochStats.loss / epochStats.samples, accuracy: epochStats.correct / epochStats.samples }, 'epoch finished');
       }
-      // Training runs synchronously on wasm/cpu; give the agent's network I/O (keepalives, task stream) a turn.
-      await yieldToEventLoop();
+      // On one thread training runs synchronously; give the agent's network I/O (keepalives, task stream) a turn.
+      if (threads === 1) await yieldToEventLoop();
     }
-    const trained = getFlatWeights(model);
+    const trained = runner.weights.slice();
     // The last update happens after the last loss was measured, so it could still have produced NaN weights.
     if (!trained.every(Number.isFinite)) {
-      throw new TrainingDivergedError(epoch, batch, NaN, 'the last update made weights non-finite');
+      throw new TrainingDivergedError(last.epoch, last.batch, NaN, 'the last update made weights non-finite');
     }
-    const last = windowStats(recent, totalSteps, window);
+    const figures = windowStats(recent, totalSteps, window);
     const result: TrainResult = {
       weights: trained,
-      loss: last.loss / last.samples,
-      accuracy: last.correct / last.samples,
+      loss: figures.loss / figures.samples,
+      accuracy: figures.correct / figures.samples,
       samples: data.count,
       steps: totalSteps,
       backend: backend.name,
+      threads,
       seconds: (performance.now() - started) / 1000,
     };
     log.info(
@@ -127,15 +135,28 @@ export async function trainLocal(
         accuracy: result.accuracy,
         seconds: result.seconds,
         backend: result.backend,
+        threads,
       },
       'local training finished',
     );
     return result;
   } finally {
-    for (const t of constants) t.dispose();
-    optimizer.dispose();
-    model.dispose();
+    runner.close();
   }
+}
+
+/** site.yaml's training.threads as a count: 'auto' is every core this process may use. */
+export function configuredThreads(setting: 'auto' | number): number {
+  return setting === 'auto' ? availableParallelism() : setting;
+}
+
+/**
+ * Threads a training on `backend` uses for `asked` (an integer >= 1): as asked on wasm and cpu, whose kernels run
+ * on one core each; one on the native TensorFlow backends, which spread every kernel over the cores themselves.
+ */
+export function trainingThreads(asked: number, backend: BackendName): number {
+  if (!Number.isInteger(asked) || asked < 1 || asked > 256) throw new RangeError(`threads must be an integer in [1, 256], got ${asked}`);
+  return backend === 'wasm' || backend === 'cpu' ? asked : 1;
 }
 
 /** Mean cross-entropy and accuracy of the model with `weights` over all of `data`, without changing anything. */
@@ -153,7 +174,7 @@ export async function evaluateModel(spec: ModelSpec, weights: Float32Array, data
       const stats = tf.tidy(() => {
         const { xs, ys } = batchTensors(data, indices);
         const probs = model.apply(xs, { training: false }) as tf.Tensor2D;
-        return lossAndStats(probs, ys, valid.classes)[1];
+        return evaluationStats(probs, ys, valid.classes);
       });
       const batch = readStats(stats);
       loss += batch.loss * indices.length;
@@ -217,77 +238,13 @@ export async function predictProbabilities(spec: ModelSpec, weights: Float32Arra
   }
 }
 
-/** Optional training-only loss terms; both absent is plain unweighted cross-entropy. */
-interface LossExtras {
-  classWeights?: tf.Tensor1D;
-  proximal?: { mu: number; globals: tf.Tensor[] };
-}
-
-interface Augment {
-  options: NonNullable<TrainOptions['augmentation']>;
-  prng: Prng;
-}
-
-interface StepResult {
-  loss: number;
-  correct: number;
-  nonFinite: boolean;
-}
-
-function trainStep(
-  model: tfl.LayersModel,
-  optimizer: tf.Optimizer,
-  variables: tf.Variable[],
-  classes: number,
-  data: LabeledImages,
-  indices: Int32Array,
-  extras: LossExtras,
-  augment: Augment | undefined,
-): StepResult {
-  const { xs, ys } = batchTensors(data, indices, augment);
-  let stats: tf.Tensor1D | undefined;
-  try {
-    // The cost is read from `stats` (one transfer with the accuracy), so minimize need not return it.
-    optimizer.minimize(
-      () => {
-        const probs = model.apply(xs, { training: true }) as tf.Tensor2D;
-        const [loss, extra] = lossAndStats(probs, ys, classes, extras.classWeights);
-        // keep() lets the accuracy and NaN count outlive minimize's internal tidy.
-        stats = tf.keep(extra);
-        return extras.proximal ? tf.add(loss, proximalTerm(variables, extras.proximal)) : loss;
-      },
-      false,
-      variables,
-    );
-    if (!stats) throw new Error('optimizer.minimize did not run the loss function');
-    return readStats(stats);
-  } finally {
-    stats?.dispose();
-    xs.dispose();
-    ys.dispose();
-  }
-}
-
-/**
- * [training loss, stats] for one batch: the differentiable loss (class-weighted when `classWeights` is given, as
- * Keras' sample weights: mean of weight·cross-entropy) and [unweighted mean loss, correct count, non-finite
- * probability count]. The reported loss is unweighted so that sites remain comparable whatever their weighting.
- */
-function lossAndStats(probs: tf.Tensor2D, labels: tf.Tensor1D, classes: number, classWeights?: tf.Tensor1D): [tf.Scalar, tf.Tensor1D] {
+/** [mean cross-entropy, correct count, non-finite probability count] of one evaluation batch. */
+function evaluationStats(probs: tf.Tensor2D, labels: tf.Tensor1D, classes: number): tf.Tensor1D {
   const oneHot = tf.oneHot(labels, classes);
-  const clipped = tf.clipByValue(probs, EPSILON, 1 - EPSILON);
-  const perSample = tf.neg(tf.sum(tf.mul(oneHot, tf.log(clipped)), 1));
-  const loss = tf.mean(perSample) as tf.Scalar;
-  const trainingLoss = classWeights ? (tf.mean(tf.mul(perSample, tf.gather(classWeights, labels))) as tf.Scalar) : loss;
+  const perSample = tf.neg(tf.sum(tf.mul(oneHot, tf.log(tf.clipByValue(probs, EPSILON, 1 - EPSILON))), 1));
   const correct = tf.sum(tf.cast(tf.equal(tf.argMax(probs, 1), labels), 'float32'));
   const nonFinite = tf.sum(tf.cast(tf.logicalNot(tf.isFinite(probs)), 'float32'));
-  return [trainingLoss, tf.stack([loss, correct, nonFinite]) as tf.Tensor1D];
-}
-
-/** FedProx: (mu/2)·Σ||w − w_global||², pulling the local model towards the round's global model. */
-function proximalTerm(variables: tf.Variable[], proximal: { mu: number; globals: tf.Tensor[] }): tf.Scalar {
-  const squares = variables.map((v, i) => tf.sum(tf.square(tf.sub(v, proximal.globals[i]!))));
-  return tf.mul(proximal.mu / 2, tf.addN(squares));
+  return tf.stack([tf.mean(perSample), correct, nonFinite]) as tf.Tensor1D;
 }
 
 /** Per-class loss weights, or undefined for plain cross-entropy. */
@@ -300,25 +257,20 @@ function classWeightVector(opts: TrainOptions, data: LabeledImages, classes: num
   return Float32Array.from(counts, (n) => (n > 0 ? data.count / (classes * n) : 0));
 }
 
-function readStats(stats: tf.Tensor1D): StepResult {
+function readStats(stats: tf.Tensor1D): { loss: number; correct: number; nonFinite: boolean } {
   const [loss = NaN, correct = 0, nonFinite = 0] = stats.dataSync();
   stats.dispose();
   return { loss, correct, nonFinite: nonFinite > 0 };
 }
 
-/** Gathers the chosen images into one contiguous NHWC batch (plus their labels). */
-function batchTensors(data: LabeledImages, indices: Int32Array, augment?: Augment): { xs: tf.Tensor4D; ys: tf.Tensor1D } {
+/** Gathers the chosen images into one contiguous NHWC batch (plus their labels), for evaluation. */
+function batchTensors(data: LabeledImages, indices: Int32Array): { xs: tf.Tensor4D; ys: tf.Tensor1D } {
   const imageSize = data.height * data.width * data.channels;
-  const pixels = new Float32Array(indices.length * imageSize);
-  const labels = new Int32Array(indices.length);
-  indices.forEach((source, i) => {
-    pixels.set(data.images.subarray(source * imageSize, (source + 1) * imageSize), i * imageSize);
-    labels[i] = data.labels[source]!;
-  });
-  if (augment) augmentBatch(pixels, indices.length, data.height, data.width, data.channels, augment.options, augment.prng);
+  const batch = { pixels: new Float32Array(indices.length * imageSize), labels: new Int32Array(indices.length) };
+  fillBatch(batch, data, indices);
   return {
-    xs: tf.tensor4d(pixels, [indices.length, data.height, data.width, data.channels], 'float32'),
-    ys: tf.tensor1d(labels, 'int32'),
+    xs: tf.tensor4d(batch.pixels, [indices.length, data.height, data.width, data.channels], 'float32'),
+    ys: tf.tensor1d(batch.labels, 'int32'),
   };
 }
 
@@ -351,15 +303,6 @@ function validateData(spec: ModelSpec, data: LabeledImages): void {
   if (badPixel >= 0) fail(`image ${Math.floor(badPixel / (expectedPixels / data.count))} contains a non-finite pixel value`);
 }
 
-function createOptimizer(opts: TrainOptions): tf.Optimizer {
-  switch (opts.optimizer ?? 'sgd') {
-    case 'sgd':
-      return tf.train.sgd(opts.learningRate);
-    case 'adam':
-      return tf.train.adam(opts.learningRate);
-  }
-}
-
 function validateOptions(opts: TrainOptions, classes: number): void {
   const problems: string[] = [];
   if (opts.optimizer !== undefined && !OPTIMIZERS.includes(opts.optimizer)) {
@@ -382,6 +325,7 @@ function validateOptions(opts: TrainOptions, classes: number): void {
       if (bad >= 0) problems.push(`classWeights[${bad}] must be a finite number > 0, got ${String(cw[bad])}`);
     }
   }
+  if (opts.threads !== undefined && (!Number.isInteger(opts.threads) || opts.threads < 1 || opts.threads > 256)) problems.push(`threads must be an integer in [1, 256], got ${opts.threads}`);
   const mu = opts.proximalMu;
   if (mu !== undefined && (!Number.isFinite(mu) || mu < 0)) problems.push(`proximalMu must be a finite number >= 0, got ${mu}`);
   if (problems.length > 0) throw new RangeError(`invalid training options: ${problems.join('; ')}`);

@@ -40,6 +40,12 @@ export interface TrainOptions {
    * Not included in the reported `loss`.
    */
   proximalMu?: number;
+  /**
+   * Threads that compute each batch's gradient data-parallel (each a contiguous slice of the batch, summed in thread
+   * order, one optimiser step): an integer >= 1, or omitted for one. Only the wasm and cpu backends use more than
+   * one; the native TensorFlow backends parallelise each kernel themselves. See {@link trainingThreads}.
+   */
+  threads?: number;
 }
 
 export interface AugmentationOptions {
@@ -67,6 +73,8 @@ export interface TrainResult {
   steps: number;
   /** Backend the training ran on. */
   backend: BackendName;
+  /** Threads the gradients were computed on. */
+  threads: number;
   /** Wall-clock duration of the call. */
   seconds: number;
 }

@@ -863,6 +863,8 @@ export interface MetricsReport {
   samples?: number | undefined;
   seconds: number;
   backend: string;
+  /** Threads the training's gradients were computed on (0: not said, a site before data-parallel training). */
+  threads: number;
 }
 
 export interface MetricsAck {
@@ -5872,7 +5874,17 @@ export const UploadReceipt: MessageFns<UploadReceipt> = {
 };
 
 function createBaseMetricsReport(): MetricsReport {
-  return { studyId: "", round: 0, kind: 0, loss: 0, accuracy: 0, samples: undefined, seconds: 0, backend: "" };
+  return {
+    studyId: "",
+    round: 0,
+    kind: 0,
+    loss: 0,
+    accuracy: 0,
+    samples: undefined,
+    seconds: 0,
+    backend: "",
+    threads: 0,
+  };
 }
 
 export const MetricsReport: MessageFns<MetricsReport> = {
@@ -5900,6 +5912,9 @@ export const MetricsReport: MessageFns<MetricsReport> = {
     }
     if (message.backend !== "") {
       writer.uint32(66).string(message.backend);
+    }
+    if (message.threads !== 0) {
+      writer.uint32(72).uint32(message.threads);
     }
     return writer;
   },
@@ -5981,6 +5996,14 @@ export const MetricsReport: MessageFns<MetricsReport> = {
             message.backend = reader.string();
             continue;
           }
+          case 9: {
+            if (tag !== 72) {
+              break;
+            }
+
+            message.threads = reader.uint32();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -6007,6 +6030,7 @@ export const MetricsReport: MessageFns<MetricsReport> = {
       samples: isSet(object.samples) ? globalThis.Number(object.samples) : undefined,
       seconds: isSet(object.seconds) ? globalThis.Number(object.seconds) : 0,
       backend: isSet(object.backend) ? globalThis.String(object.backend) : "",
+      threads: isSet(object.threads) ? globalThis.Number(object.threads) : 0,
     };
   },
 
@@ -6036,6 +6060,9 @@ export const MetricsReport: MessageFns<MetricsReport> = {
     if (message.backend !== "") {
       obj.backend = message.backend;
     }
+    if (message.threads !== 0) {
+      obj.threads = Math.round(message.threads);
+    }
     return obj;
   },
 
@@ -6052,6 +6079,7 @@ export const MetricsReport: MessageFns<MetricsReport> = {
     message.samples = object.samples ?? undefined;
     message.seconds = object.seconds ?? 0;
     message.backend = object.backend ?? "";
+    message.threads = object.threads ?? 0;
     return message;
   },
 };

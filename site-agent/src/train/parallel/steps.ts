@@ -1,0 +1,113 @@
+import type { Prng, ResolvedModelSpec } from '@federa/shared';
+import * as tf from '@tensorflow/tfjs-core';
+import type * as tfl from '@tensorflow/tfjs-layers';
+import { augmentBatch } from '../augment.js';
+import { buildModel } from '../model.js';
+import type { BackendName, LabeledImages, TrainOptions } from '../types.js';
+import { TrainingThreads, type BatchBuffer } from './pool.js';
+import { SliceGradients, type SliceStats } from './slice-gradients.js';
+
+export interface Augment {
+  options: NonNullable<TrainOptions['augmentation']>;
+  prng: Prng;
+}
+
+/** Copies the chosen images and labels into the front of `batch`, augmenting them when asked. */
+export function fillBatch(batch: BatchBuffer, data: LabeledImages, indices: Int32Array, augment?: Augment): void {
+  const imageSize = data.height * data.width * data.channels;
+  indices.forEach((source, i) => {
+    batch.pixels.set(data.images.subarray(source * imageSize, (source + 1) * imageSize), i * imageSize);
+    batch.labels[i] = data.labels[source] as number;
+  });
+  if (augment) {
+    const pixels = batch.pixels.subarray(0, indices.length * imageSize);
+    augmentBatch(pixels, indices.length, data.height, data.width, data.channels, augment.options, augment.prng);
+  }
+}
+
+/**
+ * How a training computes each step's summed gradient: on this thread, or data-parallel on training threads. Either
+ * way the optimiser updates `weights` in place between steps, and the next step's gradient is for those weights.
+ */
+export interface StepRunner {
+  readonly weights: Float32Array;
+  /** Batch buffer k (0 or 1): one is filled while the other's step runs. */
+  batch(k: 0 | 1): BatchBuffer;
+  run(k: 0 | 1, count: number): Promise<{ gradient: Float32Array; stats: SliceStats }>;
+  close(): void;
+}
+
+/** One thread: the model on this thread's backend, the whole batch as one slice. */
+export class LocalSteps implements StepRunner {
+  readonly weights: Float32Array;
+  private readonly model: tfl.LayersModel;
+  private readonly classWeights: tf.Tensor1D | undefined;
+  private readonly gradients: SliceGradients;
+  private readonly gradient: Float32Array;
+  private readonly batches: [BatchBuffer, BatchBuffer];
+
+  constructor(
+    private readonly spec: ResolvedModelSpec,
+    weights: Float32Array,
+    maxBatch: number,
+    classWeights: Float32Array | undefined,
+  ) {
+    this.weights = weights.slice();
+    this.model = buildModel(spec, this.weights);
+    this.classWeights = classWeights ? tf.tensor1d(classWeights, 'float32') : undefined;
+    this.gradients = new SliceGradients(this.model, spec.classes, this.classWeights);
+    this.gradient = new Float32Array(this.gradients.size);
+    const imageSize = spec.inputSize * spec.inputSize * spec.channels;
+    const buffer = (): BatchBuffer => ({ pixels: new Float32Array(maxBatch * imageSize), labels: new Int32Array(maxBatch) });
+    this.batches = [buffer(), buffer()];
+  }
+
+  batch(k: 0 | 1): BatchBuffer {
+    return this.batches[k];
+  }
+
+  run(k: 0 | 1, count: number): Promise<{ gradient: Float32Array; stats: SliceStats }> {
+    const { inputSize, channels } = this.spec;
+    const imageSize = inputSize * inputSize * channels;
+    this.gradients.setWeights(this.weights);
+    const batch = this.batches[k];
+    const slice = { pixels: batch.pixels.subarray(0, count * imageSize), labels: batch.labels.subarray(0, count), count, height: inputSize, width: inputSize, channels };
+    return Promise.resolve({ gradient: this.gradient, stats: this.gradients.compute(slice, this.gradient) });
+  }
+
+  close(): void {
+    this.classWeights?.dispose();
+    this.model.dispose();
+  }
+}
+
+/** Several threads (TrainingThreads), each a slice of every batch. */
+export class ThreadedSteps implements StepRunner {
+  private constructor(
+    private readonly threads: TrainingThreads,
+    readonly weights: Float32Array,
+  ) {}
+
+  static async start(
+    count: number,
+    backend: BackendName,
+    spec: ResolvedModelSpec,
+    weights: Float32Array,
+    maxBatch: number,
+    classWeights: Float32Array | undefined,
+  ): Promise<ThreadedSteps> {
+    const threads = await TrainingThreads.get(count, backend);
+    return new ThreadedSteps(threads, await threads.load(backend, spec, weights, maxBatch, classWeights));
+  }
+
+  batch(k: 0 | 1): BatchBuffer {
+    return this.threads.batch(k);
+  }
+
+  run(k: 0 | 1, count: number): Promise<{ gradient: Float32Array; stats: SliceStats }> {
+    return this.threads.step(k, count);
+  }
+
+  /** The threads stay up for the next training. */
+  close(): void {}
+}
