@@ -337,7 +337,7 @@ export class RoundWork {
         samples: state.samples,
         seconds: state.trainSeconds,
         backend: state.backend,
-        threads: state.trainThreads ?? 0,
+        ...(state.trainThreads !== undefined ? { threads: state.trainThreads } : {}),
       },
     ];
     if (state.validationLoss !== null && state.validationAccuracy !== null) {
@@ -350,7 +350,6 @@ export class RoundWork {
         samples: state.validationSamples,
         seconds: 0,
         backend: state.backend,
-        threads: 0,
       });
     }
     for (const report of reports) await this.outbound.reportMetrics(report);

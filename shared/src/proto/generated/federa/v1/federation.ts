@@ -863,8 +863,8 @@ export interface MetricsReport {
   samples?: number | undefined;
   seconds: number;
   backend: string;
-  /** Threads the training's gradients were computed on (0: not said, a site before data-parallel training). */
-  threads: number;
+  /** Threads the training's gradients were computed on; absent from a site before data-parallel training. */
+  threads?: number | undefined;
 }
 
 export interface MetricsAck {
@@ -5883,7 +5883,7 @@ function createBaseMetricsReport(): MetricsReport {
     samples: undefined,
     seconds: 0,
     backend: "",
-    threads: 0,
+    threads: undefined,
   };
 }
 
@@ -5913,7 +5913,7 @@ export const MetricsReport: MessageFns<MetricsReport> = {
     if (message.backend !== "") {
       writer.uint32(66).string(message.backend);
     }
-    if (message.threads !== 0) {
+    if (message.threads !== undefined) {
       writer.uint32(72).uint32(message.threads);
     }
     return writer;
@@ -6030,7 +6030,7 @@ export const MetricsReport: MessageFns<MetricsReport> = {
       samples: isSet(object.samples) ? globalThis.Number(object.samples) : undefined,
       seconds: isSet(object.seconds) ? globalThis.Number(object.seconds) : 0,
       backend: isSet(object.backend) ? globalThis.String(object.backend) : "",
-      threads: isSet(object.threads) ? globalThis.Number(object.threads) : 0,
+      threads: isSet(object.threads) ? globalThis.Number(object.threads) : undefined,
     };
   },
 
@@ -6060,7 +6060,7 @@ export const MetricsReport: MessageFns<MetricsReport> = {
     if (message.backend !== "") {
       obj.backend = message.backend;
     }
-    if (message.threads !== 0) {
+    if (message.threads !== undefined) {
       obj.threads = Math.round(message.threads);
     }
     return obj;
@@ -6079,7 +6079,7 @@ export const MetricsReport: MessageFns<MetricsReport> = {
     message.samples = object.samples ?? undefined;
     message.seconds = object.seconds ?? 0;
     message.backend = object.backend ?? "";
-    message.threads = object.threads ?? 0;
+    message.threads = object.threads ?? undefined;
     return message;
   },
 };
