@@ -104,9 +104,17 @@ function buildSmallCnn(spec: SmallCnnSpec): tfl.LayersModel {
       case 'maxPool2d':
         x = apply(tfl.layers.maxPooling2d({ poolSize: layer.poolSize, strides: layer.poolSize, padding: 'valid' }), x);
         break;
-      case 'globalMaxPool2d':
-        x = apply(tfl.layers.globalMaxPooling2d({}), x);
+      case 'globalMaxPool2d': {
+        // One max-pooling window over the whole feature map, then [N, 1, 1, C] -> [N, C]: the same values as
+        // globalMaxPooling2d, but its gradient is MaxPoolGrad (one pass on wasm) instead of Max's, which compares every
+        // activation with the maximum and multiplies (a tenth of a small-cnn step). At a tie the gradient goes to the
+        // first maximum only rather than to every tied one; both are subgradients, and after a relu ties are zeros,
+        // whose gradient the relu drops anyway.
+        const [height, width] = (x.shape as number[]).slice(1, 3) as [number, number];
+        x = apply(tfl.layers.maxPooling2d({ poolSize: [height, width], strides: [height, width], padding: 'valid' }), x);
+        x = apply(tfl.layers.flatten({}), x);
         break;
+      }
       case 'dense':
         x = apply(dense(layer), x);
         break;

@@ -30,6 +30,11 @@ const CASES: ConvCase[] = [
   { x: [2, 11, 10, 2], filter: [3, 3, 2, 3], stride: 3, pad: 'valid' },
   // Padding wider than the filter: only the native kernel can do it.
   { x: [1, 6, 6, 2], filter: [1, 1, 2, 3], stride: 2, pad: 1 },
+  // More than 4 input channels: the filter gradient takes the transposed-convolution path, not the patch matrix.
+  { x: [2, 9, 7, 6], filter: [3, 3, 6, 5], stride: 2, pad: 'same' },
+  { x: [2, 9, 9, 5], filter: [3, 3, 5, 3], stride: 2, pad: 'valid' },
+  { x: [2, 7, 8, 6], filter: [2, 2, 6, 4], stride: 2, pad: 'same' },
+  { x: [2, 8, 8, 5], filter: [3, 3, 5, 2], stride: 1, pad: 1 },
 ];
 
 /** Depthwise filters are [kh, kw, channels, multiplier]. */
@@ -128,6 +133,7 @@ describe('wasm training kernels', () => {
   it.each([
     ['conv2d, stride 2', CASES[1]!, conv2d],
     ['conv2d, strided 1x1', CASES[10]!, conv2d],
+    ['conv2d, 6 input channels', CASES[15]!, conv2d],
     ['depthwise, multiplier 3, stride 2', DEPTHWISE_CASES[8]!, depthwiseConv2d],
   ] as const)('free their intermediate buffers (%s)', async (_label, c, conv) => {
     await tf.setBackend('wasm');
