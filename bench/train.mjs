@@ -3,13 +3,18 @@
 // default options) at 64x64 and 128x128 on wasm and at 64x64 on the plain cpu backend (whose convolution gradients
 // are two orders of magnitude slower), and one round's time split into data (decode and preprocess), training,
 // encryption and upload (to a coordinator on loopback, over mutual TLS), with the site's multiparty work beside it.
+// Then wasm training at 1 and 2 worker threads (`threadScaling`) and, where python3 can import torch, the same
+// architectures trained in PyTorch on the same number of images (`comparison`): PyTorch is a reference only, never a
+// dependency, and without it the comparison is skipped.
 //   npm run bench -- train [--images 128] [--cpu-images 4] [--backends wasm,cpu] [--sizes 64,128] [--cpu-sizes 64]
-//                          [--out bench/results/train.json]
+//                          [--no-compare] [--compare-models small-cnn,resnet,mobilenet] [--compare-sizes 64,128]
+//                          [--compare-threads 1,2] [--compare-repeats 2] [--out bench/results/train.json]
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { availableParallelism, loadavg, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { runPytorchJob, torchAvailable } from './lib/pytorch.mjs';
 
 process.env.FEDERA_LOG_LEVEL ??= 'warn';
 const here = dirname(fileURLToPath(import.meta.url));
@@ -21,6 +26,8 @@ const data = await load('site-agent/dist/data/index.js');
 const sim = await load('site-agent/dist/sim/index.js');
 const client = await load('site-agent/dist/client/index.js');
 const coordinatorPkg = await load('coordinator/dist/index.js');
+// Imported here, not statically: it loads the site agent, whose loggers read FEDERA_LOG_LEVEL when created.
+const { predictProbabilities } = await import('./lib/predict.mjs');
 
 const { values: args } = parseArgs({
   options: {
@@ -29,8 +36,15 @@ const { values: args } = parseArgs({
     backends: { type: 'string', default: 'wasm,cpu' },
     sizes: { type: 'string', default: '64,128' },
     'cpu-sizes': { type: 'string', default: '64' },
+    // --no-compare skips PyTorch; the thread scaling is measured either way.
+    compare: { type: 'boolean', default: true },
+    'compare-models': { type: 'string', default: 'small-cnn,resnet,mobilenet' },
+    'compare-sizes': { type: 'string', default: '64,128' },
+    'compare-threads': { type: 'string', default: '1,2' },
+    'compare-repeats': { type: 'string', default: '2' },
     out: { type: 'string', default: resolve(here, 'results/train.json') },
   },
+  allowNegative: true,
 });
 const images = Number(args.images);
 const cpuImages = Number(args['cpu-images']);
@@ -212,6 +226,144 @@ async function multipartySiteWork(base, result) {
   };
 }
 
+/** Framework-neutral layer lists, the ones the site agent's tfjs builder and the PyTorch reference both follow. */
+const LAYERS = { 'small-cnn': shared.smallCnnLayers, resnet: shared.resnetLayers, mobilenet: shared.mobilenetLayers };
+/** Images per timed training, in batches of 16: 128 up to 64x64, 64 above (128x128 trains about 4x slower). */
+const compareImages = (size) => (size <= 64 ? 128 : 64);
+const median = (values) => {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
+};
+
+/**
+ * Federa (wasm, data-parallel worker threads) against PyTorch (its own intra-op threads) on the same architectures:
+ * one epoch of Adam (lr 0.001) in batches of 16 on 128 images at 64x64 and 64 at 128x128, at 1 and 2 threads.
+ * The two alternate (Federa, PyTorch, Federa, PyTorch, ...) so that other work on the machine slows both alike, and
+ * each figure is the median of the repeats. Federa's time is trainLocal's whole call, as a site sees it; PyTorch's is
+ * its training loop, its process start (about 1 s to import torch) and model construction left out. Each PyTorch
+ * job first checks, untimed, that its network has Federa's parameter count and, once per model and size, computes
+ * Federa's outputs for Federa's weights (else the bench fails). On 2 cores the default three models take about
+ * 2.5 to 3 minutes (145 s, and 185 s with other work loading the machine; small-cnn and resnet alone about two
+ * thirds of that), some 30 s of it starting PyTorch's 24 processes (about 1.2 s each to import torch). PyTorch runs with its defaults (GNU OpenMP threads spin while they wait): on a busy machine
+ * its 2-thread figure can collapse when another process holds a core (88 against 976 img/s seen for small-cnn at
+ * 64x64); OMP_WAIT_POLICY=PASSIVE in the environment steadies it, at some cost on a quiet machine.
+ */
+async function compareWithPytorch() {
+  const list = (value) => value.split(',').map((v) => v.trim()).filter(Boolean);
+  const models = list(args['compare-models']);
+  const unknown = models.filter((m) => !shared.ARCHITECTURE_NAMES.includes(m));
+  if (unknown.length > 0) throw new Error(`--compare-models: unknown architecture(s) ${unknown.join(', ')}`);
+  const inputSizes = list(args['compare-sizes']).map(Number);
+  const threadCounts = list(args['compare-threads']).map(Number);
+  const repeats = Number(args['compare-repeats']);
+  if (!Number.isInteger(repeats) || repeats < 1) throw new Error(`--compare-repeats must be a positive integer, got ${args['compare-repeats']}`);
+  const torch = args.compare ? torchAvailable() : { available: false, reason: 'turned off with --no-compare' };
+  if (!torch.available) process.stdout.write(`PyTorch comparison skipped: ${torch.reason}\n`);
+  else process.stdout.write(`PyTorch ${torch.version} (${torch.python}) as the reference\n`);
+  await train.initBackend('wasm');
+  const compareStarted = performance.now();
+  const runs = [];
+  for (const model of models) {
+    for (const size of inputSizes) {
+      const spec = shared.parseModelSpec({ architecture: model, inputSize: size, channels: 1, classes: 2, seed: 1 });
+      const parameters = shared.parameterCount(spec);
+      const count = compareImages(size);
+      const set = train.brightSquareImages(count, size, 7);
+      const weights = shared.initialWeights(spec);
+      const job = {
+        architecture: model,
+        layers: LAYERS[model](spec),
+        inputSize: size,
+        channels: spec.channels,
+        classes: spec.classes,
+        parameters,
+        images: count,
+        batchSize: 16,
+        learningRate: 0.001,
+        seed: 2,
+      };
+      let verify = torch.available ? await verification(spec, weights) : undefined;
+      for (const threads of threadCounts) {
+        const options = { epochs: 1, batchSize: 16, learningRate: 0.001, seed: 2, optimizer: 'adam', threads };
+        // Untimed: starts the threads and sets up XNNPACK's operators for the timed batches' shapes (16 images, or
+        // each thread's share of them).
+        await train.trainLocal(spec, weights, train.brightSquareImages(16, size, 1), options);
+        const federa = [];
+        const pytorch = [];
+        for (let r = 0; r < repeats; r++) {
+          const t0 = performance.now();
+          const result = await train.trainLocal(spec, weights, set, options);
+          federa.push(count / ((performance.now() - t0) / 1000));
+          if (result.threads !== threads) throw new Error(`trainLocal trained on ${result.threads} threads, not the ${threads} asked for`);
+          if (torch.available) {
+            // The job trains the whole set after one untimed warm-up step in its own fresh process.
+            const out = runPytorchJob({ ...job, threads, ...(verify ? { verify } : {}) });
+            if (out.parameters !== parameters) throw new Error(`PyTorch ${model} has ${out.parameters} parameters, Federa's ${parameters}`);
+            if (verify) process.stdout.write(`  ${model} ${size}x${size}: PyTorch computes Federa's outputs (largest difference ${out.verifiedMaxAbsDiff.toExponential(1)})\n`);
+            verify = undefined;
+            pytorch.push(out.imagesPerSec);
+          }
+        }
+        const run = {
+          model,
+          input: size,
+          threads,
+          images: count,
+          parameters,
+          federaImagesPerSec: median(federa),
+          pytorchImagesPerSec: torch.available ? median(pytorch) : null,
+          // Each repeat's figure: their spread says how much the machine's other work moved the median.
+          samples: { federa, ...(torch.available ? { pytorch } : {}) },
+        };
+        run.ratio = torch.available ? run.federaImagesPerSec / run.pytorchImagesPerSec : null;
+        const { samples, ...ordered } = run;
+        runs.push({ ...ordered, samples });
+        process.stdout.write(
+          `compare ${model} ${size}x${size} ${threads} thread(s): Federa ${rate(run.federaImagesPerSec)} img/s` +
+            (torch.available ? `, PyTorch ${rate(run.pytorchImagesPerSec)} img/s, ratio ${run.ratio.toFixed(2)}` : '') +
+            '\n',
+        );
+      }
+    }
+  }
+  // Federa at each thread count per model and input, and the speedup of the most threads over one.
+  const threadScaling = [];
+  for (const model of models) {
+    for (const size of inputSizes) {
+      const own = runs.filter((r) => r.model === model && r.input === size).sort((a, b) => a.threads - b.threads);
+      const one = own.find((r) => r.threads === 1);
+      const most = own[own.length - 1];
+      threadScaling.push({
+        model,
+        input: size,
+        images: own[0].images,
+        federaImagesPerSec: Object.fromEntries(own.map((r) => [String(r.threads), r.federaImagesPerSec])),
+        speedup: one && most !== one ? most.federaImagesPerSec / one.federaImagesPerSec : null,
+        ...(most !== one ? { speedupThreads: most.threads } : {}),
+      });
+    }
+  }
+  const comparison = torch.available
+    ? { runs: runs.map(({ images: _n, parameters: _p, ...run }) => run), torch: torch.version, backend: 'wasm', imagesPerRun: Object.fromEntries(inputSizes.map((s) => [String(s), compareImages(s)])), repeats }
+    : { skipped: args.compare ? `python3 -c 'import torch' failed: ${torch.reason}` : torch.reason };
+  const seconds = Math.round((performance.now() - compareStarted) / 1000);
+  process.stdout.write(`comparison and thread scaling took ${seconds} s\n`);
+  return { comparison: torch.available ? { ...comparison, seconds } : comparison, threadScaling, runs, torchAvailable: torch.available };
+}
+
+/**
+ * What PyTorch must reproduce for one model and size: Federa's softmax outputs on two images for weights that are
+ * the initial ones plus noise (so that resnet's zero-initialised branches take part too).
+ */
+async function verification(spec, initial) {
+  const prng = shared.createPrng(11);
+  const weights = initial.map((w) => w + 0.05 * (2 * prng.nextFloat() - 1));
+  const set = train.brightSquareImages(2, spec.inputSize, 3);
+  const expected = await predictProbabilities(spec, weights, set);
+  return { weights: Array.from(weights), images: Array.from(set.images), count: set.count, expected: Array.from(expected) };
+}
+
 const started = performance.now();
 // Other work on the machine slows every figure; the load average says how much to trust a comparison.
 const loadAtStart = loadavg();
@@ -262,6 +414,8 @@ process.stdout.write(
     `key switch ${m.keySwitchSeconds.toFixed(3)} s, decrypt ${m.decryptSeconds.toFixed(3)} s: ${m.totalSeconds.toFixed(3)} s, ` +
     `${(100 * m.fractionOfTraining).toFixed(1)}% of the round's training\n`,
 );
+const compared = await compareWithPytorch();
+await train.closeTrainingThreads();
 await mkdir(dirname(args.out), { recursive: true });
 const conditions = {
   node: process.version,
@@ -270,13 +424,33 @@ const conditions = {
   loadAverageAtEnd: loadavg().map((l) => Number(l.toFixed(2))),
   seconds: Math.round((performance.now() - started) / 1000),
 };
-await writeFile(args.out, `${JSON.stringify({ runs, architectures, round, conditions }, null, 2)}\n`);
+const { comparison, threadScaling } = compared;
+await writeFile(args.out, `${JSON.stringify({ runs, architectures, round, conditions, comparison, threadScaling }, null, 2)}\n`);
 process.stdout.write(`\n${table(runs)}\n`);
+process.stdout.write(`\n${comparisonTable(compared)}\n`);
 process.stdout.write(`wrote ${args.out} in ${conditions.seconds} s (load average ${conditions.loadAverageAtStart[0]} at the start on ${conditions.cpus} cpus)\n`);
 
 /** Slow cpu rates need more digits than fast wasm ones. */
 function rate(imagesPerSec) {
   return imagesPerSec.toFixed(imagesPerSec < 10 ? 2 : 1);
+}
+
+function comparisonTable({ runs: rows, torchAvailable: withTorch, comparison }) {
+  const header = ['model', 'parameters', 'input', 'images', 'threads', 'Federa img/s'];
+  if (withTorch) header.push(`PyTorch ${comparison.torch} img/s`, 'Federa / PyTorch');
+  const cells = rows.map((r) => {
+    const row = [r.model, String(r.parameters), `${r.input}x${r.input}`, String(r.images), String(r.threads), rate(r.federaImagesPerSec)];
+    if (withTorch) row.push(rate(r.pytorchImagesPerSec), r.ratio.toFixed(2));
+    return row;
+  });
+  const note = withTorch ? '' : `\n(${comparison.skipped})`;
+  return `${grid(header, cells)}${note}`;
+}
+
+function grid(header, cells) {
+  const widths = header.map((h, i) => Math.max(h.length, ...cells.map((c) => c[i].length)));
+  const line = (c) => `| ${c.map((v, i) => v.padEnd(widths[i])).join(' | ')} |`;
+  return [line(header), `|${widths.map((w) => '-'.repeat(w + 2)).join('|')}|`, ...cells.map(line)].join('\n');
 }
 
 function table(rows) {
