@@ -59,7 +59,11 @@ describe('federa-site doctor', () => {
     expect(checks.find((c) => c.name === 'revocation')?.detail).toMatch(/^the coordinator accepts this site's certificate \(serial [0-9A-F]+\)/);
     expect(checks.find((c) => c.name === 'state folder')?.detail).toMatch(/is writable \(a test file was created and deleted\)/);
     expect(checks.find((c) => c.name === 'disk space')?.detail).toMatch(/ free in /);
-    expect(checks.find((c) => c.name === 'compute backend')?.detail).toMatch(/; no GPU, \d+ CPU threads on this machine, training on \d+ threads? \(training\.threads: auto\)$/);
+    expect(checks.find((c) => c.name === 'compute backend')?.detail).toMatch(/; no GPU, \d+ CPU threads on this machine, training on \d+ threads? \(training\.threads: auto\)\. Backends in auto order: /);
+    // Each backend, in the order auto tries them, with why it was passed over.
+    expect(checks.find((c) => c.name === 'compute backend')?.detail).toMatch(
+      /tensorflow-gpu: unavailable \(@tensorflow\/tfjs-node-gpu not installed\); webgpu: unavailable \(.*\); tensorflow: unavailable \(@tensorflow\/tfjs-node not installed\); wasm: in use \(WebAssembly binaries installed\); cpu: available \(plain JavaScript\)$/,
+    );
     expect(checks.find((c) => c.name === 'data')?.detail).toMatch(/^6 labelled files/);
     expect(checks.find((c) => c.name === 'compute backend')?.detail).toMatch(/^wasm/);
     expect(checks.find((c) => c.name === 'site policy')).toEqual({ name: 'site policy', ok: true, detail: expect.stringMatching(/^encrypted studies only, at least 3 sites/) });

@@ -120,7 +120,7 @@ export function renderSiteYaml(options: SiteYamlOptions): string {
     ...data,
     '  validationFraction: 0.2   # share held out by patient for validation, never trained on',
     'training:',
-    '  backend: auto   # auto | tensorflow-gpu | tensorflow | wasm | cpu (auto: the fastest one installed)',
+    '  backend: auto   # auto | tensorflow-gpu | webgpu | tensorflow | wasm | cpu (auto: the first that works, in that order)',
     '  threads: auto   # auto | 1..256: threads that train data-parallel on wasm and cpu (auto: every core)',
     `stateDir: ${q(options.stateDir)}   # round state, every update sent, approvals, privacy ledger: must be writable`,
     'policy:   # the hospital\'s rules; these are the safe defaults',

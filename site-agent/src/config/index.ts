@@ -6,7 +6,7 @@ import { describeIssues, siteIdSchema } from '@federa/shared';
 import { dataSourceSchema, pacsCacheDir, resolveSourcePaths, type DataSource } from '../data/pacs/schema.js';
 import { statusConfigSchema } from '../status/schema.js';
 
-const backendSchema = z.enum(['auto', 'tensorflow-gpu', 'tensorflow', 'wasm', 'cpu']);
+const backendSchema = z.enum(['auto', 'tensorflow-gpu', 'webgpu', 'tensorflow', 'wasm', 'cpu']);
 
 /**
  * The hospital's rules for what this site computes and what leaves it. The defaults are the safe ones: encrypted

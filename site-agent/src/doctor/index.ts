@@ -5,7 +5,7 @@ import { formatLedgerVerification, readSiteKit } from '@federa/shared';
 import type { SiteConfig } from '../config/index.js';
 import { checkPacsSource, listFiles, parseLabelsCsv } from '../data/index.js';
 import { ledgerPath, verifyLedger } from '../ledger/index.js';
-import { configuredThreads, initBackend, trainingThreads } from '../train/index.js';
+import { backendAvailability, configuredThreads, initBackend, trainingThreads } from '../train/index.js';
 import { checkCoordinatorAll } from './coordinator.js';
 import { checkDiskSpace, checkStateDir } from './state.js';
 import type { DoctorCheck } from './types.js';
@@ -193,18 +193,24 @@ async function checkBackend(config: SiteConfig): Promise<DoctorCheck> {
   const name = 'compute backend';
   try {
     const backend = await initBackend(config.training.backend);
-    const gpu = backend.name === 'tensorflow-gpu';
+    const gpu = backend.name === 'tensorflow-gpu' || backend.name === 'webgpu';
     const threads = trainingThreads(configuredThreads(config.training.threads), backend.name);
-    const native = backend.name === 'tensorflow' || backend.name === 'tensorflow-gpu';
-    const used = native ? 'training on 1 thread (native TensorFlow spreads each kernel over the cores)' : `training on ${threads} thread${threads === 1 ? '' : 's'} (training.threads: ${config.training.threads})`;
+    const used =
+      backend.name === 'wasm' || backend.name === 'cpu'
+        ? `training on ${threads} thread${threads === 1 ? '' : 's'} (training.threads: ${config.training.threads})`
+        : gpu
+          ? 'training on the GPU'
+          : 'training on 1 thread (native TensorFlow spreads each kernel over the cores)';
+    // Every backend in the order auto tries them, so IT sees why a faster one was passed over.
+    const order = (await backendAvailability()).map((b) => `${b.name}: ${b.name === backend.name ? 'in use' : b.available ? 'available' : 'unavailable'} (${b.detail})`);
     return {
       name,
       ok: true,
-      detail: `${backend.name}: ${backend.detail}; ${gpu ? 'GPU' : 'no GPU'}, ${availableParallelism()} CPU threads on this machine, ${used}`,
+      detail: `${backend.name}: ${backend.detail}; ${gpu ? 'GPU' : 'no GPU'}, ${availableParallelism()} CPU threads on this machine, ${used}. Backends in auto order: ${order.join('; ')}`,
       ...(gpu
         ? {}
         : {
-            hint: 'for GPU training install @tensorflow/tfjs-node-gpu from the hospital mirror (TFJS_NODE_CDN_STORAGE / TFJS_NODE_BASE_URI)',
+            hint: "for GPU training: with a GPU and its vendor's Vulkan driver plus libvulkan1, the webgpu backend (installed) is chosen by itself; or install @tensorflow/tfjs-node-gpu from the hospital mirror (TFJS_NODE_CDN_STORAGE / TFJS_NODE_BASE_URI)",
           }),
     };
   } catch (error) {

@@ -1,6 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { describe, expect, it } from 'vitest';
-import { BackendUnavailableError, currentBackend, initBackend, type BackendPreference } from './index.js';
+import { checkGradients, probeGpu } from './backend-webgpu.js';
+import { backendAvailability, BackendUnavailableError, currentBackend, initBackend, type BackendPreference } from './index.js';
 
 // Module state (the chosen backend) lives for the whole file, so the cases build on each other in order.
 describe('initBackend', () => {
@@ -42,8 +43,33 @@ describe('initBackend', () => {
   });
 
   it('rejects an unknown preference from configuration', async () => {
-    await expect(initBackend('webgpu' as BackendPreference)).rejects.toThrow(/unknown backend preference 'webgpu'/);
+    await expect(initBackend('metal' as BackendPreference)).rejects.toThrow(/unknown backend preference 'metal'/);
     // A failed call must not wedge the queue for later ones.
     expect((await initBackend()).name).toBe('wasm');
+  });
+});
+
+describe('the webgpu backend', () => {
+  it('is skipped by auto, and refused when forced, with the reason: no adapter on a machine without a GPU', async () => {
+    const probe = await probeGpu();
+    // These machines have no GPU; on one with a GPU and its Vulkan driver the probe names the adapter instead.
+    expect(probe).toEqual({ ok: false, reason: expect.stringMatching(/^no WebGPU adapter: no GPU, or no Vulkan driver for it|^the webgpu package \(Dawn\) failed to load/) as unknown });
+    const error = await initBackend('webgpu').catch((err: unknown) => err);
+    expect(error).toBeInstanceOf(BackendUnavailableError);
+    expect((error as BackendUnavailableError).backend).toBe('webgpu');
+    expect((error as Error).message).toBe(probe.ok ? '' : probe.reason);
+    expect((await initBackend()).name).toBe('wasm');
+    expect(tf.getBackend()).toBe('wasm');
+    const order = await backendAvailability();
+    expect(order.map((b) => b.name)).toEqual(['tensorflow-gpu', 'webgpu', 'tensorflow', 'wasm', 'cpu']);
+    expect(order.find((b) => b.name === 'webgpu')).toEqual({ name: 'webgpu', available: false, detail: probe.ok ? '' : probe.reason });
+  });
+
+  it('would be used only after its gradients match the cpu backend\'s: the check passes on wasm, and fails at a tolerance no float32 sum meets', async () => {
+    expect((await initBackend('wasm')).name).toBe('wasm');
+    await expect(checkGradients('wasm')).resolves.toBeUndefined();
+    expect(tf.getBackend()).toBe('wasm');
+    await expect(checkGradients('wasm', 0)).rejects.toThrow(/its gradients differ from the cpu backend's by \d\.\de-\d+ of their scale \(at most 0 expected\)/);
+    expect(tf.getBackend()).toBe('wasm');
   });
 });

@@ -7,12 +7,13 @@ import '@tensorflow/tfjs-backend-cpu';
 // training needs them whether or not the caller has imported tfjs-layers yet.
 import '@tensorflow/tfjs-layers';
 import { setWasmPaths } from '@tensorflow/tfjs-backend-wasm';
+import { checkGradients, probeGpu, registerWebgpu } from './backend-webgpu.js';
 import { registerWasmTrainingKernels } from './wasm-kernels.js';
 import type { BackendInfo, BackendName, BackendPreference } from './types.js';
 
 const log = createLogger('site-agent.train.backend');
 
-const AUTO_ORDER: readonly BackendName[] = ['tensorflow-gpu', 'tensorflow', 'wasm', 'cpu'];
+const AUTO_ORDER: readonly BackendName[] = ['tensorflow-gpu', 'webgpu', 'tensorflow', 'wasm', 'cpu'];
 const PREFERENCES: readonly BackendPreference[] = ['auto', ...AUTO_ORDER];
 
 /** Optional native packages: hospitals install them from their own mirror, so they are not dependencies. */
@@ -24,6 +25,7 @@ const NATIVE_PACKAGES = {
 /** Name under which each of our backends is registered with tfjs (both native packages register 'tensorflow'). */
 const TF_BACKEND_NAME: Record<BackendName, string> = {
   'tensorflow-gpu': 'tensorflow',
+  webgpu: 'webgpu',
   tensorflow: 'tensorflow',
   wasm: 'wasm',
   cpu: 'cpu',
@@ -96,6 +98,8 @@ async function load(name: BackendName): Promise<string> {
     case 'tensorflow-gpu':
     case 'tensorflow':
       return loadNative(name);
+    case 'webgpu':
+      return loadWebgpu();
     case 'wasm':
       return loadWasm();
     case 'cpu':
@@ -127,6 +131,50 @@ async function loadNative(name: 'tensorflow-gpu' | 'tensorflow'): Promise<string
   }
   await activate(name);
   return `native libtensorflow via ${pkg}`;
+}
+
+async function loadWebgpu(): Promise<string> {
+  let description: string;
+  try {
+    description = await registerWebgpu();
+  } catch (err) {
+    throw new BackendUnavailableError('webgpu', errorMessage(err));
+  }
+  await activate('webgpu');
+  try {
+    await checkGradients('webgpu');
+  } catch (err) {
+    throw new BackendUnavailableError('webgpu', `WebGPU on ${description}: ${errorMessage(err)}`);
+  }
+  return `WebGPU via Dawn (the webgpu package) on ${description}, its gradients checked against the cpu backend`;
+}
+
+/** Each backend in auto order: whether this machine can use it, and what it is or why not, without switching. */
+export async function backendAvailability(): Promise<Array<{ name: BackendName; available: boolean; detail: string }>> {
+  const require = createRequire(import.meta.url);
+  const resolves = (specifier: string): boolean => {
+    try {
+      require.resolve(specifier);
+      return true;
+    } catch {
+      return false;
+    }
+  };
+  const out: Array<{ name: BackendName; available: boolean; detail: string }> = [];
+  for (const name of AUTO_ORDER) {
+    if (name === 'tensorflow-gpu' || name === 'tensorflow') {
+      const pkg = NATIVE_PACKAGES[name];
+      const installed = resolves(pkg);
+      out.push({ name, available: installed, detail: installed ? `${pkg} installed` : `${pkg} not installed` });
+    } else if (name === 'webgpu') {
+      const probe = await probeGpu();
+      out.push({ name, available: probe.ok, detail: probe.ok ? `adapter: ${probe.description}` : probe.reason });
+    } else if (name === 'wasm') {
+      const installed = resolves('@tensorflow/tfjs-backend-wasm/dist/tfjs-backend-wasm-simd.wasm');
+      out.push({ name, available: installed, detail: installed ? 'WebAssembly binaries installed' : '@tensorflow/tfjs-backend-wasm is missing its binaries' });
+    } else out.push({ name, available: true, detail: 'plain JavaScript' });
+  }
+  return out;
 }
 
 async function loadWasm(): Promise<string> {

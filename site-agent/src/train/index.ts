@@ -9,7 +9,7 @@ export type {
   TrainOptions,
   TrainResult,
 } from './types.js';
-export { BackendUnavailableError, currentBackend, initBackend } from './backend.js';
+export { backendAvailability, BackendUnavailableError, currentBackend, initBackend } from './backend.js';
 export { registerWasmTrainingKernels } from './wasm-kernels.js';
 export { buildModel, getFlatWeights, setFlatWeights } from './model.js';
 export { TrainingDataError, TrainingDivergedError, evaluateModel, predictProbabilities, configuredThreads, trainingThreads, trainLocal } from './train.js';

@@ -87,8 +87,11 @@ export interface EvaluationResult {
   samples: number;
 }
 
-/** Backends in auto-selection order: native libtensorflow with CUDA, native on CPU, WebAssembly, plain JavaScript. */
-export type BackendName = 'tensorflow-gpu' | 'tensorflow' | 'wasm' | 'cpu';
+/**
+ * Backends in auto-selection order: native libtensorflow with CUDA, WebGPU (Dawn, from npm), native on CPU,
+ * WebAssembly, plain JavaScript.
+ */
+export type BackendName = 'tensorflow-gpu' | 'webgpu' | 'tensorflow' | 'wasm' | 'cpu';
 export type BackendPreference = 'auto' | BackendName;
 
 export interface BackendInfo {
