@@ -1,5 +1,6 @@
 import type { ChildProcess } from 'node:child_process';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { stringify as toYaml } from 'yaml';
@@ -200,7 +201,8 @@ export class LocalConsortium {
             ? { address: `127.0.0.1:${ready.grpcPort}`, serverName: 'localhost', kit: join(kitsDir, 'sites', site.id) }
             : { address: `127.0.0.1:${ready.grpcPort}`, insecure: true },
           data: { dir: site.dir, labels: site.labelsCsv, validationFraction: 0.2 },
-          training: { backend: 'auto' },
+          // The sites share this machine's cores: each trains on its share rather than all of them contending.
+          training: { backend: 'auto', threads: Math.max(1, Math.floor(availableParallelism() / data.sites.length)) },
           stateDir,
           policy,
         }),
