@@ -7,6 +7,7 @@ import {
   getKernel,
   MaxPoolGrad,
   registerKernel,
+  Sum,
   unregisterKernel,
   type Conv2DBackpropFilterAttrs,
   type Conv2DBackpropInputAttrs,
@@ -21,6 +22,7 @@ import {
 } from '@tensorflow/tfjs-core';
 import { conv2dBackpropFilterIm2col } from './wasm-conv-filter.js';
 import { maxPoolGradKernel } from './wasm-pool-kernels.js';
+import { fastSumKernel } from './wasm-sum-kernel.js';
 import { required, Scratch } from './wasm-scratch.js';
 
 /**
@@ -38,6 +40,7 @@ import { required, Scratch } from './wasm-scratch.js';
  * - MaxPoolGrad: present, but a third of a small-cnn step; replaced by a one-pass scatter (wasm-pool-kernels.ts).
  * - Conv2DBackpropFilter with few input channels: one matrix product over the input's patches
  *   (wasm-conv-filter.ts).
+ * - Sum over every axis but the last (a bias's gradient): one pass adding rows (wasm-sum-kernel.ts).
  */
 const BACKEND = 'wasm';
 /** Input channels up to which Conv2DBackpropFilter forms the patch matrix (wasm-conv-filter.ts). */
@@ -66,6 +69,12 @@ export function registerWasmTrainingKernels(): string[] {
     unregisterKernel(Conv2DBackpropInput, BACKEND);
     registerKernel(fastConv2dBackpropInput(nativeInput));
     changed.push(Conv2DBackpropInput);
+  }
+  const nativeSum = getKernel(Sum, BACKEND);
+  if (nativeSum) {
+    unregisterKernel(Sum, BACKEND);
+    registerKernel(fastSumKernel(nativeSum));
+    changed.push(Sum);
   }
   if (getKernel(MaxPoolGrad, BACKEND)) unregisterKernel(MaxPoolGrad, BACKEND);
   registerKernel(maxPoolGradKernel(BACKEND));
