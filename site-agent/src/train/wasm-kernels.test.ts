@@ -2,6 +2,7 @@ import { describeParameters, initialWeights, parameterCount, type ModelSpec } fr
 import * as tf from '@tensorflow/tfjs-core';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { buildModel, initBackend, registerWasmTrainingKernels } from './index.js';
+import { seededValues, sizeOf } from './kernels.testkit.js';
 
 type Pad = 'same' | 'valid' | number;
 interface ConvCase {
@@ -51,20 +52,8 @@ const DEPTHWISE_CASES: ConvCase[] = [
   { x: [4, 16, 16, 16], filter: [3, 3, 16, 1], stride: 2, pad: 'same' },
 ];
 
-/** Deterministic values in [-1, 1) so failures reproduce. */
-function values(count: number, seed: number): Float32Array {
-  const out = new Float32Array(count);
-  let s = seed;
-  for (let i = 0; i < count; i++) {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    out[i] = s / 2 ** 31 - 1;
-  }
-  return out;
-}
-
-function size(shape: number[]): number {
-  return shape.reduce((a, b) => a * b, 1);
-}
+const values = (count: number, seed: number): Float32Array => seededValues(count, seed);
+const size = sizeOf;
 
 type Conv = (x: tf.Tensor4D, f: tf.Tensor4D, stride: number, pad: Pad) => tf.Tensor4D;
 const conv2d: Conv = (x, f, stride, pad) => tf.conv2d(x, f, stride, pad);

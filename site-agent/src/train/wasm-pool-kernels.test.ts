@@ -1,6 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from './index.js';
+import { seededValues, sizeOf } from './kernels.testkit.js';
 
 interface PoolCase {
   x: [number, number, number, number];
@@ -24,18 +25,9 @@ const CASES: PoolCase[] = [
   { x: [2, 9, 9, 2], size: 3, stride: 2, pad: 'same', special: true },
 ];
 
-function values(count: number, seed: number, special = false): Float32Array {
-  const out = new Float32Array(count);
-  let s = seed;
-  for (let i = 0; i < count; i++) {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    const u = s / 2 ** 32;
-    out[i] = special ? (u < 0.05 ? NaN : u < 0.1 ? -Infinity : Math.floor(u * 4)) : 2 * u - 1;
-  }
-  return out;
-}
-
-const size = (shape: number[]): number => shape.reduce((a, b) => a * b, 1);
+const values = (count: number, seed: number, special = false): Float32Array =>
+  special ? seededValues(count, seed, (u) => (u < 0.05 ? NaN : u < 0.1 ? -Infinity : Math.floor(u * 4))) : seededValues(count, seed);
+const size = sizeOf;
 
 /** Gradient of sum(maxPool(x) * r) with respect to x, on `backend`. */
 async function poolGrad(c: PoolCase, backend: string): Promise<Float32Array> {

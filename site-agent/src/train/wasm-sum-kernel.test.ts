@@ -1,21 +1,13 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from './index.js';
+import { seededValues, sizeOf } from './kernels.testkit.js';
 
-function values(count: number, seed: number): Float32Array {
-  const out = new Float32Array(count);
-  let s = seed;
-  for (let i = 0; i < count; i++) {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    out[i] = s / 2 ** 31 - 1;
-  }
-  return out;
-}
 
 async function sumOn(backend: string, shape: number[], axis: number | number[], keepDims: boolean, dtype: 'float32' | 'int32' = 'float32'): Promise<{ shape: number[]; data: Float32Array | Int32Array }> {
   await tf.setBackend(backend);
-  const size = shape.reduce((a, b) => a * b, 1);
-  const x = dtype === 'int32' ? tf.tensor(Int32Array.from(values(size, 5), (v) => Math.round(v * 100)), shape, 'int32') : tf.tensor(values(size, 5), shape);
+  const size = sizeOf(shape);
+  const x = dtype === 'int32' ? tf.tensor(Int32Array.from(seededValues(size, 5), (v) => Math.round(v * 100)), shape, 'int32') : tf.tensor(seededValues(size, 5), shape);
   const s = tf.sum(x, axis, keepDims);
   const out = { shape: s.shape, data: (await s.data()) as Float32Array | Int32Array };
   tf.dispose([x, s]);
