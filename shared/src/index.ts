@@ -13,3 +13,4 @@ export * from './dataset/index.js';
 export * from './audit/index.js';
 export * from './ledger/index.js';
 export * from './failpoints/index.js';
+export * from './privacy/index.js';
