@@ -75,6 +75,23 @@ describe('training on several threads', () => {
     expect(Buffer.from(again.weights.buffer).equals(Buffer.from(two.weights.buffer))).toBe(true);
   });
 
+  it('trains with DP-SGD, each thread clipping its slice\'s examples, and still learns', async () => {
+    const data = images(96, 12);
+    const result = await trainLocal(spec, initialWeights(spec), data, {
+      epochs: 8,
+      batchSize: 16,
+      learningRate: 0.01,
+      optimizer: 'adam',
+      seed: 1,
+      threads: 2,
+      privacy: { clipNorm: 1, noiseMultiplier: 0.5 },
+    });
+    expect(result.threads).toBe(2);
+    expect(result.privacy).toMatchObject({ steps: 8 * 6, sampleRate: 16 / 96 });
+    expect(result.privacy!.clippedFraction).toBeGreaterThan(0);
+    expect(result.accuracy).toBeGreaterThan(0.7);
+  });
+
   it('uses one thread per image when a batch is smaller than the thread count, and takes bad thread counts as errors', async () => {
     const data = images(3, 2);
     const start = initialWeights(spec);

@@ -7,7 +7,9 @@ import { augmentationProblems } from './augment.js';
 import { buildModel } from './model.js';
 import { createFlatOptimizer } from './parallel/flat-optimizer.js';
 import { EPSILON } from './parallel/slice-gradients.js';
-import { fillBatch, LocalSteps, ThreadedSteps, type Augment } from './parallel/steps.js';
+import { fillBatch, LocalSteps, ThreadedSteps, type Augment, type StepRunner } from './parallel/steps.js';
+import type { SliceStats } from './parallel/slice-gradients.js';
+import { dpSgdProblems, poissonCapacity, poissonSample, privatizeGradient } from './dp/dp-sgd.js';
 import type { BackendName, EvaluationResult, LabeledImages, Optimizer, TrainOptions, TrainResult } from './types.js';
 
 const log = createLogger('site-agent.train');
@@ -60,8 +62,11 @@ export async function trainLocal(
   const backend = await initBackend();
   const threads = trainingThreads(opts.threads ?? 1, backend.name);
   const classWeights = classWeightVector(opts, data, valid.classes);
-  const maxBatch = Math.min(opts.batchSize, data.count);
-  const runner = threads > 1 ? await ThreadedSteps.start(threads, backend.name, valid, weights, maxBatch, classWeights) : new LocalSteps(valid, weights, maxBatch, classWeights);
+  const dp = opts.privacy;
+  const maxBatch = dp ? poissonCapacity(opts.batchSize, data.count) : Math.min(opts.batchSize, data.count);
+  const clipNorm = dp?.clipNorm;
+  const runner =
+    threads > 1 ? await ThreadedSteps.start(threads, backend.name, valid, weights, maxBatch, classWeights, clipNorm) : new LocalSteps(valid, weights, maxBatch, classWeights, clipNorm);
   try {
     const optimizer = createFlatOptimizer(opts.optimizer ?? 'sgd', opts.learningRate, weights.length);
     // mu = 0 skips the term entirely, so the result is bit for bit that of no term.
@@ -76,33 +81,52 @@ export async function trainLocal(
     // The reported figures cover the last epoch's worth of steps; a ring keeps them in the order they were taken.
     const window = Math.min(totalSteps, batchesPerEpoch);
     const recent: WindowStats[] = [];
-    /** Step s's batch: the epoch's order reshuffled at its first batch, as the seed dictates. */
-    const batchOf = (s: number): { epoch: number; batch: number; count: number } => {
+    /**
+     * Step s's batch, its first `count` images in batch buffer s % 2: the epoch's order reshuffled at its first batch,
+     * as the seed dictates; with DP-SGD a Poisson sample instead, whose images past the buffer's capacity are `rest`.
+     */
+    const batchOf = (s: number): StepBatch => {
       const batch = s % batchesPerEpoch;
+      const epoch = Math.floor(s / batchesPerEpoch);
+      if (dp) {
+        const sample = poissonSample(data.count, opts.batchSize / data.count);
+        const first = sample.subarray(0, maxBatch);
+        if (first.length > 0) fillBatch(runner.batch((s % 2) as 0 | 1), data, first, augment);
+        return { epoch, batch, count: first.length, rest: sample.subarray(first.length) };
+      }
       if (batch === 0) shuffle(order, prng);
       const start = batch * opts.batchSize;
       const indices = order.subarray(start, Math.min(start + opts.batchSize, data.count));
       fillBatch(runner.batch((s % 2) as 0 | 1), data, indices, augment);
-      return { epoch: Math.floor(s / batchesPerEpoch), batch, count: indices.length };
+      return { epoch, batch, count: indices.length, rest: indices.subarray(indices.length) };
     };
+    let clipped = 0;
+    let sampled = 0;
     let next = batchOf(0);
     let last = next;
     for (let step = 0; step < totalSteps; step++) {
       const current = next;
       last = current;
-      const running = runner.run((step % 2) as 0 | 1, current.count);
+      const k = (step % 2) as 0 | 1;
+      const running = current.count > 0 ? runner.run(k, current.count) : Promise.resolve(emptyStep(runner.weights.length));
       // The next batch is gathered (and augmented) while the threads work on this one.
       if (step + 1 < totalSteps) next = batchOf(step + 1);
-      const { gradient, stats } = await running;
-      const loss = stats.loss / current.count;
+      const { gradient, stats } = current.rest.length > 0 ? await withRest(runner, k, await running, current.rest, data, augment) : await running;
+      const samples = current.count + current.rest.length;
+      const loss = samples > 0 ? stats.loss / samples : 0;
       if (stats.nonFinite > 0) throw new TrainingDivergedError(current.epoch, current.batch, NaN, 'the model output NaN or infinite probabilities');
       if (!Number.isFinite(loss)) throw new TrainingDivergedError(current.epoch, current.batch, loss);
-      // The batch's mean gradient (the slices' sum over the batch size), plus FedProx's mu·(w − w_global).
+      // The batch's mean gradient (the slices' sum over the batch size; with DP-SGD the noisy clipped sum over the
+      // expected batch size), plus FedProx's mu·(w − w_global), which depends on no image.
       const w = runner.weights;
-      for (let i = 0; i < gradient.length; i++) gradient[i] = (gradient[i] as number) / current.count;
+      if (dp) {
+        privatizeGradient(gradient, dp, opts.batchSize);
+        clipped += stats.clipped;
+        sampled += samples;
+      } else for (let i = 0; i < gradient.length; i++) gradient[i] = (gradient[i] as number) / current.count;
       if (proximal) for (let i = 0; i < gradient.length; i++) gradient[i] = (gradient[i] as number) + proximal.mu * ((w[i] as number) - (proximal.globals[i] as number));
       optimizer.step(w, gradient);
-      recent[step % window] = { loss: stats.loss, correct: stats.correct, samples: current.count };
+      recent[step % window] = { loss: stats.loss, correct: stats.correct, samples };
       if (current.batch === batchesPerEpoch - 1) {
         // A completed epoch implies window = batches per epoch, so the window is exactly this epoch.
         const epochStats = windowStats(recent, step + 1, window);
@@ -119,13 +143,17 @@ export async function trainLocal(
     const figures = windowStats(recent, totalSteps, window);
     const result: TrainResult = {
       weights: trained,
-      loss: figures.loss / figures.samples,
-      accuracy: figures.correct / figures.samples,
+      // A DP window can (rarely) sample no image at all.
+      loss: figures.samples > 0 ? figures.loss / figures.samples : NaN,
+      accuracy: figures.samples > 0 ? figures.correct / figures.samples : NaN,
       samples: data.count,
       steps: totalSteps,
       backend: backend.name,
       threads,
       seconds: (performance.now() - started) / 1000,
+      ...(dp
+        ? { privacy: { sampleRate: opts.batchSize / data.count, steps: totalSteps, noiseMultiplier: dp.noiseMultiplier, clipNorm: dp.clipNorm, clippedFraction: sampled > 0 ? clipped / sampled : 0 } }
+        : {}),
     };
     log.info(
       {
@@ -187,6 +215,47 @@ export async function evaluateModel(spec: ModelSpec, weights: Float32Array, data
   } finally {
     model.dispose();
   }
+}
+
+/** A step's images: `count` in its batch buffer, and any Poisson-sampled beyond the buffer's capacity. */
+interface StepBatch {
+  epoch: number;
+  batch: number;
+  count: number;
+  rest: Int32Array;
+}
+
+/** A step with no image (a DP-SGD Poisson sample can be empty): a zero gradient, to which only noise is added. */
+function emptyStep(size: number): { gradient: Float32Array; stats: SliceStats } {
+  return { gradient: new Float32Array(size), stats: { loss: 0, correct: 0, nonFinite: 0, clipped: 0 } };
+}
+
+/**
+ * Adds the gradients of a Poisson sample's images past the batch buffer's capacity, a buffer's worth at a time
+ * through batch buffer k (free again once its step returned), to the first part's.
+ */
+async function withRest(
+  runner: StepRunner,
+  k: 0 | 1,
+  first: { gradient: Float32Array; stats: SliceStats },
+  rest: Int32Array,
+  data: LabeledImages,
+  augment: Augment | undefined,
+): Promise<{ gradient: Float32Array; stats: SliceStats }> {
+  const gradient = first.gradient.slice();
+  const stats = { ...first.stats };
+  const capacity = runner.batch(k).labels.length;
+  for (let start = 0; start < rest.length; start += capacity) {
+    const part = rest.subarray(start, start + capacity);
+    fillBatch(runner.batch(k), data, part, augment);
+    const more = await runner.run(k, part.length);
+    for (let i = 0; i < gradient.length; i++) gradient[i] = (gradient[i] as number) + (more.gradient[i] as number);
+    stats.loss += more.stats.loss;
+    stats.correct += more.stats.correct;
+    stats.nonFinite += more.stats.nonFinite;
+    stats.clipped += more.stats.clipped;
+  }
+  return { gradient, stats };
 }
 
 /** One step's share of the reported figures: summed loss (mean x batch size), correct count and batch size. */
@@ -326,6 +395,7 @@ function validateOptions(opts: TrainOptions, classes: number): void {
     }
   }
   if (opts.threads !== undefined && (!Number.isInteger(opts.threads) || opts.threads < 1 || opts.threads > 256)) problems.push(`threads must be an integer in [1, 256], got ${opts.threads}`);
+  if (opts.privacy !== undefined) problems.push(...dpSgdProblems(opts.privacy));
   const mu = opts.proximalMu;
   if (mu !== undefined && (!Number.isFinite(mu) || mu < 0)) problems.push(`proximalMu must be a finite number >= 0, got ${mu}`);
   if (problems.length > 0) throw new RangeError(`invalid training options: ${problems.join('; ')}`);

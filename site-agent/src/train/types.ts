@@ -1,5 +1,6 @@
 /** Training consumes what the data module produces (file -> frame -> tensor -> training). */
 import type { LabeledImages } from '../data/index.js';
+import type { DpSgdSettings } from './dp/dp-sgd.js';
 
 export type { LabeledImages };
 
@@ -46,6 +47,15 @@ export interface TrainOptions {
    * one; the native TensorFlow backends parallelise each kernel themselves. See {@link trainingThreads}.
    */
   threads?: number;
+  /**
+   * Sample-level differential privacy (DP-SGD). Each step's batch is a Poisson sample (every image independently
+   * with probability batchSize / count, from a secure random source, so batches vary in size), each image's gradient
+   * is clipped to L2 norm `clipNorm`, Gaussian noise of standard deviation noiseMultiplier·clipNorm is added to the
+   * batch's sum, and the sum is divided by batchSize. `epochs` then means epochs × ceil(count / batchSize) steps.
+   * The privacy spent follows from (batchSize / count, noiseMultiplier, steps); see @federa/shared's accountant.
+   * Omitted: ordinary training.
+   */
+  privacy?: DpSgdSettings;
 }
 
 export interface AugmentationOptions {
@@ -77,6 +87,8 @@ export interface TrainResult {
   threads: number;
   /** Wall-clock duration of the call. */
   seconds: number;
+  /** With TrainOptions.privacy: what the accountant needs, and the share of example gradients the clip norm cut. */
+  privacy?: { sampleRate: number; steps: number; noiseMultiplier: number; clipNorm: number; clippedFraction: number };
 }
 
 export interface EvaluationResult {

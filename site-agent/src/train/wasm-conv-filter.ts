@@ -31,28 +31,12 @@ export function conv2dBackpropFilterIm2col(inputs: NamedTensorInfoMap, backend: 
     const src = scratch.view(channelMajor);
     const dst = scratch.view(patches);
     const plane = inHeight * inWidth;
+    const geometry: PatchGeometry = { inHeight, inWidth, outHeight, outWidth, strideHeight, strideWidth, top, left };
     for (let ci = 0; ci < inChannels; ci++) {
       for (let fh = 0; fh < filterHeight; fh++) {
         for (let fw = 0; fw < filterWidth; fw++) {
-          let at = ((ci * filterHeight + fh) * filterWidth + fw) * positions;
-          // Output columns whose input column xo·sw + fw − left lies inside the image: [first, last).
-          const first = Math.max(0, Math.ceil((left - fw) / strideWidth));
-          const last = Math.min(outWidth, Math.floor((inWidth - 1 + left - fw) / strideWidth) + 1);
-          for (let n = 0; n < batch; n++) {
-            const image = (ci * batch + n) * plane;
-            for (let yo = 0; yo < outHeight; yo++, at += outWidth) {
-              const r = yo * strideHeight + fh - top;
-              if (r < 0 || r >= inHeight || first >= last) {
-                dst.fill(0, at, at + outWidth);
-                continue;
-              }
-              if (first > 0) dst.fill(0, at, at + first);
-              if (last < outWidth) dst.fill(0, at + last, at + outWidth);
-              const row = image + r * inWidth + fw - left;
-              if (strideWidth === 1) dst.set(src.subarray(row + first, row + last), at + first);
-              else for (let xo = first; xo < last; xo++) dst[at + xo] = src[row + xo * strideWidth] as number;
-            }
-          }
+          const row = ((ci * filterHeight + fh) * filterWidth + fw) * positions;
+          for (let n = 0; n < batch; n++) copyShiftedPlane(src, (ci * batch + n) * plane, dst, row + n * outHeight * outWidth, geometry, fh, fw);
         }
       }
     }
@@ -62,5 +46,45 @@ export function conv2dBackpropFilterIm2col(inputs: NamedTensorInfoMap, backend: 
     return scratch.keep(scratch.run('Transpose', { x: grouped }, { perm: [1, 2, 0, 3] }));
   } finally {
     scratch.dispose();
+  }
+}
+
+/** Where a convolution's windows fall on its input: sizes, strides and the padding before the first row and column. */
+export interface PatchGeometry {
+  inHeight: number;
+  inWidth: number;
+  outHeight: number;
+  outWidth: number;
+  strideHeight: number;
+  strideWidth: number;
+  top: number;
+  left: number;
+}
+
+/**
+ * Writes into dst[at, at + outHeight·outWidth) the value of one input plane under filter offset (fh, fw) at every
+ * output position, 0 where the window lies in the padding: one row of the transposed patch matrix. The plane starts
+ * at src[plane], its rows inWidth·step apart and neighbouring pixels `step` apart: 1 for a channel-major plane (copied
+ * in contiguous runs at stride 1), the channel count for one channel of an NHWC image.
+ */
+export function copyShiftedPlane(src: Float32Array, plane: number, dst: Float32Array, at: number, g: PatchGeometry, fh: number, fw: number, step = 1): void {
+  const { inHeight, inWidth, outHeight, outWidth, strideHeight, strideWidth, top, left } = g;
+  // Output columns whose input column xo·sw + fw − left lies inside the image: [first, last).
+  const first = Math.max(0, Math.ceil((left - fw) / strideWidth));
+  const last = Math.min(outWidth, Math.floor((inWidth - 1 + left - fw) / strideWidth) + 1);
+  for (let yo = 0; yo < outHeight; yo++, at += outWidth) {
+    const r = yo * strideHeight + fh - top;
+    if (r < 0 || r >= inHeight || first >= last) {
+      dst.fill(0, at, at + outWidth);
+      continue;
+    }
+    if (first > 0) dst.fill(0, at, at + first);
+    if (last < outWidth) dst.fill(0, at + last, at + outWidth);
+    const row = plane + (r * inWidth + fw - left) * step;
+    if (strideWidth === 1 && step === 1) dst.set(src.subarray(row + first, row + last), at + first);
+    else {
+      const stride = strideWidth * step;
+      for (let xo = first; xo < last; xo++) dst[at + xo] = src[row + xo * stride] as number;
+    }
   }
 }

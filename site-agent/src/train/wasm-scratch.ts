@@ -44,6 +44,14 @@ export class Scratch {
     return result;
   }
 
+  /** Releases one output now rather than at dispose(), for loops that would otherwise pile them up. */
+  release(result: TensorInfo): void {
+    const index = this.outputs.indexOf(result);
+    if (index < 0) return;
+    this.outputs.splice(index, 1);
+    this.backend.disposeData(result.dataId);
+  }
+
   dispose(): void {
     // Some kernels (e.g. a no-op Transpose) share data with their input and only add a reference, so release
     // through the backend's reference counting rather than assuming each output owns fresh memory.

@@ -77,7 +77,7 @@ export class TrainingThreads {
    * Gives every thread the model (its spec and the starting weights) and fresh shared buffers for batches of up to
    * `maxBatch` images. Returns the shared weight vector the optimiser updates in place between steps.
    */
-  async load(backend: BackendName, spec: ResolvedModelSpec, weights: Float32Array, maxBatch: number, classWeights: Float32Array | undefined): Promise<Float32Array> {
+  async load(backend: BackendName, spec: ResolvedModelSpec, weights: Float32Array, maxBatch: number, classWeights: Float32Array | undefined, clipNorm?: number): Promise<Float32Array> {
     const imageSize = spec.inputSize * spec.inputSize * spec.channels;
     const shared = (bytes: number) => new SharedArrayBuffer(bytes);
     const weightsBuffer = shared(weights.byteLength);
@@ -95,7 +95,7 @@ export class TrainingThreads {
     await Promise.all(
       this.workers.map((worker, i) => {
         const buffers: ThreadBuffers = { weights: weightsBuffer, gradient: gradients[i]!, pixels, labels };
-        return this.request(worker, { op: 'init', backend, spec, classWeights: classWeights ? [...classWeights] : null, buffers });
+        return this.request(worker, { op: 'init', backend, spec, classWeights: classWeights ? [...classWeights] : null, clipNorm: clipNorm ?? null, buffers });
       }),
     );
     return view;
@@ -124,11 +124,12 @@ export class TrainingThreads {
       const g = buffers.gradients[t]!;
       for (let i = 0; i < sum.length; i++) sum[i] = (sum[i] as number) + (g[i] as number);
     }
-    const stats = { loss: 0, correct: 0, nonFinite: 0 };
+    const stats = { loss: 0, correct: 0, nonFinite: 0, clipped: 0 };
     for (const r of replies) {
       stats.loss += r.loss;
       stats.correct += r.correct;
       stats.nonFinite += r.nonFinite;
+      stats.clipped += r.clipped;
     }
     return { gradient: sum, stats };
   }

@@ -15,11 +15,22 @@ export interface Slice {
   channels: number;
 }
 
-/** What one slice contributes to a step's reported figures: summed unweighted loss, correct count, bad outputs. */
+/**
+ * What one slice contributes to a step's reported figures: summed unweighted loss, correct count, bad outputs, and
+ * (DP-SGD only) how many examples had their gradient scaled down to the clip norm.
+ */
 export interface SliceStats {
   loss: number;
   correct: number;
   nonFinite: number;
+  clipped: number;
+}
+
+/** A slice's gradient computation: plain (this file) or clipped per example (../dp/per-example-gradients.ts). */
+export interface GradientSource {
+  readonly size: number;
+  setWeights(flat: Float32Array): void;
+  compute(slice: Slice, out: Float32Array): SliceStats;
 }
 
 /**
@@ -29,7 +40,7 @@ export interface SliceStats {
  * size, whatever the number of slices. No architecture has batch statistics (no batch normalisation, no dropout),
  * so a slice's gradient does not depend on the rest of the batch.
  */
-export class SliceGradients {
+export class SliceGradients implements GradientSource {
   private readonly variables: tf.Variable[];
   private readonly shapes: number[][];
   readonly size: number;
@@ -88,7 +99,7 @@ export class SliceGradients {
       }
       tf.dispose(grads);
       const [loss = NaN, correct = 0, nonFinite = 0] = (stats as unknown as tf.Tensor).dataSync();
-      return { loss, correct, nonFinite };
+      return { loss, correct, nonFinite, clipped: 0 };
     } finally {
       stats?.dispose();
       xs.dispose();

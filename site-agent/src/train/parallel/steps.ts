@@ -5,7 +5,8 @@ import { augmentBatch } from '../augment.js';
 import { buildModel } from '../model.js';
 import type { BackendName, LabeledImages, TrainOptions } from '../types.js';
 import { TrainingThreads, type BatchBuffer } from './pool.js';
-import { SliceGradients, type SliceStats } from './slice-gradients.js';
+import { ClippedSliceGradients } from '../dp/per-example-gradients.js';
+import { SliceGradients, type GradientSource, type SliceStats } from './slice-gradients.js';
 
 export interface Augment {
   options: NonNullable<TrainOptions['augmentation']>;
@@ -25,6 +26,11 @@ export function fillBatch(batch: BatchBuffer, data: LabeledImages, indices: Int3
   }
 }
 
+/** The plain summed gradient, or with a clip norm DP-SGD's sum of per-example gradients clipped to it. */
+export function gradientSource(model: tfl.LayersModel, spec: ResolvedModelSpec, classWeights: tf.Tensor1D | undefined, clipNorm: number | undefined): GradientSource {
+  return clipNorm === undefined ? new SliceGradients(model, spec.classes, classWeights) : new ClippedSliceGradients(model, spec, clipNorm, classWeights);
+}
+
 /**
  * How a training computes each step's summed gradient: on this thread, or data-parallel on training threads. Either
  * way the optimiser updates `weights` in place between steps, and the next step's gradient is for those weights.
@@ -42,7 +48,7 @@ export class LocalSteps implements StepRunner {
   readonly weights: Float32Array;
   private readonly model: tfl.LayersModel;
   private readonly classWeights: tf.Tensor1D | undefined;
-  private readonly gradients: SliceGradients;
+  private readonly gradients: GradientSource;
   private readonly gradient: Float32Array;
   private readonly batches: [BatchBuffer, BatchBuffer];
 
@@ -51,11 +57,12 @@ export class LocalSteps implements StepRunner {
     weights: Float32Array,
     maxBatch: number,
     classWeights: Float32Array | undefined,
+    clipNorm?: number,
   ) {
     this.weights = weights.slice();
     this.model = buildModel(spec, this.weights);
     this.classWeights = classWeights ? tf.tensor1d(classWeights, 'float32') : undefined;
-    this.gradients = new SliceGradients(this.model, spec.classes, this.classWeights);
+    this.gradients = gradientSource(this.model, spec, this.classWeights, clipNorm);
     this.gradient = new Float32Array(this.gradients.size);
     const imageSize = spec.inputSize * spec.inputSize * spec.channels;
     const buffer = (): BatchBuffer => ({ pixels: new Float32Array(maxBatch * imageSize), labels: new Int32Array(maxBatch) });
@@ -95,9 +102,10 @@ export class ThreadedSteps implements StepRunner {
     weights: Float32Array,
     maxBatch: number,
     classWeights: Float32Array | undefined,
+    clipNorm?: number,
   ): Promise<ThreadedSteps> {
     const threads = await TrainingThreads.get(count, backend);
-    return new ThreadedSteps(threads, await threads.load(backend, spec, weights, maxBatch, classWeights));
+    return new ThreadedSteps(threads, await threads.load(backend, spec, weights, maxBatch, classWeights, clipNorm));
   }
 
   batch(k: 0 | 1): BatchBuffer {

@@ -5,7 +5,8 @@ import type * as tfl from '@tensorflow/tfjs-layers';
 import { initBackend } from '../backend.js';
 import { buildModel } from '../model.js';
 import type { BackendName } from '../types.js';
-import { SliceGradients } from './slice-gradients.js';
+import { gradientSource } from './steps.js';
+import type { GradientSource, SliceStats } from './slice-gradients.js';
 
 /**
  * A training thread: its own TensorFlow.js backend and copy of the model. For each step it reads the weights the
@@ -22,14 +23,14 @@ export interface ThreadBuffers {
 }
 
 export type ThreadRequest =
-  | { op: 'init'; id: number; backend: BackendName; spec: ModelSpec; classWeights: number[] | null; buffers: ThreadBuffers }
+  | { op: 'init'; id: number; backend: BackendName; spec: ModelSpec; classWeights: number[] | null; clipNorm: number | null; buffers: ThreadBuffers }
   | { op: 'step'; id: number; buffer: 0 | 1; start: number; count: number };
 
-export type ThreadReply = { id: number; ok: true; loss: number; correct: number; nonFinite: number } | { id: number; ok: false; message: string; name: string };
+export type ThreadReply = ({ id: number; ok: true } & SliceStats) | { id: number; ok: false; message: string; name: string };
 
 interface Job {
   model: tfl.LayersModel;
-  gradients: SliceGradients;
+  gradients: GradientSource;
   classWeights: tf.Tensor1D | undefined;
   weights: Float32Array;
   gradient: Float32Array;
@@ -54,7 +55,7 @@ async function init(request: Extract<ThreadRequest, { op: 'init' }>): Promise<vo
   const classWeights = request.classWeights ? tf.tensor1d(request.classWeights, 'float32') : undefined;
   job = {
     model,
-    gradients: new SliceGradients(model, spec.classes, classWeights),
+    gradients: gradientSource(model, spec, classWeights, request.clipNorm ?? undefined),
     classWeights,
     weights,
     gradient: new Float32Array(buffers.gradient),
@@ -64,7 +65,7 @@ async function init(request: Extract<ThreadRequest, { op: 'init' }>): Promise<vo
   };
 }
 
-function step(request: Extract<ThreadRequest, { op: 'step' }>): { loss: number; correct: number; nonFinite: number } {
+function step(request: Extract<ThreadRequest, { op: 'step' }>): SliceStats {
   if (!job) throw new Error('a training thread was asked for a step before it was given a model');
   const [height, width, channels] = job.shape;
   const imageSize = height * width * channels;
@@ -89,7 +90,7 @@ if (port) {
   port.on('message', (request: ThreadRequest) => {
     queue = queue.then(async () => {
       try {
-        const stats = request.op === 'init' ? (await init(request), { loss: 0, correct: 0, nonFinite: 0 }) : step(request);
+        const stats = request.op === 'init' ? (await init(request), { loss: 0, correct: 0, nonFinite: 0, clipped: 0 }) : step(request);
         port.postMessage({ id: request.id, ok: true, ...stats } satisfies ThreadReply);
       } catch (error) {
         const e = error instanceof Error ? error : new Error(String(error));
