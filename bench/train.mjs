@@ -14,6 +14,7 @@ import { availableParallelism, loadavg, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { CEILING_SHAPES, federaConvRates, pytorchConvRates } from './lib/conv-ceiling.mjs';
 import { runPytorchJob, torchAvailable } from './lib/pytorch.mjs';
 
 process.env.FEDERA_LOG_LEVEL ??= 'warn';
@@ -416,6 +417,7 @@ process.stdout.write(
 );
 const compared = await compareWithPytorch();
 await train.closeTrainingThreads();
+const convCeiling = compared.torchAvailable ? convCeilingRows() : null;
 await mkdir(dirname(args.out), { recursive: true });
 const conditions = {
   node: process.version,
@@ -425,10 +427,21 @@ const conditions = {
   seconds: Math.round((performance.now() - started) / 1000),
 };
 const { comparison, threadScaling } = compared;
-await writeFile(args.out, `${JSON.stringify({ runs, architectures, round, conditions, comparison, threadScaling }, null, 2)}\n`);
+await writeFile(args.out, `${JSON.stringify({ runs, architectures, round, conditions, comparison, threadScaling, convCeiling }, null, 2)}\n`);
 process.stdout.write(`\n${table(runs)}\n`);
 process.stdout.write(`\n${comparisonTable(compared)}\n`);
+if (convCeiling) {
+  const cells = convCeiling.map((r) => [r.shape.join('x'), r.federaGflops.toFixed(1), r.pytorchGflops.toFixed(1), r.ratio.toFixed(2)]);
+  process.stdout.write(`\none 3x3 convolution's training arithmetic, 1 thread (batch x size x in x out):\n${grid(['shape', 'Federa GFLOP/s', 'PyTorch GFLOP/s', 'ratio'], cells)}\n`);
+}
 process.stdout.write(`wrote ${args.out} in ${conditions.seconds} s (load average ${conditions.loadAverageAtStart[0]} at the start on ${conditions.cpus} cpus)\n`);
+
+/** One convolution's training GFLOP/s on one thread, Federa's wasm against PyTorch (see bench/lib/conv-ceiling.mjs). */
+function convCeilingRows() {
+  const federa = federaConvRates();
+  const pytorch = pytorchConvRates();
+  return CEILING_SHAPES.map((shape, i) => ({ shape, federaGflops: federa[i], pytorchGflops: pytorch[i], ratio: federa[i] / pytorch[i] }));
+}
 
 /** Slow cpu rates need more digits than fast wasm ones. */
 function rate(imagesPerSec) {

@@ -44,7 +44,7 @@ export function runPytorchJob(job, { timeoutMs = 300_000 } = {}) {
   // torch.set_num_threads decides the intra-op threads; these keep OpenMP and MKL from starting more besides.
   for (const name of ['OMP_NUM_THREADS', 'MKL_NUM_THREADS', 'OPENBLAS_NUM_THREADS']) env[name] = String(job.threads ?? 1);
   const result = spawnSync(python, [SCRIPT], { input: JSON.stringify(job), encoding: 'utf8', env, timeout: timeoutMs, maxBuffer: 16 * 1024 * 1024 });
-  const what = `${job.architecture ?? 'model'} ${job.inputSize}x${job.inputSize}, ${job.threads} thread(s)`;
+  const what = `${job.mode ?? `${job.architecture ?? 'model'} ${job.inputSize}x${job.inputSize}`}, ${job.threads} thread(s)`;
   if (result.error) throw new Error(`PyTorch job (${what}) could not run: ${result.error.message}`);
   if (result.status !== 0) {
     const detail = result.stderr.trim() || result.stdout.trim() || '(no output)';

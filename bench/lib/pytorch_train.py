@@ -202,10 +202,35 @@ def verify(model, job):
     return diff
 
 
+def conv_rates(job):
+    """GFLOP/s of a 3x3 'same' convolution's forward, input and weight gradients, per [n, size, in, out] shape."""
+    rates = []
+    for n, size, cin, cout in job['shapes']:
+        x = torch.rand(n, cin, size, size, requires_grad=True)
+        w = torch.rand(cout, cin, 3, 3, requires_grad=True)
+
+        def once():
+            y = F.conv2d(x, w, padding=1)
+            y.backward(torch.ones_like(y))
+
+        for _ in range(3):
+            once()
+        repeats = 20
+        t0 = time.perf_counter()
+        for _ in range(repeats):
+            once()
+        seconds = (time.perf_counter() - t0) / repeats
+        rates.append(3 * 2 * n * size * size * cin * cout * 9 / seconds / 1e9)
+    print(json.dumps({'torch': torch.__version__, 'threads': torch.get_num_threads(), 'gflops': rates}))
+
+
 def main():
     job = json.loads(sys.stdin.read())
     threads = int(job.get('threads', 1))
     torch.set_num_threads(threads)
+    if job.get('mode') == 'conv-rates':
+        conv_rates(job)
+        return
     torch.manual_seed(int(job.get('seed', 0)))
     model, padding = build(job)
     parameters = sum(p.numel() for p in model.parameters())
