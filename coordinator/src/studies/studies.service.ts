@@ -5,6 +5,9 @@ import {
   federation,
   studyDefinitionJson,
   studyDefinitionSchema,
+  resolveStudyPrivacy,
+  siteNoiseStd,
+  MAX_SITE_NOISE_STD,
   studyHash,
   STUDY_ID,
   type StudyDefinition,
@@ -396,7 +399,20 @@ export class StudiesService {
     const def = parsed.data;
     if (def.aggregation === 'ckks' && !this.encrypted.available) throw new StudyInputError([`aggregation: ${NO_KIT}`]);
     if (def.aggregation === 'multiparty' && !this.epochs.available) throw new StudyInputError([`aggregation: ${NO_MULTIPARTY_KIT}`]);
-    return def;
+    // A target epsilon becomes the noise multiplier every site runs with, in the definition (and so in its hash).
+    let privacy: StudyDefinition['privacy'];
+    try {
+      privacy = resolveStudyPrivacy(def);
+    } catch (error) {
+      throw new StudyInputError([(error as Error).message.replace(/^(privacy\.\w+) /, '$1: ')]);
+    }
+    if (def.privacy?.mode === 'site' && privacy?.noiseMultiplier !== undefined && privacy.clipNorm !== undefined) {
+      const std = siteNoiseStd(privacy.noiseMultiplier, privacy.clipNorm, def.minSites);
+      if (std > MAX_SITE_NOISE_STD) {
+        throw new StudyInputError([`privacy.clipNorm: with the computed noiseMultiplier ${privacy.noiseMultiplier} each site adds noise of standard deviation ${std.toPrecision(3)} per weight, more than the ${MAX_SITE_NOISE_STD} an encrypted update can carry; lower clipNorm or raise minSites`]);
+      }
+    }
+    return privacy ? { ...def, privacy } : def;
   }
 }
 

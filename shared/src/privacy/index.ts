@@ -11,3 +11,18 @@ export {
   type NoiseForEpsilonOptions,
 } from './rdp-accountant.js';
 export { secureGaussian, secureUniform, addGaussianNoise } from './gaussian-noise.js';
+export {
+  DEFAULT_DELTA,
+  MAX_SITE_NOISE_STD,
+  PRIVACY_MODES,
+  resolveStudyPrivacy,
+  roundMechanism,
+  roundRdp,
+  siteNoiseStd,
+  spentEpsilon,
+  studyPrivacyIssues,
+  studyPrivacySchema,
+  type PrivacyMode,
+  type PrivacyPlan,
+  type StudyPrivacy,
+} from './study-privacy.js';

@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { z } from 'zod';
 import { modelSpecSchema } from '../model/index.js';
+import { studyPrivacyIssues, studyPrivacySchema } from '../privacy/study-privacy.js';
 import { canonicalJson } from './canonical-json.js';
 import { preprocessingSchema } from './preprocessing.js';
 
@@ -97,6 +98,8 @@ export const studyDefinitionSchema = z
     deadlineAction: z.enum(['fail', 'extend-once']).optional(),
     /** Restrict the study to these sites; by default every site connected when a round opens takes part. */
     sites: z.array(siteIdSchema).min(1).optional(),
+    /** Differential privacy (none when unset): see shared/src/privacy/study-privacy.ts. */
+    privacy: studyPrivacySchema.optional(),
   })
   .strict()
   .superRefine((def, ctx) => {
@@ -137,6 +140,7 @@ export const studyDefinitionSchema = z
     if (def.targetSites !== undefined && def.sites && def.targetSites > def.sites.length) {
       ctx.addIssue({ code: 'custom', path: ['targetSites'], message: `is ${def.targetSites} but only ${def.sites.length} sites are listed` });
     }
+    for (const issue of studyPrivacyIssues(def)) ctx.addIssue({ code: 'custom', path: issue.path, message: issue.message });
     if (def.sites && def.sites.length < def.minSites) {
       ctx.addIssue({
         code: 'custom',

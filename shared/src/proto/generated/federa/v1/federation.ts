@@ -385,6 +385,11 @@ export enum RefusalReason {
   REFUSAL_REASON_KEY_EPOCH_INVALID = 11,
   /** REFUSAL_REASON_SHARE_REQUEST_INVALID - Multiparty: a key-switching share was asked for a sum whose contributions or bytes do not check out. */
   REFUSAL_REASON_SHARE_REQUEST_INVALID = 12,
+  /**
+   * REFUSAL_REASON_PRIVACY_BUDGET - Training the round would take the study's differential-privacy spend past the site policy's privacyBudget (or
+   * the study has no differential privacy and the site has a budget).
+   */
+  REFUSAL_REASON_PRIVACY_BUDGET = 13,
   UNRECOGNIZED = -1,
 }
 
@@ -429,6 +434,9 @@ export function refusalReasonFromJSON(object: any): RefusalReason {
     case 12:
     case "REFUSAL_REASON_SHARE_REQUEST_INVALID":
       return RefusalReason.REFUSAL_REASON_SHARE_REQUEST_INVALID;
+    case 13:
+    case "REFUSAL_REASON_PRIVACY_BUDGET":
+      return RefusalReason.REFUSAL_REASON_PRIVACY_BUDGET;
     case -1:
     case "UNRECOGNIZED":
     default:
@@ -464,6 +472,8 @@ export function refusalReasonToJSON(object: RefusalReason): string {
       return "REFUSAL_REASON_KEY_EPOCH_INVALID";
     case RefusalReason.REFUSAL_REASON_SHARE_REQUEST_INVALID:
       return "REFUSAL_REASON_SHARE_REQUEST_INVALID";
+    case RefusalReason.REFUSAL_REASON_PRIVACY_BUDGET:
+      return "REFUSAL_REASON_PRIVACY_BUDGET";
     case RefusalReason.UNRECOGNIZED:
     default:
       return "UNRECOGNIZED";
@@ -864,7 +874,15 @@ export interface MetricsReport {
   seconds: number;
   backend: string;
   /** Threads the training's gradients were computed on; absent from a site before data-parallel training. */
-  threads?: number | undefined;
+  threads?:
+    | number
+    | undefined;
+  /**
+   * Differential privacy the site has spent on the study up to and including this round, at privacy_delta (RDP
+   * accountant); present only for a study with differential privacy, under a policy that shares metrics.
+   */
+  privacyEpsilon?: number | undefined;
+  privacyDelta?: number | undefined;
 }
 
 export interface MetricsAck {
@@ -5884,6 +5902,8 @@ function createBaseMetricsReport(): MetricsReport {
     seconds: 0,
     backend: "",
     threads: undefined,
+    privacyEpsilon: undefined,
+    privacyDelta: undefined,
   };
 }
 
@@ -5915,6 +5935,12 @@ export const MetricsReport: MessageFns<MetricsReport> = {
     }
     if (message.threads !== undefined) {
       writer.uint32(72).uint32(message.threads);
+    }
+    if (message.privacyEpsilon !== undefined) {
+      writer.uint32(81).double(message.privacyEpsilon);
+    }
+    if (message.privacyDelta !== undefined) {
+      writer.uint32(89).double(message.privacyDelta);
     }
     return writer;
   },
@@ -6004,6 +6030,22 @@ export const MetricsReport: MessageFns<MetricsReport> = {
             message.threads = reader.uint32();
             continue;
           }
+          case 10: {
+            if (tag !== 81) {
+              break;
+            }
+
+            message.privacyEpsilon = reader.double();
+            continue;
+          }
+          case 11: {
+            if (tag !== 89) {
+              break;
+            }
+
+            message.privacyDelta = reader.double();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -6031,6 +6073,16 @@ export const MetricsReport: MessageFns<MetricsReport> = {
       seconds: isSet(object.seconds) ? globalThis.Number(object.seconds) : 0,
       backend: isSet(object.backend) ? globalThis.String(object.backend) : "",
       threads: isSet(object.threads) ? globalThis.Number(object.threads) : undefined,
+      privacyEpsilon: isSet(object.privacyEpsilon)
+        ? globalThis.Number(object.privacyEpsilon)
+        : isSet(object.privacy_epsilon)
+        ? globalThis.Number(object.privacy_epsilon)
+        : undefined,
+      privacyDelta: isSet(object.privacyDelta)
+        ? globalThis.Number(object.privacyDelta)
+        : isSet(object.privacy_delta)
+        ? globalThis.Number(object.privacy_delta)
+        : undefined,
     };
   },
 
@@ -6063,6 +6115,12 @@ export const MetricsReport: MessageFns<MetricsReport> = {
     if (message.threads !== undefined) {
       obj.threads = Math.round(message.threads);
     }
+    if (message.privacyEpsilon !== undefined) {
+      obj.privacyEpsilon = floatToJson(message.privacyEpsilon);
+    }
+    if (message.privacyDelta !== undefined) {
+      obj.privacyDelta = floatToJson(message.privacyDelta);
+    }
     return obj;
   },
 
@@ -6080,6 +6138,8 @@ export const MetricsReport: MessageFns<MetricsReport> = {
     message.seconds = object.seconds ?? 0;
     message.backend = object.backend ?? "";
     message.threads = object.threads ?? undefined;
+    message.privacyEpsilon = object.privacyEpsilon ?? undefined;
+    message.privacyDelta = object.privacyDelta ?? undefined;
     return message;
   },
 };
