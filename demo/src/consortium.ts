@@ -37,6 +37,7 @@ export interface SitePolicyInput {
   shareMetrics?: 'none' | 'aggregate' | 'full';
   minCountPerBin?: number;
   verifySum?: boolean;
+  privacyBudget?: { epsilon: number; delta: number };
   autoApprove?: boolean;
 }
 

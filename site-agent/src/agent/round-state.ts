@@ -2,6 +2,7 @@ import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { z } from 'zod';
 import { assertStudyId, replaceFile, SECRET_FILE_MODE } from '@federa/shared';
+import { roundPrivacySchema } from '../privacy/account.js';
 
 /** A site's records stay readable by the agent's user only. */
 const writeAtomic = (path: string, bytes: Uint8Array): Promise<void> => replaceFile(path, bytes, SECRET_FILE_MODE);
@@ -27,6 +28,8 @@ const roundStateSchema = z.object({
   receipt: z
     .object({ sha256: z.string(), receivedBytes: z.number(), receivedAtUnixMs: z.number() })
     .optional(),
+  /** Differential privacy: what the update releases, as the ledger records it with the update. */
+  privacy: roundPrivacySchema.optional(),
   /** Multiparty: the key epoch the stored update is encrypted under, and its signed contribution statement. */
   keyEpoch: z.int().min(1).optional(),
   contribution: z.object({ statementJson: z.string(), signature: z.string(), certificatePem: z.string() }).strict().optional(),

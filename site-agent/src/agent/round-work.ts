@@ -21,6 +21,8 @@ import type { LedgerEncryption } from '../ledger/index.js';
 import type { Outbound } from '../outbound/index.js';
 import { configuredThreads, evaluateModel, predictProbabilities, trainLocal, type BackendInfo, type TrainOptions } from '../train/index.js';
 import type { MultipartyKeys } from '../multiparty/index.js';
+import { PolicyRefusalError } from '../policy/index.js';
+import { budgetRefusal, plannedRound, privatizeUpdate, roundRecord, type PrivacyAccounts } from '../privacy/index.js';
 import type { GlobalModels, KeyHolder } from './global-models.js';
 import type { RoundState, RoundStateStore } from './round-state.js';
 import type { PreparedData, SiteData } from './site-data.js';
@@ -67,6 +69,7 @@ export class RoundWork {
     private readonly data: SiteData,
     private readonly encryption: Encryption | null,
     private readonly backend: () => BackendInfo | undefined,
+    private readonly privacy: PrivacyAccounts,
     private readonly events: RoundWorkEvents = {},
   ) {
     this.log = createLogger('site-agent').child({ siteId: config.site.id });
@@ -119,6 +122,7 @@ export class RoundWork {
         ledgerEncryption,
         // Retried while the round is open (the coordinator refuses late uploads anyway).
         task.deadlineUnixMs > 0 ? Number(task.deadlineUnixMs) : undefined,
+        state.privacy ? { privacy: state.privacy } : {},
       );
     } catch (error) {
       // The coordinator already has this exact update (an earlier attempt's receipt was lost in transit).
@@ -185,9 +189,15 @@ export class RoundWork {
       log.error({ rejected: data.rejected }, 'no usable training images');
       throw new NoUsableDataError('no usable training images at this site; its IT can run `federa-site data scan` to see why');
     }
+    // What the round would spend, checked against the hospital's budget before any image is trained on.
+    const planned = plannedRound(def, data.train.count);
+    const spent = await this.privacy.spend(task.studyId);
+    const refusal = budgetRefusal(def, task.round, planned, spent, this.config.policy);
+    if (refusal) throw new PolicyRefusalError(refusal);
+    const privacy = planned ? roundRecord(planned, spent) : undefined;
     const base = await this.models.weights(task.studyId, task.round - 1, spec, task.baseModel);
     const work = def.localSteps !== undefined ? { steps: def.localSteps } : { epochs: def.localEpochs ?? 1 };
-    log.info({ images: data.train.count, ...work }, 'training');
+    log.info({ images: data.train.count, ...work, ...(privacy ? { privacy: privacy.mode, epsilonRound: privacy.epsilonRound, epsilonStudy: privacy.epsilonStudy } : {}) }, 'training');
     const result = await trainLocal(spec, base, data.train, {
       ...work,
       batchSize: def.batchSize,
@@ -196,17 +206,24 @@ export class RoundWork {
       seed: (spec.seed + task.round * 7919) >>> 0,
       threads: configuredThreads(this.config.training.threads),
       ...trainingOptionsOf(def),
+      ...(privacy?.mode === 'sample' ? { privacy: { clipNorm: privacy.clipNorm, noiseMultiplier: privacy.noiseMultiplier } } : {}),
     });
+    // Site-level DP: the update itself is clipped and gets this site's share of the aggregate's noise.
+    const released =
+      privacy?.mode === 'site' ? privatizeUpdate(base, result.weights, { clipNorm: privacy.clipNorm, noiseMultiplier: privacy.noiseMultiplier, minSites: def.minSites }).weights : result.weights;
     const validation = data.validation.count > 0 ? await evaluateModel(spec, result.weights, data.validation) : undefined;
     // The encrypted sum's error bound assumes no weight moved by more than 1 in a round: a larger move is a training
     // that went wrong, reported as such rather than sent.
-    const change = largestChange(base, result.weights);
+    const change = largestChange(base, released);
     if (!(change <= MAX_WEIGHT_CHANGE)) {
-      throw new UpdateOutOfRangeError(`a weight moved by ${change.toPrecision(3)} in one round, more than the ${MAX_WEIGHT_CHANGE} an update may; lower the learning rate`);
+      const why = privacy?.mode === 'site' ? 'with its site-level noise; the study\'s privacy.clipNorm is too large for its noise multiplier' : 'lower the learning rate';
+      throw new UpdateOutOfRangeError(`a weight moved by ${change.toPrecision(3)} in one round, more than the ${MAX_WEIGHT_CHANGE} an update may; ${why}`);
     }
-    // FedAvg weights each site by its number of training samples (capped: sampleWeight); the weight rides in the
-    // vector, followed by the contribution slots that let every site check what a published aggregate is made of.
-    const vector = contributionVector(base, result.weights, sampleWeight(result.samples), task.cohort, this.config.site.id);
+    // FedAvg weights each site by its number of training samples (capped: sampleWeight), except under site-level DP,
+    // where every site weighs the same (a sample-count weight would scale one site's clipped influence); the weight
+    // rides in the vector, followed by the contribution slots that let every site check what an aggregate is made of.
+    const weight = privacy?.mode === 'site' ? 1 : sampleWeight(result.samples);
+    const vector = contributionVector(base, released, weight, task.cohort, this.config.site.id);
     const plain = float32ToBytes(vector);
     const encrypted = def.aggregation !== 'plaintext';
     let update = plain;
@@ -242,6 +259,7 @@ export class RoundWork {
       backend: result.backend,
       trainSeconds: result.seconds,
       trainThreads: result.threads,
+      ...(privacy ? { privacy } : {}),
       ...(epoch ? { keyEpoch: epoch.number } : {}),
       ...(contribution ? { contribution } : {}),
     };
@@ -338,6 +356,7 @@ export class RoundWork {
         seconds: state.trainSeconds,
         backend: state.backend,
         ...(state.trainThreads !== undefined ? { threads: state.trainThreads } : {}),
+        ...(state.privacy ? { privacyEpsilon: state.privacy.epsilonStudy, privacyDelta: state.privacy.delta } : {}),
       },
     ];
     if (state.validationLoss !== null && state.validationAccuracy !== null) {

@@ -12,6 +12,7 @@ import {
 import { CoordinatorRefusal, CoordinatorRetry, FederationClient, isServiceError, type SiteTransport } from '../client/index.js';
 import type { SiteConfig } from '../config/index.js';
 import { ledgerPath, PrivacyLedger } from '../ledger/index.js';
+import { PrivacyAccounts } from '../privacy/index.js';
 import { Outbound } from '../outbound/index.js';
 import { PolicyRefusalError, StudyDecisions } from '../policy/index.js';
 import { AgentStatus, startStatusServer, type StatusServer } from '../status/index.js';
@@ -119,6 +120,7 @@ export class SiteAgent {
       new SiteData(this.config, this.events.onDataProgress),
       this.kit ? { keys: () => this.keys(), ledger: async () => this.encryptionRecord(await this.keys()), multiparty: this.multiparty ?? null } : null,
       () => this.backend,
+      new PrivacyAccounts(ledger.path),
       {
         onTrained: (state) => this.status.trained(state.trainSeconds),
         onRoundUploaded: (state) => {

@@ -6,6 +6,7 @@ import { FederationClient, siteTransport } from '../client/index.js';
 import { loadSiteConfig, type SiteConfig } from '../config/index.js';
 import { filterLedger, formatLedger, ledgerPath, readLedger, verifyLedger } from '../ledger/index.js';
 import { studyRefusal, StudyDecisions, type KnownStudy } from '../policy/index.js';
+import { studyBudgetRefusal } from '../privacy/index.js';
 
 /** The hospital's side of governance: review and decide on studies, and read the privacy ledger. */
 export class UsageError extends Error {
@@ -176,6 +177,8 @@ interface StudyView {
   aggregation: string;
   rounds: number;
   minSites: number;
+  /** The study's differential privacy in words. */
+  privacy: string;
   decision: string;
   /** "ok", or what the site policy would refuse. */
   policy: string;
@@ -183,7 +186,7 @@ interface StudyView {
 
 function viewOf(study: KnownStudy, config: SiteConfig): StudyView {
   const def: StudyDefinition = study.definition;
-  const refusal = studyRefusal(def, config.policy);
+  const refusal = studyRefusal(def, config.policy) ?? studyBudgetRefusal(def, config.policy);
   const p = def.preprocessing;
   return {
     hash: study.hash,
@@ -195,6 +198,7 @@ function viewOf(study: KnownStudy, config: SiteConfig): StudyView {
     aggregation: def.aggregation,
     rounds: def.rounds,
     minSites: def.minSites,
+    privacy: privacyWords(def),
     decision: study.decision ? `${study.decision.decision} ${study.decision.at} by ${study.decision.by}` : 'undecided',
     policy: refusal ? `would refuse: ${refusal.message}` : 'ok',
   };
@@ -206,8 +210,17 @@ function formatStudy(view: StudyView): string {
     `  model:         ${view.model}`,
     `  preprocessing: ${view.preprocessing}`,
     `  aggregation:   ${view.aggregation}, ${view.rounds} rounds, at least ${view.minSites} sites`,
+    `  privacy:       ${view.privacy}`,
     `  decision:      ${view.decision}`,
     `  site policy:   ${view.policy}`,
     '',
   ].join('\n');
+}
+
+function privacyWords(def: StudyDefinition): string {
+  const p = def.privacy;
+  if (!p || p.mode === 'none') return 'no differential privacy';
+  const what = p.mode === 'sample' ? 'DP-SGD at each site (protects each image)' : 'site-level DP on the aggregate (protects each site\'s data)';
+  const target = p.targetEpsilon !== undefined ? `, planned for epsilon ${p.targetEpsilon}` : '';
+  return `${what}: noise multiplier ${p.noiseMultiplier ?? '?'}, clip norm ${p.clipNorm}, delta ${p.delta}${target}; \`federa-site privacy\` shows the spend`;
 }

@@ -78,7 +78,13 @@ const POLICY_COMMENTS: Record<keyof SitePolicy, string> = {
   shareMetrics: 'none | aggregate (figures, no counts) | full (also sample counts and the dataset summary)',
   minCountPerBin: 'under shareMetrics full: every non-empty score-histogram bin holds at least this many images',
   verifySum: 'multiparty: check each sum this site helps decrypt is the sum of the signed updates it lists (downloads their c1 parts)',
+  privacyBudget: 'the most differential privacy one study may spend here (RDP accountant); with it, studies without DP are refused',
   autoApprove: 'true trains every study without `federa-site approve`: demos and local tests only',
+};
+
+/** What an optional policy setting looks like, for the commented-out line. */
+const POLICY_EXAMPLES: Partial<Record<keyof SitePolicy, string>> = {
+  privacyBudget: '{ epsilon: 8, delta: 0.00001 }',
 };
 
 /** JSON strings are valid YAML double-quoted scalars, so any path (spaces, colons, '#') is written safely. */
@@ -88,7 +94,10 @@ const q = (value: string): string => JSON.stringify(value);
 export function renderSiteYaml(options: SiteYamlOptions): string {
   const { kit } = options;
   const policy = sitePolicySchema.parse({});
-  const policyLines = (Object.keys(POLICY_COMMENTS) as Array<keyof SitePolicy>).map((key) => `  ${key}: ${String(policy[key])}   # ${POLICY_COMMENTS[key]}`);
+  // An optional setting with no default is written as a commented-out example.
+  const policyLines = (Object.keys(POLICY_COMMENTS) as Array<keyof SitePolicy>).map((key) =>
+    policy[key] === undefined ? `  # ${key}: ${POLICY_EXAMPLES[key] ?? '...'}   # ${POLICY_COMMENTS[key]}` : `  ${key}: ${String(policy[key])}   # ${POLICY_COMMENTS[key]}`,
+  );
   const host = options.coordinator.slice(0, options.coordinator.lastIndexOf(':'));
   const serverName = options.serverName
     ? `  serverName: ${q(options.serverName)}   # the name the coordinator's certificate must carry`

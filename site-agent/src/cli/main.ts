@@ -13,6 +13,7 @@ import { BackendUnavailableError } from '../train/index.js';
 import { decideCommand, ledgerCommand, studiesCommand, UsageError } from './governance.js';
 import { initCommand } from './init.js';
 import { modelCommand, predictCommand } from './model.js';
+import { privacyCommand } from './privacy.js';
 
 const USAGE = `usage: federa-site <command> [options]
 
@@ -54,6 +55,10 @@ commands:
                               (exit 1 when anything is wrong); --ledger FILE instead of --config
   ledger show --config site.yaml [--study ID] [--kind KIND] [--since TIME] [--json]
                               every message this site sent: kind, study, round, bytes, SHA-256, encryption
+  privacy --config site.yaml [--study ID] [--json]
+                              the differential privacy each study has spent of this site's data, from the
+                              ledger: mechanism, epsilon per round and in total, and what is left of the
+                              budget (policy.privacyBudget)
   model export --study ID --round N --out DIR [--config site.yaml] [--json]
                               write a round's global model, as this site decrypted it, as a TensorFlow.js
                               LayersModel with federa-model.json (study, class names, preprocessing, hashes);
@@ -257,6 +262,9 @@ async function main(): Promise<void> {
       return;
     case 'ledger':
       process.exitCode = await ledgerCommand(rest, write);
+      return;
+    case 'privacy':
+      process.exitCode = await privacyCommand(rest, write);
       return;
     case 'model':
       process.exitCode = await modelCommand(rest, write);

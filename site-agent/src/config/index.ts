@@ -39,6 +39,19 @@ export const sitePolicySchema = z
      * the real sum, which lets a dishonest coordinator have one site's update decrypted for a colluding member.
      */
     verifySum: z.boolean().default(true),
+    /**
+     * The most differential privacy any one study may spend on this site's data, (epsilon, delta) by the RDP
+     * accountant. Before training a round the site adds what the round would spend to what the study's earlier rounds
+     * spent (from its ledger) and refuses the round (reason privacy-budget) past it; with a budget set, studies
+     * without differential privacy are refused too. Unset: no cap (spend is still accounted and ledgered).
+     */
+    privacyBudget: z
+      .object({
+        epsilon: z.number().positive().max(1_000),
+        delta: z.number().gt(0).max(0.01),
+      })
+      .strict()
+      .optional(),
     /** Train any study without asking. For the demo and local tests only: says so loudly in the log. */
     autoApprove: z.boolean().default(false),
   })

@@ -152,6 +152,8 @@ export class Outbound {
     payload: Uint8Array,
     encryption: LedgerEncryption | null,
     until?: number,
+    /** More for the ledger entry: the round's differential privacy, which the site's accounts read back. */
+    extraDetail: Record<string, unknown> = {},
   ): Promise<federation.UploadReceipt> {
     const send = async (): Promise<federation.UploadReceipt> => {
       // Asked before the ledger entry: a closed round or a stopped study refuses the question (it carries the update's
@@ -163,7 +165,7 @@ export class Outbound {
         round: header.round,
         content: payload,
         encryption,
-        detail: { encoding: federation.updateEncodingToJSON(header.encoding), vectorLength: header.vectorLength },
+        detail: { encoding: federation.updateEncodingToJSON(header.encoding), vectorLength: header.vectorLength, ...extraDetail },
       });
       const receipt = await this.client.uploadUpdate(header, payload, offset);
       if (receipt.resumedFrom > 0) this.log.info({ studyId: header.studyId, round: header.round, resumedFrom: receipt.resumedFrom, bytes: payload.byteLength }, 'upload resumed where the last attempt stopped');

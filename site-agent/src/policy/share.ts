@@ -15,16 +15,30 @@ export function roundedRate(value: number): number {
 }
 
 /**
- * Train and validation metrics: none withholds them; aggregate drops the sample count and rounds accuracy to two
- * decimals and loss to four significant digits; full sends them as they are, with the count.
+ * Train and validation metrics: none withholds them; aggregate drops the sample count, rounds accuracy to two
+ * decimals, loss to four significant digits and the privacy spent up to two; full sends them as they are, with the
+ * count.
  */
 export function shareMetricsReport(report: federation.MetricsReport, policy: SitePolicy): federation.MetricsReport | null {
   if (policy.shareMetrics === 'none') return null;
   if (policy.shareMetrics === 'aggregate') {
     const { samples: _samples, ...rest } = report;
-    return { ...rest, accuracy: roundedRate(report.accuracy), loss: Number(report.loss.toPrecision(4)) };
+    return {
+      ...rest,
+      accuracy: roundedRate(report.accuracy),
+      loss: Number(report.loss.toPrecision(4)),
+      // Under sample-level DP epsilon follows from the data size, so it goes coarsened, rounded up (never understated).
+      ...(report.privacyEpsilon !== undefined ? { privacyEpsilon: roundUp(report.privacyEpsilon, 2) } : {}),
+    };
   }
   return report;
+}
+
+/** `value` rounded up to `digits` significant figures. */
+function roundUp(value: number, digits: number): number {
+  if (value <= 0 || !Number.isFinite(value)) return value;
+  const unit = 10 ** (Math.floor(Math.log10(value)) - digits + 1);
+  return Number((Math.ceil(value / unit) * unit).toPrecision(digits));
 }
 
 /** The dataset summary is nothing but counts by category: only under full. */
