@@ -63,6 +63,8 @@ export async function trainLocal(
   const threads = trainingThreads(opts.threads ?? 1, backend.name);
   const classWeights = classWeightVector(opts, data, valid.classes);
   const dp = opts.privacy;
+  // A batch larger than the data samples every image every step (and the mean is over all of them).
+  const sampleRate = Math.min(1, opts.batchSize / data.count);
   const maxBatch = dp ? poissonCapacity(opts.batchSize, data.count) : Math.min(opts.batchSize, data.count);
   const clipNorm = dp?.clipNorm;
   const runner =
@@ -89,7 +91,7 @@ export async function trainLocal(
       const batch = s % batchesPerEpoch;
       const epoch = Math.floor(s / batchesPerEpoch);
       if (dp) {
-        const sample = poissonSample(data.count, opts.batchSize / data.count);
+        const sample = poissonSample(data.count, sampleRate);
         const first = sample.subarray(0, maxBatch);
         if (first.length > 0) fillBatch(runner.batch((s % 2) as 0 | 1), data, first, augment);
         return { epoch, batch, count: first.length, rest: sample.subarray(first.length) };
@@ -120,7 +122,7 @@ export async function trainLocal(
       // expected batch size), plus FedProx's mu·(w − w_global), which depends on no image.
       const w = runner.weights;
       if (dp) {
-        privatizeGradient(gradient, dp, opts.batchSize);
+        privatizeGradient(gradient, dp, sampleRate * data.count);
         clipped += stats.clipped;
         sampled += samples;
       } else for (let i = 0; i < gradient.length; i++) gradient[i] = (gradient[i] as number) / current.count;
@@ -152,7 +154,7 @@ export async function trainLocal(
       threads,
       seconds: (performance.now() - started) / 1000,
       ...(dp
-        ? { privacy: { sampleRate: opts.batchSize / data.count, steps: totalSteps, noiseMultiplier: dp.noiseMultiplier, clipNorm: dp.clipNorm, clippedFraction: sampled > 0 ? clipped / sampled : 0 } }
+        ? { privacy: { sampleRate, steps: totalSteps, noiseMultiplier: dp.noiseMultiplier, clipNorm: dp.clipNorm, clippedFraction: sampled > 0 ? clipped / sampled : 0 } }
         : {}),
     };
     log.info(

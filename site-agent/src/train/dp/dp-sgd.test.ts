@@ -34,6 +34,14 @@ describe('DP-SGD training', () => {
     expect(c.privacy).toBeUndefined();
   });
 
+  it('takes every image every step when the batch is larger than the data', async () => {
+    const train = brightSquareImages(6, 16, 8);
+    const small: ModelSpec = { ...spec, inputSize: 16 };
+    const result = await trainLocal(small, initialWeights(small), train, { epochs: 2, batchSize: 16, learningRate: 0.05, seed: 1, privacy: { clipNorm: 1, noiseMultiplier: 1 } });
+    expect(result.privacy).toMatchObject({ sampleRate: 1, steps: 2 });
+    expect(result.weights.every(Number.isFinite)).toBe(true);
+  });
+
   it('refuses settings that are not positive numbers, naming them', async () => {
     const train = brightSquareImages(8, 16, 7);
     const small: ModelSpec = { ...spec, inputSize: 16 };
