@@ -103,8 +103,11 @@ describe('differential privacy with real site agents', () => {
     await consortium.approve(created.specHash);
     const study = await runStudy(created.id);
     expect(study.status).toBe('completed');
-    for (const [i] of consortium.sites.entries()) {
+    for (const [i, site] of consortium.sites.entries()) {
       const shown = (await privacyOf(i, created.id)).studies[0]!;
+      // shareMetrics full: the coordinator shows exactly what the site spent.
+      const reported = study.rounds[0]!.metrics.find((m) => m.siteId === site.id && m.kind === 'train');
+      expect(reported).toMatchObject({ privacyEpsilon: expect.closeTo(shown.epsilon, 9), privacyDelta: DELTA });
       const [round] = shown.rounds;
       // Poisson sampling at batchSize / (the site's training images), two steps.
       expect(round?.steps).toBe(2);

@@ -114,7 +114,7 @@ export interface StudyStatusView {
     reportedSites: string[];
     participants: number;
     model: { sha256: string; kind: string; parameterCount: number } | null;
-    metrics: Array<{ siteId: string; kind: string; loss: number; accuracy: number; samples: number | null }>;
+    metrics: Array<{ siteId: string; kind: string; loss: number; accuracy: number; samples: number | null; privacyEpsilon?: number | null; privacyDelta?: number | null }>;
     failures: Array<{ siteId: string; reason: string; message: string }>;
     refusals: RefusalView[];
     evaluation: RoundEvaluationView | null;

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
-import { parseStudyYaml, studyHash } from '@federa/shared';
+import { parseStudyYaml, resolveStudyDefinition, studyHash } from '@federa/shared';
 import { readFile } from 'node:fs/promises';
 import { runFedera } from './program.js';
 import { validateStudy } from './study-command.js';
@@ -31,6 +31,24 @@ describe('federa study validate', () => {
     const json = capture();
     expect(await validateStudy(file, { json: true }, json.io)).toBe(0);
     expect(JSON.parse(json.out.join(''))).toMatchObject({ specHash: hash, definition: { model: { architecture: 'small-cnn' } } });
+  });
+
+  it('gives the hash of the definition as the coordinator will store it: a privacy target resolved to its noise', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'federa-study-'));
+    dirs.push(dir);
+    const file = join(dir, 'dp.yaml');
+    const text = (await readFile(join(examples, 'small-cnn.yaml'), 'utf8')) + 'privacy: { mode: sample, clipNorm: 1, targetEpsilon: 3, delta: 0.00001, minSamplesPerSite: 500 }\n';
+    await writeFile(file, text);
+    const { io, out } = capture();
+    expect(await validateStudy(file, { json: true }, io)).toBe(0);
+    const shown = JSON.parse(out.join('')) as { specHash: string; definition: { privacy: { noiseMultiplier: number } } };
+    expect(shown.definition.privacy.noiseMultiplier).toBeGreaterThan(0);
+    expect(shown.specHash).toBe(studyHash(resolveStudyDefinition(parseStudyYaml(text))));
+    expect(shown.specHash).not.toBe(studyHash(parseStudyYaml(text)));
+    await writeFile(file, text.replace('targetEpsilon: 3,', 'targetEpsilon: 0.0000001,'));
+    const unreachable = capture();
+    expect(await validateStudy(file, { json: false }, unreachable.io)).toBe(1);
+    expect(unreachable.err.join('')).toMatch(/dp\.yaml: privacy\.targetEpsilon 1e-7 cannot be reached over 5 rounds/);
   });
 
   it('exits 1 naming the line and field of each problem, and a missing field as missing', async () => {

@@ -1,8 +1,9 @@
 import { readFile } from 'node:fs/promises';
-import { parseStudyYaml, studyHash, StudyFileError, type StudyDefinition } from '@federa/shared';
+import { parseStudyYaml, resolveStudyDefinition, studyHash, StudyFileError, type StudyDefinition } from '@federa/shared';
 import type { OverallEvaluationView, SiteEvaluationView } from '../rounds/evaluation.js';
 import type { StudyEvaluation, StudyStatus, StudySummary } from '../studies/studies.service.js';
 import type { ApiClient } from './api-client.js';
+import { privacySpent } from './study-progress.js';
 import { CliFailure, type CliIo } from './io.js';
 import { fixed, formatCsv, formatTable } from './table.js';
 
@@ -33,7 +34,12 @@ export async function readDefinitionFile(file: string): Promise<StudyDefinition>
 export async function createStudy(api: ApiClient, io: CliIo, file: string, opts: { json: boolean; start: boolean }): Promise<number> {
   const definition = await readDefinitionFile(file);
   const created = await api.json<StudyStatus>('/api/v1/studies', { method: 'POST', body: definition });
-  const hash = studyHash(definition);
+  let hash: string;
+  try {
+    hash = studyHash(resolveStudyDefinition(definition));
+  } catch (error) {
+    throw error instanceof RangeError ? new CliFailure(`${file}: ${error.message}`) : error;
+  }
   if (hash !== created.specHash) throw new CliFailure(`the coordinator recorded hash ${created.specHash} for ${file}, which hashes to ${hash} here: do not approve it, and report this`);
   let started: StudyStatus | null = null;
   if (opts.start) started = await api.json<StudyStatus>(studyPath(created.id, '/start'), { method: 'POST' });
@@ -72,6 +78,7 @@ export async function showStudy(api: ApiClient, io: CliIo, id: string, opts: { j
       `  hash     ${study.specHash}`,
       `  model    ${d.model.architecture} ${d.model.inputSize}x${d.model.inputSize}x${d.model.channels}, classes ${d.classNames.join(', ')}`,
       `  training ${d.localEpochs} local epochs, batch ${d.batchSize}, ${d.optimizer} lr ${d.learningRate}; aggregation ${d.aggregation}; at least ${d.minSites} sites`,
+      `  privacy  ${privacyText(d)}`,
       `  sites    ${study.sites.map((s) => `${s.id}${s.dropped ? ' (dropped)' : s.connected ? '' : ' (away)'}`).join(', ') || '-'}`,
       ...(study.error ? [`  error    ${study.error}`] : []),
       '',
@@ -97,9 +104,37 @@ export async function showStudy(api: ApiClient, io: CliIo, id: string, opts: { j
               ];
             }),
           );
-    return `${head}\n${table}`;
+    return `${head}\n${table}${spentText(study)}`;
   });
   return 0;
+}
+
+/** A definition's differential privacy, in one line. */
+export function privacyText(definition: StudyDefinition): string {
+  const p = definition.privacy;
+  if (!p || p.mode === 'none') return 'none';
+  const parts = [
+    p.clipNorm !== undefined ? `clip norm ${p.clipNorm}` : null,
+    p.noiseMultiplier !== undefined ? `noise multiplier ${Number(p.noiseMultiplier.toPrecision(4))}` : null,
+    p.targetEpsilon !== undefined ? `target epsilon ${p.targetEpsilon}` : null,
+    p.delta !== undefined ? `delta ${p.delta.toExponential()}` : null,
+    p.minSamplesPerSite !== undefined ? `calibrated for ${p.minSamplesPerSite} images per site` : null,
+  ].filter((part) => part !== null);
+  return `${p.mode === 'sample' ? 'sample-level (DP-SGD)' : 'site-level'}: ${parts.join(', ')}`;
+}
+
+/** Each site's privacy spend as of the latest round it reported one in; empty when no site shared any. */
+function spentText(study: StudyStatus): string {
+  const latest = new Map<string, string>();
+  for (const round of study.rounds) {
+    for (const m of round.metrics) {
+      const spent = privacySpent(m);
+      if (spent) latest.set(m.siteId, `${spent} (round ${round.number})`);
+    }
+  }
+  if (latest.size === 0) return '';
+  const width = Math.max(...[...latest.keys()].map((id) => id.length));
+  return ['\nprivacy spent, as each site reports it:', ...[...latest].sort(([a], [b]) => a.localeCompare(b)).map(([siteId, spent]) => `  ${siteId.padEnd(width)}  ${spent}`), ''].join('\n');
 }
 
 export async function steerStudy(

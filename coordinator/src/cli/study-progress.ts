@@ -1,4 +1,4 @@
-import type { RoundView, StudyStatus } from '../studies/studies.service.js';
+import type { RoundView, SiteMetricView, StudyStatus } from '../studies/studies.service.js';
 
 /** What `federa study watch` draws from a study's status; pure, so tests check it without a terminal. */
 
@@ -22,6 +22,24 @@ function duration(ms: number): string {
   return `${Math.floor(minutes / 60)}h ${String(minutes % 60).padStart(2, '0')}m`;
 }
 
+/** "epsilon 2.31 at delta 1e-5": the privacy a site says it has spent on the study; null when it shared none. */
+export function privacySpent(metric: Pick<SiteMetricView, 'privacyEpsilon' | 'privacyDelta'> | undefined): string | null {
+  // Statuses from a coordinator before privacy accounting have no such fields at all.
+  const epsilon = metric?.privacyEpsilon;
+  const delta = metric?.privacyDelta;
+  if (typeof epsilon !== 'number' || typeof delta !== 'number') return null;
+  return `epsilon ${epsilon.toFixed(2)} at delta ${delta.toExponential()}`;
+}
+
+/** What a site's metrics of a round say it has spent (a train and a validation report may both carry it). */
+export function sitePrivacySpent(round: RoundView, siteId: string): string | null {
+  for (const m of round.metrics) {
+    const spent = m.siteId === siteId ? privacySpent(m) : null;
+    if (spent) return spent;
+  }
+  return null;
+}
+
 /** Each site's state in a round: what it is doing or why it is not contributing. */
 export function siteStates(status: StudyStatus, round: RoundView): Array<{ siteId: string; state: string }> {
   const ids = new Set([...round.assignedSites, ...round.failures.map((f) => f.siteId), ...round.refusals.map((r) => r.siteId)]);
@@ -36,7 +54,10 @@ export function siteStates(status: StudyStatus, round: RoundView): Array<{ siteI
     else if (refusal) state = `refused (${refusal.reason}): ${refusal.message}`;
     else if (failure) state = `failed (${failure.reason}): ${failure.message}`;
     else if (round.reportedSites.includes(siteId)) {
-      state = metric ? `reported  loss ${figure(metric.loss)}  accuracy ${figure(metric.accuracy)}${metric.samples !== null ? `  (${metric.samples} images)` : ''}` : 'reported';
+      const spent = sitePrivacySpent(round, siteId);
+      state = metric
+        ? `reported  loss ${figure(metric.loss)}  accuracy ${figure(metric.accuracy)}${metric.samples !== null ? `  (${metric.samples} images)` : ''}${spent ? `  ${spent}` : ''}`
+        : 'reported';
     } else if (round.closedAt !== null) state = 'did not report';
     else state = connected === false ? 'training (disconnected, waiting for it to return)' : 'training';
     states.push({ siteId, state });

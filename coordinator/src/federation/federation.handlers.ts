@@ -106,7 +106,16 @@ export class FederationHandlers {
           callback,
           'metrics',
           federation.MetricsReport,
-          (r) => ({ studyId: r.studyId, round: r.round, details: { metric: federation.metricKindToJSON(r.kind), samplesShared: r.samples !== undefined } }),
+          (r) => ({
+            studyId: r.studyId,
+            round: r.round,
+            details: {
+              metric: federation.metricKindToJSON(r.kind),
+              samplesShared: r.samples !== undefined,
+              // The privacy a site says it spent belongs in the log an auditor reads without the database.
+              ...(r.privacyEpsilon !== undefined ? { privacyEpsilon: r.privacyEpsilon, privacyDelta: r.privacyDelta ?? null } : {}),
+            },
+          }),
           async (siteId) => {
             await this.requireRegistered(siteId);
             await this.reports.recordMetrics(siteId, call.request);

@@ -26,6 +26,7 @@ export const REFUSAL_REASONS: Partial<Record<federation.RefusalReason, string>> 
   [federation.RefusalReason.REFUSAL_REASON_METRICS_WITHHELD]: 'metrics-withheld',
   [federation.RefusalReason.REFUSAL_REASON_KEY_EPOCH_INVALID]: 'key-epoch-invalid',
   [federation.RefusalReason.REFUSAL_REASON_SHARE_REQUEST_INVALID]: 'share-request-invalid',
+  [federation.RefusalReason.REFUSAL_REASON_PRIVACY_BUDGET]: 'privacy-budget',
 };
 
 /** The tasks a site may refuse, as the coordinator stores and shows them. */
@@ -63,6 +64,24 @@ const FAILURE_REASONS: Partial<Record<federation.FailureReason, string>> = {
   [federation.FailureReason.FAILURE_REASON_SITE_ERROR]: 'site-error',
 };
 
+/**
+ * The differential privacy a site says it has spent on the study, checked: both figures or neither (an epsilon
+ * means nothing without the delta it holds at).
+ */
+function validatePrivacySpend(report: federation.MetricsReport): { privacyEpsilon: number | null; privacyDelta: number | null } {
+  const { privacyEpsilon: epsilon, privacyDelta: delta } = report;
+  if (epsilon === undefined && delta === undefined) return { privacyEpsilon: null, privacyDelta: null };
+  if (epsilon === undefined) throw new FederationError(GrpcStatus.INVALID_ARGUMENT, 'metrics privacy_epsilon is required with privacy_delta');
+  if (delta === undefined) throw new FederationError(GrpcStatus.INVALID_ARGUMENT, 'metrics privacy_delta is required with privacy_epsilon: the delta the epsilon holds at');
+  if (!Number.isFinite(epsilon) || epsilon < 0) {
+    throw new FederationError(GrpcStatus.INVALID_ARGUMENT, `metrics privacy_epsilon must be a finite number >= 0, got ${epsilon}`);
+  }
+  if (!Number.isFinite(delta) || delta <= 0 || delta >= 1) {
+    throw new FederationError(GrpcStatus.INVALID_ARGUMENT, `metrics privacy_delta must be within (0, 1), got ${delta}`);
+  }
+  return { privacyEpsilon: epsilon, privacyDelta: delta };
+}
+
 /** What sites report besides their updates: metrics, failures, evaluations and policy refusals. */
 @Injectable()
 export class SiteReports {
@@ -91,8 +110,9 @@ export class SiteReports {
     if (report.accuracy < 0 || report.accuracy > 1) {
       throw new FederationError(GrpcStatus.INVALID_ARGUMENT, `metrics accuracy must be within [0, 1], got ${report.accuracy}`);
     }
+    const privacy = validatePrivacySpend(report);
     const round = await this.participantRound(siteId, report.studyId, report.round);
-    const data = { loss: report.loss, accuracy: report.accuracy, samples: report.samples ?? null, reportedAt: new Date() };
+    const data = { loss: report.loss, accuracy: report.accuracy, samples: report.samples ?? null, ...privacy, reportedAt: new Date() };
     await this.db.prisma.roundMetric.upsert({
       where: { roundId_siteId_kind: { roundId: round.id, siteId, kind } },
       create: { id: randomUUID(), roundId: round.id, siteId, kind, ...data },
@@ -142,6 +162,10 @@ export class SiteReports {
     }
     if (refusal.reason === federation.RefusalReason.REFUSAL_REASON_KEY_EPOCH_INVALID && task === 'evaluate') {
       throw new FederationError(GrpcStatus.INVALID_ARGUMENT, `${reasonName} refuses a train or key-switch task, not an evaluate task`);
+    }
+    // Only training spends privacy: evaluating a published model does not (key-switch is refused above).
+    if (refusal.reason === federation.RefusalReason.REFUSAL_REASON_PRIVACY_BUDGET && task !== 'train') {
+      throw new FederationError(GrpcStatus.INVALID_ARGUMENT, `${reasonName} refuses a train task, not an ${task} task`);
     }
     if (refusal.studyHash !== '' && !/^[0-9a-f]{64}$/.test(refusal.studyHash)) {
       throw new FederationError(GrpcStatus.INVALID_ARGUMENT, 'refusal study_hash must be empty or a lower-case hex SHA-256');

@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { datasetSummarySchema, evaluationCountsSchema, studyDefinitionSchema } from '@federa/shared';
 import { apiSchema, type Expect, type SameShape } from '../openapi/index.js';
 import type { RoundEvaluationView } from '../rounds/evaluation.js';
+import { REFUSAL_REASONS } from '../rounds/site-reports.js';
 import type { DatasetSummaryView } from '../sites/dataset-summaries.js';
 import type {
   RefusalView,
@@ -29,7 +30,15 @@ export const studyDefinitionApiSchema = apiSchema('StudyDefinition', studyDefini
 
 export const refusalViewSchema = apiSchema(
   'Refusal',
-  z.object({ siteId: z.string(), round: z.int(), task: z.string(), reason: z.string(), message: z.string(), studyHash: sha256, reportedAt: time }),
+  z.object({
+    siteId: z.string(),
+    round: z.int(),
+    task: z.string().describe('train, evaluate or key-switch.'),
+    reason: z.string().describe(`The site's reason code: ${Object.values(REFUSAL_REASONS).join(', ')}.`),
+    message: z.string(),
+    studyHash: sha256,
+    reportedAt: time,
+  }),
 );
 
 export const datasetSummaryViewSchema = apiSchema(
@@ -93,7 +102,20 @@ export const roundViewSchema = apiSchema(
     reportedSites: z.array(z.string()),
     participants: z.int(),
     model: modelViewSchema.nullable(),
-    metrics: z.array(z.object({ siteId: z.string(), kind: z.string(), loss: z.number(), accuracy: z.number(), samples: z.int().nullable() })),
+    metrics: z.array(
+      z.object({
+        siteId: z.string(),
+        kind: z.string(),
+        loss: z.number(),
+        accuracy: z.number(),
+        samples: z.int().nullable(),
+        privacyEpsilon: z
+          .number()
+          .nullable()
+          .describe('Differential privacy the site has spent on the study up to and including this round (RDP accountant), at privacyDelta; null when the study has none or the site does not share it.'),
+        privacyDelta: z.number().nullable(),
+      }),
+    ),
     failures: z.array(z.object({ siteId: z.string(), reason: z.string(), message: z.string() })),
     refusals: z.array(refusalViewSchema),
     evaluation: roundEvaluationSchema.nullable(),

@@ -86,6 +86,9 @@ export interface SiteMetricView {
   loss: number;
   accuracy: number;
   samples: number | null;
+  /** Differential privacy the site has spent on the study up to and including this round, at privacyDelta; null when not shared. */
+  privacyEpsilon: number | null;
+  privacyDelta: number | null;
 }
 
 export interface ModelView {
@@ -299,7 +302,15 @@ export class StudiesService {
         participants: r.participants,
         model: r.status === 'closed' ? modelOf(r.number) : null,
         metrics: r.metrics
-          .map((m) => ({ siteId: m.siteId, kind: m.kind, loss: m.loss, accuracy: m.accuracy, samples: m.samples }))
+          .map((m) => ({
+            siteId: m.siteId,
+            kind: m.kind,
+            loss: m.loss,
+            accuracy: m.accuracy,
+            samples: m.samples,
+            privacyEpsilon: m.privacyEpsilon,
+            privacyDelta: m.privacyDelta,
+          }))
           .sort((a, b) => a.siteId.localeCompare(b.siteId) || a.kind.localeCompare(b.kind)),
         failures: r.failures
           .map((f) => ({ siteId: f.siteId, reason: f.reason, message: f.message }))
@@ -418,7 +429,15 @@ export class StudiesService {
 
 /** What the audit log keeps of a definition besides its hash: enough to read the log without the database. */
 function summaryOf(def: StudyDefinition): Record<string, unknown> {
-  return { name: def.name, architecture: def.model.architecture, aggregation: def.aggregation, rounds: def.rounds, minSites: def.minSites, sites: def.sites ?? null };
+  return {
+    name: def.name,
+    architecture: def.model.architecture,
+    aggregation: def.aggregation,
+    rounds: def.rounds,
+    minSites: def.minSites,
+    sites: def.sites ?? null,
+    privacy: def.privacy?.mode ?? 'none',
+  };
 }
 
 type StudyRow = Omit<StudySummary, 'createdAt' | 'startedAt' | 'finishedAt'> & {

@@ -1,5 +1,7 @@
 /** How numbers, sizes, times and hashes read on the page. */
 
+import type { StudyStatus } from './types.js';
+
 export function formatBytes(bytes: number): string {
   if (!Number.isFinite(bytes)) return '-';
   const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
@@ -62,4 +64,23 @@ export function formatNumber(value: number | null | undefined, digits = 3): stri
 export function shortHash(hash: string | null | undefined, length = 12): string {
   if (!hash) return '-';
   return hash.length > length ? `${hash.slice(0, length)}…` : hash;
+}
+
+/** "ε 2.31 (δ 1e-5)": differential privacy a site has spent; "-" when it shared none. */
+export function formatEpsilon(epsilon: number | null | undefined, delta: number | null | undefined): string {
+  if (epsilon === null || epsilon === undefined || !Number.isFinite(epsilon)) return '-';
+  return delta === null || delta === undefined || !Number.isFinite(delta) ? `ε ${epsilon.toFixed(2)}` : `ε ${epsilon.toFixed(2)} (δ ${delta.toExponential()})`;
+}
+
+/** A study's differential privacy settings as its definition states them (a target epsilon already resolved to noise). */
+export function formatPrivacySettings(p: StudyStatus['definition']['privacy']): string {
+  if (!p || p.mode === 'none') return 'none';
+  const parts = [
+    p.clipNorm !== undefined ? `clip norm ${p.clipNorm}` : null,
+    p.noiseMultiplier !== undefined ? `noise multiplier ${Number(p.noiseMultiplier.toPrecision(4))}` : null,
+    p.targetEpsilon !== undefined ? `target ε ${p.targetEpsilon}` : null,
+    p.delta !== undefined ? `δ ${p.delta.toExponential()}` : null,
+    p.minSamplesPerSite !== undefined ? `calibrated for ${p.minSamplesPerSite} images per site` : null,
+  ].filter((part) => part !== null);
+  return `${p.mode === 'sample' ? 'sample-level (DP-SGD)' : 'site-level'}: ${parts.join(', ')}`;
 }

@@ -1,5 +1,5 @@
 import { badge, h, progressBar, table } from './dom.js';
-import { formatBytes, formatCountdown, formatRelative, formatSeconds } from './format.js';
+import { formatBytes, formatCountdown, formatEpsilon, formatRelative, formatSeconds } from './format.js';
 import type { RoundView, SiteActivityView, SiteView, StudyStatus } from './types.js';
 
 export type SiteRoundState = 'assigned' | 'reported' | 'failed' | 'refused' | 'dropped' | 'no update';
@@ -65,6 +65,22 @@ export function deadlineText(study: StudyStatus): string {
   return `deadline in ${formatCountdown(round.deadlineAt)}${extended}`;
 }
 
+/**
+ * The privacy a site has spent on the study, as its latest report up to `round` says (each report is the total so
+ * far); null when it shared none, as under a policy that withholds metrics or in a study without DP.
+ */
+export function privacySpent(study: StudyStatus, siteId: string, round: number): { epsilon: number; delta: number; round: number } | null {
+  for (const r of [...study.rounds].reverse()) {
+    if (r.number > round) continue;
+    for (const m of r.metrics) {
+      if (m.siteId === siteId && typeof m.privacyEpsilon === 'number' && typeof m.privacyDelta === 'number') {
+        return { epsilon: m.privacyEpsilon, delta: m.privacyDelta, round: r.number };
+      }
+    }
+  }
+  return null;
+}
+
 /** Per-site state in the current round, with connection, data and timing figures beside it. */
 export function roundSitesTable(study: StudyStatus, sites: ReadonlyMap<string, SiteView>, activity: ReadonlyMap<string, SiteActivityView>): HTMLElement {
   const round = currentRound(study);
@@ -75,6 +91,7 @@ export function roundSitesTable(study: StudyStatus, sites: ReadonlyMap<string, S
     const connected = site?.connected ?? inStudy?.connected ?? false;
     const dataset = inStudy?.dataset ?? null;
     const act = activity.get(row.siteId);
+    const spent = privacySpent(study, row.siteId, round.number);
     return h(
       'tr',
       { 'data-site': row.siteId, 'data-state': row.state },
@@ -85,8 +102,17 @@ export function roundSitesTable(study: StudyStatus, sites: ReadonlyMap<string, S
       h('td', { class: 'nowrap', title: site?.lastSeenAt ?? '' }, site ? formatRelative(site.lastSeenAt) : '-'),
       h('td', { class: 'num' }, dataset ? `${dataset.accepted} of ${dataset.files}` : '-'),
       h('td', { class: 'num' }, act?.roundSeconds ? formatSeconds(act.roundSeconds.median) : '-'),
+      h(
+        'td',
+        { class: 'num nowrap', 'data-epsilon': spent?.epsilon ?? null, title: spent ? `as the site reported it in round ${spent.round}` : 'not shared' },
+        formatEpsilon(spent?.epsilon, spent?.delta),
+      ),
       h('td', { class: 'num' }, act ? formatBytes(act.bytesSent) : '-'),
     );
   });
-  return table(['Site', `Round ${round.number}`, 'Reason', 'Connection', 'Last heartbeat', 'Images used', 'Median round time', 'Sent (study)'], rows, { id: 'round-sites' });
+  return table(
+    ['Site', `Round ${round.number}`, 'Reason', 'Connection', 'Last heartbeat', 'Images used', 'Median round time', 'ε spent', 'Sent (study)'],
+    rows,
+    { id: 'round-sites' },
+  );
 }

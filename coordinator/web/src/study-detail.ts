@@ -2,7 +2,7 @@ import { api, describeError, download } from './api.js';
 import { MetricCharts } from './charts.js';
 import { badge, h, notice, replace, statusTone, table } from './dom.js';
 import { EvaluationPanel } from './evaluation.js';
-import { formatBytes, formatSeconds, formatTime, shortHash } from './format.js';
+import { formatBytes, formatPrivacySettings, formatSeconds, formatTime, shortHash } from './format.js';
 import { deadlineText, progressBars, roundSitesTable } from './round-progress.js';
 import { studyControls } from './study-controls.js';
 import { watchStudy, type StreamState } from './study-stream.js';
@@ -124,6 +124,7 @@ function summaryElement(context: AppContext, study: StudyStatus, onChanged: (stu
     ['Model', `${def.model.architecture}, ${def.classNames.length} classes (${def.classNames.join(', ')})`],
     ['Rounds', `${study.totalRounds}, at least ${def.minSites} sites each`],
     ['Aggregation', String(def['aggregation'] ?? 'ckks')],
+    ['Differential privacy', h('span', { id: 'study-privacy' }, formatPrivacySettings(def.privacy))],
     ['Created', formatTime(study.createdAt)],
     ['Started', formatTime(study.startedAt)],
     ['Finished', formatTime(study.finishedAt)],

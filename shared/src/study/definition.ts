@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { z } from 'zod';
 import { modelSpecSchema } from '../model/index.js';
-import { studyPrivacyIssues, studyPrivacySchema } from '../privacy/study-privacy.js';
+import { resolveStudyPrivacy, studyPrivacyIssues, studyPrivacySchema } from '../privacy/study-privacy.js';
 import { canonicalJson } from './canonical-json.js';
 import { preprocessingSchema } from './preprocessing.js';
 
@@ -152,6 +152,16 @@ export const studyDefinitionSchema = z
 
 export type StudyDefinition = z.output<typeof studyDefinitionSchema>;
 export type StudyDefinitionInput = z.input<typeof studyDefinitionSchema>;
+
+/**
+ * The definition as the coordinator stores it and the hospitals approve it: a privacy target resolved into the noise
+ * multiplier every site runs with (see resolveStudyPrivacy). Throws RangeError, naming privacy.targetEpsilon or
+ * privacy.noiseMultiplier, when the target cannot be met.
+ */
+export function resolveStudyDefinition(def: StudyDefinition): StudyDefinition {
+  const privacy = resolveStudyPrivacy(def);
+  return privacy ? { ...def, privacy } : def;
+}
 
 export function studyHash(def: StudyDefinition): string {
   return createHash('sha256').update(canonicalJson(def)).digest('hex');

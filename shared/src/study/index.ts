@@ -5,6 +5,7 @@ export {
   textSchema,
   studyDefinitionSchema,
   studyHash,
+  resolveStudyDefinition,
   STUDY_ID,
   assertStudyId,
   studyDefinitionJson,
