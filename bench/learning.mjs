@@ -3,9 +3,11 @@
 // (pooled data in one process, each site alone, and federated with FedAvg and FedProx), every model scored on
 // the same mixed held-out set after every budget checkpoint. Repeated for several seeds (each draws its own
 // consortium, initial weights and shuffles); the headline figures are the seed means and every seed's own figures
-// are kept. Writes the figures as JSON and an accuracy-by-round plot as PNG.
+// are kept. FedAvg is also run with sample-level DP-SGD at every site for each target epsilon (the DP rows). Writes
+// the figures as JSON and an accuracy-by-round plot as PNG.
 //   npm run bench -- learning [--rounds 20] [--epochs 2] [--images-per-site 25] [--seeds 1,2,3] [--mu 0.01]
 //                             [--architecture small-cnn] [--aggregation ckks|plaintext] [--quick]
+//                             [--dp-epsilons 1,3,8|none] [--dp-delta 1e-5] [--dp-clip 1]
 //                             [--out bench/results/learning.json] [--plot bench/results/learning.png]
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { availableParallelism, cpus, loadavg, tmpdir } from 'node:os';
@@ -42,6 +44,9 @@ const { values: args } = parseArgs({
     optimizer: { type: 'string', default: 'adam' },
     mu: { type: 'string', default: '0.01' },
     aggregation: { type: 'string', default: 'ckks' },
+    'dp-epsilons': { type: 'string' },
+    'dp-delta': { type: 'string', default: '1e-5' },
+    'dp-clip': { type: 'string', default: '1' },
     quick: { type: 'boolean', default: false },
     out: { type: 'string' },
     plot: { type: 'string' },
@@ -78,6 +83,22 @@ const aggregation = args.aggregation;
 const schedule = args.schedule;
 if (!['cosine', 'constant'].includes(schedule)) throw new RangeError(`--schedule must be cosine or constant, got ${schedule}`);
 if (!['ckks', 'plaintext'].includes(aggregation)) throw new RangeError(`--aggregation must be ckks or plaintext, got ${aggregation}`);
+// Target epsilons of the DP rows, smallest first; 'none' runs no DP. The smoke run trains one, to stay seconds.
+const dpEpsilons = (() => {
+  const text = (args['dp-epsilons'] ?? (quick ? '3' : '1,3,8')).trim();
+  if (text === 'none') return [];
+  const list = text.split(',').map((v) => {
+    const n = Number(v.trim());
+    if (v.trim() === '' || !Number.isFinite(n) || n <= 0) throw new RangeError(`--dp-epsilons must be 'none' or a comma-separated list of numbers > 0, got ${text}`);
+    return n;
+  });
+  if (new Set(list).size !== list.length) throw new RangeError(`--dp-epsilons lists an epsilon twice: ${text}`);
+  return list.sort((a, b) => a - b);
+})();
+const dpDelta = number(args['dp-delta']);
+if (!(dpDelta > 0 && dpDelta < 1)) throw new RangeError(`--dp-delta must be in (0, 1), got ${args['dp-delta']}`);
+const dpClip = number(args['dp-clip']);
+if (!(dpClip > 0)) throw new RangeError(`--dp-clip must be > 0, got ${args['dp-clip']}`);
 const out = resolve(args.out ?? (quick ? join(tmpdir(), 'federa-learning-quick.json') : join(here, 'results/learning.json')));
 const plotOut = resolve(args.plot ?? out.replace(/\.json$/, '') + '.png');
 
@@ -150,19 +171,27 @@ async function centralised(run, label, dataset, stream, holdout, start) {
 /**
  * FedAvg over the sites with sample-count weights, through the same shared code a study uses: each site's
  * weightedUpdateVector, encrypted under the consortium's CKKS key and summed as ciphertexts (or summed in the clear
- * with UpdateAccumulator), then applyAggregate. proximalMu > 0 makes it FedProx. Also records how far the
- * decrypted aggregate is from the plaintext sum, to show the encryption does not change what is learnt.
+ * with UpdateAccumulator), then applyAggregate. `training` adds to every site's trainLocal options: proximalMu > 0
+ * makes it FedProx, privacy makes it DP-SGD at each site (then each site's steps are summed for the accountant).
+ * Also records how far the decrypted aggregate is from the plaintext sum, to show the encryption does not change
+ * what is learnt.
  */
-async function federated(run, label, siteData, proximalMu, holdout, ckks, start) {
+async function federated(run, label, siteData, training, holdout, ckks, start) {
   const { spec, seed } = run;
   let global = shared.initialWeights(spec);
   const curve = [start];
   let maxAggregateError = 0;
+  const privacy = siteData.map(() => ({ sampleRate: 0, steps: 0, clipped: 0 }));
   for (let round = 1; round <= rounds; round++) {
     const plain = new shared.UpdateAccumulator(global.length + 1);
     const encrypted = ckks?.context.createAccumulator(ckks.keys.publicParams);
     for (const [i, dataset] of siteData.entries()) {
-      const result = await train.trainLocal(spec, global, dataset, { ...local, learningRate: learningRateFor(round), seed: callSeed(seed, round, i), proximalMu });
+      const result = await train.trainLocal(spec, global, dataset, { ...local, learningRate: learningRateFor(round), seed: callSeed(seed, round, i), ...training });
+      if (result.privacy) {
+        privacy[i].sampleRate = result.privacy.sampleRate;
+        privacy[i].steps += result.privacy.steps;
+        privacy[i].clipped += result.privacy.clippedFraction / rounds;
+      }
       const update = shared.weightedUpdateVector(global, result.weights, result.samples);
       plain.add(update);
       encrypted?.add(ckks.context.encryptVector(update, ckks.keys.secretKey));
@@ -177,7 +206,40 @@ async function federated(run, label, siteData, proximalMu, holdout, ckks, start)
     curve.push(checkpoint(round, round * epochs, metrics));
     say(`  ${label} round ${round}/${rounds} (seed ${seed}): ${fmt(metrics)}`);
   }
-  return { curve, weights: global, maxAggregateError };
+  return { curve, weights: global, maxAggregateError, privacy };
+}
+
+/**
+ * FedAvg with DP-SGD at every site, one run per target epsilon. The noise multiplier is the one that keeps the whole
+ * study (every round's steps) within the target at each site, the largest over the sites: the smallest site samples
+ * the most of its data per step and spends the most. Each site's spent epsilon is then taken from the steps it
+ * actually ran. Batches and noise come from a secure source, not the seed (noise a site could regenerate could be
+ * subtracted), so these runs differ from one invocation to the next even at the same seed.
+ */
+async function privateFederated(run, siteData, siteIds, holdout, ckks, start) {
+  const rows = [];
+  for (const targetEpsilon of dpEpsilons) {
+    const sigmas = siteData.map((d) =>
+      shared.noiseMultiplierForEpsilon({ targetEpsilon, delta: dpDelta, sampleRate: local.batchSize / d.count, steps: rounds * epochs * Math.ceil(d.count / local.batchSize) }),
+    );
+    const noiseMultiplier = Math.max(...sigmas);
+    say(`FedAvg + DP-SGD (target epsilon ${targetEpsilon}, delta ${dpDelta.toExponential()}, clip ${dpClip}): noise multiplier ${noiseMultiplier.toFixed(3)}:`);
+    const privacy = { clipNorm: dpClip, noiseMultiplier };
+    const result = await federated(run, `DP eps ${targetEpsilon}`, siteData, { proximalMu: 0, privacy }, holdout, ckks, start);
+    const r4 = (x) => Math.round(x * 1e4) / 1e4;
+    const spent = result.privacy.map((p, i) => ({
+      site: siteIds[i],
+      images: siteData[i].count,
+      sampleRate: r4(p.sampleRate),
+      steps: p.steps,
+      epsilon: r4(shared.epsilonSpent({ sampleRate: p.sampleRate, noiseMultiplier, steps: p.steps, delta: dpDelta }).epsilon),
+      clippedFraction: r4(p.clipped),
+    }));
+    const epsilon = Math.max(...spent.map((s) => s.epsilon));
+    say(`  spent epsilon ${spent.map((s) => `${s.site} ${s.epsilon}`).join(', ')}`);
+    rows.push({ targetEpsilon, noiseMultiplier, epsilon, curve: result.curve, sites: spent, maxAggregateError: result.maxAggregateError });
+  }
+  return rows;
 }
 
 /**
@@ -240,9 +302,10 @@ async function runSeed(seed, ckks, backend) {
     return curves;
   });
   say(`FedAvg (${ckks ? 'CKKS-encrypted updates' : 'plaintext updates'}):`);
-  const fedavg = await time('fedavg', () => federated(run, 'FedAvg', siteSets, 0, holdout, ckks, start));
+  const fedavg = await time('fedavg', () => federated(run, 'FedAvg', siteSets, { proximalMu: 0 }, holdout, ckks, start));
   say(`FedProx (mu ${mu}):`);
-  const fedprox = await time('fedprox', () => federated(run, 'FedProx', siteSets, mu, holdout, ckks, start));
+  const fedprox = await time('fedprox', () => federated(run, 'FedProx', siteSets, { proximalMu: mu }, holdout, ckks, start));
+  const dp = await time('dp', () => privateFederated(run, siteSets, siteIds, holdout, ckks, start));
 
   const bySource = async (weights) => accuracyBySource(await predictProbabilities(run.spec, weights, holdout), holdout.labels, holdoutSources, run.spec.classes);
   const singleSiteBySource = {};
@@ -251,7 +314,8 @@ async function runSeed(seed, ckks, backend) {
     seed,
     curves: { pooled: pooled.curve, singleSite, fedavg: fedavg.curve, fedprox: fedprox.curve },
     bySource: { pooled: await bySource(pooled.weights), singleSite: singleSiteBySource, fedavg: await bySource(fedavg.weights), fedprox: await bySource(fedprox.weights) },
-    maxAggregateError: Math.max(fedavg.maxAggregateError, fedprox.maxAggregateError),
+    dp: dp.map(({ maxAggregateError, ...row }) => row),
+    maxAggregateError: Math.max(fedavg.maxAggregateError, fedprox.maxAggregateError, ...dp.map((d) => d.maxAggregateError)),
     data: {
       seed,
       sites: consortium.sites.map((s, i) => ({ site: s.id, images: siteSets[i].count, lesion: s.classCounts.lesion, normal: s.classCounts.normal })),
@@ -281,7 +345,7 @@ async function main() {
     const runs = [];
     for (const seed of seeds) runs.push(await runSeed(seed, ckks, backend));
     const seconds = { total: (performance.now() - started) / 1000 };
-    for (const key of ['data', 'pooled', 'singleSite', 'fedavg', 'fedprox']) seconds[key] = runs.reduce((sum, r) => sum + r.seconds[key], 0);
+    for (const key of ['data', 'pooled', 'singleSite', 'fedavg', 'fedprox', 'dp']) seconds[key] = runs.reduce((sum, r) => sum + r.seconds[key], 0);
 
     const results = multiSeedResults({
       runs,
@@ -308,6 +372,19 @@ async function main() {
         maxAbsAggregateErrorFromEncryption: Math.max(...runs.map((r) => r.maxAggregateError)),
       },
       fedprox: { mu },
+      dp: {
+        method:
+          'FedAvg as above (same seeds, data, budget, schedule and aggregation) with sample-level DP-SGD at every site: Poisson-sampled batches ' +
+          '(rate batchSize / site images), each example gradient clipped to clipNorm, Gaussian noise noiseMultiplier x clipNorm on the batch sum',
+        delta: dpDelta,
+        clipNorm: dpClip,
+        targetEpsilons: dpEpsilons,
+        noiseMultiplierRule:
+          'noiseMultiplierForEpsilon for the whole study at each site (sampleRate batchSize / images, steps rounds x epochs x ceil(images / batchSize)), the largest over the sites',
+        accountant: "RDP of the Poisson-subsampled Gaussian with Balle et al. 2020's conversion (shared epsilonSpent); a row's epsilon is the most any site spent at any seed",
+        reproducible: false,
+        note: 'DP rows vary between runs even at the same seed: batch sampling and noise come from a secure source, not the seed, since noise a site could regenerate could be subtracted',
+      },
       data: { generator: 'synthetic consortium (site-agent sim), loaded with loadLabeledDataset', perSeed: runs.map((r) => r.data) },
       environment: {
         backend: backend.name,
@@ -357,6 +434,21 @@ function printSummary(results, totalSeconds) {
     `targets at every seed: within 2 points ${met(results.targetsAtEverySeed.federatedWithin2PointsOfPooled)}, ` +
       `above the best single site ${met(results.targetsAtEverySeed.federatedAboveBestSingleSite)}; ${totalSeconds.toFixed(0)} s`,
   );
+  say(`DP rows (FedAvg, seed means; DP figures vary between runs even at the same seed):`);
+  const table = [
+    ['mode', 'target eps', 'achieved eps', 'delta', 'sigma', 'accuracy', 'AUC'],
+    ...results.dp.map((r) => [
+      r.mode,
+      r.targetEpsilon ?? '-',
+      r.epsilon ?? '-',
+      r.delta === null ? '-' : r.delta.toExponential(),
+      r.noiseMultiplier === undefined ? '-' : r.noiseMultiplier.toFixed(3),
+      pct(r.accuracy),
+      r.auc === null ? '-' : r.auc.toFixed(3),
+    ]),
+  ].map((row) => row.map(String));
+  const widths = table[0].map((_, c) => Math.max(...table.map((row) => row[c].length)));
+  for (const row of table) say(`  ${row.map((cell, c) => cell.padStart(widths[c])).join('  ')}`);
   say(`wrote ${out} and ${plotOut}`);
 }
 

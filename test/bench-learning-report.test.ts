@@ -5,6 +5,7 @@ import {
   accuracyPlotSvg,
   checkpoint,
   concatImages,
+  dpResults,
   learningPlotSvg,
   learningResults,
   meanCurve,
@@ -183,5 +184,27 @@ describe('learning benchmark report', () => {
     const other = run(3, 0.9, 0.9);
     other.curves.singleSite[1].site = 'hospital-z';
     expect(() => multiSeedResults({ runs: [run(1, 0.9, 0.9), other], rounds: 2, budget: {}, fedprox: { mu: 0 } })).toThrow(/different sites/);
+  });
+
+  it('makes the DP rows: no DP from FedAvg, then per target the seeds\' mean curve, the largest epsilon spent and noise', () => {
+    const run = (seed: number, finals: [number, number]) => ({
+      seed,
+      dp: [
+        { targetEpsilon: 1, epsilon: 0.99 + seed / 1000, noiseMultiplier: 16 + seed, sites: [], curve: curve(0.5, 0.5, finals[0]) },
+        { targetEpsilon: 8, epsilon: 7.9, noiseMultiplier: 2.7, sites: [], curve: curve(0.5, 0.6, finals[1]) },
+      ],
+    });
+    const rows = dpResults({ runs: [run(1, [0.5, 0.7]), run(2, [0.6, 0.9])], fedavg: { accuracy: 0.96, auc: 0.99 }, delta: 1e-5, clipNorm: 1 });
+    expect(rows[0]).toEqual({ mode: 'none', epsilon: null, delta: null, accuracy: 0.96, auc: 0.99 });
+    expect(rows.slice(1).map((r) => [r.mode, r.targetEpsilon, r.epsilon, r.noiseMultiplier, r.delta, r.clipNorm])).toEqual([
+      ['sample', 1, 0.992, 18, 1e-5, 1],
+      ['sample', 8, 7.9, 2.7, 1e-5, 1],
+    ]);
+    expect(rows[1]!.accuracy).toBeCloseTo(0.55, 6);
+    expect(rows[2]!.accuracy).toBeCloseTo(0.8, 6);
+    expect(rows[2]!.perSeed!.map((s) => s.accuracy)).toEqual([0.7, 0.9]);
+    expect(() => dpResults({ runs: [run(1, [0.5, 0.7]), { seed: 3, dp: [run(3, [0.5, 0.5]).dp[0]!] }], fedavg: { accuracy: 0.9, auc: 0.9 }, delta: 1e-5, clipNorm: 1 })).toThrow(
+      /seed 3 has different target epsilons/,
+    );
   });
 });

@@ -159,8 +159,9 @@ function panel(out, { series, top, height, left, plotW, xMin, xMax, yMin, yMax, 
  * Line chart of accuracy (%) by round as an SVG string. `series`: [{ label, points: [{ x, y }], color, width?,
  * dash? }] with y in 0..1. The top panel shows every round, its y axis starting at a multiple of 5 at or below the
  * lowest point. With `zoomFrom`, a second panel below shows rounds >= zoomFrom with the y axis fitted (whole
- * points) to every series' final value and to the zoomed points of series marked `headline`, so the differences the
- * targets are about (a point or two near the top) can be seen; other lines that dip lower leave the panel.
+ * points) to every series' final value (but those marked `fitZoom: false`) and to the zoomed points of series marked
+ * `headline`, so the differences the targets are about (a point or two near the top) can be seen; other lines that
+ * dip lower leave the panel.
  */
 export function accuracyPlotSvg({ title, xLabel, series, zoomFrom, width = 900, panelHeight = 380 }) {
   const all = series.flatMap((s) => s.points);
@@ -171,10 +172,14 @@ export function accuracyPlotSvg({ title, xLabel, series, zoomFrom, width = 900, 
   const xMax = Math.max(...all.map((p) => p.x), xMin + 1);
   const lowest = Math.min(...all.map((p) => p.y * 100));
   const yMin = Math.max(0, Math.min(90, Math.floor(lowest / 5) * 5));
+  // A series marked fitZoom: false (one that may end far below the rest, such as DP at a small epsilon) does not
+  // stretch the zoomed axis; it shows there only where it falls within it.
   const zoomed =
     zoomFrom === undefined
       ? []
-      : series.flatMap((s) => [...(s.headline ? s.points.filter((p) => p.x >= zoomFrom) : []), ...s.points.slice(-1)]);
+      : series
+          .filter((s) => s.fitZoom !== false)
+          .flatMap((s) => [...(s.headline ? s.points.filter((p) => p.x >= zoomFrom) : []), ...s.points.slice(-1)]);
   const gap = 90;
   const height = 50 + panelHeight + 60 + (zoomed.length > 0 ? gap + panelHeight + 10 : 0);
   const out = [];
@@ -202,11 +207,16 @@ export function accuracyPlotSvg({ title, xLabel, series, zoomFrom, width = 900, 
   return `${out.join('\n')}\n`;
 }
 
-/** The benchmark's plot from its results document: single sites in muted colours and thin dashed lines, so the three headline methods stand out. */
+/**
+ * The benchmark's plot from its results document: single sites in muted colours and thin dashed lines, so the three
+ * headline methods stand out; DP rows (if any) in greens, darker for a larger epsilon.
+ */
 export function learningPlotSvg(results) {
   const siteColours = ['#8c8c8c', '#b07aa1', '#9c755f', '#76b7b2', '#bab0ac', '#edc948'];
+  const dpColours = ['#a1d99b', '#74c476', '#31a354', '#006d2c'];
   const points = (curve) => curve.map((c) => ({ x: c.round, y: c.accuracy }));
   const epochs = results.budget.localEpochsPerRound;
+  const dpCurves = (results.dp ?? []).filter((r) => r.mode === 'sample').sort((a, b) => a.targetEpsilon - b.targetEpsilon);
   const series = [
     ...results.curves.singleSite.map((s, i) => ({
       label: `${s.site} alone`,
@@ -214,6 +224,14 @@ export function learningPlotSvg(results) {
       color: siteColours[i % siteColours.length],
       width: 1.5,
       dash: '5 3',
+    })),
+    ...dpCurves.map((r, i) => ({
+      label: `FedAvg + DP-SGD eps ${r.targetEpsilon}`,
+      points: points(r.curve),
+      color: dpColours[Math.max(0, dpColours.length - dpCurves.length + i) % dpColours.length],
+      width: 2,
+      dash: '3 2',
+      fitZoom: false,
     })),
     { label: 'pooled', points: points(results.curves.pooled), color: '#222222', width: 2.5, headline: true },
     { label: 'FedAvg', points: points(results.curves.fedavg), color: '#1f77b4', width: 2.5, headline: true },
@@ -228,6 +246,40 @@ export function learningPlotSvg(results) {
     // The second half of training, where the methods have (mostly) converged and differ by a point or two.
     zoomFrom: Math.max(1, Math.ceil(results.rounds / 2)),
   });
+}
+
+/**
+ * The DP rows: FedAvg without DP (`none`: the FedAvg headline figures), then FedAvg with DP-SGD at every site for each
+ * target epsilon. `runs[].dp`: [{ targetEpsilon, noiseMultiplier, epsilon, curve, sites }], the same targets in the
+ * same order at every seed. Accuracy and AUC are seed means of the final checkpoint; `epsilon` is the most any site
+ * spent at any seed, the figure the claim holds at for every site.
+ */
+export function dpResults({ runs, fedavg, delta, clipNorm }) {
+  const targets = runs[0].dp.map((d) => d.targetEpsilon);
+  for (const run of runs) {
+    if (run.dp.map((d) => d.targetEpsilon).join() !== targets.join()) throw new RangeError(`dpResults: seed ${run.seed} has different target epsilons`);
+  }
+  const rows = targets.map((targetEpsilon, k) => {
+    const perSeed = runs.map((run) => {
+      const { accuracy, auc } = final(run.dp[k].curve);
+      return { seed: run.seed, epsilon: run.dp[k].epsilon, noiseMultiplier: run.dp[k].noiseMultiplier, accuracy, auc, sites: run.dp[k].sites, curve: run.dp[k].curve };
+    });
+    const curve = meanCurve(perSeed.map((s) => s.curve));
+    const { accuracy, auc } = final(curve);
+    return {
+      mode: 'sample',
+      epsilon: Math.max(...perSeed.map((s) => s.epsilon)),
+      targetEpsilon,
+      delta,
+      noiseMultiplier: Math.max(...perSeed.map((s) => s.noiseMultiplier)),
+      clipNorm,
+      accuracy,
+      auc,
+      perSeed,
+      curve,
+    };
+  });
+  return [{ mode: 'none', epsilon: null, delta: null, accuracy: fedavg.accuracy, auc: fedavg.auc }, ...rows];
 }
 
 /** Mean of a list of numbers or nulls (null where every value is null: AUC is undefined on a one-class set). */
@@ -270,7 +322,8 @@ export function meanRecord(records) {
  * and plot are the seed means (curves averaged checkpoint by checkpoint, so the final figures are the mean final
  * accuracies); `seeds` gives every seed's own figures and judgement, and `targetsAtEverySeed` says whether each
  * target held at every seed, not just on average: one seed's held-out set resolves about a point, and a target met
- * on one draw of the data can miss on the next.
+ * on one draw of the data can miss on the next. With `dp` (the DP rows' setup, { delta, clipNorm, ... }) and
+ * `runs[].dp` as dpResults takes them, the document also carries the DP rows (`dp`) and that setup (`dpMethod`).
  */
 export function multiSeedResults({ runs, ...rest }) {
   if (runs.length === 0) throw new RangeError('multiSeedResults: no runs');
@@ -302,10 +355,13 @@ export function multiSeedResults({ runs, ...rest }) {
   }));
   const every = (key) => perSeed.every(({ results: r }) => r[key]);
   const { budget, data, curves: meanCurves, seconds, environment, ...headline } = mean;
+  // DP rows only when every seed ran them (`dp` here describes their setup: delta, clipNorm and how they were run).
+  const withDp = rest.dp !== undefined && runs.every((r) => r.dp !== undefined);
   return {
     ...headline,
     targetsAtEverySeed: { federatedWithin2PointsOfPooled: every('federatedWithin2PointsOfPooled'), federatedAboveBestSingleSite: every('federatedAboveBestSingleSite') },
     seeds,
+    ...(withDp ? { dp: dpResults({ runs, fedavg: mean.fedavg, delta: rest.dp.delta, clipNorm: rest.dp.clipNorm }), dpMethod: rest.dp } : {}),
     budget,
     data,
     curves: meanCurves,
