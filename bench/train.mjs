@@ -5,7 +5,7 @@
 // encryption and upload (to a coordinator on loopback, over mutual TLS), with the site's multiparty work beside it.
 // Then wasm training at 1 and 2 worker threads (`threadScaling`) and, where python3 can import torch, the same
 // architectures trained in PyTorch on the same number of images (`comparison`): PyTorch is a reference only, never a
-// dependency, and without it the comparison is skipped.
+// dependency, and without it the comparison is skipped. Last, what DP-SGD costs the same training (`dpCost`).
 //   npm run bench -- train [--images 128] [--cpu-images 4] [--backends wasm,cpu] [--sizes 64,128] [--cpu-sizes 64]
 //                          [--no-compare] [--compare-models small-cnn,resnet,mobilenet] [--compare-sizes 64,128]
 //                          [--compare-threads 1,2] [--compare-repeats 2] [--out bench/results/train.json]
@@ -15,6 +15,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { CEILING_SHAPES, federaConvRates, pytorchConvRates } from './lib/conv-ceiling.mjs';
+import { dpCostRows } from './lib/dp-cost.mjs';
 import { runPytorchJob, torchAvailable } from './lib/pytorch.mjs';
 
 process.env.FEDERA_LOG_LEVEL ??= 'warn';
@@ -418,6 +419,9 @@ process.stdout.write(
 const compared = await compareWithPytorch();
 await train.closeTrainingThreads();
 const convCeiling = compared.torchAvailable ? convCeilingRows() : null;
+await train.initBackend('wasm');
+const dpCost = await dpCostRows({ train, shared, log: (line) => process.stdout.write(`${line}\n`) });
+await train.closeTrainingThreads();
 await mkdir(dirname(args.out), { recursive: true });
 const conditions = {
   node: process.version,
@@ -427,9 +431,13 @@ const conditions = {
   seconds: Math.round((performance.now() - started) / 1000),
 };
 const { comparison, threadScaling } = compared;
-await writeFile(args.out, `${JSON.stringify({ runs, architectures, round, conditions, comparison, threadScaling, convCeiling }, null, 2)}\n`);
+await writeFile(args.out, `${JSON.stringify({ runs, architectures, round, conditions, comparison, threadScaling, convCeiling, dpCost }, null, 2)}\n`);
 process.stdout.write(`\n${table(runs)}\n`);
 process.stdout.write(`\n${comparisonTable(compared)}\n`);
+{
+  const cells = dpCost.map((r) => [r.model, `${r.input}x${r.input}`, String(r.threads), r.plainSeconds.toFixed(2), r.dpSeconds.toFixed(2), r.ratio.toFixed(2)]);
+  process.stdout.write(`\none epoch of ${dpCost[0].images} images, without and with DP-SGD:\n${grid(['model', 'input', 'threads', 'plain s', 'DP-SGD s', 'ratio'], cells)}\n`);
+}
 if (convCeiling) {
   const cells = convCeiling.map((r) => [r.shape.join('x'), r.federaGflops.toFixed(1), r.pytorchGflops.toFixed(1), r.ratio.toFixed(2)]);
   process.stdout.write(`\none 3x3 convolution's training arithmetic, 1 thread (batch x size x in x out):\n${grid(['shape', 'Federa GFLOP/s', 'PyTorch GFLOP/s', 'ratio'], cells)}\n`);
