@@ -11,3 +11,14 @@ export {
   updateVectorLength,
   type Contributions,
 } from './contributions.js';
+export {
+  averageUpdate,
+  initialServerState,
+  SERVER_OPTIMIZERS,
+  serverOptimizerSchema,
+  serverStateHash,
+  serverStep,
+  type ServerOptimizer,
+  type ServerOptimizerKind,
+  type ServerOptimizerState,
+} from './server-optimizer.js';
