@@ -53,16 +53,7 @@ describe('differential privacy with real site agents', () => {
     await rm(workDir, { recursive: true, force: true });
   });
 
-  const runStudy = async (id: string): Promise<StudyStatusView> => {
-    await consortium.startStudy(id);
-    const deadline = Date.now() + 150_000;
-    for (;;) {
-      const study = await consortium.study(id);
-      if (study.status !== 'running') return study;
-      if (Date.now() > deadline) throw new Error(`study ${id} still running`);
-      await new Promise((r) => setTimeout(r, 250));
-    }
-  };
+  const runStudy = (id: string): Promise<StudyStatusView> => consortium.runStudy(id, 150_000);
   const privacyOf = async (siteIndex: number, studyId: string) => {
     const site = consortium.sites[siteIndex]!;
     const { stdout } = await run(process.execPath, [FEDERA_SITE, 'privacy', '--config', site.configPath, '--study', studyId, '--json']);

@@ -47,17 +47,7 @@ describe('governance with real site agents', () => {
     await rm(workDir, { recursive: true, force: true });
   });
 
-  /** Starts a study and waits until it has stopped running; returns its final status. */
-  const runStudy = async (id: string): Promise<StudyStatusView> => {
-    await consortium.startStudy(id);
-    const deadline = Date.now() + 120_000;
-    for (;;) {
-      const study = await consortium.study(id);
-      if (study.status !== 'running') return study;
-      if (Date.now() > deadline) throw new Error(`study ${id} still running`);
-      await new Promise((r) => setTimeout(r, 250));
-    }
-  };
+  const runStudy = (id: string): Promise<StudyStatusView> => consortium.runStudy(id);
   const refusalsOf = (study: StudyStatusView) => study.refusals.map((r) => [r.siteId, r.task, r.reason]).sort();
   const everySite = (reason: string) => consortium.sites.map((s) => [s.id, 'train', reason]).sort();
   const auditRecords = async (query: string) =>

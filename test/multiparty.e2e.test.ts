@@ -47,7 +47,22 @@ describe.each([
   const siteDir = (siteId: string) => consortium.sites.find((s) => s.id === siteId)!.stateDir;
   const epochFile = async (siteId: string, epoch: number): Promise<EpochFile> =>
     JSON.parse(await readFile(join(siteDir(siteId), 'multiparty', 'epochs', study.id, `${epoch}.json`), 'utf8')) as EpochFile;
-  const siteModel = async (siteId: string, round: number) => bytesToFloat32(await readFile(join(siteDir(siteId), 'models', study.id, `${round}.f32`)));
+  /**
+   * The model a site decrypted for a round. The last round's is decrypted for its evaluation, which is not a gate: the
+   * study can complete a moment before a site has written it, so it is waited for (on a loaded machine, seconds).
+   */
+  const siteModel = async (siteId: string, round: number, waitMs = 30_000): Promise<Float32Array> => {
+    const path = join(siteDir(siteId), 'models', study.id, `${round}.f32`);
+    const deadline = Date.now() + waitMs;
+    for (;;) {
+      try {
+        return bytesToFloat32(await readFile(path));
+      } catch (error) {
+        if ((error as NodeJS.ErrnoException).code !== 'ENOENT' || Date.now() > deadline) throw error;
+        await new Promise((r) => setTimeout(r, 200));
+      }
+    }
+  };
   const blob = (sha256: string) => readFile(join(workDir, 'coordinator', 'blobs', 'sha256', sha256.slice(0, 2), sha256));
 
   beforeAll(async () => {
@@ -128,7 +143,7 @@ describe.each([
     expect(study.rounds.map((r) => r.model?.kind)).toEqual(Array(ROUNDS).fill('multiparty_aggregate'));
     for (const round of study.rounds) {
       const members = round.assignedSites;
-      const base = await siteModel(members[0]!, round.number - 1).catch(async () => siteModel(members[1]!, round.number - 1));
+      const base = await siteModel(members[0]!, round.number - 1, 0).catch(async () => siteModel(members[1]!, round.number - 1));
       const sum = new Float64Array(base.length + 1);
       for (const siteId of round.reportedSites) {
         const dir = join(siteDir(siteId), 'rounds', study.id, String(round.number));

@@ -199,7 +199,7 @@ describe.each([{ database: 'pglite' as const }, ...(withPostgres ? [{ database: 
     const code = await runFedera(['study', 'show', studyId], { io: { stdout: (t) => void out.push(t), stderr: (t) => void err.push(t), env }, version: '0' });
     expect(code, err.join('')).toBe(0);
     const shown = out.join('');
-    expect(shown).toMatch(/\n {2}privacy {2}sample-level \(DP-SGD\): clip norm 1, noise multiplier [\d.]+, target epsilon 3, delta 1e-5, calibrated for 500 images per site\n/);
+    expect(shown).toMatch(/\n {2}privacy {2}sample-level \(DP-SGD, protects each image\): clip norm 1, noise multiplier [\d.]+, target epsilon 3, delta 1e-5, calibrated for 500 images per site\n/);
     expect(shown).toMatch(/privacy spent, as each site reports it:\n {2}site-a {2}epsilon 2\.31 at delta 1e-5 \(round 1\)\n/);
     expect(shown).not.toMatch(/site-b {2}epsilon/);
 

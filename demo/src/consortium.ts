@@ -228,6 +228,18 @@ export class LocalConsortium {
     return this.request('POST', `/studies/${id}/start`);
   }
 
+  /** Starts a study and waits until it has stopped running (completed, failed or stopped); its final status. */
+  async runStudy(id: string, timeoutMs = 120_000): Promise<StudyStatusView> {
+    await this.startStudy(id);
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const study = await this.study(id);
+      if (study.status !== 'running') return study;
+      if (Date.now() > deadline) throw new Error(`study ${id} still running after ${timeoutMs / 1000} s`);
+      await new Promise((r) => setTimeout(r, 250));
+    }
+  }
+
   /**
    * Every hospital approves the study, the way its IT does: `federa-site approve HASH --config site.yaml` (which
    * fetches the coordinator's list of offered studies over mutual TLS and records the decision at the site).

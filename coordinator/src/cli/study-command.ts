@@ -1,7 +1,6 @@
 import { readFile } from 'node:fs/promises';
-import { parameterCount, parseStudyYaml, resolveStudyDefinition, studyDefinitionJson, studyHash, StudyFileError } from '@federa/shared';
+import { describeStudyPrivacy, parameterCount, parseStudyYaml, resolveStudyDefinition, studyDefinitionJson, studyHash, StudyFileError } from '@federa/shared';
 import type { CliIo } from './io.js';
-import { privacyText } from './study-commands.js';
 
 /** `federa study validate FILE`: a researcher checks a definition (and learns its hash) before submitting it. */
 export async function validateStudy(file: string, values: { json: boolean }, io: CliIo): Promise<number> {
@@ -28,7 +27,7 @@ export async function validateStudy(file: string, values: { json: boolean }, io:
         `  model       ${definition.model.architecture}, ${definition.model.inputSize}x${definition.model.inputSize}x${definition.model.channels}, ${definition.model.classes} classes, ${parameters.toLocaleString('en-US')} parameters`,
         `  rounds      ${definition.rounds}, at least ${definition.minSites} sites${definition.targetSites !== undefined ? `, at most ${definition.targetSites} per round` : ''}`,
         `  aggregation ${definition.aggregation}`,
-        `  privacy     ${privacyText(definition)}`,
+        `  privacy     ${describeStudyPrivacy(definition.privacy)}`,
         `  hash        ${specHash}   (what each hospital approves: federa-site approve <hash>)`,
         '',
       ].join('\n'),

@@ -1,5 +1,5 @@
 import { readFile } from 'node:fs/promises';
-import { parseStudyYaml, resolveStudyDefinition, studyHash, StudyFileError, type StudyDefinition } from '@federa/shared';
+import { describeStudyPrivacy, parseStudyYaml, resolveStudyDefinition, studyHash, StudyFileError, type StudyDefinition } from '@federa/shared';
 import type { OverallEvaluationView, SiteEvaluationView } from '../rounds/evaluation.js';
 import type { StudyEvaluation, StudyStatus, StudySummary } from '../studies/studies.service.js';
 import type { ApiClient } from './api-client.js';
@@ -78,7 +78,7 @@ export async function showStudy(api: ApiClient, io: CliIo, id: string, opts: { j
       `  hash     ${study.specHash}`,
       `  model    ${d.model.architecture} ${d.model.inputSize}x${d.model.inputSize}x${d.model.channels}, classes ${d.classNames.join(', ')}`,
       `  training ${d.localEpochs} local epochs, batch ${d.batchSize}, ${d.optimizer} lr ${d.learningRate}; aggregation ${d.aggregation}; at least ${d.minSites} sites`,
-      `  privacy  ${privacyText(d)}`,
+      `  privacy  ${describeStudyPrivacy(d.privacy)}`,
       `  sites    ${study.sites.map((s) => `${s.id}${s.dropped ? ' (dropped)' : s.connected ? '' : ' (away)'}`).join(', ') || '-'}`,
       ...(study.error ? [`  error    ${study.error}`] : []),
       '',
@@ -107,20 +107,6 @@ export async function showStudy(api: ApiClient, io: CliIo, id: string, opts: { j
     return `${head}\n${table}${spentText(study)}`;
   });
   return 0;
-}
-
-/** A definition's differential privacy, in one line. */
-export function privacyText(definition: StudyDefinition): string {
-  const p = definition.privacy;
-  if (!p || p.mode === 'none') return 'none';
-  const parts = [
-    p.clipNorm !== undefined ? `clip norm ${p.clipNorm}` : null,
-    p.noiseMultiplier !== undefined ? `noise multiplier ${Number(p.noiseMultiplier.toPrecision(4))}` : null,
-    p.targetEpsilon !== undefined ? `target epsilon ${p.targetEpsilon}` : null,
-    p.delta !== undefined ? `delta ${p.delta.toExponential()}` : null,
-    p.minSamplesPerSite !== undefined ? `calibrated for ${p.minSamplesPerSite} images per site` : null,
-  ].filter((part) => part !== null);
-  return `${p.mode === 'sample' ? 'sample-level (DP-SGD)' : 'site-level'}: ${parts.join(', ')}`;
 }
 
 /** Each site's privacy spend as of the latest round it reported one in; empty when no site shared any. */

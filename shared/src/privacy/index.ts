@@ -13,6 +13,7 @@ export {
 export { secureGaussian, secureUniform, addGaussianNoise } from './gaussian-noise.js';
 export {
   DEFAULT_DELTA,
+  describeStudyPrivacy,
   MAX_SITE_NOISE_STD,
   PRIVACY_MODES,
   resolveStudyPrivacy,

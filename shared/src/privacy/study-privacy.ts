@@ -148,3 +148,19 @@ export function resolveStudyPrivacy(plan: PrivacyPlan): StudyPrivacy | undefined
 export function spentEpsilon(rdp: readonly number[], delta: number): number {
   return rdpToEpsilon(DEFAULT_RDP_ORDERS, rdp, delta).epsilon;
 }
+
+/**
+ * A study's differential privacy in one line, for people (the CLIs; the dashboard, which cannot load this package in
+ * the browser, has its own in coordinator/web/src/format.ts).
+ */
+export function describeStudyPrivacy(p: StudyPrivacy | undefined): string {
+  if (!p || p.mode === 'none') return 'none';
+  const parts = [
+    p.clipNorm !== undefined ? `clip norm ${p.clipNorm}` : null,
+    p.noiseMultiplier !== undefined ? `noise multiplier ${Number(p.noiseMultiplier.toPrecision(4))}` : null,
+    p.targetEpsilon !== undefined ? `target epsilon ${p.targetEpsilon}` : null,
+    p.delta !== undefined ? `delta ${p.delta.toExponential()}` : null,
+    p.minSamplesPerSite !== undefined ? `calibrated for ${p.minSamplesPerSite} images per site` : null,
+  ].filter((part) => part !== null);
+  return `${p.mode === 'sample' ? 'sample-level (DP-SGD, protects each image)' : 'site-level (protects each site\'s data)'}: ${parts.join(', ')}`;
+}

@@ -1,7 +1,7 @@
 import { userInfo, hostname } from 'node:os';
 import { parseArgs } from 'node:util';
 import { readFile } from 'node:fs/promises';
-import { LEDGER_KINDS, formatLedgerVerification, type LedgerKind, type StudyDefinition } from '@federa/shared';
+import { LEDGER_KINDS, describeStudyPrivacy, formatLedgerVerification, type LedgerKind, type StudyDefinition } from '@federa/shared';
 import { FederationClient, siteTransport } from '../client/index.js';
 import { loadSiteConfig, type SiteConfig } from '../config/index.js';
 import { filterLedger, formatLedger, ledgerPath, readLedger, verifyLedger } from '../ledger/index.js';
@@ -218,9 +218,6 @@ function formatStudy(view: StudyView): string {
 }
 
 function privacyWords(def: StudyDefinition): string {
-  const p = def.privacy;
-  if (!p || p.mode === 'none') return 'no differential privacy';
-  const what = p.mode === 'sample' ? 'DP-SGD at each site (protects each image)' : 'site-level DP on the aggregate (protects each site\'s data)';
-  const target = p.targetEpsilon !== undefined ? `, planned for epsilon ${p.targetEpsilon}` : '';
-  return `${what}: noise multiplier ${p.noiseMultiplier ?? '?'}, clip norm ${p.clipNorm}, delta ${p.delta}${target}; \`federa-site privacy\` shows the spend`;
+  const words = describeStudyPrivacy(def.privacy);
+  return words === 'none' ? 'no differential privacy' : `${words}; \`federa-site privacy\` shows the spend`;
 }
