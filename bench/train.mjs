@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// Local training benchmark: training and inference images per second for each registered architecture (at its
+// Local training benchmark: training and inference images per second for each classification architecture (at its
 // default options) at 64x64 and 128x128 on wasm and at 64x64 on the plain cpu backend (whose convolution gradients
 // are two orders of magnitude slower), and one round's time split into data (decode and preprocess), training,
 // encryption and upload (to a coordinator on loopback, over mutual TLS), with the site's multiparty work beside it.
@@ -254,8 +254,11 @@ const median = (values) => {
 async function compareWithPytorch() {
   const list = (value) => value.split(',').map((v) => v.trim()).filter(Boolean);
   const models = list(args['compare-models']);
-  const unknown = models.filter((m) => !shared.ARCHITECTURE_NAMES.includes(m));
-  if (unknown.length > 0) throw new Error(`--compare-models: unknown architecture(s) ${unknown.join(', ')}`);
+  // Classification only: trainLocal and the PyTorch reference train per-image labels (a U-Net is segmentation).
+  const unknown = models.filter((m) => !shared.CLASSIFICATION_ARCHITECTURES.includes(m));
+  if (unknown.length > 0) {
+    throw new Error(`--compare-models: ${unknown.join(', ')} not among the classification architectures ${shared.CLASSIFICATION_ARCHITECTURES.join(', ')}`);
+  }
   const inputSizes = list(args['compare-sizes']).map(Number);
   const threadCounts = list(args['compare-threads']).map(Number);
   const repeats = Number(args['compare-repeats']);
@@ -377,7 +380,8 @@ for (const backend of args.backends.split(',')) {
     process.stdout.write(`${backend}: not available here (${error.message.split('\n')[0]})\n`);
     continue;
   }
-  for (const architecture of shared.ARCHITECTURE_NAMES) {
+  // Classification architectures only: throughput trains them with trainLocal on per-image labels.
+  for (const architecture of shared.CLASSIFICATION_ARCHITECTURES) {
     for (const size of sizes(backend === 'cpu' ? args['cpu-sizes'] : args.sizes)) {
       const run = await throughput(backend, architecture, size);
       measured.push(run);
@@ -390,7 +394,7 @@ for (const backend of args.backends.split(',')) {
 // `runs` keeps its original flat shape (one entry per backend, model and size); `architectures` groups the same
 // figures by model, with the options and parameter count each was measured at.
 const runs = measured.map(({ spec: _spec, ...run }) => run);
-const architectures = shared.ARCHITECTURE_NAMES.map((model) => {
+const architectures = shared.CLASSIFICATION_ARCHITECTURES.map((model) => {
   const own = measured.filter((run) => run.model === model);
   const { architecture: _a, inputSize: _i, channels: _c, classes: _k, seed: _s, ...options } = own[0]?.spec ?? {};
   return {

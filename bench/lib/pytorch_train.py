@@ -110,8 +110,16 @@ def conv_of(size, c, groups=False):
     return SameConv(size, channels_in, filters, c['kernelSize'], c.get('strides', 1), c['activation'], groups=channels_in if groups else 1)
 
 
+# Layer kinds of the shared package's segmentation U-Net (unetLayers): its skips are no nn.Sequential, and this
+# reference trains per-image labels only, so such a job is refused by name rather than failing on the first kind.
+SEGMENTATION_KINDS = ('saveSkip', 'concatSkip', 'conv2dTranspose')
+
+
 def build(job):
     """The network of the job's layer list; returns it with a description of the padding each convolution got."""
+    if any(layer['kind'] in SEGMENTATION_KINDS for layer in job['layers']):
+        raise SystemExit(f"pytorch_train.py: {job.get('architecture', 'the model')} is a segmentation network; "
+                         'this reference trains classification architectures only')
     size = job['inputSize']
     modules = []
     padding = []

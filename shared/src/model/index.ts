@@ -3,6 +3,7 @@ export type { ParameterInit, ParameterShape } from './types.js';
 export { smallCnnLayers, smallCnnSpecSchema, type SmallCnnLayer, type SmallCnnSpec } from './small-cnn.js';
 export { resnetLayers, resnetSpecSchema, type ResnetConv, type ResnetLayer, type ResnetSpec } from './resnet.js';
 export { mobilenetLayers, mobilenetSpecSchema, type MobilenetLayer, type MobilenetSpec } from './mobilenet.js';
+export { unetLayers, unetSpecSchema, type UnetConv, type UnetLayer, type UnetSpec } from './unet.js';
 export {
   ARCHITECTURE_NAMES,
   InvalidModelSpecError,
@@ -12,7 +13,20 @@ export {
   type ModelSpec,
   type ResolvedModelSpec,
 } from './spec.js';
-export { WEIGHTS_LAYOUT_VERSION, describeParameters, elementCount, parameterCount, type ArchitectureDefinition } from './registry.js';
+export {
+  CLASSIFICATION_ARCHITECTURES,
+  WEIGHTS_LAYOUT_VERSION,
+  architectureTask,
+  describeParameters,
+  elementCount,
+  isClassificationArchitecture,
+  modelOutputShape,
+  parameterCount,
+  type ArchitectureDefinition,
+  type ArchitectureTask,
+  type ClassificationArchitecture,
+  type ClassificationModelSpec,
+} from './registry.js';
 export { initialWeights } from './weights.js';
 export { modelSpecHash } from './hash.js';
 export { modelSpecFromMessage, modelSpecToMessage, type ModelSpecMessage } from './wire.js';

@@ -1,28 +1,65 @@
 import { mobilenetParameters, type MobilenetSpec } from './mobilenet.js';
 import { resnetParameters, type ResnetSpec } from './resnet.js';
 import { smallCnnParameters, type SmallCnnSpec } from './small-cnn.js';
-import { parseModelSpec, type Architecture, type ModelSpec, type ResolvedModelSpec } from './spec.js';
+import { ARCHITECTURE_NAMES, parseModelSpec, type Architecture, type ModelSpec, type ResolvedModelSpec } from './spec.js';
 import type { ParameterShape } from './types.js';
+import { unetParameters, type UnetSpec } from './unet.js';
+
+/**
+ * What a model's output means. 'classification': one probability vector per image, [N, classes]. 'segmentation':
+ * one per pixel, [N, inputSize, inputSize, classes] (class 0 the background). Training, evaluation, DP and export
+ * code written for one must refuse the other rather than misread its output.
+ */
+export type ArchitectureTask = 'classification' | 'segmentation';
 
 /** What the shared package needs to know about an architecture; the TensorFlow builder lives in the site agent. */
 export interface ArchitectureDefinition<S extends ResolvedModelSpec> {
+  readonly task: ArchitectureTask;
   /** Parameter tensors in flat-weight-vector order (see {@link WEIGHTS_LAYOUT_VERSION}). */
   parameters(spec: S): ParameterShape[];
 }
 
 type Registry = { [A in Architecture]: ArchitectureDefinition<Extract<ResolvedModelSpec, { architecture: A }>> };
 
-const REGISTRY: Registry = {
-  'small-cnn': { parameters: (spec: SmallCnnSpec) => smallCnnParameters(spec) },
-  resnet: { parameters: (spec: ResnetSpec) => resnetParameters(spec) },
-  mobilenet: { parameters: (spec: MobilenetSpec) => mobilenetParameters(spec) },
-};
+const REGISTRY = {
+  'small-cnn': { task: 'classification', parameters: (spec: SmallCnnSpec) => smallCnnParameters(spec) },
+  resnet: { task: 'classification', parameters: (spec: ResnetSpec) => resnetParameters(spec) },
+  mobilenet: { task: 'classification', parameters: (spec: MobilenetSpec) => mobilenetParameters(spec) },
+  unet: { task: 'segmentation', parameters: (spec: UnetSpec) => unetParameters(spec) },
+} as const satisfies Registry;
+
+/** The architectures whose output is [N, classes], narrowed at compile time from the registry's `task` fields. */
+export type ClassificationArchitecture = { [A in Architecture]: (typeof REGISTRY)[A]['task'] extends 'classification' ? A : never }[Architecture];
+/** A resolved spec of a classification architecture: what classifier-only code (losses, DP, export) may accept. */
+export type ClassificationModelSpec = Extract<ResolvedModelSpec, { architecture: ClassificationArchitecture }>;
+
+/** The task an architecture serves; throws for a name that is not registered (it may come from configuration). */
+export function architectureTask(architecture: Architecture): ArchitectureTask {
+  if (!Object.hasOwn(REGISTRY, architecture)) throw new RangeError(`unknown architecture ${String(architecture)}`);
+  return REGISTRY[architecture].task;
+}
+
+export function isClassificationArchitecture(architecture: Architecture): architecture is ClassificationArchitecture {
+  return architectureTask(architecture) === 'classification';
+}
+
+/** The classification architectures, in registration order: what benchmarks and classifier tests iterate. */
+export const CLASSIFICATION_ARCHITECTURES: readonly ClassificationArchitecture[] = (ARCHITECTURE_NAMES as readonly Architecture[]).filter(
+  isClassificationArchitecture,
+);
+
+/** The per-example output shape of the model: [classes] for classification, [inputSize, inputSize, classes] else. */
+export function modelOutputShape(spec: ModelSpec): number[] {
+  const valid = parseModelSpec(spec);
+  return architectureTask(valid.architecture) === 'classification' ? [valid.classes] : [valid.inputSize, valid.inputSize, valid.classes];
+}
 
 /**
  * Version of the flat weight layout: parameters are concatenated in the order returned by
  * {@link describeParameters}, each flattened row-major, as float32. Bump this whenever any existing architecture's
  * order, shapes, initialisation or option defaults change, because persisted and in-flight weight vectors would
- * otherwise be misread. Registering a new architecture changes nothing for existing specs and needs no bump.
+ * otherwise be misread. Registering a new architecture changes nothing for existing specs and needs no bump
+ * (layout-pins.test.ts holds the existing layouts to that).
  */
 export const WEIGHTS_LAYOUT_VERSION = 1;
 

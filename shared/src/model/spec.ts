@@ -2,15 +2,19 @@ import { z } from 'zod';
 import { mobilenetSpecSchema } from './mobilenet.js';
 import { resnetSpecSchema } from './resnet.js';
 import { smallCnnSpecSchema } from './small-cnn.js';
+import { unetSpecSchema } from './unet.js';
 
-const SPEC_SCHEMAS = [smallCnnSpecSchema, resnetSpecSchema, mobilenetSpecSchema] as const;
+const SPEC_SCHEMAS = [smallCnnSpecSchema, resnetSpecSchema, mobilenetSpecSchema, unetSpecSchema] as const;
 
-/** Every architecture name the schema accepts, in registration order. */
+/**
+ * Every architecture name the schema accepts, in registration order, whatever task it serves: code that trains or
+ * evaluates classifiers iterates CLASSIFICATION_ARCHITECTURES (registry.ts) instead.
+ */
 export const ARCHITECTURE_NAMES: readonly string[] = SPEC_SCHEMAS.map((schema) => schema.shape.architecture.value);
 
 /**
  * Model definitions, discriminated by `architecture`. A new architecture adds its own strict object schema to
- * SPEC_SCHEMAS (it may carry extra fields, e.g. a depth) and an entry in the registry in `registry.ts`; the
+ * SPEC_SCHEMAS (it may carry extra fields, e.g. a depth) and an entry, with its task, in the registry in `registry.ts`; the
  * TypeScript `Record` over {@link Architecture} there and in the site agent's builder then refuses to compile until
  * both exist.
  */

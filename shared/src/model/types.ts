@@ -3,15 +3,21 @@ import { z } from 'zod';
 /**
  * How a parameter tensor is initialised by {@link initialWeights}. The he-uniform kinds suit ReLU networks without
  * normalisation layers (limit sqrt(6 / fanIn)); 'depthwise-he-uniform' counts only the kernel window as fan-in,
- * since a depthwise filter never sums across channels.
+ * since a depthwise filter never sums across channels. 'transposed-he-uniform' is for a transposed convolution
+ * whose stride equals its kernel size (kernel [kh, kw, outC, inC]): the windows do not overlap, so each output pixel
+ * gets exactly one kernel tap summed over the inC input channels, and the fan-in is inC (Keras' he_uniform would
+ * count kh·kw·outC, which for a 2x2/2 up-convolution halving the filters is 2·inC and halves the signal's variance).
  */
-export type ParameterInit = 'glorot-uniform' | 'he-uniform' | 'depthwise-he-uniform' | 'zeros';
+export type ParameterInit = 'glorot-uniform' | 'he-uniform' | 'depthwise-he-uniform' | 'transposed-he-uniform' | 'zeros';
 
 /** One trainable tensor of a model, as it appears in the flat weight vector. */
 export interface ParameterShape {
   /** Stable name, `<layer>/<weight>` as tfjs-layers names it: `kernel`, `bias` or `depthwise_kernel`. */
   name: string;
-  /** Row-major (C order) shape, TensorFlow conventions: conv kernels [kh, kw, inC, outC], dense kernels [in, out]. */
+  /**
+   * Row-major (C order) shape, TensorFlow conventions: conv kernels [kh, kw, inC, outC], transposed-conv kernels
+   * [kh, kw, outC, inC], dense kernels [in, out].
+   */
   shape: number[];
   init: ParameterInit;
 }

@@ -42,6 +42,11 @@ function uniformLimit(init: ParameterInit, shape: readonly number[]): number | u
     case 'depthwise-he-uniform':
       // Kernel [kh, kw, channels, multiplier]: each output sums over the kh x kw window of its own channel only.
       return Math.sqrt(6 / elementCount(fans(init, shape).receptiveShape));
+    case 'transposed-he-uniform': {
+      // Kernel [kh, kw, outC, inC] with stride = kernel size: one tap per output pixel, summed over inC (types.ts).
+      const { fanOut, receptiveShape } = fans(init, shape);
+      return Math.sqrt(6 / (fanOut / elementCount(receptiveShape)));
+    }
   }
 }
 

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { z } from 'zod';
-import { modelSpecSchema } from '../model/index.js';
+import { architectureTask, CLASSIFICATION_ARCHITECTURES, modelSpecSchema } from '../model/index.js';
 import { resolveStudyPrivacy, studyPrivacyIssues, studyPrivacySchema } from '../privacy/study-privacy.js';
 import { canonicalJson } from './canonical-json.js';
 import { preprocessingSchema } from './preprocessing.js';
@@ -103,6 +103,15 @@ export const studyDefinitionSchema = z
   })
   .strict()
   .superRefine((def, ctx) => {
+    // Sites train and evaluate classifiers only (labels per image, loss over [N, classes]); refusing here keeps a
+    // researcher from creating a study that no site could run.
+    if (architectureTask(def.model.architecture) !== 'classification') {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['model', 'architecture'],
+        message: `segmentation studies are not supported yet: ${def.model.architecture} is a segmentation architecture, and sites can only train classification models (${CLASSIFICATION_ARCHITECTURES.join(', ')})`,
+      });
+    }
     if (def.localEpochs !== undefined && def.localSteps !== undefined) {
       ctx.addIssue({
         code: 'custom',

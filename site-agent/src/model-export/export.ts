@@ -2,6 +2,7 @@ import { mkdir, readdir, rm } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import sharp from 'sharp';
 import {
+  architectureTask,
   createLogger,
   float32ToBytes,
   parameterCount,
@@ -49,6 +50,10 @@ export async function exportGlobalModel(options: ExportOptions): Promise<ExportR
   const site = await readSiteModel(options.stateDir, options.studyId, options.round);
   const { definition } = site;
   const spec = definition.model;
+  // The manifest and predict speak of one class-probability vector per image (output 'softmax' over classNames).
+  if (architectureTask(spec.architecture) !== 'classification') {
+    throw new ModelExportError(`study ${site.studyId} trains a ${spec.architecture} segmentation model; exporting segmentation models is not supported yet`);
+  }
   const expected = parameterCount(spec);
   if (site.weights.length !== expected) {
     throw new ModelExportError(

@@ -6,6 +6,7 @@ import {
   parseModelSpec,
   resnetLayers,
   smallCnnLayers,
+  unetLayers,
   type Architecture,
   type MobilenetSpec,
   type ModelSpec,
@@ -13,6 +14,7 @@ import {
   type ResnetSpec,
   type ResolvedModelSpec,
   type SmallCnnSpec,
+  type UnetSpec,
 } from '@federa/shared';
 import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
@@ -24,12 +26,15 @@ const BUILDERS: { [A in Architecture]: Builder<A> } = {
   'small-cnn': buildSmallCnn,
   resnet: buildResnet,
   mobilenet: buildMobilenet,
+  unet: buildUnet,
 };
 
 /**
  * Builds the tfjs-layers model for a spec. Its `model.weights` correspond one-to-one, in order, name and shape, to
  * `describeParameters(spec)`. The weights are `weights` when given, else the spec's deterministic initial weights,
- * so two sites never start from different random states.
+ * so two sites never start from different random states. The output is [N, classes] for a classification
+ * architecture and [N, H, W, classes] for a segmentation one (`architectureTask`); callers that assume the former
+ * must check the task.
  */
 export function buildModel(spec: ModelSpec, weights?: Float32Array): tfl.LayersModel {
   const valid = parseModelSpec(spec);
@@ -207,6 +212,60 @@ function buildMobilenet(spec: MobilenetSpec): tfl.LayersModel {
       case 'dense':
         x = apply(dense(layer), x);
         break;
+    }
+  }
+  return tfl.model({ inputs: input, outputs: x, name: spec.architecture });
+}
+
+function buildUnet(spec: UnetSpec): tfl.LayersModel {
+  const input = tfl.input({ shape: [spec.inputSize, spec.inputSize, spec.channels], name: 'image' });
+  let x: tfl.SymbolicTensor = input;
+  const skips = new Map<number, tfl.SymbolicTensor>();
+  for (const layer of unetLayers(spec)) {
+    switch (layer.kind) {
+      case 'conv2d':
+        // A 'softmax' activation on a conv applies over the last axis: per-pixel class probabilities.
+        x = apply(
+          tfl.layers.conv2d({
+            name: layer.name,
+            filters: layer.filters,
+            kernelSize: layer.kernelSize,
+            padding: 'same',
+            activation: layer.activation,
+            kernelInitializer: 'zeros',
+            biasInitializer: 'zeros',
+          }),
+          x,
+        );
+        break;
+      case 'saveSkip':
+        skips.set(layer.level, x);
+        break;
+      case 'maxPool2d':
+        x = apply(tfl.layers.maxPooling2d({ poolSize: layer.poolSize, strides: layer.poolSize, padding: 'valid' }), x);
+        break;
+      case 'conv2dTranspose':
+        x = apply(
+          tfl.layers.conv2dTranspose({
+            name: layer.name,
+            filters: layer.filters,
+            kernelSize: layer.kernelSize,
+            strides: layer.strides,
+            padding: 'same',
+            activation: layer.activation,
+            kernelInitializer: 'zeros',
+            biasInitializer: 'zeros',
+          }),
+          x,
+        );
+        break;
+      case 'concatSkip': {
+        const skip = skips.get(layer.level);
+        if (!skip) throw new Error(`unet layer list concatenates skip ${layer.level} before saving it`);
+        // Upsampled first, then the skip: the channel order unetLayers documents for the decoder conv1 kernels.
+        x = apply(tfl.layers.concatenate({ name: `dec${layer.level}_concat`, axis: -1 }), [x, skip]);
+        break;
+      }
     }
   }
   return tfl.model({ inputs: input, outputs: x, name: spec.architecture });

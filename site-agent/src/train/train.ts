@@ -1,6 +1,6 @@
 import { availableParallelism } from 'node:os';
 import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
-import { createLogger, createPrng, deriveSeed, parseModelSpec, type ModelSpec, type Prng } from '@federa/shared';
+import { architectureTask, createLogger, createPrng, deriveSeed, parseModelSpec, type ModelSpec, type Prng } from '@federa/shared';
 import * as tf from '@tensorflow/tfjs-core';
 import { initBackend } from './backend.js';
 import { augmentationProblems } from './augment.js';
@@ -356,6 +356,9 @@ function shuffle(values: Int32Array, prng: Prng): void {
 }
 
 function validateData(spec: ModelSpec, data: LabeledImages): void {
+  if (architectureTask(spec.architecture) !== 'classification') {
+    throw new TrainingDataError(`${spec.architecture} is a segmentation architecture; training, evaluation and prediction take classification models (one label per image) only so far`);
+  }
   const fail = (message: string): never => {
     throw new TrainingDataError(`${message} (model ${spec.architecture} expects ${spec.inputSize}x${spec.inputSize}x${spec.channels}, ${spec.classes} classes)`);
   };

@@ -97,6 +97,9 @@ export function tappedForward(spec: ResolvedModelSpec, weights: WeightsByName, x
         else h = dense(layer, h);
       }
       break;
+    case 'unet':
+      // Segmentation's per-pixel loss and transposed-convolution taps are not here yet; studies refuse unet for now.
+      throw new Error('DP-SGD per-example gradients are not implemented for segmentation models (unet)');
     default: {
       const unknown: never = spec;
       throw new Error(`no tapped forward pass for architecture ${(unknown as { architecture: string }).architecture}`);
