@@ -14,3 +14,4 @@ export * from './audit/index.js';
 export * from './ledger/index.js';
 export * from './failpoints/index.js';
 export * from './privacy/index.js';
+export * from './statistics/index.js';

@@ -1,0 +1,9 @@
+export {
+  decodeConsortiumStatistics,
+  encodeSiteStatistics,
+  histogramQuantile,
+  statisticsPlanSchema,
+  statisticsVectorLength,
+  type FeatureStatistics,
+  type StatisticsPlan,
+} from './federated-statistics.js';
