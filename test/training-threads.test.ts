@@ -92,6 +92,23 @@ describe('training on several threads', () => {
     expect(result.accuracy).toBeGreaterThan(0.7);
   });
 
+  it('trains a segmentation model (masks in shared memory, per-image Dice loss) the same on two threads as on one', async () => {
+    const unet = { architecture: 'unet', inputSize: 16, channels: 1, classes: 2, seed: 2, width: 4, depth: 2 } as const;
+    const data = images(24, 13);
+    // The mask is the bright centre of the lesion images.
+    const masks = new Uint8Array(24 * 16 * 16);
+    for (let n = 0; n < 24; n++) {
+      for (let i = 0; i < 256; i++) masks[n * 256 + i] = data.labels[n] === 1 && Math.abs(Math.floor(i / 16) - 8) < 3 && Math.abs((i % 16) - 8) < 3 ? 1 : 0;
+    }
+    const options = { epochs: 2, batchSize: 8, learningRate: 0.01, optimizer: 'adam' as const, seed: 3 };
+    const one = await trainLocal(unet, initialWeights(unet), { ...data, masks }, { ...options, threads: 1 });
+    const two = await trainLocal(unet, initialWeights(unet), { ...data, masks }, { ...options, threads: 2 });
+    expect(two.threads).toBe(2);
+    // Adam over 6 steps: the same tolerance as the classification case above.
+    expect(maxDifference(one.weights, two.weights)).toBeLessThan(1e-5);
+    expect(two.accuracy).toBeCloseTo(one.accuracy, 4);
+  });
+
   it('uses one thread per image when a batch is smaller than the thread count, and takes bad thread counts as errors', async () => {
     const data = images(3, 2);
     const start = initialWeights(spec);

@@ -15,9 +15,13 @@ export function augmentBatch(
   channels: number,
   aug: AugmentationOptions,
   prng: Prng,
+  /** Segmentation masks [count, height, width]: moved by the same flips and rotation (no intensity), 0 outside. */
+  masks?: Uint8Array,
 ): void {
   const imageSize = height * width * channels;
   const source = new Float32Array(imageSize);
+  const maskSize = height * width;
+  const maskSource = masks ? new Uint8Array(maskSize) : undefined;
   const cy = (height - 1) / 2;
   const cx = (width - 1) / 2;
   for (let n = 0; n < count; n++) {
@@ -28,6 +32,7 @@ export function augmentBatch(
     const shift = (prng.nextFloat() * 2 - 1) * aug.intensityJitter;
     const base = n * imageSize;
     source.set(pixels.subarray(base, base + imageSize));
+    if (masks && maskSource) maskSource.set(masks.subarray(n * maskSize, (n + 1) * maskSize));
     const cos = Math.cos(angle);
     const sin = Math.sin(angle);
     for (let y = 0; y < height; y++) {
@@ -45,6 +50,7 @@ export function augmentBatch(
         for (let c = 0; c < channels; c++) {
           pixels[out + c] = (inside ? source[from + c]! : 0) * scale + shift;
         }
+        if (masks && maskSource) masks[n * maskSize + y * width + x] = inside ? maskSource[sy * width + sx]! : 0;
       }
     }
   }

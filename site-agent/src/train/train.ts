@@ -1,6 +1,6 @@
 import { availableParallelism } from 'node:os';
 import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
-import { architectureTask, createLogger, createPrng, deriveSeed, parseModelSpec, type ModelSpec, type Prng } from '@federa/shared';
+import { createLogger, createPrng, deriveSeed, modelOutputShape, parseModelSpec, type ResolvedModelSpec, type ModelSpec, type Prng } from '@federa/shared';
 import * as tf from '@tensorflow/tfjs-core';
 import { initBackend } from './backend.js';
 import { augmentationProblems } from './augment.js';
@@ -9,6 +9,7 @@ import { createFlatOptimizer } from './parallel/flat-optimizer.js';
 import { EPSILON } from './parallel/slice-gradients.js';
 import { fillBatch, LocalSteps, ThreadedSteps, type Augment, type StepRunner } from './parallel/steps.js';
 import type { SliceStats } from './parallel/slice-gradients.js';
+import { isSegmentation, maskProblems, maskTensor, segmentationEvaluationStats, type SegmentationImages } from './segmentation.js';
 import { dpSgdProblems, poissonCapacity, poissonSample, privatizeGradient } from './dp/dp-sgd.js';
 import type { BackendName, EvaluationResult, LabeledImages, Optimizer, TrainOptions, TrainResult } from './types.js';
 
@@ -52,13 +53,18 @@ const OPTIMIZERS: readonly Optimizer[] = ['sgd', 'adam'];
 export async function trainLocal(
   spec: ModelSpec,
   weights: Float32Array,
-  data: LabeledImages,
+  data: SegmentationImages,
   opts: TrainOptions,
 ): Promise<TrainResult> {
   const started = performance.now();
   const valid = parseModelSpec(spec);
   validateData(valid, data);
   validateOptions(opts, valid.classes);
+  if (isSegmentation(valid)) {
+    // Per-example gradients and class weights are written for one label per image.
+    const unsupported = [...(opts.privacy ? ['privacy (DP-SGD)'] : []), ...(opts.classWeights !== undefined ? ['classWeights'] : [])];
+    if (unsupported.length > 0) throw new RangeError(`invalid training options: ${unsupported.join(' and ')} are not supported for a segmentation model (${valid.architecture}) yet`);
+  }
   const backend = await initBackend();
   const threads = trainingThreads(opts.threads ?? 1, backend.name);
   const classWeights = classWeightVector(opts, data, valid.classes);
@@ -189,10 +195,14 @@ export function trainingThreads(asked: number, backend: BackendName): number {
   return backend === 'wasm' || backend === 'cpu' ? asked : 1;
 }
 
-/** Mean cross-entropy and accuracy of the model with `weights` over all of `data`, without changing anything. */
-export async function evaluateModel(spec: ModelSpec, weights: Float32Array, data: LabeledImages): Promise<EvaluationResult> {
+/**
+ * Mean loss and accuracy of the model with `weights` over all of `data`, without changing anything. For a segmentation
+ * model the loss is the training loss (soft Dice plus cross-entropy) and accuracy the mean per-image Dice.
+ */
+export async function evaluateModel(spec: ModelSpec, weights: Float32Array, data: SegmentationImages): Promise<EvaluationResult> {
   const valid = parseModelSpec(spec);
   validateData(valid, data);
+  const segmentation = isSegmentation(valid);
   await initBackend();
   const model = buildModel(valid, weights);
   try {
@@ -203,8 +213,11 @@ export async function evaluateModel(spec: ModelSpec, weights: Float32Array, data
       const indices = Int32Array.from({ length: Math.min(EVAL_BATCH_SIZE, data.count - start) }, (_, i) => start + i);
       const stats = tf.tidy(() => {
         const { xs, ys } = batchTensors(data, indices);
-        const probs = model.apply(xs, { training: false }) as tf.Tensor2D;
-        return evaluationStats(probs, ys, valid.classes);
+        const probs = model.apply(xs, { training: false });
+        // Segmentation: accuracy is the mean per-image Dice of the arg-max labels over the foreground classes.
+        return segmentation
+          ? segmentationEvaluationStats(probs as tf.Tensor4D, maskTensor(data, indices), valid.classes)
+          : evaluationStats(probs as tf.Tensor2D, ys, valid.classes);
       });
       const batch = readStats(stats);
       loss += batch.loss * indices.length;
@@ -283,21 +296,23 @@ function windowStats(ring: readonly WindowStats[], taken: number, count: number)
 }
 
 /**
- * The model's class probabilities (softmax outputs) for every image of `data`, row-major [count x classes], as
- * float64 so callers can bin and rank them without another copy. Forward pass only, never augmented.
+ * The model's class probabilities (softmax outputs) for every image of `data`, row-major [count x classes] (a
+ * segmentation model: [count x height x width x classes]), as float64 so callers can bin and rank them without
+ * another copy. Forward pass only, never augmented.
  */
-export async function predictProbabilities(spec: ModelSpec, weights: Float32Array, data: LabeledImages): Promise<Float64Array> {
+export async function predictProbabilities(spec: ModelSpec, weights: Float32Array, data: SegmentationImages): Promise<Float64Array> {
   const valid = parseModelSpec(spec);
   validateData(valid, data);
   await initBackend();
   const model = buildModel(valid, weights);
   try {
-    const out = new Float64Array(data.count * valid.classes);
+    const perImage = modelOutputShape(valid).reduce((a, b) => a * b, 1);
+    const out = new Float64Array(data.count * perImage);
     for (let start = 0; start < data.count; start += EVAL_BATCH_SIZE) {
       const indices = Int32Array.from({ length: Math.min(EVAL_BATCH_SIZE, data.count - start) }, (_, i) => start + i);
-      const probs = tf.tidy(() => model.apply(batchTensors(data, indices).xs, { training: false }) as tf.Tensor2D);
+      const probs = tf.tidy(() => model.apply(batchTensors(data, indices).xs, { training: false }) as tf.Tensor);
       try {
-        out.set(probs.dataSync(), start * valid.classes);
+        out.set(probs.dataSync(), start * perImage);
       } finally {
         probs.dispose();
       }
@@ -355,10 +370,7 @@ function shuffle(values: Int32Array, prng: Prng): void {
   }
 }
 
-function validateData(spec: ModelSpec, data: LabeledImages): void {
-  if (architectureTask(spec.architecture) !== 'classification') {
-    throw new TrainingDataError(`${spec.architecture} is a segmentation architecture; training, evaluation and prediction take classification models (one label per image) only so far`);
-  }
+function validateData(spec: ResolvedModelSpec, data: SegmentationImages): void {
   const fail = (message: string): never => {
     throw new TrainingDataError(`${message} (model ${spec.architecture} expects ${spec.inputSize}x${spec.inputSize}x${spec.channels}, ${spec.classes} classes)`);
   };
@@ -375,6 +387,7 @@ function validateData(spec: ModelSpec, data: LabeledImages): void {
   if (badLabel >= 0) fail(`label ${badLabel} is ${data.labels[badLabel]}, outside [0, ${spec.classes})`);
   const badPixel = data.images.findIndex((v) => !Number.isFinite(v));
   if (badPixel >= 0) fail(`image ${Math.floor(badPixel / (expectedPixels / data.count))} contains a non-finite pixel value`);
+  if (isSegmentation(spec)) for (const problem of maskProblems(spec, data)) fail(problem);
 }
 
 function validateOptions(opts: TrainOptions, classes: number): void {

@@ -146,21 +146,3 @@ describe('unet on wasm and cpu', () => {
     expect(tf.memory().numTensors).toBe(before);
   });
 });
-
-describe('classification-only training paths', () => {
-  it('refuse a segmentation model with a clear error rather than a broadcasting failure', async () => {
-    const { trainLocal, evaluateModel, predictProbabilities, TrainingDataError } = await import('./index.js');
-    const { initialWeights, parseModelSpec } = await import('@federa/shared');
-    const spec = parseModelSpec({ architecture: 'unet', inputSize: 16, channels: 1, classes: 2, seed: 1, width: 4, depth: 2 });
-    const data = { images: new Float32Array(2 * 16 * 16), labels: Int32Array.of(0, 1), count: 2, height: 16, width: 16, channels: 1 };
-    const weights = initialWeights(spec);
-    for (const call of [
-      () => trainLocal(spec, weights, data, { epochs: 1, batchSize: 2, learningRate: 0.01, seed: 1 }),
-      () => evaluateModel(spec, weights, data),
-      () => predictProbabilities(spec, weights, data),
-    ]) {
-      await expect(call()).rejects.toThrow(TrainingDataError);
-      await expect(call()).rejects.toThrow(/unet is a segmentation architecture; training, evaluation and prediction take classification models/);
-    }
-  });
-});

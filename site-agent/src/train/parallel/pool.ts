@@ -1,5 +1,5 @@
 import { Worker } from 'node:worker_threads';
-import type { ResolvedModelSpec } from '@federa/shared';
+import { architectureTask, type ResolvedModelSpec } from '@federa/shared';
 import type { BackendName } from '../types.js';
 import type { SliceStats } from './slice-gradients.js';
 import type { ThreadBuffers, ThreadReply, ThreadRequest } from './worker.js';
@@ -14,10 +14,12 @@ interface Pending {
   reject: (error: Error) => void;
 }
 
-/** A batch buffer the main thread fills: images row-major [maxBatch, h, w, c] and their labels. */
+/** A batch buffer the main thread fills: images row-major [maxBatch, h, w, c], their labels and (segmentation) masks. */
 export interface BatchBuffer {
   pixels: Float32Array;
   labels: Int32Array;
+  /** Segmentation models only: per-pixel class indices [maxBatch, h, w]. */
+  masks?: Uint8Array;
 }
 
 /**
@@ -83,18 +85,20 @@ export class TrainingThreads {
     const weightsBuffer = shared(weights.byteLength);
     const pixels: [SharedArrayBuffer, SharedArrayBuffer] = [shared(4 * maxBatch * imageSize), shared(4 * maxBatch * imageSize)];
     const labels: [SharedArrayBuffer, SharedArrayBuffer] = [shared(4 * maxBatch), shared(4 * maxBatch)];
+    const pixelsPerImage = spec.inputSize * spec.inputSize;
+    const masks: [SharedArrayBuffer, SharedArrayBuffer] | null = architectureTask(spec.architecture) === 'segmentation' ? [shared(maxBatch * pixelsPerImage), shared(maxBatch * pixelsPerImage)] : null;
     const gradients = this.workers.map(() => shared(weights.byteLength));
     const view = new Float32Array(weightsBuffer);
     view.set(weights);
     this.buffers = {
       weights: view,
       gradients: gradients.map((g) => new Float32Array(g)),
-      batches: [0, 1].map((k) => ({ pixels: new Float32Array(pixels[k]!), labels: new Int32Array(labels[k]!) })) as [BatchBuffer, BatchBuffer],
+      batches: [0, 1].map((k) => ({ pixels: new Float32Array(pixels[k]!), labels: new Int32Array(labels[k]!), ...(masks ? { masks: new Uint8Array(masks[k]!) } : {}) })) as [BatchBuffer, BatchBuffer],
       sum: new Float32Array(weights.length),
     };
     await Promise.all(
       this.workers.map((worker, i) => {
-        const buffers: ThreadBuffers = { weights: weightsBuffer, gradient: gradients[i]!, pixels, labels };
+        const buffers: ThreadBuffers = { weights: weightsBuffer, gradient: gradients[i]!, pixels, labels, masks };
         return this.request(worker, { op: 'init', backend, spec, classWeights: classWeights ? [...classWeights] : null, clipNorm: clipNorm ?? null, buffers });
       }),
     );

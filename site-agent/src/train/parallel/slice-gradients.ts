@@ -13,6 +13,8 @@ export interface Slice {
   height: number;
   width: number;
   channels: number;
+  /** Segmentation: per-pixel class indices, [count, height, width]. */
+  masks?: Uint8Array;
 }
 
 /**

@@ -1,4 +1,4 @@
-import type { Prng, ResolvedModelSpec } from '@federa/shared';
+import { architectureTask, type Prng, type ResolvedModelSpec } from '@federa/shared';
 import * as tf from '@tensorflow/tfjs-core';
 import type * as tfl from '@tensorflow/tfjs-layers';
 import { augmentBatch } from '../augment.js';
@@ -6,6 +6,7 @@ import { buildModel } from '../model.js';
 import type { BackendName, LabeledImages, TrainOptions } from '../types.js';
 import { TrainingThreads, type BatchBuffer } from './pool.js';
 import { ClippedSliceGradients } from '../dp/per-example-gradients.js';
+import { SegmentationSliceGradients } from './segmentation-gradients.js';
 import { SliceGradients, type GradientSource, type SliceStats } from './slice-gradients.js';
 
 export interface Augment {
@@ -13,21 +14,26 @@ export interface Augment {
   prng: Prng;
 }
 
-/** Copies the chosen images and labels into the front of `batch`, augmenting them when asked. */
-export function fillBatch(batch: BatchBuffer, data: LabeledImages, indices: Int32Array, augment?: Augment): void {
+/** Copies the chosen images, labels and (segmentation) masks into the front of `batch`, augmenting them when asked. */
+export function fillBatch(batch: BatchBuffer, data: LabeledImages & { masks?: Uint8Array | undefined }, indices: Int32Array, augment?: Augment): void {
   const imageSize = data.height * data.width * data.channels;
+  const maskSize = data.height * data.width;
+  const masks = batch.masks && data.masks ? { from: data.masks, to: batch.masks } : undefined;
   indices.forEach((source, i) => {
     batch.pixels.set(data.images.subarray(source * imageSize, (source + 1) * imageSize), i * imageSize);
     batch.labels[i] = data.labels[source] as number;
+    masks?.to.set(masks.from.subarray(source * maskSize, (source + 1) * maskSize), i * maskSize);
   });
   if (augment) {
     const pixels = batch.pixels.subarray(0, indices.length * imageSize);
-    augmentBatch(pixels, indices.length, data.height, data.width, data.channels, augment.options, augment.prng);
+    const batchMasks = masks?.to.subarray(0, indices.length * maskSize);
+    augmentBatch(pixels, indices.length, data.height, data.width, data.channels, augment.options, augment.prng, batchMasks);
   }
 }
 
 /** The plain summed gradient, or with a clip norm DP-SGD's sum of per-example gradients clipped to it. */
 export function gradientSource(model: tfl.LayersModel, spec: ResolvedModelSpec, classWeights: tf.Tensor1D | undefined, clipNorm: number | undefined): GradientSource {
+  if (architectureTask(spec.architecture) === 'segmentation') return new SegmentationSliceGradients(model, spec.classes);
   return clipNorm === undefined ? new SliceGradients(model, spec.classes, classWeights) : new ClippedSliceGradients(model, spec, clipNorm, classWeights);
 }
 
@@ -65,7 +71,12 @@ export class LocalSteps implements StepRunner {
     this.gradients = gradientSource(this.model, spec, this.classWeights, clipNorm);
     this.gradient = new Float32Array(this.gradients.size);
     const imageSize = spec.inputSize * spec.inputSize * spec.channels;
-    const buffer = (): BatchBuffer => ({ pixels: new Float32Array(maxBatch * imageSize), labels: new Int32Array(maxBatch) });
+    const segmentation = architectureTask(spec.architecture) === 'segmentation';
+    const buffer = (): BatchBuffer => ({
+      pixels: new Float32Array(maxBatch * imageSize),
+      labels: new Int32Array(maxBatch),
+      ...(segmentation ? { masks: new Uint8Array(maxBatch * spec.inputSize * spec.inputSize) } : {}),
+    });
     this.batches = [buffer(), buffer()];
   }
 
@@ -78,7 +89,15 @@ export class LocalSteps implements StepRunner {
     const imageSize = inputSize * inputSize * channels;
     this.gradients.setWeights(this.weights);
     const batch = this.batches[k];
-    const slice = { pixels: batch.pixels.subarray(0, count * imageSize), labels: batch.labels.subarray(0, count), count, height: inputSize, width: inputSize, channels };
+    const slice = {
+      pixels: batch.pixels.subarray(0, count * imageSize),
+      labels: batch.labels.subarray(0, count),
+      count,
+      height: inputSize,
+      width: inputSize,
+      channels,
+      ...(batch.masks ? { masks: batch.masks.subarray(0, count * inputSize * inputSize) } : {}),
+    };
     return Promise.resolve({ gradient: this.gradient, stats: this.gradients.compute(slice, this.gradient) });
   }
 

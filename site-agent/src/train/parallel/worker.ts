@@ -20,6 +20,8 @@ export interface ThreadBuffers {
   /** Two batch buffers: the main thread fills one while the threads work on the other. */
   pixels: [SharedArrayBuffer, SharedArrayBuffer];
   labels: [SharedArrayBuffer, SharedArrayBuffer];
+  /** Segmentation: two per-pixel class buffers beside the batch buffers; null for classification. */
+  masks: [SharedArrayBuffer, SharedArrayBuffer] | null;
 }
 
 export type ThreadRequest =
@@ -36,6 +38,7 @@ interface Job {
   gradient: Float32Array;
   pixels: [Float32Array, Float32Array];
   labels: [Int32Array, Int32Array];
+  masks: [Uint8Array, Uint8Array] | null;
   shape: [number, number, number];
 }
 
@@ -61,6 +64,7 @@ async function init(request: Extract<ThreadRequest, { op: 'init' }>): Promise<vo
     gradient: new Float32Array(buffers.gradient),
     pixels: [new Float32Array(buffers.pixels[0]), new Float32Array(buffers.pixels[1])],
     labels: [new Int32Array(buffers.labels[0]), new Int32Array(buffers.labels[1])],
+    masks: buffers.masks ? [new Uint8Array(buffers.masks[0]), new Uint8Array(buffers.masks[1])] : null,
     shape: [spec.inputSize, spec.inputSize, spec.channels],
   };
 }
@@ -74,6 +78,7 @@ function step(request: Extract<ThreadRequest, { op: 'step' }>): SliceStats {
     {
       pixels: job.pixels[request.buffer].subarray(request.start * imageSize, (request.start + request.count) * imageSize),
       labels: job.labels[request.buffer].subarray(request.start, request.start + request.count),
+      ...(job.masks ? { masks: job.masks[request.buffer].subarray(request.start * height * width, (request.start + request.count) * height * width) } : {}),
       count: request.count,
       height,
       width,

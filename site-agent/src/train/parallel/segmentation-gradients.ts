@@ -1,0 +1,89 @@
+import * as tf from '@tensorflow/tfjs-core';
+import type * as tfl from '@tensorflow/tfjs-layers';
+import { EPSILON, SliceGradients, type GradientSource, type Slice, type SliceStats } from './slice-gradients.js';
+
+/** Dice's smoothing terms (MONAI's defaults): an empty prediction of an empty class scores 1, not 0/0. */
+const SMOOTH = 1e-5;
+
+/**
+ * The training loss of a segmentation model for each image: soft Dice over the foreground classes (1 − their mean
+ * Dice, from the softmax probabilities, per image) plus the mean per-pixel cross-entropy over all classes, which
+ * keeps early gradients useful while the foreground is still tiny. A sum over images, so a batch split into slices
+ * has the sum of the slices' gradients as its gradient, as for classification.
+ */
+export function segmentationLoss(probs: tf.Tensor4D, masks: tf.Tensor3D, classes: number): { perImage: tf.Tensor1D; hardDice: tf.Tensor1D } {
+  return tf.tidy(() => {
+    const truth = tf.oneHot(masks, classes) as tf.Tensor4D;
+    const crossEntropy = tf.neg(tf.mean(tf.sum(tf.mul(truth, tf.log(tf.clipByValue(probs, EPSILON, 1 - EPSILON))), 3), [1, 2]));
+    const foreground = (t: tf.Tensor2D): tf.Tensor2D => tf.slice(t, [0, 1], [-1, classes - 1]);
+    const dice = (p: tf.Tensor4D): tf.Tensor1D => {
+      const overlap = tf.sum(tf.mul(p, truth), [1, 2]) as tf.Tensor2D;
+      const sizes = tf.add(tf.sum(p, [1, 2]), tf.sum(truth, [1, 2])) as tf.Tensor2D;
+      return tf.mean(foreground(tf.div(tf.add(tf.mul(overlap, 2), SMOOTH), tf.add(sizes, SMOOTH)) as tf.Tensor2D), 1) as tf.Tensor1D;
+    };
+    const perImage = tf.add(tf.sub(1, dice(probs)), crossEntropy) as tf.Tensor1D;
+    // The figure a person reads: Dice of the arg-max labels, per image, averaged over the foreground classes.
+    const hard = tf.oneHot(tf.argMax(probs, 3), classes) as tf.Tensor4D;
+    return { perImage, hardDice: dice(hard) };
+  });
+}
+
+/**
+ * The gradient of a slice's summed segmentation loss (segmentationLoss) for a U-Net's weights, in the flat layout.
+ * Reported figures: the summed loss, and as `correct` the summed per-image hard Dice, so "accuracy" (correct over
+ * images) is the mean Dice.
+ */
+export class SegmentationSliceGradients implements GradientSource {
+  private readonly plain: SliceGradients;
+  readonly size: number;
+
+  constructor(
+    private readonly model: tfl.LayersModel,
+    private readonly classes: number,
+  ) {
+    // Reuses the plain source's weight handling (variables, flat layout, setWeights).
+    this.plain = new SliceGradients(model, classes);
+    this.size = this.plain.size;
+  }
+
+  setWeights(flat: Float32Array): void {
+    this.plain.setWeights(flat);
+  }
+
+  compute(slice: Slice, out: Float32Array): SliceStats {
+    if (out.length !== this.size) throw new RangeError(`gradient vector has ${out.length} values, the model ${this.size}`);
+    const masks = slice.masks;
+    if (!masks || masks.length !== slice.count * slice.height * slice.width) {
+      throw new RangeError(`a segmentation slice of ${slice.count} images needs ${slice.count * slice.height * slice.width} mask values, got ${masks?.length ?? 0}`);
+    }
+    const xs = tf.tensor4d(slice.pixels, [slice.count, slice.height, slice.width, slice.channels], 'float32');
+    const ys = tf.tensor3d(Int32Array.from(masks), [slice.count, slice.height, slice.width], 'int32');
+    let stats: tf.Tensor | undefined;
+    try {
+      const variables = this.model.weights.map((w) => w.read() as tf.Variable);
+      const { value, grads } = tf.variableGrads(() => {
+        const probs = this.model.apply(xs, { training: true }) as tf.Tensor4D;
+        const { perImage, hardDice } = segmentationLoss(probs, ys, this.classes);
+        const nonFinite = tf.sum(tf.cast(tf.logicalNot(tf.isFinite(probs)), 'float32'));
+        stats = tf.keep(tf.stack([tf.sum(perImage), tf.sum(hardDice), nonFinite]));
+        return tf.sum(perImage) as tf.Scalar;
+      }, variables);
+      value.dispose();
+      let offset = 0;
+      for (const variable of variables) {
+        const grad = grads[variable.name];
+        if (!grad) throw new Error(`no gradient for weight ${variable.name}`);
+        const values = grad.dataSync();
+        out.set(values, offset);
+        offset += values.length;
+      }
+      tf.dispose(grads);
+      const [loss = NaN, correct = 0, nonFinite = 0] = (stats as unknown as tf.Tensor).dataSync();
+      return { loss, correct, nonFinite, clipped: 0 };
+    } finally {
+      stats?.dispose();
+      xs.dispose();
+      ys.dispose();
+    }
+  }
+}
