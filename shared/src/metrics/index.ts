@@ -13,3 +13,13 @@ export {
   type EvaluationCounts,
 } from './classification.js';
 export { coarsenEvaluationCounts, coarsenHistogram } from './coarsen.js';
+export {
+  DEFAULT_DICE_BINS,
+  emptySegmentationCounts,
+  mergeSegmentationCounts,
+  segmentationCounts,
+  segmentationCountsSchema,
+  segmentationMetricsFromCounts,
+  type SegmentationClassMetrics,
+  type SegmentationCounts,
+} from './segmentation.js';
