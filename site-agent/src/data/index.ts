@@ -26,6 +26,7 @@ export {
   type PreprocessOptions,
 } from './preprocess/preprocess.js';
 export { decodeRaster, sniffRasterFormat, type RasterImage } from './preprocess/raster.js';
+export { preprocessMask, type MaskGrid, type PreprocessMaskOptions } from './preprocess/mask.js';
 export { decodeImage } from './preprocess/source.js';
 export { ImageRejection, isImageRejection, type ImageRejectionReason } from './preprocess/rejection.js';
 export { LABEL_KEYS, LabelsCsvError, parseLabelsCsv, type LabelKey, type LabelRow, type LabelsCsvIssue, type LabelsTable } from './dataset/labels-csv.js';
@@ -37,8 +38,18 @@ export {
   type DatasetRejectionReason,
   type LabeledImages,
   type LoadedDataset,
+  type GroupedImages,
   type LoadLabeledDatasetOptions,
   type RejectedFile,
 } from './dataset/load.js';
+export {
+  loadSegmentationDataset,
+  SEGMENTATION_IMAGE_CLASSES,
+  type LoadedSegmentationDataset,
+  type LoadSegmentationDatasetOptions,
+  type SegmentedImages,
+} from './dataset/load-segmentation.js';
+export { isPngMaskName, PNG_MASK_SUFFIX } from './dataset/mask-files.js';
+export * from './masks/index.js';
 export * from './scan/index.js';
 export * from './pacs/index.js';

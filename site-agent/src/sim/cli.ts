@@ -6,7 +6,8 @@ import { MAX_SITES } from './profiles.js';
 export const USAGE = `Usage: federa-sim --out DIR [--sites 3] [--images 200] [--holdout 200] [--seed 1] [--force]
 
 Writes a synthetic multi-hospital DICOM consortium for demos and tests:
-  DIR/hospital-a/{images/*.dcm,labels.csv}, DIR/hospital-b/..., DIR/holdout/...
+  DIR/hospital-a/{images/*.dcm,masks/*.seg.dcm,labels.csv}, DIR/hospital-b/..., DIR/holdout/...
+  (masks: a DICOM SEG of the lesion per image, empty for normal images)
 Options:
   --out DIR        output folder (required)
   --sites N        number of hospitals, 1..${MAX_SITES} (default 3)

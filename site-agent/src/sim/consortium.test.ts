@@ -49,6 +49,10 @@ describe('generateConsortium', () => {
       const files = await readdir(set.imagesDir);
       expect(files).toHaveLength(set.images);
       expect(files.every((f) => f.startsWith(`${set.id}-`) && f.endsWith('.dcm'))).toBe(true);
+      // A SEG per image, named after it, so the set is a segmentation dataset as well.
+      expect(set.masksDir).toBe(join(set.dir, 'masks'));
+      expect((await readdir(set.masksDir)).sort()).toEqual(files.map((f) => f.replace(/\.dcm$/, '.seg.dcm')).sort());
+      expect(set.members.map((m) => m.mask)).toEqual(set.members.map((m) => m.file.replace(/^images\/(.*)\.dcm$/, 'masks/$1.seg.dcm')));
       const csv = (await readFile(set.labelsCsv, 'utf8')).trim().split('\n');
       expect(csv[0]).toBe('file,label');
       expect(csv).toHaveLength(set.images + 1);
@@ -132,6 +136,8 @@ describe('generateConsortium', () => {
     expect(await digest(again.sites[1]?.dir ?? '')).toBe(await digest(summary.sites[1]?.dir ?? ''));
     expect(await csv(again.sites[2]?.dir ?? '')).toBe(await csv(summary.sites[2]?.dir ?? ''));
     expect(await digest(other.sites[1]?.dir ?? '')).not.toBe(await digest(summary.sites[1]?.dir ?? ''));
+    const seg = (dir: string) => readFile(join(dir, 'masks', 'hospital-b-0007.seg.dcm'));
+    expect(await seg(again.sites[1]?.dir ?? '')).toEqual(await seg(summary.sites[1]?.dir ?? ''));
 
     await expect(generateConsortium({ outDir: join(root, 'b'), sites: 1, imagesPerSite: 5, holdoutImages: 0, seed: 7 })).rejects.toThrow(/not empty/);
     const replaced = await generateConsortium({ outDir: join(root, 'b'), sites: 1, imagesPerSite: 5, holdoutImages: 0, seed: 7, overwrite: true });

@@ -1,7 +1,8 @@
 import { mkdir, readdir, rm, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { mapWithConcurrency } from '../data/dataset/concurrency.js';
-import { checkLesionAppearance, generatePhantom } from './phantom.js';
+import { writeLesionSegmentation, type LesionSegSource } from './lesion-seg.js';
+import { checkLesionAppearance, generatePhantom, type LesionPlacement } from './phantom.js';
 import { hospitalProfiles, MAX_SITES, type HospitalProfile } from './profiles.js';
 import { createRng, shuffle, syntheticUid } from './rng.js';
 import { writeDicomPart10 } from './writer.js';
@@ -29,13 +30,15 @@ export interface GeneratedSet {
   id: string;
   dir: string;
   imagesDir: string;
+  /** One DICOM SEG per image (`<image name>.seg.dcm`): the lesion disc, or an empty mask for a normal image. */
+  masksDir: string;
   labelsCsv: string;
   images: number;
   classCounts: Record<ClassName, number>;
   /** Profiles the images were drawn from (one for a site, all of them for the holdout). */
   profileIds: string[];
-  /** Every image: its file (relative to dir, as in labels.csv), label and the profile it was drawn from. */
-  members: Array<{ file: string; label: ClassName; profileId: string }>;
+  /** Every image: its file (relative to dir, as in labels.csv), its SEG (relative to dir), label and the profile it was drawn from. */
+  members: Array<{ file: string; mask: string; label: ClassName; profileId: string }>;
 }
 
 export interface ConsortiumSummary {
@@ -57,6 +60,10 @@ export const IMAGES_PER_PATIENT = 3;
 export interface SynthesizedImage {
   bytes: Uint8Array;
   label: ClassName;
+  /** Where the lesion was drawn, in pixels (undefined for a normal image). */
+  lesion: LesionPlacement | undefined;
+  /** What a SEG of this image needs to reference it (see writeLesionSegmentation). */
+  source: LesionSegSource;
 }
 
 /**
@@ -83,9 +90,8 @@ export function synthesizeImage(profile: HospitalProfile, setId: string, index: 
   }
   const number = String(index + 1).padStart(4, '0');
   const patient = String(Math.floor(index / IMAGES_PER_PATIENT) + 1).padStart(4, '0');
-  const bytes = writeDicomPart10({
+  const source: LesionSegSource = {
     sopClass: profile.sopClass,
-    transferSyntax: profile.transferSyntax,
     sopInstanceUid: syntheticUid(seed, setId, index, 'instance'),
     studyInstanceUid: syntheticUid(seed, setId, index, 'study'),
     seriesInstanceUid: syntheticUid(seed, setId, index, 'series'),
@@ -93,12 +99,16 @@ export function synthesizeImage(profile: HospitalProfile, setId: string, index: 
     patientId: `SIM-${setId.toUpperCase()}-${patient}`,
     studyDate: '20000101',
     studyId: `SIM${number}`,
+    rows: size,
+    columns: size,
+  };
+  const bytes = writeDicomPart10({
+    ...source,
+    transferSyntax: profile.transferSyntax,
     seriesNumber: 1,
     instanceNumber: 1,
     modality: profile.modality,
     institutionName: profile.institutionName,
-    rows: size,
-    columns: size,
     photometricInterpretation: profile.photometricInterpretation,
     bitsStored: profile.bitsStored,
     pixelRepresentation: profile.pixelRepresentation,
@@ -108,7 +118,7 @@ export function synthesizeImage(profile: HospitalProfile, setId: string, index: 
     windowWidth: high - low,
     pixels,
   });
-  return { bytes, label: lesion ? 'lesion' : 'normal' };
+  return { bytes, label: lesion ? 'lesion' : 'normal', lesion: phantom.lesion, source };
 }
 
 /** Exactly round(fraction * count) lesions, in seeded random order (exact counts make tests and reports exact). */
@@ -128,6 +138,7 @@ async function prepareDir(dir: string, overwrite: boolean): Promise<void> {
     await rm(dir, { recursive: true, force: true });
   }
   await mkdir(join(dir, 'images'), { recursive: true });
+  await mkdir(join(dir, 'masks'), { recursive: true });
 }
 
 async function writeSet(
@@ -142,9 +153,12 @@ async function writeSet(
   const classCounts: Record<ClassName, number> = { normal: 0, lesion: 0 };
   const rows = await mapWithConcurrency(plan, 8, async ({ profile, lesion }, index) => {
     const image = synthesizeImage(profile, id, index, lesion, seed);
-    const file = `images/${id}-${String(index + 1).padStart(4, '0')}.dcm`;
+    const name = `${id}-${String(index + 1).padStart(4, '0')}`;
+    const file = `images/${name}.dcm`;
+    const mask = `masks/${name}.seg.dcm`;
     await writeFile(join(dir, file), image.bytes);
-    return { file, label: image.label, profileId: profile.id };
+    await writeFile(join(dir, mask), writeLesionSegmentation(image.source, image.lesion));
+    return { file, mask, label: image.label, profileId: profile.id };
   });
   for (const row of rows) classCounts[row.label]++;
   const labelsCsv = join(dir, 'labels.csv');
@@ -153,6 +167,7 @@ async function writeSet(
     id,
     dir,
     imagesDir: join(dir, 'images'),
+    masksDir: join(dir, 'masks'),
     labelsCsv,
     images: rows.length,
     classCounts,
@@ -162,7 +177,8 @@ async function writeSet(
 }
 
 /**
- * Writes a synthetic consortium: outDir/<site-id>/{images/*.dcm, labels.csv} per hospital and the same layout
+ * Writes a synthetic consortium: outDir/<site-id>/{images/*.dcm, masks/*.seg.dcm, labels.csv} per hospital (a
+ * lesion SEG per image, so each set is a classification and a segmentation dataset) and the same layout
  * under outDir/holdout with images drawn round-robin from every hospital profile (so its lesions span every
  * hospital's case mix). Deterministic in `seed`.
  */

@@ -23,4 +23,17 @@ export {
   type SyntheticImageSpec,
   type WriterTransferSyntax,
 } from './writer.js';
+export {
+  DEFAULT_SEGMENTS,
+  LESION_CATEGORY,
+  LESION_TYPE,
+  SEGMENTATION_STORAGE,
+  writeSegmentation,
+  type SegCode,
+  type SegImageGeometry,
+  type SegSegment,
+  type SegSourceImage,
+  type SegSpec,
+} from './seg-writer.js';
+export { LESION_SEGMENT, lesionMask, writeLesionSegmentation, type LesionSegSource } from './lesion-seg.js';
 export { formatSummary, parseSimArgs, runSimCli, USAGE, type CliIo, type SimCliArgs } from './cli.js';

@@ -1,15 +1,27 @@
 import { readdir, readFile, stat } from 'node:fs/promises';
-import { availableParallelism } from 'node:os';
 import { join, relative, resolve, sep } from 'node:path';
-import { createLogger, DEFAULT_PREPROCESSING, preprocessingSchema, sha256Hex, type Preprocessing } from '@federa/shared';
+import { createLogger, DEFAULT_PREPROCESSING, sha256Hex, type Preprocessing } from '@federa/shared';
 import { z } from 'zod';
-import { DicomRejection, type DicomRejectionReason } from '../dicom/rejection.js';
-import { isRasterImage, pipelineHash, preprocessImage } from '../preprocess/preprocess.js';
-import { ImageRejection, type ImageRejectionReason } from '../preprocess/rejection.js';
-import { decodeImage } from '../preprocess/source.js';
-import { mapWithConcurrency } from './concurrency.js';
-import { assignGroups } from './groups.js';
-import { DatasetLabels, identityOf, type DatasetLayout, type ImageIdentity } from './labels.js';
+import type { DicomRejectionReason } from '../dicom/rejection.js';
+import { pipelineHash, preprocessImage } from '../preprocess/preprocess.js';
+import type { ImageRejectionReason } from '../preprocess/rejection.js';
+import { DatasetLabels, type DatasetLayout, type ImageIdentity } from './labels.js';
+import {
+  commonOptionsShape,
+  decodeWithIdentity,
+  defaultConcurrency,
+  describeError,
+  groupsOf,
+  keepFirstInstance,
+  mapFiles,
+  maskObjectIn,
+  parseLoaderOptions,
+  pngMasksBesideImages,
+  readHead,
+  rejectionFromError,
+  stack,
+  tallyRejections,
+} from './load-common.js';
 import { TensorCache, type TensorCacheStats } from './tensor-cache.js';
 
 const log = createLogger('site-agent.data');
@@ -31,6 +43,11 @@ export interface LabeledImages {
    * Absent for synthetic sets with no patients, where each image stands alone. Pseudonymous, but it stays at the site.
    */
   groups?: Uint32Array | undefined;
+  /**
+   * Per-pixel class index, [count, height, width] row-major on the preprocessed grid (0 background, 1.. the
+   * segments in mask order); present only for segmentation data.
+   */
+  masks?: Uint8Array | undefined;
 }
 
 /** Labelled images that know their patient groups, which is what a train/validation split needs. */
@@ -44,7 +61,13 @@ export type DatasetRejectionReason =
   | 'unknown-label'
   | 'missing-file'
   | 'duplicate-instance'
-  | 'read-error';
+  | 'read-error'
+  /** Segmentation: an image without a mask (when unmasked images are rejected). */
+  | 'missing-mask'
+  /** Segmentation: a mask that cannot be used for its image(s): wrong size, unknown segment, unreadable mask. */
+  | 'mask-mismatch'
+  /** Segmentation: a mask file, or some of its masks, for images that are not in the dataset. */
+  | 'missing-image';
 
 export interface RejectedFile {
   /** Path relative to the dataset directory (POSIX separators), or `labels.csv:LINE` for a row no file matched. */
@@ -81,36 +104,27 @@ export interface LoadedDataset {
   files: string[];
   /** Tensor cache use; all zero without a cache folder. */
   cache: TensorCacheStats;
+  /**
+   * Mask files found among the data and left out without a rejection, since they are not images: DICOM SEG and
+   * RT Structure Sets (by SOP Class) and `<name>.mask.png` beside an image (see mask-files.ts).
+   */
+  setAside: string[];
 }
 
 const optionsSchema = z.object({
-  dir: z.string().min(1),
+  ...commonOptionsShape,
   labelsCsv: z.string().min(1).optional(),
-  inputSize: z.number().int().min(1).max(4096),
-  channels: z.union([z.literal(1), z.literal(3)], { error: 'channels must be 1 or 3' }),
   classNames: z
     .array(z.string().min(1))
     .min(2, 'needs at least two classes')
     .refine((names) => new Set(names).size === names.length, 'class names must be unique'),
-  preprocessing: preprocessingSchema.optional(),
   cacheDir: z.string().min(1).optional(),
-  concurrency: z.number().int().min(1).max(256).optional(),
 });
 
 type Outcome =
   | { ok: true; file: string; label: number; pixels: Float32Array; identity: ImageIdentity }
-  | { ok: false; rejection: RejectedFile };
-
-/** Patient groups of the accepted images; an image with no SOP Instance UID stands for itself by its path. */
-function groupsOf(accepted: ReadonlyArray<{ file: string; identity: ImageIdentity }>): Uint32Array {
-  return assignGroups(
-    accepted.map(({ file, identity }) => ({
-      patientKey: identity.patientKey,
-      studyInstanceUid: identity.studyInstanceUid,
-      imageKey: identity.sopInstanceUid !== undefined ? `sop:${identity.sopInstanceUid}` : `file:${file}`,
-    })),
-  );
-}
+  | { ok: false; rejection: RejectedFile }
+  | { ok: 'set-aside'; file: string };
 
 /** Regular files below `root` as POSIX paths relative to it; hidden files and folders are skipped. */
 export async function listFiles(root: string, folder = root): Promise<string[]> {
@@ -127,24 +141,17 @@ export async function listFiles(root: string, folder = root): Promise<string[]> 
   return found;
 }
 
-function describe(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
-}
-
 /**
  * Loads every image under `dir` that has a label (from the CSV, or its class folder), preprocessed with the
  * study's pipeline to inputSize x inputSize x channels. Files that cannot be used (corrupt, unsupported,
  * unlabelled, unknown class, missing, a window they cannot take, a repeated SOP instance) are listed in
- * `rejected` with a reason; only a malformed labels CSV, invalid options or an unreadable directory throw.
+ * `rejected` with a reason; mask files (segmentation objects, PNG masks beside their image) are not images and
+ * are listed in `setAside` instead. Only a malformed labels CSV, invalid options or an unreadable directory throw.
  */
 export async function loadLabeledDataset(options: LoadLabeledDatasetOptions): Promise<LoadedDataset> {
-  const parsedOptions = optionsSchema.safeParse(options);
-  if (!parsedOptions.success) {
-    const detail = parsedOptions.error.issues.map((i) => `${i.path.join('.') || 'options'}: ${i.message}`).join('; ');
-    throw new RangeError(`loadLabeledDataset: invalid options (${detail})`);
-  }
-  const { inputSize, channels, classNames } = parsedOptions.data;
-  const preprocessing = parsedOptions.data.preprocessing ?? DEFAULT_PREPROCESSING;
+  const parsedOptions = parseLoaderOptions(optionsSchema, options, 'loadLabeledDataset');
+  const { inputSize, channels, classNames } = parsedOptions;
+  const preprocessing = parsedOptions.preprocessing ?? DEFAULT_PREPROCESSING;
   const dir = resolve(options.dir);
   const layout: DatasetLayout = options.labelsCsv ? { kind: 'labels-csv', path: options.labelsCsv } : { kind: 'folders' };
   const labels = await DatasetLabels.open(dir, layout);
@@ -155,35 +162,40 @@ export async function loadLabeledDataset(options: LoadLabeledDatasetOptions): Pr
   const classIndex = new Map(classNames.map((name, i) => [name, i]));
   const onDisk = new Set((options.files ? [...options.files] : await listFiles(dir)).filter((f) => f !== labels.csvInsideDir));
   const candidates = [...new Set([...onDisk, ...labels.listedFiles()])].sort();
-
-  let done = 0;
-  const total = candidates.length;
-  const concurrency = parsedOptions.data.concurrency ?? Math.min(16, availableParallelism() * 2);
+  const pngMasks = pngMasksBesideImages([...onDisk]);
 
   const loadOne = async (file: string): Promise<Outcome> => {
     const reject = (reason: DatasetRejectionReason, message: string): Outcome => ({ ok: false, rejection: { file, reason, message } });
+    const setAside: Outcome = { ok: 'set-aside', file };
+    if (pngMasks.has(file)) return setAside;
     const classOf = (label: string): number | Outcome => {
       const index = classIndex.get(label);
       if (index !== undefined) return index;
       const what = labels.keyedBy === 'folder' ? `folder "${label}"` : `label "${label}"`;
       return reject('unknown-label', `${file}: ${what} is not one of ${classNames.join(', ')}`);
     };
-    // Path-keyed labels are settled before reading, so unlabelled files cost nothing.
+    // Path-keyed labels are settled before reading, so unlabelled files cost no decode.
     let label: number | undefined;
+    let unlabelled: Outcome | undefined;
     const byPath = labels.labelForPath(file);
     if (byPath !== undefined) {
-      if (!byPath.ok) return reject('missing-label', byPath.message);
-      const index = classOf(byPath.label);
-      if (typeof index !== 'number') return index;
-      label = index;
+      const index = byPath.ok ? classOf(byPath.label) : reject('missing-label', byPath.message);
+      if (typeof index === 'number') label = index;
+      else unlabelled = index;
     }
-    if (!onDisk.has(file)) return reject('missing-file', `${file}: listed in ${options.labelsCsv ?? 'the labels'} but not found under ${options.dir}`);
+    if (!onDisk.has(file)) return unlabelled ?? reject('missing-file', `${file}: listed in ${options.labelsCsv ?? 'the labels'} but not found under ${options.dir}`);
+    if (unlabelled !== undefined) {
+      // Masks stored beside the images (a SEG per image, say) have no label and need none: the meta header tells.
+      const head = await readHead(join(dir, file)).catch(() => undefined);
+      return head !== undefined && maskObjectIn(head, true) !== undefined ? setAside : unlabelled;
+    }
     let bytes: Uint8Array;
     try {
       bytes = await readFile(join(dir, file));
     } catch (error) {
-      return reject('read-error', `${file}: ${describe(error)}`);
+      return reject('read-error', `${file}: ${describeError(error)}`);
     }
+    if (maskObjectIn(bytes) !== undefined) return setAside;
     // UID-keyed labels need the file's header (or the identity cached with its tensor).
     const labelByIdentity = (identity: ImageIdentity): number | Outcome => {
       const byUid = labels.labelForIdentity(file, identity);
@@ -197,75 +209,55 @@ export async function loadLabeledDataset(options: LoadLabeledDatasetOptions): Pr
         if (typeof index !== 'number') return index ?? reject('missing-label', `${file}: no label`);
         return { ok: true, file, label: index, pixels: cached.tensor, identity: cached.identity };
       }
-      const image = await decodeImage(bytes, file);
-      const uids = identityOf(image);
-      const index = labels.needsIdentity ? labelByIdentity(uids) : label;
+      const { image, identity } = await decodeWithIdentity(bytes, file);
+      const index = labels.needsIdentity ? labelByIdentity(identity) : label;
       // Checked before preprocessing, so an unlabelled file costs its decode and no more.
       if (typeof index !== 'number') return index ?? reject('missing-label', `${file}: no label`);
-      const identity: ImageIdentity = { ...uids, patientKey: isRasterImage(image) ? undefined : image.header.patientKey };
       const pixels = await preprocessImage(image, pipeline);
       if (key !== undefined) await cache?.write(key, { tensor: pixels, identity });
       return { ok: true, file, label: index, pixels, identity };
     } catch (error) {
-      if (error instanceof DicomRejection || error instanceof ImageRejection) return reject(error.reason, error.message);
-      // Anything else (a sharp failure on a pathological image) must not abort the whole site's load.
-      return reject('read-error', `${file}: ${describe(error)}`);
+      return { ok: false, rejection: rejectionFromError(file, error) };
     }
   };
 
-  const outcomes = await mapWithConcurrency(candidates, concurrency, async (file) => {
-    const outcome = await loadOne(file);
-    done++;
-    options.onProgress?.(done, total);
-    return outcome;
-  });
+  const outcomes = await mapFiles(candidates, parsedOptions.concurrency ?? defaultConcurrency(), options.onProgress, loadOne);
 
-  const accepted: Array<Extract<Outcome, { ok: true }>> = [];
   const rejected: RejectedFile[] = [];
-  // The same SOP instance twice (a re-export, a copy) would be trained on twice: the first path wins.
-  const firstWithSop = new Map<string, string>();
+  const setAside: string[] = [];
+  const decoded: Array<Extract<Outcome, { ok: true }>> = [];
   for (const outcome of outcomes) {
-    if (!outcome.ok) {
-      rejected.push(outcome.rejection);
-      continue;
-    }
-    const sop = labels.keyedBy === 'sop_instance_uid' ? outcome.identity.sopInstanceUid : undefined;
-    const first = sop !== undefined ? firstWithSop.get(sop) : undefined;
-    if (first !== undefined) {
-      rejected.push({ file: outcome.file, reason: 'duplicate-instance', message: `${outcome.file}: same SOP Instance UID as ${first}, which is used instead` });
-      continue;
-    }
-    if (sop !== undefined) firstWithSop.set(sop, outcome.file);
-    accepted.push(outcome);
+    if (outcome.ok === 'set-aside') setAside.push(outcome.file);
+    else if (outcome.ok) decoded.push(outcome);
+    else rejected.push(outcome.rejection);
   }
+  // The same SOP instance twice (a re-export, a copy) would be trained on twice: the first path wins.
+  const accepted = keepFirstInstance(decoded, (o) => (labels.keyedBy === 'sop_instance_uid' ? o.identity.sopInstanceUid : undefined), rejected);
   for (const row of labels.unmatchedUidRows()) rejected.push({ file: row.where, reason: 'missing-file', message: row.message });
 
-  const pixelsPerImage = tensorLength;
-  const images = new Float32Array(accepted.length * pixelsPerImage);
-  const labelsOut = new Int32Array(accepted.length);
   const classCounts: Record<string, number> = Object.fromEntries(classNames.map((n) => [n, 0]));
-  accepted.forEach((item, i) => {
-    images.set(item.pixels, i * pixelsPerImage);
-    labelsOut[i] = item.label;
+  for (const item of accepted) {
     const name = classNames[item.label] as string;
     classCounts[name] = (classCounts[name] ?? 0) + 1;
-  });
-
-  const rejectedByReason: Record<string, number> = {};
-  for (const r of rejected) {
-    rejectedByReason[r.reason] = (rejectedByReason[r.reason] ?? 0) + 1;
-    log.debug({ file: r.file, reason: r.reason }, r.message);
   }
+  const images = stack(
+    accepted.map((a) => a.pixels),
+    tensorLength,
+    (n) => new Float32Array(n),
+  );
+
+  const rejectedByReason = tallyRejections(rejected, log);
   const cacheStats = cache?.stats ?? { hits: 0, misses: 0, corrupt: 0, writeErrors: 0 };
   // Operators need to notice skipped data without reading per-file debug lines, hence warn with a tally.
   const level = rejected.length > 0 ? 'warn' : 'info';
-  log[level]({ dir: options.dir, accepted: accepted.length, rejected: rejected.length, rejectedByReason, classCounts, cache: cacheStats }, 'dataset loaded');
+  log[level]({ dir: options.dir, accepted: accepted.length, rejected: rejected.length, rejectedByReason, setAside: setAside.length, classCounts, cache: cacheStats }, 'dataset loaded');
 
   return {
-    images: { images, labels: labelsOut, count: accepted.length, height: inputSize, width: inputSize, channels, groups: groupsOf(accepted) },
+    images: { images, labels: Int32Array.from(accepted, (a) => a.label), count: accepted.length, height: inputSize, width: inputSize, channels, groups: groupsOf(accepted) },
     rejected,
     classCounts,
     files: accepted.map((a) => a.file),
     cache: { ...cacheStats },
+    setAside,
   };
 }

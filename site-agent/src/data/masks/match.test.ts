@@ -90,3 +90,23 @@ describe('label map schemas', () => {
     expect(maskValueLabelsSchema.safeParse({ '1': 256 }).success).toBe(false);
   });
 });
+
+describe('matchMasks reporting mismatches', () => {
+  it('lists images with a wrong-size or ambiguous mask instead of throwing, and keeps the rest', () => {
+    const m = (rows: number, columns: number): MaskFile['masks'] extends ReadonlyMap<string, infer M> ? M : never => ({ rows, columns, labels: new Uint8Array(rows * columns) });
+    const file = (name: string, entries: [string, ReturnType<typeof m>][]): MaskFile => ({ kind: 'dicom-seg', file: name, segments: [], masks: new Map(entries), unresolved: [] });
+    const images = [
+      { sopInstanceUid: '2.25.1', rows: 2, columns: 2 },
+      { sopInstanceUid: '2.25.2', rows: 2, columns: 2 },
+      { sopInstanceUid: '2.25.3', rows: 2, columns: 2 },
+    ];
+    const result = matchMasks(images, [file('one.dcm', [['2.25.1', m(2, 2)], ['2.25.2', m(3, 2)], ['2.25.3', m(2, 2)]]), file('two.dcm', [['2.25.3', m(2, 2)]])], { mismatches: 'report' });
+    expect(result.pairs.map((p) => p.key)).toEqual(['2.25.1']);
+    expect(result.mismatched.map((x) => [x.key, x.error.message])).toEqual([
+      ['2.25.2', 'one.dcm: mask for image 2.25.2 is 3 x 2 but the image is 2 x 2 (rows x columns)'],
+      ['2.25.3', 'two.dcm: image 2.25.3 also has a mask in one.dcm; which one applies is ambiguous'],
+    ]);
+    expect(result.imagesWithoutMask).toEqual([]);
+    expect(result.masksWithoutImage).toEqual([]);
+  });
+});

@@ -33,7 +33,9 @@ describe('data scan and inspect', () => {
   it('counts what a site has and lists every file it cannot use, with the reason', async () => {
     const progress: number[] = [];
     const report = await scanDataset({ dir: site.dir, labelsCsv: site.labelsCsv, onProgress: (done) => progress.push(done) });
+    // The generator's SEG masks (one per image) are set aside, not counted as files or rejected.
     expect(report.files).toBe(14);
+    expect(report.masks).toBe(12);
     expect(report.accepted).toBe(12);
     expect(Object.values(report.byClass).reduce((a, b) => a + b, 0)).toBe(12);
     expect(Object.keys(report.byTransferSyntax)).toHaveLength(1);
@@ -42,7 +44,7 @@ describe('data scan and inspect', () => {
       ['images/gone.dcm', 'missing-file'],
       ['images/unlabelled.dcm', 'missing-label'],
     ]);
-    expect(progress.at(-1)).toBe(14);
+    expect(progress.at(-1)).toBe(26);
   });
 
   it('inspects a real file and writes its stored values as little-endian bytes', async () => {

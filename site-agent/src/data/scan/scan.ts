@@ -3,6 +3,7 @@ import { availableParallelism } from 'node:os';
 import { resolve } from 'node:path';
 import { DatasetLabels, identityOf, type DatasetLayout } from '../dataset/labels.js';
 import { listFiles } from '../dataset/load.js';
+import { maskObjectIn, pngMasksBesideImages } from '../dataset/load-common.js';
 import { mapWithConcurrency } from '../dataset/concurrency.js';
 import { decodeAllFrames, decodeDicom, type DicomImage } from '../dicom/reader.js';
 import { isDicomRejection } from '../dicom/rejection.js';
@@ -20,7 +21,10 @@ export interface ScanRejection {
 export interface ScanReport {
   /** How files get their class: 'file', 'sop_instance_uid', 'series_instance_uid', 'study_instance_uid', 'folder', or 'none'. */
   labelledBy: string;
+  /** Files examined as images (mask files not included). */
   files: number;
+  /** Mask files left aside, as the loaders do: DICOM SEG and RT Structure Sets, `<name>.mask.png` beside an image. */
+  masks: number;
   accepted: number;
   byClass: Record<string, number>;
   byModality: Record<string, number>;
@@ -62,9 +66,11 @@ export async function scanDataset(options: ScanOptions): Promise<ScanReport> {
       : undefined;
   const labels = layout ? await DatasetLabels.open(options.dir, layout) : undefined;
   const files = (options.files ? [...options.files] : await listFiles(options.dir)).filter((f) => f !== labels?.csvInsideDir);
+  const pngMasks = pngMasksBesideImages(files);
   const report: ScanReport = {
     labelledBy: labels?.keyedBy ?? 'none',
     files: files.length,
+    masks: 0,
     accepted: 0,
     byClass: {},
     byModality: {},
@@ -79,12 +85,16 @@ export async function scanDataset(options: ScanOptions): Promise<ScanReport> {
   };
   let done = 0;
   const outcomes = await mapWithConcurrency(files, Math.min(16, availableParallelism() * 2), async (file) => {
-    const outcome = await examine(resolve(options.dir, file), file);
+    const outcome: Examined | { ok: 'mask' } = pngMasks.has(file) ? { ok: 'mask' } : await examine(resolve(options.dir, file), file, true);
     options.onProgress?.(++done, files.length);
     return { file, outcome };
   });
   const firstWithSop = new Map<string, string>();
   for (const { file, outcome } of outcomes) {
+    if (outcome.ok === 'mask') {
+      report.masks++;
+      continue;
+    }
     if (!outcome.ok) {
       reject(file, outcome.reason, outcome.message);
       continue;
@@ -126,6 +136,7 @@ export async function scanDataset(options: ScanOptions): Promise<ScanReport> {
     }
     for (const row of labels.unmatchedUidRows()) reject(row.where, 'missing-file', row.message);
   }
+  report.files = files.length - report.masks;
   report.rejected.sort((a, b) => a.file.localeCompare(b.file));
   return report;
 }
@@ -135,13 +146,17 @@ type Examined =
   | { ok: true; kind: 'raster'; image: RasterImage }
   | { ok: false; reason: string; message: string };
 
-async function examine(path: string, file: string): Promise<Examined> {
+/** Decodes a file as an image; with `masksAside`, a Segmentation or RT Structure Set is recognised instead. */
+async function examine(path: string, file: string): Promise<Examined>;
+async function examine(path: string, file: string, masksAside: true): Promise<Examined | { ok: 'mask' }>;
+async function examine(path: string, file: string, masksAside = false): Promise<Examined | { ok: 'mask' }> {
   let bytes: Uint8Array;
   try {
     bytes = await readFile(path);
   } catch (error) {
     return { ok: false, reason: 'read-error', message: `${file}: ${(error as Error).message}` };
   }
+  if (masksAside && maskObjectIn(bytes) !== undefined) return { ok: 'mask' };
   try {
     if (sniffRasterFormat(bytes) !== undefined) return { ok: true, kind: 'raster', image: await decodeRaster(bytes, file) };
     const image = decodeDicom(bytes, { file });
