@@ -14,14 +14,28 @@ const SMOOTH = 1e-5;
 export function segmentationLoss(probs: tf.Tensor4D, masks: tf.Tensor3D, classes: number): { perImage: tf.Tensor1D; hardDice: tf.Tensor1D } {
   return tf.tidy(() => {
     const truth = tf.oneHot(masks, classes) as tf.Tensor4D;
-    const crossEntropy = tf.neg(tf.mean(tf.sum(tf.mul(truth, tf.log(tf.clipByValue(probs, EPSILON, 1 - EPSILON))), 3), [1, 2]));
+    // Cross-entropy balanced over the classes an image has (each class's pixels weigh as much as the others'): a
+    // lesion of a few pixels would otherwise be outvoted by thousands of background pixels and the softmax saturate
+    // to background, where no gradient brings it back.
+    const pixelCounts = tf.sum(truth, [1, 2]) as tf.Tensor2D;
+    const logLikelihood = tf.sum(tf.mul(truth, tf.log(tf.clipByValue(probs, EPSILON, 1 - EPSILON))), [1, 2]) as tf.Tensor2D;
+    const perClass = tf.div(logLikelihood, tf.maximum(pixelCounts, 1));
+    const classesPresent = tf.sum(tf.cast(tf.greater(pixelCounts, 0), 'float32'), 1);
+    const crossEntropy = tf.neg(tf.div(tf.sum(perClass, 1), tf.maximum(classesPresent, 1)));
     const foreground = (t: tf.Tensor2D): tf.Tensor2D => tf.slice(t, [0, 1], [-1, classes - 1]);
     const dice = (p: tf.Tensor4D): tf.Tensor1D => {
       const overlap = tf.sum(tf.mul(p, truth), [1, 2]) as tf.Tensor2D;
       const sizes = tf.add(tf.sum(p, [1, 2]), tf.sum(truth, [1, 2])) as tf.Tensor2D;
       return tf.mean(foreground(tf.div(tf.add(tf.mul(overlap, 2), SMOOTH), tf.add(sizes, SMOOTH)) as tf.Tensor2D), 1) as tf.Tensor1D;
     };
-    const perImage = tf.add(tf.sub(1, dice(probs)), crossEntropy) as tf.Tensor1D;
+    // The soft Dice term counts only the foreground classes an image has: on an image without any, a Dice of an empty
+    // truth punishes every stray probability as hard as a missed lesion and pushes the whole model to background.
+    const present = tf.cast(tf.greater(foreground(tf.sum(truth, [1, 2]) as tf.Tensor2D), 0), 'float32') as tf.Tensor2D;
+    const overlapSoft = tf.sum(tf.mul(probs, truth), [1, 2]) as tf.Tensor2D;
+    const sizesSoft = tf.add(tf.sum(probs, [1, 2]), tf.sum(truth, [1, 2])) as tf.Tensor2D;
+    const softDice = foreground(tf.div(tf.add(tf.mul(overlapSoft, 2), SMOOTH), tf.add(sizesSoft, SMOOTH)) as tf.Tensor2D);
+    const diceLoss = tf.div(tf.sum(tf.mul(present, tf.sub(1, softDice)), 1), tf.maximum(tf.sum(present, 1), 1));
+    const perImage = tf.add(diceLoss, crossEntropy) as tf.Tensor1D;
     // The figure a person reads: Dice of the arg-max labels, per image, averaged over the foreground classes.
     const hard = tf.oneHot(tf.argMax(probs, 3), classes) as tf.Tensor4D;
     return { perImage, hardDice: dice(hard) };
