@@ -93,18 +93,7 @@ function buildSmallCnn(spec: SmallCnnSpec): tfl.LayersModel {
   for (const layer of smallCnnLayers(spec)) {
     switch (layer.kind) {
       case 'conv2d':
-        x = apply(
-          tfl.layers.conv2d({
-            name: layer.name,
-            filters: layer.filters,
-            kernelSize: layer.kernelSize,
-            padding: 'same',
-            activation: layer.activation,
-            kernelInitializer: 'zeros',
-            biasInitializer: 'zeros',
-          }),
-          x,
-        );
+        x = apply(sameConv(layer), x);
         break;
       case 'maxPool2d':
         x = apply(tfl.layers.maxPooling2d({ poolSize: layer.poolSize, strides: layer.poolSize, padding: 'valid' }), x);
@@ -132,20 +121,7 @@ function buildResnet(spec: ResnetSpec): tfl.LayersModel {
   const input = tfl.input({ shape: [spec.inputSize, spec.inputSize, spec.channels], name: 'image' });
   let x: tfl.SymbolicTensor = input;
   // Zero initialisers, as in buildSmallCnn: setFlatWeights supplies every value.
-  const conv = (c: ResnetConv, from: tfl.SymbolicTensor): tfl.SymbolicTensor =>
-    apply(
-      tfl.layers.conv2d({
-        name: c.name,
-        filters: c.filters,
-        kernelSize: c.kernelSize,
-        strides: c.strides,
-        padding: 'same',
-        activation: c.activation,
-        kernelInitializer: 'zeros',
-        biasInitializer: 'zeros',
-      }),
-      from,
-    );
+  const conv = (c: ResnetConv, from: tfl.SymbolicTensor): tfl.SymbolicTensor => apply(sameConv(c), from);
   for (const layer of resnetLayers(spec)) {
     switch (layer.kind) {
       case 'conv2d':
@@ -177,19 +153,7 @@ function buildMobilenet(spec: MobilenetSpec): tfl.LayersModel {
   for (const layer of mobilenetLayers(spec)) {
     switch (layer.kind) {
       case 'conv2d':
-        x = apply(
-          tfl.layers.conv2d({
-            name: layer.name,
-            filters: layer.filters,
-            kernelSize: layer.kernelSize,
-            strides: layer.strides,
-            padding: 'same',
-            activation: layer.activation,
-            kernelInitializer: 'zeros',
-            biasInitializer: 'zeros',
-          }),
-          x,
-        );
+        x = apply(sameConv(layer), x);
         break;
       case 'depthwiseConv2d':
         x = apply(
@@ -224,19 +188,7 @@ function buildUnet(spec: UnetSpec): tfl.LayersModel {
   for (const layer of unetLayers(spec)) {
     switch (layer.kind) {
       case 'conv2d':
-        // A 'softmax' activation on a conv applies over the last axis: per-pixel class probabilities.
-        x = apply(
-          tfl.layers.conv2d({
-            name: layer.name,
-            filters: layer.filters,
-            kernelSize: layer.kernelSize,
-            padding: 'same',
-            activation: layer.activation,
-            kernelInitializer: 'zeros',
-            biasInitializer: 'zeros',
-          }),
-          x,
-        );
+        x = apply(sameConv(layer), x);
         break;
       case 'saveSkip':
         skips.set(layer.level, x);
@@ -269,6 +221,23 @@ function buildUnet(spec: UnetSpec): tfl.LayersModel {
     }
   }
   return tfl.model({ inputs: input, outputs: x, name: spec.architecture });
+}
+
+/**
+ * A 'same'-padded convolution with bias and its own activation ('softmax' applies over the last axis: per-pixel
+ * class probabilities in a U-Net). Zero initialisers: setFlatWeights overwrites every weight right away.
+ */
+function sameConv(layer: { name: string; filters: number; kernelSize: number; strides?: number; activation: 'relu' | 'linear' | 'softmax' }): tfl.layers.Layer {
+  return tfl.layers.conv2d({
+    name: layer.name,
+    filters: layer.filters,
+    kernelSize: layer.kernelSize,
+    ...(layer.strides !== undefined ? { strides: layer.strides } : {}),
+    padding: 'same',
+    activation: layer.activation,
+    kernelInitializer: 'zeros',
+    biasInitializer: 'zeros',
+  });
 }
 
 function dense(layer: { name: string; units: number; activation: 'relu' | 'softmax' }): tfl.layers.Layer {

@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type * as tfl from '@tensorflow/tfjs-layers';
-import { EPSILON, SliceGradients, type GradientSource, type Slice, type SliceStats } from './slice-gradients.js';
+import { EPSILON, readGradients, SliceGradients, type GradientSource, type Slice, type SliceStats } from './slice-gradients.js';
 
 /** Dice's smoothing terms (MONAI's defaults): an empty prediction of an empty class scores 1, not 0/0. */
 const SMOOTH = 1e-5;
@@ -83,15 +83,7 @@ export class SegmentationSliceGradients implements GradientSource {
         return tf.sum(perImage) as tf.Scalar;
       }, variables);
       value.dispose();
-      let offset = 0;
-      for (const variable of variables) {
-        const grad = grads[variable.name];
-        if (!grad) throw new Error(`no gradient for weight ${variable.name}`);
-        const values = grad.dataSync();
-        out.set(values, offset);
-        offset += values.length;
-      }
-      tf.dispose(grads);
+      readGradients(variables, grads, out);
       const [loss = NaN, correct = 0, nonFinite = 0] = (stats as unknown as tf.Tensor).dataSync();
       return { loss, correct, nonFinite, clipped: 0 };
     } finally {

@@ -91,15 +91,7 @@ export class SliceGradients implements GradientSource {
         return (classWeights ? tf.sum(tf.mul(perSample, tf.gather(classWeights, ys))) : tf.sum(perSample)) as tf.Scalar;
       }, this.variables);
       value.dispose();
-      let offset = 0;
-      for (const variable of this.variables) {
-        const grad = grads[variable.name];
-        if (!grad) throw new Error(`no gradient for weight ${variable.name}`);
-        const values = grad.dataSync();
-        out.set(values, offset);
-        offset += values.length;
-      }
-      tf.dispose(grads);
+      readGradients(this.variables, grads, out);
       const [loss = NaN, correct = 0, nonFinite = 0] = (stats as unknown as tf.Tensor).dataSync();
       return { loss, correct, nonFinite, clipped: 0 };
     } finally {
@@ -107,5 +99,21 @@ export class SliceGradients implements GradientSource {
       xs.dispose();
       ys.dispose();
     }
+  }
+}
+
+/** Writes each variable's gradient into `out` in variable order (the flat layout), and disposes the gradients. */
+export function readGradients(variables: readonly tf.Variable[], grads: tf.NamedTensorMap, out: Float32Array): void {
+  try {
+    let offset = 0;
+    for (const variable of variables) {
+      const grad = grads[variable.name];
+      if (!grad) throw new Error(`no gradient for weight ${variable.name}`);
+      const values = grad.dataSync();
+      out.set(values, offset);
+      offset += values.length;
+    }
+  } finally {
+    tf.dispose(grads);
   }
 }
