@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { z } from 'zod';
-import { architectureTask, CLASSIFICATION_ARCHITECTURES, modelSpecSchema } from '../model/index.js';
+import { serverOptimizerSchema } from '../fedavg/server-optimizer.js';
+import { architectureTask, modelSpecSchema } from '../model/index.js';
 import { resolveStudyPrivacy, studyPrivacyIssues, studyPrivacySchema } from '../privacy/study-privacy.js';
 import { canonicalJson } from './canonical-json.js';
 import { preprocessingSchema } from './preprocessing.js';
@@ -100,17 +101,31 @@ export const studyDefinitionSchema = z
     sites: z.array(siteIdSchema).min(1).optional(),
     /** Differential privacy (none when unset): see shared/src/privacy/study-privacy.ts. */
     privacy: studyPrivacySchema.optional(),
+    /**
+     * A server optimizer (FedAvgM, FedAdagrad, FedAdam, FedYogi) every site applies to the decrypted average update
+     * after each round, identically, keeping its state (shared/src/fedavg/server-optimizer.ts); plain FedAvg when unset.
+     */
+    serverOptimizer: serverOptimizerSchema.optional(),
+    /**
+     * Segmentation studies (a segmentation architecture such as unet): classNames[0] is the background and the others
+     * name the segments the sites' masks carry (DICOM SEG segment labels, RT structure names), matched by name.
+     */
+    segmentation: z
+      .object({
+        /** An image no mask covers: 'reject' it (the default) or train on it as all background. */
+        unmaskedImages: z.enum(['reject', 'background']).default('reject'),
+        /** Soft Dice plus class-balanced cross-entropy (the default), or soft Dice alone. */
+        loss: z.enum(['dice+cross-entropy', 'dice']).default('dice+cross-entropy'),
+      })
+      .strict()
+      .optional(),
   })
   .strict()
   .superRefine((def, ctx) => {
-    // Sites train and evaluate classifiers only (labels per image, loss over [N, classes]); refusing here keeps a
-    // researcher from creating a study that no site could run.
-    if (architectureTask(def.model.architecture) !== 'classification') {
-      ctx.addIssue({
-        code: 'custom',
-        path: ['model', 'architecture'],
-        message: `segmentation studies are not supported yet: ${def.model.architecture} is a segmentation architecture, and sites can only train classification models (${CLASSIFICATION_ARCHITECTURES.join(', ')})`,
-      });
+    if (architectureTask(def.model.architecture) === 'segmentation') {
+      for (const issue of segmentationIssues(def)) ctx.addIssue({ code: 'custom', ...issue });
+    } else if (def.segmentation !== undefined) {
+      ctx.addIssue({ code: 'custom', path: ['segmentation'], message: `applies to segmentation models only, and ${def.model.architecture} is a classifier` });
     }
     if (def.localEpochs !== undefined && def.localSteps !== undefined) {
       ctx.addIssue({
@@ -158,6 +173,25 @@ export const studyDefinitionSchema = z
       });
     }
   });
+
+/**
+ * What a segmentation study cannot have: a first class other than the background (masks' pixel 0), per-class loss
+ * weights (the loss balances classes per image itself) or differential privacy (per-example gradients of the U-Net's
+ * transposed convolutions are not implemented).
+ */
+function segmentationIssues(def: { classNames: string[]; classWeights?: unknown; privacy?: unknown; model: { architecture: string } }): Array<{ path: string[]; message: string }> {
+  const issues: Array<{ path: string[]; message: string }> = [];
+  if (def.classNames[0]?.toLowerCase() !== 'background') {
+    issues.push({ path: ['classNames'], message: `of a segmentation study starts with "background" (mask value 0), then the segments; got "${def.classNames[0] ?? ''}" first` });
+  }
+  if (def.classWeights !== undefined) {
+    issues.push({ path: ['classWeights'], message: 'is for classification: a segmentation loss weighs the classes present in each image equally' });
+  }
+  if (def.privacy !== undefined) {
+    issues.push({ path: ['privacy'], message: `differential privacy is not available for segmentation models (${def.model.architecture}) yet: remove privacy, or run a classification study` });
+  }
+  return issues;
+}
 
 export type StudyDefinition = z.output<typeof studyDefinitionSchema>;
 export type StudyDefinitionInput = z.input<typeof studyDefinitionSchema>;

@@ -41,7 +41,7 @@ function refusal(error: ServiceError): CoordinatorRefusal {
 
 /** What a site says of its update; the client adds its size, hash and resume offset. */
 export type UploadHeader = Pick<federation.UpdateHeader, 'studyId' | 'round' | 'encoding' | 'vectorLength' | 'baseModelSha256'> &
-  Partial<Pick<federation.UpdateHeader, 'contribution'>>;
+  Partial<Pick<federation.UpdateHeader, 'contribution' | 'baseStateSha256'>>;
 
 /**
  * The site's side of the FederationService, promise-shaped, with integrity checks on everything it moves. Every
@@ -202,7 +202,7 @@ export class FederationClient {
       });
       const chunkSize = this.uploadChunkBytes;
       const messages = async function* (): AsyncGenerator<federation.UpdateChunk> {
-        yield { part: { $case: 'header', value: { ...header, totalBytes, sha256, offset } } };
+        yield { part: { $case: 'header', value: { baseStateSha256: '', ...header, totalBytes, sha256, offset } } };
         let first = true;
         for (const chunk of chunkBytes(payload.subarray(offset), chunkSize)) {
           yield { part: { $case: 'data', value: Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength) } };

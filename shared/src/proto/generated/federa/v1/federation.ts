@@ -818,7 +818,15 @@ export interface UpdateHeader {
    * UPDATE_ENCODING_MULTIPARTY: the site's signed contribution statement (epoch, study, round, the SHA-256 of the
    * update and of its c1 part), which every member checks before it helps decrypt a sum.
    */
-  contribution?: SignedContribution | undefined;
+  contribution?:
+    | SignedContribution
+    | undefined;
+  /**
+   * SHA-256 (hex) of the global model the site trained from as it decrypted it: the weights and, for a study with a
+   * server optimizer, the optimizer state every site keeps (shared/src/fedavg/server-state.ts). Every update of a
+   * round must name the same; empty for round 1 and from an agent that predates the check.
+   */
+  baseStateSha256: string;
 }
 
 export interface UploadQuery {
@@ -921,7 +929,37 @@ export interface EvaluationReport {
    * Under the site policy's shareMetrics "aggregate" the counts above are empty and only these figures, computed at
    * the site, leave it: no image or class count.
    */
-  figures?: EvaluationFigures | undefined;
+  figures?:
+    | EvaluationFigures
+    | undefined;
+  /**
+   * A segmentation study's evaluation (class_names then name the background and the segments; the classification
+   * counts above are empty). Under shareMetrics "aggregate" only its figures leave the site.
+   */
+  segmentation?: SegmentationEvaluation | undefined;
+}
+
+/**
+ * Pixel counts summed over a site's held-out images, per class (background first): true positives, false positives,
+ * false negatives; and per foreground class a histogram of the images' Dice over [0, 1] in dice_bins bins
+ * ((classes - 1) x dice_bins, row-major). Nothing per image.
+ */
+export interface SegmentationEvaluation {
+  images: number;
+  truePositives: number[];
+  falsePositives: number[];
+  falseNegatives: number[];
+  diceBins: number;
+  diceHistogram: number[];
+  /** Under shareMetrics "aggregate": the mean over the foreground classes, computed at the site; the counts are empty. */
+  figures?: SegmentationFigures | undefined;
+}
+
+export interface SegmentationFigures {
+  dice?: number | undefined;
+  iou?: number | undefined;
+  sensitivity?: number | undefined;
+  precision?: number | undefined;
 }
 
 /** Summary figures of one site's evaluation (see shared/src/metrics: ClassificationMetrics); absent: undefined. */
@@ -5080,6 +5118,7 @@ function createBaseUpdateHeader(): UpdateHeader {
     sha256: "",
     offset: 0,
     contribution: undefined,
+    baseStateSha256: "",
   };
 }
 
@@ -5111,6 +5150,9 @@ export const UpdateHeader: MessageFns<UpdateHeader> = {
     }
     if (message.contribution !== undefined) {
       SignedContribution.encode(message.contribution, writer.uint32(74).fork()).join();
+    }
+    if (message.baseStateSha256 !== "") {
+      writer.uint32(82).string(message.baseStateSha256);
     }
     return writer;
   },
@@ -5200,6 +5242,14 @@ export const UpdateHeader: MessageFns<UpdateHeader> = {
             message.contribution = SignedContribution.decode(reader, reader.uint32());
             continue;
           }
+          case 10: {
+            if (tag !== 82) {
+              break;
+            }
+
+            message.baseStateSha256 = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -5239,6 +5289,11 @@ export const UpdateHeader: MessageFns<UpdateHeader> = {
       sha256: isSet(object.sha256) ? globalThis.String(object.sha256) : "",
       offset: isSet(object.offset) ? globalThis.Number(object.offset) : 0,
       contribution: isSet(object.contribution) ? SignedContribution.fromJSON(object.contribution) : undefined,
+      baseStateSha256: isSet(object.baseStateSha256)
+        ? globalThis.String(object.baseStateSha256)
+        : isSet(object.base_state_sha256)
+        ? globalThis.String(object.base_state_sha256)
+        : "",
     };
   },
 
@@ -5271,6 +5326,9 @@ export const UpdateHeader: MessageFns<UpdateHeader> = {
     if (message.contribution !== undefined) {
       obj.contribution = SignedContribution.toJSON(message.contribution);
     }
+    if (message.baseStateSha256 !== "") {
+      obj.baseStateSha256 = message.baseStateSha256;
+    }
     return obj;
   },
 
@@ -5290,6 +5348,7 @@ export const UpdateHeader: MessageFns<UpdateHeader> = {
     message.contribution = (object.contribution !== undefined && object.contribution !== null)
       ? SignedContribution.fromPartial(object.contribution)
       : undefined;
+    message.baseStateSha256 = object.baseStateSha256 ?? "";
     return message;
   },
 };
@@ -6381,6 +6440,7 @@ function createBaseEvaluationReport(): EvaluationReport {
     backend: "",
     seconds: 0,
     figures: undefined,
+    segmentation: undefined,
   };
 }
 
@@ -6427,6 +6487,9 @@ export const EvaluationReport: MessageFns<EvaluationReport> = {
     }
     if (message.figures !== undefined) {
       EvaluationFigures.encode(message.figures, writer.uint32(82).fork()).join();
+    }
+    if (message.segmentation !== undefined) {
+      SegmentationEvaluation.encode(message.segmentation, writer.uint32(90).fork()).join();
     }
     return writer;
   },
@@ -6554,6 +6617,14 @@ export const EvaluationReport: MessageFns<EvaluationReport> = {
             message.figures = EvaluationFigures.decode(reader, reader.uint32());
             continue;
           }
+          case 11: {
+            if (tag !== 90) {
+              break;
+            }
+
+            message.segmentation = SegmentationEvaluation.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -6592,6 +6663,7 @@ export const EvaluationReport: MessageFns<EvaluationReport> = {
       backend: isSet(object.backend) ? globalThis.String(object.backend) : "",
       seconds: isSet(object.seconds) ? globalThis.Number(object.seconds) : 0,
       figures: isSet(object.figures) ? EvaluationFigures.fromJSON(object.figures) : undefined,
+      segmentation: isSet(object.segmentation) ? SegmentationEvaluation.fromJSON(object.segmentation) : undefined,
     };
   },
 
@@ -6627,6 +6699,9 @@ export const EvaluationReport: MessageFns<EvaluationReport> = {
     if (message.figures !== undefined) {
       obj.figures = EvaluationFigures.toJSON(message.figures);
     }
+    if (message.segmentation !== undefined) {
+      obj.segmentation = SegmentationEvaluation.toJSON(message.segmentation);
+    }
     return obj;
   },
 
@@ -6647,6 +6722,377 @@ export const EvaluationReport: MessageFns<EvaluationReport> = {
     message.figures = (object.figures !== undefined && object.figures !== null)
       ? EvaluationFigures.fromPartial(object.figures)
       : undefined;
+    message.segmentation = (object.segmentation !== undefined && object.segmentation !== null)
+      ? SegmentationEvaluation.fromPartial(object.segmentation)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseSegmentationEvaluation(): SegmentationEvaluation {
+  return {
+    images: 0,
+    truePositives: [],
+    falsePositives: [],
+    falseNegatives: [],
+    diceBins: 0,
+    diceHistogram: [],
+    figures: undefined,
+  };
+}
+
+export const SegmentationEvaluation: MessageFns<SegmentationEvaluation> = {
+  encode(message: SegmentationEvaluation, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.images !== 0) {
+      writer.uint32(8).uint32(message.images);
+    }
+    if (message.truePositives.length !== 0) {
+      writer.uint32(18).fork();
+      for (const v of message.truePositives) {
+        writer.uint64(v);
+      }
+      writer.join();
+    }
+    if (message.falsePositives.length !== 0) {
+      writer.uint32(26).fork();
+      for (const v of message.falsePositives) {
+        writer.uint64(v);
+      }
+      writer.join();
+    }
+    if (message.falseNegatives.length !== 0) {
+      writer.uint32(34).fork();
+      for (const v of message.falseNegatives) {
+        writer.uint64(v);
+      }
+      writer.join();
+    }
+    if (message.diceBins !== 0) {
+      writer.uint32(40).uint32(message.diceBins);
+    }
+    if (message.diceHistogram.length !== 0) {
+      writer.uint32(50).fork();
+      for (const v of message.diceHistogram) {
+        writer.uint32(v);
+      }
+      writer.join();
+    }
+    if (message.figures !== undefined) {
+      SegmentationFigures.encode(message.figures, writer.uint32(58).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SegmentationEvaluation {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSegmentationEvaluation();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.images = reader.uint32();
+            continue;
+          }
+          case 2: {
+            if (tag === 16) {
+              message.truePositives.push(longToNumber(reader.uint64()));
+
+              continue;
+            }
+
+            if (tag === 18) {
+              const end2 = reader.uint32() + reader.pos;
+              while (reader.pos < end2) {
+                message.truePositives.push(longToNumber(reader.uint64()));
+              }
+
+              continue;
+            }
+
+            break;
+          }
+          case 3: {
+            if (tag === 24) {
+              message.falsePositives.push(longToNumber(reader.uint64()));
+
+              continue;
+            }
+
+            if (tag === 26) {
+              const end2 = reader.uint32() + reader.pos;
+              while (reader.pos < end2) {
+                message.falsePositives.push(longToNumber(reader.uint64()));
+              }
+
+              continue;
+            }
+
+            break;
+          }
+          case 4: {
+            if (tag === 32) {
+              message.falseNegatives.push(longToNumber(reader.uint64()));
+
+              continue;
+            }
+
+            if (tag === 34) {
+              const end2 = reader.uint32() + reader.pos;
+              while (reader.pos < end2) {
+                message.falseNegatives.push(longToNumber(reader.uint64()));
+              }
+
+              continue;
+            }
+
+            break;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.diceBins = reader.uint32();
+            continue;
+          }
+          case 6: {
+            if (tag === 48) {
+              message.diceHistogram.push(reader.uint32());
+
+              continue;
+            }
+
+            if (tag === 50) {
+              const end2 = reader.uint32() + reader.pos;
+              while (reader.pos < end2) {
+                message.diceHistogram.push(reader.uint32());
+              }
+
+              continue;
+            }
+
+            break;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.figures = SegmentationFigures.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SegmentationEvaluation {
+    return {
+      images: isSet(object.images) ? globalThis.Number(object.images) : 0,
+      truePositives: globalThis.Array.isArray(object?.truePositives)
+        ? object.truePositives.map((e: any) => globalThis.Number(e))
+        : globalThis.Array.isArray(object?.true_positives)
+        ? object.true_positives.map((e: any) => globalThis.Number(e))
+        : [],
+      falsePositives: globalThis.Array.isArray(object?.falsePositives)
+        ? object.falsePositives.map((e: any) => globalThis.Number(e))
+        : globalThis.Array.isArray(object?.false_positives)
+        ? object.false_positives.map((e: any) => globalThis.Number(e))
+        : [],
+      falseNegatives: globalThis.Array.isArray(object?.falseNegatives)
+        ? object.falseNegatives.map((e: any) => globalThis.Number(e))
+        : globalThis.Array.isArray(object?.false_negatives)
+        ? object.false_negatives.map((e: any) => globalThis.Number(e))
+        : [],
+      diceBins: isSet(object.diceBins)
+        ? globalThis.Number(object.diceBins)
+        : isSet(object.dice_bins)
+        ? globalThis.Number(object.dice_bins)
+        : 0,
+      diceHistogram: globalThis.Array.isArray(object?.diceHistogram)
+        ? object.diceHistogram.map((e: any) => globalThis.Number(e))
+        : globalThis.Array.isArray(object?.dice_histogram)
+        ? object.dice_histogram.map((e: any) => globalThis.Number(e))
+        : [],
+      figures: isSet(object.figures) ? SegmentationFigures.fromJSON(object.figures) : undefined,
+    };
+  },
+
+  toJSON(message: SegmentationEvaluation): unknown {
+    const obj: any = {};
+    if (message.images !== 0) {
+      obj.images = Math.round(message.images);
+    }
+    if (message.truePositives?.length) {
+      obj.truePositives = message.truePositives.map((e) => Math.round(e));
+    }
+    if (message.falsePositives?.length) {
+      obj.falsePositives = message.falsePositives.map((e) => Math.round(e));
+    }
+    if (message.falseNegatives?.length) {
+      obj.falseNegatives = message.falseNegatives.map((e) => Math.round(e));
+    }
+    if (message.diceBins !== 0) {
+      obj.diceBins = Math.round(message.diceBins);
+    }
+    if (message.diceHistogram?.length) {
+      obj.diceHistogram = message.diceHistogram.map((e) => Math.round(e));
+    }
+    if (message.figures !== undefined) {
+      obj.figures = SegmentationFigures.toJSON(message.figures);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<SegmentationEvaluation>, I>>(base?: I): SegmentationEvaluation {
+    return SegmentationEvaluation.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SegmentationEvaluation>, I>>(object: I): SegmentationEvaluation {
+    const message = createBaseSegmentationEvaluation();
+    message.images = object.images ?? 0;
+    message.truePositives = object.truePositives?.map((e) => e) || [];
+    message.falsePositives = object.falsePositives?.map((e) => e) || [];
+    message.falseNegatives = object.falseNegatives?.map((e) => e) || [];
+    message.diceBins = object.diceBins ?? 0;
+    message.diceHistogram = object.diceHistogram?.map((e) => e) || [];
+    message.figures = (object.figures !== undefined && object.figures !== null)
+      ? SegmentationFigures.fromPartial(object.figures)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseSegmentationFigures(): SegmentationFigures {
+  return { dice: undefined, iou: undefined, sensitivity: undefined, precision: undefined };
+}
+
+export const SegmentationFigures: MessageFns<SegmentationFigures> = {
+  encode(message: SegmentationFigures, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.dice !== undefined) {
+      writer.uint32(9).double(message.dice);
+    }
+    if (message.iou !== undefined) {
+      writer.uint32(17).double(message.iou);
+    }
+    if (message.sensitivity !== undefined) {
+      writer.uint32(25).double(message.sensitivity);
+    }
+    if (message.precision !== undefined) {
+      writer.uint32(33).double(message.precision);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SegmentationFigures {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSegmentationFigures();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 9) {
+              break;
+            }
+
+            message.dice = reader.double();
+            continue;
+          }
+          case 2: {
+            if (tag !== 17) {
+              break;
+            }
+
+            message.iou = reader.double();
+            continue;
+          }
+          case 3: {
+            if (tag !== 25) {
+              break;
+            }
+
+            message.sensitivity = reader.double();
+            continue;
+          }
+          case 4: {
+            if (tag !== 33) {
+              break;
+            }
+
+            message.precision = reader.double();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SegmentationFigures {
+    return {
+      dice: isSet(object.dice) ? globalThis.Number(object.dice) : undefined,
+      iou: isSet(object.iou) ? globalThis.Number(object.iou) : undefined,
+      sensitivity: isSet(object.sensitivity) ? globalThis.Number(object.sensitivity) : undefined,
+      precision: isSet(object.precision) ? globalThis.Number(object.precision) : undefined,
+    };
+  },
+
+  toJSON(message: SegmentationFigures): unknown {
+    const obj: any = {};
+    if (message.dice !== undefined) {
+      obj.dice = floatToJson(message.dice);
+    }
+    if (message.iou !== undefined) {
+      obj.iou = floatToJson(message.iou);
+    }
+    if (message.sensitivity !== undefined) {
+      obj.sensitivity = floatToJson(message.sensitivity);
+    }
+    if (message.precision !== undefined) {
+      obj.precision = floatToJson(message.precision);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<SegmentationFigures>, I>>(base?: I): SegmentationFigures {
+    return SegmentationFigures.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SegmentationFigures>, I>>(object: I): SegmentationFigures {
+    const message = createBaseSegmentationFigures();
+    message.dice = object.dice ?? undefined;
+    message.iou = object.iou ?? undefined;
+    message.sensitivity = object.sensitivity ?? undefined;
+    message.precision = object.precision ?? undefined;
     return message;
   },
 };
