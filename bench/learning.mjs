@@ -4,10 +4,14 @@
 // the same mixed held-out set after every budget checkpoint. Repeated for several seeds (each draws its own
 // consortium, initial weights and shuffles); the headline figures are the seed means and every seed's own figures
 // are kept. FedAvg is also run with sample-level DP-SGD at every site for each target epsilon (the DP rows). Writes
-// the figures as JSON and an accuracy-by-round plot as PNG.
+// the figures as JSON and an accuracy-by-round plot as PNG. FedAvg with a server optimizer (the server rows: every
+// site steps the decrypted average update with FedAvgM, FedAdagrad, FedAdam or FedYogi, as a study's
+// serverOptimizer makes it) runs once per --server-optimizers entry, and every method's rounds to plateau are reported.
 //   npm run bench -- learning [--rounds 20] [--epochs 2] [--images-per-site 25] [--seeds 1,2,3] [--mu 0.01]
 //                             [--architecture small-cnn] [--aggregation ckks|plaintext] [--quick]
 //                             [--dp-epsilons 1,3,8|none] [--dp-delta 1e-5] [--dp-clip 1]
+//                             [--server-optimizers 'fedavgm:learningRate=1,beta1=0.5;...'|none]
+//                             [--linear logistic-regression,linear-svm|none] [--linear-learning-rate 0.05] [--only-linear]
 //                             [--out bench/results/learning.json] [--plot bench/results/learning.png]
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { availableParallelism, cpus, loadavg, tmpdir } from 'node:os';
@@ -16,6 +20,8 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import sharp from 'sharp';
 import { accuracyBySource, checkpoint, concatImages, learningPlotSvg, multiSeedResults } from './lib/learning-report.mjs';
+import { parseServerOptimizerRows, plateauSummary, serverOptimizerDocument } from './lib/server-rows.mjs';
+import { linearResults, linearRowsForSeed, linearSummaryLines, mergeLinearRows } from './lib/learning-linear.mjs';
 
 process.env.FEDERA_LOG_LEVEL ??= 'warn';
 const here = dirname(fileURLToPath(import.meta.url));
@@ -25,6 +31,7 @@ const shared = await load('shared/dist/index.js');
 const train = await load('site-agent/dist/train/index.js');
 const data = await load('site-agent/dist/data/index.js');
 const sim = await load('site-agent/dist/sim/index.js');
+const features = await load('site-agent/dist/features/index.js');
 // Loaded after the log level is set: it pulls in the site agent, whose loggers read the level when created.
 const { predictProbabilities } = await import('./lib/predict.mjs');
 
@@ -47,7 +54,11 @@ const { values: args } = parseArgs({
     'dp-epsilons': { type: 'string' },
     'dp-delta': { type: 'string', default: '1e-5' },
     'dp-clip': { type: 'string', default: '1' },
+    'server-optimizers': { type: 'string' },
     quick: { type: 'boolean', default: false },
+    linear: { type: 'string', default: 'logistic-regression,linear-svm' },
+    'linear-learning-rate': { type: 'string', default: '0.05' },
+    'only-linear': { type: 'boolean', default: false },
     out: { type: 'string' },
     plot: { type: 'string' },
   },
@@ -99,6 +110,14 @@ const dpDelta = number(args['dp-delta']);
 if (!(dpDelta > 0 && dpDelta < 1)) throw new RangeError(`--dp-delta must be in (0, 1), got ${args['dp-delta']}`);
 const dpClip = number(args['dp-clip']);
 if (!(dpClip > 0)) throw new RangeError(`--dp-clip must be > 0, got ${args['dp-clip']}`);
+// The server rows, settings checked by the study schema itself. The defaults are the settings a small sweep on this
+// benchmark picked (see the README's serverOptimizer); the smoke run trains one.
+const DEFAULT_SERVER_ROWS =
+  'fedavgm:learningRate=1,beta1=0.3;fedadagrad:learningRate=0.03,beta1=0,tau=0.01;fedadam:learningRate=0.02,beta1=0,tau=0.01;fedyogi:learningRate=0.02,beta1=0,tau=0.01';
+const serverRows = parseServerOptimizerRows(args['server-optimizers'] ?? (quick ? DEFAULT_SERVER_ROWS.split(';')[0] : DEFAULT_SERVER_ROWS)).map((row) => ({
+  ...row,
+  settings: shared.serverOptimizerSchema.parse(row.settings),
+}));
 const out = resolve(args.out ?? (quick ? join(tmpdir(), 'federa-learning-quick.json') : join(here, 'results/learning.json')));
 const plotOut = resolve(args.plot ?? out.replace(/\.json$/, '') + '.png');
 
@@ -131,9 +150,9 @@ const say = (line) => process.stdout.write(`${line}\n`);
  * constant rate, and Adam restarting every round, the final model lands anywhere in a band a few points wide, and
  * the comparison would hinge on which round happened to be the last.
  */
-function learningRateFor(round) {
-  if (schedule === 'constant') return local.learningRate;
-  return local.learningRate * 0.5 * (1 + Math.cos((Math.PI * (round - 1)) / rounds));
+function learningRateFor(round, base = local.learningRate) {
+  if (schedule === 'constant') return base;
+  return base * 0.5 * (1 + Math.cos((Math.PI * (round - 1)) / rounds));
 }
 
 /**
@@ -142,6 +161,17 @@ function learningRateFor(round) {
  */
 const callSeed = (seed, round, stream) => shared.deriveSeed(shared.deriveSeed(seed, round), stream);
 const POOLED_STREAM = 1000;
+
+// The feature-based rows (bench/lib/learning-linear.mjs): same data, budget and schedule, their own base rate.
+// --only-linear runs just them and writes them into the existing results (which must come from the same setup).
+const linearArchitectures = args.linear.trim() === 'none' ? [] : args.linear.split(',').map((a) => a.trim());
+for (const a of linearArchitectures) {
+  if (!shared.ARCHITECTURE_NAMES.includes(a) || !shared.isLinearArchitecture(a)) throw new RangeError(`--linear: ${a} is not a linear architecture`);
+}
+const onlyLinear = args['only-linear'];
+if (onlyLinear && linearArchitectures.length === 0) throw new RangeError('--only-linear needs --linear to name at least one architecture');
+const linearLearningRate = number(args['linear-learning-rate']);
+const linearRateFor = (round) => (learningRateFor(round) * linearLearningRate) / local.learningRate;
 
 async function evaluate(spec, weights, holdout) {
   const probabilities = await predictProbabilities(spec, weights, holdout);
@@ -171,14 +201,17 @@ async function centralised(run, label, dataset, stream, holdout, start) {
 /**
  * FedAvg over the sites with sample-count weights, through the same shared code a study uses: each site's
  * weightedUpdateVector, encrypted under the consortium's CKKS key and summed as ciphertexts (or summed in the clear
- * with UpdateAccumulator), then applyAggregate. `training` adds to every site's trainLocal options: proximalMu > 0
- * makes it FedProx, privacy makes it DP-SGD at each site (then each site's steps are summed for the accountant).
- * Also records how far the decrypted aggregate is from the plaintext sum, to show the encryption does not change
- * what is learnt.
+ * with UpdateAccumulator), then nextGlobalModel, as each site applies a decrypted sum (FedAvg, or with `server` the
+ * server optimizer's step, its state carried from round to round). `training` adds to every site's trainLocal
+ * options: proximalMu > 0 makes it FedProx, privacy makes it DP-SGD at each site (then each site's steps are summed
+ * for the accountant), optimizer and learningRate (the schedule's base) replace the sites' own. Also records how far
+ * the decrypted aggregate is from the plaintext sum, to show the encryption does not change what is learnt.
  */
-async function federated(run, label, siteData, training, holdout, ckks, start) {
+async function federated(run, label, siteData, training, holdout, ckks, start, server) {
   const { spec, seed } = run;
-  let global = shared.initialWeights(spec);
+  let model = shared.initialGlobalModel(shared.initialWeights(spec), server);
+  let global = model.weights;
+  const baseRate = training.learningRate ?? local.learningRate;
   const curve = [start];
   let maxAggregateError = 0;
   const privacy = siteData.map(() => ({ sampleRate: 0, steps: 0, clipped: 0 }));
@@ -186,7 +219,7 @@ async function federated(run, label, siteData, training, holdout, ckks, start) {
     const plain = new shared.UpdateAccumulator(global.length + 1);
     const encrypted = ckks?.context.createAccumulator(ckks.keys.publicParams);
     for (const [i, dataset] of siteData.entries()) {
-      const result = await train.trainLocal(spec, global, dataset, { ...local, learningRate: learningRateFor(round), seed: callSeed(seed, round, i), ...training });
+      const result = await train.trainLocal(spec, global, dataset, { ...local, ...training, learningRate: learningRateFor(round, baseRate), seed: callSeed(seed, round, i) });
       if (result.privacy) {
         privacy[i].sampleRate = result.privacy.sampleRate;
         privacy[i].steps += result.privacy.steps;
@@ -201,7 +234,8 @@ async function federated(run, label, siteData, training, holdout, ckks, start) {
       sum = ckks.context.decryptVector(encrypted.result(), ckks.keys.secretKey);
       for (let k = 0; k < sum.length; k++) maxAggregateError = Math.max(maxAggregateError, Math.abs(sum[k] / sum.at(-1) - plain.sum[k] / plain.sum.at(-1)));
     }
-    global = shared.applyAggregate(global, sum);
+    model = shared.nextGlobalModel(model, sum, 0, server);
+    global = model.weights;
     const metrics = await evaluate(spec, global, holdout);
     curve.push(checkpoint(round, round * epochs, metrics));
     say(`  ${label} round ${round}/${rounds} (seed ${seed}): ${fmt(metrics)}`);
@@ -238,6 +272,17 @@ async function privateFederated(run, siteData, siteIds, holdout, ckks, start) {
     const epsilon = Math.max(...spent.map((s) => s.epsilon));
     say(`  spent epsilon ${spent.map((s) => `${s.site} ${s.epsilon}`).join(', ')}`);
     rows.push({ targetEpsilon, noiseMultiplier, epsilon, curve: result.curve, sites: spent, maxAggregateError: result.maxAggregateError });
+  }
+  return rows;
+}
+
+/** FedAvg with each server optimizer row: every site steps the decrypted average update, as a study's serverOptimizer makes it. */
+async function serverFederated(run, siteData, holdout, ckks, start) {
+  const rows = [];
+  for (const row of serverRows) {
+    say(`${row.label}:`);
+    const result = await federated(run, row.label, siteData, { proximalMu: 0, ...row.local }, holdout, ckks, start, row.settings);
+    rows.push({ label: row.label, curve: result.curve, maxAggregateError: result.maxAggregateError });
   }
   return rows;
 }
@@ -288,6 +333,13 @@ async function runSeed(seed, ckks, backend) {
     `seed ${seed}: ${sites} sites x ${imagesPerSite} images (${consortium.sites.map((s) => `${s.id} ${Math.round((100 * s.classCounts.lesion) / s.images)}% lesion`).join(', ')}), ` +
       `held-out ${holdoutImages} mixed; budget ${rounds} rounds x ${epochs} epochs; ${backend.name} backend`,
   );
+  if (linearArchitectures.length > 0) say('feature-based linear models:');
+  const linear = await time('linear', () =>
+    linearRowsForSeed(linearArchitectures, {
+      shared, train, features, seed, siteSets, siteIds, holdout, ckks, rounds, epochs, local, learningRateFor: linearRateFor, callSeed, pooledStream: POOLED_STREAM, say,
+    }),
+  );
+  if (onlyLinear) return { seed, linear, data: { seed }, seconds };
   // Round 0: the shared initial model, where every curve starts.
   const start = checkpoint(0, 0, await evaluate(run.spec, shared.initialWeights(run.spec), holdout));
   say('pooled (all sites in one process):');
@@ -306,6 +358,7 @@ async function runSeed(seed, ckks, backend) {
   say(`FedProx (mu ${mu}):`);
   const fedprox = await time('fedprox', () => federated(run, 'FedProx', siteSets, { proximalMu: mu }, holdout, ckks, start));
   const dp = await time('dp', () => privateFederated(run, siteSets, siteIds, holdout, ckks, start));
+  const server = await time('server', () => serverFederated(run, siteSets, holdout, ckks, start));
 
   const bySource = async (weights) => accuracyBySource(await predictProbabilities(run.spec, weights, holdout), holdout.labels, holdoutSources, run.spec.classes);
   const singleSiteBySource = {};
@@ -315,7 +368,9 @@ async function runSeed(seed, ckks, backend) {
     curves: { pooled: pooled.curve, singleSite, fedavg: fedavg.curve, fedprox: fedprox.curve },
     bySource: { pooled: await bySource(pooled.weights), singleSite: singleSiteBySource, fedavg: await bySource(fedavg.weights), fedprox: await bySource(fedprox.weights) },
     dp: dp.map(({ maxAggregateError, ...row }) => row),
-    maxAggregateError: Math.max(fedavg.maxAggregateError, fedprox.maxAggregateError, ...dp.map((d) => d.maxAggregateError)),
+    server: server.map(({ maxAggregateError, ...row }) => row),
+    linear,
+    maxAggregateError: Math.max(fedavg.maxAggregateError, fedprox.maxAggregateError, ...dp.map((d) => d.maxAggregateError), ...server.map((d) => d.maxAggregateError)),
     data: {
       seed,
       sites: consortium.sites.map((s, i) => ({ site: s.id, images: siteSets[i].count, lesion: s.classCounts.lesion, normal: s.classCounts.normal })),
@@ -344,8 +399,9 @@ async function main() {
   try {
     const runs = [];
     for (const seed of seeds) runs.push(await runSeed(seed, ckks, backend));
+    if (onlyLinear) return await writeLinearOnly(runs);
     const seconds = { total: (performance.now() - started) / 1000 };
-    for (const key of ['data', 'pooled', 'singleSite', 'fedavg', 'fedprox', 'dp']) seconds[key] = runs.reduce((sum, r) => sum + r.seconds[key], 0);
+    for (const key of ['data', 'pooled', 'singleSite', 'fedavg', 'fedprox', 'dp', 'server', 'linear']) seconds[key] = runs.reduce((sum, r) => sum + r.seconds[key], 0);
 
     const results = multiSeedResults({
       runs,
@@ -397,6 +453,8 @@ async function main() {
       seconds: Object.fromEntries(Object.entries(seconds).map(([k, v]) => [k, Math.round(v * 10) / 10])),
     });
     if (quick) results.quick = 'smoke run: too little data and training for the figures to mean anything';
+    Object.assign(results, serverOptimizerDocument(runs, serverRows, results.curves));
+    if (linearArchitectures.length > 0) results.linear = linearResults(runs, linearSetup());
 
     await mkdir(dirname(out), { recursive: true });
     await writeFile(out, `${JSON.stringify(results, null, 2)}\n`);
@@ -406,6 +464,24 @@ async function main() {
   } finally {
     ckks?.context.dispose();
   }
+}
+
+/** What the linear rows share, for the results document. */
+function linearSetup() {
+  return {
+    method:
+      'linear models on hand-crafted features of the whole image (first-order, edges, GLCM, LBP; fixed per-feature scale), trained with the ' +
+      'same data, held-out set, seeds, rounds x local epochs, batch size, optimiser, class weights, cosine schedule and aggregation as the CNN rows',
+    learningRate: linearLearningRate,
+  };
+}
+
+/** --only-linear: the linear rows alone, written into the results of an earlier full run of the same setup. */
+async function writeLinearOnly(runs) {
+  const setup = { rounds, epochs, seeds, batchSize: local.batchSize, optimizer: local.optimizer, classWeights, schedule, aggregation, sites, imagesPerSite, holdoutImages };
+  const linear = await mergeLinearRows(out, linearResults(runs, linearSetup()), setup, runs.reduce((sum, r) => sum + r.seconds.linear, 0));
+  for (const line of linearSummaryLines(linear)) say(line);
+  say(`wrote the linear rows into ${out}`);
 }
 
 function printSummary(results, totalSeconds) {
@@ -449,6 +525,8 @@ function printSummary(results, totalSeconds) {
   ].map((row) => row.map(String));
   const widths = table[0].map((_, c) => Math.max(...table.map((row) => row[c].length)));
   for (const row of table) say(`  ${row.map((cell, c) => cell.padStart(widths[c])).join('  ')}`);
+  if (results.linear) for (const line of linearSummaryLines(results.linear)) say(line);
+  for (const line of plateauSummary(results)) say(line);
   say(`wrote ${out} and ${plotOut}`);
 }
 

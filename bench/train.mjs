@@ -254,10 +254,12 @@ const median = (values) => {
 async function compareWithPytorch() {
   const list = (value) => value.split(',').map((v) => v.trim()).filter(Boolean);
   const models = list(args['compare-models']);
-  // Classification only: trainLocal and the PyTorch reference train per-image labels (a U-Net is segmentation).
-  const unknown = models.filter((m) => !shared.CLASSIFICATION_ARCHITECTURES.includes(m));
+  // Classification networks only: trainLocal and the PyTorch reference train per-image labels (a U-Net is
+  // segmentation), and the reference rebuilds the network from its layer list (a linear model on features has none).
+  const networks = shared.CLASSIFICATION_ARCHITECTURES.filter((m) => !shared.isLinearArchitecture(m));
+  const unknown = models.filter((m) => !networks.includes(m));
   if (unknown.length > 0) {
-    throw new Error(`--compare-models: ${unknown.join(', ')} not among the classification architectures ${shared.CLASSIFICATION_ARCHITECTURES.join(', ')}`);
+    throw new Error(`--compare-models: ${unknown.join(', ')} not among the classification networks ${networks.join(', ')}`);
   }
   const inputSizes = list(args['compare-sizes']).map(Number);
   const threadCounts = list(args['compare-threads']).map(Number);

@@ -146,9 +146,9 @@ describe('federa CLI over REST', () => {
     const csv = await cli(['study', 'metrics', study.id, '--csv']);
     expect(csv.code).toBe(0);
     const lines = csv.out.trim().split('\n');
-    expect(lines[0]).toBe('round,site,source,samples,loss,accuracy,balanced_accuracy,sensitivity,specificity,f1,auc');
-    expect(lines).toContain('1,site-a,train,10,0.5,0.7,,,,,');
-    expect(lines).toContain('1,site-b,train,10,0.6,0.7,,,,,');
+    expect(lines[0]).toBe('round,site,source,samples,loss,accuracy,balanced_accuracy,sensitivity,specificity,f1,auc,dice,iou,precision,epsilon');
+    expect(lines).toContain('1,site-a,train,10,0.5,0.7,,,,,,,,,');
+    expect(lines).toContain('1,site-b,train,10,0.6,0.7,,,,,,,,,');
     expect(lines.filter((l) => /^1,(site-a|site-b|global),evaluation,20|^1,global,evaluation,40/.test(l))).toHaveLength(3);
     // The watchers' last status already had the figures.
     const last = events.filter((e) => e.event === 'status').at(-1)!.data as { rounds: Array<{ evaluation: { overall: { samples: number } | null } | null }> };

@@ -112,6 +112,7 @@ describe('the coordinator refuses bad uploads without touching the round', () =>
       ['wrong length', 'site-a', [header({ vectorLength: 7, totalBytes: 28 }), data(good), trailer(good)], status.INVALID_ARGUMENT, /vector length 7/],
       ['wrong encoding', 'site-a', [header({ encoding: federation.UpdateEncoding.UPDATE_ENCODING_CKKS }), data(good), trailer(good)], status.INVALID_ARGUMENT, /takes UPDATE_ENCODING_PLAINTEXT_F32/],
       ['stale base model', 'site-a', [header({ baseModelSha256: '0'.repeat(64) }), data(good), trailer(good)], status.FAILED_PRECONDITION, /computed against model/],
+      ['malformed base state hash', 'site-a', [header({ baseStateSha256: 'xyz' }), data(good), trailer(good)], status.INVALID_ARGUMENT, /base_state_sha256: "xyz" is not a SHA-256/],
       ['truncated stream', 'site-a', [header(), data(good.subarray(0, 100))], status.INVALID_ARGUMENT, /without its trailer/],
       ['short stream', 'site-a', [header(), data(good.subarray(0, 100)), trailer(good.subarray(0, 100))], status.INVALID_ARGUMENT, /carried 100 bytes/],
       ['corrupted chunk', 'site-a', [header(), data(validPayload(2)), trailer(good)], status.DATA_LOSS, /hash to/],
@@ -134,14 +135,37 @@ describe('the coordinator refuses bad uploads without touching the round', () =>
     for (const refused of [nanBytes, impostor, validPayload(2)]) expect(await blobs.has(sha256Hex(refused))).toBe(false);
   });
 
-  it('takes one upload per site and refuses duplicates and late arrivals', async () => {
+  it('takes one upload per site, all from the same base state, and refuses duplicates and late arrivals', async () => {
     const a = validPayload(1);
-    const accepted = await upload('site-a', [header(), data(a), trailer(a)]);
-    expect(accepted.receipt?.sha256).toBe(sha256Hex(a));
-    const again = await upload('site-a', [header(), data(a), trailer(a)]);
-    expect(status[again.error?.code ?? 0]).toBe('ALREADY_EXISTS');
-
     const b = validPayload(3, 'site-b');
+    const sameBase = 'a'.repeat(64);
+    const otherBase = 'b'.repeat(64);
+    // Site b's header passes while the round has no base state yet; site a's update, accepted meanwhile, fixes it,
+    // and site b's, trained from another model, is refused as its trailer arrives, before it reaches the sum.
+    let accepted: Awaited<ReturnType<typeof upload>> | undefined;
+    const conflicting = await site('site-b').upload([header({ baseStateSha256: otherBase }), data(b), trailer(b)], async () => {
+      await new Promise((r) => setTimeout(r, 300));
+      accepted = await upload('site-a', [header({ baseStateSha256: sameBase }), data(a), trailer(a)]);
+    });
+    expect(accepted?.receipt?.sha256).toBe(sha256Hex(a));
+    expect(status[conflicting.error?.code ?? 0]).toBe('FAILED_PRECONDITION');
+    expect(conflicting.error?.details).toMatch(
+      new RegExp(`round 1 of study ${studyId} was trained from a global model whose state hashes to ${otherBase}, but the round's other updates were trained from ${sameBase}`),
+    );
+    expect(conflicting.error?.details).toMatch(/differs from the other sites'.*delete its model cache for the study/);
+    // Now refused at its header, before any byte travels; both refusals are audited with why.
+    const early = await upload('site-b', [header({ baseStateSha256: otherBase, sha256: sha256Hex(b) }), data(b), trailer(b)]);
+    expect(status[early.error?.code ?? 0]).toBe('FAILED_PRECONDITION');
+    const audited = (await rest('GET', '/audit/records?siteId=site-b&kind=site.message-refused', undefined, 'auditor')).body.records as Array<{ round: number; details: Record<string, unknown> }>;
+    const baseRefusals = audited.filter((r) => /differs from the other sites'/.test(String(r.details['reason'])));
+    expect(baseRefusals).toHaveLength(2);
+    for (const r of baseRefusals) expect(r).toMatchObject({ round: 1, details: { message: 'update', sha256: sha256Hex(b), code: 'FAILED_PRECONDITION' } });
+    const again = await upload('site-a', [header({ baseStateSha256: sameBase }), data(a), trailer(a)]);
+    expect(status[again.error?.code ?? 0]).toBe('ALREADY_EXISTS');
+    const status1 = (await rest('GET', `/studies/${studyId}`)).body.rounds as Array<{ baseStateSha256: string | null; reportedSites: string[] }>;
+    expect(status1[0]).toMatchObject({ baseStateSha256: sameBase, reportedSites: ['site-a'] });
+
+    // An update that names no base state (an agent from before the check) is still taken.
     expect((await upload('site-b', [header(), data(b), trailer(b)])).receipt).toBeDefined();
     // The round closes once both assigned sites reported; a retry for it is now late.
     await expect.poll(async () => ((await rest('GET', `/studies/${studyId}`)).body.rounds as Array<{ status: string }>)[0]?.status).toBe('closed');
@@ -229,6 +253,8 @@ describe('the coordinator refuses bad uploads without touching the round', () =>
     try {
       const receipts = await db.prisma.updateReceipt.findMany({ where: { round: { studyId, number: 1 } } });
       expect(receipts.map((r) => r.siteId).sort()).toEqual(['site-a', 'site-b']);
+      // The round's base state is stored with it: a restarted coordinator holds later updates to it too.
+      expect((await db.prisma.round.findUniqueOrThrow({ where: { studyId_number: { studyId, number: 1 } } })).baseStateSha256).toBe('a'.repeat(64));
     } finally {
       await db.close();
     }

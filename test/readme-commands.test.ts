@@ -44,12 +44,24 @@ export function readmeCommands(markdown: string): ReadmeCommand[] {
   return commands;
 }
 
-function help(bin: Bin, path: string[]): Promise<{ code: number; text: string }> {
-  return new Promise((done) => {
-    execFile(join(root, 'node_modules', '.bin', bin), [...path, '--help'], { cwd: root, timeout: 60_000 }, (error, stdout, stderr) =>
-      done({ code: error ? (typeof error.code === 'number' ? error.code : 1) : 0, text: `${stdout}${stderr}` }),
-    );
-  });
+/** At most this many --help processes at once: each loads a whole CLI, and dozens at once starve a small machine. */
+const HELP_CONCURRENCY = 3;
+let running = 0;
+const waiting: Array<() => void> = [];
+
+async function help(bin: Bin, path: string[]): Promise<{ code: number; text: string }> {
+  if (running >= HELP_CONCURRENCY) await new Promise<void>((go) => waiting.push(go));
+  running++;
+  try {
+    return await new Promise((done) => {
+      execFile(join(root, 'node_modules', '.bin', bin), [...path, '--help'], { cwd: root, timeout: 60_000 }, (error, stdout, stderr) =>
+        done({ code: error ? (typeof error.code === 'number' ? error.code : 1) : 0, text: `${stdout}${stderr}${error?.signal ? ` (killed by ${error.signal})` : ''}` }),
+      );
+    });
+  } finally {
+    running--;
+    waiting.shift()?.();
+  }
 }
 
 /** How many leading words name a (sub)command rather than an argument, per command-line tool. */

@@ -163,11 +163,13 @@ function panel(out, { series, top, height, left, plotW, xMin, xMax, yMin, yMax, 
  * `headline`, so the differences the targets are about (a point or two near the top) can be seen; other lines that
  * dip lower leave the panel.
  */
-export function accuracyPlotSvg({ title, xLabel, series, zoomFrom, width = 900, panelHeight = 380 }) {
+export function accuracyPlotSvg({ title, xLabel, series, zoomFrom, width: plotWidth = 900, panelHeight = 380 }) {
   const all = series.flatMap((s) => s.points);
   if (all.length === 0) throw new RangeError('accuracyPlotSvg: no points');
   const left = 70;
-  const plotW = width - left - 230;
+  const plotW = plotWidth - left - 230;
+  // The legend widens the image for long labels (a server optimizer's settings) rather than running off its edge.
+  const width = plotWidth + Math.max(0, Math.ceil(7.5 * Math.max(...series.map((s) => String(s.label).length))) - 160);
   const xMin = Math.min(...all.map((p) => p.x));
   const xMax = Math.max(...all.map((p) => p.x), xMin + 1);
   const lowest = Math.min(...all.map((p) => p.y * 100));
@@ -214,6 +216,7 @@ export function accuracyPlotSvg({ title, xLabel, series, zoomFrom, width = 900, 
 export function learningPlotSvg(results) {
   const siteColours = ['#8c8c8c', '#b07aa1', '#9c755f', '#76b7b2', '#bab0ac', '#edc948'];
   const dpColours = ['#a1d99b', '#74c476', '#31a354', '#006d2c'];
+  const serverColours = ['#f28e2b', '#9467bd', '#17becf', '#bcbd22'];
   const points = (curve) => curve.map((c) => ({ x: c.round, y: c.accuracy }));
   const epochs = results.budget.localEpochsPerRound;
   const dpCurves = (results.dp ?? []).filter((r) => r.mode === 'sample').sort((a, b) => a.targetEpsilon - b.targetEpsilon);
@@ -231,6 +234,15 @@ export function learningPlotSvg(results) {
       color: dpColours[Math.max(0, dpColours.length - dpCurves.length + i) % dpColours.length],
       width: 2,
       dash: '3 2',
+      fitZoom: false,
+    })),
+    // Server optimizer rows, which may end far below the rest: shown in the zoomed panel only where they fall within it.
+    ...(results.serverOptimizers ?? []).map((r, i) => ({
+      label: r.label,
+      points: points(r.curve),
+      color: serverColours[i % serverColours.length],
+      width: 2,
+      dash: '6 2 2 2',
       fitZoom: false,
     })),
     { label: 'pooled', points: points(results.curves.pooled), color: '#222222', width: 2.5, headline: true },

@@ -6,12 +6,15 @@ import * as tf from '@tensorflow/tfjs-core';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 const train = await import(resolve(root, 'site-agent/dist/train/index.js'));
+const shared = await import(resolve(root, 'shared/dist/index.js'));
 
 /** Forward-only batches: small enough to bound memory, large enough to amortise per-call overhead. */
 const BATCH = 64;
 
 /** Row-major [count x classes] softmax outputs for `data` under `weights`. */
 export async function predictProbabilities(spec, weights, data) {
+  // A linear model on image features has no TensorFlow.js graph; the site computes its scores from the features.
+  if (shared.isLinearArchitecture(spec.architecture)) return Float32Array.from(await train.predictProbabilities(spec, weights, data));
   await train.initBackend();
   const model = train.buildModel(spec, weights);
   try {

@@ -7,6 +7,7 @@ import { parseArgs } from 'node:util';
 import { studyDefinitionSchema, type StudyDefinitionInput } from '@federa/shared';
 import { evaluateModel, initBackend, loadLabeledDataset } from '@federa/site-agent';
 import { LocalConsortium, type RoundEvaluationView, type SiteProcess } from './consortium.js';
+import { statisticsOverview } from './statistics-overview.js';
 import { formatEvaluationTable, formatRoundTable } from './table.js';
 
 const CLASS_NAMES = ['normal', 'lesion'];
@@ -22,6 +23,8 @@ async function main(): Promise<number> {
       rounds: { type: 'string', default: '5' },
       images: { type: 'string', default: '200' },
       keep: { type: 'boolean', default: false },
+      // Run a statistics-only study (a dataset overview: consortium totals only) before the training study.
+      statistics: { type: 'boolean', default: false },
       serve: { type: 'boolean', default: false },
       port: { type: 'string', default: '0' },
       // multiparty (default): keys no single party holds; ckks: one shared key; plaintext: development only.
@@ -90,6 +93,7 @@ async function main(): Promise<number> {
     });
     const lesions = holdout.images.labels.reduce((n, label) => n + (label === 1 ? 1 : 0), 0);
     const chance = Math.max(lesions, holdout.images.count - lesions) / holdout.images.count;
+    if (values.statistics) await statisticsOverview(consortium, out, definition);
     const study = await consortium.createStudy(definition);
     out(`Study ${study.id} created by a researcher token (model small-cnn 64x64, ${rounds} rounds, FedAvg over ${aggregation === 'multiparty' ? 'CKKS updates under keys no single party holds' : aggregation === 'ckks' ? 'CKKS updates under one shared key' : 'plaintext updates (development only)'}).`);
     // Each hospital's IT reviews the study and approves it by the hash of its definition; nothing runs before that.

@@ -57,12 +57,20 @@ export class RawSite {
     return new TaskInbox(this.client.streamTasks({}, this.metadata()));
   }
 
-  /** Sends raw chunk messages; resolves with the receipt or the refusal. */
-  upload(messages: federation.UpdateChunk[]): Promise<{ receipt?: federation.UploadReceipt; error?: ServiceError }> {
+  /**
+   * Sends raw chunk messages; resolves with the receipt or the refusal. `beforeLast`, when given, is awaited before
+   * the last message goes, so a test can interleave another upload with this one.
+   */
+  upload(messages: federation.UpdateChunk[], beforeLast?: () => Promise<void>): Promise<{ receipt?: federation.UploadReceipt; error?: ServiceError }> {
     return new Promise((resolve) => {
       const call = this.client.uploadUpdate(this.metadata(), (error, receipt) => resolve(error ? { error } : { receipt }));
-      for (const m of messages) call.write(m);
-      call.end();
+      void (async () => {
+        for (const [i, m] of messages.entries()) {
+          if (beforeLast && i === messages.length - 1) await beforeLast();
+          call.write(m);
+        }
+        call.end();
+      })();
     });
   }
 
@@ -163,7 +171,7 @@ export class TaskInbox {
 
 /** A header as a site sends it; one without `sha256` (and `offset`) is an upload that cannot resume. */
 export function headerChunk(value: Omit<federation.UpdateHeader, 'sha256' | 'offset'> & Partial<Pick<federation.UpdateHeader, 'sha256' | 'offset'>>): federation.UpdateChunk {
-  return { part: { $case: 'header', value: { sha256: '', offset: 0, ...value } } };
+  return { part: { $case: 'header', value: { sha256: '', offset: 0, baseStateSha256: '', ...value } } };
 }
 
 export function dataChunk(bytes: Uint8Array): federation.UpdateChunk {

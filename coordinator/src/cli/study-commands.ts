@@ -1,5 +1,5 @@
 import { readFile } from 'node:fs/promises';
-import { describeStudyPrivacy, parseStudyYaml, resolveStudyDefinition, studyHash, StudyFileError, type StudyDefinition } from '@federa/shared';
+import { architectureTask, describeStudyPrivacy, parseStudyYaml, resolveStudyDefinition, studyHash, StudyFileError, type StudyDefinition } from '@federa/shared';
 import type { OverallEvaluationView, SiteEvaluationView } from '../rounds/evaluation.js';
 import type { StudyEvaluation, StudyStatus, StudySummary } from '../studies/studies.service.js';
 import type { ApiClient } from './api-client.js';
@@ -72,12 +72,16 @@ export async function showStudy(api: ApiClient, io: CliIo, id: string, opts: { j
   const study = await api.json<StudyStatus>(studyPath(id));
   print(io, opts.json, study, () => {
     const d = study.definition;
+    const segmentation = architectureTask(d.model.architecture) === 'segmentation';
+    const work = d.localSteps !== undefined ? `${d.localSteps} local steps` : `${d.localEpochs ?? 1} local epochs`;
+    const server = d.serverOptimizer ? `; server optimizer ${d.serverOptimizer.kind} lr ${d.serverOptimizer.learningRate}` : '';
     const head = [
       `study ${study.id} "${study.name}"  ${study.status}  round ${study.currentRound}/${study.totalRounds}`,
       `  owner    ${study.owner ?? '-'}`,
       `  hash     ${study.specHash}`,
       `  model    ${d.model.architecture} ${d.model.inputSize}x${d.model.inputSize}x${d.model.channels}, classes ${d.classNames.join(', ')}`,
-      `  training ${d.localEpochs} local epochs, batch ${d.batchSize}, ${d.optimizer} lr ${d.learningRate}; aggregation ${d.aggregation}; at least ${d.minSites} sites`,
+      `  training ${work}, batch ${d.batchSize}, ${d.optimizer} lr ${d.learningRate}${server}; aggregation ${d.aggregation}; at least ${d.minSites} sites`,
+      ...(segmentation ? [`  task     segmentation of ${d.classNames.slice(1).join(', ')} (loss ${d.segmentation?.loss ?? 'dice+cross-entropy'}; unmasked images: ${d.segmentation?.unmaskedImages ?? 'reject'})`] : []),
       `  privacy  ${describeStudyPrivacy(d.privacy)}`,
       `  sites    ${study.sites.map((s) => `${s.id}${s.dropped ? ' (dropped)' : s.connected ? '' : ' (away)'}`).join(', ') || '-'}`,
       ...(study.error ? [`  error    ${study.error}`] : []),
@@ -88,25 +92,38 @@ export async function showStudy(api: ApiClient, io: CliIo, id: string, opts: { j
       rounds.length === 0
         ? 'no rounds yet\n'
         : formatTable(
-            ['ROUND', 'STATUS', 'SITES', 'TRAIN LOSS', 'ACCURACY', 'BAL.ACC', 'AUC', 'FAILED/REFUSED'],
+            ['ROUND', 'STATUS', 'SITES', 'TRAIN LOSS', ...(segmentation ? ['DICE', 'IOU', 'PRECISION'] : ['ACCURACY', 'BAL.ACC', 'AUC']), 'FAILED/REFUSED'],
             rounds.map((r) => {
               const overall = r.evaluation?.overall;
               const loss = r.metrics.length ? r.metrics.reduce((sum, m) => sum + m.loss, 0) / r.metrics.length : null;
+              const figures = segmentation
+                ? [overall?.segmentation?.dice, overall?.segmentation?.iou, overall?.segmentation?.precision]
+                : [overall?.accuracy, overall?.balancedAccuracy, overall?.auc];
               return [
                 String(r.number),
                 r.status,
                 `${r.reportedSites.length}/${r.assignedSites.length}`,
                 fixed(loss),
-                fixed(overall?.accuracy),
-                fixed(overall?.balancedAccuracy),
-                fixed(overall?.auc),
+                ...figures.map((f) => fixed(f)),
                 [...r.failures.map((f) => `${f.siteId}:${f.reason}`), ...r.refusals.map((x) => `${x.siteId}:${x.reason}`)].join(' ') || '-',
               ];
             }),
           );
-    return `${head}\n${table}${spentText(study)}`;
+    return `${head}\n${table}${spentText(study)}${statisticsText(study)}`;
   });
   return 0;
+}
+
+/** A statistics study's consortium totals, one row per feature; empty before any site decrypted them. */
+function statisticsText(study: StudyStatus): string {
+  const stats = study.statistics;
+  if (!stats) return '';
+  const quantile = (f: (typeof stats.features)[number], q: number): string => fixed(f.quantiles.find((x) => Math.abs(x.q - q) < 1e-9)?.value ?? null);
+  const mismatch = stats.mismatchedSites.length > 0 ? `\n  differing totals reported by ${stats.mismatchedSites.join(', ')}: their decrypted sum is not the first site's` : '';
+  return `\nconsortium statistics (round ${stats.round}, sha256 ${stats.sha256.slice(0, 16)}...; only these totals were decrypted)${mismatch}\n${formatTable(
+    ['FEATURE', 'IMAGES', 'VALUES', 'MEAN', 'STD', 'MIN>=', 'MAX<=', 'P05', 'P50', 'P95'],
+    stats.features.map((f) => [f.feature, String(f.units), String(f.count), fixed(f.mean, 4), fixed(f.std, 4), fixed(f.minAtLeast), fixed(f.maxAtMost), quantile(f, 0.05), quantile(f, 0.5), quantile(f, 0.95)]),
+  )}`;
 }
 
 /** Each site's privacy spend as of the latest round it reported one in; empty when no site shared any. */
@@ -146,7 +163,8 @@ export async function dropSite(api: ApiClient, io: CliIo, id: string, siteId: st
   return 0;
 }
 
-const METRIC_COLUMNS = ['round', 'site', 'source', 'samples', 'loss', 'accuracy', 'balanced_accuracy', 'sensitivity', 'specificity', 'f1', 'auc'] as const;
+/** Classification figures, then a segmentation study's (sensitivity is shared), then the DP spent so far. */
+const METRIC_COLUMNS = ['round', 'site', 'source', 'samples', 'loss', 'accuracy', 'balanced_accuracy', 'sensitivity', 'specificity', 'f1', 'auc', 'dice', 'iou', 'precision', 'epsilon'] as const;
 type MetricRow = Record<(typeof METRIC_COLUMNS)[number], string | number | null>;
 
 function evaluationRow(round: number, site: string, e: SiteEvaluationView | OverallEvaluationView): MetricRow {
@@ -158,10 +176,14 @@ function evaluationRow(round: number, site: string, e: SiteEvaluationView | Over
     loss: null,
     accuracy: e.accuracy ?? null,
     balanced_accuracy: e.balancedAccuracy ?? null,
-    sensitivity: e.sensitivity ?? null,
+    sensitivity: e.segmentation?.sensitivity ?? e.sensitivity ?? null,
     specificity: e.specificity ?? null,
     f1: e.f1 ?? null,
     auc: e.auc ?? null,
+    dice: e.segmentation?.dice ?? null,
+    iou: e.segmentation?.iou ?? null,
+    precision: e.segmentation?.precision ?? null,
+    epsilon: null,
   };
 }
 
@@ -170,7 +192,8 @@ export function metricRows(study: StudyStatus): MetricRow[] {
   const rows: MetricRow[] = [];
   for (const round of study.rounds) {
     for (const m of round.metrics) {
-      rows.push({ round: round.number, site: m.siteId, source: m.kind, samples: m.samples, loss: m.loss, accuracy: m.accuracy, balanced_accuracy: null, sensitivity: null, specificity: null, f1: null, auc: null });
+      const none = { balanced_accuracy: null, sensitivity: null, specificity: null, f1: null, auc: null, dice: null, iou: null, precision: null };
+      rows.push({ round: round.number, site: m.siteId, source: m.kind, samples: m.samples, loss: m.loss, accuracy: m.accuracy, ...none, epsilon: m.privacyEpsilon ?? null });
     }
     for (const site of round.evaluation?.sites ?? []) rows.push(evaluationRow(round.number, site.siteId, site));
     if (round.evaluation?.overall) rows.push(evaluationRow(round.number, 'global', round.evaluation.overall));

@@ -69,6 +69,9 @@ export function siteStates(status: StudyStatus, round: RoundView): Array<{ siteI
 export function evaluationLine(round: RoundView): string | null {
   const overall = round.evaluation?.overall;
   if (!overall) return null;
+  const scope = `(${overall.sites} site${overall.sites === 1 ? '' : 's'}${overall.samples !== null ? `, ${overall.samples} images` : ''})`;
+  const seg = overall.segmentation;
+  if (seg) return `Dice ${figure(seg.dice)}  IoU ${figure(seg.iou)}  sensitivity ${figure(seg.sensitivity)}  precision ${figure(seg.precision)}  ${scope}`;
   return `accuracy ${figure(overall.accuracy)}  balanced accuracy ${figure(overall.balancedAccuracy)}  AUC ${figure(overall.auc)}  (${overall.sites} site${overall.sites === 1 ? '' : 's'}${overall.samples !== null ? `, ${overall.samples} images` : ''})`;
 }
 

@@ -168,6 +168,11 @@ export class FederationHandlers {
             return {};
           },
         ),
+      reportStatistics: (call, callback) =>
+        this.unary('ReportStatistics', call, callback, 'statistics', federation.StatisticsReport, (r) => ({ studyId: r.studyId, round: r.round, details: { sha256: r.sha256 } }), async (siteId) => {
+          await this.requireRegistered(siteId);
+          return this.reports.recordStatistics(siteId, call.request);
+        }),
       reportDatasetSummary: (call, callback) =>
         this.unary('ReportDatasetSummary', call, callback, 'dataset-summary', federation.DatasetSummary, (r) => ({ studyId: r.studyId }), async (siteId) => {
           await this.requireRegistered(siteId);

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { evaluationCounts, mergeEvaluationCounts, metricsFromCounts, type EvaluationCounts, type federation } from '@federa/shared';
-import { FederationError, GrpcStatus } from '../federation/federation-error.js';
+import { GrpcStatus } from '../federation/federation-error.js';
+import { refusal } from './refusal.testkit.js';
 import { evaluationBins, summariseEvaluation, validateEvaluationReport, type EvaluationRow } from './evaluation.js';
 
 const classNames = ['normal', 'lesion'];
@@ -27,15 +28,6 @@ function report(counts: EvaluationCounts, overrides: Partial<federation.Evaluati
   };
 }
 
-function refusal(fn: () => unknown): FederationError {
-  try {
-    fn();
-  } catch (error) {
-    if (error instanceof FederationError) return error;
-    throw error;
-  }
-  throw new Error('expected a refusal');
-}
 
 describe('validateEvaluationReport', () => {
   const expected = { classNames, bins };

@@ -4,12 +4,23 @@ import {
   describeIssues,
   evaluationCountsSchema,
   mergeEvaluationCounts,
+  segmentationCountsSchema,
   metricsFromCounts,
   type ClassificationMetrics,
   type EvaluationCounts,
   type federation,
 } from '@federa/shared';
 import { FederationError, GrpcStatus } from '../federation/federation-error.js';
+import {
+  isSegmentationCounts,
+  overallSegmentation,
+  segmentationFiguresSchema,
+  segmentationViewOfCounts,
+  segmentationViewOfFigures,
+  validateSegmentationReport,
+  type SegmentationEvaluationView,
+  type ValidatedSegmentation,
+} from './segmentation-evaluation.js';
 
 /** Bounds classes x bins, so a many-class study's report stays a small message (and a small row). */
 const MAX_HISTOGRAM_CELLS = 1 << 17;
@@ -27,10 +38,12 @@ export function evaluationBins(classes: number): number {
 export interface EvaluationExpectation {
   classNames: readonly string[];
   bins: number;
+  /** A segmentation study: its reports carry pixel counts on the study's grid of this many pixels per image. */
+  segmentation?: { pixelsPerImage: number };
 }
 
 /** What a site shared of its evaluation: the counts (policy shareMetrics "full") or only figures ("aggregate"). */
-export type ValidatedEvaluation = { kind: 'counts'; counts: EvaluationCounts } | { kind: 'figures'; figures: EvaluationFigures };
+export type ValidatedEvaluation = { kind: 'counts'; counts: EvaluationCounts } | { kind: 'figures'; figures: EvaluationFigures } | ValidatedSegmentation;
 
 /** ClassificationMetrics without the image count: what a site sharing figures only reports. */
 export type EvaluationFigures = Omit<ClassificationMetrics, 'samples'>;
@@ -56,6 +69,11 @@ export function validateEvaluationReport(report: federation.EvaluationReport, ex
   }
   if (report.backend.length > MAX_BACKEND_NAME) refuse(`backend: longer than ${MAX_BACKEND_NAME} characters`);
   const hasCounts = report.confusion.length + report.positives.length + report.negatives.length > 0;
+  if (expected.segmentation) {
+    if (hasCounts || report.figures) refuse('confusion, positives, negatives, figures: a segmentation study\'s evaluation carries segmentation counts, not a classifier\'s');
+    return validateSegmentationReport(report.segmentation, { classes: names.length, pixelsPerImage: expected.segmentation.pixelsPerImage }, refuse);
+  }
+  if (report.segmentation) refuse('segmentation: this study is a classification study');
   if (report.figures) {
     if (hasCounts) refuse('figures: a report carries counts or figures, not both');
     const figures = {} as EvaluationFigures;
@@ -102,6 +120,8 @@ export interface SiteEvaluationView extends EvaluationFigures {
   reportedAt: string;
   /** The counts as reported (with the score histograms), when asked for: what anyone can re-merge and check. */
   counts?: EvaluationCounts;
+  /** A segmentation study's figures (its classification figures are then null); absent for a classifier. */
+  segmentation?: SegmentationEvaluationView;
 }
 
 export interface OverallEvaluationView extends EvaluationFigures {
@@ -113,6 +133,7 @@ export interface OverallEvaluationView extends EvaluationFigures {
   method: 'pooled-counts' | 'site-mean';
   samples: number | null;
   confusion: number[][] | null;
+  segmentation?: SegmentationEvaluationView;
 }
 
 export interface RoundEvaluationView {
@@ -136,12 +157,14 @@ const evaluationFiguresSchema = z
  * Per-site and overall metrics of one round from its stored rows. When every site shared counts, overall figures
  * come from the merged counts, not an average of site figures, so a small site weighs what its images weigh.
  */
-export function summariseEvaluation(rows: readonly EvaluationRow[], options: { withCounts?: boolean } = {}): RoundEvaluationView {
+export function summariseEvaluation(rows: readonly EvaluationRow[], options: { withCounts?: boolean; classNames?: readonly string[] } = {}): RoundEvaluationView {
   const reported = rows
     .filter((r): r is EvaluationRow & { reportedAt: Date } => r.reportedAt !== null && (r.counts !== null || r.figures !== null))
     .sort((a, b) => a.siteId.localeCompare(b.siteId));
   const sites: SiteEvaluationView[] = [];
   const allCounts: EvaluationCounts[] = [];
+  const segmentation = reported.some((row) => isSegmentationCounts(row.counts) || isSegmentationFigures(row.figures));
+  if (segmentation) return { ...requests(rows), ...segmentationSites(reported, options.classNames ?? []) };
   for (const row of reported) {
     const common = { siteId: row.siteId, backend: row.backend, seconds: row.seconds, reportedAt: row.reportedAt.toISOString() };
     if (row.counts !== null) {
@@ -152,6 +175,11 @@ export function summariseEvaluation(rows: readonly EvaluationRow[], options: { w
       sites.push({ ...common, shared: 'figures', ...evaluationFiguresSchema.parse(row.figures), samples: null, confusion: null });
     }
   }
+  return { ...requests(rows), sites, overall: overallOf(sites, allCounts) };
+}
+
+/** Who was asked, who has not answered and who refused. */
+function requests(rows: readonly EvaluationRow[]): Pick<RoundEvaluationView, 'requestedSites' | 'pendingSites' | 'refusedSites'> {
   return {
     requestedSites: rows.map((r) => r.siteId).sort(),
     pendingSites: rows.filter((r) => r.reportedAt === null && r.refusedReason === null).map((r) => r.siteId).sort(),
@@ -159,9 +187,39 @@ export function summariseEvaluation(rows: readonly EvaluationRow[], options: { w
       .filter((r): r is EvaluationRow & { refusedReason: string } => r.refusedReason !== null)
       .map((r) => ({ siteId: r.siteId, reason: r.refusedReason }))
       .sort((a, b) => a.siteId.localeCompare(b.siteId)),
-    sites,
-    overall: overallOf(sites, allCounts),
   };
+}
+
+const NO_CLASSIFICATION_FIGURES: EvaluationFigures = { accuracy: null, balancedAccuracy: null, sensitivity: null, specificity: null, f1: null, auc: null };
+
+function isSegmentationFigures(value: unknown): boolean {
+  return typeof value === 'object' && value !== null && 'dice' in value;
+}
+
+/** A segmentation study's rows: the classification figures stay null, the segmentation view carries the figures. */
+function segmentationSites(
+  reported: ReadonlyArray<EvaluationRow & { reportedAt: Date }>,
+  classNames: readonly string[],
+): Pick<RoundEvaluationView, 'sites' | 'overall'> {
+  const sites: SiteEvaluationView[] = [];
+  const counts = [];
+  for (const row of reported) {
+    const common = { siteId: row.siteId, backend: row.backend, seconds: row.seconds, reportedAt: row.reportedAt.toISOString(), ...NO_CLASSIFICATION_FIGURES, confusion: null };
+    if (row.counts !== null) {
+      const parsed = segmentationCountsSchema.parse(row.counts);
+      counts.push(parsed);
+      sites.push({ ...common, shared: 'counts', samples: parsed.images, segmentation: segmentationViewOfCounts(parsed, classNames) });
+    } else {
+      sites.push({ ...common, shared: 'figures', samples: null, segmentation: segmentationViewOfFigures(segmentationFiguresSchema.parse(row.figures)) });
+    }
+  }
+  if (sites.length === 0) return { sites, overall: null };
+  const overall = overallSegmentation(
+    sites.map((s) => s.segmentation as SegmentationEvaluationView),
+    counts,
+    classNames,
+  );
+  return { sites, overall: { ...NO_CLASSIFICATION_FIGURES, sites: sites.length, method: overall.method, samples: overall.images, confusion: null, segmentation: overall.view } };
 }
 
 function overallOf(sites: readonly SiteEvaluationView[], counts: readonly EvaluationCounts[]): OverallEvaluationView | null {

@@ -4,6 +4,7 @@ import {
   federation,
   MultipartyPayloadError,
   parameterCount,
+  roundPayloadLength,
   payloadBytes,
   sha256Hex,
   sumUpdatesThreaded,
@@ -56,8 +57,8 @@ export class RoundSwitching {
   ) {}
 
   /** Values in one site's update: the tagged vector of parameters, weight and contribution slots. */
-  valueCount(def: StudyDefinition, cohort: readonly string[]): number {
-    return taggedLength(parameterCount(def.model) + 1 + cohort.length, this.epochs.setup().ring.n);
+  valueCount(def: StudyDefinition, round: { number: number; assignedSites: readonly string[] }): number {
+    return taggedLength(roundPayloadLength(def, round.number, parameterCount(def.model)) + 1 + round.assignedSites.length, this.epochs.setup().ring.n);
   }
 
   /** Sums the round's updates and asks every epoch member for its share. Call under the study's lock. */
@@ -65,7 +66,7 @@ export class RoundSwitching {
     const { blobs, audit, log } = this.ctx;
     const { ring, params } = this.epochs.setup();
     const epoch = requireEpoch(round);
-    const header = { epoch, valueCount: this.valueCount(def, round.assignedSites) };
+    const header = { epoch, valueCount: this.valueCount(def, round) };
     const updates: Uint8Array[] = [];
     for (const receipt of round.receipts) updates.push(await blobs.get(receipt.sha256));
     const sum = await sumUpdatesThreaded(ring, params, header, updates, this.ctx.aggregator.multipartyThreading());
@@ -173,7 +174,7 @@ export class RoundSwitching {
       if (submission.sumSha256 !== round.sumC1Sha256) throw new FederationError(GrpcStatus.INVALID_ARGUMENT, `the share is for sum ${submission.sumSha256}, ${where} asks for ${round.sumC1Sha256}`);
       const { ring, params } = this.epochs.setup();
       const study = await db.prisma.study.findUniqueOrThrow({ where: { id: round.studyId } });
-      const valueCount = this.valueCount(definitionOf(study), round.assignedSites);
+      const valueCount = this.valueCount(definitionOf(study), round);
       try {
         decodePolys(ring, params, 'share', submission.share, { epoch: round.keyEpoch, valueCount });
       } catch (error) {
@@ -198,7 +199,7 @@ export class RoundSwitching {
     if (!round.assignedSites.every((m) => round.keySwitchShares.some((s) => s.siteId === m))) return;
     const { ring, params } = this.epochs.setup();
     const epoch = requireEpoch(round);
-    const header = { epoch, valueCount: this.valueCount(definitionOf(round.study), round.assignedSites) };
+    const header = { epoch, valueCount: this.valueCount(definitionOf(round.study), round) };
     const shares: Uint8Array[] = [];
     for (const member of [...round.assignedSites].sort()) shares.push(await blobs.get(round.keySwitchShares.find((s) => s.siteId === member)!.shareSha256));
     const [c0, c1] = [await blobs.get(round.sumC0Sha256), await blobs.get(round.sumC1Sha256)];

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { Inject, Injectable } from '@nestjs/common';
-import { createLogger, federation } from '@federa/shared';
+import { architectureTask, createLogger, federation, isStatisticsRound, parseStatisticsReport, studyStatisticsPlan } from '@federa/shared';
 import { DATABASE } from '../app/tokens.js';
 import { FederationError, GrpcStatus } from '../federation/federation-error.js';
 import { CoordinatorMetrics } from '../metrics/index.js';
@@ -27,6 +27,7 @@ export const REFUSAL_REASONS: Partial<Record<federation.RefusalReason, string>> 
   [federation.RefusalReason.REFUSAL_REASON_KEY_EPOCH_INVALID]: 'key-epoch-invalid',
   [federation.RefusalReason.REFUSAL_REASON_SHARE_REQUEST_INVALID]: 'share-request-invalid',
   [federation.RefusalReason.REFUSAL_REASON_PRIVACY_BUDGET]: 'privacy-budget',
+  [federation.RefusalReason.REFUSAL_REASON_STATISTICS_TOO_FEW]: 'statistics-too-few',
 };
 
 /** The tasks a site may refuse, as the coordinator stores and shows them. */
@@ -225,7 +226,9 @@ export class SiteReports {
       `site ${siteId} already reported its evaluation of round ${report.round} of study ${report.studyId}; the first report stands`,
     );
     if (request.reportedAt) throw duplicate;
-    const validated = validateEvaluationReport(report, { classNames: definitionOf(study).classNames, bins: request.bins });
+    const def = definitionOf(study);
+    const segmentation = architectureTask(def.model.architecture) === 'segmentation' ? { pixelsPerImage: def.model.inputSize * def.model.inputSize } : undefined;
+    const validated = validateEvaluationReport(report, { classNames: def.classNames, bins: request.bins, ...(segmentation ? { segmentation } : {}) });
     // Conditional on still being unanswered, so two racing reports cannot both be recorded.
     const recorded = await this.db.prisma.roundEvaluation.updateMany({
       where: { id: request.id, reportedAt: null },
@@ -239,6 +242,37 @@ export class SiteReports {
     });
     if (recorded.count === 0) throw duplicate;
     this.log.info({ siteId, studyId: study.id, round: report.round, shared: validated.kind }, 'evaluation received');
+  }
+
+  /**
+   * A statistics round's totals as a site decrypted them: checked against the study's plan and hash, kept from the
+   * first site, compared with the later ones (a site whose totals differ decrypted another sum: listed and logged).
+   * Answers the site's evaluate task for the round.
+   */
+  async recordStatistics(siteId: string, report: federation.StatisticsReport): Promise<federation.StatisticsAck> {
+    const study = await this.db.prisma.study.findUnique({ where: { id: report.studyId } });
+    if (!study) throw new FederationError(GrpcStatus.NOT_FOUND, `study ${report.studyId} does not exist`);
+    const def = definitionOf(study);
+    if (!isStatisticsRound(def, report.round)) {
+      throw new FederationError(GrpcStatus.FAILED_PRECONDITION, `round ${report.round} of study ${report.studyId} is not a statistics round`);
+    }
+    const round = await this.participantRound(siteId, report.studyId, report.round);
+    if (round.status !== 'closed') throw new FederationError(GrpcStatus.FAILED_PRECONDITION, `round ${report.round} of study ${report.studyId} has not published its sum yet`);
+    const parsed = parseStatisticsReport(report.statisticsJson, report.sha256, studyStatisticsPlan(def));
+    if (!parsed.ok) throw new FederationError(GrpcStatus.INVALID_ARGUMENT, `statistics report refused: ${parsed.problem}`);
+    const first = await this.db.prisma.round.updateMany({
+      where: { id: round.id, statisticsSha256: null },
+      data: { statistics: parsed.statistics, statisticsSha256: report.sha256 },
+    });
+    const stored = await this.db.prisma.round.findUniqueOrThrow({ where: { id: round.id }, select: { statisticsSha256: true, statisticsMismatches: true } });
+    const matches = stored.statisticsSha256 === report.sha256;
+    if (!matches && !stored.statisticsMismatches.includes(siteId)) {
+      await this.db.prisma.round.update({ where: { id: round.id }, data: { statisticsMismatches: { push: siteId } } });
+      this.log.error({ siteId, studyId: study.id, round: report.round, reported: report.sha256, stored: stored.statisticsSha256 }, 'a site decrypted other statistics than the first site');
+    }
+    await this.db.prisma.roundEvaluation.updateMany({ where: { roundId: round.id, siteId, reportedAt: null }, data: { reportedAt: new Date(), refusedReason: null } });
+    this.log.info({ siteId, studyId: study.id, round: report.round, first: first.count > 0, matches }, 'statistics received');
+    return { matches };
   }
 
   private async stopWaitingFor(siteId: string, round: Awaited<ReturnType<SiteReports['participantRound']>>, reason: string, message: string): Promise<void> {

@@ -1,4 +1,4 @@
-import { federation, parameterCount, payloadBytes, SHA256_HEX, taggedLength } from '@federa/shared';
+import { federation, parameterCount, payloadBytes, roundPayloadLength, SHA256_HEX, taggedLength } from '@federa/shared';
 import type { KeyEpochs } from '../multiparty/index.js';
 import { checkStudyRef, FederationError, GrpcStatus } from '../federation/federation-error.js';
 import type { Database } from '../persistence/index.js';
@@ -17,6 +17,26 @@ export interface UploadTarget {
   vectorLength: number;
   /** Multiparty: the key epoch the round's updates are encrypted under. */
   keyEpoch: number | null;
+}
+
+/**
+ * An update trained from another global model than the round's others: the site's decrypted model (or, with a
+ * server optimizer, the optimizer state every site keeps) is not the other sites'. Said so the site's IT can act:
+ * the agent recomputes both from the published aggregates once its copies are gone, and trains the round again once
+ * the round's saved update is gone too.
+ */
+export function baseStateConflict(siteId: string, studyId: string, round: number, named: string, fixed: string): FederationError {
+  const error = new FederationError(
+    GrpcStatus.FAILED_PRECONDITION,
+    `site ${siteId}'s update for round ${round} of study ${studyId} was trained from a global model whose state hashes to ${named}, ` +
+      `but the round's other updates were trained from ${fixed}: this site's decrypted model (or server optimizer state) differs from the other sites', ` +
+      'so its update was not counted. Its IT should stop the site agent, delete its model cache for the study ' +
+      `(models/${studyId} in the agent's state folder) and the round's saved update (rounds/${studyId}/${round}), and start it again: ` +
+      'it then recomputes the model from the published aggregates and trains the round again',
+  );
+  // The study and round are real ones (the round takes uploads): the audit record of the refusal names them.
+  error.concerns = { studyId, round };
+  return error;
 }
 
 /** The study and round an upload is for, if that round takes this site's upload now; refused otherwise. */
@@ -59,7 +79,8 @@ export async function checkUploadHeader(
       `study ${study.id} takes ${federation.updateEncodingToJSON(expectedEncoding)} updates, not ${federation.updateEncodingToJSON(header.encoding)}`,
     );
   }
-  const layout: VectorLayout = { parameters: parameterCount(def.model), cohort: [...round.assignedSites].sort() };
+  // A statistics round's updates carry the statistics vector in place of the parameters.
+  const layout: VectorLayout = { parameters: roundPayloadLength(def, round.number, parameterCount(def.model)), cohort: [...round.assignedSites].sort() };
   const payloadLength = layout.parameters + 1 + layout.cohort.length;
   // An encrypted update is laid out in whole ciphertexts, each ending with the site's contribution tags.
   const multiparty = header.encoding === federation.UpdateEncoding.UPDATE_ENCODING_MULTIPARTY ? epochs.setup() : null;
@@ -93,6 +114,17 @@ export async function checkUploadHeader(
   }
   if (header.sha256 !== '' && !SHA256_HEX.test(header.sha256)) {
     throw new FederationError(GrpcStatus.INVALID_ARGUMENT, `sha256: "${header.sha256.slice(0, 80)}" is not a SHA-256 digest (64 lower-case hex characters)`);
+  }
+  if (header.baseStateSha256 !== '' && !SHA256_HEX.test(header.baseStateSha256)) {
+    throw new FederationError(
+      GrpcStatus.INVALID_ARGUMENT,
+      `base_state_sha256: "${header.baseStateSha256.slice(0, 80)}" is not a SHA-256 digest (64 lower-case hex characters)`,
+    );
+  }
+  // Checked here too, so a site whose model differs hears so before its bytes travel; the receiver checks again
+  // under the study's lock, where the first update fixes the round's hash.
+  if (header.baseStateSha256 !== '' && round.baseStateSha256 !== null && header.baseStateSha256 !== round.baseStateSha256) {
+    throw baseStateConflict(siteId, study.id, header.round, header.baseStateSha256, round.baseStateSha256);
   }
   if (header.offset > 0 && (header.sha256 === '' || header.offset > header.totalBytes)) {
     throw new FederationError(

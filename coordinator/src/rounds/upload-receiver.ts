@@ -13,7 +13,7 @@ import { EncryptedAggregation } from './encrypted-aggregation.js';
 import { RoundsService } from './rounds.service.js';
 import { StudyLocks } from './study-locks.js';
 import { Semaphore } from './semaphore.js';
-import { checkUploadHeader, MAX_UPLOAD_BYTES, refuseDropped, roundTakingUploads, type UploadTarget } from './upload-header.js';
+import { baseStateConflict, checkUploadHeader, MAX_UPLOAD_BYTES, refuseDropped, roundTakingUploads, type UploadTarget } from './upload-header.js';
 import { validatePlaintextUpdate } from './upload-payload.js';
 import { checkMultipartyUpdate, KeyEpochs, type StoredContribution } from '../multiparty/index.js';
 
@@ -276,6 +276,12 @@ export class UploadReceiver {
           `this exact update (sha256 ${blob.sha256}) was already uploaded for round ${header.round} of study ${header.studyId}; replays are never added`,
         );
       }
+      // Every update of a round must come from the same global model; the first that names its base fixes it for the
+      // round (stored with it, so a restarted coordinator holds later updates to it too). Before the sum, never after.
+      const baseState = header.baseStateSha256;
+      if (baseState !== '' && round.baseStateSha256 !== null && baseState !== round.baseStateSha256) {
+        throw baseStateConflict(siteId, header.studyId, header.round, baseState, round.baseStateSha256);
+      }
       // An encrypted update is checked completely and added to the round's running sum here, once. It is read only
       // now, into shared memory where the aggregation threads read it: one study holds one update in memory at a time.
       // Before it is added, its seeds are checked against every seed accepted under the key (any study, any round).
@@ -308,6 +314,7 @@ export class UploadReceiver {
           },
         });
         if (seeds) await recordSeeds(tx, seeds, receiptId);
+        if (baseState !== '' && round.baseStateSha256 === null) await tx.round.update({ where: { id: round.id }, data: { baseStateSha256: baseState } });
         return {
           result: undefined,
           audit: {
@@ -316,7 +323,13 @@ export class UploadReceiver {
             siteId,
             studyId: target.studyId,
             round: header.round,
-            details: { message: 'update', sha256: digest, bytes: blob.size, encoding: federation.updateEncodingToJSON(header.encoding) },
+            details: {
+              message: 'update',
+              sha256: digest,
+              bytes: blob.size,
+              encoding: federation.updateEncodingToJSON(header.encoding),
+              ...(baseState !== '' ? { baseStateSha256: baseState } : {}),
+            },
           },
         };
       });

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { datasetSummarySchema, evaluationCountsSchema, studyDefinitionSchema } from '@federa/shared';
+import { datasetSummarySchema, evaluationCountsSchema, featureStatisticsViewSchema, studyDefinitionSchema } from '@federa/shared';
 import { apiSchema, type Expect, type SameShape } from '../openapi/index.js';
 import type { RoundEvaluationView } from '../rounds/evaluation.js';
 import { REFUSAL_REASONS } from '../rounds/site-reports.js';
@@ -47,6 +47,18 @@ export const datasetSummaryViewSchema = apiSchema(
 );
 
 const evaluationFigures = { accuracy: figure, balancedAccuracy: figure, sensitivity: figure, specificity: figure, f1: figure, auc: figure };
+const segmentationFigures = { dice: figure, iou: figure, sensitivity: figure, precision: figure };
+
+const segmentationEvaluationSchema = z
+  .object({
+    ...segmentationFigures,
+    perClass: z.array(z.object({ className: z.string(), ...segmentationFigures })).nullable().describe('Per foreground class, from the pixel counts; null when only figures were shared.'),
+    diceHistogram: z
+      .object({ bins: z.int(), counts: z.array(z.array(z.int())) })
+      .nullable()
+      .describe('Per foreground class, held-out images per Dice bin over [0, 1].'),
+  })
+  .describe('A segmentation study\'s figures: mean over the foreground classes of Dice, IoU, sensitivity and precision from summed pixel counts.');
 
 export const roundEvaluationSchema = apiSchema(
   'RoundEvaluation',
@@ -65,6 +77,7 @@ export const roundEvaluationSchema = apiSchema(
         seconds: z.number().nullable(),
         reportedAt: time,
         counts: evaluationCountsSchema.optional().describe('The counts as reported, on GET /studies/{id}/evaluation.'),
+        segmentation: segmentationEvaluationSchema.optional(),
       }),
     ),
     overall: z
@@ -74,6 +87,7 @@ export const roundEvaluationSchema = apiSchema(
         method: z.enum(['pooled-counts', 'site-mean']),
         samples: z.int().nullable(),
         confusion: z.array(z.array(z.int())).nullable(),
+        segmentation: segmentationEvaluationSchema.optional(),
       })
       .nullable(),
   }),
@@ -101,6 +115,9 @@ export const roundViewSchema = apiSchema(
     assignedSites: z.array(z.string()),
     reportedSites: z.array(z.string()),
     participants: z.int(),
+    baseStateSha256: sha256
+      .nullable()
+      .describe("SHA-256 of the global model (and server optimizer state) the round's updates were trained from, as the sites decrypted it; fixed by the first accepted update that names one, null until then."),
     model: modelViewSchema.nullable(),
     metrics: z.array(
       z.object({
@@ -148,6 +165,15 @@ export const studyStatusSchema = apiSchema(
     rounds: z.array(roundViewSchema),
     sites: z.array(z.object({ id: z.string(), connected: z.boolean(), dropped: z.boolean(), dataset: datasetSummaryViewSchema.nullable() })),
     refusals: z.array(refusalViewSchema),
+    statistics: z
+      .object({
+        round: z.int(),
+        sha256,
+        features: z.array(featureStatisticsViewSchema),
+        mismatchedSites: z.array(z.string()).describe('Sites whose decrypted totals differed from these (the first site\'s).'),
+      })
+      .nullable()
+      .describe('A study with statistics: the consortium totals of its statistics round (count, mean, variance, bounds, histogram, quantiles per feature), as the sites decrypted them.'),
   }),
 );
 

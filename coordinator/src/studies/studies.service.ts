@@ -1,8 +1,11 @@
 import { randomUUID } from 'node:crypto';
 import { Inject, Injectable } from '@nestjs/common';
+import { z } from 'zod';
 import {
   describeIssues,
+  featureStatisticsViewSchema,
   federation,
+  isStatisticsRound,
   studyDefinitionJson,
   studyDefinitionSchema,
   resolveStudyPrivacy,
@@ -10,6 +13,7 @@ import {
   MAX_SITE_NOISE_STD,
   studyHash,
   STUDY_ID,
+  type FeatureStatisticsView,
   type StudyDefinition,
 } from '@federa/shared';
 import { DATABASE } from '../app/tokens.js';
@@ -110,6 +114,8 @@ export interface RoundView {
   assignedSites: string[];
   reportedSites: string[];
   participants: number;
+  /** The hash of the global model (and server optimizer state) every update of the round was trained from; null until an update names one. */
+  baseStateSha256: string | null;
   model: ModelView | null;
   metrics: SiteMetricView[];
   /** Sites that said they could not contribute (or whose policy refused), and why. */
@@ -135,6 +141,16 @@ export interface StudyStatus extends StudySummary {
   sites: Array<{ id: string; connected: boolean; dropped: boolean; dataset: DatasetSummaryView | null }>;
   /** Every site policy refusal of this study's tasks, newest first. */
   refusals: RefusalView[];
+  /** A study with statistics: the consortium's totals from its statistics round, once a site decrypted them. */
+  statistics: StudyStatisticsView | null;
+}
+
+export interface StudyStatisticsView {
+  round: number;
+  sha256: string;
+  features: FeatureStatisticsView[];
+  /** Sites whose decrypted totals differed from these (the first site's). */
+  mismatchedSites: string[];
 }
 
 export interface SiteView {
@@ -284,6 +300,7 @@ export class StudiesService {
       return m ? { kind: m.kind, sha256: m.sha256, sizeBytes: m.sizeBytes, parameterCount: m.parameterCount } : null;
     };
     const definition = studyDefinitionSchema.parse(study.spec);
+    const statisticsRound = rounds.find((r) => isStatisticsRound(definition, r.number) && r.statisticsSha256 !== null);
     const siteIds = [...new Set([...(definition.sites ?? []), ...rounds.flatMap((r) => r.assignedSites)])].sort();
     const datasets = await this.datasets.latest(siteIds);
     return {
@@ -300,6 +317,7 @@ export class StudiesService {
         assignedSites: r.assignedSites,
         reportedSites: r.receipts.map((x) => x.siteId).sort(),
         participants: r.participants,
+        baseStateSha256: r.baseStateSha256,
         model: r.status === 'closed' ? modelOf(r.number) : null,
         metrics: r.metrics
           .map((m) => ({
@@ -316,9 +334,17 @@ export class StudiesService {
           .map((f) => ({ siteId: f.siteId, reason: f.reason, message: f.message }))
           .sort((a, b) => a.siteId.localeCompare(b.siteId)),
         refusals: refusals.filter((x) => x.round === r.number),
-        evaluation: r.evaluations.length > 0 ? summariseEvaluation(r.evaluations) : null,
+        evaluation: r.evaluations.length > 0 && !isStatisticsRound(definition, r.number) ? summariseEvaluation(r.evaluations, { classNames: definition.classNames }) : null,
       })),
       refusals,
+      statistics: statisticsRound
+        ? {
+            round: statisticsRound.number,
+            sha256: statisticsRound.statisticsSha256 as string,
+            features: z.array(featureStatisticsViewSchema).parse(statisticsRound.statistics),
+            mismatchedSites: statisticsRound.statisticsMismatches,
+          }
+        : null,
       sites: siteIds.map((siteId) => {
         const dataset = datasets.get(siteId);
         return {
@@ -338,10 +364,14 @@ export class StudiesService {
       orderBy: { number: 'asc' },
       include: { evaluations: true },
     });
+    const definition = studyDefinitionSchema.parse(study.spec);
+    const { classNames } = definition;
     return {
       studyId: id,
-      classNames: studyDefinitionSchema.parse(study.spec).classNames,
-      rounds: rounds.map((r) => ({ number: r.number, ...summariseEvaluation(r.evaluations, { withCounts: true }) })),
+      classNames,
+      rounds: rounds
+        .filter((r) => !isStatisticsRound(definition, r.number))
+        .map((r) => ({ number: r.number, ...summariseEvaluation(r.evaluations, { withCounts: true, classNames }) })),
     };
   }
 

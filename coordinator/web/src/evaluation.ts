@@ -3,6 +3,7 @@ import { SITE_COLOURS } from './charts.js';
 import { h, notice, replace, table } from './dom.js';
 import { formatFraction } from './format.js';
 import { drawRoc, mergeCounts, rocCurves } from './roc.js';
+import { segmentationElements } from './segmentation-evaluation.js';
 import type { EvaluationCounts, EvaluationFigures, StudyEvaluation, StudyStatus } from './types.js';
 
 type Round = StudyEvaluation['rounds'][number];
@@ -114,15 +115,20 @@ export class EvaluationPanel {
       replace(this.body, h('p', { class: 'empty' }, 'No round has been evaluated yet.'));
       return;
     }
-    const { counts, why } = this.countsOf(round);
     const status = [
       round.pendingSites.length > 0 ? `waiting for ${round.pendingSites.join(', ')}` : null,
       round.refusedSites.length > 0 ? `refused by ${round.refusedSites.map((r) => `${r.siteId} (${r.reason})`).join(', ')}` : null,
     ].filter((s): s is string => s !== null);
+    const statusLine = status.length > 0 ? h('p', { class: 'muted' }, status.join('; ')) : null;
+    if (round.overall?.segmentation) {
+      replace(this.body, statusLine, segmentationElements(round));
+      return;
+    }
+    const { counts, why } = this.countsOf(round);
     const visuals = counts
       ? h('div', { class: 'evaluation-visuals' }, this.rocElement(counts, data.classNames), confusionElement(counts, data.classNames))
       : notice(why, 'info', { id: 'evaluation-missing' });
-    replace(this.body, status.length > 0 ? h('p', { class: 'muted' }, status.join('; ')) : null, figuresTable(round), visuals);
+    replace(this.body, statusLine, figuresTable(round), visuals);
   }
 
   private rocElement(counts: EvaluationCounts, classNames: readonly string[]): HTMLElement {

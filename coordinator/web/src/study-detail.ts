@@ -2,6 +2,7 @@ import { api, describeError, download } from './api.js';
 import { MetricCharts } from './charts.js';
 import { badge, h, notice, replace, statusTone, table } from './dom.js';
 import { EvaluationPanel } from './evaluation.js';
+import { statisticsPanel } from './statistics-panel.js';
 import { formatBytes, formatPrivacySettings, formatSeconds, formatTime, shortHash } from './format.js';
 import { deadlineText, progressBars, roundSitesTable } from './round-progress.js';
 import { studyControls } from './study-controls.js';
@@ -27,6 +28,8 @@ export function studyDetailView(context: AppContext, studyId: string): View {
   const evaluation = new EvaluationPanel(studyId);
   const rounds = h('div', { id: 'rounds-wrap' });
   const refusals = h('div', { id: 'refusals-wrap' });
+  const statistics = h('div', { id: 'statistics-wrap' });
+  let statisticsSignature = '';
   const problem = h('div', { id: 'study-problem' });
 
   let study: StudyStatus | null = null;
@@ -68,6 +71,11 @@ export function studyDetailView(context: AppContext, studyId: string): View {
     evaluation.update(current);
     replace(rounds, roundsTable(context, current));
     replace(refusals, refusalsTable(current));
+    const statisticsNow = `${current.statistics?.sha256 ?? ''}:${current.statistics?.mismatchedSites.length ?? 0}`;
+    if (statisticsNow !== statisticsSignature) {
+      statisticsSignature = statisticsNow;
+      replace(statistics, statisticsPanel(current));
+    }
   };
 
   const stream = watchStudy(studyId, {
@@ -103,6 +111,7 @@ export function studyDetailView(context: AppContext, studyId: string): View {
     h('h2', { class: 'section-title' }, 'Metrics per round'),
     charts.element,
     evaluation.element,
+    statistics,
     h('section', { class: 'card' }, h('h2', {}, 'Rounds'), rounds),
     h('section', { class: 'card' }, h('h2', {}, 'Site refusals'), refusals),
   );

@@ -99,6 +99,7 @@ export const AUDIT_KIND_OF_SITE_MESSAGE = {
   'key-share': 'site.key-share',
   'key-envelopes': 'site.key-envelopes',
   'key-switch-share': 'site.key-switch-share',
+  statistics: 'site.statistics',
 } as const;
 
 export type SiteMessageKind = keyof typeof AUDIT_KIND_OF_SITE_MESSAGE;

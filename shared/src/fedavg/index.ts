@@ -22,3 +22,12 @@ export {
   type ServerOptimizerKind,
   type ServerOptimizerState,
 } from './server-optimizer.js';
+export {
+  baseStateSha256,
+  decodeServerState,
+  encodeServerState,
+  initialGlobalModel,
+  nextGlobalModel,
+  ServerStateError,
+  type GlobalModelState,
+} from './server-state.js';

@@ -1,10 +1,11 @@
 import { z } from 'zod';
+import { linearSvmSpecSchema, logisticRegressionSpecSchema } from './linear.js';
 import { mobilenetSpecSchema } from './mobilenet.js';
 import { resnetSpecSchema } from './resnet.js';
 import { smallCnnSpecSchema } from './small-cnn.js';
 import { unetSpecSchema } from './unet.js';
 
-const SPEC_SCHEMAS = [smallCnnSpecSchema, resnetSpecSchema, mobilenetSpecSchema, unetSpecSchema] as const;
+const SPEC_SCHEMAS = [smallCnnSpecSchema, resnetSpecSchema, mobilenetSpecSchema, unetSpecSchema, logisticRegressionSpecSchema, linearSvmSpecSchema] as const;
 
 /**
  * Every architecture name the schema accepts, in registration order, whatever task it serves: code that trains or

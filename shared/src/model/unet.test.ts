@@ -173,9 +173,9 @@ describe('unet initial weights', () => {
 
 describe('architecture tasks', () => {
   it('registers unet as the one segmentation architecture', () => {
-    expect(ARCHITECTURE_NAMES).toEqual(['small-cnn', 'resnet', 'mobilenet', 'unet']);
-    expect(CLASSIFICATION_ARCHITECTURES).toEqual(['small-cnn', 'resnet', 'mobilenet']);
-    expect(ARCHITECTURE_NAMES.map((a) => architectureTask(a as 'unet'))).toEqual(['classification', 'classification', 'classification', 'segmentation']);
+    expect(ARCHITECTURE_NAMES).toEqual(['small-cnn', 'resnet', 'mobilenet', 'unet', 'logistic-regression', 'linear-svm']);
+    expect(CLASSIFICATION_ARCHITECTURES).toEqual(['small-cnn', 'resnet', 'mobilenet', 'logistic-regression', 'linear-svm']);
+    expect(ARCHITECTURE_NAMES.map((a) => architectureTask(a as 'unet'))).toEqual(['classification', 'classification', 'classification', 'segmentation', 'classification', 'classification']);
     expect(isClassificationArchitecture('unet')).toBe(false);
     expect(isClassificationArchitecture('resnet')).toBe(true);
     expect(() => architectureTask('toString' as 'unet')).toThrow('unknown architecture toString');

@@ -1,81 +1,104 @@
 import { z } from 'zod';
 
 /**
- * Federated statistics through the encrypted sum: each site encodes what it has seen of every feature (an image
- * channel's intensities, a radiomic feature, ...) as a vector of additive quantities, the sites' vectors are summed
- * exactly as model updates are, and only the consortium's totals are ever decrypted. Per feature the vector holds
- * [count, Σ(x − c), Σ(x − c)², histogram bins...], with c the histogram's centre (shifting by c keeps the sum of
- * squares from cancelling catastrophically when the mean is far from 0). From the totals follow the count, mean,
- * variance and standard deviation exactly, and min, max and quantiles to the histogram's resolution: a minimum is
- * not a sum, so the consortium's extremes are bounded by the first and last non-empty bins instead of revealed.
+ * Federated statistics through the encrypted sum: each site encodes what it has seen of every column (an image
+ * channel's pixel intensities, an image feature such as GLCM contrast, ...) as a vector of additive quantities, the
+ * sites' vectors are summed exactly as model updates are, and only the consortium's totals are ever decrypted. Per
+ * column the vector holds [count, Σ(x − c)/h, Σ((x − c)/h)², histogram bins...] divided by the column's `per`, with c
+ * the histogram's centre and h its half-width: shifting by c keeps the sum of squares from cancelling
+ * catastrophically, and scaling by h and `per` keeps every slot within the encrypted sum's range (a column of pixel
+ * intensities counts images of `per` pixels, so its slots grow with images, not pixels). From the totals follow the
+ * count, mean, variance and standard deviation exactly, and min, max and quantiles to the histogram's resolution: a
+ * minimum is not a sum, so the consortium's extremes are bounded by the first and last non-empty bins instead of
+ * revealed.
  */
-export const statisticsPlanSchema = z
+export const statisticsColumnSchema = z
   .object({
-    features: z.array(z.string().min(1).max(100)).min(1).max(4_096),
-    histogram: z
-      .object({
-        bins: z.int().min(1).max(4_096),
-        min: z.number(),
-        max: z.number(),
-      })
-      .strict()
-      .refine((h) => h.max > h.min, { message: 'histogram.max must be greater than histogram.min', path: ['max'] }),
+    feature: z.string().min(1).max(100),
+    bins: z.int().min(1).max(4_096),
+    min: z.number(),
+    max: z.number(),
+    /** Values per counted unit: the pixels of one image for an intensity column, 1 for one value per image. */
+    per: z.int().min(1).max(1 << 24).default(1),
   })
   .strict()
-  .refine((plan) => new Set(plan.features).size === plan.features.length, { message: 'features must be unique', path: ['features'] });
+  .refine((c) => c.max > c.min, { message: 'max must be greater than min', path: ['max'] });
 
+export const statisticsPlanSchema = z
+  .object({ columns: z.array(statisticsColumnSchema).min(1).max(4_096) })
+  .strict()
+  .refine((plan) => new Set(plan.columns.map((c) => c.feature)).size === plan.columns.length, { message: 'features must be unique', path: ['columns'] });
+
+export type StatisticsColumn = z.output<typeof statisticsColumnSchema>;
 export type StatisticsPlan = z.output<typeof statisticsPlanSchema>;
 
-/** Values a feature takes in the vector: count, shifted sum, shifted sum of squares, then the bins. */
+/** Values a column takes in the vector: count, scaled shifted sum, scaled shifted sum of squares, then the bins. */
 const fixedSlots = 3;
 
+/** The largest magnitude a slot may reach at one site: the encrypted sum's range (CKKS maxAbsValue). */
+export const MAX_STATISTICS_SLOT = 10_000;
+
 export function statisticsVectorLength(plan: StatisticsPlan): number {
-  return plan.features.length * (fixedSlots + plan.histogram.bins);
+  return plan.columns.reduce((n, c) => n + fixedSlots + c.bins, 0);
 }
 
 /** The histogram bin of a value: values below min go to the first bin, values above max to the last (clamped). */
-function binOf(value: number, plan: StatisticsPlan): number {
-  const { bins, min, max } = plan.histogram;
-  const at = Math.floor(((value - min) / (max - min)) * bins);
-  return Math.min(bins - 1, Math.max(0, at));
+function binOf(value: number, column: StatisticsColumn): number {
+  const at = Math.floor(((value - column.min) / (column.max - column.min)) * column.bins);
+  return Math.min(column.bins - 1, Math.max(0, at));
 }
 
 /**
- * One site's vector: `columns[f]` holds feature f's values at this site (every value finite). Throws RangeError
- * naming the feature for a count below `minCount` (a statistic of too few images says too much about each) or a
- * non-finite value.
+ * One site's vector: `values[k]` holds column k's values at this site (every value finite; a whole number of units).
+ * Throws RangeError naming the column for fewer units than `minCount` (a statistic of too few images says too much
+ * about each), a non-finite value, or values so far outside the column's range that a slot leaves the encrypted
+ * sum's range.
  */
-export function encodeSiteStatistics(plan: StatisticsPlan, columns: ReadonlyArray<ArrayLike<number>>, minCount = 1): Float64Array {
-  if (columns.length !== plan.features.length) throw new RangeError(`statistics need one column per feature (${plan.features.length}), got ${columns.length}`);
-  const centre = (plan.histogram.min + plan.histogram.max) / 2;
-  const stride = fixedSlots + plan.histogram.bins;
+export function encodeSiteStatistics(plan: StatisticsPlan, values: ReadonlyArray<ArrayLike<number>>, minCount = 1): Float64Array {
+  if (values.length !== plan.columns.length) throw new RangeError(`statistics need one column of values per feature (${plan.columns.length}), got ${values.length}`);
   const out = new Float64Array(statisticsVectorLength(plan));
-  columns.forEach((values, f) => {
-    const name = plan.features[f] as string;
-    if (values.length < minCount) throw new RangeError(`feature ${name}: ${values.length} values, fewer than the ${minCount} this site shares a statistic of`);
-    const base = f * stride;
+  let base = 0;
+  plan.columns.forEach((column, k) => {
+    const columnValues = values[k] as ArrayLike<number>;
+    const name = column.feature;
+    if (columnValues.length % column.per !== 0) throw new RangeError(`feature ${name}: ${columnValues.length} values are not whole units of ${column.per}`);
+    const units = columnValues.length / column.per;
+    if (units < minCount) throw new RangeError(`feature ${name}: ${units} ${column.per > 1 ? 'images' : 'values'}, fewer than the ${minCount} this site shares a statistic of`);
+    const centre = (column.min + column.max) / 2;
+    const half = (column.max - column.min) / 2;
     let sum = 0;
     let squares = 0;
-    for (let i = 0; i < values.length; i++) {
-      const x = values[i] as number;
+    for (let i = 0; i < columnValues.length; i++) {
+      const x = columnValues[i] as number;
       if (!Number.isFinite(x)) throw new RangeError(`feature ${name}: value ${i} is ${x}; statistics need finite values`);
-      const d = x - centre;
+      const d = (x - centre) / half;
       sum += d;
       squares += d * d;
-      const slot = base + fixedSlots + binOf(x, plan);
+      const slot = base + fixedSlots + binOf(x, column);
       out[slot] = (out[slot] as number) + 1;
     }
-    out[base] = values.length;
+    out[base] = columnValues.length;
     out[base + 1] = sum;
     out[base + 2] = squares;
+    for (let i = base; i < base + fixedSlots + column.bins; i++) out[i] = (out[i] as number) / column.per;
+    const largest = Math.max(Math.abs(out[base + 1] as number), out[base + 2] as number, units);
+    if (largest > MAX_STATISTICS_SLOT) {
+      throw new RangeError(
+        `feature ${name}: its sums reach ${largest.toPrecision(3)}, past the ${MAX_STATISTICS_SLOT} an encrypted sum holds per site: ${units > MAX_STATISTICS_SLOT ? 'too many images for one statistic' : `its values lie far outside [${column.min}, ${column.max}]; widen the range`}`,
+      );
+    }
+    base += fixedSlots + column.bins;
   });
   return out;
 }
 
-/** The consortium's figures for one feature, from the summed vectors. */
+/** The consortium's figures for one column, from the summed vectors. */
 export interface FeatureStatistics {
   feature: string;
+  /** Values counted (pixels for an intensity column). */
   count: number;
+  /** Units counted: images for an intensity column, else the same as count. */
+  units: number;
   mean: number;
   /** Sample variance (n − 1); NaN for a single value. */
   variance: number;
@@ -88,37 +111,45 @@ export interface FeatureStatistics {
   quantiles: Array<{ q: number; value: number }>;
 }
 
+export const DEFAULT_QUANTILES: readonly number[] = [0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99];
+
 /**
- * Decodes the sum of sites' vectors. Counts arrive through CKKS with errors near 1e-8, so they are rounded to
- * integers (an error above 0.01 means the vector is not a sum of encodings: refused). `quantiles` are read off the
- * merged histogram, interpolating linearly within a bin.
+ * Decodes the sum of sites' vectors. Counts arrive through CKKS with errors near 1e-8 per slot, so unit counts are
+ * rounded to integers (an error above 0.01 means the vector is not a sum of encodings: refused) and bins to whole
+ * values after scaling back by `per`. `quantiles` are read off the merged histogram, linearly within a bin.
  */
-export function decodeConsortiumStatistics(plan: StatisticsPlan, sum: ArrayLike<number>, quantiles: readonly number[] = [0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99]): FeatureStatistics[] {
+export function decodeConsortiumStatistics(plan: StatisticsPlan, sum: ArrayLike<number>, quantiles: readonly number[] = DEFAULT_QUANTILES): FeatureStatistics[] {
   if (sum.length !== statisticsVectorLength(plan)) throw new RangeError(`a statistics sum for this plan has ${statisticsVectorLength(plan)} values, got ${sum.length}`);
-  const { bins, min, max } = plan.histogram;
-  const width = (max - min) / bins;
-  const edges = Array.from({ length: bins + 1 }, (_, i) => min + i * width);
-  const centre = (min + max) / 2;
-  const stride = fixedSlots + bins;
-  const whole = (value: number, what: string): number => {
-    const rounded = Math.round(value);
-    if (Math.abs(value - rounded) > 0.01 || rounded < 0) throw new RangeError(`${what} is ${value}, not a count: the vector is not a sum of site statistics`);
-    return rounded;
-  };
-  return plan.features.map((feature, f) => {
-    const base = f * stride;
-    const count = whole(sum[base] as number, `feature ${feature}'s count`);
-    const counts = Array.from({ length: bins }, (_, b) => whole(sum[base + fixedSlots + b] as number, `feature ${feature}'s bin ${b}`));
+  let base = 0;
+  return plan.columns.map((column) => {
+    const { feature, bins, min, max, per } = column;
+    const width = (max - min) / bins;
+    const edges = Array.from({ length: bins + 1 }, (_, i) => min + i * width);
+    const centre = (min + max) / 2;
+    const half = (max - min) / 2;
+    const units = Math.round(sum[base] as number);
+    if (Math.abs((sum[base] as number) - units) > 0.01 || units < 0) throw new RangeError(`feature ${feature}'s count is ${sum[base] as number}, not a count: the vector is not a sum of site statistics`);
+    const count = units * per;
+    const counts = Array.from({ length: bins }, (_, b) => {
+      const value = (sum[base + fixedSlots + b] as number) * per;
+      const rounded = Math.round(value);
+      // Fractions of an image's pixels add up to whole pixels; much more than rounding error away is not a sum.
+      if (Math.abs(value - rounded) > Math.max(0.01, per * 1e-6) || rounded < 0) throw new RangeError(`feature ${feature}'s bin ${b} is ${value}, not a count: the vector is not a sum of site statistics`);
+      return rounded;
+    });
     const binned = counts.reduce((a, c) => a + c, 0);
     if (binned !== count) throw new RangeError(`feature ${feature}: its bins hold ${binned} values but its count is ${count}`);
-    const shifted = (sum[base + 1] as number) / count;
-    const variance = count > 1 ? Math.max(0, ((sum[base + 2] as number) - count * shifted * shifted) / (count - 1)) : Number.NaN;
+    const shifted = count > 0 ? ((sum[base + 1] as number) * per) / count : Number.NaN;
+    const squares = (sum[base + 2] as number) * per;
+    const variance = count > 1 ? (Math.max(0, squares - count * shifted * shifted) / (count - 1)) * half * half : Number.NaN;
     const first = counts.findIndex((c) => c > 0);
     const last = bins - 1 - [...counts].reverse().findIndex((c) => c > 0);
+    base += fixedSlots + bins;
     return {
       feature,
       count,
-      mean: centre + shifted,
+      units,
+      mean: centre + shifted * half,
       variance,
       std: Math.sqrt(variance),
       minAtLeast: first < 0 ? Number.NaN : (edges[first] as number),

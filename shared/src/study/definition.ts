@@ -3,6 +3,7 @@ import { z } from 'zod';
 import { serverOptimizerSchema } from '../fedavg/server-optimizer.js';
 import { architectureTask, modelSpecSchema } from '../model/index.js';
 import { resolveStudyPrivacy, studyPrivacyIssues, studyPrivacySchema } from '../privacy/study-privacy.js';
+import { studyStatisticsIssues, studyStatisticsSchema } from '../statistics/study-statistics.js';
 import { canonicalJson } from './canonical-json.js';
 import { preprocessingSchema } from './preprocessing.js';
 
@@ -119,6 +120,12 @@ export const studyDefinitionSchema = z
       })
       .strict()
       .optional(),
+    /**
+     * Federated statistics in round 1 (intensity per channel, image features), of which only the consortium's totals
+     * are decrypted; optionally a consortium z-score for the training rounds that follow. See
+     * shared/src/statistics/study-statistics.ts. With rounds: 1 the study computes statistics only.
+     */
+    statistics: studyStatisticsSchema.optional(),
   })
   .strict()
   .superRefine((def, ctx) => {
@@ -134,7 +141,16 @@ export const studyDefinitionSchema = z
         message: 'cannot be combined with localEpochs: give exactly one of localEpochs (full passes) or localSteps (optimiser steps)',
       });
     }
-    if (def.localEpochs === undefined && def.localSteps === undefined) {
+    for (const issue of studyStatisticsIssues(def)) ctx.addIssue({ code: 'custom', ...issue });
+    if (def.serverOptimizer && def.aggregation === 'plaintext') {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['serverOptimizer'],
+        message: 'runs at the sites on the decrypted sum, and a plaintext study\'s coordinator publishes plain FedAvg itself: use aggregation multiparty or ckks',
+      });
+    }
+    const statisticsOnly = def.statistics !== undefined && def.rounds === 1;
+    if (def.localEpochs === undefined && def.localSteps === undefined && !statisticsOnly) {
       ctx.addIssue({
         code: 'custom',
         path: ['localEpochs'],

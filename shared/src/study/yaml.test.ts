@@ -2,6 +2,7 @@ import { readdir, readFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
+import { ARCHITECTURE_NAMES } from '../model/index.js';
 import { parseStudyYaml, StudyFileError, studyDefinitionSchema, studyHash } from './index.js';
 
 const examples = resolve(dirname(fileURLToPath(import.meta.url)), '../../../examples/studies');
@@ -38,7 +39,7 @@ describe('study definitions from YAML', () => {
       const viaJson = studyDefinitionSchema.parse(JSON.parse(JSON.stringify(def)));
       expect(studyHash(viaJson), file).toBe(studyHash(def));
     }
-    expect([...architectures].sort()).toEqual(['mobilenet', 'resnet', 'small-cnn']);
+    expect([...architectures].sort()).toEqual([...ARCHITECTURE_NAMES].sort());
   });
 
   it('names the file, line and field of a bad value, and of an unknown key', () => {

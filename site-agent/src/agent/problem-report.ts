@@ -2,6 +2,7 @@ import { federation, InvalidModelSpecError, PreprocessingError } from '@federa/s
 import { CoordinatorRefusal, isServiceError } from '../client/index.js';
 import { EpochClosedError } from '../multiparty/index.js';
 import { PolicyRefusalError } from '../policy/index.js';
+import { UnsupportedStatisticError } from '../statistics/index.js';
 import { TrainingDivergedError } from '../train/index.js';
 import { NoUsableDataError, UpdateOutOfRangeError } from './round-work.js';
 
@@ -27,7 +28,7 @@ export function problemReport(error: unknown, taskKind: federation.TaskKind): Pr
     const message = (error as Error).message;
     if (error instanceof TrainingDivergedError || error instanceof UpdateOutOfRangeError) return { kind: 'failure', reason: federation.FailureReason.FAILURE_REASON_DIVERGED, message };
     if (error instanceof NoUsableDataError) return { kind: 'failure', reason: federation.FailureReason.FAILURE_REASON_NO_USABLE_DATA, message };
-    if (error instanceof InvalidModelSpecError || error instanceof PreprocessingError) return { kind: 'failure', reason: federation.FailureReason.FAILURE_REASON_UNSUPPORTED_TASK, message };
+    if (error instanceof InvalidModelSpecError || error instanceof PreprocessingError || error instanceof UnsupportedStatisticError) return { kind: 'failure', reason: federation.FailureReason.FAILURE_REASON_UNSUPPORTED_TASK, message };
   }
   if (taskKind !== federation.TaskKind.TASK_KIND_TRAIN && taskKind !== federation.TaskKind.TASK_KIND_KEY_SWITCH) return { kind: 'none' };
   const what = taskKind === federation.TaskKind.TASK_KIND_KEY_SWITCH ? 'compute its key-switching share' : 'complete the round';

@@ -12,6 +12,12 @@ const roundStateSchema = z.object({
   round: z.int(),
   status: z.enum(['trained', 'uploaded']),
   baseModelSha256: z.string(),
+  /**
+   * The hash of the global model (and server optimizer state) the update was trained from, as this site decrypted it,
+   * which the upload names so the coordinator can check every site trained from the same; absent for round 1 and in a
+   * state written before the check.
+   */
+  baseStateSha256: z.string().optional(),
   updateSha256: z.string(),
   vectorLength: z.int(),
   encoding: z.int(),
@@ -30,6 +36,8 @@ const roundStateSchema = z.object({
     .optional(),
   /** Differential privacy: what the update releases, as the ledger records it with the update. */
   privacy: roundPrivacySchema.optional(),
+  /** A statistics round: the update is this site's statistics vector (float64), not a trained model's. */
+  statistics: z.literal(true).optional(),
   /** Multiparty: the key epoch the stored update is encrypted under, and its signed contribution statement. */
   keyEpoch: z.int().min(1).optional(),
   contribution: z.object({ statementJson: z.string(), signature: z.string(), certificatePem: z.string() }).strict().optional(),

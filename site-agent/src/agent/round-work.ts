@@ -6,9 +6,9 @@ import {
   largestChange,
   MAX_WEIGHT_CHANGE,
   sampleWeight,
-  evaluationCounts,
   federation,
   float32ToBytes,
+  isStatisticsRound,
   sha256Hex,
   tagVector,
   type Logger,
@@ -19,13 +19,15 @@ import type { SiteConfig } from '../config/index.js';
 import { LabelsCsvError, summariseLoadedDataset } from '../data/index.js';
 import type { LedgerEncryption } from '../ledger/index.js';
 import type { Outbound } from '../outbound/index.js';
-import { configuredThreads, evaluateModel, predictProbabilities, trainLocal, type BackendInfo, type TrainOptions } from '../train/index.js';
+import { configuredThreads, evaluateModel, trainLocal, type BackendInfo, type TrainOptions } from '../train/index.js';
 import type { MultipartyKeys } from '../multiparty/index.js';
 import { PolicyRefusalError } from '../policy/index.js';
 import { budgetRefusal, plannedRound, privatizeUpdate, roundRecord, type PrivacyAccounts } from '../privacy/index.js';
 import type { GlobalModels, KeyHolder } from './global-models.js';
 import type { RoundState, RoundStateStore } from './round-state.js';
 import type { PreparedData, SiteData } from './site-data.js';
+import { heldOutCounts } from './held-out-counts.js';
+import { StatisticsWork } from './statistics-round.js';
 
 /** Training moved a weight further than an update may (the encrypted sum's bound): reported as diverged. */
 export class UpdateOutOfRangeError extends Error {
@@ -60,6 +62,7 @@ export class RoundWork {
   private readonly log: Logger;
   /** Studies this process has described its data to; once each, after the first load for the study. */
   private readonly summarised = new Set<string>();
+  private readonly statistics: StatisticsWork;
 
   constructor(
     private readonly config: SiteConfig,
@@ -73,6 +76,7 @@ export class RoundWork {
     private readonly events: RoundWorkEvents = {},
   ) {
     this.log = createLogger('site-agent').child({ siteId: config.site.id });
+    this.statistics = new StatisticsWork(config, outbound, rounds, models);
   }
 
   async train(task: federation.TrainTask, def: StudyDefinition): Promise<void> {
@@ -93,8 +97,9 @@ export class RoundWork {
       log.warn({ epoch: epoch.number, previous: state.keyEpoch }, 'the round runs again under a new key epoch: encrypting the update trained before under its key');
       state = await this.reencrypt(task, def, state, epoch, until);
     } else log.info('resending the update trained before an interruption');
-    // Metrics go first so the round's table is complete by the time the last update closes it.
-    await this.reportMetrics(state);
+    // Metrics go first so the round's table is complete by the time the last update closes it; a statistics round
+    // trained nothing and has none.
+    if (!state.statistics) await this.reportMetrics(state);
 
     const update = await this.rounds.readUpdate(task.studyId, task.round);
     if (sha256Hex(update) !== state.updateSha256) {
@@ -116,6 +121,7 @@ export class RoundWork {
           encoding: state.encoding,
           vectorLength: state.vectorLength,
           baseModelSha256: state.baseModelSha256,
+          ...(state.baseStateSha256 ? { baseStateSha256: state.baseStateSha256 } : {}),
           ...(state.contribution ? { contribution: state.contribution } : {}),
         },
         update,
@@ -151,6 +157,8 @@ export class RoundWork {
    * with its contribution slots laid out for the new cohort. Nothing is trained twice.
    */
   private async reencrypt(task: federation.TrainTask, def: StudyDefinition, state: RoundState, epoch: federation.KeyEpochRef, until: number): Promise<RoundState> {
+    // Statistics are computed again (cheap, and deterministic) rather than stored in the clear beside the update.
+    if (state.statistics) return this.statisticsRound(task, def, await this.loadForTraining(task, def, this.log), epoch, until);
     const plain = await this.rounds.readPlainUpdate(task.studyId, task.round);
     const weighted = parameterCount(def.model) + 1;
     const vector = new Float32Array(weighted + task.cohort.length);
@@ -181,7 +189,7 @@ export class RoundWork {
   ): Promise<RoundState> {
     if (!task.baseModel) throw new Error('train task is missing its base model');
     const spec = def.model;
-    const data = await this.loadForTraining(def, log);
+    const data = await this.loadForTraining(task, def, log);
     // Before the no-data check: a site that can use nothing is exactly the one whose summary explains why.
     await this.reportDatasetSummary(task.studyId, data);
     if (data.train.count === 0) {
@@ -189,13 +197,14 @@ export class RoundWork {
       log.error({ rejected: data.rejected }, 'no usable training images');
       throw new NoUsableDataError('no usable training images at this site; its IT can run `federa-site data scan` to see why');
     }
+    if (isStatisticsRound(def, task.round)) return this.statisticsRound(task, def, data, epoch, until);
     // What the round would spend, checked against the hospital's budget before any image is trained on.
     const planned = plannedRound(def, data.train.count);
     const spent = await this.privacy.spend(task.studyId);
     const refusal = budgetRefusal(def, task.round, planned, spent, this.config.policy);
     if (refusal) throw new PolicyRefusalError(refusal);
     const privacy = planned ? roundRecord(planned, spent) : undefined;
-    const base = await this.models.weights(task.studyId, task.round - 1, spec, task.baseModel);
+    const { weights: base, baseStateSha256 } = await this.models.trainingBase(task.studyId, task.round - 1, def, task.baseModel);
     const work = def.localSteps !== undefined ? { steps: def.localSteps } : { epochs: def.localEpochs ?? 1 };
     log.info({ images: data.train.count, ...work, ...(privacy ? { privacy: privacy.mode, epsilonRound: privacy.epsilonRound, epsilonStudy: privacy.epsilonStudy } : {}) }, 'training');
     const result = await trainLocal(spec, base, data.train, {
@@ -247,6 +256,7 @@ export class RoundWork {
       round: task.round,
       status: 'trained',
       baseModelSha256: task.baseModel.sha256,
+      ...(baseStateSha256 ? { baseStateSha256 } : {}),
       updateSha256: sha256Hex(update),
       vectorLength,
       encoding: task.encoding,
@@ -268,14 +278,30 @@ export class RoundWork {
     return state;
   }
 
+  /** Round 1 of a study with statistics: this site's statistics, sealed like an update (see StatisticsWork). */
+  private async statisticsRound(task: federation.TrainTask, def: StudyDefinition, data: PreparedData, epoch: federation.KeyEpochRef | undefined, until: number): Promise<RoundState> {
+    return this.statistics.round(task, def, data, async (vector) => {
+      if (epoch) {
+        const sealed = await this.multiparty().encryptUpdate({ studyId: task.studyId, round: task.round, keyEpoch: epoch }, vector, until);
+        return { update: sealed.payload, vectorLength: sealed.vectorLength, contribution: sealed.contribution };
+      }
+      if (!this.encryption) throw new Error('this study encrypts its statistics, which needs the CKKS secret key from the site kit: set coordinator.kit in site.yaml');
+      const { context, secretKey, tagKey } = await this.encryption.keys();
+      const tagged = tagVector(vector, context.valuesPerCiphertext, tagKey, { studyId: task.studyId, round: task.round }, this.config.site.id);
+      return { update: context.encryptVector(tagged, secretKey), vectorLength: tagged.length };
+    });
+  }
+
   /**
-   * The site's data for a train task. Data that cannot be loaded at all (a labels file missing or malformed, a data
+   * The site's data for a task, z-scored with the consortium's statistics in the training rounds of a study that asks
+   * for it. Data that cannot be loaded at all (a labels file missing or malformed, a data
    * folder gone) is this site's answer for the round, reported as no usable data so the round does not wait for
    * its deadline; the details (paths) stay in the local log.
    */
-  private async loadForTraining(def: StudyDefinition, log: Logger): Promise<PreparedData> {
+  private async loadForTraining(task: { studyId: string; round: number }, def: StudyDefinition, log: Logger): Promise<PreparedData> {
+    let prepared: PreparedData;
     try {
-      return await this.data.prepare(def.model, def.classNames, def.preprocessing);
+      prepared = await this.data.prepare(def);
     } catch (error) {
       log.error({ err: error }, 'could not load this site\'s data');
       const missing = (error as NodeJS.ErrnoException).code === 'ENOENT' ? (error as NodeJS.ErrnoException).path : undefined;
@@ -289,6 +315,7 @@ export class RoundWork {
               : 'its data could not be read';
       throw new NoUsableDataError(`this site cannot train: ${what}; its IT can run \`federa-site doctor\` and \`federa-site data scan\``);
     }
+    return this.statistics.zScored(task, def, prepared);
   }
 
   /**
@@ -299,15 +326,19 @@ export class RoundWork {
   async evaluate(task: federation.EvaluateTask, def: StudyDefinition): Promise<void> {
     const log = this.log.child({ studyId: task.studyId, round: task.round });
     if (!task.globalModel) throw new Error('evaluate task is missing its global model');
+    if (isStatisticsRound(def, task.round)) {
+      await this.statistics.report(task, def);
+      return;
+    }
     const started = performance.now();
     const spec = def.model;
-    const data = await this.data.prepare(spec, def.classNames, def.preprocessing);
-    await this.reportDatasetSummary(task.studyId, data);
+    const loaded = await this.data.prepare(def);
+    await this.reportDatasetSummary(task.studyId, loaded);
+    const data = await this.statistics.zScored(task, def, loaded);
     const { validation } = data;
     // The cache the next round's training reads its base model from: fetched and decrypted once for both.
-    const weights = await this.models.weights(task.studyId, task.round, spec, task.globalModel);
-    const probabilities = validation.count > 0 ? await predictProbabilities(spec, weights, validation) : new Float64Array(0);
-    const counts = evaluationCounts(probabilities, validation.labels, spec.classes, task.bins);
+    const weights = await this.models.weights(task.studyId, task.round, def, task.globalModel);
+    const counts = await heldOutCounts(spec, weights, validation, task.bins);
     const seconds = (performance.now() - started) / 1000;
     try {
       const shared = await this.outbound.reportEvaluation(
@@ -380,9 +411,10 @@ function multipartyLedgerEncryption(studyId: string, epoch: number): LedgerEncry
   return { scheme: 'ckks-multiparty', keyFingerprint: `study ${studyId} key epoch ${epoch}`, parameters: { fingerprint: consortiumMultipartyFingerprint() } };
 }
 
-/** The study's augmentation, class weighting and FedProx settings, as training options. */
-function trainingOptionsOf(def: StudyDefinition): Pick<TrainOptions, 'augmentation' | 'classWeights' | 'proximalMu'> {
+/** The study's augmentation, class weighting, FedProx and segmentation-loss settings, as training options. */
+function trainingOptionsOf(def: StudyDefinition): Pick<TrainOptions, 'augmentation' | 'classWeights' | 'proximalMu' | 'segmentationLoss'> {
   return {
+    ...(def.segmentation ? { segmentationLoss: def.segmentation.loss } : {}),
     ...(def.augmentation ? { augmentation: { ...def.augmentation } } : {}),
     ...(def.classWeights ? { classWeights: def.classWeights } : {}),
     ...(def.fedProxMu > 0 ? { proximalMu: def.fedProxMu } : {}),

@@ -284,7 +284,7 @@ export class SiteAgent {
     const def = this.gate.definitionOf(closed.studyId);
     if (closed.outcome === federation.StudyOutcome.STUDY_OUTCOME_COMPLETED && closed.finalRound > 0 && def && this.models) {
       try {
-        await this.models.weights(closed.studyId, closed.finalRound, def.model);
+        await this.models.weights(closed.studyId, closed.finalRound, def);
         this.log.info({ studyId: closed.studyId, path: this.models.path(closed.studyId, closed.finalRound) }, 'final global model saved');
       } catch (error) {
         if (error instanceof PolicyRefusalError) {

@@ -1,7 +1,7 @@
-import { join } from 'node:path';
-import { createLogger, type ModelSpec, type Preprocessing } from '@federa/shared';
+import { join, relative, sep } from 'node:path';
+import { architectureTask, createLogger, type ModelSpec, type Preprocessing, type StudyDefinition } from '@federa/shared';
 import type { SiteConfig } from '../config/index.js';
-import { loadLabeledDataset, pipelineHash, prepareSiteDataset, type LoadedDataset } from '../data/index.js';
+import { loadLabeledDataset, loadSegmentationDataset, pipelineHash, prepareSiteDataset, type LoadedDataset, type RejectedFile } from '../data/index.js';
 import type { LabeledImages } from '../train/index.js';
 import { splitTrainValidation } from './split.js';
 
@@ -26,12 +26,15 @@ export class SiteData {
     private readonly onProgress?: (done: number, total: number) => void,
   ) {}
 
-  prepare(spec: ModelSpec, classNames: string[], preprocessing: Preprocessing): Promise<PreparedData> {
+  /** The study's data: labelled images for a classifier; images with their masks for a segmentation model. */
+  prepare(def: Pick<StudyDefinition, 'model' | 'classNames' | 'preprocessing' | 'segmentation'>): Promise<PreparedData> {
+    const { model: spec, classNames, preprocessing } = def;
     const shape = { inputSize: spec.inputSize, channels: spec.channels, preprocessing };
-    const key = `${pipelineHash(shape)}/${classNames.join(',')}/${spec.seed}`;
+    const segmentation = architectureTask(spec.architecture) === 'segmentation' ? { unmaskedImages: def.segmentation?.unmaskedImages ?? 'reject' } : undefined;
+    const key = `${pipelineHash(shape)}/${classNames.join(',')}/${spec.seed}/${segmentation ? `segmentation:${segmentation.unmaskedImages}` : 'classification'}`;
     let prepared = this.prepared.get(key);
     if (!prepared) {
-      prepared = this.load(spec, classNames, shape);
+      prepared = segmentation ? this.loadSegmentation(spec, classNames, shape, segmentation.unmaskedImages) : this.load(spec, classNames, shape);
       prepared.catch(() => this.prepared.delete(key));
       this.prepared.set(key, prepared);
     }
@@ -54,6 +57,52 @@ export class SiteData {
       cacheDir: join(this.config.stateDir, 'tensor-cache'),
       ...(this.onProgress ? { onProgress: this.onProgress } : {}),
     });
+    return this.split(spec, { ...loaded, cachedTensors: loaded.cache.hits });
+  }
+
+  /**
+   * A segmentation study's images and their masks (DICOM SEG, RT structure sets or PNG masks anywhere in the data
+   * folder), segments matched to the study's classes by name. The dataset summary counts images   * by the segment their mask holds most of (background for an image without any), so each image counts once. A
+   * labels CSV kept inside the data folder is neither an image nor a mask and is left out.
+   */
+  private async loadSegmentation(
+    spec: ModelSpec,
+    classNames: string[],
+    shape: { inputSize: number; channels: ModelSpec['channels']; preprocessing: Preprocessing },
+    unmasked: 'reject' | 'background',
+  ): Promise<PreparedData> {
+    const dataset = await prepareSiteDataset(this.config.data);
+    const labels = dataset.labelsCsv !== undefined ? relative(dataset.dir, dataset.labelsCsv) : undefined;
+    const exclude = labels !== undefined && !labels.startsWith('..') ? [labels.split(sep).join('/')] : [];
+    const loaded = await loadSegmentationDataset({
+      dir: dataset.dir,
+      files: dataset.files,
+      exclude,
+      ...shape,
+      segments: classNames.slice(1),
+      unmasked,
+      ...(this.onProgress ? { onProgress: this.onProgress } : {}),
+    });
+    const pixels = spec.inputSize * spec.inputSize;
+    const classCounts = Object.fromEntries(classNames.map((name) => [name, 0]));
+    const area = new Uint32Array(classNames.length);
+    for (let i = 0; i < loaded.images.count; i++) {
+      area.fill(0);
+      const mask = loaded.images.masks.subarray(i * pixels, (i + 1) * pixels);
+      for (let p = 0; p < pixels; p++) area[mask[p] as number]! += 1;
+      let largest = 0;
+      for (let c = 1; c < classNames.length; c++) if ((area[c] as number) > (largest === 0 ? 0 : (area[largest] as number))) largest = c;
+      const name = classNames[largest] as string;
+      classCounts[name] = (classCounts[name] ?? 0) + 1;
+    }
+    return this.split(spec, { images: loaded.images, rejected: loaded.rejected, files: loaded.files, classCounts, cachedTensors: 0 });
+  }
+
+  /** Logs what was skipped and splits by patient, the same for both kinds of study. */
+  private split(
+    spec: ModelSpec,
+    loaded: { images: LoadedDataset['images']; rejected: RejectedFile[]; files: string[]; classCounts: Record<string, number>; cachedTensors: number },
+  ): PreparedData {
     // File paths can carry patient names: they are logged at debug level only; the counts say enough above it.
     const byReason: Record<string, number> = {};
     for (const rejected of loaded.rejected) {
@@ -67,7 +116,7 @@ export class SiteData {
     const split = splitTrainValidation(loaded.images, this.config.data.validationFraction, spec.seed);
     const groups = new Set(loaded.images.groups).size;
     this.log.info(
-      { train: split.train.count, validation: split.validation.count, groups, rejected: loaded.rejected.length, classCounts: loaded.classCounts, cachedTensors: loaded.cache.hits },
+      { train: split.train.count, validation: split.validation.count, groups, rejected: loaded.rejected.length, classCounts: loaded.classCounts, cachedTensors: loaded.cachedTensors },
       'dataset ready',
     );
     if (this.config.data.validationFraction > 0 && split.validation.count === 0 && loaded.images.count > 1) {

@@ -120,6 +120,16 @@ describe('train/validation split', () => {
     expect(Array.from(train.labels).filter((l) => l === 2)).toHaveLength(3);
   });
 
+  it('keeps each image\'s mask with it on both sides of the split', () => {
+    const masked = { ...data, height: 1, width: 1, masks: Uint8Array.from(data.labels, (l, i) => (l === 1 ? 1 + (i % 2) : 0)) };
+    const { train, validation } = splitTrainValidation(masked, 0.25, 7);
+    for (const side of [train, validation]) {
+      expect(side.masks).toHaveLength(side.count);
+      // Pixel values name the original image; its mask travels with it.
+      expect(Array.from(side.masks ?? [])).toEqual(Array.from(side.images, (i) => masked.masks[i]));
+    }
+  });
+
   it('refuses groups that do not match the images', () => {
     expect(() => splitTrainValidation({ ...data, groups: new Uint32Array(3) }, 0.2, 7)).toThrow(/groups has 3 entries for 40 images/);
   });

@@ -87,7 +87,7 @@ export function splitTrainValidation(
   return { train: selectImages(data, train.sort((a, b) => a - b)), validation: selectImages(data, validation.sort((a, b) => a - b)) };
 }
 
-/** The given images, in the given order, with their labels and groups. */
+/** The given images, in the given order, with their labels, groups and (segmentation data) masks. */
 export function selectImages(data: GroupedImages, indices: number[]): GroupedImages;
 export function selectImages(data: LabeledImages, indices: number[]): LabeledImages;
 export function selectImages(data: LabeledImages, indices: number[]): LabeledImages {
@@ -99,7 +99,13 @@ export function selectImages(data: LabeledImages, indices: number[]): LabeledIma
     labels[target] = data.labels[source] as number;
   });
   const picked: LabeledImages = { images, labels, count: indices.length, height: data.height, width: data.width, channels: data.channels };
-  const { groups } = data;
+  const { groups, masks } = data;
   if (groups !== undefined) picked.groups = Uint32Array.from(indices, (i) => groups[i] as number);
+  if (masks !== undefined) {
+    const pixels = data.height * data.width;
+    const out = new Uint8Array(indices.length * pixels);
+    indices.forEach((source, target) => out.set(masks.subarray(source * pixels, (source + 1) * pixels), target * pixels));
+    picked.masks = out;
+  }
   return picked;
 }

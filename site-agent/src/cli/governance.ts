@@ -179,6 +179,8 @@ interface StudyView {
   minSites: number;
   /** The study's differential privacy in words. */
   privacy: string;
+  /** What the study computes besides (or instead of) training: its statistics round, in words; '-' without one. */
+  statistics: string;
   decision: string;
   /** "ok", or what the site policy would refuse. */
   policy: string;
@@ -199,6 +201,7 @@ function viewOf(study: KnownStudy, config: SiteConfig): StudyView {
     rounds: def.rounds,
     minSites: def.minSites,
     privacy: privacyWords(def),
+    statistics: statisticsWords(def),
     decision: study.decision ? `${study.decision.decision} ${study.decision.at} by ${study.decision.by}` : 'undecided',
     policy: refusal ? `would refuse: ${refusal.message}` : 'ok',
   };
@@ -211,10 +214,22 @@ function formatStudy(view: StudyView): string {
     `  preprocessing: ${view.preprocessing}`,
     `  aggregation:   ${view.aggregation}, ${view.rounds} rounds, at least ${view.minSites} sites`,
     `  privacy:       ${view.privacy}`,
+    `  statistics:    ${view.statistics}`,
     `  decision:      ${view.decision}`,
     `  site policy:   ${view.policy}`,
     '',
   ].join('\n');
+}
+
+function statisticsWords(def: StudyDefinition): string {
+  const stats = def.statistics;
+  if (!stats) return '-';
+  const what = [
+    ...(stats.intensity ? [`intensity per channel (${stats.intensity.bins} bins over [${stats.intensity.min}, ${stats.intensity.max}])`] : []),
+    ...(stats.features ?? []).map((f) => f.name),
+  ].join(', ');
+  const then = [stats.harmonise ? 'harmonised onto the consortium' : '', stats.zScore ? 'z-scored with its statistics' : ''].filter(Boolean).join(' and ');
+  return `round 1 sends ${what} of all images, encrypted (only consortium totals are decrypted)${def.rounds > 1 ? `; training rounds then use images ${then || 'as preprocessed'}` : ''}`;
 }
 
 function privacyWords(def: StudyDefinition): string {

@@ -77,6 +77,7 @@ const POLICY_COMMENTS: Record<keyof SitePolicy, string> = {
   maxRounds: 'refuse studies with more rounds (each round releases an aggregate and metrics)',
   shareMetrics: 'none | aggregate (figures, no counts) | full (also sample counts and the dataset summary)',
   minCountPerBin: 'under shareMetrics full: every non-empty score-histogram bin holds at least this many images',
+  minStatisticsCount: 'refuse a federated statistic computed on fewer images than this (only consortium totals are decrypted)',
   verifySum: 'multiparty: check each sum this site helps decrypt is the sum of the signed updates it lists (downloads their c1 parts)',
   privacyBudget: 'the most differential privacy one study may spend here (RDP accountant); with it, studies without DP are refused',
   autoApprove: 'true trains every study without `federa-site approve`: demos and local tests only',

@@ -244,6 +244,12 @@ export class FederationClient {
     });
   }
 
+  reportStatistics(report: federation.StatisticsReport): Promise<federation.StatisticsAck> {
+    return new Promise((resolve, reject) => {
+      this.client.reportStatistics(report, this.metadata, this.deadline(), (error, ack) => (error ? reject(refusal(error)) : resolve(ack)));
+    });
+  }
+
   reportDatasetSummary(summary: federation.DatasetSummary): Promise<void> {
     return new Promise((resolve, reject) => {
       this.client.reportDatasetSummary(summary, this.metadata, this.deadline(), (error) => (error ? reject(refusal(error)) : resolve()));

@@ -61,6 +61,7 @@ describe('site policy', () => {
       maxRounds: 100,
       shareMetrics: 'aggregate',
       minCountPerBin: 5,
+      minStatisticsCount: 10,
       verifySum: true,
       autoApprove: false,
     });

@@ -33,6 +33,12 @@ export const sitePolicySchema = z
     /** Under shareMetrics full: every non-empty score-histogram bin holds at least this many images. */
     minCountPerBin: z.int().min(1).max(1_000).default(5),
     /**
+     * A statistics round (federated statistics, only the consortium's totals are decrypted): the fewest images a
+     * statistic of this site's data may be computed on; a study asking for one of fewer is refused (reason
+     * statistics-too-few).
+     */
+    minStatisticsCount: z.int().min(1).max(100_000).default(10),
+    /**
      * Multiparty: before helping decrypt a sum, download the c1 part of every update it lists (DownloadUpdateC1),
      * check each against the c1Sha256 its site signed, and check the c1 sent is their sum. Costs a download the size
      * of the summed c1 (about 13 bytes per parameter) per listed site and round; false trusts the coordinator to send

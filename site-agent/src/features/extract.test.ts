@@ -25,6 +25,17 @@ describe('feature extraction', () => {
     expect(new Set(two).size).toBe(94);
   });
 
+  it('computes only the groups asked for, in the fixed order whatever order they are listed in', () => {
+    const full = extractFeatures(image, REF_MASK);
+    const some = extractFeatures(image, REF_MASK, { groups: ['lbp', 'first-order'] });
+    expect(some.names).toEqual(featureNames(1, ['first-order', 'lbp']));
+    expect(some.names).toHaveLength(19 + 10);
+    expect(Array.from(some.values)).toEqual(some.names.map((name) => full.values[full.names.indexOf(name)]));
+    // Per channel: c0's groups, then c1's.
+    expect(featureNames(2, ['edges']).slice(5, 7)).toEqual(['c0_edges_density', 'c1_edges_gradient_mean']);
+    expect(() => parseFeatureOptions({ groups: ['glcm', 'glcm'] })).toThrow(/groups: lists a group twice/);
+  });
+
   it('concatenates first-order, edge, GLCM and LBP values in that order', () => {
     const { names, values } = extractFeatures(image, REF_MASK);
     const plane = { pixels: image.pixels, height: REF_HEIGHT, width: REF_WIDTH };

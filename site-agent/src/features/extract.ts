@@ -1,9 +1,10 @@
 /**
  * Hand-crafted feature vectors for images: per channel, in this fixed order,
  *   firstorder_<FIRST_ORDER_FEATURES>, edges_<EDGE_FEATURES>, glcm_<GLCM_FEATURES>, lbp_<LBP_FEATURES>
- * (19 + 6 + 12 + 10 = 47 values a channel). Multi-channel images repeat the block per channel with names prefixed
- * `c<k>_` (c0_firstorder_mean, ...); single-channel names carry no prefix. `featureNames` gives the names without
- * any data, so the consortium can agree on a model's shape up front.
+ * (19 + 6 + 12 + 10 = 47 values a channel; the `groups` option keeps only some families, in the same order).
+ * Multi-channel images repeat the block per channel with names prefixed `c<k>_` (c0_firstorder_mean, ...);
+ * single-channel names carry no prefix. `featureNames` gives the names without any data, so the consortium can agree
+ * on a model's shape up front (the shared model registry's FEATURE_GROUP_SIZES holds the same counts).
  *
  * Undefined values: a mask that selects no pixel is an error. A region too small for some features makes them NaN
  * (edges and LBP: no region pixel whose 3x3 neighbourhood lies inside the image; GLCM: no pixel pair inside the
@@ -13,6 +14,7 @@
  * Pixels must be finite; they are expected in [0, 1]. Values outside are used as they are by the first-order and
  * gradient statistics and fall into the end bins of the histogram and GLCM quantisation.
  */
+import { FEATURE_GROUPS, type FeatureGroup } from '@federa/shared';
 import { z } from 'zod';
 import type { LabeledImages } from '../data/index.js';
 import { EDGE_FEATURES, edgeFeatures } from './edges.js';
@@ -41,6 +43,12 @@ export const featureOptionsSchema = z
     maskLabel: z.number().int().min(1).max(255).optional(),
     /** What to do with values a too-small region leaves undefined (NaN): refuse the image, or return the NaNs. */
     undefinedValues: z.enum(['error', 'nan']).default('error'),
+    /** Feature families to compute, kept in the fixed order whatever order they are listed in; omitted: all four. */
+    groups: z
+      .array(z.enum(FEATURE_GROUPS))
+      .min(1)
+      .refine((groups) => new Set(groups).size === groups.length, 'lists a group twice')
+      .optional(),
   })
   .strict();
 
@@ -80,20 +88,26 @@ export function parseFeatureOptions(input: unknown): ResolvedFeatureOptions {
   return parsed.data;
 }
 
-const FAMILIES: ReadonlyArray<readonly [string, readonly string[]]> = [
-  ['firstorder', FIRST_ORDER_FEATURES],
-  ['edges', EDGE_FEATURES],
-  ['glcm', GLCM_FEATURES],
-  ['lbp', LBP_FEATURES],
+/** Each group's name prefix and feature list, in the fixed order. */
+const FAMILIES: ReadonlyArray<readonly [FeatureGroup, string, readonly string[]]> = [
+  ['first-order', 'firstorder', FIRST_ORDER_FEATURES],
+  ['edges', 'edges', EDGE_FEATURES],
+  ['glcm', 'glcm', GLCM_FEATURES],
+  ['lbp', 'lbp', LBP_FEATURES],
 ];
 
-/** Names of the values extractFeatures returns for images with `channels` channels, in order. */
-export function featureNames(channels: number): string[] {
+/**
+ * Names of the values extractFeatures returns for images with `channels` channels, in order; `groups` (omitted: all)
+ * keeps only those families.
+ */
+export function featureNames(channels: number, groups?: readonly FeatureGroup[]): string[] {
   if (!Number.isInteger(channels) || channels < 1) throw new FeatureInputError(`channels must be an integer >= 1, got ${channels}`);
   const names: string[] = [];
   for (let k = 0; k < channels; k++) {
     const prefix = channels > 1 ? `c${k}_` : '';
-    for (const [family, features] of FAMILIES) for (const f of features) names.push(`${prefix}${family}_${f}`);
+    for (const [group, family, features] of FAMILIES) {
+      if (groups === undefined || groups.includes(group)) for (const f of features) names.push(`${prefix}${family}_${f}`);
+    }
   }
   return names;
 }
@@ -102,7 +116,7 @@ export function featureNames(channels: number): string[] {
 export function extractFeatures(image: FeatureImage, mask: Uint8Array | null, options: FeatureOptions = {}): FeatureVector {
   const resolved = parseFeatureOptions(options);
   checkImage(image, 'image');
-  const names = featureNames(image.channels);
+  const names = featureNames(image.channels, resolved.groups);
   return { names, values: extractChecked(image, mask, resolved, names, 'image') };
 }
 
@@ -120,7 +134,7 @@ export function featureMatrix(data: LabeledImages, masks?: ReadonlyArray<Uint8Ar
   }
   if (data.labels.length !== count) throw new FeatureInputError(`dataset has ${data.labels.length} labels for ${count} images`);
   if (masks !== undefined && masks.length !== count) throw new FeatureInputError(`got ${masks.length} masks for ${count} images`);
-  const names = featureNames(channels);
+  const names = featureNames(channels, resolved.groups);
   const values = new Float64Array(count * names.length);
   for (let n = 0; n < count; n++) {
     const image: FeatureImage = { pixels: data.images.subarray(n * size, (n + 1) * size), height, width, channels };
@@ -160,12 +174,15 @@ function extractChecked(image: FeatureImage, mask: Uint8Array | null, options: R
   for (let k = 0; k < channels; k++) {
     const plane: Plane = { pixels: channelPlane(image, k), height, width };
     let at = k * perChannel;
+    const wanted = (group: FeatureGroup): boolean => options.groups === undefined || options.groups.includes(group);
+    // Only the families asked for are computed: GLCM and LBP cost the most, and a model may not use them.
     for (const part of [
-      firstOrderFeatures(plane, region, { histogramBins: options.histogramBins }),
-      edgeFeatures(plane, region, { edgeThreshold: options.edgeThreshold }),
-      glcmFeatures(plane, region, { levels: options.glcmLevels, distances: options.glcmDistances }),
-      lbpFeatures(plane, region),
+      wanted('first-order') ? firstOrderFeatures(plane, region, { histogramBins: options.histogramBins }) : null,
+      wanted('edges') ? edgeFeatures(plane, region, { edgeThreshold: options.edgeThreshold }) : null,
+      wanted('glcm') ? glcmFeatures(plane, region, { levels: options.glcmLevels, distances: options.glcmDistances }) : null,
+      wanted('lbp') ? lbpFeatures(plane, region) : null,
     ]) {
+      if (part === null) continue;
       out.set(part, at);
       at += part.length;
     }

@@ -1,7 +1,7 @@
 /**
  * Hand-crafted image features (first-order statistics, Sobel gradients and edge density, GLCM texture, uniform LBP
- * histograms) inside a mask or the whole image, and linear classifiers on them whose flat parameter vectors FedAvg
- * averages like CNN weights.
+ * histograms) inside a mask or the whole image, the fixed per-feature scale every site shares, and linear classifiers
+ * on them whose flat parameter vectors FedAvg averages like CNN weights (the site's train/linear runs them in studies).
  */
 export {
   extractFeatures,
@@ -28,12 +28,9 @@ export {
   linearObjective,
   linearOutputs,
   linearParameterCount,
-  linearTrainOptionsSchema,
-  LinearTrainingError,
   predictLinearProbabilities,
-  trainLinearModel,
   type LinearModelSpec,
-  type LinearTrainOptions,
-  type LinearTrainResult,
   type ObjectiveOptions,
 } from './linear-models.js';
+export { linearTrainOptionsSchema, LinearTrainingError, trainLinearModel, type LinearTrainOptions, type LinearTrainResult } from './linear-train.js';
+export { applyFixedScales, fixedScales, scaleValue, type FeatureScale, type ScaleContext } from './fixed-scale.js';

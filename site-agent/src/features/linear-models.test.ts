@@ -6,9 +6,9 @@ import {
   linearObjective,
   linearParameterCount,
   predictLinearProbabilities,
-  trainLinearModel,
   type LinearModelSpec,
 } from './linear-models.js';
+import { trainLinearModel } from './linear-train.js';
 import { addFeatureSums, featureSums, Standardizer } from './standardize.js';
 
 /** Gaussian blobs: class k centred at `separation`·e_(k mod features), unit noise; row-major rows x features. */
@@ -134,6 +134,16 @@ describe('linear models on standardised features', () => {
       expect(largestChange(start, bounded.parameters)).toBeGreaterThan(bound - 1e-6);
       expect(bounded.accuracy).toBe(1);
     }
+  });
+
+  it('reads the parameters as the registry lays them out: kernel [features, outputs] row-major, then the biases', () => {
+    const spec: LinearModelSpec = { kind: 'logistic', classes: 3, features: 2 };
+    // kernel rows: feature 0 -> (1, 2, 3), feature 1 -> (10, 20, 30); biases (0.5, 0, -0.5).
+    const params = [1, 2, 3, 10, 20, 30, 0.5, 0, -0.5];
+    const [a, b] = [predictLinearProbabilities(spec, params, Float64Array.of(1, 0)), predictLinearProbabilities(spec, params, Float64Array.of(0, 0.1))];
+    const softmax = (z: number[]) => z.map((v) => Math.exp(v) / z.reduce((sum, u) => sum + Math.exp(u), 0));
+    expect(Array.from(a)).toEqual(softmax([1.5, 2, 2.5]).map((v) => expect.closeTo(v, 14)));
+    expect(Array.from(b)).toEqual(softmax([1.5, 2, 2.5]).map((v) => expect.closeTo(v, 14)));
   });
 
   it('gives binary SVM scores as a softmax over (-margin, margin)', () => {

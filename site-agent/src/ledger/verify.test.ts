@@ -59,7 +59,7 @@ describe('verifyLedger', () => {
     expect(v.entries).toBe(9);
     expect(v.head).toEqual(ledger.head);
     expect(v.siteId).toBe('hospital-a');
-    expect(v.counts).toEqual({ opened: 1, registration: 1, 'dataset-summary': 1, metrics: 2, update: 2, evaluation: 1, refusal: 0, receipt: 1, 'key-share': 0, 'key-envelopes': 0, 'key-switch-share': 0 });
+    expect(v.counts).toEqual({ opened: 1, registration: 1, 'dataset-summary': 1, metrics: 2, update: 2, evaluation: 1, refusal: 0, receipt: 1, 'key-share': 0, 'key-envelopes': 0, 'key-switch-share': 0, statistics: 0 });
     expect(v.receipts).toEqual([
       expect.objectContaining({ line: 6, seq: 6, refSeq: 5, auditSeq: 45, studyId: 'study-1', round: 1, status: 'verified', reason: null }),
     ]);

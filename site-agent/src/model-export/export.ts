@@ -5,6 +5,7 @@ import {
   architectureTask,
   createLogger,
   float32ToBytes,
+  isLinearArchitecture,
   parameterCount,
   replaceFile,
   SECRET_FILE_MODE,
@@ -53,6 +54,13 @@ export async function exportGlobalModel(options: ExportOptions): Promise<ExportR
   // The manifest and predict speak of one class-probability vector per image (output 'softmax' over classNames).
   if (architectureTask(spec.architecture) !== 'classification') {
     throw new ModelExportError(`study ${site.studyId} trains a ${spec.architecture} segmentation model; exporting segmentation models is not supported yet`);
+  }
+  // The export is a TensorFlow.js graph of the pixels; a linear model's input is features the site computes itself.
+  if (isLinearArchitecture(spec.architecture)) {
+    throw new ModelExportError(
+      `study ${site.studyId} trains a ${spec.architecture} model on hand-crafted image features, which is not a TensorFlow.js network; ` +
+        'exporting linear models is not supported yet (the site\'s own evaluation and its decrypted weights in the state folder still hold the model)',
+    );
   }
   const expected = parameterCount(spec);
   if (site.weights.length !== expected) {

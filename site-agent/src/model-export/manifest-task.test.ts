@@ -32,6 +32,11 @@ describe('export manifest and architecture tasks', () => {
     expect(issues(manifest)).toEqual([]);
   });
 
+  it('refuses a linear model on image features, which has no TensorFlow.js graph to run', () => {
+    const model = { ...manifest.model, architecture: 'logistic-regression' };
+    expect(issues({ ...manifest, model })).toEqual(['model.architecture: is logistic-regression, a linear model on image features: it has no TensorFlow.js graph to export or run']);
+  });
+
   it('refuses a segmentation model, whose per-pixel output it cannot describe', () => {
     const model = { ...manifest.model, architecture: 'unet' };
     expect(issues({ ...manifest, model })).toEqual(['model.architecture: is unet, a segmentation model: exports of segmentation models are not supported yet']);

@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { z } from 'zod';
-import { architectureTask, describeIssues, modelSpecSchema, preprocessingSchema, SHA256_HEX, STUDY_ID } from '@federa/shared';
+import { architectureTask, describeIssues, isLinearArchitecture, modelSpecSchema, preprocessingSchema, SHA256_HEX, STUDY_ID } from '@federa/shared';
 
 /**
  * `federa-model.json`, written beside the TensorFlow.js files: what the model is (study, round, hash), and
@@ -65,6 +65,8 @@ export const exportManifestSchema = z
     // Format version 1 describes one softmax vector per image; a segmentation model's per-pixel output would be misread.
     if (architectureTask(manifest.model.architecture) !== 'classification') {
       ctx.addIssue({ code: 'custom', path: ['model', 'architecture'], message: `is ${manifest.model.architecture}, a segmentation model: exports of segmentation models are not supported yet` });
+    } else if (isLinearArchitecture(manifest.model.architecture)) {
+      ctx.addIssue({ code: 'custom', path: ['model', 'architecture'], message: `is ${manifest.model.architecture}, a linear model on image features: it has no TensorFlow.js graph to export or run` });
     }
     if (manifest.classNames.length !== manifest.model.classes) {
       ctx.addIssue({ code: 'custom', path: ['classNames'], message: `lists ${manifest.classNames.length} classes but model.classes is ${manifest.model.classes}` });

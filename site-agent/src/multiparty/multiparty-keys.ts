@@ -272,7 +272,7 @@ export class MultipartyKeys {
   /** An update encrypted under the epoch's collective key, tagged with the epoch's tag key, with its signed statement. */
   async encryptUpdate(
     task: { studyId: string; round: number; keyEpoch: federation.KeyEpochRef },
-    vector: Float32Array,
+    vector: Float32Array | Float64Array,
     until: number,
   ): Promise<{ payload: Uint8Array; vectorLength: number; contribution: federation.SignedContribution }> {
     const { ring, params, fingerprint } = this.setup;

@@ -7,13 +7,14 @@ import {
   verifyCanonical,
   verifyCertificate,
   type EvaluationCounts,
+  type SegmentationCounts,
   type LedgerEntry,
   type UpdateReceipt,
 } from '@federa/shared';
 import { CoordinatorRetry, type FederationClient, type UploadHeader } from '../client/index.js';
 import type { SitePolicy } from '../config/index.js';
 import type { LedgerEncryption, PrivacyLedger } from '../ledger/index.js';
-import { shareDatasetSummary, shareEvaluation, shareMetricsReport } from '../policy/index.js';
+import { shareDatasetSummary, shareEvaluation, shareMetricsReport, shareSegmentationEvaluation } from '../policy/index.js';
 
 /**
  * The one way out of the site. Every message passes the site policy (what may leave), then is written to the
@@ -66,11 +67,11 @@ export class Outbound {
 
   /** Sends what the policy lets out of an evaluation; under shareMetrics none, a refusal instead. */
   async reportEvaluation(
-    counts: EvaluationCounts,
+    counts: EvaluationCounts | SegmentationCounts,
     base: Pick<federation.EvaluationReport, 'studyId' | 'round' | 'classNames' | 'backend' | 'seconds'>,
     studyHash: string,
   ): Promise<'counts' | 'figures' | 'withheld'> {
-    const shared = shareEvaluation(counts, base, this.policy);
+    const shared = 'tp' in counts ? shareSegmentationEvaluation(counts, base, this.policy) : shareEvaluation(counts, base, this.policy);
     if (!shared) {
       await this.reportRefusal({
         studyId: base.studyId,
@@ -82,7 +83,7 @@ export class Outbound {
       });
       return 'withheld';
     }
-    const kind = shared.figures ? 'figures' : 'counts';
+    const kind = shared.figures || shared.segmentation?.figures ? 'figures' : 'counts';
     await this.retry.call('evaluation', async () => {
       await this.record('evaluation', shared.studyId, shared.round, encodeMessage(federation.EvaluationReport, shared), {
         shared: kind,
@@ -91,6 +92,17 @@ export class Outbound {
       await this.client.reportEvaluation(shared);
     });
     return kind;
+  }
+
+  /**
+   * The consortium's statistics from a statistics round's decrypted sum: totals of every site, never this site's
+   * own figures (which left only encrypted). Returns whether they match what other sites reported.
+   */
+  async reportStatistics(report: federation.StatisticsReport): Promise<boolean> {
+    return this.retry.call('statistics', async () => {
+      await this.record('statistics', report.studyId, report.round, encodeMessage(federation.StatisticsReport, report), { sha256: report.sha256 });
+      return (await this.client.reportStatistics(report)).matches;
+    });
   }
 
   async reportRefusal(refusal: federation.Refusal): Promise<void> {
@@ -195,7 +207,7 @@ export class Outbound {
   }
 
   private async record(
-    kind: 'registration' | 'metrics' | 'dataset-summary' | 'evaluation' | 'refusal' | 'key-share' | 'key-envelopes' | 'key-switch-share',
+    kind: 'registration' | 'metrics' | 'dataset-summary' | 'evaluation' | 'refusal' | 'key-share' | 'key-envelopes' | 'key-switch-share' | 'statistics',
     studyId: string | null,
     round: number | null,
     bytes: Uint8Array,

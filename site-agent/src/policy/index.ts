@@ -8,4 +8,4 @@ export {
   PolicyRefusalError,
   type PolicyRefusal,
 } from './checks.js';
-export { shareDatasetSummary, shareEvaluation, shareMetricsReport } from './share.js';
+export { shareDatasetSummary, shareEvaluation, shareMetricsReport, shareSegmentationEvaluation } from './share.js';

@@ -11,6 +11,7 @@ import {
   tagVector,
   untagVector,
   studyDefinitionJson,
+  segmentationCounts,
   studyHash,
   type StudyDefinition,
 } from '@federa/shared';
@@ -21,6 +22,7 @@ import {
   approvalRefusal,
   cohortRefusal,
   shareEvaluation,
+  shareSegmentationEvaluation,
   shareMetricsReport,
   studyRefusal,
   StudyDecisions,
@@ -102,6 +104,25 @@ describe('the site policy', () => {
     expect(full?.confusion).toEqual(counts.confusion);
     expect(full?.figures).toBeUndefined();
     expect(full?.positives.filter((v) => v > 0).every((v) => v >= 5)).toBe(true);
+  });
+
+  it('shares a segmentation evaluation as pixel counts with coarsened Dice histograms, as figures from enough images only, or not at all', () => {
+    // 12 images of 2x2 pixels: the first 6 predicted exactly, the others with one lesion pixel missed.
+    const masks = Array.from({ length: 12 }, () => [0, 0, 1, 1]).flat();
+    const predicted = Array.from({ length: 12 }, (_, i) => (i < 6 ? [0, 0, 1, 1] : [0, 0, 1, 0])).flat();
+    const counts = segmentationCounts(predicted.flatMap((l) => [1 - l, l]), masks, 2, 4);
+    const base = { studyId: 's', round: 1, classNames: ['background', 'lesion'], backend: 'wasm', seconds: 1 };
+    expect(shareSegmentationEvaluation(counts, base, { ...policy, shareMetrics: 'none' })).toBeNull();
+    const full = shareSegmentationEvaluation(counts, base, { ...policy, shareMetrics: 'full', minCountPerBin: 5 })!;
+    expect(full.confusion).toEqual([]);
+    expect(full.segmentation).toMatchObject({ images: 12, truePositives: counts.tp, falsePositives: counts.fp, falseNegatives: counts.fn, diceBins: 10 });
+    expect(full.segmentation?.diceHistogram.reduce((a, b) => a + b, 0)).toBe(12);
+    expect(full.segmentation?.diceHistogram.filter((v) => v > 0).every((v) => v >= 5)).toBe(true);
+    const aggregate = shareSegmentationEvaluation(counts, base, { ...policy, minCountPerBin: 10 })!;
+    expect(aggregate.segmentation).toMatchObject({ images: 0, truePositives: [], diceHistogram: [] });
+    // Lesion: tp 18, fn 6, fp 0: Dice 36 / 42, rounded to two decimals.
+    expect(aggregate.segmentation?.figures).toEqual({ dice: 0.86, iou: 0.75, sensitivity: 0.75, precision: 1 });
+    expect(shareSegmentationEvaluation(counts, base, { ...policy, minCountPerBin: 13 })?.segmentation?.figures).toEqual({});
   });
 });
 

@@ -1,4 +1,12 @@
-import { coarsenEvaluationCounts, federation, metricsFromCounts, type EvaluationCounts } from '@federa/shared';
+import {
+  coarsenHistogram,
+  coarsenEvaluationCounts,
+  federation,
+  metricsFromCounts,
+  segmentationMetricsFromCounts,
+  type EvaluationCounts,
+  type SegmentationCounts,
+} from '@federa/shared';
 import type { SitePolicy } from '../config/index.js';
 
 /**
@@ -73,4 +81,44 @@ export function shareEvaluation(
   }
   const coarse = coarsenEvaluationCounts(counts, policy.minCountPerBin);
   return { ...base, bins: coarse.bins, confusion: coarse.confusion, positives: coarse.positives, negatives: coarse.negatives };
+}
+
+/**
+ * A segmentation evaluation: under full the pixel counts per class (sums over the held-out images, nothing per image)
+ * and the Dice histograms coarsened to policy.minCountPerBin images per non-empty bin; under aggregate only the mean
+ * Dice, IoU, sensitivity and precision computed here, and only from at least minCountPerBin images; under none
+ * nothing (the caller refuses the task).
+ */
+export function shareSegmentationEvaluation(
+  counts: SegmentationCounts,
+  base: Pick<federation.EvaluationReport, 'studyId' | 'round' | 'classNames' | 'backend' | 'seconds'>,
+  policy: SitePolicy,
+): federation.EvaluationReport | null {
+  if (policy.shareMetrics === 'none') return null;
+  const empty = { bins: 0, confusion: [], positives: [], negatives: [] };
+  if (policy.shareMetrics === 'aggregate') {
+    const figures: federation.SegmentationFigures = {};
+    if (counts.images >= policy.minCountPerBin) {
+      const { mean } = segmentationMetricsFromCounts(counts);
+      for (const key of ['dice', 'iou', 'sensitivity', 'precision'] as const) {
+        const value = mean[key];
+        if (value !== null) figures[key] = roundedRate(value);
+      }
+    }
+    return { ...base, ...empty, segmentation: { images: 0, truePositives: [], falsePositives: [], falseNegatives: [], diceBins: counts.bins, diceHistogram: [], figures } };
+  }
+  const histogram: number[] = [];
+  for (let c = 0; c < counts.classes - 1; c++) histogram.push(...coarsenHistogram(counts.diceHistogram.slice(c * counts.bins, (c + 1) * counts.bins), policy.minCountPerBin));
+  return {
+    ...base,
+    ...empty,
+    segmentation: {
+      images: counts.images,
+      truePositives: [...counts.tp],
+      falsePositives: [...counts.fp],
+      falseNegatives: [...counts.fn],
+      diceBins: counts.bins,
+      diceHistogram: histogram,
+    },
+  };
 }

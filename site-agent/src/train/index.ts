@@ -15,3 +15,4 @@ export { buildModel, getFlatWeights, setFlatWeights } from './model.js';
 export { TrainingDataError, TrainingDivergedError, evaluateModel, predictProbabilities, configuredThreads, trainingThreads, trainLocal } from './train.js';
 export { closeTrainingThreads, TrainingThreadError } from './parallel/index.js';
 export { brightSquareImages } from './synthetic.js';
+export { clearLinearFeatureCache, linearInputs, type LinearInputs } from './linear/index.js';

@@ -2,6 +2,7 @@ import {
   describeParameters,
   elementCount,
   initialWeights,
+  isLinearModelSpec,
   mobilenetLayers,
   parseModelSpec,
   resnetLayers,
@@ -10,6 +11,7 @@ import {
   type Architecture,
   type MobilenetSpec,
   type ModelSpec,
+  type NetworkArchitecture,
   type ResnetConv,
   type ResnetSpec,
   type ResolvedModelSpec,
@@ -21,8 +23,11 @@ import * as tfl from '@tensorflow/tfjs-layers';
 
 type Builder<A extends Architecture> = (spec: Extract<ResolvedModelSpec, { architecture: A }>) => tfl.LayersModel;
 
-/** One TensorFlow.js builder per architecture; the mapped type makes a newly added architecture a compile error here. */
-const BUILDERS: { [A in Architecture]: Builder<A> } = {
+/**
+ * One TensorFlow.js builder per network architecture; the mapped type makes a newly added network a compile error
+ * here. Linear models on image features have no graph to build (train/linear computes them).
+ */
+const BUILDERS: { [A in NetworkArchitecture]: Builder<A> } = {
   'small-cnn': buildSmallCnn,
   resnet: buildResnet,
   mobilenet: buildMobilenet,
@@ -38,6 +43,12 @@ const BUILDERS: { [A in Architecture]: Builder<A> } = {
  */
 export function buildModel(spec: ModelSpec, weights?: Float32Array): tfl.LayersModel {
   const valid = parseModelSpec(spec);
+  if (isLinearModelSpec(valid)) {
+    throw new RangeError(
+      `a ${valid.architecture} model is a linear model on hand-crafted image features, not a TensorFlow.js network: there is no graph to build ` +
+        '(trainLocal, evaluateModel and predictProbabilities compute it directly)',
+    );
+  }
   const model = (BUILDERS[valid.architecture] as Builder<typeof valid.architecture>)(valid);
   try {
     assertLayoutMatches(model, valid);

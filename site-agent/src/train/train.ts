@@ -1,6 +1,6 @@
 import { availableParallelism } from 'node:os';
 import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
-import { createLogger, createPrng, deriveSeed, modelOutputShape, parseModelSpec, type ResolvedModelSpec, type ModelSpec, type Prng } from '@federa/shared';
+import { createLogger, createPrng, deriveSeed, isLinearModelSpec, modelOutputShape, parseModelSpec, type ResolvedModelSpec, type ModelSpec, type Prng } from '@federa/shared';
 import * as tf from '@tensorflow/tfjs-core';
 import { initBackend } from './backend.js';
 import { augmentationProblems } from './augment.js';
@@ -11,6 +11,8 @@ import { fillBatch, LocalSteps, ThreadedSteps, type Augment, type StepRunner } f
 import type { SliceStats } from './parallel/slice-gradients.js';
 import { isSegmentation, maskProblems, maskTensor, segmentationEvaluationStats, type SegmentationImages } from './segmentation.js';
 import { dpSgdProblems, poissonCapacity, poissonSample, privatizeGradient } from './dp/dp-sgd.js';
+import { TrainingDataError, TrainingDivergedError } from './errors.js';
+import { evaluateLinear, predictLinear, trainLinear } from './linear/index.js';
 import type { BackendName, EvaluationResult, LabeledImages, Optimizer, TrainOptions, TrainResult } from './types.js';
 
 const log = createLogger('site-agent.train');
@@ -20,23 +22,7 @@ const EVAL_BATCH_SIZE = 64;
 /** deriveSeed stream of the augmentation PRNG, kept apart from the shuffle stream so shuffling is unchanged by it. */
 const AUGMENTATION_STREAM = 1;
 
-/** The loss became NaN or infinite: the learning rate is too high for this data, or the input weights are bad. */
-export class TrainingDivergedError extends Error {
-  override readonly name = 'TrainingDivergedError';
-  constructor(
-    readonly epoch: number,
-    readonly batch: number,
-    readonly loss: number,
-    reason = `loss is ${loss}`,
-  ) {
-    super(`training diverged at epoch ${epoch + 1}, batch ${batch + 1}: ${reason}; lower the learning rate`);
-  }
-}
-
-/** The images or labels do not fit the model spec. */
-export class TrainingDataError extends Error {
-  override readonly name = 'TrainingDataError';
-}
+export { TrainingDataError, TrainingDivergedError };
 
 /**
  * Trains the model from `weights` on local data with mini-batch SGD or Adam and sparse categorical cross-entropy.
@@ -60,6 +46,8 @@ export async function trainLocal(
   const valid = parseModelSpec(spec);
   validateData(valid, data);
   validateOptions(opts, valid.classes);
+  // Linear models on image features train without TensorFlow.js.
+  if (isLinearModelSpec(valid)) return trainLinear(valid, weights, data, opts);
   if (isSegmentation(valid)) {
     // Per-example gradients and class weights are written for one label per image.
     const unsupported = [...(opts.privacy ? ['privacy (DP-SGD)'] : []), ...(opts.classWeights !== undefined ? ['classWeights'] : [])];
@@ -72,9 +60,11 @@ export async function trainLocal(
   // A batch larger than the data samples every image every step (and the mean is over all of them).
   const sampleRate = Math.min(1, opts.batchSize / data.count);
   const maxBatch = dp ? poissonCapacity(opts.batchSize, data.count) : Math.min(opts.batchSize, data.count);
-  const clipNorm = dp?.clipNorm;
+  const gradientOptions = { clipNorm: dp?.clipNorm, crossEntropy: opts.segmentationLoss !== 'dice' };
   const runner =
-    threads > 1 ? await ThreadedSteps.start(threads, backend.name, valid, weights, maxBatch, classWeights, clipNorm) : new LocalSteps(valid, weights, maxBatch, classWeights, clipNorm);
+    threads > 1
+      ? await ThreadedSteps.start(threads, backend.name, valid, weights, maxBatch, classWeights, gradientOptions)
+      : new LocalSteps(valid, weights, maxBatch, classWeights, gradientOptions);
   try {
     const optimizer = createFlatOptimizer(opts.optimizer ?? 'sgd', opts.learningRate, weights.length);
     // mu = 0 skips the term entirely, so the result is bit for bit that of no term.
@@ -202,6 +192,7 @@ export function trainingThreads(asked: number, backend: BackendName): number {
 export async function evaluateModel(spec: ModelSpec, weights: Float32Array, data: SegmentationImages): Promise<EvaluationResult> {
   const valid = parseModelSpec(spec);
   validateData(valid, data);
+  if (isLinearModelSpec(valid)) return evaluateLinear(valid, weights, data);
   const segmentation = isSegmentation(valid);
   await initBackend();
   const model = buildModel(valid, weights);
@@ -303,6 +294,7 @@ function windowStats(ring: readonly WindowStats[], taken: number, count: number)
 export async function predictProbabilities(spec: ModelSpec, weights: Float32Array, data: SegmentationImages): Promise<Float64Array> {
   const valid = parseModelSpec(spec);
   validateData(valid, data);
+  if (isLinearModelSpec(valid)) return predictLinear(valid, weights, data);
   await initBackend();
   const model = buildModel(valid, weights);
   try {

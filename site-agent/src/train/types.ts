@@ -56,6 +56,11 @@ export interface TrainOptions {
    * Omitted: ordinary training.
    */
   privacy?: DpSgdSettings;
+  /**
+   * Segmentation models only: the per-image loss is soft Dice over the foreground classes the image has plus
+   * class-balanced cross-entropy ('dice+cross-entropy', the default), or soft Dice alone ('dice').
+   */
+  segmentationLoss?: 'dice+cross-entropy' | 'dice';
 }
 
 export interface AugmentationOptions {

@@ -100,6 +100,10 @@ export function tappedForward(spec: ResolvedModelSpec, weights: WeightsByName, x
     case 'unet':
       // Segmentation's per-pixel loss and transposed-convolution taps are not here yet; studies refuse unet for now.
       throw new Error('DP-SGD per-example gradients are not implemented for segmentation models (unet)');
+    case 'logistic-regression':
+    case 'linear-svm':
+      // A linear model's per-example gradient is dL/dz times its input row: train/linear clips it without TensorFlow.js.
+      throw new Error(`${spec.architecture} is a linear model on image features: its DP-SGD runs in train/linear, not through tapped layers`);
     default: {
       const unknown: never = spec;
       throw new Error(`no tapped forward pass for architecture ${(unknown as { architecture: string }).architecture}`);

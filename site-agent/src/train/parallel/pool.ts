@@ -2,6 +2,7 @@ import { Worker } from 'node:worker_threads';
 import { architectureTask, type ResolvedModelSpec } from '@federa/shared';
 import type { BackendName } from '../types.js';
 import type { SliceStats } from './slice-gradients.js';
+import type { GradientOptions } from './steps.js';
 import type { ThreadBuffers, ThreadReply, ThreadRequest } from './worker.js';
 
 /** Raised when a training thread fails or dies: the step cannot complete, and the threads are started afresh next time. */
@@ -79,7 +80,7 @@ export class TrainingThreads {
    * Gives every thread the model (its spec and the starting weights) and fresh shared buffers for batches of up to
    * `maxBatch` images. Returns the shared weight vector the optimiser updates in place between steps.
    */
-  async load(backend: BackendName, spec: ResolvedModelSpec, weights: Float32Array, maxBatch: number, classWeights: Float32Array | undefined, clipNorm?: number): Promise<Float32Array> {
+  async load(backend: BackendName, spec: ResolvedModelSpec, weights: Float32Array, maxBatch: number, classWeights: Float32Array | undefined, options: GradientOptions = {}): Promise<Float32Array> {
     const imageSize = spec.inputSize * spec.inputSize * spec.channels;
     const shared = (bytes: number) => new SharedArrayBuffer(bytes);
     const weightsBuffer = shared(weights.byteLength);
@@ -99,7 +100,7 @@ export class TrainingThreads {
     await Promise.all(
       this.workers.map((worker, i) => {
         const buffers: ThreadBuffers = { weights: weightsBuffer, gradient: gradients[i]!, pixels, labels, masks };
-        return this.request(worker, { op: 'init', backend, spec, classWeights: classWeights ? [...classWeights] : null, clipNorm: clipNorm ?? null, buffers });
+        return this.request(worker, { op: 'init', backend, spec, classWeights: classWeights ? [...classWeights] : null, clipNorm: options.clipNorm ?? null, crossEntropy: options.crossEntropy ?? true, buffers });
       }),
     );
     return view;

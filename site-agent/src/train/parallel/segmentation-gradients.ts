@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs-core';
-import type * as tfl from '@tensorflow/tfjs-layers';
+import * as tfl from '@tensorflow/tfjs-layers';
 import { EPSILON, readGradients, SliceGradients, type GradientSource, type Slice, type SliceStats } from './slice-gradients.js';
 
 /** Dice's smoothing terms (MONAI's defaults): an empty prediction of an empty class scores 1, not 0/0. */
@@ -10,15 +10,27 @@ const SMOOTH = 1e-5;
  * Dice, from the softmax probabilities, per image) plus the mean per-pixel cross-entropy over all classes, which
  * keeps early gradients useful while the foreground is still tiny. A sum over images, so a batch split into slices
  * has the sum of the slices' gradients as its gradient, as for classification.
+ *
+ * `logProbs`, the log-softmax of the head's logits, is what training passes: the cross-entropy then has the gradient
+ * (p − truth) at every logit however saturated the softmax is. From the probabilities alone (evaluation, which needs
+ * no gradient) the log is of the probabilities clipped to [EPSILON, 1 − EPSILON], and a pixel whose softmax has
+ * underflowed past the clip gets no gradient at all: a model pushed there in one large step (activations that grew
+ * until every lesion probability was exactly 0) never came back, and scored Dice 0 for the rest of its training.
  */
-export function segmentationLoss(probs: tf.Tensor4D, masks: tf.Tensor3D, classes: number): { perImage: tf.Tensor1D; hardDice: tf.Tensor1D } {
+export function segmentationLoss(
+  probs: tf.Tensor4D,
+  masks: tf.Tensor3D,
+  classes: number,
+  withCrossEntropy = true,
+  logProbs?: tf.Tensor4D,
+): { perImage: tf.Tensor1D; hardDice: tf.Tensor1D } {
   return tf.tidy(() => {
     const truth = tf.oneHot(masks, classes) as tf.Tensor4D;
     // Cross-entropy balanced over the classes an image has (each class's pixels weigh as much as the others'): a
     // lesion of a few pixels would otherwise be outvoted by thousands of background pixels and the softmax saturate
     // to background, where no gradient brings it back.
     const pixelCounts = tf.sum(truth, [1, 2]) as tf.Tensor2D;
-    const logLikelihood = tf.sum(tf.mul(truth, tf.log(tf.clipByValue(probs, EPSILON, 1 - EPSILON))), [1, 2]) as tf.Tensor2D;
+    const logLikelihood = tf.sum(tf.mul(truth, logProbs ?? tf.log(tf.clipByValue(probs, EPSILON, 1 - EPSILON))), [1, 2]) as tf.Tensor2D;
     const perClass = tf.div(logLikelihood, tf.maximum(pixelCounts, 1));
     const classesPresent = tf.sum(tf.cast(tf.greater(pixelCounts, 0), 'float32'), 1);
     const crossEntropy = tf.neg(tf.div(tf.sum(perClass, 1), tf.maximum(classesPresent, 1)));
@@ -35,7 +47,7 @@ export function segmentationLoss(probs: tf.Tensor4D, masks: tf.Tensor3D, classes
     const sizesSoft = tf.add(tf.sum(probs, [1, 2]), tf.sum(truth, [1, 2])) as tf.Tensor2D;
     const softDice = foreground(tf.div(tf.add(tf.mul(overlapSoft, 2), SMOOTH), tf.add(sizesSoft, SMOOTH)) as tf.Tensor2D);
     const diceLoss = tf.div(tf.sum(tf.mul(present, tf.sub(1, softDice)), 1), tf.maximum(tf.sum(present, 1), 1));
-    const perImage = tf.add(diceLoss, crossEntropy) as tf.Tensor1D;
+    const perImage = (withCrossEntropy ? tf.add(diceLoss, crossEntropy) : diceLoss) as tf.Tensor1D;
     // The figure a person reads: Dice of the arg-max labels, per image, averaged over the foreground classes.
     const hard = tf.oneHot(tf.argMax(probs, 3), classes) as tf.Tensor4D;
     return { perImage, hardDice: dice(hard) };
@@ -49,15 +61,30 @@ export function segmentationLoss(probs: tf.Tensor4D, masks: tf.Tensor3D, classes
  */
 export class SegmentationSliceGradients implements GradientSource {
   private readonly plain: SliceGradients;
+  /** The model up to the head's input: the head's logits are computed here, so the loss can take their log-softmax. */
+  private readonly features: tfl.LayersModel;
+  /** The head's 1x1 kernel and bias, the same variables the model applies. */
+  private readonly head: { kernel: tf.Variable; bias: tf.Variable };
   readonly size: number;
 
   constructor(
     private readonly model: tfl.LayersModel,
     private readonly classes: number,
+    /** Soft Dice plus cross-entropy (true) or soft Dice alone. */
+    private readonly crossEntropy = true,
   ) {
     // Reuses the plain source's weight handling (variables, flat layout, setWeights).
     this.plain = new SliceGradients(model, classes);
     this.size = this.plain.size;
+    const last = model.layers[model.layers.length - 1];
+    const config = last?.getConfig() ?? {};
+    const ones = (v: unknown): boolean => (Array.isArray(v) ? v : [v]).every((x) => x === 1);
+    if (!last || config['activation'] !== 'softmax' || !ones(config['kernelSize']) || !ones(config['strides']) || !ones(config['dilationRate']) || last.weights.length !== 2) {
+      throw new Error(`model '${model.name}' does not end in a 1x1 softmax convolution with a bias, as a segmentation head does`);
+    }
+    this.features = tfl.model({ inputs: model.inputs, outputs: last.input as tfl.SymbolicTensor });
+    const [kernel, bias] = last.weights.map((w) => w.read() as tf.Variable) as [tf.Variable, tf.Variable];
+    this.head = { kernel, bias };
   }
 
   setWeights(flat: Float32Array): void {
@@ -76,8 +103,10 @@ export class SegmentationSliceGradients implements GradientSource {
     try {
       const variables = this.model.weights.map((w) => w.read() as tf.Variable);
       const { value, grads } = tf.variableGrads(() => {
-        const probs = this.model.apply(xs, { training: true }) as tf.Tensor4D;
-        const { perImage, hardDice } = segmentationLoss(probs, ys, this.classes);
+        const features = this.features.apply(xs, { training: true }) as tf.Tensor4D;
+        const logits = tf.add(tf.conv2d(features, this.head.kernel as tf.Tensor4D, 1, 'same'), this.head.bias) as tf.Tensor4D;
+        const probs = tf.softmax(logits) as tf.Tensor4D;
+        const { perImage, hardDice } = segmentationLoss(probs, ys, this.classes, this.crossEntropy, tf.logSoftmax(logits) as tf.Tensor4D);
         const nonFinite = tf.sum(tf.cast(tf.logicalNot(tf.isFinite(probs)), 'float32'));
         stats = tf.keep(tf.stack([tf.sum(perImage), tf.sum(hardDice), nonFinite]));
         return tf.sum(perImage) as tf.Scalar;

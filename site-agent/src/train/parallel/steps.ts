@@ -31,9 +31,17 @@ export function fillBatch(batch: BatchBuffer, data: LabeledImages & { masks?: Ui
   }
 }
 
+/** What shapes a step's gradient beyond the model: DP-SGD's clip norm, and whether a segmentation loss adds cross-entropy. */
+export interface GradientOptions {
+  clipNorm?: number | undefined;
+  /** Segmentation: soft Dice plus class-balanced cross-entropy (true, the default) or soft Dice alone. */
+  crossEntropy?: boolean | undefined;
+}
+
 /** The plain summed gradient, or with a clip norm DP-SGD's sum of per-example gradients clipped to it. */
-export function gradientSource(model: tfl.LayersModel, spec: ResolvedModelSpec, classWeights: tf.Tensor1D | undefined, clipNorm: number | undefined): GradientSource {
-  if (architectureTask(spec.architecture) === 'segmentation') return new SegmentationSliceGradients(model, spec.classes);
+export function gradientSource(model: tfl.LayersModel, spec: ResolvedModelSpec, classWeights: tf.Tensor1D | undefined, options: GradientOptions): GradientSource {
+  if (architectureTask(spec.architecture) === 'segmentation') return new SegmentationSliceGradients(model, spec.classes, options.crossEntropy ?? true);
+  const { clipNorm } = options;
   return clipNorm === undefined ? new SliceGradients(model, spec.classes, classWeights) : new ClippedSliceGradients(model, spec, clipNorm, classWeights);
 }
 
@@ -63,12 +71,12 @@ export class LocalSteps implements StepRunner {
     weights: Float32Array,
     maxBatch: number,
     classWeights: Float32Array | undefined,
-    clipNorm?: number,
+    options: GradientOptions = {},
   ) {
     this.weights = weights.slice();
     this.model = buildModel(spec, this.weights);
     this.classWeights = classWeights ? tf.tensor1d(classWeights, 'float32') : undefined;
-    this.gradients = gradientSource(this.model, spec, this.classWeights, clipNorm);
+    this.gradients = gradientSource(this.model, spec, this.classWeights, options);
     this.gradient = new Float32Array(this.gradients.size);
     const imageSize = spec.inputSize * spec.inputSize * spec.channels;
     const segmentation = architectureTask(spec.architecture) === 'segmentation';
@@ -121,10 +129,10 @@ export class ThreadedSteps implements StepRunner {
     weights: Float32Array,
     maxBatch: number,
     classWeights: Float32Array | undefined,
-    clipNorm?: number,
+    options: GradientOptions = {},
   ): Promise<ThreadedSteps> {
     const threads = await TrainingThreads.get(count, backend);
-    return new ThreadedSteps(threads, await threads.load(backend, spec, weights, maxBatch, classWeights, clipNorm));
+    return new ThreadedSteps(threads, await threads.load(backend, spec, weights, maxBatch, classWeights, options));
   }
 
   batch(k: 0 | 1): BatchBuffer {

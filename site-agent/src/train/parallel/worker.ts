@@ -25,7 +25,7 @@ export interface ThreadBuffers {
 }
 
 export type ThreadRequest =
-  | { op: 'init'; id: number; backend: BackendName; spec: ModelSpec; classWeights: number[] | null; clipNorm: number | null; buffers: ThreadBuffers }
+  | { op: 'init'; id: number; backend: BackendName; spec: ModelSpec; classWeights: number[] | null; clipNorm: number | null; crossEntropy: boolean; buffers: ThreadBuffers }
   | { op: 'step'; id: number; buffer: 0 | 1; start: number; count: number };
 
 export type ThreadReply = ({ id: number; ok: true } & SliceStats) | { id: number; ok: false; message: string; name: string };
@@ -58,7 +58,7 @@ async function init(request: Extract<ThreadRequest, { op: 'init' }>): Promise<vo
   const classWeights = request.classWeights ? tf.tensor1d(request.classWeights, 'float32') : undefined;
   job = {
     model,
-    gradients: gradientSource(model, spec, classWeights, request.clipNorm ?? undefined),
+    gradients: gradientSource(model, spec, classWeights, { clipNorm: request.clipNorm ?? undefined, crossEntropy: request.crossEntropy }),
     classWeights,
     weights,
     gradient: new Float32Array(buffers.gradient),

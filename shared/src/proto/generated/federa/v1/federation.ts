@@ -390,6 +390,8 @@ export enum RefusalReason {
    * the study has no differential privacy and the site has a budget).
    */
   REFUSAL_REASON_PRIVACY_BUDGET = 13,
+  /** REFUSAL_REASON_STATISTICS_TOO_FEW - A statistics round asks for a statistic of fewer images (or values) than the site policy's minStatisticsCount. */
+  REFUSAL_REASON_STATISTICS_TOO_FEW = 14,
   UNRECOGNIZED = -1,
 }
 
@@ -437,6 +439,9 @@ export function refusalReasonFromJSON(object: any): RefusalReason {
     case 13:
     case "REFUSAL_REASON_PRIVACY_BUDGET":
       return RefusalReason.REFUSAL_REASON_PRIVACY_BUDGET;
+    case 14:
+    case "REFUSAL_REASON_STATISTICS_TOO_FEW":
+      return RefusalReason.REFUSAL_REASON_STATISTICS_TOO_FEW;
     case -1:
     case "UNRECOGNIZED":
     default:
@@ -474,6 +479,8 @@ export function refusalReasonToJSON(object: RefusalReason): string {
       return "REFUSAL_REASON_SHARE_REQUEST_INVALID";
     case RefusalReason.REFUSAL_REASON_PRIVACY_BUDGET:
       return "REFUSAL_REASON_PRIVACY_BUDGET";
+    case RefusalReason.REFUSAL_REASON_STATISTICS_TOO_FEW:
+      return "REFUSAL_REASON_STATISTICS_TOO_FEW";
     case RefusalReason.UNRECOGNIZED:
     default:
       return "UNRECOGNIZED";
@@ -1027,6 +1034,22 @@ export interface DatasetSummary_RejectedByReasonEntry {
 }
 
 export interface DatasetSummaryAck {
+}
+
+/**
+ * The consortium statistics of a study's statistics round, as a site decoded them from the decrypted sum: canonical
+ * JSON of shared/src/statistics (per feature: count, mean, variance, bounds, histogram, quantiles) and its SHA-256.
+ */
+export interface StatisticsReport {
+  studyId: string;
+  round: number;
+  statisticsJson: string;
+  sha256: string;
+}
+
+export interface StatisticsAck {
+  /** False when another site already reported other totals for the round: this site's decrypted sum differs. */
+  matches: boolean;
 }
 
 export interface ListStudiesRequest {
@@ -8205,6 +8228,198 @@ export const DatasetSummaryAck: MessageFns<DatasetSummaryAck> = {
   },
 };
 
+function createBaseStatisticsReport(): StatisticsReport {
+  return { studyId: "", round: 0, statisticsJson: "", sha256: "" };
+}
+
+export const StatisticsReport: MessageFns<StatisticsReport> = {
+  encode(message: StatisticsReport, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.studyId !== "") {
+      writer.uint32(10).string(message.studyId);
+    }
+    if (message.round !== 0) {
+      writer.uint32(16).uint32(message.round);
+    }
+    if (message.statisticsJson !== "") {
+      writer.uint32(26).string(message.statisticsJson);
+    }
+    if (message.sha256 !== "") {
+      writer.uint32(34).string(message.sha256);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): StatisticsReport {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseStatisticsReport();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.studyId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.round = reader.uint32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.statisticsJson = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.sha256 = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): StatisticsReport {
+    return {
+      studyId: isSet(object.studyId)
+        ? globalThis.String(object.studyId)
+        : isSet(object.study_id)
+        ? globalThis.String(object.study_id)
+        : "",
+      round: isSet(object.round) ? globalThis.Number(object.round) : 0,
+      statisticsJson: isSet(object.statisticsJson)
+        ? globalThis.String(object.statisticsJson)
+        : isSet(object.statistics_json)
+        ? globalThis.String(object.statistics_json)
+        : "",
+      sha256: isSet(object.sha256) ? globalThis.String(object.sha256) : "",
+    };
+  },
+
+  toJSON(message: StatisticsReport): unknown {
+    const obj: any = {};
+    if (message.studyId !== "") {
+      obj.studyId = message.studyId;
+    }
+    if (message.round !== 0) {
+      obj.round = Math.round(message.round);
+    }
+    if (message.statisticsJson !== "") {
+      obj.statisticsJson = message.statisticsJson;
+    }
+    if (message.sha256 !== "") {
+      obj.sha256 = message.sha256;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<StatisticsReport>, I>>(base?: I): StatisticsReport {
+    return StatisticsReport.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<StatisticsReport>, I>>(object: I): StatisticsReport {
+    const message = createBaseStatisticsReport();
+    message.studyId = object.studyId ?? "";
+    message.round = object.round ?? 0;
+    message.statisticsJson = object.statisticsJson ?? "";
+    message.sha256 = object.sha256 ?? "";
+    return message;
+  },
+};
+
+function createBaseStatisticsAck(): StatisticsAck {
+  return { matches: false };
+}
+
+export const StatisticsAck: MessageFns<StatisticsAck> = {
+  encode(message: StatisticsAck, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.matches !== false) {
+      writer.uint32(8).bool(message.matches);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): StatisticsAck {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseStatisticsAck();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.matches = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): StatisticsAck {
+    return { matches: isSet(object.matches) ? globalThis.Boolean(object.matches) : false };
+  },
+
+  toJSON(message: StatisticsAck): unknown {
+    const obj: any = {};
+    if (message.matches !== false) {
+      obj.matches = message.matches;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<StatisticsAck>, I>>(base?: I): StatisticsAck {
+    return StatisticsAck.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<StatisticsAck>, I>>(object: I): StatisticsAck {
+    const message = createBaseStatisticsAck();
+    message.matches = object.matches ?? false;
+    return message;
+  },
+};
+
 function createBaseListStudiesRequest(): ListStudiesRequest {
   return {};
 }
@@ -9000,6 +9215,20 @@ export const FederationServiceService = {
     responseDeserialize: (value: Buffer): EvaluationAck => EvaluationAck.decode(value),
   },
   /**
+   * ReportStatistics says what a statistics round's decrypted sum decodes to: the consortium's totals (never one
+   * site's figures, which only ever leave a site encrypted). Every site of the round decrypts the same sum, so the
+   * coordinator keeps the first report and checks the others against its SHA-256.
+   */
+  reportStatistics: {
+    path: "/federa.v1.FederationService/ReportStatistics" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: StatisticsReport): Buffer => Buffer.from(StatisticsReport.encode(value).finish()),
+    requestDeserialize: (value: Buffer): StatisticsReport => StatisticsReport.decode(value),
+    responseSerialize: (value: StatisticsAck): Buffer => Buffer.from(StatisticsAck.encode(value).finish()),
+    responseDeserialize: (value: Buffer): StatisticsAck => StatisticsAck.decode(value),
+  },
+  /**
    * ReportDatasetSummary describes the data a site loaded for a study, as counts by category only. The
    * coordinator keeps each site's latest summary for the operators and researchers.
    */
@@ -9172,6 +9401,12 @@ export interface FederationServiceServer extends UntypedServiceImplementation {
    * data, as counts only (a confusion matrix and per-class score histograms), never a per-image result.
    */
   reportEvaluation: handleUnaryCall<EvaluationReport, EvaluationAck>;
+  /**
+   * ReportStatistics says what a statistics round's decrypted sum decodes to: the consortium's totals (never one
+   * site's figures, which only ever leave a site encrypted). Every site of the round decrypts the same sum, so the
+   * coordinator keeps the first report and checks the others against its SHA-256.
+   */
+  reportStatistics: handleUnaryCall<StatisticsReport, StatisticsAck>;
   /**
    * ReportDatasetSummary describes the data a site loaded for a study, as counts by category only. The
    * coordinator keeps each site's latest summary for the operators and researchers.
@@ -9357,6 +9592,26 @@ export interface FederationServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: EvaluationAck) => void,
+  ): ClientUnaryCall;
+  /**
+   * ReportStatistics says what a statistics round's decrypted sum decodes to: the consortium's totals (never one
+   * site's figures, which only ever leave a site encrypted). Every site of the round decrypts the same sum, so the
+   * coordinator keeps the first report and checks the others against its SHA-256.
+   */
+  reportStatistics(
+    request: StatisticsReport,
+    callback: (error: ServiceError | null, response: StatisticsAck) => void,
+  ): ClientUnaryCall;
+  reportStatistics(
+    request: StatisticsReport,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: StatisticsAck) => void,
+  ): ClientUnaryCall;
+  reportStatistics(
+    request: StatisticsReport,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: StatisticsAck) => void,
   ): ClientUnaryCall;
   /**
    * ReportDatasetSummary describes the data a site loaded for a study, as counts by category only. The

@@ -1,0 +1,147 @@
+// The learning benchmark's server optimizer rows (FedAvg whose sites step the decrypted average update with FedAvgM,
+// FedAdagrad, FedAdam or FedYogi) and how many rounds each method needs to reach its plateau. Pure: nothing here
+// trains or touches the disk.
+import { meanCurve } from './learning-report.mjs';
+
+const NAMES = { fedavgm: 'FedAvgM', fedadagrad: 'FedAdagrad', fedadam: 'FedAdam', fedyogi: 'FedYogi' };
+const SETTING_KEYS = ['learningRate', 'beta1', 'beta2', 'tau'];
+const LOCAL_KEYS = { localOptimizer: 'optimizer', localLearningRate: 'learningRate' };
+
+/**
+ * `--server-optimizers`: 'none', or rows separated by ';', each `kind:key=value,...` with the optimizer's settings
+ * (learningRate, beta1, beta2, tau; the schema's defaults fill the rest) and optionally the sites' own optimizer for
+ * that row (localOptimizer=sgd|adam, localLearningRate=x), e.g. `fedavgm:learningRate=1,beta1=0.5;fedadam:learningRate=0.003`.
+ * Returns [{ label, settings, local }] with settings not yet validated (the caller parses them with the study schema).
+ */
+export function parseServerOptimizerRows(text) {
+  const trimmed = text.trim();
+  if (trimmed === 'none' || trimmed === '') return [];
+  return trimmed.split(';').map((part) => {
+    const [kind, options = ''] = part.trim().split(':');
+    if (!(kind in NAMES)) throw new RangeError(`--server-optimizers: unknown optimizer "${kind}" in "${part}"; one of ${Object.keys(NAMES).join(', ')}`);
+    const settings = { kind };
+    const local = {};
+    for (const pair of options.split(',').filter((p) => p.trim() !== '')) {
+      const [key, value] = pair.split('=').map((s) => s.trim());
+      if (key === 'localOptimizer') {
+        if (value !== 'sgd' && value !== 'adam') throw new RangeError(`--server-optimizers: localOptimizer must be sgd or adam, got ${value}`);
+        local.optimizer = value;
+        continue;
+      }
+      const n = Number(value);
+      if (value === undefined || value === '' || !Number.isFinite(n)) throw new RangeError(`--server-optimizers: ${key} needs a number, got "${pair}"`);
+      if (key in LOCAL_KEYS) local[LOCAL_KEYS[key]] = n;
+      else if (SETTING_KEYS.includes(key)) settings[key] = n;
+      else throw new RangeError(`--server-optimizers: unknown setting "${key}"; one of ${[...SETTING_KEYS, ...Object.keys(LOCAL_KEYS)].join(', ')}`);
+    }
+    return { label: rowLabel(settings, local), settings, local };
+  });
+}
+
+function rowLabel(settings, local) {
+  const shown = SETTING_KEYS.filter((k) => settings[k] !== undefined).map((k) => `${{ learningRate: 'lr', beta1: 'b1', beta2: 'b2', tau: 'tau' }[k]} ${settings[k]}`);
+  const sites = [local.optimizer, local.learningRate === undefined ? undefined : `lr ${local.learningRate}`].filter((x) => x !== undefined);
+  return `${NAMES[settings.kind]}${shown.length > 0 ? ` (${shown.join(', ')})` : ''}${sites.length > 0 ? ` sites ${sites.join(' ')}` : ''}`;
+}
+
+/**
+ * How soon a curve (checkpoints, round 0 first) gets within 1 point of `reference`: the first round at or above it
+ * (`first`), and the first from which every later checkpoint stays there (`stays`); null when it never does.
+ */
+export function roundsToWithin(curve, reference, points = 1) {
+  const bar = reference - points / 100 - 1e-9;
+  const first = curve.find((c) => c.round > 0 && c.accuracy >= bar)?.round ?? null;
+  let stays = null;
+  for (let i = curve.length - 1; i >= 0 && curve[i].round > 0 && curve[i].accuracy >= bar; i--) stays = curve[i].round;
+  return { first, stays };
+}
+
+/**
+ * Rounds to plateau for each method on its seed-mean curve (`curves`: { name: curve }), against its own final
+ * accuracy and against pooled training's. The target: within 1 point of pooled's final accuracy in at most twice
+ * the rounds pooled needs to get within 1 point of its own (both counted as the first round that is).
+ */
+export function plateauRounds(curves) {
+  const pooledFinal = curves.pooled.at(-1).accuracy;
+  const pooledRounds = roundsToWithin(curves.pooled, pooledFinal).first;
+  const budget = pooledRounds === null ? null : 2 * pooledRounds;
+  const rows = Object.entries(curves).map(([method, curve]) => {
+    const final = curve.at(-1).accuracy;
+    const own = roundsToWithin(curve, final);
+    const ofPooled = roundsToWithin(curve, pooledFinal);
+    return {
+      method,
+      finalAccuracy: final,
+      finalAuc: curve.at(-1).auc,
+      firstWithin1PointOfOwnFinal: own.first,
+      staysWithin1PointOfOwnFinal: own.stays,
+      firstWithin1PointOfPooledFinal: ofPooled.first,
+      staysWithin1PointOfPooledFinal: ofPooled.stays,
+      meetsTarget: budget !== null && ofPooled.first !== null && ofPooled.first <= budget,
+    };
+  });
+  return { pooledFinalAccuracy: pooledFinal, pooledRounds, targetRounds: budget, rows };
+}
+
+/**
+ * The server optimizer rows over the seeds: `runs[].server` holds each row's curve at that seed, the same rows in the
+ * same order at every seed. Accuracy and AUC are the final checkpoint of the seed-mean curve.
+ */
+export function serverOptimizerResults(runs, rows) {
+  return rows.map((row, k) => {
+    const perSeed = runs.map((run) => {
+      const mine = run.server?.[k];
+      if (!mine || mine.label !== row.label) throw new RangeError(`serverOptimizerResults: seed ${run.seed} has no row "${row.label}"`);
+      const last = mine.curve.at(-1);
+      return { seed: run.seed, accuracy: last.accuracy, auc: last.auc, curve: mine.curve };
+    });
+    const curve = meanCurve(perSeed.map((s) => s.curve));
+    const last = curve.at(-1);
+    return { label: row.label, settings: row.settings, local: row.local, accuracy: last.accuracy, auc: last.auc, perSeed, curve };
+  });
+}
+
+/**
+ * What the server rows add to the results document: the rows (when any ran), how they were run, and every method's
+ * rounds to plateau on the seed-mean curves (`curves`: the document's pooled, fedavg and fedprox curves).
+ */
+export function serverOptimizerDocument(runs, rows, curves) {
+  const serverOptimizers = rows.length > 0 ? serverOptimizerResults(runs, rows) : [];
+  return {
+    ...(rows.length > 0
+      ? {
+          serverOptimizers,
+          serverOptimizerMethod:
+            "FedAvg as above (same seeds, data, budget, schedule and aggregation), each round's decrypted average update stepped by the server " +
+            'optimizer (shared nextGlobalModel, as every site of a study with serverOptimizer does), its state carried from round to round',
+        }
+      : {}),
+    roundsToPlateau: plateauRounds({
+      pooled: curves.pooled,
+      fedavg: curves.fedavg,
+      fedprox: curves.fedprox,
+      ...Object.fromEntries(serverOptimizers.map((row) => [row.label, row.curve])),
+    }),
+  };
+}
+
+/** Lines for the console: the server rows' figures and the rounds-to-plateau table. */
+export function plateauSummary(results) {
+  const pct = (x) => `${(100 * x).toFixed(1)}%`;
+  const lines = results.serverOptimizers?.length ? ['FedAvg with a server optimizer at the sites (seed means, final round):'] : [];
+  for (const row of results.serverOptimizers ?? []) {
+    lines.push(`  ${row.label}: accuracy ${pct(row.accuracy)}, AUC ${row.auc === null ? '-' : row.auc.toFixed(3)} (seeds ${row.perSeed.map((s) => pct(s.accuracy)).join(', ')})`);
+  }
+  const p = results.roundsToPlateau;
+  lines.push(
+    `rounds to plateau (seed means; pooled ends at ${pct(p.pooledFinalAccuracy)} and is within 1 point of it from round ${p.pooledRounds ?? '-'}, ` +
+      `so the target is within 1 point of ${pct(p.pooledFinalAccuracy)} by round ${p.targetRounds ?? '-'}):`,
+  );
+  const table = [
+    ['method', 'final', 'AUC', 'first within 1 pt of own final', 'stays within', 'first within 1 pt of pooled final', 'target'],
+    ...p.rows.map((r) => [r.method, pct(r.finalAccuracy), r.finalAuc === null ? '-' : r.finalAuc.toFixed(3), r.firstWithin1PointOfOwnFinal ?? '-', r.staysWithin1PointOfOwnFinal ?? '-', r.firstWithin1PointOfPooledFinal ?? '-', r.meetsTarget ? 'MET' : 'NOT met']),
+  ].map((row) => row.map(String));
+  const widths = table[0].map((_, c) => Math.max(...table.map((row) => row[c].length)));
+  for (const row of table) lines.push(`  ${row.map((cell, c) => (c === 0 ? cell.padEnd(widths[c]) : cell.padStart(widths[c]))).join('  ')}`);
+  return lines;
+}

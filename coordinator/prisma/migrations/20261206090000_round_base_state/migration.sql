@@ -1,0 +1,2 @@
+-- AlterTable
+ALTER TABLE "round" ADD COLUMN     "base_state_sha256" TEXT;

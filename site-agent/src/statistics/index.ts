@@ -1,0 +1,1 @@
+export { channelMoments, consortiumZScore, harmoniseChannels, siteStatisticsVector, UnsupportedStatisticError, type ChannelMoments } from './site-statistics.js';
