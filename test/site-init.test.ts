@@ -87,7 +87,7 @@ describe('federa-site init', () => {
       data: { source: { kind: 'folder' }, dir: join(dir, 'images'), layout: 'csv', labels: join(dir, 'images', 'labels.csv'), validationFraction: 0.2 },
       training: { backend: 'auto', threads: 'auto' },
       stateDir: join(dir, 'conf', 'state'),
-      policy: { requireEncryption: true, minParticipants: 3, maxRounds: 100, shareMetrics: 'aggregate', minCountPerBin: 5, verifySum: true, autoApprove: false },
+      policy: { requireEncryption: true, minParticipants: 3, maxRounds: 100, shareMetrics: 'aggregate', minCountPerBin: 5, minStatisticsCount: 10, verifySum: true, autoApprove: false },
     });
   });
 
