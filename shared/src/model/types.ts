@@ -7,8 +7,10 @@ import { z } from 'zod';
  * whose stride equals its kernel size (kernel [kh, kw, outC, inC]): the windows do not overlap, so each output pixel
  * gets exactly one kernel tap summed over the inC input channels, and the fan-in is inC (Keras' he_uniform would
  * count kh·kw·outC, which for a 2x2/2 up-convolution halving the filters is 2·inC and halves the signal's variance).
+ * 'background-prior' is a segmentation head's bias: ln 99 for the background (class 0), 0 for the other classes, so
+ * every pixel starts out about 99% background, as most pixels of a medical image are (see unetParameters).
  */
-export type ParameterInit = 'glorot-uniform' | 'he-uniform' | 'depthwise-he-uniform' | 'transposed-he-uniform' | 'zeros';
+export type ParameterInit = 'glorot-uniform' | 'he-uniform' | 'depthwise-he-uniform' | 'transposed-he-uniform' | 'background-prior' | 'zeros';
 
 /** One trainable tensor of a model, as it appears in the flat weight vector. */
 export interface ParameterShape {

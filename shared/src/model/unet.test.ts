@@ -96,7 +96,7 @@ describe('unet layers and parameters', () => {
       'dec1_conv2/kernel 3x3x4x4 he-uniform',
       'dec1_conv2/bias 4 zeros',
       'logits/kernel 1x1x4x3 glorot-uniform',
-      'logits/bias 3 zeros',
+      'logits/bias 3 background-prior',
     ]);
   });
 
@@ -132,7 +132,8 @@ describe('unet initial weights', () => {
     for (const p of describeParameters(unet)) {
       const size = elementCount(p.shape);
       const differing = a.subarray(offset, offset + size).filter((v, i) => v !== b[offset + i]).length;
-      expect(differing, p.name).toBe(p.init === 'zeros' ? 0 : size);
+      // The constant kinds are the same for every seed.
+      expect(differing, p.name).toBe(p.init === 'zeros' || p.init === 'background-prior' ? 0 : size);
       offset += size;
     }
   });
@@ -155,6 +156,11 @@ describe('unet initial weights', () => {
         expect(values.every((v) => v === 0), p.name).toBe(true);
         continue;
       }
+      if (p.init === 'background-prior') {
+        // ln 99 for the background, 0 for the three other classes: softmax 99/102 and 1/102 at every pixel.
+        expect(Array.from(values)).toEqual([Math.fround(Math.log(99)), 0, 0, 0]);
+        continue;
+      }
       const [kh, kw, a, b] = p.shape as [number, number, number, number];
       const limit = {
         'he-uniform': Math.sqrt(6 / (kh * kw * a)),
@@ -167,7 +173,7 @@ describe('unet initial weights', () => {
       expect(maxAbs, p.name).toBeLessThanOrEqual(limit);
       expect(maxAbs, p.name).toBeGreaterThan(limit * (values.length >= 100 ? 0.9 : 0.6));
     }
-    expect(kinds).toEqual(new Set(['he-uniform', 'zeros', 'transposed-he-uniform', 'glorot-uniform']));
+    expect(kinds).toEqual(new Set(['he-uniform', 'zeros', 'transposed-he-uniform', 'glorot-uniform', 'background-prior']));
   });
 });
 
@@ -189,4 +195,4 @@ describe('architecture tasks', () => {
   });
 });
 
-const UNET_SEED42_SHA256 = 'f1c23677823780136d5df03d081e0a8635930fecd8ccf0a112c065a60e9a88c1';
+const UNET_SEED42_SHA256 = 'cf34e021c5cdd34307e4324f622fddbaf0d35e64f9ec06672741c5dfb91df744';

@@ -3,12 +3,16 @@ import { describeParameters, elementCount } from './registry.js';
 import type { ModelSpec } from './spec.js';
 import type { ParameterInit } from './types.js';
 
+/** ln 99 written out, since Math.log's last bit may differ between engines: background logit over the others'. */
+const BACKGROUND_PRIOR_LOGIT = 4.59511985013459;
+
 /**
  * Deterministic initial weights, laid out as described by `describeParameters`: uniform kernels (glorot or he, as
- * each parameter says) and zeros. Each tensor draws from its own PRNG stream (seed derived from `spec.seed` and the
- * tensor's index), and only integer PRNG steps, division, multiplication and Math.sqrt (all correctly rounded per
- * IEEE 754) are involved, so the same spec gives bit-identical weights on every machine. Normal distributions are
- * avoided on purpose: sampling them needs Math.log/Math.cos, whose last bit may differ between engines.
+ * each parameter says), zeros and a segmentation head's background prior. Each tensor draws from its own PRNG stream
+ * (seed derived from `spec.seed` and the tensor's index), and only integer PRNG steps, division, multiplication and
+ * Math.sqrt (all correctly rounded per IEEE 754) are involved, so the same spec gives bit-identical weights on every
+ * machine. Normal distributions are avoided on purpose: sampling them needs Math.log/Math.cos, whose last bit may
+ * differ between engines.
  */
 export function initialWeights(spec: ModelSpec): Float32Array {
   const params = describeParameters(spec);
@@ -17,7 +21,8 @@ export function initialWeights(spec: ModelSpec): Float32Array {
   params.forEach((param, index) => {
     const size = elementCount(param.shape);
     const limit = uniformLimit(param.init, param.shape);
-    if (limit !== undefined) {
+    if (param.init === 'background-prior') out[offset] = BACKGROUND_PRIOR_LOGIT;
+    else if (limit !== undefined) {
       const prng = createPrng(deriveSeed(spec.seed, index));
       for (let i = 0; i < size; i++) out[offset + i] = (2 * prng.nextFloat() - 1) * limit;
     }
@@ -27,10 +32,11 @@ export function initialWeights(spec: ModelSpec): Float32Array {
   return out;
 }
 
-/** Half-width of the uniform distribution for `init`, or undefined for 'zeros'. */
+/** Half-width of the uniform distribution for `init`, or undefined for the constant kinds. */
 function uniformLimit(init: ParameterInit, shape: readonly number[]): number | undefined {
   switch (init) {
     case 'zeros':
+    case 'background-prior':
       return undefined;
     case 'glorot-uniform': {
       const { fanIn, fanOut } = fans(init, shape);

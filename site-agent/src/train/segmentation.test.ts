@@ -1,7 +1,9 @@
 import { createPrng, initialWeights, parseModelSpec, type ModelSpec } from '@federa/shared';
+import * as tf from '@tensorflow/tfjs-core';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { augmentBatch } from './augment.js';
-import { evaluateModel, initBackend, predictProbabilities, trainLocal, TrainingDataError } from './index.js';
+import { buildModel, evaluateModel, initBackend, predictProbabilities, trainLocal, TrainingDataError } from './index.js';
+import { segmentationLoss, SegmentationSliceGradients } from './parallel/segmentation-gradients.js';
 import type { SegmentationImages } from './segmentation.js';
 
 const spec: ModelSpec = { architecture: 'unet', inputSize: 32, channels: 1, classes: 2, seed: 3, width: 8, depth: 2 };
@@ -96,5 +98,72 @@ describe('segmentation training', () => {
 
   it('parses the spec before anything trains', () => {
     expect(() => parseModelSpec({ ...spec, inputSize: 30 })).toThrow(/not divisible by 2\^2 = 4/);
+  });
+});
+
+describe('segmentation gradients', () => {
+  const small: ModelSpec = { architecture: 'unet', inputSize: 16, channels: 1, classes: 2, seed: 5, width: 4, depth: 2 };
+  const data = squares(4, 16, 8);
+  const slice = { pixels: data.images, labels: data.labels, masks: data.masks!, count: data.count, height: 16, width: 16, channels: 1 };
+
+  beforeAll(async () => {
+    expect((await initBackend('wasm')).name).toBe('wasm');
+  });
+
+  /** The slice source's gradient, and that of segmentationLoss on the model's own softmax output (clipped log). */
+  function bothGradients(weights: Float32Array): { source: Float32Array; fromProbabilities: Float32Array } {
+    const model = buildModel(small, weights);
+    try {
+      const source = new Float32Array(weights.length);
+      new SegmentationSliceGradients(model, 2).compute(slice, source);
+      const variables = model.weights.map((w) => w.read() as tf.Variable);
+      const fromProbabilities = tf.tidy(() => {
+        const xs = tf.tensor4d(data.images, [data.count, 16, 16, 1]);
+        const ys = tf.tensor3d(Int32Array.from(data.masks!), [data.count, 16, 16], 'int32');
+        const { grads } = tf.variableGrads(() => tf.sum(segmentationLoss(model.apply(xs) as tf.Tensor4D, ys, 2).perImage) as tf.Scalar, variables);
+        return Float32Array.from(variables.flatMap((v) => Array.from(grads[v.name]!.dataSync())));
+      });
+      return { source, fromProbabilities };
+    } finally {
+      model.dispose();
+    }
+  }
+
+  it('are those of the loss on the model\'s probabilities while the softmax is not saturated', () => {
+    const { source, fromProbabilities } = bothGradients(initialWeights(small));
+    let scale = 1e-3;
+    let diff = 0;
+    fromProbabilities.forEach((g, i) => {
+      scale = Math.max(scale, Math.abs(g));
+      diff = Math.max(diff, Math.abs(source[i]! - g));
+    });
+    expect(diff / scale).toBeLessThan(1e-4);
+  });
+
+  it('still pull a softmax saturated to background towards the lesions, where the clipped log gave nothing', () => {
+    // A background bias of 200 makes every lesion probability exactly 0 in float32.
+    const weights = initialWeights(small);
+    weights[weights.length - 2] = 200;
+    const { source, fromProbabilities } = bothGradients(weights);
+    const lesionBias = weights.length - 1;
+    expect(fromProbabilities[lesionBias]).toBe(0);
+    // d(mean cross-entropy)/d(lesion bias) = mean(p − truth) per image = −(the image's lesion share) at p = 0; the soft
+    // Dice term has none left through a saturated softmax.
+    let share = 0;
+    for (let n = 0; n < data.count; n++) share += data.masks!.subarray(n * 256, (n + 1) * 256).reduce((a, m) => a + m, 0) / 256;
+    expect(share).toBeGreaterThan(0);
+    expect(source[lesionBias]).toBeCloseTo(-share, 5);
+  });
+
+  it('start from a head that calls nearly every pixel background, where a zero bias said 50:50', async () => {
+    const median = async (weights: Float32Array): Promise<number> => {
+      const probs = await predictProbabilities(small, weights, data);
+      return probs.filter((_, i) => i % 2 === 1).sort()[probs.length / 4]!;
+    };
+    // The background bias ln 99 less the spread of the random head kernel over the features.
+    expect(await median(initialWeights(small))).toBeLessThan(0.05);
+    const zeroBias = initialWeights(small);
+    zeroBias[zeroBias.length - 2] = 0;
+    expect(await median(zeroBias)).toBeGreaterThan(0.3);
   });
 });
