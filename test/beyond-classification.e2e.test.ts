@@ -53,6 +53,19 @@ const statisticsStudy: StudyDefinitionInput = {
   statistics: { intensity: { bins: 16 }, features: [{ name: 'firstorder_mean', min: 0, max: 1 }, { name: 'edges_density', min: 0, max: 1 }], featureBins: 10, zScore: true, harmonise: true },
 };
 
+const scaledLinearStudy: StudyDefinitionInput = {
+  name: 'logistic regression on consortium-standardised features',
+  model: { architecture: 'logistic-regression', inputSize: 16, channels: 1, classes: 2, seed: 6, features: ['first-order', 'edges'] },
+  classNames: ['normal', 'lesion'],
+  rounds: 2,
+  minSites: 3,
+  localSteps: 3,
+  batchSize: 4,
+  learningRate: 0.05,
+  roundTimeoutSeconds: 120,
+  statistics: { modelFeatures: true, featureBins: 8 },
+};
+
 /**
  * Beyond classification, end to end with three real site agents (one consortium for both studies):
  * - segmentation: the sites read the simulator's DICOM images with their DICOM SEG lesion masks, train a U-Net through
@@ -151,6 +164,36 @@ describe('segmentation and federated statistics with real site agents', () => {
       expect(own.filter((e) => e.kind === 'metrics')).toHaveLength(0);
       expect(own.filter((e) => e.kind === 'statistics').map((e) => e.detail?.sha256)).toEqual([stats!.sha256]);
     }
+  }, 240_000);
+
+  it('computes a linear model\'s feature moments in round 1 and trains and evaluates it standardised with them', async () => {
+    const consortium = local.get();
+    const study = await runApprovedStudy(consortium, scaledLinearStudy, 170_000);
+    expect(study.error).toBeNull();
+    expect(study.status).toBe('completed');
+    expect(study.rounds.map((r) => r.status)).toEqual(['closed', 'closed']);
+    let stats: StatisticsView | null = null;
+    for (const deadline = Date.now() + 60_000; Date.now() < deadline; await new Promise((r) => setTimeout(r, 250))) {
+      stats = (await consortium.request<{ statistics: StatisticsView | null }>('GET', `/studies/${study.id}`)).statistics;
+      if (stats && (await reportsOfAllSites(study.id)) === 3) break;
+    }
+    expect(stats!.mismatchedSites).toEqual([]);
+    // 19 first-order and 6 edge features, each over every image of every site.
+    expect(stats!.features.map((f) => f.feature)).toEqual(Array.from({ length: 25 }, (_, i) => `model_feature_${i}`));
+    const units = stats!.features[0]!.units;
+    expect(units).toBeGreaterThanOrEqual(3 * 10);
+    for (const f of stats!.features) expect(f.units).toBe(units);
+    // The fixed scale puts the mean intensity (feature 1) inside [-1, 1], with some spread over the images.
+    expect(Math.abs(stats!.features[1]!.mean!)).toBeLessThan(1);
+    expect(stats!.features[1]!.std).toBeGreaterThan(0);
+    // Round 2 trained on the standardised features and every site evaluated its model.
+    let round2: EvaluationRound | undefined;
+    for (const deadline = Date.now() + 60_000; Date.now() < deadline; await new Promise((r) => setTimeout(r, 250))) {
+      round2 = (await consortium.request<{ rounds: EvaluationRound[] }>('GET', `/studies/${study.id}/evaluation`)).rounds.find((r) => r.number === 2);
+      if (round2 && round2.pendingSites.length === 0 && round2.sites.length === 3) break;
+    }
+    expect(round2?.sites.map((s) => s.shared)).toEqual(['counts', 'counts', 'counts']);
+    expect(round2?.overall?.samples).toBeGreaterThan(0);
   }, 240_000);
 
   async function reportsOfAllSites(studyId: string): Promise<number> {

@@ -14,6 +14,8 @@ export {
 export {
   intensityFeature,
   isStatisticsRound,
+  MODEL_FEATURE_PREFIX,
+  modelFeatureStandardize,
   roundPayloadLength,
   studyStatisticsIssues,
   studyStatisticsPlan,

@@ -1,5 +1,8 @@
 import { z } from 'zod';
-import { statisticsPlanSchema, statisticsVectorLength, type StatisticsPlan } from './federated-statistics.js';
+import { linearFeatureCount, type FeatureGroup } from '../model/linear.js';
+import { isLinearArchitecture } from '../model/registry.js';
+import { ARCHITECTURE_NAMES, type Architecture } from '../model/spec.js';
+import { statisticsPlanSchema, statisticsVectorLength, type FeatureStatistics, type StatisticsPlan } from './federated-statistics.js';
 
 /**
  * A study's statistics round: with `statistics` in its definition, round 1 computes them instead of training. Every
@@ -57,6 +60,12 @@ export const studyStatisticsSchema = z
      * `intensity`.
      */
     harmonise: z.boolean().default(false),
+    /**
+     * For a logistic-regression or linear-svm model: the consortium's mean and standard deviation of every feature the
+     * model reads (after the features' fixed scale), and the training rounds standardise the features with them, z =
+     * (scaled − mean) / std, as the model's `standardize` does: a federated StandardScaler for the model's inputs.
+     */
+    modelFeatures: z.boolean().default(false),
   })
   .strict();
 
@@ -64,7 +73,7 @@ export type StudyStatistics = z.output<typeof studyStatisticsSchema>;
 
 /** What a definition needs for its statistics: the preprocessed image grid and the statistics section. */
 interface StatisticsStudy {
-  model: { inputSize: number; channels: number };
+  model: { inputSize: number; channels: number; architecture?: string; features?: readonly FeatureGroup[]; standardize?: unknown };
   statistics?: StudyStatistics | undefined;
 }
 
@@ -73,7 +82,27 @@ export function intensityFeature(channels: number, channel: number): string {
   return channels === 1 ? 'intensity' : `intensity_c${channel}`;
 }
 
-/** The vector layout of a study's statistics round: intensity per channel, then the features in the order given. */
+/** Prefix of the columns of statistics.modelFeatures: model_feature_<i>, i the feature's index in the model's input. */
+export const MODEL_FEATURE_PREFIX = 'model_feature_';
+
+/**
+ * The histogram range of a model feature column. The fixed scale maps every feature into [-1, 1] for pixels in [0, 1];
+ * the margin keeps a value just outside in its own bins. The mean and standard deviation come from the sums, exact
+ * whatever the range.
+ */
+const MODEL_FEATURE_RANGE = { min: -2, max: 2 } as const;
+
+/** Inputs of the study's linear model, or 0 for any other architecture. */
+function modelFeatureCount(model: StatisticsStudy['model']): number {
+  const architecture = model.architecture as Architecture | undefined;
+  if (architecture === undefined || !ARCHITECTURE_NAMES.includes(architecture) || !isLinearArchitecture(architecture) || model.features === undefined) return 0;
+  return linearFeatureCount({ channels: model.channels, features: model.features });
+}
+
+/**
+ * The vector layout of a study's statistics round: intensity per channel, then the features in the order given, then
+ * (statistics.modelFeatures) the linear model's inputs in their order.
+ */
 export function studyStatisticsPlan(def: StatisticsStudy): StatisticsPlan {
   const stats = def.statistics;
   if (!stats) throw new RangeError('the study has no statistics section');
@@ -88,8 +117,33 @@ export function studyStatisticsPlan(def: StatisticsStudy): StatisticsPlan {
         }))
       : []),
     ...(stats.features ?? []).map((f) => ({ feature: f.name, bins: stats.featureBins, min: f.min, max: f.max, per: 1 })),
+    ...(stats.modelFeatures
+      ? Array.from({ length: modelFeatureCount(def.model) }, (_, i) => ({ feature: `${MODEL_FEATURE_PREFIX}${i}`, bins: stats.featureBins, ...MODEL_FEATURE_RANGE, per: 1 }))
+      : []),
   ];
   return statisticsPlanSchema.parse({ columns });
+}
+
+/**
+ * The `standardize` a study with statistics.modelFeatures trains its linear model with: the consortium's mean and
+ * standard deviation of each model feature, in the model's input order.
+ */
+export function modelFeatureStandardize(
+  def: StatisticsStudy,
+  features: ReadonlyArray<Pick<FeatureStatistics, 'feature'> & { mean: number | null; std: number | null }>,
+): { mean: number[]; std: number[] } {
+  const count = modelFeatureCount(def.model);
+  if (!def.statistics?.modelFeatures || count === 0) throw new RangeError('the study does not compute its model features\' statistics (statistics.modelFeatures)');
+  const byName = new Map(features.map((f) => [f.feature, f]));
+  const mean: number[] = [];
+  const std: number[] = [];
+  for (let i = 0; i < count; i++) {
+    const stat = byName.get(`${MODEL_FEATURE_PREFIX}${i}`);
+    if (!stat || stat.mean === null || stat.std === null || !Number.isFinite(stat.mean) || !Number.isFinite(stat.std)) throw new RangeError(`the consortium statistics have no mean and standard deviation of model feature ${i}`);
+    mean.push(stat.mean);
+    std.push(stat.std);
+  }
+  return { mean, std };
 }
 
 /** Round 1 of a study with statistics computes them; every other round trains. */
@@ -107,7 +161,20 @@ export function studyStatisticsIssues(def: StatisticsStudy & { aggregation: stri
   const stats = def.statistics;
   if (!stats) return [];
   const issues: Array<{ path: string[]; message: string }> = [];
-  if (!stats.intensity && !stats.features) issues.push({ path: ['statistics'], message: 'asks for nothing: give intensity, features or both' });
+  if (!stats.intensity && !stats.features && !stats.modelFeatures) issues.push({ path: ['statistics'], message: 'asks for nothing: give intensity, features, modelFeatures or several' });
+  if (stats.modelFeatures) {
+    if (modelFeatureCount(def.model) === 0) {
+      issues.push({ path: ['statistics', 'modelFeatures'], message: 'needs a logistic-regression or linear-svm model: it standardises the features such a model reads' });
+    } else if (def.model.standardize !== undefined) {
+      issues.push({ path: ['statistics', 'modelFeatures'], message: 'the model already gives standardize: drop one of the two (modelFeatures computes it from the consortium)' });
+    }
+    if (stats.zScore || stats.harmonise) {
+      issues.push({
+        path: ['statistics', 'modelFeatures'],
+        message: 'cannot be combined with zScore or harmonise: the features\' statistics are computed in round 1 on the images before either applies, and would not describe the images the model trains on',
+      });
+    }
+  }
   if (stats.zScore && !stats.intensity) issues.push({ path: ['statistics', 'zScore'], message: 'needs statistics.intensity: the z-score uses the consortium\'s intensity mean and standard deviation' });
   if (stats.harmonise && !stats.intensity) issues.push({ path: ['statistics', 'harmonise'], message: 'needs statistics.intensity: harmonisation maps each site onto the consortium\'s intensity mean and standard deviation' });
   if (def.aggregation === 'plaintext') {

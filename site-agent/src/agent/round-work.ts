@@ -188,7 +188,6 @@ export class RoundWork {
     until: number,
   ): Promise<RoundState> {
     if (!task.baseModel) throw new Error('train task is missing its base model');
-    const spec = def.model;
     const data = await this.loadForTraining(task, def, log);
     // Before the no-data check: a site that can use nothing is exactly the one whose summary explains why.
     await this.reportDatasetSummary(task.studyId, data);
@@ -198,6 +197,7 @@ export class RoundWork {
       throw new NoUsableDataError('no usable training images at this site; its IT can run `federa-site data scan` to see why');
     }
     if (isStatisticsRound(def, task.round)) return this.statisticsRound(task, def, data, epoch, until);
+    const spec = await this.statistics.trainingSpec(task, def);
     // What the round would spend, checked against the hospital's budget before any image is trained on.
     const planned = plannedRound(def, data.train.count);
     const spent = await this.privacy.spend(task.studyId);
@@ -331,7 +331,7 @@ export class RoundWork {
       return;
     }
     const started = performance.now();
-    const spec = def.model;
+    const spec = await this.statistics.trainingSpec(task, def);
     const loaded = await this.data.prepare(def);
     await this.reportDatasetSummary(task.studyId, loaded);
     const data = await this.statistics.zScored(task, def, loaded);

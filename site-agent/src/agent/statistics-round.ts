@@ -1,8 +1,17 @@
-import { createLogger, federation, intensityFeature, isStatisticsRound, sha256Hex, type StudyDefinition } from '@federa/shared';
+import {
+  createLogger,
+  federation,
+  intensityFeature,
+  isStatisticsRound,
+  modelFeatureStandardize,
+  sha256Hex,
+  type LinearArchitectureSpec,
+  type StudyDefinition,
+} from '@federa/shared';
 import type { SiteConfig, SitePolicy } from '../config/index.js';
 import type { Outbound } from '../outbound/index.js';
 import { PolicyRefusalError } from '../policy/index.js';
-import { channelMoments, consortiumZScore, harmoniseChannels, siteStatisticsVector } from '../statistics/index.js';
+import { channelMoments, consortiumZScore, harmoniseChannels, modelFeatureColumns, siteStatisticsVector } from '../statistics/index.js';
 import type { GlobalModels } from './global-models.js';
 import type { RoundState, RoundStateStore } from './round-state.js';
 import type { PreparedData } from './site-data.js';
@@ -29,7 +38,8 @@ export async function statisticsRoundState(
 ): Promise<{ state: RoundState; update: Uint8Array; plain: Uint8Array }> {
   if (!isStatisticsRound(def, task.round)) throw new Error(`round ${task.round} of study ${task.studyId} is not a statistics round`);
   const started = performance.now();
-  const statistics = siteStatisticsVector(def, [data.train, data.validation], policy.minStatisticsCount);
+  const parts = [data.train, data.validation];
+  const statistics = siteStatisticsVector(def, parts, policy.minStatisticsCount, await modelFeatureColumns(def, parts));
   const own = task.cohort.indexOf(siteId);
   if (own < 0) throw new Error(`site ${siteId} is not in the cohort of round ${task.round}`);
   const vector = new Float64Array(statistics.length + 1 + task.cohort.length);
@@ -92,6 +102,16 @@ export class StatisticsWork {
     await this.rounds.saveTrained(state, update, plain);
     this.log.info({ studyId: task.studyId, round: task.round, images: state.samples }, 'statistics computed and encrypted');
     return state;
+  }
+
+  /**
+   * The model the training rounds train and evaluate: the study's, or with statistics.modelFeatures its linear model
+   * standardised with the consortium's mean and standard deviation of each feature, from round 1's totals.
+   */
+  async trainingSpec(task: { studyId: string; round: number }, def: StudyDefinition): Promise<StudyDefinition['model']> {
+    if (!def.statistics?.modelFeatures || isStatisticsRound(def, task.round)) return def.model;
+    const { features } = await this.models.statistics(task.studyId, def);
+    return { ...(def.model as LinearArchitectureSpec & StudyDefinition['model']), standardize: modelFeatureStandardize(def, features) };
   }
 
   /**

@@ -227,9 +227,11 @@ function statisticsWords(def: StudyDefinition): string {
   const what = [
     ...(stats.intensity ? [`intensity per channel (${stats.intensity.bins} bins over [${stats.intensity.min}, ${stats.intensity.max}])`] : []),
     ...(stats.features ?? []).map((f) => f.name),
+    ...(stats.modelFeatures ? ['the linear model\'s input features (histograms, mean and spread of each)'] : []),
   ].join(', ');
   const then = [stats.harmonise ? 'harmonised onto the consortium' : '', stats.zScore ? 'z-scored with its statistics' : ''].filter(Boolean).join(' and ');
-  return `round 1 sends ${what} of all images, encrypted (only consortium totals are decrypted)${def.rounds > 1 ? `; training rounds then use images ${then || 'as preprocessed'}` : ''}`;
+  const standardised = stats.modelFeatures ? ', the model\'s features standardised with the consortium\'s' : '';
+  return `round 1 sends ${what} of all images, encrypted (only consortium totals are decrypted)${def.rounds > 1 ? `; training rounds then use images ${then || 'as preprocessed'}${standardised}` : ''}`;
 }
 
 function privacyWords(def: StudyDefinition): string {

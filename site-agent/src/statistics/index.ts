@@ -1,1 +1,1 @@
-export { channelMoments, consortiumZScore, harmoniseChannels, siteStatisticsVector, UnsupportedStatisticError, type ChannelMoments } from './site-statistics.js';
+export { channelMoments, consortiumZScore, harmoniseChannels, modelFeatureColumns, siteStatisticsVector, UnsupportedStatisticError, type ChannelMoments } from './site-statistics.js';

@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
-import { decodeConsortiumStatistics, federation, studyDefinitionSchema, studyStatisticsPlan } from '@federa/shared';
+import { decodeConsortiumStatistics, federation, modelFeatureStandardize, studyDefinitionSchema, studyStatisticsPlan, type LinearArchitectureSpec } from '@federa/shared';
 import { PolicyRefusalError } from '../policy/index.js';
-import { brightSquareImages } from '../train/index.js';
-import { channelMoments, consortiumZScore, harmoniseChannels, siteStatisticsVector, UnsupportedStatisticError } from './index.js';
+import { brightSquareImages, linearInputs } from '../train/index.js';
+import { channelMoments, consortiumZScore, harmoniseChannels, modelFeatureColumns, siteStatisticsVector, UnsupportedStatisticError } from './index.js';
 
 const definition = (statistics: unknown) =>
   studyDefinitionSchema.parse({
@@ -34,6 +34,45 @@ describe('a site\'s statistics round', () => {
     // Each image's mean intensity, once per image.
     expect(mean).toMatchObject({ feature: 'firstorder_mean', count: 32 });
     expect(mean!.mean).toBeCloseTo(pooledMean, 9);
+  });
+
+  it('gives the consortium moments of a linear model\'s inputs, which standardise the pooled inputs to mean 0 and std 1', async () => {
+    const def = studyDefinitionSchema.parse({
+      name: 'scaled',
+      batchSize: 4,
+      learningRate: 0.01,
+      model: { architecture: 'logistic-regression', inputSize: 16, channels: 1, classes: 2, seed: 1, features: ['first-order', 'edges'] },
+      classNames: ['normal', 'lesion'],
+      rounds: 1,
+      minSites: 2,
+      statistics: { modelFeatures: true },
+    });
+    const plan = studyStatisticsPlan(def);
+    const columnsA = await modelFeatureColumns(def, [siteA]);
+    expect(columnsA).toHaveLength(25);
+    expect(columnsA![0]).toHaveLength(siteA.count);
+    const a = siteStatisticsVector(def, [siteA], 10, columnsA);
+    const b = siteStatisticsVector(def, [siteB], 10, await modelFeatureColumns(def, [siteB]));
+    const standardize = modelFeatureStandardize(def, decodeConsortiumStatistics(plan, a.map((v, i) => v + (b[i] as number))));
+    // The pooled images through the model with the consortium's standardize: every defined feature centred and scaled.
+    const spec = { ...(def.model as LinearArchitectureSpec), standardize };
+    const pooled = brightSquareImages(32, 16, 3);
+    pooled.images.set(siteA.images, 0);
+    pooled.images.set(siteB.images, siteA.images.length);
+    const { x, rows, columns } = await linearInputs(spec, pooled);
+    expect(rows).toBe(32);
+    for (let c = 0; c < columns; c++) {
+      if (standardize.std[c] === 0) continue;
+      let sum = 0;
+      let squares = 0;
+      for (let r = 0; r < rows; r++) sum += x[r * columns + c] as number;
+      const mean = sum / rows;
+      for (let r = 0; r < rows; r++) squares += ((x[r * columns + c] as number) - mean) ** 2;
+      expect(mean, `feature ${c}`).toBeCloseTo(0, 6);
+      expect(Math.sqrt(squares / (rows - 1)), `feature ${c}`).toBeCloseTo(1, 4);
+    }
+    await expect(modelFeatureColumns(definition({ intensity: {} }), [siteA])).resolves.toBeUndefined();
+    expect(() => siteStatisticsVector(def, [siteA], 10)).toThrow(/model_feature_0: the model's features were not computed/);
   });
 
   it('refuses a statistic of fewer images than the policy\'s minimum, and a feature it does not compute', () => {

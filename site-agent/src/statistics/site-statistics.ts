@@ -1,6 +1,18 @@
-import { encodeSiteStatistics, FEATURE_GROUPS, federation, intensityFeature, studyStatisticsPlan, type FeatureGroup, type StudyDefinition } from '@federa/shared';
+import {
+  encodeSiteStatistics,
+  FEATURE_GROUPS,
+  federation,
+  intensityFeature,
+  isLinearArchitecture,
+  MODEL_FEATURE_PREFIX,
+  studyStatisticsPlan,
+  type FeatureGroup,
+  type LinearArchitectureSpec,
+  type StudyDefinition,
+} from '@federa/shared';
 import type { LabeledImages } from '../data/index.js';
 import { extractFeatures, featureNames } from '../features/index.js';
+import { linearInputs } from '../train/index.js';
 import { PolicyRefusalError } from '../policy/index.js';
 
 /** A statistics round asks for a feature this agent does not compute: reported as a task it cannot run. */
@@ -10,15 +22,22 @@ export class UnsupportedStatisticError extends Error {
 
 /**
  * This site's statistics vector for a study's statistics round, over all its usable images (training and held-out
- * alike: the statistics describe the data, they train nothing): every channel's preprocessed pixel intensities and
- * the named image features. A column computed on fewer images than the policy's minStatisticsCount is refused
+ * alike: the statistics describe the data, they train nothing): every channel's preprocessed pixel intensities, the
+ * named image features and (statistics.modelFeatures) the linear model's inputs, `modelFeatures` as
+ * modelFeatureColumns gives them. A column computed on fewer images than the policy's minStatisticsCount is refused
  * (reason statistics-too-few) before anything is encrypted.
  */
-export function siteStatisticsVector(def: StudyDefinition, parts: readonly LabeledImages[], minCount: number): Float64Array {
+export function siteStatisticsVector(def: StudyDefinition, parts: readonly LabeledImages[], minCount: number, modelFeatures?: readonly Float64Array[]): Float64Array {
   const plan = studyStatisticsPlan(def);
   const values = plan.columns.map((column) => {
     const channel = intensityChannel(def, column.feature);
-    return channel !== undefined ? channelPixels(parts, channel) : featureValues(def, parts, column.feature);
+    if (channel !== undefined) return channelPixels(parts, channel);
+    if (def.statistics?.modelFeatures && column.feature.startsWith(MODEL_FEATURE_PREFIX)) {
+      const values = modelFeatures?.[Number(column.feature.slice(MODEL_FEATURE_PREFIX.length))];
+      if (!values) throw new Error(`statistics column ${column.feature}: the model's features were not computed (modelFeatureColumns)`);
+      return values;
+    }
+    return featureValues(def, parts, column.feature);
   });
   try {
     return encodeSiteStatistics(plan, values, minCount);
@@ -28,6 +47,28 @@ export function siteStatisticsVector(def: StudyDefinition, parts: readonly Label
     }
     throw error;
   }
+}
+
+/**
+ * The inputs of a study's linear model for statistics.modelFeatures: every image's features after their fixed scale
+ * and before any standardize, one column per feature in the model's order. Undefined when the study does not ask.
+ */
+export async function modelFeatureColumns(def: StudyDefinition, parts: readonly LabeledImages[]): Promise<Float64Array[] | undefined> {
+  if (!def.statistics?.modelFeatures) return undefined;
+  if (!isLinearArchitecture(def.model.architecture)) {
+    throw new UnsupportedStatisticError(`statistics.modelFeatures needs a logistic-regression or linear-svm model, and this study's is ${def.model.architecture}`);
+  }
+  const { standardize: _computedHere, ...spec } = def.model as LinearArchitectureSpec;
+  const matrices = [];
+  for (const part of parts) if (part.count > 0) matrices.push(await linearInputs(spec, part));
+  const columns = matrices[0]?.columns ?? 0;
+  const rows = matrices.reduce((n, m) => n + m.rows, 0);
+  const out = Array.from({ length: columns }, () => new Float64Array(rows));
+  let row = 0;
+  for (const m of matrices) {
+    for (let r = 0; r < m.rows; r++, row++) for (let c = 0; c < columns; c++) (out[c] as Float64Array)[row] = m.x[r * columns + c] as number;
+  }
+  return out;
 }
 
 function intensityChannel(def: StudyDefinition, feature: string): number | undefined {
