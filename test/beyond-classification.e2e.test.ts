@@ -135,12 +135,7 @@ describe('segmentation and federated statistics with real site agents', () => {
     expect(study.status).toBe('completed');
     expect(study.rounds.map((r) => r.status)).toEqual(['closed', 'closed']);
 
-    // Every site reports the statistics it decrypted; wait for all three.
-    let stats: StatisticsView | null = null;
-    for (const deadline = Date.now() + 60_000; Date.now() < deadline; await new Promise((r) => setTimeout(r, 250))) {
-      stats = (await consortium.request<{ statistics: StatisticsView | null }>('GET', `/studies/${created.id}`)).statistics;
-      if (stats && (await reportsOfAllSites(created.id)) === 3) break;
-    }
+    const stats = await reportedStatistics(created.id);
     expect(stats).not.toBeNull();
     expect(stats!.round).toBe(1);
     expect(stats!.mismatchedSites).toEqual([]);
@@ -172,11 +167,7 @@ describe('segmentation and federated statistics with real site agents', () => {
     expect(study.error).toBeNull();
     expect(study.status).toBe('completed');
     expect(study.rounds.map((r) => r.status)).toEqual(['closed', 'closed']);
-    let stats: StatisticsView | null = null;
-    for (const deadline = Date.now() + 60_000; Date.now() < deadline; await new Promise((r) => setTimeout(r, 250))) {
-      stats = (await consortium.request<{ statistics: StatisticsView | null }>('GET', `/studies/${study.id}`)).statistics;
-      if (stats && (await reportsOfAllSites(study.id)) === 3) break;
-    }
+    const stats = await reportedStatistics(study.id);
     expect(stats!.mismatchedSites).toEqual([]);
     // 19 first-order and 6 edge features, each over every image of every site.
     expect(stats!.features.map((f) => f.feature)).toEqual(Array.from({ length: 25 }, (_, i) => `model_feature_${i}`));
@@ -195,6 +186,16 @@ describe('segmentation and federated statistics with real site agents', () => {
     expect(round2?.sites.map((s) => s.shared)).toEqual(['counts', 'counts', 'counts']);
     expect(round2?.overall?.samples).toBeGreaterThan(0);
   }, 240_000);
+
+  /** The study's statistics once every site has reported the totals it decrypted (null if they never came). */
+  async function reportedStatistics(studyId: string): Promise<StatisticsView | null> {
+    let stats: StatisticsView | null = null;
+    for (const deadline = Date.now() + 60_000; Date.now() < deadline; await new Promise((r) => setTimeout(r, 250))) {
+      stats = (await local.get().request<{ statistics: StatisticsView | null }>('GET', `/studies/${studyId}`)).statistics;
+      if (stats && (await reportsOfAllSites(studyId)) === 3) break;
+    }
+    return stats;
+  }
 
   async function reportsOfAllSites(studyId: string): Promise<number> {
     const audit = await local.get().request<{ records: unknown[] }>('GET', `/audit/records?studyId=${studyId}&kind=site.statistics&limit=100`, undefined, 'auditor');
