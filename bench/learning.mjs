@@ -12,7 +12,9 @@
 //                             [--dp-epsilons 1,3,8|none] [--dp-delta 1e-5] [--dp-clip 1]
 //                             [--server-optimizers 'fedavgm:learningRate=1,beta1=0.5;...'|none]
 //                             [--linear logistic-regression,linear-svm|none] [--linear-learning-rate 0.05] [--only-linear]
-//                             [--out bench/results/learning.json] [--plot bench/results/learning.png]
+//                             [--harmonise] [--out bench/results/learning.json] [--plot bench/results/learning.png]
+// --harmonise trains and scores every method on images harmonised as a study with statistics.harmonise trains them
+// (bench/lib/harmonise.mjs): each hospital's intensities moved onto the consortium's mean and standard deviation.
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { availableParallelism, cpus, loadavg, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -21,6 +23,7 @@ import { parseArgs } from 'node:util';
 import sharp from 'sharp';
 import { accuracyBySource, checkpoint, concatImages, learningPlotSvg, multiSeedResults } from './lib/learning-report.mjs';
 import { parseServerOptimizerRows, plateauSummary, serverOptimizerDocument } from './lib/server-rows.mjs';
+import { harmoniseConsortium } from './lib/harmonise.mjs';
 import { linearResults, linearRowsForSeed, linearSummaryLines, mergeLinearRows } from './lib/learning-linear.mjs';
 
 process.env.FEDERA_LOG_LEVEL ??= 'warn';
@@ -32,6 +35,7 @@ const train = await load('site-agent/dist/train/index.js');
 const data = await load('site-agent/dist/data/index.js');
 const sim = await load('site-agent/dist/sim/index.js');
 const features = await load('site-agent/dist/features/index.js');
+const statistics = await load('site-agent/dist/statistics/index.js');
 // Loaded after the log level is set: it pulls in the site agent, whose loggers read the level when created.
 const { predictProbabilities } = await import('./lib/predict.mjs');
 
@@ -59,6 +63,7 @@ const { values: args } = parseArgs({
     linear: { type: 'string', default: 'logistic-regression,linear-svm' },
     'linear-learning-rate': { type: 'string', default: '0.05' },
     'only-linear': { type: 'boolean', default: false },
+    harmonise: { type: 'boolean', default: false },
     out: { type: 'string' },
     plot: { type: 'string' },
   },
@@ -169,6 +174,7 @@ for (const a of linearArchitectures) {
   if (!shared.ARCHITECTURE_NAMES.includes(a) || !shared.isLinearArchitecture(a)) throw new RangeError(`--linear: ${a} is not a linear architecture`);
 }
 const onlyLinear = args['only-linear'];
+const harmonise = args.harmonise;
 if (onlyLinear && linearArchitectures.length === 0) throw new RangeError('--only-linear needs --linear to name at least one architecture');
 const linearLearningRate = number(args['linear-learning-rate']);
 const linearRateFor = (round) => (learningRateFor(round) * linearLearningRate) / local.learningRate;
@@ -310,7 +316,10 @@ async function loadConsortium(seed) {
       if (source === undefined) throw new Error(`held-out file ${file} is not one the generator wrote`);
       return source;
     });
-    return { consortium, siteSets, holdout: loadedHoldout.images, holdoutSources };
+    if (!harmonise) return { consortium, siteSets, holdout: loadedHoldout.images, holdoutSources };
+    const ids = consortium.sites.map((s) => s.id);
+    const harmonised = harmoniseConsortium(statistics, siteSets, loadedHoldout.images, holdoutSources.map((source) => ids.indexOf(source)));
+    return { consortium, siteSets: harmonised.siteSets, holdout: harmonised.holdout, holdoutSources };
   } finally {
     await rm(workDir, { recursive: true, force: true });
   }
@@ -407,6 +416,7 @@ async function main() {
       runs,
       rounds,
       budget: {
+        images: harmonise ? 'harmonised onto the consortium\'s intensity mean and standard deviation (statistics.harmonise)' : 'as the hospitals\' scanners wrote them',
         rounds,
         localEpochsPerRound: epochs,
         epochsPerImage: rounds * epochs,

@@ -2,10 +2,13 @@
 // Segmentation quality: a U-Net trained three ways on the synthetic non-IID consortium's lesion masks (DICOM SEG, as
 // the simulator writes them) with the same budget: pooled data in one process, each site alone, and federated with
 // FedAvg (sample-count weights); every model scored on the same mixed held-out images. Repeated for several seeds,
-// each seed in a worker thread of its own (--jobs at a time; the figures do not depend on it).
+// each seed and variant in a worker thread of its own (--jobs at a time; the figures do not depend on it).
 //   npm run bench -- segmentation [--rounds 20] [--epochs 2] [--batch-size 2] [--learning-rate 0.003]
 //                                 [--images-per-site 25] [--holdout 100] [--seeds 1,2,3] [--width 8] [--depth 3]
-//                                 [--jobs <cores>] [--quick] [--out bench/results/segmentation.json]
+//                                 [--harmonise both|on|off] [--jobs <cores>] [--quick] [--out bench/results/segmentation.json]
+// Every arm runs twice (--harmonise both): on the images as the hospitals' scanners wrote them ("asAcquired") and
+// harmonised as a study with statistics.harmonise trains them ("harmonised", see bench/lib/harmonise.mjs; the headline
+// figures). The hospitals' scanners differ in contrast and intensity, and FedAvg averages models each fitted to one.
 // Budget: every arm trains `rounds` x `epochs` epochs over its own images with the same batch size, learning-rate
 // schedule (cosine over the rounds) and Adam restarted every round, as a federated round restarts it: pooled and
 // FedAvg process the same images equally often (the same compute), a site alone its quarter of them as often.
@@ -22,6 +25,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
+import { harmoniseConsortium } from './lib/harmonise.mjs';
 
 process.env.FEDERA_LOG_LEVEL ??= 'warn';
 const here = dirname(fileURLToPath(import.meta.url));
@@ -31,6 +35,7 @@ const shared = await load('shared/dist/index.js');
 const train = await load('site-agent/dist/train/index.js');
 const data = await load('site-agent/dist/data/index.js');
 const sim = await load('site-agent/dist/sim/index.js');
+const statistics = await load('site-agent/dist/statistics/index.js');
 
 const { values: args } = parseArgs({
   args: isMainThread ? process.argv.slice(2) : workerData.argv,
@@ -46,6 +51,7 @@ const { values: args } = parseArgs({
     'learning-rate': { type: 'string', default: '0.003' },
     'batch-size': { type: 'string', default: '2' },
     jobs: { type: 'string' },
+    harmonise: { type: 'string', default: 'both' },
     quick: { type: 'boolean', default: false },
     out: { type: 'string' },
   },
@@ -62,7 +68,11 @@ const imagesPerSite = positive('images-per-site', args['images-per-site'], quick
 const holdoutImages = positive('holdout', args.holdout, quick ? 8 : 100);
 const sites = positive('sites', args.sites);
 const seeds = (args.seeds ?? (quick ? '1' : '1,2,3')).split(',').map((v) => positive('seeds', v.trim()));
-const jobs = Math.min(seeds.length, positive('jobs', args.jobs, availableParallelism()));
+const jobs = positive('jobs', args.jobs, availableParallelism());
+// Which images the arms train on: as the hospitals' scanners wrote them, harmonised by the statistics round, or both.
+const harmoniseChoices = { both: [true, false], on: [true], off: [false] };
+const variants = harmoniseChoices[args.harmonise];
+if (!variants) throw new RangeError(`--harmonise must be both, on or off, got ${args.harmonise}`);
 const learningRate = Number(args['learning-rate']);
 if (!(learningRate > 0)) throw new RangeError(`--learning-rate must be a number > 0, got ${args['learning-rate']}`);
 const out = resolve(args.out ?? (quick ? join(tmpdir(), 'federa-segmentation-quick.json') : join(here, 'results/segmentation.json')));
@@ -159,29 +169,34 @@ async function federated(spec, siteSets, seed, holdout) {
   return { weights: global, steps, curve };
 }
 
-async function loadSeed(seed) {
+async function loadSeed(seed, harmonise) {
   const workDir = await mkdtemp(join(tmpdir(), 'federa-bench-segmentation-'));
   try {
     const consortium = await sim.generateConsortium({ outDir: workDir, sites, imagesPerSite, holdoutImages, seed });
     const loadSet = async (set) => {
       const loaded = await data.loadSegmentationDataset({ dir: set.dir, inputSize: 64, channels: 1, segments: [sim.LESION_SEGMENT], exclude: ['labels.csv'] });
       if (loaded.rejected.length > 0) throw new Error(`${set.id}: ${loaded.rejected.length} files rejected, first: ${loaded.rejected[0].message}`);
-      return loaded.images;
+      return loaded;
     };
     const siteSets = [];
-    for (const set of consortium.sites) siteSets.push(await loadSet(set));
-    return { ids: consortium.sites.map((s) => s.id), siteSets, holdout: await loadSet(consortium.holdout) };
+    for (const set of consortium.sites) siteSets.push((await loadSet(set)).images);
+    const loadedHoldout = await loadSet(consortium.holdout);
+    const ids = consortium.sites.map((s) => s.id);
+    if (!harmonise) return { ids, siteSets, holdout: loadedHoldout.images };
+    const profileOf = new Map(consortium.holdout.members.map((m) => [m.file, m.profileId]));
+    const holdoutSite = loadedHoldout.files.map((file) => ids.indexOf(profileOf.get(file)));
+    return { ids, ...harmoniseConsortium(statistics, siteSets, loadedHoldout.images, holdoutSite) };
   } finally {
     await rm(workDir, { recursive: true, force: true });
   }
 }
 
-async function runSeed(seed) {
+async function runSeed(seed, harmonise) {
   const started = performance.now();
   const spec = specFor(seed);
   await train.initBackend('wasm');
-  const { ids, siteSets, holdout } = await loadSeed(seed);
-  const lines = [`seed ${seed}: ${sites} sites x ${imagesPerSite} images, ${holdout.count} held out; unet width ${spec.width} depth ${spec.depth} (${shared.parameterCount(spec)} parameters); ${rounds} rounds x ${epochs} epochs`];
+  const { ids, siteSets, holdout } = await loadSeed(seed, harmonise);
+  const lines = [`seed ${seed}, ${harmonise ? 'harmonised' : 'as acquired'}: ${sites} sites x ${imagesPerSite} images, ${holdout.count} held out; unet width ${spec.width} depth ${spec.depth} (${shared.parameterCount(spec)} parameters); ${rounds} rounds x ${epochs} epochs`];
   const pooledRun = await centralised(spec, concat(siteSets), seed, 1000, holdout);
   const pooled = { ...(await score(spec, pooledRun.weights, holdout)), steps: pooledRun.steps, curve: pooledRun.curve };
   lines.push(`  pooled: Dice ${pooled.dice} (${pooled.curve.map((c) => c.dice).join(' ')})`);
@@ -194,53 +209,61 @@ async function runSeed(seed) {
   const fedRun = await federated(spec, siteSets, seed, holdout);
   const fedavg = { ...(await score(spec, fedRun.weights, holdout)), steps: fedRun.steps, curve: fedRun.curve };
   lines.push(`  FedAvg: Dice ${fedavg.dice} (${fedavg.curve.map((c) => c.dice).join(' ')})`, `  ${Math.round((performance.now() - started) / 1000)} s`);
-  return { result: { seed, pooled, singleSite, fedavg }, lines };
+  return { result: { seed, harmonised: harmonise, pooled, singleSite, fedavg }, lines };
 }
 
 if (!isMainThread) {
-  parentPort.postMessage(await runSeed(workerData.seed));
+  parentPort.postMessage(await runSeed(workerData.seed, workerData.harmonise));
 } else {
   const started = performance.now();
   const load1 = loadavg()[0];
-  /** Each seed in a worker of its own: wasm training is single-threaded, so `jobs` seeds use `jobs` cores. */
-  const inWorker = (seed) =>
+  /** Each (seed, variant) in a worker of its own: wasm training is single-threaded, so `jobs` runs use `jobs` cores. */
+  const inWorker = ({ seed, harmonise }) =>
     new Promise((resolveRun, reject) => {
-      const worker = new Worker(fileURLToPath(import.meta.url), { workerData: { seed, argv: process.argv.slice(2) } });
+      const worker = new Worker(fileURLToPath(import.meta.url), { workerData: { seed, harmonise, argv: process.argv.slice(2) } });
       worker.once('message', resolveRun);
       worker.once('error', reject);
       worker.once('exit', (code) => reject(new Error(`seed ${seed}'s worker exited with code ${code} before reporting`)));
     });
-  const runs = new Array(seeds.length);
+  const work = variants.flatMap((harmonise) => seeds.map((seed) => ({ seed, harmonise })));
+  const runs = new Array(work.length);
   let next = 0;
   const lane = async () => {
-    while (next < seeds.length) {
+    while (next < work.length) {
       const i = next++;
-      const { result, lines } = await inWorker(seeds[i]);
+      const { result, lines } = await inWorker(work[i]);
       runs[i] = result;
       say(lines.join('\n'));
     }
   };
-  await Promise.all(Array.from({ length: jobs }, lane));
+  await Promise.all(Array.from({ length: Math.min(jobs, work.length) }, lane));
 
   const mean = (values) => Math.round((values.reduce((a, v) => a + v, 0) / values.length) * 1e4) / 1e4;
   const keys = ['dice', 'lesionImageDice', 'meanImageDice', 'iou'];
-  const summary = (pick) => Object.fromEntries(keys.map((key) => [key, mean(runs.map((r) => pick(r)[key]))]));
-  const pooled = summary((r) => r.pooled);
-  const fedavg = summary((r) => r.fedavg);
-  const siteIds = runs[0].singleSite.map((s) => s.site);
-  const singleSite = siteIds.map((site) => ({ site, ...summary((r) => r.singleSite.find((s) => s.site === site)) }));
-  const best = singleSite.reduce((a, b) => (b.dice > a.dice ? b : a));
-  const results = {
-    pooled,
-    singleSite,
-    fedavg,
-    seeds: runs,
-    targets: {
+  /** Seed means of one variant's arms, and whether they meet the issue's targets. */
+  const summarise = (variantRuns) => {
+    const summary = (pick) => Object.fromEntries(keys.map((key) => [key, mean(variantRuns.map((r) => pick(r)[key]))]));
+    const pooled = summary((r) => r.pooled);
+    const fedavg = summary((r) => r.fedavg);
+    const siteIds = variantRuns[0].singleSite.map((s) => s.site);
+    const singleSite = siteIds.map((site) => ({ site, ...summary((r) => r.singleSite.find((s) => s.site === site)) }));
+    const best = singleSite.reduce((a, b) => (b.dice > a.dice ? b : a));
+    const targets = {
       fedavgWithin002OfPooled: pooled.dice - fedavg.dice <= 0.02,
       fedavgAboveBestSingleSite: fedavg.dice > best.dice,
       bestSingleSite: best.site,
       diceBelowPooled: round4(pooled.dice - fedavg.dice),
-    },
+    };
+    return { pooled, singleSite, fedavg, targets };
+  };
+  const byVariant = Object.fromEntries(variants.map((harmonise) => [harmonise ? 'harmonised' : 'asAcquired', summarise(runs.filter((r) => r.harmonised === harmonise))]));
+  // The headline figures are those of the configuration a multi-scanner study would use: harmonised when it ran.
+  const headline = byVariant.harmonised ?? byVariant.asAcquired;
+  const results = {
+    ...headline,
+    variant: byVariant.harmonised ? 'harmonised' : 'asAcquired',
+    ...(byVariant.harmonised && byVariant.asAcquired ? { asAcquired: byVariant.asAcquired } : {}),
+    seeds: runs,
     budget: {
       rule: 'every arm: rounds x localEpochsPerRound epochs over its own images, same batch size, learning-rate schedule and Adam restarted each round; pooled and FedAvg thus see the same images equally often',
       rounds,
@@ -253,6 +276,8 @@ if (!isMainThread) {
       imagesPerSite,
       holdoutImages,
       seeds,
+      harmonisation:
+        "harmonised: each hospital's images (and each held-out image, by the hospital it came from) moved from the hospital's own intensity mean and standard deviation to the consortium's, as a study with statistics.harmonise trains; asAcquired: the images as the hospitals' scanners wrote them",
       aggregation: 'FedAvg with sample-count weights, summed in the clear',
     },
     environment: { node: process.version, cores: availableParallelism(), jobs, loadAverageAtStart: Math.round(load1 * 100) / 100 },
@@ -261,7 +286,9 @@ if (!isMainThread) {
   };
   await mkdir(dirname(out), { recursive: true });
   await writeFile(out, `${JSON.stringify(results, null, 2)}\n`);
-  say(`\nheld-out lesion Dice, mean of ${seeds.length} seed(s): pooled ${pooled.dice}, FedAvg ${fedavg.dice}, ${singleSite.map((s) => `${s.site} alone ${s.dice}`).join(', ')}`);
-  say(`targets: FedAvg within 0.02 of pooled ${results.targets.fedavgWithin002OfPooled ? 'MET' : 'NOT met'}, above the best single site (${best.site}) ${results.targets.fedavgAboveBestSingleSite ? 'MET' : 'NOT met'}`);
+  for (const [name, v] of Object.entries(byVariant)) {
+    say(`\n${name}: held-out lesion Dice, mean of ${seeds.length} seed(s): pooled ${v.pooled.dice}, FedAvg ${v.fedavg.dice}, ${v.singleSite.map((s) => `${s.site} alone ${s.dice}`).join(', ')}`);
+    say(`  targets: FedAvg within 0.02 of pooled ${v.targets.fedavgWithin002OfPooled ? 'MET' : 'NOT met'}, above the best single site (${v.targets.bestSingleSite}) ${v.targets.fedavgAboveBestSingleSite ? 'MET' : 'NOT met'}`);
+  }
   say(`wrote ${out} in ${results.seconds} s`);
 }
