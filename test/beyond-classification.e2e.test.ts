@@ -177,7 +177,8 @@ describe('segmentation and federated statistics with real site agents', () => {
     // The fixed scale puts the mean intensity (feature 1) inside [-1, 1], with some spread over the images.
     expect(Math.abs(stats!.features[1]!.mean!)).toBeLessThan(1);
     expect(stats!.features[1]!.std).toBeGreaterThan(0);
-    // Round 2 trained on the standardised features and every site evaluated its model.
+    // Round 2 trained and every site evaluated its model. That both used the standardize built from these totals is
+    // StatisticsWork.trainingSpec's, checked in site-agent/src/agent/statistics-round.test.ts; here the whole path runs.
     let round2: EvaluationRound | undefined;
     for (const deadline = Date.now() + 60_000; Date.now() < deadline; await new Promise((r) => setTimeout(r, 250))) {
       round2 = (await consortium.request<{ rounds: EvaluationRound[] }>('GET', `/studies/${study.id}/evaluation`)).rounds.find((r) => r.number === 2);

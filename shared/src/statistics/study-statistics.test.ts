@@ -73,6 +73,9 @@ describe('a study\'s statistics round', () => {
       'statistics.modelFeatures: the model already gives standardize: drop one of the two (modelFeatures computes it from the consortium)',
     ]);
     expect(issues({ ...linearStudy, statistics: { intensity: {}, modelFeatures: true, harmonise: true } })[0]).toMatch(/^statistics\.modelFeatures: cannot be combined with zScore or harmonise/);
+    expect(issues({ ...linearStudy, statistics: { modelFeatures: true, features: [{ name: 'model_feature_0', min: 0, max: 1 }] } })).toEqual([
+      'statistics.features.0.name: "model_feature_" names the columns of statistics.modelFeatures; give the feature its extractor name (e.g. firstorder_mean)',
+    ]);
     expect(issues({ ...linearStudy, statistics: { modelFeatures: true } })).toEqual([]);
   });
 });

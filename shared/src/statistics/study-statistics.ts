@@ -162,6 +162,11 @@ export function studyStatisticsIssues(def: StatisticsStudy & { aggregation: stri
   if (!stats) return [];
   const issues: Array<{ path: string[]; message: string }> = [];
   if (!stats.intensity && !stats.features && !stats.modelFeatures) issues.push({ path: ['statistics'], message: 'asks for nothing: give intensity, features, modelFeatures or several' });
+  for (const [i, feature] of (stats.features ?? []).entries()) {
+    if (feature.name.startsWith(MODEL_FEATURE_PREFIX)) {
+      issues.push({ path: ['statistics', 'features', String(i), 'name'], message: `"${MODEL_FEATURE_PREFIX}" names the columns of statistics.modelFeatures; give the feature its extractor name (e.g. firstorder_mean)` });
+    }
+  }
   if (stats.modelFeatures) {
     if (modelFeatureCount(def.model) === 0) {
       issues.push({ path: ['statistics', 'modelFeatures'], message: 'needs a logistic-regression or linear-svm model: it standardises the features such a model reads' });
