@@ -1,5 +1,7 @@
-import { readFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import dicomParser from 'dicom-parser';
+import sharp from 'sharp';
 import { describe, expect, it } from 'vitest';
 import { parseLedgerText, type FeatureStatisticsView, type StudyDefinitionInput } from '@federa/shared';
 import { runApprovedStudy, useLocalConsortium } from './support/local-consortium.js';
@@ -64,6 +66,18 @@ const scaledLinearStudy: StudyDefinitionInput = {
   learningRate: 0.05,
   roundTimeoutSeconds: 120,
   statistics: { modelFeatures: true, featureBins: 8 },
+};
+
+const regionLinearStudy: StudyDefinitionInput = {
+  name: 'logistic regression on the texture inside the body outline',
+  model: { architecture: 'logistic-regression', inputSize: 32, channels: 1, classes: 2, seed: 7, features: ['first-order', 'glcm'], region: 'mask', maskSegment: 'Body' },
+  classNames: ['normal', 'lesion'],
+  rounds: 2,
+  minSites: 3,
+  localSteps: 3,
+  batchSize: 4,
+  learningRate: 0.05,
+  roundTimeoutSeconds: 120,
 };
 
 /**
@@ -179,6 +193,41 @@ describe('segmentation and federated statistics with real site agents', () => {
     expect(stats!.features[1]!.std).toBeGreaterThan(0);
     // Round 2 trained and every site evaluated its model. That both used the standardize built from these totals is
     // StatisticsWork.trainingSpec's, checked in site-agent/src/agent/statistics-round.test.ts; here the whole path runs.
+    let round2: EvaluationRound | undefined;
+    for (const deadline = Date.now() + 60_000; Date.now() < deadline; await new Promise((r) => setTimeout(r, 250))) {
+      round2 = (await consortium.request<{ rounds: EvaluationRound[] }>('GET', `/studies/${study.id}/evaluation`)).rounds.find((r) => r.number === 2);
+      if (round2 && round2.pendingSites.length === 0 && round2.sites.length === 3) break;
+    }
+    expect(round2?.sites.map((s) => s.shared)).toEqual(['counts', 'counts', 'counts']);
+    expect(round2?.overall?.samples).toBeGreaterThan(0);
+  }, 240_000);
+
+  it('trains a classifier on features from inside a structure each image\'s mask outlines, and rejects images without one', async () => {
+    const consortium = local.get();
+    // Written now, not with the consortium: a segmentation study over these folders would see them as masks too.
+    // Every image but the first of each site gets a PNG mask beside it outlining a "body" disc.
+    for (const site of consortium.data.sites) {
+      for (const [i, member] of site.members.entries()) {
+        if (i === 0) continue;
+        const header = dicomParser.parseDicom(await readFile(join(site.dir, member.file)));
+        const [rows, columns] = [header.uint16('x00280010') ?? 0, header.uint16('x00280011') ?? 0];
+        const disc = Buffer.from(Array.from({ length: rows * columns }, (_, p) => (((p % columns) - columns / 2) ** 2 + (Math.floor(p / columns) - rows / 2) ** 2 <= (0.4 * rows) ** 2 ? 255 : 0)));
+        await writeFile(join(site.dir, member.file.replace(/\.dcm$/, '.mask.png')), await sharp(disc, { raw: { width: columns, height: rows, channels: 1 } }).png().toBuffer());
+      }
+    }
+    const study = await runApprovedStudy(consortium, regionLinearStudy, 170_000);
+    expect(study.error).toBeNull();
+    expect(study.status).toBe('completed');
+    expect(study.rounds.map((r) => r.status)).toEqual(['closed', 'closed']);
+    // Each site trained on its images with a body outline: all but the one without.
+    const sites = await consortium.request<Array<{ id: string; dataset: { studyId: string; accepted: number; rejectedByReason: Record<string, number>; byClass: Record<string, number> } | null }>>('GET', '/sites');
+    for (const generated of consortium.data.sites) {
+      const dataset = sites.find((s) => s.id === generated.id)?.dataset;
+      expect(dataset?.studyId, JSON.stringify(sites)).toBe(study.id);
+      expect(dataset?.accepted).toBe(generated.members.length - 1);
+      expect(dataset?.rejectedByReason).toEqual({ 'missing-mask': 1 });
+      expect((dataset?.byClass.normal ?? 0) + (dataset?.byClass.lesion ?? 0)).toBe(dataset?.accepted);
+    }
     let round2: EvaluationRound | undefined;
     for (const deadline = Date.now() + 60_000; Date.now() < deadline; await new Promise((r) => setTimeout(r, 250))) {
       round2 = (await consortium.request<{ rounds: EvaluationRound[] }>('GET', `/studies/${study.id}/evaluation`)).rounds.find((r) => r.number === 2);

@@ -71,7 +71,7 @@ describe('linear models on image features', () => {
   });
 
   it('travel on the wire with every option and come back identical', () => {
-    const spec = parseModelSpec({ architecture: 'linear-svm', ...base, region: 'mask', maskLabel: 2, glcmDistances: [1, 2], edgeThreshold: { absolute: 0.05 }, l2: 0.01 });
+    const spec = parseModelSpec({ architecture: 'linear-svm', ...base, region: 'mask', maskSegment: 'Lung', maskLabel: 2, glcmDistances: [1, 2], edgeThreshold: { absolute: 0.05 }, l2: 0.01 });
     const message = modelSpecToMessage(spec);
     expect(message.architecture).toBe('linear-svm');
     expect(modelSpecFromMessage(message)).toEqual(spec);
@@ -90,6 +90,9 @@ describe('linear models on image features', () => {
     [{ features: ['wavelets'] }, 'features.0: features must list groups among: first-order, edges, glcm, lbp'],
     [{ region: 'roi' }, "region: region must be 'image' or 'mask'"],
     [{ maskLabel: 1 }, "maskLabel: maskLabel applies only with region: 'mask'"],
+    [{ maskSegment: 'lung' }, "maskSegment: maskSegment applies only with region: 'mask'"],
+    [{ region: 'mask' }, "maskSegment: region: 'mask' needs maskSegment: the structure every image's mask outlines"],
+    [{ region: 'mask', maskSegment: '  ' }, 'maskSegment: maskSegment must name a structure'],
     [{ glcmLevels: 1 }, 'glcmLevels: glcmLevels must be >= 2'],
     [{ l2: -1 }, 'l2: l2 must be >= 0'],
     [{ standardize: { mean: [0], std: [1] } }, 'standardize.mean: has 1 values but the model has 47 features (1 channel(s) x first-order, edges, glcm, lbp)'],

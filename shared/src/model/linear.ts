@@ -37,9 +37,15 @@ const linearOptions = {
   ...baseSpecFields,
   /** Which feature groups to extract, per channel. */
   features: featureGroupsSchema,
-  /** 'image': features of the whole image; 'mask': of the pixels inside each image's mask (segmentation data). */
+  /** 'image': features of the whole image; 'mask': of the pixels inside the structure maskSegment names. */
   region: z.enum(['image', 'mask'], { error: "region must be 'image' or 'mask'" }).default('image'),
-  /** With region 'mask': the mask value that marks the region; omitted: every non-zero (non-background) pixel. */
+  /**
+   * With region 'mask': the structure whose pixels the features describe, as its masks name it (a DICOM SEG's
+   * Segment Label, an RT Structure Set's ROI Name; compared trimmed and case-insensitively). Every site reads the
+   * same structure, so the name is part of what the weights mean.
+   */
+  maskSegment: z.string({ error: 'maskSegment must be a string' }).trim().min(1, 'maskSegment must name a structure').max(64, 'maskSegment must be at most 64 characters').optional(),
+  /** With region 'mask': the PNG mask value that marks the structure; omitted: every non-zero PNG mask pixel. */
   maskLabel: z.number().int('maskLabel must be an integer').min(1, 'maskLabel must be >= 1').max(255, 'maskLabel must be <= 255').optional(),
   /** Bins of the [0, 1] histogram behind the first-order entropy and uniformity. */
   histogramBins: z.number().int('histogramBins must be an integer').min(2, 'histogramBins must be >= 2').max(256, 'histogramBins must be <= 256').default(32),
@@ -66,9 +72,19 @@ const linearOptions = {
     .optional(),
 };
 
-function linearSpecIssues(spec: { channels: number; features: FeatureGroup[]; region: string; maskLabel?: number | undefined; standardize?: { mean: number[]; std: number[] } | undefined }, ctx: z.RefinementCtx): void {
-  if (spec.maskLabel !== undefined && spec.region !== 'mask') {
-    ctx.addIssue({ code: 'custom', path: ['maskLabel'], message: "maskLabel applies only with region: 'mask'" });
+function linearSpecIssues(
+  spec: { channels: number; features: FeatureGroup[]; region: string; maskSegment?: string | undefined; maskLabel?: number | undefined; standardize?: { mean: number[]; std: number[] } | undefined },
+  ctx: z.RefinementCtx,
+): void {
+  for (const key of ['maskSegment', 'maskLabel'] as const) {
+    if (spec[key] !== undefined && spec.region !== 'mask') ctx.addIssue({ code: 'custom', path: [key], message: `${key} applies only with region: 'mask'` });
+  }
+  if (spec.region === 'mask' && spec.maskSegment === undefined) {
+    ctx.addIssue({
+      code: 'custom',
+      path: ['maskSegment'],
+      message: "region: 'mask' needs maskSegment: the structure every image's mask outlines, by its SEG Segment Label or RT Structure Set ROI Name (e.g. \"lung\")",
+    });
   }
   if (spec.standardize !== undefined) {
     const features = linearFeatureCount(spec);

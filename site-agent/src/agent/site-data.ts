@@ -1,7 +1,7 @@
 import { join, relative, sep } from 'node:path';
-import { architectureTask, createLogger, type ModelSpec, type Preprocessing, type StudyDefinition } from '@federa/shared';
+import { architectureTask, createLogger, isLinearArchitecture, type ModelSpec, type Preprocessing, type StudyDefinition } from '@federa/shared';
 import type { SiteConfig } from '../config/index.js';
-import { loadLabeledDataset, loadSegmentationDataset, pipelineHash, prepareSiteDataset, type LoadedDataset, type RejectedFile } from '../data/index.js';
+import { loadLabeledDataset, loadRegionDataset, loadSegmentationDataset, pipelineHash, prepareSiteDataset, type LoadedDataset, type RejectedFile } from '../data/index.js';
 import type { LabeledImages } from '../train/index.js';
 import { splitTrainValidation } from './split.js';
 
@@ -26,15 +26,24 @@ export class SiteData {
     private readonly onProgress?: (done: number, total: number) => void,
   ) {}
 
-  /** The study's data: labelled images for a classifier; images with their masks for a segmentation model. */
+  /**
+   * The study's data: labelled images for a classifier; with their masks for a segmentation model, and with the
+   * mask of the structure it looks inside for a linear model on region: 'mask'.
+   */
   prepare(def: Pick<StudyDefinition, 'model' | 'classNames' | 'preprocessing' | 'segmentation'>): Promise<PreparedData> {
     const { model: spec, classNames, preprocessing } = def;
     const shape = { inputSize: spec.inputSize, channels: spec.channels, preprocessing };
     const segmentation = architectureTask(spec.architecture) === 'segmentation' ? { unmaskedImages: def.segmentation?.unmaskedImages ?? 'reject' } : undefined;
-    const key = `${pipelineHash(shape)}/${classNames.join(',')}/${spec.seed}/${segmentation ? `segmentation:${segmentation.unmaskedImages}` : 'classification'}`;
+    const region = isLinearArchitecture(spec.architecture) && 'region' in spec && spec.region === 'mask' ? { segment: spec.maskSegment ?? '', pngValue: spec.maskLabel } : undefined;
+    const kind = segmentation ? `segmentation:${segmentation.unmaskedImages}` : region ? `region:${JSON.stringify([region.segment.trim().toLowerCase(), region.pngValue ?? null])}` : 'classification';
+    const key = `${pipelineHash(shape)}/${classNames.join(',')}/${spec.seed}/${kind}`;
     let prepared = this.prepared.get(key);
     if (!prepared) {
-      prepared = segmentation ? this.loadSegmentation(spec, classNames, shape, segmentation.unmaskedImages) : this.load(spec, classNames, shape);
+      prepared = segmentation
+        ? this.loadSegmentation(spec, classNames, shape, segmentation.unmaskedImages)
+        : region
+          ? this.loadRegion(spec, classNames, shape, region)
+          : this.load(spec, classNames, shape);
       prepared.catch(() => this.prepared.delete(key));
       this.prepared.set(key, prepared);
     }
@@ -98,7 +107,31 @@ export class SiteData {
     return this.split(spec, { images: loaded.images, rejected: loaded.rejected, files: loaded.files, classCounts, cachedTensors: 0 });
   }
 
-  /** Logs what was skipped and splits by patient, the same for both kinds of study. */
+  /**
+   * Labelled images with the mask of the structure a linear model looks inside (see loadRegionDataset). Images
+   * are decoded every time the agent starts: the tensor cache keeps images without their masks.
+   */
+  private async loadRegion(
+    spec: ModelSpec,
+    classNames: string[],
+    shape: { inputSize: number; channels: ModelSpec['channels']; preprocessing: Preprocessing },
+    region: { segment: string; pngValue: number | undefined },
+  ): Promise<PreparedData> {
+    const dataset = await prepareSiteDataset(this.config.data);
+    const loaded = await loadRegionDataset({
+      dir: dataset.dir,
+      labelsCsv: dataset.labelsCsv,
+      files: dataset.files,
+      ...shape,
+      classNames,
+      segment: region.segment,
+      pngValue: region.pngValue,
+      ...(this.onProgress ? { onProgress: this.onProgress } : {}),
+    });
+    return this.split(spec, { ...loaded, cachedTensors: 0 });
+  }
+
+  /** Logs what was skipped and splits by patient, the same for every kind of study. */
   private split(
     spec: ModelSpec,
     loaded: { images: LoadedDataset['images']; rejected: RejectedFile[]; files: string[]; classCounts: Record<string, number>; cachedTensors: number },

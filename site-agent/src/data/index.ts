@@ -49,6 +49,7 @@ export {
   type LoadSegmentationDatasetOptions,
   type SegmentedImages,
 } from './dataset/load-segmentation.js';
+export { loadRegionDataset, type LoadedRegionDataset, type LoadRegionDatasetOptions } from './dataset/load-region.js';
 export { isPngMaskName, PNG_MASK_SUFFIX } from './dataset/mask-files.js';
 export * from './masks/index.js';
 export * from './scan/index.js';

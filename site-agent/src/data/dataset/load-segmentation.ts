@@ -50,6 +50,18 @@ export interface LoadSegmentationDatasetOptions {
   preprocessing?: Preprocessing | undefined;
   /** An image no mask covers: 'reject' (default, reason 'missing-mask') or 'background' (an all-background mask). */
   unmasked?: 'background' | 'reject' | undefined;
+  /** 'all' (default): every segment in a mask file must be one of `segments`; 'named': others are left out. */
+  segmentsRead?: 'all' | 'named' | undefined;
+  /** With segmentsRead 'named' and one segment: the PNG mask value that marks it (default: any non-zero value). */
+  pngValue?: number | undefined;
+  /** 'keep' (default), or 'reject' (reason 'missing-mask') an image whose preprocessed mask is all background. */
+  emptyMasks?: 'keep' | 'reject' | undefined;
+  /**
+   * Classes that do not come from the mask (a classification study whose model looks inside a structure): `of`
+   * gives an image's class index, or its rejection, before its mask is looked for. Without it, an image is
+   * class 1 (foreground) where its mask has any segment, else 0 (SEGMENTATION_IMAGE_CLASSES).
+   */
+  imageClasses?: { readonly names: readonly string[]; readonly of: (file: string, identity: ImageIdentity) => number | RejectedFile } | undefined;
   /** Files read so far (images and mask files together) out of all candidates. */
   onProgress?: (done: number, total: number) => void;
   concurrency?: number;
@@ -59,7 +71,7 @@ export interface LoadedSegmentationDataset {
   /** Images with `masks` [count, height, width] and `labels` 1 where the mask has foreground, else 0. */
   images: SegmentedImages;
   rejected: RejectedFile[];
-  /** Accepted images per image-level class (SEGMENTATION_IMAGE_CLASSES). */
+  /** Accepted images per image-level class (SEGMENTATION_IMAGE_CLASSES, or imageClasses' names). */
   classCounts: Record<string, number>;
   /** Accepted image files in image order. */
   files: string[];
@@ -79,6 +91,9 @@ const optionsSchema = z.object({
     .refine((names) => new Set(names.map(segmentKey)).size === names.length, 'segment names must be unique (compared case-insensitively)'),
   unmasked: z.enum(['background', 'reject']).optional(),
   exclude: z.array(z.string().min(1)).optional(),
+  segmentsRead: z.enum(['all', 'named']).optional(),
+  pngValue: z.number().int().min(1).max(255).optional(),
+  emptyMasks: z.enum(['keep', 'reject']).optional(),
 });
 
 interface DecodedImage {
@@ -146,13 +161,21 @@ export async function loadSegmentationDataset(options: LoadSegmentationDatasetOp
     else if (s.kind === 'rejected') rejected.push(s.rejection);
   }
   // Masks are keyed by SOP instance, so a second copy of an instance could not be told from the first.
-  const images = keepFirstInstance(decoded, (image) => image.identity.sopInstanceUid, rejected);
+  const unique = keepFirstInstance(decoded, (image) => image.identity.sopInstanceUid, rejected);
+  // Classes that are not the mask's are settled first: an image without one needs no mask.
+  const classOf = new Map<string, number>();
+  const images = unique.filter((image) => {
+    const outcome = options.imageClasses?.of(image.file, image.identity);
+    if (typeof outcome === 'number') classOf.set(image.file, outcome);
+    else if (outcome !== undefined) rejected.push(outcome);
+    return outcome === undefined || typeof outcome === 'number';
+  });
   const loaded = new Set(images.map((image) => image.file));
 
   let geometries: Promise<ReadonlyMap<string, ImageGeometry>> | undefined;
   const imageGeometries = (): Promise<ReadonlyMap<string, ImageGeometry>> => (geometries ??= readGeometries(dir, images, concurrency));
   const classes = studyClasses(segments);
-  const common = { dir, classes, segments, geometries: imageGeometries };
+  const common = { dir, classes, segments, geometries: imageGeometries, segmentsRead: parsed.segmentsRead, pngValue: parsed.pngValue };
   const jobs: Array<() => Promise<MaskReading>> = [];
   for (const s of scanned) {
     if (s.kind === 'mask-object') jobs.push(() => readStudyMask({ ...common, file: s.file, kind: s.object, bytes: s.bytes }));
@@ -196,7 +219,14 @@ export async function loadSegmentationDataset(options: LoadSegmentationDatasetOp
   }
   for (const pair of match.pairs) {
     if (refuse.has(pair.image.index)) continue;
-    masks[pair.image.index] = preprocessMask(pair.mask, pipeline);
+    const mask = preprocessMask(pair.mask, pipeline);
+    if (parsed.emptyMasks === 'reject' && !mask.some((v) => v !== 0)) {
+      refuse.add(pair.image.index);
+      const file = images[pair.image.index]?.file ?? '';
+      rejected.push(rejection(file, 'missing-mask', `${file}: its mask in ${pair.file} outlines no ${segments.join(' or ')} on the study's ${inputSize}x${inputSize} grid`));
+      continue;
+    }
+    masks[pair.image.index] = mask;
     maskFileOf[pair.image.index] = pair.file;
   }
   for (const { image, error } of match.mismatched) {
@@ -231,11 +261,15 @@ export async function loadSegmentationDataset(options: LoadSegmentationDatasetOp
     pixels,
     (n) => new Uint8Array(n),
   );
-  const labels = Int32Array.from(kept, (k) => ((k.mask as Uint8Array).some((v) => v !== 0) ? 1 : 0));
+  const labels = Int32Array.from(kept, (k) => classOf.get(k.file) ?? ((k.mask as Uint8Array).some((v) => v !== 0) ? 1 : 0));
   const pixelCounts = new Array<number>(segments.length + 1).fill(0);
   for (const value of maskData) pixelCounts[value] = (pixelCounts[value] ?? 0) + 1;
-  const foreground = labels.reduce((n, l) => n + l, 0);
-  const classCounts = { [SEGMENTATION_IMAGE_CLASSES[0]]: kept.length - foreground, [SEGMENTATION_IMAGE_CLASSES[1]]: foreground };
+  const classNames = options.imageClasses?.names ?? SEGMENTATION_IMAGE_CLASSES;
+  const classCounts: Record<string, number> = Object.fromEntries(classNames.map((name) => [name, 0]));
+  for (const label of labels) {
+    const name = classNames[label] ?? String(label);
+    classCounts[name] = (classCounts[name] ?? 0) + 1;
+  }
 
   const rejectedByReason = tallyRejections(rejected, log);
   const level = rejected.length > 0 ? 'warn' : 'info';

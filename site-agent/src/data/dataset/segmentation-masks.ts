@@ -24,8 +24,10 @@ export function studyClasses(segments: readonly string[]): ReadonlyMap<string, n
  * How a PNG mask's values become classes: a value is the class index (0 background, k the study's k-th
  * segment); with one segment any non-zero value is that segment, so 0/255 masks work as they are saved.
  */
-export function pngMaskReading(segments: readonly string[]): { valueLabels: ReadonlyMap<number, number> | undefined; labelNames: ReadonlyMap<number, string> } {
+export function pngMaskReading(segments: readonly string[], onlyValue?: number): { valueLabels: ReadonlyMap<number, number> | undefined; labelNames: ReadonlyMap<number, string> } {
   const labelNames = new Map(segments.map((name, i) => [i + 1, name]));
+  // One value marks the one segment; every other value (other structures a label map holds) is background.
+  if (onlyValue !== undefined && segments.length === 1) return { valueLabels: new Map(Array.from({ length: 256 }, (_, v) => [v, v === onlyValue ? 1 : 0])), labelNames };
   if (segments.length === 1) return { valueLabels: undefined, labelNames };
   return { valueLabels: new Map(Array.from({ length: segments.length + 1 }, (_, v) => [v, v])), labelNames };
 }
@@ -73,6 +75,14 @@ export interface ReadStudyMaskOptions {
   readonly imageKey?: string | undefined;
   /** Read bytes already in hand (the loader sniffed them), else the file is read. */
   readonly bytes?: Uint8Array | undefined;
+  /**
+   * 'all' (default): every segment a file holds must be one of the study's. 'named': only the study's segments
+   * are read and any other is left out; a DICOM file holding none of them is about other structures and claims
+   * no image (used where masks only outline the region a model looks at).
+   */
+  readonly segmentsRead?: 'all' | 'named' | undefined;
+  /** PNG masks with segmentsRead 'named': the one value that marks the (single) segment; others are background. */
+  readonly pngValue?: number | undefined;
 }
 
 /** Reads a mask file into study classes; never throws for a bad file (I/O, DICOM or mask errors become rejections). */
@@ -81,12 +91,26 @@ export async function readStudyMask(options: ReadStudyMaskOptions): Promise<Mask
   let claimed: readonly string[] = options.imageKey === undefined ? [] : [options.imageKey];
   try {
     const bytes = options.bytes ?? (await readFile(join(options.dir, file)));
-    const png = kind === 'png' ? pngMaskReading(options.segments) : undefined;
+    const named = options.segmentsRead === 'named';
+    const png = kind === 'png' ? pngMaskReading(options.segments, named ? options.pngValue : undefined) : undefined;
     const read = async (geometries: ReadonlyMap<string, ImageGeometry> | undefined): Promise<MaskFile> =>
-      decodeMaskFile(bytes, { file, imageKey: options.imageKey, valueLabels: png?.valueLabels, labelNames: png?.labelNames, geometries });
+      decodeMaskFile(bytes, {
+        file,
+        imageKey: options.imageKey,
+        valueLabels: png?.valueLabels,
+        labelNames: png?.labelNames,
+        geometries,
+        ...(named ? { segmentLabels: options.classes, roiLabels: options.classes } : {}),
+      });
     let maskFile = await read(kind === 'rtstruct' ? await options.geometries?.() : undefined);
     // A SEG whose frames name their images needs no geometry; only frames placed by position do.
     if (kind === 'dicom-seg' && maskFile.unresolved.length > 0 && options.geometries !== undefined) maskFile = await read(await options.geometries());
+    if (named) {
+      // Labels are already the study's classes; a file about other structures only is set aside.
+      if (kind !== 'png' && maskFile.segments.length === 0) return { ok: true, maskFile: { ...maskFile, masks: new Map() } };
+      claimed = [...maskFile.masks.keys()];
+      return { ok: true, maskFile };
+    }
     claimed = [...maskFile.masks.keys()];
     return { ok: true, maskFile: toStudyClasses(maskFile, options.classes, options.segments) };
   } catch (error) {

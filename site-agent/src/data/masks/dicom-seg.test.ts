@@ -71,6 +71,24 @@ describe('readDicomSeg: BINARY', () => {
     });
   }
 
+  it('reads only the segments segmentLabels names, so another segment cannot paint over them', () => {
+    const seg = readDicomSeg(threeFrameSeg(), { file: 'seg.dcm', segmentLabels: new Map([[' LESION ', 1]]) });
+    expect(seg.segments).toEqual([{ number: 1, label: 'lesion', algorithmType: 'MANUAL' }]);
+    // On A the vessel (segment 2) overlapped the lesion; left out, the lesion is whole.
+    expect([...(seg.masks.get(A)?.labels ?? [])]).toEqual([...frame1]);
+    expect([...(seg.masks.get(B)?.labels ?? [])]).toEqual([...frame3]);
+    expect([...seg.masks.keys()].sort()).toEqual([A, B, C]);
+
+    const vessel = readDicomSeg(threeFrameSeg(), { segmentLabels: new Map([['vessel', 7]]) });
+    expect(vessel.segments).toEqual([{ number: 7, label: 'vessel', algorithmType: 'AUTOMATIC' }]);
+    expect([...(vessel.masks.get(A)?.labels ?? [])]).toEqual([...frame2.map((v) => (v === 1 ? 7 : 0))]);
+    expect(vessel.masks.get(B)?.labels.every((v) => v === 0)).toBe(true);
+
+    const neither = readDicomSeg(threeFrameSeg(), { segmentLabels: new Map([['liver', 1]]) });
+    expect(neither.segments).toEqual([]);
+    expect([...neither.masks.values()].every((m) => m.labels.every((v) => v === 0))).toBe(true);
+  });
+
   it('falls back to the shared Derivation Image Sequence', () => {
     const bytes = buildSeg({ rows: ROWS, columns: COLUMNS, frames: [{ segment: 1 }], shared: [derivation([B])], referenced: [A, B], pixelData: packBits(frame1) });
     const seg = readDicomSeg(bytes);

@@ -36,6 +36,12 @@ export interface ReadSegOptions {
    * frame then belongs to the image whose pixel grid its plane position, orientation and spacing describe.
    */
   readonly sourceGeometries?: ReadonlyMap<string, ImageGeometry>;
+  /**
+   * Segment Label (compared trimmed, case-insensitively) to mask label; segments not named are left out (their
+   * frames are not even decoded, and they cannot paint over a named one). Without it every segment keeps its
+   * Segment Number as its label.
+   */
+  readonly segmentLabels?: ReadonlyMap<string, number>;
 }
 
 export interface SegMaskFile extends MaskFile {
@@ -144,24 +150,49 @@ function frameSegment(frame: DataSet, shared: DataSet | undefined, index: number
   return number;
 }
 
-/** Paints one decoded frame into a mask; higher segment numbers win where segments overlap. */
-function paint(labels: Uint8Array, pixels: PixelArray, layout: PixelLayout, segment: number, known: ReadonlySet<number>, scope: Scope, index: number): void {
+/**
+ * Paints one decoded frame into a mask as `labelOf` maps segment numbers (0: left out); higher labels win where
+ * segments overlap.
+ */
+function paint(labels: Uint8Array, pixels: PixelArray, layout: PixelLayout, segment: number, labelOf: ReadonlyMap<number, number>, scope: Scope, index: number): void {
   for (let p = 0; p < labels.length; p++) {
     const value = pixels[p] ?? 0;
     if (value === 0) continue;
-    let label: number;
+    let number: number;
     if (layout.type === 'LABELMAP') {
-      if (!known.has(value)) throw fail(scope, 'invalid', `frame ${index + 1} holds pixel value ${value}, which is no segment of ${A.segmentSequence.name}`);
-      label = value;
+      if (!labelOf.has(value)) throw fail(scope, 'invalid', `frame ${index + 1} holds pixel value ${value}, which is no segment of ${A.segmentSequence.name}`);
+      number = value;
     } else if (layout.type === 'FRACTIONAL') {
       if (value > layout.maximum) throw fail(scope, 'invalid', `frame ${index + 1} holds ${value}, above ${A.maximumFractionalValue.name} ${layout.maximum}`);
       if (value * 2 < layout.maximum) continue;
-      label = segment;
+      number = segment;
     } else {
-      label = segment;
+      number = segment;
     }
+    const label = labelOf.get(number) ?? 0;
     if (label > (labels[p] ?? 0)) labels[p] = label;
   }
+}
+
+/**
+ * Mask label per Segment Number (0 for a segment left out), and the segments as the masks label them: with
+ * `segmentLabels`, only the named ones, numbered by their label (segments sharing a label listed together).
+ */
+function segmentLabelling(segments: readonly MaskSegment[], segmentLabels: ReadonlyMap<string, number> | undefined, scope: Scope): { labelOf: Map<number, number>; kept: MaskSegment[] } {
+  if (segmentLabels === undefined) return { labelOf: new Map(segments.map((s) => [s.number, s.number])), kept: [...segments] };
+  const byName = new Map([...segmentLabels].map(([name, label]) => [name.trim().toLowerCase(), label]));
+  const labelOf = new Map<number, number>();
+  const byLabel = new Map<number, MaskSegment[]>();
+  for (const segment of segments) {
+    const label = byName.get(segment.label.trim().toLowerCase()) ?? 0;
+    if (!Number.isInteger(label) || label < 0 || label > MAX_LABEL) throw fail(scope, 'unsupported', `segment "${segment.label}" would get label ${label}, outside 1..${MAX_LABEL}`);
+    labelOf.set(segment.number, label);
+    if (label > 0) byLabel.set(label, [...(byLabel.get(label) ?? []), segment]);
+  }
+  const kept = [...byLabel]
+    .sort(([a], [b]) => a - b)
+    .map(([number, members]) => ({ number, label: members.map((m) => m.label).join(' | '), algorithmType: members[0]?.algorithmType }));
+  return { labelOf, kept };
 }
 
 /** Reads a Segmentation that was already parsed (readMaskFile sniffs with the same parse). */
@@ -174,8 +205,8 @@ export function decodeSegDataset(bytes: Uint8Array, parsed: ParsedStructure, opt
     throw fail(scope, 'not-a-mask', `${A.sopClassUid.name} is ${sopClass ?? 'missing'}, not Segmentation Storage (${SEGMENTATION_SOP_CLASS_UID}) or Label Map Segmentation Storage (${LABEL_MAP_SEGMENTATION_SOP_CLASS_UID})`);
   }
   const layout = pixelLayout(ds, scope);
-  const segments = readSegments(ds, layout.type, scope);
-  const known = new Set(segments.map((s) => s.number));
+  const { labelOf, kept } = segmentLabelling(readSegments(ds, layout.type, scope), options.segmentLabels, scope);
+  const known = new Set(labelOf.keys());
   const perFrame = requireItems(ds, A.perFrameFunctionalGroups, scope);
   if (perFrame.length !== layout.frames) {
     throw fail(scope, 'invalid', `${A.perFrameFunctionalGroups.name} has ${perFrame.length} items but ${A.numberOfFrames.name} is ${layout.frames}; each frame needs exactly one`);
@@ -214,6 +245,11 @@ export function decodeSegDataset(bytes: Uint8Array, parsed: ParsedStructure, opt
       unresolved.push(sources.unresolved);
       continue;
     }
+    // A segment left out is not decoded; its source images still get a mask, background where nothing else paints.
+    if (layout.type !== 'LABELMAP' && labelOf.get(segment) === 0) {
+      for (const uid of sources.uids) maskFor(uid);
+      continue;
+    }
     const pixels = index === 0 ? image.pixels : image.decodeFrame(index);
     for (const uid of sources.uids) {
       // Two frames of one segment on one 2D image mean the source was really multi-frame (or the file is broken).
@@ -224,11 +260,11 @@ export function decodeSegDataset(bytes: Uint8Array, parsed: ParsedStructure, opt
         throw fail(scope, 'invalid', `frames ${earlier + 1} and ${index + 1} both hold${what} source image ${uid}`);
       }
       painted.set(slot, index);
-      paint(maskFor(uid), pixels, layout, segment, known, scope, index);
+      paint(maskFor(uid), pixels, layout, segment, labelOf, scope, index);
     }
   }
   for (const uid of context.referencedInstances) maskFor(uid);
-  return { kind: 'dicom-seg', file, segmentationType: layout.type, segments, masks, unresolved };
+  return { kind: 'dicom-seg', file, segmentationType: layout.type, segments: kept, masks, unresolved };
 }
 
 /** Parses and reads a DICOM Segmentation held in memory. */

@@ -27,6 +27,8 @@ export interface ReadMaskFileOptions {
   readonly geometries?: ReadonlyMap<string, ImageGeometry>;
   /** RT Structure Set: ROI name to label (see readRtStruct). */
   readonly roiLabels?: ReadonlyMap<string, number>;
+  /** DICOM SEG: Segment Label to label; segments not named are left out (see ReadSegOptions). */
+  readonly segmentLabels?: ReadonlyMap<string, number>;
   readonly planeToleranceMm?: number;
 }
 
@@ -60,7 +62,7 @@ export async function decodeMaskFile(bytes: Uint8Array, options: ReadMaskFileOpt
   }
   const sopClass = text(parsed.dataSet, A.sopClassUid);
   if (sopClass !== undefined && SEGMENTATION_SOP_CLASS_UIDS.has(sopClass)) {
-    return decodeSegDataset(bytes, parsed, { file, codecs, maxInflatedBytes, sourceGeometries: options.geometries });
+    return decodeSegDataset(bytes, parsed, { file, codecs, maxInflatedBytes, sourceGeometries: options.geometries, segmentLabels: options.segmentLabels });
   }
   if (sopClass === RT_STRUCTURE_SET_SOP_CLASS_UID) {
     return decodeRtStructDataset(parsed, { file, geometries: options.geometries, roiLabels: options.roiLabels, planeToleranceMm: options.planeToleranceMm });

@@ -36,7 +36,8 @@ function extractionOptions(spec: LinearArchitectureSpec): FeatureOptions {
     glcmLevels: spec.glcmLevels,
     glcmDistances: spec.glcmDistances,
     edgeThreshold: spec.edgeThreshold,
-    ...(spec.maskLabel !== undefined ? { maskLabel: spec.maskLabel } : {}),
+    // No maskLabel: the site's loader already reduced each mask to the structure (maskSegment, or maskLabel in a
+    // PNG mask), so every non-zero pixel is the region.
     // Checked below, so the refusal can speak of the study's options rather than the extractor's.
     undefinedValues: 'nan',
   };
@@ -48,8 +49,8 @@ export async function linearInputs(spec: LinearArchitectureSpec, data: LabeledIm
   const useMasks = spec.region === 'mask';
   if (useMasks && data.masks === undefined) {
     throw new TrainingDataError(
-      `${spec.architecture} with region: 'mask' describes the pixels inside each image's mask, and this data has no masks; ` +
-        "give the study data with masks (a segmentation set) or use region: 'image'",
+      `${spec.architecture} with region: 'mask' describes the pixels inside each image's ${spec.maskSegment ?? 'structure'} mask, and this data has no masks; ` +
+        "give the site masks of that structure (DICOM SEG, RT Structure Set or PNG beside each image) or use region: 'image'",
     );
   }
   if (useMasks && data.masks!.length !== data.count * data.height * data.width) {
