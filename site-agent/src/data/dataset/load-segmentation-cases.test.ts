@@ -279,4 +279,17 @@ describe('loadSegmentationDataset: RT Structure Sets', () => {
     ]);
     expect(loaded.rejected.find((r) => r.file === 'rt/a.dcm')?.message).toBe('rt/a.dcm: segment "Body" (2) is not among the study\'s segments (lesion)');
   });
+
+  it('reads only the named structure with segmentsRead named: another ROI neither refuses the file nor paints over it', async () => {
+    const a = member(0);
+    const dir = await folder([
+      ['ct/a.dcm', a.file],
+      // The lesion (ROI 2) would paint over the body (ROI 1) where they overlap.
+      ['rt/a.dcm', await rtstruct(a.file, [{ name: 'BODY', square: [0, 0, 32, 64] }, { name: 'lesion', square: [10, 30, 20, 40] }])],
+    ]);
+    const loaded = await load(dir, { segments: ['body'], segmentsRead: 'named' });
+    expect(loaded.rejected).toEqual([]);
+    const body = Uint8Array.from({ length: 64 * 64 }, (_, i) => (i % 64 < 32 ? 1 : 0));
+    expect(maskOf(loaded.images.masks, 0)).toEqual(preprocessMask({ rows: 64, columns: 64, labels: body }, { inputSize: INPUT }));
+  });
 });
