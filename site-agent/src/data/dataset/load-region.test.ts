@@ -1,43 +1,18 @@
-import { cp, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import sharp from 'sharp';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { generateConsortium, type GeneratedSet } from '../../sim/consortium.js';
+import { describe, expect, it } from 'vitest';
 import { writeSegmentation } from '../../sim/seg-writer.js';
 import { decodeDicom } from '../dicom/reader.js';
+import { useSimFolders } from './sim-folders.testkit.js';
 import { loadRegionDataset, type LoadRegionDatasetOptions } from './load-region.js';
 
 const INPUT = 32;
-let root: string;
-let site: GeneratedSet;
-let counter = 0;
-
-beforeAll(async () => {
-  root = await mkdtemp(join(tmpdir(), 'federa-region-'));
-  const summary = await generateConsortium({ outDir: join(root, 'sim'), sites: 1, imagesPerSite: 8, holdoutImages: 0, seed: 5 });
-  site = summary.sites[0] as GeneratedSet;
-});
-
-afterAll(async () => {
-  await rm(root, { recursive: true, force: true });
-});
-
-async function folder(files: ReadonlyArray<readonly [string, Uint8Array | string]>): Promise<string> {
-  const dir = join(root, `case-${++counter}`);
-  for (const [path, content] of files) {
-    await mkdir(dirname(join(dir, path)), { recursive: true });
-    if (typeof content === 'string') await cp(join(site.dir, content), join(dir, path));
-    else await writeFile(join(dir, path), content);
-  }
-  return dir;
-}
-
-const member = (i: number) => site.members[i] ?? (() => { throw new Error(`no member ${i}`); })();
+const { site: simSite, member, folder } = useSimFolders('federa-region-', { imagesPerSite: 8, seed: 5 });
 
 /** The generated image's size and UIDs, which a SEG of it must repeat. */
 async function sourceOf(i: number) {
-  const { header } = decodeDicom(await readFile(join(site.dir, member(i).file)));
+  const { header } = decodeDicom(await readFile(join(simSite().dir, member(i).file)));
   return { rows: header.rows, columns: header.columns, sopInstanceUid: header.sopInstanceUid!, seriesInstanceUid: header.seriesInstanceUid!, studyInstanceUid: header.studyInstanceUid! };
 }
 

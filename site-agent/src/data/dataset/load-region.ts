@@ -1,9 +1,8 @@
 import { resolve } from 'node:path';
-import type { Preprocessing } from '@federa/shared';
 import { z } from 'zod';
 import { DatasetLabels, type DatasetLayout, type ImageIdentity } from './labels.js';
-import { commonOptionsShape, parseLoaderOptions, rejection } from './load-common.js';
-import { listFiles, type RejectedFile } from './load.js';
+import { parseLoaderOptions, rejection } from './load-common.js';
+import { labeledOptionsSchema, listFiles, type LoadLabeledDatasetOptions, type RejectedFile } from './load.js';
 import { loadSegmentationDataset, type LoadedSegmentationDataset } from './load-segmentation.js';
 
 /**
@@ -16,33 +15,16 @@ import { loadSegmentationDataset, type LoadedSegmentationDataset } from './load-
  * reason 'missing-mask': its features would describe no pixel.
  */
 
-export interface LoadRegionDatasetOptions {
-  dir: string;
-  /** Labels CSV keyed by file path, SOP Instance UID or Study Instance UID; without one, one folder per class. */
-  labelsCsv?: string | undefined;
-  /** Only these files (relative to `dir`) instead of everything under it. */
-  files?: readonly string[] | undefined;
-  inputSize: number;
-  channels: 1 | 3;
-  classNames: string[];
-  preprocessing?: Preprocessing | undefined;
+export type LoadRegionDatasetOptions = Omit<LoadLabeledDatasetOptions, 'cacheDir'> & {
   /** The structure's name as the masks give it (compared trimmed and case-insensitively). */
   segment: string;
   /** In PNG masks: the value that marks the structure; omitted, any non-zero value. */
   pngValue?: number | undefined;
-  onProgress?: (done: number, total: number) => void;
-  concurrency?: number;
-}
+};
 
 export type LoadedRegionDataset = Pick<LoadedSegmentationDataset, 'images' | 'rejected' | 'classCounts' | 'files' | 'maskFiles'>;
 
-const optionsSchema = z.object({
-  ...commonOptionsShape,
-  labelsCsv: z.string().min(1).optional(),
-  classNames: z
-    .array(z.string().min(1))
-    .min(2, 'needs at least two classes')
-    .refine((names) => new Set(names).size === names.length, 'class names must be unique'),
+const optionsSchema = labeledOptionsSchema.omit({ cacheDir: true }).extend({
   segment: z.string().trim().min(1, 'segment must name a structure'),
   pngValue: z.number().int().min(1).max(255).optional(),
 });

@@ -1,50 +1,20 @@
-import { cp, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import sharp from 'sharp';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { preprocessingSchema } from '@federa/shared';
-import { generateConsortium, type GeneratedSet } from '../../sim/consortium.js';
 import { is, part10, seq, text, ds, type El } from '../masks/dicom-build.testkit.js';
 import { readImageGeometry } from '../masks/geometry.js';
 import { RT_STRUCTURE_SET_SOP_CLASS_UID } from '../masks/rtstruct.js';
 import { preprocessMask } from '../preprocess/mask.js';
+import { useSimFolders } from './sim-folders.testkit.js';
 import { loadSegmentationDataset, type LoadSegmentationDatasetOptions } from './load-segmentation.js';
 
 const INPUT = 32;
-let root: string;
-/** hospital-a: 64 x 64 CT, so RT Structure Sets can be placed on it. */
-let site: GeneratedSet;
-let counter = 0;
+const { site: simSite, member, folder } = useSimFolders('federa-seg-cases-', { imagesPerSite: 6, seed: 3 });
 
-beforeAll(async () => {
-  root = await mkdtemp(join(tmpdir(), 'federa-seg-cases-'));
-  const summary = await generateConsortium({ outDir: join(root, 'sim'), sites: 1, imagesPerSite: 6, holdoutImages: 0, seed: 3 });
-  site = summary.sites[0] as GeneratedSet;
-});
-
-afterAll(async () => {
-  await rm(root, { recursive: true, force: true });
-});
-
-/** A fresh data folder holding the given files: [path in the folder, bytes or a generated file to copy]. */
-async function folder(files: ReadonlyArray<readonly [string, Uint8Array | string]>): Promise<string> {
-  const dir = join(root, `case-${++counter}`);
-  for (const [path, content] of files) {
-    await mkdir(dirname(join(dir, path)), { recursive: true });
-    if (typeof content === 'string') await cp(join(site.dir, content), join(dir, path));
-    else await writeFile(join(dir, path), content);
-  }
-  return dir;
-}
-
-const member = (i: number) => {
-  const m = site.members[i];
-  if (m === undefined) throw new Error(`no member ${i}`);
-  return m;
-};
-const lesionIndex = (): number => site.members.findIndex((m) => m.label === 'lesion');
-const normalIndex = (): number => site.members.findIndex((m) => m.label === 'normal');
+const lesionIndex = (): number => simSite().members.findIndex((m) => m.label === 'lesion');
+const normalIndex = (): number => simSite().members.findIndex((m) => m.label === 'normal');
 
 const load = (dir: string, over: Partial<LoadSegmentationDatasetOptions> = {}) => loadSegmentationDataset({ dir, inputSize: INPUT, channels: 1, segments: ['lesion'], ...over });
 const reasons = (loaded: { rejected: Array<{ file: string; reason: string }> }) => loaded.rejected.map((r) => [r.file, r.reason]).sort();
@@ -78,7 +48,7 @@ describe('loadSegmentationDataset: images without masks and masks without images
 
   it('reports a mask whose image is missing or was rejected as missing-image, against the mask file', async () => {
     const [a, b] = [member(0), member(1)];
-    const cut = await readFile(join(site.dir, b.file));
+    const cut = await readFile(join(simSite().dir, b.file));
     const dir = await folder([
       ['masks/a.seg.dcm', a.mask],
       ['images/b.dcm', cut.subarray(0, cut.length - 300)],
@@ -119,7 +89,7 @@ describe('loadSegmentationDataset: masks that cannot be used', () => {
 
   it('gives a damaged SEG the DICOM reader’s reason; its image then has no mask', async () => {
     const a = member(0);
-    const seg = await readFile(join(site.dir, a.mask));
+    const seg = await readFile(join(simSite().dir, a.mask));
     const dir = await folder([
       ['images/a.dcm', a.file],
       ['masks/a.seg.dcm', seg.subarray(0, seg.length - 40)],
@@ -227,9 +197,10 @@ describe('loadSegmentationDataset: PNG masks', () => {
 });
 
 describe('loadSegmentationDataset: RT Structure Sets', () => {
+  let structureSets = 0;
   /** A structure set with one square contour per ROI on the image, in its patient coordinates (1 mm pixels at the origin). */
   async function rtstruct(imageFile: string, rois: ReadonlyArray<{ name: string; square: readonly [number, number, number, number] }>): Promise<Uint8Array> {
-    const { sopInstanceUid, geometry } = readImageGeometry(await readFile(join(site.dir, imageFile)));
+    const { sopInstanceUid, geometry } = readImageGeometry(await readFile(join(simSite().dir, imageFile)));
     const frame = geometry.frameOfReferenceUid ?? '2.25.1';
     const image: El[] = [text(0x00081150, 'UI', '1.2.840.10008.5.1.4.1.1.2'), text(0x00081155, 'UI', sopInstanceUid)];
     const contour = ([x0, y0, x1, y1]: readonly [number, number, number, number]): El[] => [
@@ -247,7 +218,7 @@ describe('loadSegmentationDataset: RT Structure Sets', () => {
         seq(0x30060039, ...rois.map((r, i) => [is(0x30060084, i + 1), seq(0x30060040, contour(r.square))])),
       ],
       RT_STRUCTURE_SET_SOP_CLASS_UID,
-      `2.25.77${counter}`,
+      `2.25.77${++structureSets}`,
     );
   }
 

@@ -111,7 +111,8 @@ export interface LoadedDataset {
   setAside: string[];
 }
 
-const optionsSchema = z.object({
+/** The labelled loaders' options (this one's, and loadRegionDataset's on top). */
+export const labeledOptionsSchema = z.object({
   ...commonOptionsShape,
   labelsCsv: z.string().min(1).optional(),
   classNames: z
@@ -149,7 +150,7 @@ export async function listFiles(root: string, folder = root): Promise<string[]> 
  * are listed in `setAside` instead. Only a malformed labels CSV, invalid options or an unreadable directory throw.
  */
 export async function loadLabeledDataset(options: LoadLabeledDatasetOptions): Promise<LoadedDataset> {
-  const parsedOptions = parseLoaderOptions(optionsSchema, options, 'loadLabeledDataset');
+  const parsedOptions = parseLoaderOptions(labeledOptionsSchema, options, 'loadLabeledDataset');
   const { inputSize, channels, classNames } = parsedOptions;
   const preprocessing = parsedOptions.preprocessing ?? DEFAULT_PREPROCESSING;
   const dir = resolve(options.dir);
