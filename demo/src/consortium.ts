@@ -314,7 +314,8 @@ export class LocalConsortium {
     let weights: Float32Array;
     if (kind === 'weights') {
       weights = bytesToFloat32(bytes, `model ${round}`);
-    } else if (kind === 'multiparty_aggregate') {
+    } else if (kind === 'multiparty_aggregate' || (await this.request<{ definition?: { serverOptimizer?: unknown } }>('GET', `/studies/${id}`)).definition?.serverOptimizer !== undefined) {
+      // A server optimizer's step needs its state, which only the sites hold: read the model a site computed.
       weights = await this.decryptedAtSite(id, round);
     } else {
       const previous = await this.globalWeights(id, round - 1);
