@@ -21,6 +21,15 @@ describe('learning benchmark server optimizer rows', () => {
     expect(() => parseServerOptimizerRows('fedyogi:eta=1')).toThrow(/unknown setting "eta"/);
     expect(() => parseServerOptimizerRows('fedyogi:learningRate=x')).toThrow(/learningRate needs a number/);
     expect(() => parseServerOptimizerRows('fedyogi:localOptimizer=rmsprop')).toThrow(/sgd or adam/);
+    expect(parseServerOptimizerRows('fedadam:learningRate=0.02,localEpochs=4')[0]).toEqual({
+      label: 'FedAdam (lr 0.02) sites 4 epochs/round',
+      settings: { kind: 'fedadam', learningRate: 0.02 },
+      local: { epochs: 4 },
+    });
+    expect(() => parseServerOptimizerRows('fedadam:localEpochs=1.5')).toThrow(/localEpochs must be a whole number >= 1/);
+    // Plain FedAvg with more local work: no server optimizer, so no settings.
+    expect(parseServerOptimizerRows('fedavg:localEpochs=4')).toEqual([{ label: 'FedAvg sites 4 epochs/round', settings: null, local: { epochs: 4 } }]);
+    expect(() => parseServerOptimizerRows('fedavg:learningRate=1')).toThrow(/fedavg has no server optimizer, so no learningRate/);
   });
 
   it('counts the first round within a point of a reference, and the round from which a curve stays there', () => {

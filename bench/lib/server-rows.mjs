@@ -3,15 +3,19 @@
 // trains or touches the disk.
 import { meanCurve } from './learning-report.mjs';
 
-const NAMES = { fedavgm: 'FedAvgM', fedadagrad: 'FedAdagrad', fedadam: 'FedAdam', fedyogi: 'FedYogi' };
+// 'fedavg': no server optimizer (settings null), for rows that change only the sites' local work.
+const NAMES = { fedavg: 'FedAvg', fedavgm: 'FedAvgM', fedadagrad: 'FedAdagrad', fedadam: 'FedAdam', fedyogi: 'FedYogi' };
 const SETTING_KEYS = ['learningRate', 'beta1', 'beta2', 'tau'];
-const LOCAL_KEYS = { localOptimizer: 'optimizer', localLearningRate: 'learningRate' };
+const LOCAL_KEYS = { localOptimizer: 'optimizer', localLearningRate: 'learningRate', localEpochs: 'epochs' };
 
 /**
  * `--server-optimizers`: 'none', or rows separated by ';', each `kind:key=value,...` with the optimizer's settings
  * (learningRate, beta1, beta2, tau; the schema's defaults fill the rest) and optionally the sites' own optimizer for
- * that row (localOptimizer=sgd|adam, localLearningRate=x), e.g. `fedavgm:learningRate=1,beta1=0.5;fedadam:learningRate=0.003`.
- * Returns [{ label, settings, local }] with settings not yet validated (the caller parses them with the study schema).
+ * that row (localOptimizer=sgd|adam, localLearningRate=x) and local epochs per round (localEpochs=n, a whole number),
+ * e.g. `fedavgm:learningRate=1,beta1=0.5;fedadam:learningRate=0.003,localEpochs=4`.
+ * `fedavg` takes no settings: plain FedAvg, e.g. `fedavg:localEpochs=4`.
+ * Returns [{ label, settings, local }] with settings not yet validated (the caller parses them with the study schema),
+ * null for fedavg.
  */
 export function parseServerOptimizerRows(text) {
   const trimmed = text.trim();
@@ -30,17 +34,21 @@ export function parseServerOptimizerRows(text) {
       }
       const n = Number(value);
       if (value === undefined || value === '' || !Number.isFinite(n)) throw new RangeError(`--server-optimizers: ${key} needs a number, got "${pair}"`);
+      if (key === 'localEpochs' && !(Number.isInteger(n) && n >= 1)) throw new RangeError(`--server-optimizers: localEpochs must be a whole number >= 1, got "${pair}"`);
       if (key in LOCAL_KEYS) local[LOCAL_KEYS[key]] = n;
-      else if (SETTING_KEYS.includes(key)) settings[key] = n;
+      else if (SETTING_KEYS.includes(key) && kind !== 'fedavg') settings[key] = n;
+      else if (SETTING_KEYS.includes(key)) throw new RangeError(`--server-optimizers: fedavg has no server optimizer, so no ${key}; use fedavgm`);
       else throw new RangeError(`--server-optimizers: unknown setting "${key}"; one of ${[...SETTING_KEYS, ...Object.keys(LOCAL_KEYS)].join(', ')}`);
     }
-    return { label: rowLabel(settings, local), settings, local };
+    return { label: rowLabel(settings, local), settings: kind === 'fedavg' ? null : settings, local };
   });
 }
 
 function rowLabel(settings, local) {
   const shown = SETTING_KEYS.filter((k) => settings[k] !== undefined).map((k) => `${{ learningRate: 'lr', beta1: 'b1', beta2: 'b2', tau: 'tau' }[k]} ${settings[k]}`);
-  const sites = [local.optimizer, local.learningRate === undefined ? undefined : `lr ${local.learningRate}`].filter((x) => x !== undefined);
+  const sites = [local.optimizer, local.learningRate === undefined ? undefined : `lr ${local.learningRate}`, local.epochs === undefined ? undefined : `${local.epochs} epochs/round`].filter(
+    (x) => x !== undefined,
+  );
   return `${NAMES[settings.kind]}${shown.length > 0 ? ` (${shown.join(', ')})` : ''}${sites.length > 0 ? ` sites ${sites.join(' ')}` : ''}`;
 }
 
