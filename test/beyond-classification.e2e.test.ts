@@ -55,29 +55,20 @@ const statisticsStudy: StudyDefinitionInput = {
   statistics: { intensity: { bins: 16 }, features: [{ name: 'firstorder_mean', min: 0, max: 1 }, { name: 'edges_density', min: 0, max: 1 }], featureBins: 10, zScore: true, harmonise: true },
 };
 
+/** Two short rounds of a linear model, as both linear studies below train it. */
+const linearTraining = { classNames: ['normal', 'lesion'], rounds: 2, minSites: 3, localSteps: 3, batchSize: 4, learningRate: 0.05, roundTimeoutSeconds: 120 };
+
 const scaledLinearStudy: StudyDefinitionInput = {
   name: 'logistic regression on consortium-standardised features',
   model: { architecture: 'logistic-regression', inputSize: 16, channels: 1, classes: 2, seed: 6, features: ['first-order', 'edges'] },
-  classNames: ['normal', 'lesion'],
-  rounds: 2,
-  minSites: 3,
-  localSteps: 3,
-  batchSize: 4,
-  learningRate: 0.05,
-  roundTimeoutSeconds: 120,
+  ...linearTraining,
   statistics: { modelFeatures: true, featureBins: 8 },
 };
 
 const regionLinearStudy: StudyDefinitionInput = {
   name: 'logistic regression on the texture inside the body outline',
   model: { architecture: 'logistic-regression', inputSize: 32, channels: 1, classes: 2, seed: 7, features: ['first-order', 'glcm'], region: 'mask', maskSegment: 'Body' },
-  classNames: ['normal', 'lesion'],
-  rounds: 2,
-  minSites: 3,
-  localSteps: 3,
-  batchSize: 4,
-  learningRate: 0.05,
-  roundTimeoutSeconds: 120,
+  ...linearTraining,
 };
 
 /**
