@@ -30,6 +30,7 @@ describe('learning benchmark server optimizer rows', () => {
     // Plain FedAvg with more local work: no server optimizer, so no settings.
     expect(parseServerOptimizerRows('fedavg:localEpochs=4')).toEqual([{ label: 'FedAvg sites 4 epochs/round', settings: null, local: { epochs: 4 } }]);
     expect(() => parseServerOptimizerRows('fedavg:learningRate=1')).toThrow(/fedavg has no server optimizer, so no learningRate/);
+    expect(parseServerOptimizerRows('fedavg:localEpochs=4,localProximalMu=0.1')[0]?.label).toBe('FedAvg sites 4 epochs/round FedProx mu 0.1');
   });
 
   it('counts the first round within a point of a reference, and the round from which a curve stays there', () => {

@@ -6,12 +6,13 @@ import { meanCurve } from './learning-report.mjs';
 // 'fedavg': no server optimizer (settings null), for rows that change only the sites' local work.
 const NAMES = { fedavg: 'FedAvg', fedavgm: 'FedAvgM', fedadagrad: 'FedAdagrad', fedadam: 'FedAdam', fedyogi: 'FedYogi' };
 const SETTING_KEYS = ['learningRate', 'beta1', 'beta2', 'tau'];
-const LOCAL_KEYS = { localOptimizer: 'optimizer', localLearningRate: 'learningRate', localEpochs: 'epochs' };
+const LOCAL_KEYS = { localOptimizer: 'optimizer', localLearningRate: 'learningRate', localEpochs: 'epochs', localProximalMu: 'proximalMu' };
 
 /**
  * `--server-optimizers`: 'none', or rows separated by ';', each `kind:key=value,...` with the optimizer's settings
  * (learningRate, beta1, beta2, tau; the schema's defaults fill the rest) and optionally the sites' own optimizer for
- * that row (localOptimizer=sgd|adam, localLearningRate=x) and local epochs per round (localEpochs=n, a whole number),
+ * that row (localOptimizer=sgd|adam, localLearningRate=x), local epochs per round (localEpochs=n, a whole number) and
+ * FedProx's term at the sites (localProximalMu=x),
  * e.g. `fedavgm:learningRate=1,beta1=0.5;fedadam:learningRate=0.003,localEpochs=4`.
  * `fedavg` takes no settings: plain FedAvg, e.g. `fedavg:localEpochs=4`.
  * Returns [{ label, settings, local }] with settings not yet validated (the caller parses them with the study schema),
@@ -46,7 +47,12 @@ export function parseServerOptimizerRows(text) {
 
 function rowLabel(settings, local) {
   const shown = SETTING_KEYS.filter((k) => settings[k] !== undefined).map((k) => `${{ learningRate: 'lr', beta1: 'b1', beta2: 'b2', tau: 'tau' }[k]} ${settings[k]}`);
-  const sites = [local.optimizer, local.learningRate === undefined ? undefined : `lr ${local.learningRate}`, local.epochs === undefined ? undefined : `${local.epochs} epochs/round`].filter(
+  const sites = [
+    local.optimizer,
+    local.learningRate === undefined ? undefined : `lr ${local.learningRate}`,
+    local.epochs === undefined ? undefined : `${local.epochs} epochs/round`,
+    local.proximalMu === undefined ? undefined : `FedProx mu ${local.proximalMu}`,
+  ].filter(
     (x) => x !== undefined,
   );
   return `${NAMES[settings.kind]}${shown.length > 0 ? ` (${shown.join(', ')})` : ''}${sites.length > 0 ? ` sites ${sites.join(' ')}` : ''}`;
