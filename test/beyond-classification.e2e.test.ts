@@ -184,11 +184,7 @@ describe('segmentation and federated statistics with real site agents', () => {
     expect(stats!.features[1]!.std).toBeGreaterThan(0);
     // Round 2 trained and every site evaluated its model. That both used the standardize built from these totals is
     // StatisticsWork.trainingSpec's, checked in site-agent/src/agent/statistics-round.test.ts; here the whole path runs.
-    let round2: EvaluationRound | undefined;
-    for (const deadline = Date.now() + 60_000; Date.now() < deadline; await new Promise((r) => setTimeout(r, 250))) {
-      round2 = (await consortium.request<{ rounds: EvaluationRound[] }>('GET', `/studies/${study.id}/evaluation`)).rounds.find((r) => r.number === 2);
-      if (round2 && round2.pendingSites.length === 0 && round2.sites.length === 3) break;
-    }
+    const round2 = await settledRound(study.id, 2);
     expect(round2?.sites.map((s) => s.shared)).toEqual(['counts', 'counts', 'counts']);
     expect(round2?.overall?.samples).toBeGreaterThan(0);
   }, 240_000);
@@ -219,14 +215,20 @@ describe('segmentation and federated statistics with real site agents', () => {
       expect(dataset?.rejectedByReason).toEqual({ 'missing-mask': 1 });
       expect((dataset?.byClass.normal ?? 0) + (dataset?.byClass.lesion ?? 0)).toBe(dataset?.accepted);
     }
-    let round2: EvaluationRound | undefined;
-    for (const deadline = Date.now() + 60_000; Date.now() < deadline; await new Promise((r) => setTimeout(r, 250))) {
-      round2 = (await consortium.request<{ rounds: EvaluationRound[] }>('GET', `/studies/${study.id}/evaluation`)).rounds.find((r) => r.number === 2);
-      if (round2 && round2.pendingSites.length === 0 && round2.sites.length === 3) break;
-    }
+    const round2 = await settledRound(study.id, 2);
     expect(round2?.sites.map((s) => s.shared)).toEqual(['counts', 'counts', 'counts']);
     expect(round2?.overall?.samples).toBeGreaterThan(0);
   }, 240_000);
+
+  /** Round `number`'s federated evaluation once all three sites have reported it (as far as it got within 60 s). */
+  async function settledRound(studyId: string, number: number): Promise<EvaluationRound | undefined> {
+    let round: EvaluationRound | undefined;
+    for (const deadline = Date.now() + 60_000; Date.now() < deadline; await new Promise((r) => setTimeout(r, 250))) {
+      round = (await local.get().request<{ rounds: EvaluationRound[] }>('GET', `/studies/${studyId}/evaluation`)).rounds.find((r) => r.number === number);
+      if (round && round.pendingSites.length === 0 && round.sites.length === 3) break;
+    }
+    return round;
+  }
 
   /** The study's statistics once every site has reported the totals it decrypted (null if they never came). */
   async function reportedStatistics(studyId: string): Promise<StatisticsView | null> {
