@@ -16,7 +16,7 @@ import {
 } from '@federa/shared';
 import { CoordinatorRefusal } from '../client/index.js';
 import type { SiteConfig } from '../config/index.js';
-import { LabelsCsvError, summariseLoadedDataset } from '../data/index.js';
+import { LabelsCsvError } from '../data/index.js';
 import type { LedgerEncryption } from '../ledger/index.js';
 import type { Outbound } from '../outbound/index.js';
 import { configuredThreads, evaluateModel, trainLocal, type BackendInfo, type TrainOptions } from '../train/index.js';
@@ -27,6 +27,7 @@ import type { GlobalModels, KeyHolder } from './global-models.js';
 import type { RoundState, RoundStateStore } from './round-state.js';
 import type { PreparedData, SiteData } from './site-data.js';
 import { heldOutCounts } from './held-out-counts.js';
+import { RoundReports } from './round-reports.js';
 import { StatisticsWork } from './statistics-round.js';
 
 /** Training moved a weight further than an update may (the encrypted sum's bound): reported as diverged. */
@@ -60,9 +61,8 @@ export interface Encryption {
  */
 export class RoundWork {
   private readonly log: Logger;
-  /** Studies this process has described its data to; once each, after the first load for the study. */
-  private readonly summarised = new Set<string>();
   private readonly statistics: StatisticsWork;
+  private readonly reports: RoundReports;
 
   constructor(
     private readonly config: SiteConfig,
@@ -77,6 +77,7 @@ export class RoundWork {
   ) {
     this.log = createLogger('site-agent').child({ siteId: config.site.id });
     this.statistics = new StatisticsWork(config, outbound, rounds, models);
+    this.reports = new RoundReports(config, outbound);
   }
 
   async train(task: federation.TrainTask, def: StudyDefinition): Promise<void> {
@@ -99,7 +100,7 @@ export class RoundWork {
     } else log.info('resending the update trained before an interruption');
     // Metrics go first so the round's table is complete by the time the last update closes it; a statistics round
     // trained nothing and has none.
-    if (!state.statistics) await this.reportMetrics(state);
+    if (!state.statistics) await this.reports.metrics(state);
 
     const update = await this.rounds.readUpdate(task.studyId, task.round);
     if (sha256Hex(update) !== state.updateSha256) {
@@ -190,7 +191,7 @@ export class RoundWork {
     if (!task.baseModel) throw new Error('train task is missing its base model');
     const data = await this.loadForTraining(task, def, log);
     // Before the no-data check: a site that can use nothing is exactly the one whose summary explains why.
-    await this.reportDatasetSummary(task.studyId, data);
+    await this.reports.datasetSummary(task.studyId, data);
     if (data.train.count === 0) {
       // The count stays here: the message goes to the coordinator, whatever the policy shares.
       log.error({ rejected: data.rejected }, 'no usable training images');
@@ -333,7 +334,7 @@ export class RoundWork {
     const started = performance.now();
     const spec = await this.statistics.trainingSpec(task, def);
     const loaded = await this.data.prepare(def);
-    await this.reportDatasetSummary(task.studyId, loaded);
+    await this.reports.datasetSummary(task.studyId, loaded);
     const data = await this.statistics.zScored(task, def, loaded);
     const { validation } = data;
     // The cache the next round's training reads its base model from: fetched and decrypted once for both.
@@ -351,58 +352,6 @@ export class RoundWork {
       if (error instanceof CoordinatorRefusal && error.statusName === 'ALREADY_EXISTS') log.info('evaluation of this round was already reported');
       else throw error;
     }
-  }
-
-  /**
-   * Tells the coordinator what data this site loaded for a study, as counts by category only, once per study and
-   * process, when the policy shares counts. Informational: failing is logged, never fatal.
-   */
-  private async reportDatasetSummary(studyId: string, data: PreparedData): Promise<void> {
-    if (this.summarised.has(studyId)) return;
-    this.summarised.add(studyId);
-    try {
-      const summary = await summariseLoadedDataset(this.config.data.dir, data.contents);
-      if (await this.outbound.reportDatasetSummary({ studyId, ...summary })) {
-        this.log.info({ studyId, files: summary.files, accepted: summary.accepted }, 'dataset summary reported');
-      }
-    } catch (error) {
-      if (error instanceof CoordinatorRefusal) {
-        this.log.warn({ studyId, status: error.statusName, reason: error.message }, 'coordinator refused the dataset summary');
-      } else {
-        this.summarised.delete(studyId);
-        this.log.warn({ studyId, reason: (error as Error).message }, 'could not report the dataset summary; will try again');
-      }
-    }
-  }
-
-  private async reportMetrics(state: RoundState): Promise<void> {
-    const reports: federation.MetricsReport[] = [
-      {
-        studyId: state.studyId,
-        round: state.round,
-        kind: federation.MetricKind.METRIC_KIND_TRAIN,
-        loss: state.trainLoss,
-        accuracy: state.trainAccuracy,
-        samples: state.samples,
-        seconds: state.trainSeconds,
-        backend: state.backend,
-        ...(state.trainThreads !== undefined ? { threads: state.trainThreads } : {}),
-        ...(state.privacy ? { privacyEpsilon: state.privacy.epsilonStudy, privacyDelta: state.privacy.delta } : {}),
-      },
-    ];
-    if (state.validationLoss !== null && state.validationAccuracy !== null) {
-      reports.push({
-        studyId: state.studyId,
-        round: state.round,
-        kind: federation.MetricKind.METRIC_KIND_VALIDATION,
-        loss: state.validationLoss,
-        accuracy: state.validationAccuracy,
-        samples: state.validationSamples,
-        seconds: 0,
-        backend: state.backend,
-      });
-    }
-    for (const report of reports) await this.outbound.reportMetrics(report);
   }
 }
 
