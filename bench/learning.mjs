@@ -13,17 +13,21 @@
 //                             [--dp-epsilons 1,3,8|none] [--dp-delta 1e-5] [--dp-clip 1]
 //                             [--server-optimizers 'fedavgm:learningRate=1,beta1=0.5;fedavg:localEpochs=4;...'|none]
 //                             [--linear logistic-regression,linear-svm|none] [--linear-learning-rate 0.05] [--only-linear]
-//                             [--harmonise] [--out bench/results/learning.json] [--plot bench/results/learning.png]
+//                             [--harmonise] [--normalise unit|min-max|z-score|histogram-equalisation]
+//                             [--out bench/results/learning.json] [--plot bench/results/learning.png]
 // --harmonise trains and scores every method on images harmonised as a study with statistics.harmonise trains them
 // (bench/lib/harmonise.mjs): each hospital's intensities moved onto the consortium's mean and standard deviation.
+// --normalise sets every image's contrast normalisation as a study's preprocessing.normalise does ('unit': as the
+// scanner wrote it, in [0, 1]; 'z-score': each image to mean 0 and standard deviation 1).
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { availableParallelism, cpus, loadavg, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
 import sharp from 'sharp';
 import { accuracyBySource, checkpoint, concatImages, learningPlotSvg, multiSeedResults } from './lib/learning-report.mjs';
-import { parseServerOptimizerRows, plateauSummary, serverOptimizerDocument } from './lib/server-rows.mjs';
+import { serverOptimizerDocument } from './lib/server-rows.mjs';
+import { learningSummaryLines } from './lib/learning-summary.mjs';
+import { learningOptions } from './lib/learning-options.mjs';
 import { harmoniseConsortium } from './lib/harmonise.mjs';
 import { linearResults, linearRowsForSeed, linearSummaryLines, mergeLinearRows } from './lib/learning-linear.mjs';
 
@@ -40,116 +44,20 @@ const statistics = await load('site-agent/dist/statistics/index.js');
 // Loaded after the log level is set: it pulls in the site agent, whose loggers read the level when created.
 const { predictProbabilities } = await import('./lib/predict.mjs');
 
-const { values: args } = parseArgs({
-  options: {
-    architecture: { type: 'string', default: 'small-cnn' },
-    rounds: { type: 'string' },
-    epochs: { type: 'string' },
-    'images-per-site': { type: 'string' },
-    holdout: { type: 'string' },
-    sites: { type: 'string', default: '4' },
-    seeds: { type: 'string' },
-    'learning-rate': { type: 'string', default: '0.003' },
-    schedule: { type: 'string', default: 'cosine' },
-    'batch-size': { type: 'string', default: '8' },
-    'class-weights': { type: 'string', default: 'balanced' },
-    optimizer: { type: 'string', default: 'adam' },
-    mu: { type: 'string', default: '0.01' },
-    aggregation: { type: 'string', default: 'ckks' },
-    'dp-epsilons': { type: 'string' },
-    'dp-delta': { type: 'string', default: '1e-5' },
-    'dp-clip': { type: 'string', default: '1' },
-    'server-optimizers': { type: 'string' },
-    quick: { type: 'boolean', default: false },
-    linear: { type: 'string', default: 'logistic-regression,linear-svm' },
-    'linear-learning-rate': { type: 'string', default: '0.05' },
-    'only-linear': { type: 'boolean', default: false },
-    harmonise: { type: 'boolean', default: false },
-    out: { type: 'string' },
-    plot: { type: 'string' },
-  },
-});
-// --quick is a smoke run of the whole pipeline (seconds); its figures say nothing about learning quality,
-// so by default it writes to the temp folder, never over the real results.
-const quick = args.quick;
-const number = (value, fallback) => {
-  const n = Number(value ?? fallback);
-  if (!Number.isFinite(n)) throw new RangeError(`not a number: ${value}`);
-  return n;
-};
-const count = (name, value, fallback) => {
-  const n = number(value, fallback);
-  if (!Number.isInteger(n) || n < 1) throw new RangeError(`--${name} must be a positive integer, got ${value}`);
-  return n;
-};
-const rounds = count('rounds', args.rounds, quick ? 2 : 20);
-const epochs = count('epochs', args.epochs, quick ? 1 : 2);
-const imagesPerSite = count('images-per-site', args['images-per-site'], quick ? 24 : 25);
-const holdoutImages = count('holdout', args.holdout, quick ? 48 : 400);
-const sites = count('sites', args.sites);
-// Seeds are integers (they seed the generator, the initial weights and the shuffles); duplicates would only
-// weight one draw twice in the means.
-const seeds = (args.seeds ?? (quick ? '1' : '1,2,3')).split(',').map((v) => {
-  const n = Number(v.trim());
-  if (v.trim() === '' || !Number.isInteger(n) || n < 0) throw new RangeError(`--seeds must be a comma-separated list of non-negative integers, got ${args.seeds}`);
-  return n;
-});
-if (new Set(seeds).size !== seeds.length) throw new RangeError(`--seeds lists a seed twice: ${args.seeds}`);
-const mu = number(args.mu);
-const aggregation = args.aggregation;
-const schedule = args.schedule;
-if (!['cosine', 'constant'].includes(schedule)) throw new RangeError(`--schedule must be cosine or constant, got ${schedule}`);
-if (!['ckks', 'plaintext'].includes(aggregation)) throw new RangeError(`--aggregation must be ckks or plaintext, got ${aggregation}`);
-// Target epsilons of the DP rows, smallest first; 'none' runs no DP. The smoke run trains one, to stay seconds.
-const dpEpsilons = (() => {
-  const text = (args['dp-epsilons'] ?? (quick ? '3' : '1,3,8')).trim();
-  if (text === 'none') return [];
-  const list = text.split(',').map((v) => {
-    const n = Number(v.trim());
-    if (v.trim() === '' || !Number.isFinite(n) || n <= 0) throw new RangeError(`--dp-epsilons must be 'none' or a comma-separated list of numbers > 0, got ${text}`);
-    return n;
-  });
-  if (new Set(list).size !== list.length) throw new RangeError(`--dp-epsilons lists an epsilon twice: ${text}`);
-  return list.sort((a, b) => a - b);
-})();
-const dpDelta = number(args['dp-delta']);
-if (!(dpDelta > 0 && dpDelta < 1)) throw new RangeError(`--dp-delta must be in (0, 1), got ${args['dp-delta']}`);
-const dpClip = number(args['dp-clip']);
-if (!(dpClip > 0)) throw new RangeError(`--dp-clip must be > 0, got ${args['dp-clip']}`);
-// The server rows, settings checked by the study schema itself. The defaults are the settings a small sweep on this
-// benchmark picked (see the README's serverOptimizer); the smoke run trains one.
-// The last three rows double the sites' local work per round (localEpochs 4, a study setting), which is what brings
-// the rounds down on this benchmark.
-const DEFAULT_SERVER_ROWS =
-  'fedavgm:learningRate=1,beta1=0.3;fedadagrad:learningRate=0.03,beta1=0,tau=0.01;fedadam:learningRate=0.02,beta1=0,tau=0.01;fedyogi:learningRate=0.02,beta1=0,tau=0.01;' +
-  'fedavg:localEpochs=4;fedadagrad:learningRate=0.03,beta1=0,tau=0.01,localEpochs=4;fedyogi:learningRate=0.02,beta1=0,tau=0.01,localEpochs=4';
-const serverRows = parseServerOptimizerRows(args['server-optimizers'] ?? (quick ? DEFAULT_SERVER_ROWS.split(';')[0] : DEFAULT_SERVER_ROWS)).map((row) => ({
-  ...row,
-  settings: row.settings === null ? null : shared.serverOptimizerSchema.parse(row.settings),
-}));
-const out = resolve(args.out ?? (quick ? join(tmpdir(), 'federa-learning-quick.json') : join(here, 'results/learning.json')));
-const plotOut = resolve(args.plot ?? out.replace(/\.json$/, '') + '.png');
+// The command line, checked (bench/lib/learning-options.mjs).
+const {
+  architecture, quick, rounds, epochs, imagesPerSite, holdoutImages, sites, seeds, mu, aggregation, schedule,
+  dpEpsilons, dpDelta, dpClip, serverRows, out, plotOut, classWeights, local, linearArchitectures, onlyLinear,
+  preprocessing, normalise, harmonise, linearLearningRate,
+} = learningOptions(process.argv.slice(2), shared, join(here, 'results/learning.json'));
 
 // Any registered architecture at its default options; parsed so a bad name fails here, before any data is made.
 // The initial weights come from the run's seed.
-const specFor = (seed) => shared.parseModelSpec({ architecture: args.architecture, inputSize: 64, channels: 1, classes: 2, seed });
+const specFor = (seed) => shared.parseModelSpec({ architecture, inputSize: 64, channels: 1, classes: 2, seed });
 const spec = specFor(seeds[0]);
 // The architecture and its options without the seed, for the results: each seed's run has its own.
 const { seed: _seedOfFirstRun, ...modelOptions } = spec;
 const classNames = [...sim.CLASS_NAMES];
-// Identical for every method; only where the data sits differs. Balanced class weights by default: the sites'
-// lesion shares run from 30% to 70% while the held-out set is 50/50, and unweighted each site pulls the output
-// bias towards its own prevalence, so accuracy at the 0.5 threshold swings with whichever prior won the last round
-// (AUC stays near 1 meanwhile). --class-weights none trains unweighted.
-const classWeights = args['class-weights'];
-if (!['balanced', 'none'].includes(classWeights)) throw new RangeError(`--class-weights must be balanced or none, got ${classWeights}`);
-const local = {
-  epochs,
-  batchSize: number(args['batch-size']),
-  learningRate: number(args['learning-rate']),
-  optimizer: args.optimizer,
-  ...(classWeights === 'balanced' ? { classWeights } : {}),
-};
 const started = performance.now();
 const say = (line) => process.stdout.write(`${line}\n`);
 
@@ -171,16 +79,6 @@ function learningRateFor(round, base = local.learningRate) {
 const callSeed = (seed, round, stream) => shared.deriveSeed(shared.deriveSeed(seed, round), stream);
 const POOLED_STREAM = 1000;
 
-// The feature-based rows (bench/lib/learning-linear.mjs): same data, budget and schedule, their own base rate.
-// --only-linear runs just them and writes them into the existing results (which must come from the same setup).
-const linearArchitectures = args.linear.trim() === 'none' ? [] : args.linear.split(',').map((a) => a.trim());
-for (const a of linearArchitectures) {
-  if (!shared.ARCHITECTURE_NAMES.includes(a) || !shared.isLinearArchitecture(a)) throw new RangeError(`--linear: ${a} is not a linear architecture`);
-}
-const onlyLinear = args['only-linear'];
-const harmonise = args.harmonise;
-if (onlyLinear && linearArchitectures.length === 0) throw new RangeError('--only-linear needs --linear to name at least one architecture');
-const linearLearningRate = number(args['linear-learning-rate']);
 const linearRateFor = (round) => (learningRateFor(round) * linearLearningRate) / local.learningRate;
 
 async function evaluate(spec, weights, holdout) {
@@ -307,7 +205,7 @@ async function loadConsortium(seed) {
   try {
     const consortium = await sim.generateConsortium({ outDir: workDir, sites, imagesPerSite, holdoutImages, seed });
     const loadSet = async (set) => {
-      const loaded = await data.loadLabeledDataset({ dir: set.dir, labelsCsv: set.labelsCsv, inputSize: spec.inputSize, channels: 1, classNames });
+      const loaded = await data.loadLabeledDataset({ dir: set.dir, labelsCsv: set.labelsCsv, inputSize: spec.inputSize, channels: 1, classNames, preprocessing });
       if (loaded.rejected.length > 0) throw new Error(`${set.id}: ${loaded.rejected.length} files rejected, first: ${loaded.rejected[0].message}`);
       return loaded;
     };
@@ -421,6 +319,7 @@ async function main() {
       rounds,
       budget: {
         images: harmonise ? 'harmonised onto the consortium\'s intensity mean and standard deviation (statistics.harmonise)' : 'as the hospitals\' scanners wrote them',
+        normalise,
         rounds,
         localEpochsPerRound: epochs,
         epochsPerImage: rounds * epochs,
@@ -474,7 +373,8 @@ async function main() {
     await writeFile(out, `${JSON.stringify(results, null, 2)}\n`);
     await mkdir(dirname(plotOut), { recursive: true });
     await sharp(Buffer.from(learningPlotSvg(results))).png().toFile(plotOut);
-    printSummary(results, seconds.total);
+    for (const line of learningSummaryLines(results, seconds.total)) say(line);
+    say(`wrote ${out} and ${plotOut}`);
   } finally {
     ckks?.context.dispose();
   }
@@ -492,56 +392,10 @@ function linearSetup() {
 
 /** --only-linear: the linear rows alone, written into the results of an earlier full run of the same setup. */
 async function writeLinearOnly(runs) {
-  const setup = { rounds, epochs, seeds, batchSize: local.batchSize, optimizer: local.optimizer, classWeights, schedule, aggregation, sites, imagesPerSite, holdoutImages };
+  const setup = { rounds, epochs, seeds, batchSize: local.batchSize, optimizer: local.optimizer, classWeights, schedule, aggregation, sites, imagesPerSite, holdoutImages, normalise, harmonise };
   const linear = await mergeLinearRows(out, linearResults(runs, linearSetup()), setup, runs.reduce((sum, r) => sum + r.seconds.linear, 0));
   for (const line of linearSummaryLines(linear)) say(line);
   say(`wrote the linear rows into ${out}`);
-}
-
-function printSummary(results, totalSeconds) {
-  const pct = (x) => `${(100 * x).toFixed(1)}%`;
-  say(`\nper seed (held-out accuracy): pooled | ${results.seeds[0].singleSite.map((s) => `${s.site} alone`).join(' | ')} | FedAvg | FedProx`);
-  for (const s of results.seeds) {
-    say(`  seed ${s.seed}: ${pct(s.pooled.accuracy)} | ${s.singleSite.map((x) => pct(x.accuracy)).join(' | ')} | ${pct(s.fedavg.accuracy)} | ${pct(s.fedprox.accuracy)}`);
-  }
-  say(`mean over ${results.seeds.length} seed${results.seeds.length === 1 ? '' : 's'}:`);
-  say(`  pooled ${fmt(results.pooled)}`);
-  for (const s of results.singleSite) say(`  ${s.site} alone ${fmt(s)}`);
-  say(`  FedAvg ${fmt(results.fedavg)}; FedProx ${fmt(results.fedprox)}`);
-  const sourceLine = (name, accs) => `  ${name}: ${Object.entries(accs).map(([k, v]) => `${k} ${(100 * v).toFixed(0)}%`).join(', ')}`;
-  const by = results.heldOutAccuracyBySourceHospital;
-  say('held-out accuracy by the hospital each image came from (seed mean):');
-  say(sourceLine('pooled', by.pooled));
-  for (const [site, accs] of Object.entries(by.singleSite)) say(sourceLine(`${site} alone`, accs));
-  say(sourceLine('FedAvg', by.fedavg));
-  say(sourceLine('FedProx', by.fedprox));
-  const met = (flag) => (flag ? 'MET' : 'NOT met');
-  say(
-    `targets on the means: federated within 2 points of pooled ${met(results.federatedWithin2PointsOfPooled)}, ` +
-      `above the best single site (${results.targets.bestSingleSite}) ${met(results.federatedAboveBestSingleSite)}`,
-  );
-  say(
-    `targets at every seed: within 2 points ${met(results.targetsAtEverySeed.federatedWithin2PointsOfPooled)}, ` +
-      `above the best single site ${met(results.targetsAtEverySeed.federatedAboveBestSingleSite)}; ${totalSeconds.toFixed(0)} s`,
-  );
-  say(`DP rows (FedAvg, seed means; DP figures vary between runs even at the same seed):`);
-  const table = [
-    ['mode', 'target eps', 'achieved eps', 'delta', 'sigma', 'accuracy', 'AUC'],
-    ...results.dp.map((r) => [
-      r.mode,
-      r.targetEpsilon ?? '-',
-      r.epsilon ?? '-',
-      r.delta === null ? '-' : r.delta.toExponential(),
-      r.noiseMultiplier === undefined ? '-' : r.noiseMultiplier.toFixed(3),
-      pct(r.accuracy),
-      r.auc === null ? '-' : r.auc.toFixed(3),
-    ]),
-  ].map((row) => row.map(String));
-  const widths = table[0].map((_, c) => Math.max(...table.map((row) => row[c].length)));
-  for (const row of table) say(`  ${row.map((cell, c) => cell.padStart(widths[c])).join('  ')}`);
-  if (results.linear) for (const line of linearSummaryLines(results.linear)) say(line);
-  for (const line of plateauSummary(results)) say(line);
-  say(`wrote ${out} and ${plotOut}`);
 }
 
 await main();

@@ -159,9 +159,13 @@ export async function mergeLinearRows(path, linear, setup, seconds) {
     String(b.aggregation).includes(setup.aggregation === 'ckks' ? 'CKKS' : 'plaintext') &&
     first?.sites?.length === setup.sites &&
     first.sites.every((site) => site.images === setup.imagesPerSite) &&
-    first.holdout?.images === setup.holdoutImages;
+    first.holdout?.images === setup.holdoutImages &&
+    (b.normalise ?? 'unit') === setup.normalise &&
+    String(b.images).startsWith('harmonised') === setup.harmonise;
   if (!same) {
-    throw new Error(`${path} holds results of another setup (rounds, epochs, seeds, batch, optimiser, class weights, schedule, aggregation or data); give the same options or run without --only-linear`);
+    throw new Error(
+      `${path} holds results of another setup (rounds, epochs, seeds, batch, optimiser, class weights, schedule, aggregation, normalisation, harmonisation or data); give the same options or run without --only-linear`,
+    );
   }
   existing.linear = linear;
   existing.seconds = { ...existing.seconds, linear: Math.round(seconds * 10) / 10 };
