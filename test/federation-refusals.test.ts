@@ -238,6 +238,8 @@ describe('the coordinator refuses bad uploads without touching the round', () =>
     expect(status[(await report('site-c', {}))?.code ?? 0]).toBe('PERMISSION_DENIED');
     expect((await report('site-a', { accuracy: 1.5 }))?.details).toMatch(/within \[0, 1\]/);
     expect((await report('site-a', { loss: Number.NaN }))?.details).toMatch(/loss is not a finite/);
+    // This study has no differential privacy: a site claiming to have spent some is refused, not shown.
+    expect((await report('site-a', { privacyEpsilon: 1, privacyDelta: 1e-5 }))?.details).toMatch(/study .* has no differential privacy, so there is no spend to report/);
     // Ids and rounds no coordinator issued are refused at the door, and cannot spoil the audit log.
     expect((await report('site-a', { studyId: 'x'.repeat(300) }))?.details).toMatch(/study_id: .* is not a study id/);
     expect((await report('site-a', { studyId: 'a\u0000b' }))?.details).toMatch(/study_id/);

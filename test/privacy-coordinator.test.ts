@@ -123,6 +123,8 @@ describe.each([{ database: 'pglite' as const }, ...(withPostgres ? [{ database: 
       [{ privacyEpsilon: 1, privacyDelta: Number.NaN }, /privacy_delta must be within \(0, 1\)/],
       [{ privacyEpsilon: 1 }, /privacy_delta is required with privacy_epsilon/],
       [{ privacyDelta: 1e-5 }, /privacy_epsilon is required with privacy_delta/],
+      // An epsilon at another delta than the study's cannot be read against its budget.
+      [{ privacyEpsilon: 1, privacyDelta: 1e-6 }, /privacy_delta 0.000001 is not study .*'s privacy.delta 0.00001: report the epsilon at the study's delta/],
     ];
     for (const [report, message] of invalid) {
       const error = await reportMetrics('site-a', report);

@@ -113,6 +113,7 @@ export class SiteReports {
     }
     const privacy = validatePrivacySpend(report);
     const round = await this.participantRound(siteId, report.studyId, report.round);
+    if (privacy.privacyDelta !== null) await this.checkPrivacyOfStudy(report.studyId, privacy.privacyDelta);
     const data = { loss: report.loss, accuracy: report.accuracy, samples: report.samples ?? null, ...privacy, reportedAt: new Date() };
     await this.db.prisma.roundMetric.upsert({
       where: { roundId_siteId_kind: { roundId: round.id, siteId, kind } },
@@ -291,6 +292,24 @@ export class SiteReports {
     });
     this.log.warn({ siteId, studyId, round: number, reason, message }, 'site cannot contribute to the round');
     this.rounds.closeRoundSoon(round.studyId, round.id);
+  }
+
+  /**
+   * A spend is reported only for a study with differential privacy, and at the study's own delta: an epsilon at
+   * another delta cannot be read against the study's budget, and would show a misleading figure in its status.
+   */
+  private async checkPrivacyOfStudy(studyId: string, delta: number): Promise<void> {
+    const study = await this.db.prisma.study.findUniqueOrThrow({ where: { id: studyId }, select: { spec: true } });
+    const privacy = definitionOf(study).privacy;
+    if (!privacy || privacy.mode === 'none') {
+      throw new FederationError(GrpcStatus.INVALID_ARGUMENT, `metrics privacy_epsilon: study ${studyId} has no differential privacy, so there is no spend to report`);
+    }
+    if (privacy.delta !== delta) {
+      throw new FederationError(
+        GrpcStatus.INVALID_ARGUMENT,
+        `metrics privacy_delta ${delta} is not study ${studyId}'s privacy.delta ${privacy.delta}: report the epsilon at the study's delta`,
+      );
+    }
   }
 
   /** The round, if the calling site was assigned to it; reports come only from participants. */
