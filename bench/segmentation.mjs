@@ -25,6 +25,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
+import { positiveInteger } from './lib/cli-numbers.mjs';
 import { harmoniseConsortium } from './lib/harmonise.mjs';
 
 process.env.FEDERA_LOG_LEVEL ??= 'warn';
@@ -57,18 +58,13 @@ const { values: args } = parseArgs({
   },
 });
 const quick = args.quick;
-const positive = (name, value, fallback) => {
-  const n = Number(value ?? fallback);
-  if (!Number.isInteger(n) || n < 1) throw new RangeError(`--${name} must be a positive integer, got ${value}`);
-  return n;
-};
-const rounds = positive('rounds', args.rounds, quick ? 2 : 20);
-const epochs = positive('epochs', args.epochs, quick ? 1 : 2);
-const imagesPerSite = positive('images-per-site', args['images-per-site'], quick ? 8 : 25);
-const holdoutImages = positive('holdout', args.holdout, quick ? 8 : 100);
-const sites = positive('sites', args.sites);
-const seeds = (args.seeds ?? (quick ? '1' : '1,2,3')).split(',').map((v) => positive('seeds', v.trim()));
-const jobs = positive('jobs', args.jobs, availableParallelism());
+const rounds = positiveInteger('rounds', args.rounds, quick ? 2 : 20);
+const epochs = positiveInteger('epochs', args.epochs, quick ? 1 : 2);
+const imagesPerSite = positiveInteger('images-per-site', args['images-per-site'], quick ? 8 : 25);
+const holdoutImages = positiveInteger('holdout', args.holdout, quick ? 8 : 100);
+const sites = positiveInteger('sites', args.sites);
+const seeds = (args.seeds ?? (quick ? '1' : '1,2,3')).split(',').map((v) => positiveInteger('seeds', v.trim()));
+const jobs = positiveInteger('jobs', args.jobs, availableParallelism());
 // Which images the arms train on: as the hospitals' scanners wrote them, harmonised by the statistics round, or both.
 const harmoniseChoices = { both: [true, false], on: [true], off: [false] };
 const variants = harmoniseChoices[args.harmonise];
@@ -77,11 +73,11 @@ const learningRate = Number(args['learning-rate']);
 if (!(learningRate > 0)) throw new RangeError(`--learning-rate must be a number > 0, got ${args['learning-rate']}`);
 const out = resolve(args.out ?? (quick ? join(tmpdir(), 'federa-segmentation-quick.json') : join(here, 'results/segmentation.json')));
 const specFor = (seed) =>
-  shared.parseModelSpec({ architecture: 'unet', inputSize: 64, channels: 1, classes: 2, seed, width: positive('width', args.width), depth: positive('depth', args.depth) });
+  shared.parseModelSpec({ architecture: 'unet', inputSize: 64, channels: 1, classes: 2, seed, width: positiveInteger('width', args.width), depth: positiveInteger('depth', args.depth) });
 // Batches of 2: the optimiser takes as many steps per epoch as there are image pairs. A site alone has 25 images and
 // FedAvg averages four sites' steps into one, so the per-epoch step count is what limits them; with batches of 8 a
 // site took 4 steps an epoch and neither it nor FedAvg had converged when the budget ran out.
-const local = { epochs, batchSize: positive('batch-size', args['batch-size']), optimizer: 'adam' };
+const local = { epochs, batchSize: positiveInteger('batch-size', args['batch-size']), optimizer: 'adam' };
 /** Cosine-annealed from the base rate over the rounds, as in the learning benchmark: Adam restarts every round. */
 const learningRateFor = (round) => learningRate * 0.5 * (1 + Math.cos((Math.PI * (round - 1)) / rounds));
 /** Rounds after which the held-out Dice is recorded in "curve". */

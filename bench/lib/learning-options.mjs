@@ -4,6 +4,7 @@
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
+import { finiteNumber, positiveInteger } from './cli-numbers.mjs';
 import { parseServerOptimizerRows } from './server-rows.mjs';
 
 /** The options of `argv` (process.argv's tail), with `shared` (@federa/shared's dist) to check them and `defaultOut` for the results. */
@@ -42,21 +43,11 @@ export function learningOptions(argv, shared, defaultOut) {
   // --quick is a smoke run of the whole pipeline (seconds); its figures say nothing about learning quality,
   // so by default it writes to the temp folder, never over the real results.
   const quick = args.quick;
-  const number = (value, fallback) => {
-    const n = Number(value ?? fallback);
-    if (!Number.isFinite(n)) throw new RangeError(`not a number: ${value}`);
-    return n;
-  };
-  const count = (name, value, fallback) => {
-    const n = number(value, fallback);
-    if (!Number.isInteger(n) || n < 1) throw new RangeError(`--${name} must be a positive integer, got ${value}`);
-    return n;
-  };
-  const rounds = count('rounds', args.rounds, quick ? 2 : 20);
-  const epochs = count('epochs', args.epochs, quick ? 1 : 2);
-  const imagesPerSite = count('images-per-site', args['images-per-site'], quick ? 24 : 25);
-  const holdoutImages = count('holdout', args.holdout, quick ? 48 : 400);
-  const sites = count('sites', args.sites);
+  const rounds = positiveInteger('rounds', args.rounds, quick ? 2 : 20);
+  const epochs = positiveInteger('epochs', args.epochs, quick ? 1 : 2);
+  const imagesPerSite = positiveInteger('images-per-site', args['images-per-site'], quick ? 24 : 25);
+  const holdoutImages = positiveInteger('holdout', args.holdout, quick ? 48 : 400);
+  const sites = positiveInteger('sites', args.sites);
   // Seeds are integers (they seed the generator, the initial weights and the shuffles); duplicates would only
   // weight one draw twice in the means.
   const seeds = (args.seeds ?? (quick ? '1' : '1,2,3')).split(',').map((v) => {
@@ -65,7 +56,7 @@ export function learningOptions(argv, shared, defaultOut) {
     return n;
   });
   if (new Set(seeds).size !== seeds.length) throw new RangeError(`--seeds lists a seed twice: ${args.seeds}`);
-  const mu = number(args.mu);
+  const mu = finiteNumber('mu', args.mu);
   const aggregation = args.aggregation;
   const schedule = args.schedule;
   if (!['cosine', 'constant'].includes(schedule)) throw new RangeError(`--schedule must be cosine or constant, got ${schedule}`);
@@ -82,9 +73,9 @@ export function learningOptions(argv, shared, defaultOut) {
     if (new Set(list).size !== list.length) throw new RangeError(`--dp-epsilons lists an epsilon twice: ${text}`);
     return list.sort((a, b) => a - b);
   })();
-  const dpDelta = number(args['dp-delta']);
+  const dpDelta = finiteNumber('dp-delta', args['dp-delta']);
   if (!(dpDelta > 0 && dpDelta < 1)) throw new RangeError(`--dp-delta must be in (0, 1), got ${args['dp-delta']}`);
-  const dpClip = number(args['dp-clip']);
+  const dpClip = finiteNumber('dp-clip', args['dp-clip']);
   if (!(dpClip > 0)) throw new RangeError(`--dp-clip must be > 0, got ${args['dp-clip']}`);
   // The server rows, settings checked by the study schema itself. The defaults are the settings a small sweep on this
   // benchmark picked (see the README's serverOptimizer); the smoke run trains one.
@@ -108,8 +99,8 @@ export function learningOptions(argv, shared, defaultOut) {
   if (!['balanced', 'none'].includes(classWeights)) throw new RangeError(`--class-weights must be balanced or none, got ${classWeights}`);
   const local = {
     epochs,
-    batchSize: number(args['batch-size']),
-    learningRate: number(args['learning-rate']),
+    batchSize: positiveInteger('batch-size', args['batch-size']),
+    learningRate: finiteNumber('learning-rate', args['learning-rate']),
     optimizer: args.optimizer,
     ...(classWeights === 'balanced' ? { classWeights } : {}),
   };
@@ -128,7 +119,7 @@ export function learningOptions(argv, shared, defaultOut) {
   const preprocessing = parsedPreprocessing.data;
   const harmonise = args.harmonise;
   if (onlyLinear && linearArchitectures.length === 0) throw new RangeError('--only-linear needs --linear to name at least one architecture');
-  const linearLearningRate = number(args['linear-learning-rate']);
+  const linearLearningRate = finiteNumber('linear-learning-rate', args['linear-learning-rate']);
   return {
     architecture: args.architecture, quick, rounds, epochs, imagesPerSite, holdoutImages, sites, seeds, mu, aggregation, schedule,
     dpEpsilons, dpDelta, dpClip, serverRows, out, plotOut, classWeights, local, linearArchitectures, onlyLinear,

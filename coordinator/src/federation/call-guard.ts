@@ -20,6 +20,21 @@ export interface MessageFacts {
   details?: Record<string, unknown>;
 }
 
+/**
+ * A unary call as its handler hands it over: the RPC's name, the call and its callback, the kind of site message it
+ * carries (null: none, such as a heartbeat), the codec that gives the message's bytes for the audit record, what the
+ * record says of it, and the work to do for the identified site.
+ */
+type UnaryArgs<Req, Res> = [
+  rpc: string,
+  call: ServerUnaryCall<Req, Res>,
+  callback: sendUnaryData<Res>,
+  kind: SiteMessageKind | null,
+  codec: { encode(message: Req): { finish(): Uint8Array } },
+  facts: (request: Req) => MessageFacts,
+  work: (siteId: string) => Promise<Res>,
+];
+
 /** The study and round a call concerned, as far as they are known when it fails. */
 export interface CallConcerns {
   studyId?: string | undefined;
@@ -48,27 +63,11 @@ export class CallGuard {
   }
 
   /** A unary call: identify the caller, do the work, and audit the message (kind null: a request that carries no data). */
-  unary<Req, Res>(
-    rpc: string,
-    call: ServerUnaryCall<Req, Res>,
-    callback: sendUnaryData<Res>,
-    kind: SiteMessageKind | null,
-    codec: { encode(message: Req): { finish(): Uint8Array } },
-    facts: (request: Req) => MessageFacts,
-    work: (siteId: string) => Promise<Res>,
-  ): void {
-    this.settle(this.answer(rpc, call, callback, kind, codec, facts, work));
+  unary<Req, Res>(...args: UnaryArgs<Req, Res>): void {
+    this.settle(this.answer(...args));
   }
 
-  private async answer<Req, Res>(
-    rpc: string,
-    call: ServerUnaryCall<Req, Res>,
-    callback: sendUnaryData<Res>,
-    kind: SiteMessageKind | null,
-    codec: { encode(message: Req): { finish(): Uint8Array } },
-    facts: (request: Req) => MessageFacts,
-    work: (siteId: string) => Promise<Res>,
-  ): Promise<void> {
+  private async answer<Req, Res>(...[rpc, call, callback, kind, codec, facts, work]: UnaryArgs<Req, Res>): Promise<void> {
     let siteId: string | undefined;
     const bytes = kind ? encodeMessage(codec, call.request) : undefined;
     const received = bytes ? { sha256: sha256Hex(bytes), bytes: bytes.byteLength } : null;
