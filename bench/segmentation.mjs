@@ -5,10 +5,12 @@
 // each seed and variant in a worker thread of its own (--jobs at a time; the figures do not depend on it).
 //   npm run bench -- segmentation [--rounds 20] [--epochs 2] [--batch-size 2] [--learning-rate 0.003]
 //                                 [--images-per-site 25] [--holdout 100] [--seeds 1,2,3] [--width 8] [--depth 3]
-//                                 [--harmonise both|on|off] [--jobs <cores>] [--quick] [--out bench/results/segmentation.json]
+//                                 [--harmonise both|on|off] [--normalise unit|min-max|z-score|histogram-equalisation]
+//                                 [--jobs <cores>] [--quick] [--out bench/results/segmentation.json]
 // Every arm runs twice (--harmonise both): on the images as the hospitals' scanners wrote them ("asAcquired") and
 // harmonised as a study with statistics.harmonise trains them ("harmonised", see bench/lib/harmonise.mjs; the headline
 // figures). The hospitals' scanners differ in contrast and intensity, and FedAvg averages models each fitted to one.
+// --normalise applies a study's contrast normalisation to every image first ('z-score': each to mean 0, sd 1).
 // Budget: every arm trains `rounds` x `epochs` epochs over its own images with the same batch size, learning-rate
 // schedule (cosine over the rounds) and Adam restarted every round, as a federated round restarts it: pooled and
 // FedAvg process the same images equally often (the same compute), a site alone its quarter of them as often.
@@ -25,7 +27,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
-import { positiveInteger } from './lib/cli-numbers.mjs';
+import { positiveInteger, preprocessingWithNormalise } from './lib/cli-options.mjs';
 import { harmoniseConsortium } from './lib/harmonise.mjs';
 
 process.env.FEDERA_LOG_LEVEL ??= 'warn';
@@ -53,6 +55,7 @@ const { values: args } = parseArgs({
     'batch-size': { type: 'string', default: '2' },
     jobs: { type: 'string' },
     harmonise: { type: 'string', default: 'both' },
+    normalise: { type: 'string', default: 'unit' },
     quick: { type: 'boolean', default: false },
     out: { type: 'string' },
   },
@@ -69,6 +72,9 @@ const jobs = positiveInteger('jobs', args.jobs, availableParallelism());
 const harmoniseChoices = { both: [true, false], on: [true], off: [false] };
 const variants = harmoniseChoices[args.harmonise];
 if (!variants) throw new RangeError(`--harmonise must be both, on or off, got ${args.harmonise}`);
+// Every image's contrast normalisation, as a study's preprocessing.normalise sets it (checked by the study schema).
+const normalise = args.normalise;
+const preprocessing = preprocessingWithNormalise(shared, normalise);
 const learningRate = Number(args['learning-rate']);
 if (!(learningRate > 0)) throw new RangeError(`--learning-rate must be a number > 0, got ${args['learning-rate']}`);
 const out = resolve(args.out ?? (quick ? join(tmpdir(), 'federa-segmentation-quick.json') : join(here, 'results/segmentation.json')));
@@ -170,7 +176,7 @@ async function loadSeed(seed, harmonise) {
   try {
     const consortium = await sim.generateConsortium({ outDir: workDir, sites, imagesPerSite, holdoutImages, seed });
     const loadSet = async (set) => {
-      const loaded = await data.loadSegmentationDataset({ dir: set.dir, inputSize: 64, channels: 1, segments: [sim.LESION_SEGMENT], exclude: ['labels.csv'] });
+      const loaded = await data.loadSegmentationDataset({ dir: set.dir, inputSize: 64, channels: 1, preprocessing, segments: [sim.LESION_SEGMENT], exclude: ['labels.csv'] });
       if (loaded.rejected.length > 0) throw new Error(`${set.id}: ${loaded.rejected.length} files rejected, first: ${loaded.rejected[0].message}`);
       return loaded;
     };
@@ -274,6 +280,7 @@ if (!isMainThread) {
       seeds,
       harmonisation:
         "harmonised: each hospital's images (and each held-out image, by the hospital it came from) moved from the hospital's own intensity mean and standard deviation to the consortium's, as a study with statistics.harmonise trains; asAcquired: the images as the hospitals' scanners wrote them",
+      normalise,
       aggregation: 'FedAvg with sample-count weights, summed in the clear',
     },
     environment: { node: process.version, cores: availableParallelism(), jobs, loadAverageAtStart: Math.round(load1 * 100) / 100 },

@@ -4,7 +4,7 @@
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { finiteNumber, positiveInteger } from './cli-numbers.mjs';
+import { finiteNumber, positiveInteger, preprocessingWithNormalise } from './cli-options.mjs';
 import { parseServerOptimizerRows } from './server-rows.mjs';
 
 /** The options of `argv` (process.argv's tail), with `shared` (@federa/shared's dist) to check them and `defaultOut` for the results. */
@@ -114,9 +114,7 @@ export function learningOptions(argv, shared, defaultOut) {
   const onlyLinear = args['only-linear'];
   // Every image's contrast normalisation, as a study's preprocessing.normalise sets it (checked by the study schema).
   const normalise = args.normalise;
-  const parsedPreprocessing = shared.preprocessingSchema.safeParse({ normalise });
-  if (!parsedPreprocessing.success) throw new RangeError(`--normalise must be unit, min-max, z-score or histogram-equalisation, got ${normalise}`);
-  const preprocessing = parsedPreprocessing.data;
+  const preprocessing = preprocessingWithNormalise(shared, normalise);
   const harmonise = args.harmonise;
   if (onlyLinear && linearArchitectures.length === 0) throw new RangeError('--only-linear needs --linear to name at least one architecture');
   const linearLearningRate = finiteNumber('linear-learning-rate', args['linear-learning-rate']);
