@@ -27,7 +27,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
-import { positiveInteger, preprocessingWithNormalise } from './lib/cli-options.mjs';
+import { consortiumOptions, positiveInteger, preprocessingWithNormalise } from './lib/cli-options.mjs';
 import { harmoniseConsortium } from './lib/harmonise.mjs';
 
 process.env.FEDERA_LOG_LEVEL ??= 'warn';
@@ -61,11 +61,7 @@ const { values: args } = parseArgs({
   },
 });
 const quick = args.quick;
-const rounds = positiveInteger('rounds', args.rounds, quick ? 2 : 20);
-const epochs = positiveInteger('epochs', args.epochs, quick ? 1 : 2);
-const imagesPerSite = positiveInteger('images-per-site', args['images-per-site'], quick ? 8 : 25);
-const holdoutImages = positiveInteger('holdout', args.holdout, quick ? 8 : 100);
-const sites = positiveInteger('sites', args.sites);
+const { rounds, epochs, imagesPerSite, holdoutImages, sites } = consortiumOptions(args, quick, { imagesPerSite: [8, 25], holdout: [8, 100] });
 const seeds = (args.seeds ?? (quick ? '1' : '1,2,3')).split(',').map((v) => positiveInteger('seeds', v.trim()));
 const jobs = positiveInteger('jobs', args.jobs, availableParallelism());
 // Which images the arms train on: as the hospitals' scanners wrote them, harmonised by the statistics round, or both.

@@ -23,3 +23,18 @@ export function preprocessingWithNormalise(shared, normalise) {
   if (!parsed.success) throw new RangeError(`--normalise must be unit, min-max, z-score or histogram-equalisation, got ${normalise}`);
   return parsed.data;
 }
+
+/**
+ * The synthetic consortium's size and the training budget, as both learning-quality benchmarks take them: rounds,
+ * local epochs per round, images per site, held-out images and sites. `defaults` gives images per site and held-out
+ * images as [smoke run, full run]; the smoke run (`quick`) trains 2 rounds of 1 epoch.
+ */
+export function consortiumOptions(args, quick, defaults) {
+  return {
+    rounds: positiveInteger('rounds', args.rounds, quick ? 2 : 20),
+    epochs: positiveInteger('epochs', args.epochs, quick ? 1 : 2),
+    imagesPerSite: positiveInteger('images-per-site', args['images-per-site'], defaults.imagesPerSite[quick ? 0 : 1]),
+    holdoutImages: positiveInteger('holdout', args.holdout, defaults.holdout[quick ? 0 : 1]),
+    sites: positiveInteger('sites', args.sites),
+  };
+}

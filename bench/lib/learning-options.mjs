@@ -4,7 +4,7 @@
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { finiteNumber, positiveInteger, preprocessingWithNormalise } from './cli-options.mjs';
+import { consortiumOptions, finiteNumber, positiveInteger, preprocessingWithNormalise } from './cli-options.mjs';
 import { parseServerOptimizerRows } from './server-rows.mjs';
 
 /** The options of `argv` (process.argv's tail), with `shared` (@federa/shared's dist) to check them and `defaultOut` for the results. */
@@ -43,11 +43,7 @@ export function learningOptions(argv, shared, defaultOut) {
   // --quick is a smoke run of the whole pipeline (seconds); its figures say nothing about learning quality,
   // so by default it writes to the temp folder, never over the real results.
   const quick = args.quick;
-  const rounds = positiveInteger('rounds', args.rounds, quick ? 2 : 20);
-  const epochs = positiveInteger('epochs', args.epochs, quick ? 1 : 2);
-  const imagesPerSite = positiveInteger('images-per-site', args['images-per-site'], quick ? 24 : 25);
-  const holdoutImages = positiveInteger('holdout', args.holdout, quick ? 48 : 400);
-  const sites = positiveInteger('sites', args.sites);
+  const { rounds, epochs, imagesPerSite, holdoutImages, sites } = consortiumOptions(args, quick, { imagesPerSite: [24, 25], holdout: [48, 400] });
   // Seeds are integers (they seed the generator, the initial weights and the shuffles); duplicates would only
   // weight one draw twice in the means.
   const seeds = (args.seeds ?? (quick ? '1' : '1,2,3')).split(',').map((v) => {
