@@ -26,7 +26,7 @@ import { fileURLToPath } from 'node:url';
 import sharp from 'sharp';
 import { accuracyBySource, checkpoint, concatImages, learningPlotSvg, multiSeedResults } from './lib/learning-report.mjs';
 import { serverOptimizerDocument } from './lib/server-rows.mjs';
-import { learningSummaryLines } from './lib/learning-summary.mjs';
+import { fmt, learningSummaryLines } from './lib/learning-summary.mjs';
 import { learningOptions } from './lib/learning-options.mjs';
 import { harmoniseConsortium } from './lib/harmonise.mjs';
 import { linearResults, linearRowsForSeed, linearSummaryLines, mergeLinearRows } from './lib/learning-linear.mjs';
@@ -85,8 +85,6 @@ async function evaluate(spec, weights, holdout) {
   const probabilities = await predictProbabilities(spec, weights, holdout);
   return shared.metricsFromScores(probabilities, holdout.labels, spec.classes);
 }
-
-const fmt = (m) => `accuracy ${(100 * m.accuracy).toFixed(1)}%, AUC ${m.auc === null ? '-' : m.auc.toFixed(3)}`;
 
 /**
  * One dataset trained centrally for `rounds` checkpoints of `epochs` epochs each. trainLocal starts a fresh Adam

@@ -1,12 +1,13 @@
 import { describe, expect, it } from 'vitest';
 // The learning benchmark end to end at its smoke size (seconds): a full run takes the better part of an hour, so
 // this is what keeps its wiring (options, every row, the results document, the summary) from breaking unseen.
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { runBench } from './support/bench-run.js';
 
-const bench = (...args: string[]) => spawnSync(process.execPath, ['bench/learning.mjs', ...args], { encoding: 'utf8', env: { ...process.env, FEDERA_LOG_LEVEL: 'error' } });
+const bench = (...args: string[]) => runBench('learning', ...args);
 
 describe('learning benchmark smoke run', () => {
   it('runs every kind of row on z-scored images and writes the results, the plot and the plateau tables', () => {

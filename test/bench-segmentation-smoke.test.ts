@@ -1,12 +1,12 @@
 import { describe, expect, it } from 'vitest';
 // The segmentation benchmark end to end at its smoke size (seconds; a full run takes ten minutes): options, workers,
 // every arm and the results document.
-import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { runBench } from './support/bench-run.js';
 
-const bench = (...args: string[]) => spawnSync(process.execPath, ['bench/segmentation.mjs', ...args], { encoding: 'utf8', env: { ...process.env, FEDERA_LOG_LEVEL: 'error' } });
+const bench = (...args: string[]) => runBench('segmentation', ...args);
 
 describe('segmentation benchmark smoke run', () => {
   it('trains every arm on z-scored images and writes what it measured', () => {

@@ -1,9 +1,10 @@
 // The learning benchmark's console summary: per-seed and mean accuracies, the targets, the DP, linear and server rows
 // and the rounds to plateau, as lines. Pure: it prints nothing itself.
 import { linearSummaryLines } from './learning-linear.mjs';
-import { plateauSummary } from './server-rows.mjs';
+import { plateauSummary, tableLines } from './server-rows.mjs';
 
-const fmt = (m) => `accuracy ${(100 * m.accuracy).toFixed(1)}%, AUC ${m.auc === null ? '-' : m.auc.toFixed(3)}`;
+/** A model's held-out accuracy and AUC, as the console shows them. */
+export const fmt = (m) => `accuracy ${(100 * m.accuracy).toFixed(1)}%, AUC ${m.auc === null ? '-' : m.auc.toFixed(3)}`;
 
 /** The summary of a results document (as bench/learning.mjs writes it) and the run's duration, as lines. */
 export function learningSummaryLines(results, totalSeconds) {
@@ -35,20 +36,20 @@ export function learningSummaryLines(results, totalSeconds) {
       `above the best single site ${met(results.targetsAtEverySeed.federatedAboveBestSingleSite)}; ${totalSeconds.toFixed(0)} s`,
   );
   say(`DP rows (FedAvg, seed means; DP figures vary between runs even at the same seed):`);
-  const table = [
-    ['mode', 'target eps', 'achieved eps', 'delta', 'sigma', 'accuracy', 'AUC'],
-    ...results.dp.map((r) => [
-      r.mode,
-      r.targetEpsilon ?? '-',
-      r.epsilon ?? '-',
-      r.delta === null ? '-' : r.delta.toExponential(),
-      r.noiseMultiplier === undefined ? '-' : r.noiseMultiplier.toFixed(3),
-      pct(r.accuracy),
-      r.auc === null ? '-' : r.auc.toFixed(3),
+  lines.push(
+    ...tableLines([
+      ['mode', 'target eps', 'achieved eps', 'delta', 'sigma', 'accuracy', 'AUC'],
+      ...results.dp.map((r) => [
+        r.mode,
+        r.targetEpsilon ?? '-',
+        r.epsilon ?? '-',
+        r.delta === null ? '-' : r.delta.toExponential(),
+        r.noiseMultiplier === undefined ? '-' : r.noiseMultiplier.toFixed(3),
+        pct(r.accuracy),
+        r.auc === null ? '-' : r.auc.toFixed(3),
+      ]),
     ]),
-  ].map((row) => row.map(String));
-  const widths = table[0].map((_, c) => Math.max(...table.map((row) => row[c].length)));
-  for (const row of table) say(`  ${row.map((cell, c) => cell.padStart(widths[c])).join('  ')}`);
+  );
   if (results.linear) for (const line of linearSummaryLines(results.linear)) say(line);
   for (const line of plateauSummary(results)) say(line);
   return lines;

@@ -253,7 +253,7 @@ export function plateauSummary(results) {
 }
 
 /** A table as aligned lines: the first column left-aligned, the others right-aligned. */
-function tableLines(table) {
+export function tableLines(table) {
   const cells = table.map((row) => row.map(String));
   const widths = cells[0].map((_, c) => Math.max(...cells.map((row) => row[c].length)));
   return cells.map((row) => `  ${row.map((cell, c) => (c === 0 ? cell.padEnd(widths[c]) : cell.padStart(widths[c]))).join('  ')}`);
